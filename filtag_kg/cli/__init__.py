@@ -1,0 +1,41 @@
+"""The `filtag-kg` command: a thin layer over the library. Each area registers its commands here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import core, explain, kg, semantic
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="filtag-kg")
+def cli() -> None:
+    """Tag the filters of a convolutional network with the classes that activate them (FilTag),
+    and publish the tags as a knowledge graph (RDF, SPARQL, WordNet, ConceptNet).
+
+    Start with `filtag-kg demo`: it trains a small CNN on the embedded Animal-Shape data,
+    tags its filters and shows what they respond to.
+    """
+
+
+for module in (core, kg, semantic, explain):
+    module.register(cli)
+
+
+def main() -> None:
+    """Console entry point: library errors that name bad input become a clean message and exit 2."""
+    from ..errors import UserError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except UserError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)

@@ -1,0 +1,7 @@
+"""The one exception family for bad user input: the CLI prints the message and exits with 2."""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """Bad input (a file, option or value); the message names it and says what would work."""

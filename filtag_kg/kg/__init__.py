@@ -1,0 +1,1 @@
+"""The knowledge graph: vocabulary, export to RDF, stores, queries, semantic linking, FAIR metadata."""

@@ -1,0 +1,108 @@
+"""Namespaces and deterministic IRI minting: one place that says what every node is called.
+
+IRIs of data are minted under a configurable base (default `DEFAULT_BASE`), from stable keys only
+(hashes, names, indices), so exporting the same run twice gives the same graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import quote
+
+from pyoxigraph import NamedNode
+
+NNO = "https://w3id.org/nno/ontology#"
+FT = "https://w3id.org/filtag-kg/ontology#"
+PROV = "http://www.w3.org/ns/prov#"
+DCTERMS = "http://purl.org/dc/terms/"
+DCAT = "http://www.w3.org/ns/dcat#"
+SKOS = "http://www.w3.org/2004/02/skos/core#"
+SCHEMA = "https://schema.org/"
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+RDFS = "http://www.w3.org/2000/01/rdf-schema#"
+OWL = "http://www.w3.org/2002/07/owl#"
+XSD = "http://www.w3.org/2001/XMLSchema#"
+SH = "http://www.w3.org/ns/shacl#"
+FOAF = "http://xmlns.com/foaf/0.1/"
+
+PREFIXES: dict[str, str] = {
+    "nno": NNO, "ft": FT, "prov": PROV, "dcterms": DCTERMS, "dcat": DCAT, "skos": SKOS,
+    "schema": SCHEMA, "rdf": RDF, "rdfs": RDFS, "owl": OWL, "xsd": XSD, "foaf": FOAF,
+}
+
+DEFAULT_BASE = "https://w3id.org/filtag-kg/id/"
+
+
+def sparql_prefixes() -> str:
+    """PREFIX lines for all namespaces above, to put in front of a query."""
+    return "".join(f"PREFIX {p}: <{ns}>\n" for p, ns in PREFIXES.items())
+
+
+def slug(text: str) -> str:
+    """A readable, IRI-safe path segment for a name (spaces and punctuation become '_')."""
+    s = re.sub(r"[^A-Za-z0-9._~-]+", "_", text.strip()).strip("_")
+    return s or "_" + hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+class Minter:
+    """Mints the IRIs of one knowledge graph under `base` (which ends with '/' or '#')."""
+
+    def __init__(self, base: str = DEFAULT_BASE) -> None:
+        if not base.endswith(("/", "#")):
+            raise ValueError(f"base IRI must end with '/' or '#': {base!r}")
+        self.base = base
+
+    def _iri(self, *parts: str) -> NamedNode:
+        return NamedNode(self.base + "/".join(quote(p, safe="._~-") for p in parts))
+
+    # networks and their parts; `model_id` is the hash of architecture and weights
+    def network(self, model_id: str) -> NamedNode:
+        return self._iri("network", model_id)
+
+    def model(self, model_id: str) -> NamedNode:
+        return self._iri("model", model_id)
+
+    def layer(self, model_id: str, layer_name: str) -> NamedNode:
+        return self._iri("model", model_id, "layer", slug(layer_name))
+
+    def filter(self, model_id: str, layer_name: str, index: int) -> NamedNode:
+        return self._iri("model", model_id, "layer", slug(layer_name), "filter", str(int(index)))
+
+    # classes live in a label space (a data set's class list, e.g. "imagenet1k", "animal-shape")
+    def label_space(self, space: str) -> NamedNode:
+        return self._iri("classes", slug(space))
+
+    def image_class(self, space: str, key: str) -> NamedNode:
+        """`key`: the wnid where there is one, else the label."""
+        return self._iri("classes", slug(space), slug(key))
+
+    # runs (prov:Activity) and what they generate; `run_id` is a hash of the run's inputs
+    def run(self, run_id: str) -> NamedNode:
+        return self._iri("run", run_id)
+
+    def run_graph(self, run_id: str, part: str = "tags") -> NamedNode:
+        """The named graph holding one run's records (`part`: tags, explanations, links …)."""
+        return self._iri("graph", run_id, part)
+
+    def tag(self, run_id: str, layer_name: str, index: int, space: str, key: str, method: str, parameter: float) -> NamedNode:
+        return self._iri("run", run_id, "tag", slug(layer_name), str(int(index)), slug(key), method, _num(parameter))
+
+    def image(self, dataset: str, image_id: str) -> NamedNode:
+        return self._iri("image", slug(dataset), image_id)
+
+    def dataset(self, name: str) -> NamedNode:
+        return self._iri("dataset", slug(name))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def stable_hash(*parts: str | bytes) -> str:
+    """A short hex id from stable inputs (16 hex digits of SHA-256)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else p.encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:16]

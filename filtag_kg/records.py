@@ -1,0 +1,301 @@
+"""Plain records passed between the stages: activation statistics and tag sets.
+
+Nothing here imports TensorFlow, so the knowledge-graph and linking code can use these records
+without loading a deep-learning runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+ARTIFACT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+ARRAYS_NAME = "arrays.npz"
+
+K_BEST = "k-best"
+Q_QUANTILE = "q-quantile"
+METHODS = (K_BEST, Q_QUANTILE)
+
+
+@dataclass
+class HeldOut:
+    """Per-image records of the held-out split: what explanations and evaluation need.
+
+    `vectors[layer]` is float32 [n_images, n_filters] of scaled feature-map means ā(m,i,d);
+    `top_classes`/`top_probs` are the model's top-5 predictions, `labels` the true class indices,
+    `image_ids` a stable id per image (file path relative to the data root, or an index).
+    """
+
+    image_ids: list[str]
+    labels: np.ndarray  # int64 [n]
+    top_classes: np.ndarray  # int64 [n, 5]
+    top_probs: np.ndarray  # float32 [n, 5]
+    vectors: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """The predicted class index of each image (top-1)."""
+        return self.top_classes[:, 0]
+
+    def accuracy(self) -> float:
+        return float(np.mean(self.predictions == self.labels)) if len(self) else float("nan")
+
+    def order(self, order: np.ndarray) -> HeldOut:
+        return HeldOut(
+            image_ids=[self.image_ids[i] for i in order],
+            labels=self.labels[order],
+            top_classes=self.top_classes[order],
+            top_probs=self.top_probs[order],
+            vectors={k: v[order] for k, v in self.vectors.items()},
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence[HeldOut]) -> HeldOut:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            raise ValueError("no held-out records to concatenate")
+        layers = list(parts[0].vectors)
+        return HeldOut(
+            image_ids=[i for p in parts for i in p.image_ids],
+            labels=np.concatenate([p.labels for p in parts]),
+            top_classes=np.concatenate([p.top_classes for p in parts]),
+            top_probs=np.concatenate([p.top_probs for p in parts]),
+            vectors={m: np.concatenate([p.vectors[m] for p in parts]) for m in layers},
+        )
+
+
+@dataclass
+class ActivationStats:
+    """Per-layer, per-class sums of scaled feature-map means, streamed over a labelled image set.
+
+    z_c(m,i) = sums[m][c, i] / counts[c]. Sums are float64 so that shards merge exactly (up to
+    float64 rounding) into the result of one run.
+    """
+
+    layers: list[str]
+    classes: list[str]
+    n_filters: dict[str, int]
+    sums: dict[str, np.ndarray]  # float64 [n_classes, n_filters]
+    counts: np.ndarray  # int64 [n_classes]
+    heldout: HeldOut | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def empty(
+        cls, layers: Sequence[str], classes: Sequence[str], n_filters: Mapping[str, int],
+        manifest: Mapping[str, Any] | None = None,
+    ) -> ActivationStats:
+        return cls(
+            layers=list(layers),
+            classes=list(classes),
+            n_filters={m: int(n_filters[m]) for m in layers},
+            sums={m: np.zeros((len(classes), int(n_filters[m])), np.float64) for m in layers},
+            counts=np.zeros(len(classes), np.int64),
+            manifest=dict(manifest or {}),
+        )
+
+    @property
+    def n_images(self) -> int:
+        return int(self.counts.sum())
+
+    def class_means(self, layer: str) -> np.ndarray:
+        """z_c(m,i) as float64 [n_classes, n_filters]; NaN rows for classes without images."""
+        if layer not in self.sums:
+            raise KeyError(f"layer {layer!r} is not in these statistics; layers: {', '.join(self.layers)}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.sums[layer] / self.counts[:, None]
+
+    def add_batch(self, labels: np.ndarray, means: Mapping[str, np.ndarray]) -> None:
+        """Add one batch of per-image means (float [batch, n_filters] per layer) to the sums."""
+        labels = np.asarray(labels, np.int64)
+        self.counts += np.bincount(labels, minlength=len(self.classes))
+        for m in self.layers:
+            np.add.at(self.sums[m], labels, np.asarray(means[m], np.float64))
+
+    def merge(self, other: ActivationStats) -> ActivationStats:
+        """The statistics of the union of two disjoint image sets (e.g. shards of one data set)."""
+        if self.layers != other.layers or self.classes != other.classes or self.n_filters != other.n_filters:
+            raise ValueError("cannot merge statistics of different layers, classes or filter counts")
+        heldouts = [h for h in (self.heldout, other.heldout) if h is not None and len(h)]
+        heldout = None
+        if heldouts:
+            heldout = HeldOut.concatenate(heldouts)
+            order = np.argsort(np.asarray(heldout.image_ids, dtype=object), kind="stable")
+            heldout = heldout.order(order)
+        manifest = dict(self.manifest)
+        manifest.pop("shard", None)
+        return ActivationStats(
+            layers=list(self.layers),
+            classes=list(self.classes),
+            n_filters=dict(self.n_filters),
+            sums={m: self.sums[m] + other.sums[m] for m in self.layers},
+            counts=self.counts + other.counts,
+            heldout=heldout,
+            manifest=manifest,
+        )
+
+    # -- on-disk artifact -------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write `arrays.npz` and `manifest.json` into `directory`, each atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {"counts": self.counts}
+        for j, m in enumerate(self.layers):
+            arrays[f"sums/{j}"] = self.sums[m]
+        h = self.heldout
+        if h is not None:
+            arrays.update(
+                {"heldout/labels": h.labels, "heldout/top_classes": h.top_classes, "heldout/top_probs": h.top_probs}
+            )
+            for j, m in enumerate(self.layers):
+                arrays[f"heldout/vectors/{j}"] = h.vectors[m]
+        manifest = dict(self.manifest)
+        manifest.update(
+            artifact_version=ARTIFACT_VERSION,
+            layers=self.layers,
+            classes=self.classes,
+            n_filters=[self.n_filters[m] for m in self.layers],
+            n_images=self.n_images,
+            heldout_image_ids=h.image_ids if h is not None else None,
+        )
+        _atomic_write(directory / ARRAYS_NAME, lambda f: np.savez(f, **arrays))
+        _atomic_write(directory / MANIFEST_NAME, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> ActivationStats:
+        directory = Path(directory)
+        manifest_path = directory / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{manifest_path}: no statistics artifact here (expected {MANIFEST_NAME})")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("artifact_version") != ARTIFACT_VERSION:
+            raise ValueError(f"{manifest_path}: unsupported artifact version {manifest.get('artifact_version')!r}")
+        layers = list(manifest["layers"])
+        with np.load(directory / ARRAYS_NAME, allow_pickle=False) as z:
+            sums = {m: z[f"sums/{j}"] for j, m in enumerate(layers)}
+            counts = z["counts"]
+            heldout = None
+            if manifest.get("heldout_image_ids") is not None:
+                heldout = HeldOut(
+                    image_ids=list(manifest["heldout_image_ids"]),
+                    labels=z["heldout/labels"],
+                    top_classes=z["heldout/top_classes"],
+                    top_probs=z["heldout/top_probs"],
+                    vectors={m: z[f"heldout/vectors/{j}"] for j, m in enumerate(layers)},
+                )
+        return cls(
+            layers=layers,
+            classes=list(manifest["classes"]),
+            n_filters=dict(zip(layers, (int(n) for n in manifest["n_filters"]))),
+            sums=sums,
+            counts=counts,
+            heldout=heldout,
+            manifest={k: v for k, v in manifest.items() if k != "heldout_image_ids"},
+        )
+
+
+class Tag(NamedTuple):
+    """One tag: filter `filter` of `layer` is tagged with `class_name` by `method` with `parameter`."""
+
+    layer: str
+    filter: int
+    class_index: int
+    class_name: str
+    score: float  # z_c(m,i)
+    rank: int  # 1 = the filter with the highest z for this class in this layer
+    method: str  # "k-best" | "q-quantile"
+    parameter: float  # k or q
+
+
+@dataclass
+class TagSet:
+    """All tags of one tagging run, stored column-wise (one row per tag) for speed at VGG16 scale.
+
+    `selections` lists the (method, parameter) pairs in the run, e.g. [("k-best", 1), ("q-quantile", 5)].
+    Iterating yields `Tag` records.
+    """
+
+    layers: list[str]
+    classes: list[str]
+    n_filters: dict[str, int]
+    selections: list[tuple[str, float]]
+    layer_index: np.ndarray  # int32, index into layers
+    filter_index: np.ndarray  # int32
+    class_index: np.ndarray  # int32
+    score: np.ndarray  # float64
+    rank: np.ndarray  # int32
+    selection_index: np.ndarray  # int16, index into selections
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.filter_index)
+
+    def __iter__(self) -> Iterator[Tag]:
+        for li, fi, ci, s, r, si in zip(
+            self.layer_index.tolist(), self.filter_index.tolist(), self.class_index.tolist(),
+            self.score.tolist(), self.rank.tolist(), self.selection_index.tolist(),
+        ):
+            method, parameter = self.selections[si]
+            yield Tag(self.layers[li], fi, ci, self.classes[ci], s, r, method, parameter)
+
+    def select(self, method: str, parameter: float) -> TagSet:
+        """The tags of one selection (e.g. k-best with k=5) as a TagSet of their own."""
+        try:
+            si = self.selections.index((method, parameter))
+        except ValueError:
+            raise KeyError(f"no selection {method} {parameter} in this tag set; have {self.selections}") from None
+        keep = self.selection_index == si
+        return self._subset(keep, [(method, parameter)], np.zeros(int(keep.sum()), np.int16))
+
+    def _subset(self, keep: np.ndarray, selections: list[tuple[str, float]], selection_index: np.ndarray) -> TagSet:
+        return TagSet(
+            layers=self.layers, classes=self.classes, n_filters=self.n_filters, selections=selections,
+            layer_index=self.layer_index[keep], filter_index=self.filter_index[keep],
+            class_index=self.class_index[keep], score=self.score[keep], rank=self.rank[keep],
+            selection_index=selection_index, manifest=self.manifest,
+        )
+
+    def filter_tags(self, layer: str, method: str, parameter: float) -> list[list[int]]:
+        """For one layer and selection: the class indices each filter is tagged with, by filter index."""
+        si = self.selections.index((method, parameter))
+        li = self.layers.index(layer)
+        keep = (self.selection_index == si) & (self.layer_index == li)
+        out: list[list[int]] = [[] for _ in range(self.n_filters[layer])]
+        for f, c in zip(self.filter_index[keep].tolist(), self.class_index[keep].tolist()):
+            out[f].append(c)
+        return out
+
+    def tag_matrix(self, layer: str, method: str, parameter: float) -> np.ndarray:
+        """Boolean [n_filters, n_classes]: True where the filter carries the class as a tag."""
+        si = self.selections.index((method, parameter))
+        li = self.layers.index(layer)
+        keep = (self.selection_index == si) & (self.layer_index == li)
+        matrix = np.zeros((self.n_filters[layer], len(self.classes)), bool)
+        matrix[self.filter_index[keep], self.class_index[keep]] = True
+        return matrix
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same directory, then rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,106 @@
+"""FilTag's tag selection: k-best and q-quantile filters per class and layer.
+
+Given z_c(m,i) (`ActivationStats.class_means`), the class c is a tag of the k filters of layer m
+with the highest z_c(m,·) (k-best), or of the top q percent of them (q-quantile, with
+p = round(q/100·|I_m|) filters, at least 1). Ties are broken by the lower filter index, so the
+selection is deterministic.
+
+Deviation from the original scripts: there, a q that rounds to p = 0 tags *every* filter of the
+layer; here p is at least 1, so a small q always means "the best filter or few".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .errors import UserError
+from .records import K_BEST, Q_QUANTILE, ActivationStats, TagSet
+
+
+class TaggingError(UserError):
+    """A k or q that cannot be applied to the statistics (the message names the value and layer)."""
+
+
+def quantile_count(q: float, n_filters: int) -> int:
+    """Number of filters a q-quantile selects in a layer of `n_filters`: round(q/100·n), at least 1.
+
+    Rounds half to even like Python's round(), as the original scripts do.
+    """
+    return max(1, int(round(q / 100.0 * n_filters)))
+
+
+def rank_filters(z: np.ndarray) -> np.ndarray:
+    """Filter indices of each class, best first: int [n_classes, n_filters] (ties: lower index first)."""
+    return np.argsort(-z, axis=1, kind="stable")
+
+
+def tag(
+    stats: ActivationStats,
+    k: int | Iterable[int] | None = None,
+    q: float | Iterable[float] | None = None,
+    layers: Sequence[str] | None = None,
+) -> TagSet:
+    """Tag the filters of `stats` with k-best and/or q-quantile selection; several k and q in one go.
+
+    With neither k nor q, k = 1. Classes without images in the statistics get no tags.
+    """
+    ks = _as_list(k)
+    qs = _as_list(q)
+    if not ks and not qs:
+        ks = [1]
+    layers = list(stats.layers if layers is None else layers)
+    for m in layers:
+        if m not in stats.n_filters:
+            raise TaggingError(f"layer {m!r} is not in the statistics; layers: {', '.join(stats.layers)}")
+    for kv in ks:
+        if int(kv) != kv or kv < 1:
+            raise TaggingError(f"k must be a whole number of at least 1, got {kv}")
+        for m in layers:
+            if kv > stats.n_filters[m]:
+                raise TaggingError(f"k={int(kv)} is larger than the {stats.n_filters[m]} filters of layer {m!r}")
+    for qv in qs:
+        if not 0 < qv <= 100:
+            raise TaggingError(f"q must be in (0, 100], got {qv}")
+
+    selections: list[tuple[str, float]] = [(K_BEST, int(kv)) for kv in ks] + [(Q_QUANTILE, float(qv)) for qv in qs]
+    present = np.flatnonzero(stats.counts > 0)
+    cols: dict[str, list[np.ndarray]] = {n: [] for n in ("layer", "filter", "class", "score", "rank", "sel")}
+    for li, m in ((stats.layers.index(m), m) for m in layers):
+        z = stats.class_means(m)[present]
+        order = rank_filters(z)
+        for si, (method, p) in enumerate(selections):
+            count = int(p) if method == K_BEST else quantile_count(p, stats.n_filters[m])
+            top = order[:, :count]  # [n_present, count]
+            cols["layer"].append(np.full(top.size, li, np.int32))
+            cols["filter"].append(top.ravel().astype(np.int32))
+            cols["class"].append(np.repeat(present, count).astype(np.int32))
+            cols["score"].append(np.take_along_axis(z, top, axis=1).ravel())
+            cols["rank"].append(np.tile(np.arange(1, count + 1, dtype=np.int32), len(present)))
+            cols["sel"].append(np.full(top.size, si, np.int16))
+
+    def cat(name: str, dtype: type) -> np.ndarray:
+        return np.concatenate(cols[name]).astype(dtype) if cols[name] else np.zeros(0, dtype)
+
+    return TagSet(
+        layers=list(stats.layers),
+        classes=list(stats.classes),
+        n_filters=dict(stats.n_filters),
+        selections=selections,
+        layer_index=cat("layer", np.int32),
+        filter_index=cat("filter", np.int32),
+        class_index=cat("class", np.int32),
+        score=cat("score", np.float64),
+        rank=cat("rank", np.int32),
+        selection_index=cat("sel", np.int16),
+        manifest=dict(stats.manifest),
+    )
+
+
+def _as_list(value: float | Iterable[float] | None) -> list[float]:
+    if value is None:
+        return []
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return [value]
+    return list(value)

@@ -1,0 +1,1 @@
+"""Bundled OWL ontology, SHACL shapes and JSON-LD context (read with importlib.resources)."""

@@ -1,0 +1,1 @@
+"""Bundled SPARQL queries, one question per .rq file (read with importlib.resources)."""
