@@ -1,0 +1,135 @@
+"""The tags as networkx graphs, for analysis outside SPARQL (centrality, communities, GraphML tools).
+
+* filter–class graph: bipartite, one node per filter (`bipartite=0`) and per class (`bipartite=1`),
+  an edge where the filter carries the class as a tag (attributes `score`, `rank`);
+* class–class graph: classes joined by the number of filters they share (`weight`), the projection
+  of the filter–class graph onto its classes: which classes the network sees as alike.
+
+Both come from a TagSet in memory or from a store (one run's selection, via the bundled
+`selection-tags` query), with the same node ids, so the two routes give equal graphs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import networkx as nx
+
+from ..errors import UserError
+from ..records import K_BEST, METHODS, Q_QUANTILE, TagSet
+from . import queries
+from .vocab import FT
+
+METHOD_IRIS = {K_BEST: FT + "KBest", Q_QUANTILE: FT + "QQuantile"}
+
+
+class Edge(NamedTuple):
+    """One tag as an edge: filter `index` of `layer` (at `sequence` in the network) → class."""
+
+    layer: str
+    sequence: int
+    index: int
+    class_index: int
+    class_label: str
+    score: float | None
+    rank: int
+
+
+def filter_node(layer: str, index: int) -> str:
+    """Node id of a filter: `layer#index`."""
+    return f"{layer}#{index}"
+
+
+def class_node(class_index: int) -> str:
+    """Node id of a class: `class:index` (labels are not unique, e.g. ImageNet's two `crane`s)."""
+    return f"class:{class_index}"
+
+
+def filter_class_graph(
+    tags: TagSet, method: str | None = None, parameter: float | None = None, layers: Sequence[str] | None = None,
+) -> nx.Graph:
+    """The bipartite filter–class graph of one selection of a TagSet (the only one if not named).
+
+    Like the store route, it holds the filters that carry a tag (untagged filters are not nodes).
+    """
+    method, parameter = _selection(tags, method, parameter)
+    one = tags.select(method, parameter)
+    sequence = {m: i for i, m in enumerate(tags.layers)}
+    for layer in tags.manifest.get("model", {}).get("layers", []):
+        sequence[layer["name"]] = int(layer["index"])
+    wanted = _check_layers(layers, tags.layers)
+    edges = (
+        Edge(t.layer, sequence[t.layer], t.filter, t.class_index, t.class_name, t.score, t.rank)
+        for t in one if t.layer in wanted
+    )
+    return _build(edges, method, parameter)
+
+
+def store_filter_class_graph(
+    store: Any, run: str, method: str, parameter: float, layer: str | None = None,
+) -> nx.Graph:
+    """The filter–class graph of one run's selection in a store (`run`: its IRI)."""
+    if method not in METHOD_IRIS:
+        raise UserError(f"unknown selection method {method!r}; methods: {', '.join(METHODS)}")
+    params: dict[str, object] = {"run": run, "method": METHOD_IRIS[method], "parameter": parameter}
+    if layer is not None:
+        params["layer"] = layer
+    rows = queries.run("selection-tags", store, params).values()
+    if not rows:
+        raise UserError(f"no tags of run {run} with {method} {parameter:g} in the store")
+    edges = (
+        Edge(r["layer"], int(r["sequence"]), int(r["filter"]), int(r["classIndex"]), r["class"], r["score"], int(r["rank"]))
+        for r in rows
+    )
+    return _build(edges, method, parameter)
+
+
+def class_class_graph(filter_class: nx.Graph) -> nx.Graph:
+    """Classes joined by the number of filters tagged with both (`weight`); unconnected classes stay."""
+    classes = [n for n, kind in filter_class.nodes(data="kind") if kind == "class"]
+    graph = nx.bipartite.weighted_projected_graph(filter_class, classes)
+    graph.graph.update(filter_class.graph, kind="class-class")
+    return graph
+
+
+def write_graphml(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
+    """Write a graph as GraphML (attributes with None values are left out: GraphML has no null)."""
+    clean = graph.copy()
+    for _, data in clean.nodes(data=True):
+        for key in [k for k, v in data.items() if v is None]:
+            del data[key]
+    for _, _, data in clean.edges(data=True):
+        for key in [k for k, v in data.items() if v is None]:
+            del data[key]
+    nx.write_graphml(clean, os.fspath(path))
+
+
+def _build(edges: Iterable[Edge], method: str, parameter: float) -> nx.Graph:
+    graph = nx.Graph(kind="filter-class", method=method, parameter=float(parameter))
+    for e in edges:
+        f, c = filter_node(e.layer, e.index), class_node(e.class_index)
+        graph.add_node(f, bipartite=0, kind="filter", layer=e.layer, index=e.index, sequence=e.sequence)
+        graph.add_node(c, bipartite=1, kind="class", label=e.class_label, index=e.class_index)
+        graph.add_edge(f, c, score=None if e.score is None else float(e.score), rank=e.rank)
+    return graph
+
+
+def _selection(tags: TagSet, method: str | None, parameter: float | None) -> tuple[str, float]:
+    if method is None and parameter is None and len(tags.selections) == 1:
+        return tags.selections[0]
+    for m, p in tags.selections:
+        if m == method and parameter is not None and float(p) == float(parameter):
+            return m, p
+    have = ", ".join(f"{m} {p:g}" for m, p in tags.selections)
+    raise UserError(f"name one selection of this tag set (method and parameter); it has: {have}")
+
+
+def _check_layers(layers: Sequence[str] | None, known: Sequence[str]) -> list[str]:
+    if layers is None:
+        return list(known)
+    unknown = [m for m in layers if m not in known]
+    if unknown:
+        raise UserError(f"unknown layer {', '.join(unknown)}; layers: {', '.join(known)}")
+    return list(layers)

@@ -1,0 +1,459 @@
+"""Bundled SPARQL queries and the runner that binds their parameters safely.
+
+A query file (`queries/*.rq`, or any file) starts with a comment header::
+
+    # title: Tags of a filter
+    # description: The classes a filter is tagged with, in every run and selection.
+    #   Continuation lines are indented.
+    # param: layer (string): the layer's name, e.g. block5_conv3
+    # param: run (iri, optional): restrict to one tagging run
+    # example: filtag-kg query filter-tags --param layer=block5_conv3 --param filter=7
+
+A parameter `name` is the query variable `?name`. Values become RDF terms of the declared type and
+are never pasted into the query text: the embedded store gets them as pyoxigraph `substitutions`,
+a remote store as a serialized `VALUES` block at the start of the WHERE group (terms serialized by
+pyoxigraph, so a string cannot close its literal). Optional parameters left out stay unbound.
+Queries are written against the union of the named graphs (see docs/graph-model.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+from pyoxigraph import (
+    BlankNode,
+    Literal,
+    NamedNode,
+    QueryBoolean,
+    QueryResultsFormat,
+    QuerySolutions,
+    QueryTriples,
+    Triple,
+    Variable,
+    parse_query_results,
+)
+
+from ..errors import UserError
+from .vocab import PREFIXES, XSD
+
+Term = Union[NamedNode, BlankNode, Literal, Triple]
+
+PARAM_TYPES = ("iri", "string", "integer", "decimal", "double", "boolean")
+FORMATS = ("table", "csv", "tsv", "json")
+
+_HEADER = re.compile(r"^#\s?(\w+):\s*(.*)$")
+_CONTINUATION = re.compile(r"^#\s{2,}(\S.*)$")
+_WHERE = re.compile(r"(?<![\w?$:])WHERE(?![\w-])", re.IGNORECASE)
+_IRIREF = re.compile(r"<[^<>\"{}|^`\\\x00-\x20]*>")
+_PARAM = re.compile(r"^(\w+)\s*\(\s*(\w+)\s*(?:,\s*(required|optional)\s*)?\)\s*:\s*(.+)$")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A declared query parameter: the variable `?name`, its type, and whether it must be given."""
+
+    name: str
+    type: str
+    required: bool
+    description: str
+
+    def term(self, value: object) -> Term:
+        """The RDF term for `value` (a string from the command line, a Python value, or a term)."""
+        if isinstance(value, (NamedNode, BlankNode, Literal, Triple)):
+            return value
+        try:
+            return self._convert(value)
+        except (ValueError, InvalidOperation, TypeError) as e:
+            raise UserError(f"parameter {self.name!r} ({self.type}): cannot use {value!r}: {e}") from None
+
+    def _convert(self, value: object) -> Term:
+        if self.type == "string":
+            return Literal(str(value))
+        text = value.strip() if isinstance(value, str) else value
+        if self.type == "iri":
+            return NamedNode(expand_iri(str(text)))
+        if self.type == "integer":
+            if isinstance(text, float) and not text.is_integer():
+                raise ValueError("not a whole number")
+            return Literal(int(text))  # type: ignore[call-overload]
+        if self.type == "decimal":
+            number = Decimal(str(text))
+            if not number.is_finite():
+                raise ValueError("not a finite number")
+            # canonical form ("5.0" -> "5"), the form a store compares a bound term against
+            return Literal(f"{number.normalize():f}", datatype=NamedNode(XSD + "decimal"))
+        if self.type == "double":
+            return Literal(float(text))  # type: ignore[arg-type]
+        if isinstance(text, bool):
+            return Literal(text)
+        if str(text).lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true or false")
+        return Literal(str(text).lower() in ("true", "1"))
+
+
+def expand_iri(text: str) -> str:
+    """An absolute IRI from `<iri>`, `iri`, or a prefixed name with a known prefix (e.g. `ft:KBest`)."""
+    if text.startswith("<") and text.endswith(">"):
+        return text[1:-1]
+    prefix, sep, local = text.partition(":")
+    if sep and prefix in PREFIXES and not local.startswith("//"):
+        return PREFIXES[prefix] + local
+    return text
+
+
+@dataclass(frozen=True)
+class Query:
+    """One SPARQL query with its header: what it asks and which parameters it takes."""
+
+    name: str
+    title: str
+    description: str
+    parameters: tuple[Parameter, ...]
+    example: str
+    text: str
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str, name: str, path: Path | None = None) -> Query:
+        """Read the header comment of a query; every declared parameter must occur as ?name in the body."""
+        fields: dict[str, list[str]] = {}
+        params: list[str] = []
+        last: list[str] | None = None
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                if line.strip():
+                    break
+                continue
+            cont = _CONTINUATION.match(line)
+            head = _HEADER.match(line)
+            if cont and last is not None:
+                last[-1] += " " + cont.group(1).strip()
+            elif head:
+                key, value = head.group(1).lower(), head.group(2).strip()
+                last = params if key == "param" else fields.setdefault(key, [])
+                last.append(value)
+            else:
+                last = None
+        where = path or name
+        parameters: list[Parameter] = []
+        for p in params:
+            m = _PARAM.match(p)
+            if not m:
+                raise UserError(f"{where}: bad parameter line {p!r}; expected 'name (type[, optional]): description'")
+            pname, ptype, req, desc = m.groups()
+            if ptype not in PARAM_TYPES:
+                raise UserError(f"{where}: parameter {pname!r} has unknown type {ptype!r}; types: {', '.join(PARAM_TYPES)}")
+            if not re.search(rf"[?$]{pname}\b", _strip_comments(text)):
+                raise UserError(f"{where}: parameter {pname!r} is declared but ?{pname} does not occur in the query")
+            parameters.append(Parameter(pname, ptype, req != "optional", desc.strip()))
+        projected = _projection(text)
+        hidden = [p.name for p in parameters if projected is not None and p.name not in projected]
+        if hidden:
+            raise UserError(f"{where}: parameters must be selected (SELECT ?{' ?'.join(hidden)}) so they can be bound")
+        return cls(
+            name=name,
+            title=" ".join(fields.get("title", [name])),
+            description=" ".join(fields.get("description", [])),
+            parameters=tuple(parameters),
+            example=" ".join(fields.get("example", [])),
+            text=text,
+            path=path,
+        )
+
+    def bind(self, values: Mapping[str, object] | None = None) -> dict[str, Term]:
+        """Check names and required parameters and convert the values to RDF terms."""
+        values = dict(values or {})
+        declared = {p.name: p for p in self.parameters}
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            have = ", ".join(declared) or "none"
+            raise UserError(f"query {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {have}")
+        missing = [p.name for p in self.parameters if p.required and p.name not in values]
+        if missing:
+            raise UserError(f"query {self.name!r} needs --param {' --param '.join(m + '=…' for m in missing)}")
+        return {n: declared[n].term(v) for n, v in values.items()}
+
+    def with_values(self, bindings: Mapping[str, Term]) -> str:
+        """The query text with `bindings` as a VALUES block opening its WHERE group (for remote stores)."""
+        if not bindings:
+            return self.text
+        names = list(bindings)
+        block = f"VALUES ({' '.join('?' + n for n in names)}) {{ ({' '.join(str(bindings[n]) for n in names)}) }}\n"
+        at = _where_brace(self.text)
+        if at is None:
+            return self.text + "\n" + block
+        return self.text[: at + 1] + "\n  " + block + self.text[at + 1 :]
+
+
+def bundled() -> list[Query]:
+    """All queries shipped with the package, by name."""
+    root = resources.files("filtag_kg.queries")
+    return sorted(
+        (Query.parse(f.read_text(encoding="utf-8"), f.name[:-3]) for f in root.iterdir() if f.name.endswith(".rq")),
+        key=lambda q: q.name,
+    )
+
+
+def load(name_or_path: str | Path) -> Query:
+    """A bundled query by name (e.g. `filter-tags`), or a query file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".rq" or path.is_file():
+        if not path.is_file():
+            raise UserError(f"query file {path} does not exist")
+        return Query.parse(path.read_text(encoding="utf-8"), path.stem, path)
+    queries = {q.name: q for q in bundled()}
+    if str(name_or_path) not in queries:
+        raise UserError(f"no bundled query {str(name_or_path)!r}; bundled: {', '.join(queries)} (or give a .rq file)")
+    return queries[str(name_or_path)]
+
+
+@dataclass
+class Results:
+    """Query results: a table of RDF terms (None = unbound), or the answer of an ASK query."""
+
+    variables: list[str]
+    rows: list[tuple[Term | None, ...]]
+    boolean: bool | None = None
+
+    @classmethod
+    def of(cls, results: QuerySolutions | QueryBoolean | QueryTriples) -> Results:
+        if isinstance(results, QueryBoolean):
+            return cls([], [], bool(results))
+        if isinstance(results, QueryTriples):
+            return cls(["subject", "predicate", "object"], [(t.subject, t.predicate, t.object) for t in results])
+        variables = [v.value for v in results.variables]
+        return cls(variables, [tuple(s[v] for v in variables) for s in results])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> list[Term | None]:
+        i = self.variables.index(name)
+        return [r[i] for r in self.rows]
+
+    def values(self) -> list[dict[str, Any]]:
+        """Rows as dicts of Python values (IRIs as strings, literals as int/float/str/bool)."""
+        return [{v: python_value(t) for v, t in zip(self.variables, r)} for r in self.rows]
+
+    def serialize(self, fmt: str = "table") -> str:
+        """Text in one of FORMATS: an aligned table, or W3C SPARQL results CSV, TSV or JSON."""
+        if fmt == "json":
+            return json.dumps(self._json(), indent=1) + "\n"
+        if self.boolean is not None:
+            return {"csv": "_askResult\r\n{}\r\n", "tsv": "?_askResult\n{}\n"}.get(fmt, "{}\n").format(
+                str(self.boolean).lower())
+        if fmt == "csv":
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\r\n")
+            writer.writerow(self.variables)
+            writer.writerows([_csv_cell(t) for t in r] for r in self.rows)
+            return out.getvalue()
+        if fmt == "tsv":
+            lines = ["\t".join("?" + v for v in self.variables)]
+            lines += ["\t".join("" if t is None else str(t) for t in r) for r in self.rows]
+            return "\n".join(lines) + "\n"
+        if fmt == "table":
+            return _table(self.variables, [[_short(t) for t in r] for r in self.rows])
+        raise UserError(f"unknown output format {fmt!r}; formats: {', '.join(FORMATS)}")
+
+    def _json(self) -> dict[str, Any]:
+        if self.boolean is not None:
+            return {"head": {}, "boolean": self.boolean}
+        bindings = [{v: _json_term(t) for v, t in zip(self.variables, r) if t is not None} for r in self.rows]
+        return {"head": {"vars": self.variables}, "results": {"bindings": bindings}}
+
+
+def run(query: Query | str, store: Any, params: Mapping[str, object] | None = None) -> Results:
+    """Run a query (a `Query`, a bundled name or a file) on a store with parameters bound as RDF terms.
+
+    `store`: filtag_kg.kg.store's `Store` (embedded), its `RemoteStore`, or a `pyoxigraph.Store`.
+    """
+    if not isinstance(query, Query):
+        query = load(query)
+    bindings = query.bind(params)
+    try:
+        if _is_remote(store):
+            raw = store.query(query.with_values(bindings))
+        else:
+            raw = _embedded(store).query(
+                query.text,
+                use_default_graph_as_union=True,
+                substitutions={Variable(n): t for n, t in bindings.items()},
+            )
+    except SyntaxError as e:
+        raise UserError(f"query {query.name!r} is not valid SPARQL: {e}") from None
+    return Results.of(_as_pyoxigraph(raw))
+
+
+def _is_remote(store: Any) -> bool:
+    return type(store).__name__ == "RemoteStore"
+
+
+def _embedded(store: Any) -> Any:
+    """The pyoxigraph.Store behind an embedded store (or the store itself)."""
+    import pyoxigraph
+
+    if isinstance(store, pyoxigraph.Store):
+        return store
+    inner = getattr(store, "oxigraph", None) or getattr(store, "_store", None)
+    if isinstance(inner, pyoxigraph.Store):
+        return inner
+    raise TypeError(f"not a store the query runner knows: {type(store).__name__}")
+
+
+def _as_pyoxigraph(raw: Any) -> QuerySolutions | QueryBoolean | QueryTriples:
+    """Results from either store as pyoxigraph results (SPARQL-results JSON is parsed)."""
+    if isinstance(raw, (QuerySolutions, QueryBoolean, QueryTriples)):
+        return raw
+    if isinstance(raw, dict):
+        raw = json.dumps(raw).encode()
+    if isinstance(raw, str):
+        raw = raw.encode()
+    return parse_query_results(raw, format=QueryResultsFormat.JSON)
+
+
+def python_value(term: Term | None) -> Any:
+    """A plain Python value for a term: IRIs as strings, numbers as int/float, booleans as bool."""
+    if term is None:
+        return None
+    if not isinstance(term, Literal):
+        return str(term.value) if isinstance(term, NamedNode) else str(term)
+    dt = term.datatype.value[len(XSD):] if term.datatype.value.startswith(XSD) else ""
+    if dt in ("integer", "int", "long", "short", "nonNegativeInteger", "positiveInteger"):
+        return int(term.value)
+    if dt in ("double", "float", "decimal"):
+        return float(term.value)
+    if dt == "boolean":
+        return term.value in ("true", "1")
+    return term.value
+
+
+def _where_brace(text: str) -> int | None:
+    """Index of the '{' that opens the WHERE group (outside strings, IRIs and comments), or None."""
+    depth = 0
+    first: int | None = None
+    i, n = 0, len(text)
+    seen_where = False
+    while i < n:
+        c = text[i]
+        if c == "#":
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+            continue
+        if c in "'\"":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            j = i + len(quote)
+            while j < n and not text.startswith(quote, j):
+                j += 2 if text[j] == "\\" else 1
+            i = j + len(quote)
+            continue
+        if c == "<":
+            m = _IRIREF.match(text, i)
+            if m:
+                i = m.end()
+                continue
+        if c == "{":
+            if depth == 0 and (seen_where or first is None):
+                if seen_where:
+                    return i
+                first = i
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif depth == 0 and _WHERE.match(text, i):
+            seen_where = True
+        i += 1
+    return None if _query_form(text) in ("CONSTRUCT", "DESCRIBE") else first
+
+
+def _projection(text: str) -> set[str] | None:
+    """Variables a SELECT query projects (None for SELECT * and other query forms)."""
+    body = _strip_comments(text)
+    m = re.search(r"\bSELECT\b", body, re.IGNORECASE)
+    if not m or _query_form(text) != "SELECT":
+        return None
+    end = _WHERE.search(body, m.end())
+    brace = body.find("{", m.end())
+    clause = body[m.end() : min(x for x in (end.start() if end else len(body), brace if brace >= 0 else len(body)))]
+    if re.match(r"\s*(DISTINCT|REDUCED)?\s*\*", clause, re.IGNORECASE):
+        return None
+    names: set[str] = set()
+    depth = 0
+    for token in re.finditer(r"\(|\)|\bAS\s+[?$](\w+)|[?$](\w+)", clause, re.IGNORECASE):
+        if token.group() == "(":
+            depth += 1
+        elif token.group() == ")":
+            depth -= 1
+        elif token.group(1):
+            names.add(token.group(1))
+        elif depth == 0:
+            names.add(token.group(2))
+    return names
+
+
+def _query_form(text: str) -> str:
+    m = re.search(r"\b(SELECT|ASK|CONSTRUCT|DESCRIBE)\b", _strip_comments(text), re.IGNORECASE)
+    return m.group(1).upper() if m else ""
+
+
+def _strip_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def _csv_cell(term: Term | None) -> str:
+    if term is None:
+        return ""
+    if isinstance(term, BlankNode):
+        return f"_:{term.value}"
+    if isinstance(term, (NamedNode, Literal)):
+        return term.value
+    return str(term)
+
+
+def _json_term(term: Term) -> dict[str, Any]:
+    if isinstance(term, NamedNode):
+        return {"type": "uri", "value": term.value}
+    if isinstance(term, BlankNode):
+        return {"type": "bnode", "value": term.value}
+    if isinstance(term, Literal):
+        out: dict[str, Any] = {"type": "literal", "value": term.value}
+        if term.language:
+            out["xml:lang"] = term.language
+        elif term.datatype.value != XSD + "string":
+            out["datatype"] = term.datatype.value
+        return out
+    return {"type": "triple", "value": {
+        "subject": _json_term(term.subject), "predicate": _json_term(term.predicate), "object": _json_term(term.object),
+    }}
+
+
+def _short(term: Term | None) -> str:
+    """A readable cell: IRIs with known prefixes shortened, literals by their lexical value."""
+    if term is None:
+        return ""
+    if isinstance(term, NamedNode):
+        for prefix, ns in PREFIXES.items():
+            if term.value.startswith(ns) and len(term.value) > len(ns):
+                return f"{prefix}:{term.value[len(ns):]}"
+        return term.value
+    if isinstance(term, Literal):
+        return term.value
+    return str(term)
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    rows = list(rows)
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines) + "\n"
