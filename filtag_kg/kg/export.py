@@ -1,0 +1,532 @@
+"""Export of a tagging run (a TagSet) as RDF: the network (NNO, FAIRnets style), its filters, the
+classes, the tags and their provenance, streamed as `pyoxigraph.Quad`s; and writers for the usual
+RDF formats, JSON-LD with the bundled @context.
+
+IRIs come from `Minter` and stable keys only, so exporting the same run twice gives the same graph.
+A run's quads go to three named graphs (see `export_graphs`): the network description (shared by
+all runs of that network), the label space (shared by all runs on that class list) and the run
+itself (provenance and tags). Reloading any of them replaces it with identical content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, serialize
+
+from ..errors import UserError
+from ..records import K_BEST, Q_QUANTILE, TagSet
+from .vocab import (
+    DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, stable_hash,
+)
+
+# Keras layer classes the NNO ontology has a class of the same name for (checked against NNO's
+# published class list); other layers are typed nno:Layer and keep their Keras name in ft:kerasClass.
+NNO_LAYER_CLASSES = frozenset({
+    "Activation", "ActivityRegularization", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "BatchNormalization", "Conv1D", "Conv2D", "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "ConvLSTM2D",
+    "Cropping1D", "Cropping2D", "Cropping3D", "Dense", "DepthwiseConv2D", "Dropout", "Embedding", "Flatten",
+    "GRU", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D", "GlobalMaxPooling3D", "InputLayer", "LSTM", "Lambda", "LocallyConnected1D",
+    "LocallyConnected2D", "Masking", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "Permute", "RepeatVector",
+    "Reshape", "SeparableConv1D", "SeparableConv2D", "SimpleRNN", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D",
+    "ZeroPadding3D",
+})
+
+# format name or file extension -> pyoxigraph format; "jsonld" is written by `_write_jsonld`
+FORMATS: dict[str, RdfFormat | str] = {
+    "turtle": RdfFormat.TURTLE, "ttl": RdfFormat.TURTLE,
+    "ntriples": RdfFormat.N_TRIPLES, "n-triples": RdfFormat.N_TRIPLES, "nt": RdfFormat.N_TRIPLES,
+    "nquads": RdfFormat.N_QUADS, "n-quads": RdfFormat.N_QUADS, "nq": RdfFormat.N_QUADS,
+    "trig": RdfFormat.TRIG,
+    "rdfxml": RdfFormat.RDF_XML, "rdf/xml": RdfFormat.RDF_XML, "rdf": RdfFormat.RDF_XML, "xml": RdfFormat.RDF_XML,
+    "owl": RdfFormat.RDF_XML,
+    "jsonld": "jsonld", "json-ld": "jsonld",
+}
+MEDIA_TYPES = {
+    RdfFormat.TURTLE: "text/turtle", RdfFormat.N_TRIPLES: "application/n-triples",
+    RdfFormat.N_QUADS: "application/n-quads", RdfFormat.TRIG: "application/trig",
+    RdfFormat.RDF_XML: "application/rdf+xml", "jsonld": "application/ld+json",
+}
+
+
+def _n(iri: str) -> NamedNode:
+    return NamedNode(iri)
+
+
+A = _n(RDF + "type")
+LABEL = _n(RDFS + "label")
+COMMENT = _n(RDFS + "comment")
+XSD_DOUBLE = _n(XSD + "double")
+XSD_DECIMAL = _n(XSD + "decimal")
+XSD_DATETIME = _n(XSD + "dateTime")
+METHOD_NODES = {K_BEST: _n(FT + "KBest"), Q_QUANTILE: _n(FT + "QQuantile")}
+
+
+class _P:
+    """The predicates and classes of the export, built once."""
+
+    def __init__(self) -> None:
+        for name in ("Filter", "Tag", "ImageClass", "TaggingRun", "CollectionRun", "modelHash", "kerasClass",
+                     "filterCount", "kernelSize", "parameterCount", "activationFunction", "hasFilter", "ofLayer",
+                     "filterIndex", "classIndex", "wnid", "labelSpace", "filter", "class", "score", "rank",
+                     "method", "k", "q", "split", "splitFraction", "seed", "imageCount", "selection",
+                     "softwareVersion"):
+            setattr(self, "ft_" + name, _n(FT + name))
+        for name in ("NeuralNetwork", "Model", "Layer", "hasModel", "hasLayer", "hasLayerSequence", "usedFramework"):
+            setattr(self, "nno_" + name, _n(NNO + name))
+        self.used, self.generated_by = _n(PROV + "used"), _n(PROV + "wasGeneratedBy")
+        self.informed_by, self.ended = _n(PROV + "wasInformedBy"), _n(PROV + "endedAtTime")
+        self.title, self.source = _n(DCTERMS + "title"), _n(DCTERMS + "source")
+        self.dataset = _n(DCAT + "Dataset")
+        self.scheme, self.concept = _n(SKOS + "ConceptScheme"), _n(SKOS + "Concept")
+        self.in_scheme, self.pref_label = _n(SKOS + "inScheme"), _n(SKOS + "prefLabel")
+
+
+P = _P()
+
+
+@dataclass(frozen=True)
+class ExportGraphs:
+    """The named graphs one run's export writes to."""
+
+    network: NamedNode  # the network's NNO description, shared by its runs
+    classes: NamedNode  # the data set and its label space, shared by runs on it
+    run: NamedNode  # provenance and tags of this run
+
+    def __iter__(self) -> Iterator[NamedNode]:
+        return iter((self.network, self.classes, self.run))
+
+
+@dataclass(frozen=True)
+class RunIds:
+    """Stable ids of an export: the network (`model`), the collection run and the tagging run."""
+
+    model: str
+    collection: str
+    tagging: str
+
+
+def run_ids(tags: TagSet) -> RunIds:
+    """The ids of a TagSet's network and runs, from its manifest, selections and tag content only.
+
+    The model id is the first 16 hex digits of the manifest's model hash (architecture + weights),
+    or, without one, a hash of the layer names and filter counts.
+    """
+    manifest = tags.manifest
+    model = manifest.get("model") or {}
+    model_hash = str(model.get("hash") or "")
+    model_id = model_hash[:16] if model_hash else stable_hash(
+        "architecture", json.dumps([[m, tags.n_filters[m]] for m in tags.layers]))
+    collection = stable_hash(
+        "collection", model_id, _canonical(manifest.get("dataset")), _canonical(manifest.get("split")),
+        str(manifest.get("created") or ""), _canonical(manifest.get("source_file")),
+    )
+    content = hashlib.sha256()
+    for column in (tags.layer_index, tags.filter_index, tags.class_index, tags.rank, tags.selection_index):
+        content.update(np.ascontiguousarray(column).tobytes())
+    tagging = stable_hash(
+        "tagging", collection, _canonical(tags.selections), _canonical(tags.layers), _canonical(tags.classes),
+        content.hexdigest(),
+    )
+    return RunIds(model_id, collection, tagging)
+
+
+def label_space(tags: TagSet) -> str:
+    """The label space of a TagSet's classes (manifest dataset.label_space, else the data set name)."""
+    dataset = tags.manifest.get("dataset") or {}
+    return str(dataset.get("label_space") or dataset.get("name") or "classes")
+
+
+def export_graphs(tags: TagSet, minter: Minter | None = None) -> ExportGraphs:
+    """The named graphs `export_tags` writes this TagSet to."""
+    minter = minter or Minter()
+    ids = run_ids(tags)
+    return ExportGraphs(
+        network=minter.run_graph(ids.model, "network"),
+        classes=minter.run_graph(label_space(tags), "classes"),
+        run=minter.run_graph(ids.tagging, "tags"),
+    )
+
+
+def export_tags(tags: TagSet, minter: Minter | None = None, progress: bool = False) -> Iterator[Quad]:
+    """Stream the RDF of one tagging run: network, label space, provenance, then one tag at a time.
+
+    Nothing but small lookup tables (one node per filter and class) is kept in memory, so a full
+    VGG16 tagging streams without a second copy of the TagSet.
+    """
+    minter = minter or Minter()
+    ids = run_ids(tags)
+    graphs = export_graphs(tags, minter)
+    space = label_space(tags)
+    filters = yield from _network(tags, minter, ids.model, graphs.network)
+    classes = yield from _classes(tags, minter, space, graphs.classes)
+    run = yield from _provenance(tags, minter, ids, space, graphs.run)
+    yield from _tag_quads(tags, minter, ids.tagging, space, filters, classes, run, graphs.run, progress)
+
+
+def _network(tags: TagSet, minter: Minter, model_id: str, g: NamedNode) -> Iterator[Quad]:
+    """The FAIRnets-style description: network, model, layers in sequence, filters of tagged layers.
+
+    Returns {(layer index in tags.layers, filter index): filter node} for the tag quads.
+    """
+    manifest_model = tags.manifest.get("model") or {}
+    network, model = minter.network(model_id), minter.model(model_id)
+    yield Quad(network, A, P.nno_NeuralNetwork, g)
+    yield Quad(network, P.title, Literal(str(manifest_model.get("name") or "unnamed network")), g)
+    yield Quad(network, P.nno_hasModel, model, g)
+    if manifest_model.get("hash"):
+        yield Quad(network, P.ft_modelHash, Literal(str(manifest_model["hash"])), g)
+    if manifest_model.get("source"):
+        yield Quad(network, P.source, Literal(str(manifest_model["source"])), g)
+    keras = (tags.manifest.get("software") or {}).get("keras")
+    if keras:
+        yield Quad(network, P.nno_usedFramework, Literal(f"Keras {keras}"), g)
+    yield Quad(model, A, P.nno_Model, g)
+
+    described = {str(e["name"]): e for e in manifest_model.get("layers") or []}
+    for name in tags.layers:  # tagged layers the manifest does not describe
+        described.setdefault(name, {"name": name, "type": None, "index": None, "filters": tags.n_filters[name]})
+    for name in described:
+        yield Quad(model, P.nno_hasLayer, minter.layer(model_id, name), g)
+    filters: dict[tuple[int, int], NamedNode] = {}
+    for entry in described.values():
+        name = str(entry["name"])
+        layer = minter.layer(model_id, name)
+        yield from _layer(entry, layer, g)
+        if name in tags.n_filters:
+            li = tags.layers.index(name)
+            for i in range(tags.n_filters[name]):
+                node = minter.filter(model_id, name, i)
+                filters[li, i] = node
+                yield Quad(layer, P.ft_hasFilter, node, g)
+                yield Quad(node, A, P.ft_Filter, g)
+                yield Quad(node, P.ft_filterIndex, Literal(i), g)
+                yield Quad(node, P.ft_ofLayer, layer, g)
+                yield Quad(node, LABEL, Literal(f"{name}#{i}"), g)
+    return filters
+
+
+def _layer(entry: Mapping[str, Any], layer: NamedNode, g: NamedNode) -> Iterator[Quad]:
+    """One layer: its NNO class, name, position (1-based, as NNO counts) and size."""
+    keras_class = entry.get("type")
+    nno_class = _n(NNO + keras_class) if keras_class in NNO_LAYER_CLASSES else P.nno_Layer
+    yield Quad(layer, A, nno_class, g)
+    yield Quad(layer, LABEL, Literal(str(entry["name"])), g)
+    if keras_class:
+        yield Quad(layer, P.ft_kerasClass, Literal(str(keras_class)), g)
+    if entry.get("index") is not None:
+        yield Quad(layer, P.nno_hasLayerSequence, Literal(int(entry["index"]) + 1), g)
+    if entry.get("filters") is not None:
+        yield Quad(layer, P.ft_filterCount, Literal(int(entry["filters"])), g)
+    kernel = entry.get("kernel_size")
+    if kernel:
+        yield Quad(layer, P.ft_kernelSize, Literal("x".join(str(int(k)) for k in kernel)), g)
+    if entry.get("params") is not None:
+        yield Quad(layer, P.ft_parameterCount, Literal(int(entry["params"])), g)
+    if entry.get("activation"):
+        yield Quad(layer, P.ft_activationFunction, Literal(str(entry["activation"])), g)
+
+
+def class_key(tags: TagSet, index: int) -> str:
+    """The IRI key of class `index`: its wnid where the manifest has one, else its label."""
+    wnids = (tags.manifest.get("dataset") or {}).get("wnids")
+    if wnids and index < len(wnids) and wnids[index]:
+        return str(wnids[index])
+    return tags.classes[index]
+
+
+def _classes(tags: TagSet, minter: Minter, space: str, g: NamedNode) -> Iterator[Quad]:
+    """The data set, its label space (skos:ConceptScheme) and one ft:ImageClass per class."""
+    dataset_info = tags.manifest.get("dataset") or {}
+    if dataset_info.get("name"):
+        dataset = minter.dataset(str(dataset_info["name"]))
+        yield Quad(dataset, A, P.dataset, g)
+        yield Quad(dataset, P.title, Literal(str(dataset_info["name"])), g)
+    scheme = minter.label_space(space)
+    yield Quad(scheme, A, P.scheme, g)
+    yield Quad(scheme, LABEL, Literal(space), g)
+    wnids = dataset_info.get("wnids")
+    nodes: list[NamedNode] = []
+    for c, label in enumerate(tags.classes):
+        node = minter.image_class(space, class_key(tags, c))
+        nodes.append(node)
+        yield Quad(node, A, P.ft_ImageClass, g)
+        yield Quad(node, A, P.concept, g)
+        yield Quad(node, LABEL, Literal(label), g)
+        yield Quad(node, P.pref_label, Literal(label), g)
+        yield Quad(node, P.ft_classIndex, Literal(c), g)
+        if wnids and c < len(wnids) and wnids[c]:
+            yield Quad(node, P.ft_wnid, Literal(str(wnids[c])), g)
+        yield Quad(node, P.in_scheme, scheme, g)
+    return nodes
+
+
+def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedNode) -> Iterator[Quad]:
+    """The collection run (when the manifest records one) and the tagging run, with parameters."""
+    manifest = tags.manifest
+    network = minter.network(ids.model)
+    dataset_info = manifest.get("dataset") or {}
+    split = manifest.get("split") or {}
+    dataset = minter.dataset(str(dataset_info["name"])) if dataset_info.get("name") else None
+    software = [f"{name} {version}" for name, version in sorted((manifest.get("software") or {}).items()) if version]
+    n_images = manifest.get("n_images")
+
+    def inputs(run: NamedNode) -> Iterator[Quad]:
+        yield Quad(run, P.used, network, g)
+        if dataset is not None:
+            yield Quad(run, P.used, dataset, g)
+        if split.get("name"):
+            yield Quad(run, P.ft_split, Literal(str(split["name"])), g)
+        if split.get("fraction") is not None:
+            yield Quad(run, P.ft_splitFraction, _decimal(split["fraction"]), g)
+        if split.get("seed") is not None:
+            yield Quad(run, P.ft_seed, Literal(int(split["seed"])), g)
+        if n_images is not None:
+            yield Quad(run, P.ft_imageCount, Literal(int(n_images)), g)
+
+    run = minter.run(ids.tagging)
+    yield Quad(run, A, P.ft_TaggingRun, g)
+    yield Quad(run, LABEL, Literal(f"tagging run {ids.tagging}"), g)
+    yield from inputs(run)
+    yield Quad(run, P.ft_labelSpace, minter.label_space(space), g)
+    for method, parameter in tags.selections:
+        yield Quad(run, P.ft_selection, Literal(f"{method} {_number(parameter)}"), g)
+    for entry in software:
+        yield Quad(run, P.ft_softwareVersion, Literal(entry), g)
+    source = manifest.get("source_file")
+    if source:
+        yield Quad(run, COMMENT, Literal(f"Imported from {source.get('name')} (sha256 {source.get('sha256')})"), g)
+    if manifest.get("created"):
+        collection = minter.run(ids.collection)
+        yield Quad(run, P.informed_by, collection, g)
+        yield Quad(collection, A, P.ft_CollectionRun, g)
+        yield Quad(collection, LABEL, Literal(f"collection run {ids.collection}"), g)
+        yield from inputs(collection)
+        yield Quad(collection, P.ended, Literal(str(manifest["created"]), datatype=XSD_DATETIME), g)
+        for entry in software:
+            yield Quad(collection, P.ft_softwareVersion, Literal(entry), g)
+    return run
+
+
+def _tag_quads(
+    tags: TagSet, minter: Minter, run_id: str, space: str, filters: Mapping[tuple[int, int], NamedNode],
+    classes: list[NamedNode], run: NamedNode, g: NamedNode, progress: bool,
+) -> Iterator[Quad]:
+    from tqdm import tqdm
+
+    keys = [class_key(tags, c) for c in range(len(tags.classes))]
+    selection_quads = [
+        (METHOD_NODES[m], P.ft_k if m == K_BEST else P.ft_q, Literal(int(p)) if m == K_BEST else _decimal(p))
+        for m, p in tags.selections
+    ]
+    columns = zip(tags.layer_index.tolist(), tags.filter_index.tolist(), tags.class_index.tolist(),
+                  tags.score.tolist(), tags.rank.tolist(), tags.selection_index.tolist())
+    for li, fi, ci, score, rank, si in tqdm(columns, total=len(tags), disable=not progress, desc="export",
+                                            unit="tag", mininterval=1.0):
+        method, parameter = tags.selections[si]
+        node = minter.tag(run_id, tags.layers[li], fi, space, keys[ci], method, parameter)
+        method_node, parameter_predicate, parameter_value = selection_quads[si]
+        yield Quad(node, A, P.ft_Tag, g)
+        yield Quad(node, P.ft_filter, filters[li, fi], g)
+        yield Quad(node, P.ft_class, classes[ci], g)
+        if not math.isnan(score):
+            yield Quad(node, P.ft_score, _double(score), g)
+        yield Quad(node, P.ft_rank, Literal(rank), g)
+        yield Quad(node, P.ft_method, method_node, g)
+        yield Quad(node, parameter_predicate, parameter_value, g)
+        yield Quad(node, P.generated_by, run, g)
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else np.format_float_positional(float(x), trim="-")
+
+
+def _double(x: float) -> Literal:
+    """An xsd:double literal (Python's repr is a valid lexical form except for infinities)."""
+    return Literal("INF" if x == math.inf else "-INF" if x == -math.inf else repr(x), datatype=XSD_DOUBLE)
+
+
+def _decimal(x: float) -> Literal:
+    """An xsd:decimal in canonical-ish form (no exponent): 5 -> "5.0", 0.5 -> "0.5"."""
+    return Literal(np.format_float_positional(float(x), trim="0"), datatype=XSD_DECIMAL)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+def rdf_format(format: str | None, path: str | os.PathLike[str] | None = None) -> RdfFormat | str:
+    """The format for a name ("turtle", "nq", "jsonld", …) or, without one, a file's extension."""
+    name = format
+    if name is None and path is not None:
+        suffix = Path(path).suffix.lstrip(".").lower()
+        name = suffix or None
+    if name is None:
+        raise UserError("no RDF format given and none can be told from the file name; "
+                        f"use one of: {', '.join(sorted(FORMATS))}")
+    try:
+        return FORMATS[name.lower()]
+    except KeyError:
+        raise UserError(f"unknown RDF format {name!r}; use one of: {', '.join(sorted(FORMATS))}") from None
+
+
+def media_type(format: RdfFormat | str) -> str:
+    """The IANA media type of a format returned by `rdf_format`."""
+    return MEDIA_TYPES[format]
+
+
+def jsonld_context() -> dict[str, Any]:
+    """The published JSON-LD @context (ontology/context.jsonld) as a dict."""
+    text = (resources.files("filtag_kg.ontology") / "context.jsonld").read_text(encoding="utf-8")
+    return json.loads(text)["@context"]
+
+
+def write(
+    quads: Iterable[Quad], path_or_file: str | os.PathLike[str] | IO[bytes], format: str | None = None,
+    *, context: str | None = None,
+) -> int:
+    """Write quads as RDF, streaming; return the number of statements written.
+
+    Triple formats (Turtle, N-Triples, RDF/XML) drop graph names; N-Quads, TriG and JSON-LD keep
+    them. JSON-LD embeds the bundled @context, or refers to `context` when given (its URL).
+    """
+    is_path = isinstance(path_or_file, (str, os.PathLike))
+    fmt = rdf_format(format, path_or_file if is_path else None)
+    counted = _Counter(quads)
+    if fmt == "jsonld":
+        if is_path:
+            with open(path_or_file, "wb") as out:
+                _write_jsonld(counted, out, context)
+        else:
+            _write_jsonld(counted, path_or_file, context)
+        return counted.n
+    assert isinstance(fmt, RdfFormat)
+    items: Iterable[Any] = counted if fmt.supports_datasets else (q.triple for q in counted)
+    prefixes = None if fmt in (RdfFormat.N_TRIPLES, RdfFormat.N_QUADS) else dict(PREFIXES)
+    serialize(items, os.fspath(path_or_file) if is_path else path_or_file, fmt, prefixes=prefixes)
+    return counted.n
+
+
+class _Counter:
+    """An iterable that counts what passes through it."""
+
+    def __init__(self, items: Iterable[Quad]) -> None:
+        self.items, self.n = items, 0
+
+    def __iter__(self) -> Iterator[Quad]:
+        for item in self.items:
+            self.n += 1
+            yield item
+
+
+def _write_jsonld(quads: Iterable[Quad], out: IO[bytes], context: str | None) -> None:
+    """Streaming JSON-LD: one node object per run of quads with the same graph and subject.
+
+    Property keys and types are compacted with the context's prefixes; literal values keep their
+    lexical form and datatype (`@value`/`@type`), so a round trip gives back the same quads.
+    """
+    ctx = jsonld_context()
+    prefixes = sorted(((v, k) for k, v in ctx.items() if isinstance(v, str) and v.endswith(("/", "#"))),
+                      key=lambda p: -len(p[0]))
+
+    def compact(iri: str) -> str:
+        for ns, prefix in prefixes:
+            if iri.startswith(ns) and len(iri) > len(ns):
+                local = iri[len(ns):]
+                if "/" not in local and "#" not in local:
+                    return f"{prefix}:{local}"
+        return iri
+
+    def term(o: Any) -> Any:
+        if isinstance(o, NamedNode):
+            return {"@id": o.value}
+        if isinstance(o, Literal):
+            if o.language:
+                return {"@value": o.value, "@language": o.language}
+            if o.datatype.value == XSD + "string":
+                return o.value
+            return {"@value": o.value, "@type": compact(o.datatype.value)}
+        return {"@id": str(o)}  # blank node: _:id
+
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="\n", write_through=True)
+    text.write('{"@context": ' + json.dumps(context if context else ctx, indent=1) + ',\n "@graph": [')
+    open_graph: str | None = None  # the named graph whose "@graph" array is open
+    started = False  # a graph has been seen
+    first_top, first_inner = True, True
+    node: dict[str, Any] | None = None
+
+    def flush() -> None:
+        nonlocal first_top, first_inner
+        if node is None:
+            return
+        if open_graph is None:
+            text.write(("\n " if first_top else ",\n ") + json.dumps(node, ensure_ascii=False))
+            first_top = False
+        else:
+            text.write(("\n  " if first_inner else ",\n  ") + json.dumps(node, ensure_ascii=False))
+            first_inner = False
+
+    for q in quads:
+        g = q.graph_name.value if isinstance(q.graph_name, NamedNode) else None
+        subject = q.subject.value if isinstance(q.subject, NamedNode) else str(q.subject)
+        if not started or g != open_graph:
+            flush()
+            node = None
+            if open_graph is not None:
+                text.write("\n ]}")
+            if g is not None:
+                text.write(("\n " if first_top else ",\n ") + '{"@id": ' + json.dumps(g) + ', "@graph": [')
+                first_top, first_inner = False, True
+            open_graph, started = g, True
+        if node is None or node["@id"] != subject:
+            flush()
+            node = {"@id": subject}
+        predicate = q.predicate.value
+        if predicate == RDF + "type" and isinstance(q.object, NamedNode):
+            node.setdefault("@type", []).append(compact(q.object.value))
+        else:
+            node.setdefault(compact(predicate), []).append(term(q.object))
+    flush()
+    if open_graph is not None:
+        text.write("\n ]}")
+    text.write("\n]}\n")
+    text.detach()
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+def bundled_path(name: str) -> Path:
+    """Path of a bundled ontology file (filtag.ttl, shapes.ttl, context.jsonld)."""
+    return Path(str(resources.files("filtag_kg.ontology") / name))
+
+
+def validate(quads: Iterable[Quad]) -> tuple[bool, str]:
+    """SHACL-validate an export (the union of its graphs) against ontology/shapes.ttl.
+
+    Returns (conforms, report text). Loads the data into memory: meant for tests and for checking
+    exports of moderate size.
+    """
+    import pyshacl
+    import rdflib
+
+    data = rdflib.Graph()
+    data.parse(data=serialize((q.triple for q in quads), format=RdfFormat.N_TRIPLES), format="nt")
+    shapes = rdflib.Graph().parse(bundled_path("shapes.ttl"), format="turtle")
+    ontology = rdflib.Graph().parse(bundled_path("filtag.ttl"), format="turtle")
+    conforms, _, text = pyshacl.validate(data, shacl_graph=shapes, ont_graph=ontology, inference="none",
+                                         allow_warnings=True)
+    return bool(conforms), str(text)
