@@ -1,0 +1,271 @@
+"""Coarsening: the WordNet concept that best summarises a filter's tags, its coverage and coherence.
+
+For a filter with tag classes linked to synsets S (n of them):
+  * `all`: the most specific synset that is a hypernym (or the synset itself) of every synset in S —
+    the lowest common hypernym, by depth = NLTK's max_depth (longest path to `entity`);
+  * `share`: the most specific synset that covers at least ⌈share·n⌉ of S (default share 2/3), so one
+    odd tag does not push the summary up to `entity`;
+  ties go to the higher coverage, then the lower WordNet offset (deterministic).
+  * coherence: the mean pairwise Wu–Palmer similarity of S (NLTK's wup_similarity; 1 for one synset,
+    NaN for none; over a seeded sample of MAX_PAIRS pairs when S has more).
+A concept is "specific" when it is not one of the generic top nouns (`GENERIC_NOUNS`: entity,
+physical entity, abstraction, object, whole, living thing, organism, artifact, matter, causal agent).
+
+Everything works on a TagSet without a store; `coarsening_quads` writes the result as scored links
+from filter to concept (ft:CoarseConcept nodes) into the run's "wordnet" named graph.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pyoxigraph import Literal, NamedNode, Quad
+from tqdm import tqdm
+
+from ..errors import UserError
+from ..records import K_BEST, TagSet
+from .vocab import FT, PROV, RDF, XSD, Minter, slug
+from .export import label_space, run_ids
+from .wordnet import LinkReport, WordNet, link_classes, synset_iri, wordnet_quads
+
+if TYPE_CHECKING:
+    from nltk.corpus.reader.wordnet import Synset
+
+DEFAULT_SHARE = 2 / 3
+MAX_PAIRS = 500  # coherence is exact up to 32 distinct synsets, a sampled mean above
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A coarse concept of a filter: the synset, how many of the filter's synsets it covers, its depth."""
+
+    synset: Synset
+    covered: int
+    total: int
+    depth: int
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.total
+
+
+@dataclass
+class FilterConcepts:
+    """The coarsening of one filter's tags."""
+
+    filter: int
+    classes: list[int]  # the tag classes
+    synsets: list[Synset]  # their distinct linked synsets
+    all: Concept | None  # covers every synset
+    share: Concept | None  # most specific covering ≥ the share
+    coherence: float
+
+
+@dataclass
+class LayerConcepts:
+    """The coarsening of all filters of one layer for one tag selection, with its summary counts."""
+
+    layer: str
+    selection: tuple[str, float]
+    share: float
+    filters: list[FilterConcepts]
+    generic: frozenset[Synset]
+
+    def specific(self, concept: Concept | None) -> bool:
+        return concept is not None and concept.synset not in self.generic
+
+    def counts(self) -> dict[str, int]:
+        """Filters with tags, with several tags, and multi-tag filters whose concept is specific."""
+        multi = [f for f in self.filters if len(f.synsets) > 1]
+        return {
+            "filters": len(self.filters),
+            "tagged": sum(1 for f in self.filters if f.synsets),
+            "multi_tag": len(multi),
+            "specific_all": sum(self.specific(f.all) for f in multi),
+            "specific_share": sum(self.specific(f.share) for f in multi),
+        }
+
+
+def coarsen_filter(wordnet: WordNet, filter_index: int, classes: list[int], synsets: Sequence[Synset],
+                   share: float = DEFAULT_SHARE) -> FilterConcepts:
+    """Coarsen one filter whose tag classes link to `synsets` (see the module doc for the rules)."""
+    distinct = sorted(set(synsets), key=lambda s: s.offset())
+    n = len(distinct)
+    if not n:
+        return FilterConcepts(filter_index, classes, [], None, None, math.nan)
+    covered: dict[Synset, int] = defaultdict(int)
+    for s in distinct:
+        for a in wordnet.ancestors(s):
+            covered[a] += 1
+
+    def best(minimum: int) -> Concept:
+        synset = max((a for a, c in covered.items() if c >= minimum),
+                     key=lambda a: (wordnet.depth(a), covered[a], -a.offset()))
+        return Concept(synset, covered[synset], n, wordnet.depth(synset))
+
+    pairs = list(combinations(distinct, 2))
+    if len(pairs) > MAX_PAIRS:  # q-quantile tags of big layers: a fixed, seeded sample of pairs
+        pairs = [pairs[i] for i in np.random.default_rng(filter_index).choice(len(pairs), MAX_PAIRS, replace=False)]
+    coherence = sum(a.wup_similarity(b) for a, b in pairs) / len(pairs) if pairs else 1.0
+    return FilterConcepts(filter_index, classes, distinct, best(n), best(max(1, math.ceil(share * n - 1e-9))),
+                          coherence)
+
+
+def coarsen(
+    tags: TagSet,
+    wordnet: WordNet,
+    layer: str | None = None,
+    selection: tuple[str, float] | None = None,
+    share: float = DEFAULT_SHARE,
+    links: LinkReport | None = None,
+) -> LayerConcepts:
+    """Coarsen every filter of `layer` (default: the last) for `selection` (default: the first)."""
+    if not 0 < share <= 1:
+        raise UserError(f"share must be in (0, 1], got {share}")
+    layer = layer or tags.layers[-1]
+    if layer not in tags.layers:
+        raise UserError(f"layer {layer!r} is not in the tag set; layers: {', '.join(tags.layers)}")
+    selection = selection or tags.selections[0]
+    if selection not in tags.selections:
+        raise UserError(f"no selection {selection} in the tag set; have {tags.selections}")
+    links = links or link_tags(tags, wordnet)
+    synset_of = [link.synset for link in links.links]
+    filters = []
+    for f, classes in enumerate(tqdm(tags.filter_tags(layer, *selection), desc=f"coarsening {layer}",
+                                     unit="filter", leave=False, disable=None)):
+        synsets = [synset_of[c] for c in classes if synset_of[c] is not None]
+        filters.append(coarsen_filter(wordnet, f, classes, synsets, share))
+    return LayerConcepts(layer, selection, share, filters, wordnet.generic())
+
+
+def link_tags(tags: TagSet, wordnet: WordNet, mapping: dict[str, str] | None = None) -> LinkReport:
+    """Link the classes of a tag set to synsets (wnids from the manifest where there are any)."""
+    wnids = (tags.manifest.get("dataset") or {}).get("wnids")
+    return link_classes(tags.classes, wnids, wordnet, label_space(tags), mapping)
+
+
+def layer_summary(result: LayerConcepts) -> str:
+    """One line: how many multi-tag filters get a concept more specific than the generic top nouns."""
+    c = result.counts()
+    method, parameter = result.selection
+    pct = (lambda x: f"{100 * x / c['multi_tag']:.0f}%") if c["multi_tag"] else (lambda x: "–")
+    return (
+        f"{result.layer} ({method} {parameter:g}): {c['tagged']} of {c['filters']} filters tagged, "
+        f"{c['multi_tag']} with several tags; of these {c['specific_share']} ({pct(c['specific_share'])}) get a "
+        f"concept covering ≥{result.share:.0%} of their tags that is more specific than the generic top nouns, "
+        f"{c['specific_all']} ({pct(c['specific_all'])}) one covering all"
+    )
+
+
+def coarse_groups_summary(tags: TagSet, layer: str, wordnet: WordNet | None = None, limit: int = 12) -> str:
+    """The coarse groups of a layer's filters as text, for the demo: filters grouped by their concept
+    (covering ≥ 2/3 of their tags), specific concepts first; filters whose tags meet only at a generic
+    top noun are counted on one line."""
+    wordnet = wordnet or WordNet.load()
+    selection = next((s for s in tags.selections if s[0] == K_BEST), tags.selections[0])
+    result = coarsen(tags, wordnet, layer, selection)
+    groups: dict[Synset, list[FilterConcepts]] = defaultdict(list)
+    for f in result.filters:
+        if f.share is not None:
+            groups[f.share.synset].append(f)
+    generic = sorted(f.filter for g, members in groups.items() if g in result.generic for f in members)
+    ranked = sorted(((g, m) for g, m in groups.items() if g not in result.generic),
+                    key=lambda g: (-len(g[1]), -wordnet.depth(g[0]), g[0].offset()))
+    lines = [f"WordNet coarse groups — {layer_summary(result)}"]
+    for synset, members in ranked[:limit]:
+        classes = sorted({tags.classes[c] for f in members for c in f.classes})
+        names = ", ".join(classes[:8]) + (" …" if len(classes) > 8 else "")
+        lines.append(f"  {wordnet.name(synset)} ({synset.offset():08d}-n): filter{'s' * (len(members) > 1)} "
+                     f"{', '.join(str(f.filter) for f in members)} — {names}")
+    if len(ranked) > limit:
+        lines.append(f"  … and {len(ranked) - limit} more groups")
+    if generic:
+        lines.append(f"  only a generic top noun in common: {len(generic)} filters")
+    return "\n".join(lines)
+
+
+class CoarseMinter(Minter):
+    """Minter with the IRIs of coarse-concept links (under their run, like tags)."""
+
+    def coarse_concept(self, run_id: str, layer_name: str, index: int, selection: str, kind: str) -> NamedNode:
+        return self._iri("run", run_id, "coarse", slug(layer_name), str(int(index)), slug(selection), kind)
+
+
+def selection_label(selection: tuple[str, float]) -> str:
+    """'k-best 1', 'q-quantile 2.5': the form of ft:selection."""
+    method, parameter = selection
+    return f"{method} {int(parameter) if float(parameter).is_integer() else float(parameter)}"
+
+
+def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: NamedNode,
+                     minter: Minter | None = None) -> Iterator[Quad]:
+    """Each filter's concepts as ft:CoarseConcept nodes: filter, concept (synset IRI), coverage, the
+    coverage asked for (ft:minCoverage: 1 for `all`, the share for `share`), depth, coherence and the
+    tag selection they summarise."""
+    minter = CoarseMinter(minter.base if minter else Minter().base)
+    selection = selection_label(result.selection)
+    integer, double = NamedNode(XSD + "integer"), NamedNode(XSD + "double")
+    p = {n: NamedNode(FT + n) for n in ("filter", "concept", "coverage", "minCoverage", "coveredCount",
+                                         "tagCount", "synsetDepth", "coherence", "tagSelection")}
+    a, kind_class, derived = NamedNode(RDF + "type"), NamedNode(FT + "CoarseConcept"), NamedNode(PROV + "wasDerivedFrom")
+    run = minter.run(run_id)
+    for f in result.filters:
+        for kind, concept, wanted in (("all", f.all, 1.0), ("share", f.share, result.share)):
+            if concept is None:
+                continue
+            node = minter.coarse_concept(run_id, result.layer, f.filter, selection, kind)
+            for predicate, obj in (
+                (a, kind_class),
+                (p["filter"], minter.filter(model_id, result.layer, f.filter)),
+                (p["concept"], synset_iri(concept.synset)),
+                (p["coverage"], Literal(repr(concept.coverage), datatype=double)),
+                (p["minCoverage"], Literal(repr(float(wanted)), datatype=double)),
+                (p["coveredCount"], Literal(str(concept.covered), datatype=integer)),
+                (p["tagCount"], Literal(str(concept.total), datatype=integer)),
+                (p["synsetDepth"], Literal(str(concept.depth), datatype=integer)),
+                (p["coherence"], Literal(repr(float(f.coherence)), datatype=double)),
+                (p["tagSelection"], Literal(selection)),
+                (derived, run),
+            ):
+                yield Quad(node, predicate, obj, graph)
+
+
+@dataclass
+class WordNetLinking:
+    """The result of linking a run to WordNet: its named graph, quads, class links and coarsening."""
+
+    graph: NamedNode
+    quads: list[Quad]
+    links: LinkReport
+    layers: list[LayerConcepts]
+
+
+def link_wordnet(
+    tags: TagSet,
+    wordnet: WordNet | None = None,
+    mapping: dict[str, str] | None = None,
+    share: float = DEFAULT_SHARE,
+    layers: Sequence[str] | None = None,
+    minter: Minter | None = None,
+) -> WordNetLinking:
+    """Link a run's classes to WordNet and coarsen its filters (every layer and selection by default),
+    as quads for the run's "wordnet" named graph."""
+    wordnet = wordnet or WordNet.load()
+    minter = minter or Minter()
+    ids = run_ids(tags)
+    graph = minter.run_graph(ids.tagging, "wordnet")
+    links = link_tags(tags, wordnet, mapping)
+    quads = list(wordnet_quads(links, wordnet, graph, minter))
+    results = []
+    for layer in layers or tags.layers:
+        for selection in tags.selections:
+            result = coarsen(tags, wordnet, layer, selection, share, links)
+            results.append(result)
+            quads.extend(coarsening_quads(result, ids.model, ids.tagging, graph, minter))
+    return WordNetLinking(graph, quads, links, results)

@@ -1,0 +1,371 @@
+"""WordNet 3.0 linking: image classes → synsets, and the hypernym closure as a SKOS hierarchy.
+
+Where WordNet comes from, in this order:
+  0. a directory the user names (`directory=`, `--wordnet DIR` or FILTAG_KG_WORDNET), when given;
+  1. NLTK's data directory (`nltk.data.find("corpora/wordnet")`) when it holds WordNet 3.0;
+  2. Debian's `wordnet-base` + `wordnet-sense-index` files in /usr/share/wordnet.
+NLTK's `WordNetCorpusReader` refuses symlinks and paths outside `nltk.data.path`, and Debian leaves
+out the `lexnames` file, so (0) and (2) are copied once into `<cache>/nltk_data/corpora/wordnet`
+with `lexnames` added (the fixed list of the 45 lexicographer files, see lexnames(5WN)).
+
+ImageNet classes link through their wnid (its digits are the WordNet 3.0 noun offset). Other labels
+link by lemma lookup: the *first* noun sense WordNet lists (WordNet orders senses by their frequency
+in the SemCor corpus, so this is the most common meaning: bear.n.01 the animal, cow.n.01 "female of
+domestic cattle", not the investor or the woman). A label with several noun senses is reported with
+the choice made; a mapping file overrides any label.
+
+Synset IRIs follow the Princeton WordNet RDF scheme `http://wordnet-rdf.princeton.edu/wn30/{offset:08d}-{pos}`
+(resolvable; the offset is the WordNet 3.0 offset, so an ImageNet wnid n02084071 is .../wn30/02084071-n).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyoxigraph import Literal, NamedNode, Quad
+
+from ..config import cache_dir
+from ..errors import UserError
+from .vocab import FT, RDF, SKOS, XSD, Minter
+
+if TYPE_CHECKING:
+    from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
+
+WN30 = "http://wordnet-rdf.princeton.edu/wn30/"
+DEBIAN_WORDNET = Path("/usr/share/wordnet")
+_IRI = re.compile(re.escape(WN30) + r"(\d{8})-([nvasr])$")
+_NEEDED = re.compile(r"^(data|index)\.(noun|verb|adj|adv)$|^(noun|verb|adj|adv)\.exc$|^index\.sense$|^cntlist\.rev$")
+
+# lexnames(5WN): number, name, syntactic category (1 noun, 2 verb, 3 adjective, 4 adverb)
+LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+
+# Generic top nouns: a coarse concept at or above one of these says nothing useful about a filter.
+GENERIC_NOUNS = (
+    "entity.n.01", "physical_entity.n.01", "abstraction.n.06", "object.n.01", "whole.n.02",
+    "living_thing.n.01", "organism.n.01", "artifact.n.01", "matter.n.03", "causal_agent.n.01",
+)
+
+HOW_TO_GET = (
+    "WordNet 3.0 was not found. Install it with one of: `apt-get install wordnet-base wordnet-sense-index` "
+    "(Debian/Ubuntu), `python -m nltk.downloader wordnet` (NLTK data), or name a directory holding the "
+    "WordNet 3.0 dict files (data.noun, index.noun, …) with --wordnet DIR or FILTAG_KG_WORDNET."
+)
+
+
+def synset_iri(synset: Synset) -> NamedNode:
+    """The public IRI of a synset: .../wn30/{offset:08d}-{pos} (satellite adjectives as 's')."""
+    return NamedNode(f"{WN30}{synset.offset():08d}-{synset.pos()}")
+
+
+def offset_of_iri(iri: str) -> tuple[int, str]:
+    """(offset, pos) back from a synset IRI; UserError for IRIs of another scheme."""
+    match = _IRI.match(iri)
+    if match is None:
+        raise UserError(f"{iri!r} is not a WordNet 3.0 synset IRI ({WN30}OFFSET-POS)")
+    return int(match.group(1)), match.group(2)
+
+
+def _lexnames_text() -> str:
+    return "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES))
+
+
+def _install_copy(source: Path) -> Path:
+    """Copy the WordNet dict files of `source` (real files) under our NLTK root, once; add lexnames."""
+    names = sorted(p.name for p in source.iterdir() if _NEEDED.match(p.name))
+    if "data.noun" not in names or "index.noun" not in names:
+        raise UserError(f"{source}: not a WordNet dict directory (no data.noun / index.noun). {HOW_TO_GET}")
+    target = cache_dir() / "nltk_data" / "corpora" / "wordnet"
+    stamp = "".join(f"{source / n}\t{(source / n).stat().st_size}\t{(source / n).stat().st_mtime_ns}\n" for n in names)
+    if not (target / ".source").is_file() or (target / ".source").read_text() != stamp:
+        tmp = target.with_name("wordnet.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for n in names:
+            shutil.copyfile(source / n, tmp / n)  # real files: NLTK refuses symlinks
+        if not (source / "lexnames").is_file():
+            (tmp / "lexnames").write_text(_lexnames_text())
+        else:
+            shutil.copyfile(source / "lexnames", tmp / "lexnames")
+        (tmp / ".source").write_text(stamp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    return target
+
+
+class _Reader:
+    """Builds NLTK's reader without the WordNet-3.0 → 3.0 sense-key map (only multilingual OMW uses it;
+    building it reads index.sense twice and takes seconds)."""
+
+    @staticmethod
+    def make(root: object) -> WordNetCorpusReader:
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+        class Reader(WordNetCorpusReader):
+            def map_wn(self, version: str = "wordnet") -> None:
+                return None
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "multilingual functions are not available": we pass no OMW
+            return Reader(root, None)
+
+
+@lru_cache(maxsize=4)
+def _open(directory: str | None) -> tuple[WordNetCorpusReader, str]:
+    import nltk
+
+    root = cache_dir() / "nltk_data"
+    if str(root) not in nltk.data.path:
+        nltk.data.path.insert(0, str(root))
+    if directory:
+        path = Path(directory)
+        if not path.is_dir():
+            raise UserError(f"WordNet directory {path} does not exist. {HOW_TO_GET}")
+        _install_copy(path)
+        reader, source = _Reader.make(nltk.data.find("corpora/wordnet")), f"directory {path}"
+    else:
+        reader, source = None, ""
+        try:
+            reader, source = _Reader.make(nltk.data.find("corpora/wordnet")), "NLTK data"
+        except LookupError:
+            pass
+        if reader is not None and reader.get_version() != "3.0":
+            reader = None
+        if reader is None:
+            if not (DEBIAN_WORDNET / "data.noun").is_file():
+                raise UserError(HOW_TO_GET)
+            _install_copy(DEBIAN_WORDNET)
+            reader, source = _Reader.make(nltk.data.find("corpora/wordnet")), f"Debian {DEBIAN_WORDNET}"
+    version = reader.get_version()
+    if version != "3.0":
+        raise UserError(f"WordNet from {source} is version {version}; ImageNet wnids need WordNet 3.0. {HOW_TO_GET}")
+    return reader, source
+
+
+class WordNet:
+    """WordNet 3.0 with the look-ups linking and coarsening need, cached (ancestors, depths)."""
+
+    def __init__(self, reader: WordNetCorpusReader, source: str) -> None:
+        self.reader = reader
+        self.source = source
+        self._ancestors: dict[Synset, dict[Synset, int]] = {}
+        self._depth: dict[Synset, int] = {}
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str] | None = None) -> WordNet:
+        """WordNet from `directory`, FILTAG_KG_WORDNET, NLTK data or Debian's files (see module doc)."""
+        directory = directory or os.environ.get("FILTAG_KG_WORDNET") or None
+        return cls(*_open(str(directory) if directory else None))
+
+    def synset_of_wnid(self, wnid: str) -> Synset:
+        """The noun synset of an ImageNet wnid ('n' + 8-digit WordNet 3.0 offset)."""
+        if not re.fullmatch(r"n\d{8}", wnid):
+            raise UserError(f"{wnid!r} is not a wnid (n + 8 digits)")
+        synset = self._by_offset("n", int(wnid[1:]))
+        if synset is None:
+            raise UserError(f"wnid {wnid} is not a noun synset of WordNet 3.0")
+        return synset
+
+    def _by_offset(self, pos: str, offset: int) -> Synset | None:
+        """The synset at `offset` of the `pos` data file, None when no synset starts there."""
+        from nltk.corpus.reader.wordnet import WordNetError
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NLTK warns and returns None for an offset it does not find
+            try:
+                return self.reader.synset_from_pos_and_offset(pos, offset)
+            except (WordNetError, ValueError):
+                return None
+
+    def synset(self, name: str) -> Synset:
+        """A synset by name ('cow.n.02'), offset-pos ('02403454-n') or wnid ('n02403454')."""
+        from nltk.corpus.reader.wordnet import WordNetError
+
+        name = name.strip()
+        if re.fullmatch(r"n\d{8}", name):
+            return self.synset_of_wnid(name)
+        match = re.fullmatch(r"(\d{8})-([nvasr])", name)
+        try:
+            synset = self._by_offset(match.group(2), int(match.group(1))) if match else self.reader.synset(name)
+        except (WordNetError, ValueError):
+            synset = None
+        if synset is None:
+            raise UserError(f"{name!r} is not a WordNet 3.0 synset (give a name like cow.n.02, 02403454-n or a wnid)")
+        return synset
+
+    def noun_senses(self, label: str) -> list[Synset]:
+        """The noun synsets of a label (spaces → '_', WordNet's morphology), in WordNet's sense order."""
+        return self.reader.synsets(re.sub(r"\s+", "_", label.strip()), "n")
+
+    def ancestors(self, synset: Synset) -> dict[Synset, int]:
+        """Every hypernym (and instance hypernym) of `synset`, itself included, with its shortest distance."""
+        found = self._ancestors.get(synset)
+        if found is None:
+            found = {synset: 0}
+            queue = deque([synset])
+            while queue:
+                s = queue.popleft()
+                for h in s.hypernyms() + s.instance_hypernyms():
+                    if h not in found:
+                        found[h] = found[s] + 1
+                        queue.append(h)
+            self._ancestors[synset] = found
+        return found
+
+    def depth(self, synset: Synset) -> int:
+        """The longest hypernym path to the root (NLTK's max_depth): the specificity used throughout."""
+        d = self._depth.get(synset)
+        if d is None:
+            d = self._depth[synset] = synset.max_depth()
+        return d
+
+    @lru_cache(maxsize=1)  # noqa: B019 — one WordNet per process in practice
+    def generic(self) -> frozenset[Synset]:
+        """The generic top nouns (GENERIC_NOUNS) as synsets."""
+        return frozenset(self.reader.synset(n) for n in GENERIC_NOUNS)
+
+    def name(self, synset: Synset) -> str:
+        """A readable name: the first lemma with spaces ('domestic animal')."""
+        return synset.lemma_names()[0].replace("_", " ")
+
+
+# -- linking --------------------------------------------------------------------------------------
+
+@dataclass
+class ClassLink:
+    """One class of a label space and the synset it links to (None when nothing matched)."""
+
+    class_index: int
+    label: str
+    key: str  # the class IRI key: wnid where there is one, else the label
+    synset: Synset | None
+    method: str  # "wnid" | "lemma" | "mapping" | "none"
+
+
+@dataclass
+class LinkReport:
+    """The links of all classes, and what was unmatched or ambiguous (never dropped silently)."""
+
+    space: str
+    links: list[ClassLink]
+    unmatched: list[str] = field(default_factory=list)
+    ambiguous: list[str] = field(default_factory=list)
+
+    @property
+    def linked(self) -> list[ClassLink]:
+        return [link for link in self.links if link.synset is not None]
+
+    def summary(self) -> str:
+        lines = [f"{len(self.linked)} of {len(self.links)} classes of {self.space!r} linked to WordNet 3.0 synsets"]
+        lines += [f"  ambiguous: {m}" for m in self.ambiguous]
+        lines += [f"  unmatched: {m}" for m in self.unmatched]
+        return "\n".join(lines)
+
+
+def read_mapping(path: str | os.PathLike[str]) -> dict[str, str]:
+    """A user mapping file: one `label<TAB or comma>synset` per line (synset as cow.n.02, 02403454-n or
+    a wnid); '#' starts a comment. Returns label → synset reference."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"mapping file {path} does not exist")
+    out: dict[str, str] = {}
+    text = "\n".join(line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines())
+    for number, row in enumerate(csv.reader(io.StringIO(text), delimiter="\t" if "\t" in text else ","), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise UserError(f"{path}, line {number}: expected 'label<TAB>synset', got {row!r}")
+        out[row[0].strip()] = row[1].strip()
+    return out
+
+
+def link_classes(
+    classes: Sequence[str],
+    wnids: Sequence[str | None] | None,
+    wordnet: WordNet,
+    space: str,
+    mapping: Mapping[str, str] | None = None,
+) -> LinkReport:
+    """Link every class to a synset: mapping override, else its wnid, else first noun sense of its label."""
+    mapping = dict(mapping or {})
+    unknown = set(mapping) - set(classes)
+    if unknown:
+        raise UserError(f"mapping names labels that are not classes of {space!r}: {', '.join(sorted(unknown))}")
+    report = LinkReport(space=space, links=[])
+    for i, label in enumerate(classes):
+        wnid = wnids[i] if wnids else None
+        key = wnid or label
+        if label in mapping:
+            synset, method = wordnet.synset(mapping[label]), "mapping"
+        elif wnid:
+            synset, method = wordnet.synset_of_wnid(wnid), "wnid"
+        else:
+            senses = wordnet.noun_senses(label)
+            synset, method = (senses[0], "lemma") if senses else (None, "none")
+            if not senses:
+                report.unmatched.append(f"{label!r} (class {i}): no WordNet noun; add it to a mapping file")
+            elif len(senses) > 1:
+                others = ", ".join(s.name() for s in senses[1:4]) + (" …" if len(senses) > 4 else "")
+                report.ambiguous.append(
+                    f"{label!r}: chose {senses[0].name()} ({senses[0].definition()}), first of "
+                    f"{len(senses)} noun senses; others: {others}"
+                )
+        report.links.append(ClassLink(i, label, key, synset, method))
+    return report
+
+
+def closure(wordnet: WordNet, synsets: Iterable[Synset]) -> list[Synset]:
+    """The linked synsets and all their hypernyms, each once, in a stable order (by offset)."""
+    seen: set[Synset] = set()
+    for s in synsets:
+        seen.update(wordnet.ancestors(s))
+    return sorted(seen, key=lambda s: (s.pos(), s.offset()))
+
+
+def wordnet_quads(report: LinkReport, wordnet: WordNet, graph: NamedNode, minter: Minter | None = None) -> Iterator[Quad]:
+    """Class → synset links (skos:exactMatch by wnid, skos:closeMatch by lemma or mapping), and each
+    synset of the hypernym closure as a skos:Concept with labels, gloss, depth and skos:broader."""
+    minter = minter or Minter()
+    exact, close = NamedNode(SKOS + "exactMatch"), NamedNode(SKOS + "closeMatch")
+    for link in report.linked:
+        predicate = exact if link.method == "wnid" else close
+        yield Quad(minter.image_class(report.space, link.key), predicate, synset_iri(link.synset), graph)
+    yield from synset_quads(wordnet, closure(wordnet, (link.synset for link in report.linked)), graph)
+
+
+def synset_quads(wordnet: WordNet, synsets: Iterable[Synset], graph: NamedNode) -> Iterator[Quad]:
+    """The SKOS description of synsets (their hypernyms must be in the set for skos:broader to resolve)."""
+    a, concept = NamedNode(RDF + "type"), NamedNode(SKOS + "Concept")
+    pref, alt, definition = NamedNode(SKOS + "prefLabel"), NamedNode(SKOS + "altLabel"), NamedNode(SKOS + "definition")
+    notation, broader, depth = NamedNode(SKOS + "notation"), NamedNode(SKOS + "broader"), NamedNode(FT + "synsetDepth")
+    integer = NamedNode(XSD + "integer")
+    for s in synsets:
+        node = synset_iri(s)
+        yield Quad(node, a, concept, graph)
+        names = [n.replace("_", " ") for n in s.lemma_names()]
+        yield Quad(node, pref, Literal(names[0], language="en"), graph)
+        for n in names[1:]:
+            yield Quad(node, alt, Literal(n, language="en"), graph)
+        yield Quad(node, definition, Literal(s.definition(), language="en"), graph)
+        yield Quad(node, notation, Literal(f"{s.offset():08d}-{s.pos()}"), graph)
+        yield Quad(node, depth, Literal(str(wordnet.depth(s)), datatype=integer), graph)
+        for h in s.hypernyms() + s.instance_hypernyms():
+            yield Quad(node, broader, synset_iri(h), graph)

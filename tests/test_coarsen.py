@@ -1,0 +1,150 @@
+"""Coarsening of filter tags to WordNet concepts: rules against references, the graph, real VGG16 tags."""
+
+from __future__ import annotations
+
+import math
+import random
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pyoxigraph
+import pytest
+
+import filtag_kg
+from filtag_kg.errors import UserError
+from filtag_kg.imagenet import imagenet_index, parse_filtag_file
+from filtag_kg.kg.coarsen import coarse_groups_summary, coarsen, coarsen_filter, link_wordnet
+from filtag_kg.kg.export import export_tags, run_ids
+from filtag_kg.kg.wordnet import WN30, WordNet
+from filtag_kg.records import ActivationStats
+
+ANIMALS = "bear bird cat cow dog elephant giraffe horse sheep zebra".split()
+# filter → the classes whose best filter it is (k=1)
+GROUPS = {0: ["bear", "cat", "dog"], 1: ["horse", "zebra"], 2: ["cow", "giraffe", "sheep", "bird"], 3: ["elephant"]}
+
+
+@pytest.fixture(scope="module")
+def wn() -> WordNet:
+    return WordNet.load()
+
+
+@pytest.fixture(scope="module")
+def animal_tags() -> filtag_kg.TagSet:
+    """Synthetic statistics of a 6-filter layer where each class peaks on the filter of its group."""
+    stats = ActivationStats.empty(["conv1", "conv2"], ANIMALS, {"conv1": 4, "conv2": 6},
+                                  manifest={"dataset": {"name": "Animal-Shape", "label_space": "animal-shape"},
+                                            "model": {"name": "tiny", "hash": "ab" * 32}})
+    means = {"conv1": np.zeros((10, 4)), "conv2": np.full((10, 6), 0.1)}
+    for f, classes in GROUPS.items():
+        for c in classes:
+            means["conv2"][ANIMALS.index(c), f] = 1.0
+            means["conv1"][ANIMALS.index(c), 0] = 1.0
+    stats.add_batch(np.arange(10), means)
+    return filtag_kg.tag(stats, k=[1, 2])
+
+
+def test_rules_on_animal_groups(wn: WordNet) -> None:
+    s = {a: wn.synset(f"{a}.n.01") for a in ANIMALS}
+    f = coarsen_filter(wn, 0, [], [s["horse"], s["zebra"]])
+    assert f.all.synset.name() == f.share.synset.name() == "equine.n.01" and f.all.coverage == 1.0
+    f = coarsen_filter(wn, 0, [], [s["cow"], s["giraffe"], s["sheep"], s["horse"]])
+    assert (f.all.synset.name(), f.share.synset.name(), f.share.covered, f.share.total) == \
+        ("ungulate.n.01", "ruminant.n.01", 3, 4)
+    assert f.share.depth == wn.depth(wn.synset("ruminant.n.01")) > f.all.depth
+    # a stricter share needs all four again
+    assert coarsen_filter(wn, 0, [], [s["cow"], s["giraffe"], s["sheep"], s["horse"]], share=0.8).share.synset.name() \
+        == "ungulate.n.01"
+    one = coarsen_filter(wn, 5, [9], [s["zebra"]])
+    assert one.all.synset == one.share.synset == s["zebra"] and one.coherence == 1.0
+    none = coarsen_filter(wn, 6, [], [])
+    assert none.all is None and math.isnan(none.coherence)
+
+
+def test_lowest_common_hypernym_matches_nltk(wn: WordNet) -> None:
+    """`all` for two synsets is one of NLTK's lowest common hypernyms (by max depth)."""
+    synsets = [wn.synset_of_wnid(w) for w in imagenet_index().wnids]
+    rng = random.Random(1)
+    for _ in range(200):
+        a, b = rng.sample(synsets, 2)
+        f = coarsen_filter(wn, 0, [], [a, b])
+        assert f.all.synset in a.lowest_common_hypernyms(b, use_min_depth=False)
+        assert f.coherence == pytest.approx(a.wup_similarity(b), abs=1e-12)
+
+
+def test_share_concept_against_brute_force(wn: WordNet) -> None:
+    synsets = [wn.synset_of_wnid(w) for w in imagenet_index().wnids]
+    rng = random.Random(2)
+    for _ in range(60):
+        group = rng.sample(synsets[:400], rng.randint(2, 7))  # animals: deep shared hierarchy
+        f = coarsen_filter(wn, 0, [], group)
+        need = math.ceil(2 * len(group) / 3)
+        cover = {}
+        for s in group:
+            for a in s.closure(lambda x: x.hypernyms() + x.instance_hypernyms()):
+                cover[a] = cover.get(a, 0) + 1
+            cover[s] = cover.get(s, 0) + 1
+        deepest = max(a.max_depth() for a, c in cover.items() if c >= need)
+        assert f.share.covered == cover[f.share.synset] >= need and f.share.depth == deepest
+        assert f.all.covered == len(group) and f.all.depth == max(a.max_depth() for a, c in cover.items() if c == len(group))
+        pairs = list(combinations(sorted(set(group)), 2))
+        assert f.coherence == pytest.approx(np.mean([a.wup_similarity(b) for a, b in pairs]), abs=1e-12)
+
+
+def test_coarsen_tagset_counts_and_summary(wn: WordNet, animal_tags: filtag_kg.TagSet) -> None:
+    result = coarsen(animal_tags, wn, "conv2", ("k-best", 1))
+    names = {f.filter: (f.all.synset.name(), f.share.synset.name()) for f in result.filters if f.all}
+    assert names == {0: ("carnivore.n.01", "carnivore.n.01"), 1: ("equine.n.01", "equine.n.01"),
+                     2: ("vertebrate.n.01", "ruminant.n.01"), 3: ("elephant.n.01", "elephant.n.01")}
+    assert result.counts() == {"filters": 6, "tagged": 4, "multi_tag": 3, "specific_all": 3, "specific_share": 3}
+    text = coarse_groups_summary(animal_tags, "conv2", wn)
+    assert "carnivore (02075296-n): filter 0 — bear, cat, dog" in text
+    assert "ruminant (02399000-n): filter 2 — bird, cow, giraffe, sheep" in text
+    assert "3 with several tags; of these 3 (100%)" in text
+    # conv1: all ten classes on filter 0 → only 'vertebrate' covers all, 'placental' 9 of 10
+    first = coarsen(animal_tags, wn, "conv1", ("k-best", 1)).filters[0]
+    assert (first.all.synset.name(), first.share.synset.name(), first.share.covered) == \
+        ("vertebrate.n.01", "placental.n.01", 9)
+    with pytest.raises(UserError, match="share"):
+        coarsen(animal_tags, wn, share=0)
+    with pytest.raises(UserError, match="layer 'conv9'"):
+        coarsen(animal_tags, wn, "conv9")
+    with pytest.raises(UserError, match="no selection"):
+        coarsen(animal_tags, wn, "conv2", ("k-best", 3))
+
+
+def test_graph_of_coarse_concepts(wn: WordNet, animal_tags: filtag_kg.TagSet) -> None:
+    linking = link_wordnet(animal_tags, wn)
+    assert [(r.layer, r.selection) for r in linking.layers] == [
+        ("conv1", ("k-best", 1)), ("conv1", ("k-best", 2)), ("conv2", ("k-best", 1)), ("conv2", ("k-best", 2))]
+    store = pyoxigraph.Store()
+    store.extend(export_tags(animal_tags))
+    store.extend(linking.quads)
+    assert {q.graph_name for q in linking.quads} == {linking.graph}
+    assert linking.graph.value.endswith(f"/graph/{run_ids(animal_tags).tagging}/wordnet")
+    rows = list(store.query("""
+        PREFIX ft: <https://w3id.org/filtag-kg/ontology#>
+        SELECT ?i ?concept ?coverage ?min WHERE {
+          ?cc a ft:CoarseConcept ; ft:filter ?f ; ft:concept ?concept ; ft:coverage ?coverage ;
+              ft:minCoverage ?min ; ft:tagSelection "k-best 1" .
+          ?f ft:filterIndex ?i ; ft:ofLayer/<http://www.w3.org/2000/01/rdf-schema#label> "conv2" .
+          FILTER(?min < 1) } ORDER BY ?i""", use_default_graph_as_union=True))
+    got = [(int(r["i"].value), r["concept"].value.removeprefix(WN30), float(r["coverage"].value)) for r in rows]
+    assert got == [(0, "02075296-n", 1.0), (1, "02374149-n", 1.0), (2, "02399000-n", 0.75), (3, "02503517-n", 1.0)]
+    n_nodes = sum(1 for r in linking.layers for f in r.filters if f.all) * 2
+    count = store.query("SELECT (COUNT(?c) AS ?n) WHERE { ?c a <https://w3id.org/filtag-kg/ontology#CoarseConcept> }",
+                        use_default_graph_as_union=True)
+    assert int(next(iter(count))["n"].value) == n_nodes
+    assert link_wordnet(animal_tags, wn).quads == linking.quads  # deterministic
+
+
+def test_real_vgg16_tags(wn: WordNet, filtag_vgg16_file: Path) -> None:
+    """Item 7: the FilTag authors' block5_conv3 tags (cranes resolved by their filters' other tags)."""
+    tags, _ = parse_filtag_file(filtag_vgg16_file, resolve={"372:crane": "n02012849", "424:crane": "n03126707"})
+    result = coarsen(tags, wn)
+    assert result.counts() == {"filters": 512, "tagged": 342, "multi_tag": 219, "specific_all": 138,
+                               "specific_share": 170}
+    by_filter = {f.filter: f for f in result.filters}
+    assert by_filter[1].all.synset.name() == "brass.n.02"  # cornet, French horn, trombone
+    assert by_filter[29].all.synset.name() == "rodent.n.01"  # hamster, guinea pig
+    assert by_filter[28].share.synset.name() == "primate.n.02"  # sloth + three monkeys/lemurs

@@ -1,0 +1,136 @@
+"""WordNet 3.0 from Debian's files through NLTK, class linking, and the SKOS graph of the closure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyoxigraph
+import pytest
+
+from filtag_kg.config import cache_dir
+from filtag_kg.errors import UserError
+from filtag_kg.imagenet import imagenet_index
+from filtag_kg.kg.wordnet import (
+    DEBIAN_WORDNET, LEXNAMES, WN30, WordNet, closure, link_classes, offset_of_iri, read_mapping, synset_iri,
+    wordnet_quads,
+)
+
+ANIMALS = "bear bird cat cow dog elephant giraffe horse sheep zebra".split()
+GRAPH = pyoxigraph.NamedNode("https://example.org/graph/wordnet")
+
+
+@pytest.fixture(scope="module")
+def wn() -> WordNet:
+    return WordNet.load()
+
+
+def test_loads_debian_copy_with_lexnames(wn: WordNet) -> None:
+    assert wn.source == f"Debian {DEBIAN_WORDNET}"  # the test cache is fresh and NLTK has no data here
+    copy = cache_dir() / "nltk_data" / "corpora" / "wordnet"
+    assert (copy / "data.noun").is_file() and not (copy / "data.noun").is_symlink()
+    assert len((copy / "lexnames").read_text().splitlines()) == len(LEXNAMES) == 45
+    # lexnames numbering must agree with the lexicographer file numbers in data.noun
+    assert wn.synset("dog.n.01").lexname() == "noun.animal"
+    assert wn.synset_of_wnid("n03126707").lexname() == "noun.artifact"  # crane, the machine
+    assert wn.synset("entity.n.01").lexname() == "noun.Tops"
+
+
+def test_user_directory_of_symlinks_is_copied(tmp_path: Path) -> None:
+    for f in DEBIAN_WORDNET.iterdir():
+        if f.is_file():
+            (tmp_path / f.name).symlink_to(f)
+    wn = WordNet.load(tmp_path)
+    assert wn.source == f"directory {tmp_path}"
+    assert wn.synset_of_wnid("n02391049").name() == "zebra.n.01"
+
+
+def test_missing_or_wrong_directory_says_how_to_get_wordnet(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="apt-get install wordnet-base"):
+        WordNet.load(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="not a WordNet dict directory"):
+        WordNet.load(tmp_path)
+
+
+def test_synset_iris_keep_the_offset(wn: WordNet) -> None:
+    dog = wn.synset_of_wnid("n02084071")
+    assert synset_iri(dog).value == WN30 + "02084071-n"
+    assert offset_of_iri(synset_iri(dog).value) == (2084071, "n")
+    assert wn.synset("02084071-n") == wn.synset("dog.n.01") == dog
+    with pytest.raises(UserError, match="not a WordNet 3.0 synset IRI"):
+        offset_of_iri("http://wordnet-rdf.princeton.edu/wn31/02084071-n")
+    for bad in ("n0208407", "n99999999", "n02084072", "dog.n.99", "00000001-v"):
+        with pytest.raises(UserError):
+            wn.synset(bad)
+
+
+def test_every_imagenet_wnid_is_its_synset(wn: WordNet) -> None:
+    index = imagenet_index()
+    report = link_classes(index.keras_labels, index.wnids, wn, "imagenet1k")
+    assert len(report.linked) == 1000 and not report.unmatched and not report.ambiguous
+    for link, wnid, names in zip(report.links, index.wnids, index.names):
+        assert (link.method, link.key, link.synset.offset(), link.synset.pos()) == ("wnid", wnid, int(wnid[1:]), "n")
+        assert names[0].replace(" ", "_") in link.synset.lemma_names()
+    assert len(closure(wn, (link.synset for link in report.links))) == 1860  # 1000 classes + 860 hypernyms
+
+
+def test_animal_shape_first_noun_sense(wn: WordNet) -> None:
+    report = link_classes(ANIMALS, None, wn, "animal-shape")
+    chosen = {link.label: link.synset.name() for link in report.links}
+    assert chosen == {a: f"{a}.n.01" for a in ANIMALS}
+    assert all(link.method == "lemma" and link.key == link.label for link in report.links)
+    # giraffe and zebra have one noun sense; the other eight are reported with the choice made
+    assert len(report.ambiguous) == 8 and not any("giraffe" in m or "zebra" in m for m in report.ambiguous)
+    assert any("'cow': chose cow.n.01 (female of domestic cattle" in m for m in report.ambiguous)
+
+
+def test_unmatched_labels_are_reported(wn: WordNet) -> None:
+    report = link_classes(["zebra", "blorfish"], None, wn, "s")
+    assert [link.synset is None for link in report.links] == [False, True]
+    assert report.unmatched == ["'blorfish' (class 1): no WordNet noun; add it to a mapping file"]
+    assert "1 of 2 classes" in report.summary()
+    quads = list(wordnet_quads(report, wn, GRAPH))
+    assert not any("blorfish" in q.subject.value for q in quads)
+
+
+def test_mapping_file_overrides(wn: WordNet, tmp_path: Path) -> None:
+    path = tmp_path / "map.tsv"
+    path.write_text("# label\tsynset\ncow\tcow.n.02\nbear\tn02131653\n\n")
+    mapping = read_mapping(path)
+    assert mapping == {"cow": "cow.n.02", "bear": "n02131653"}
+    report = link_classes(ANIMALS, None, wn, "animal-shape", mapping)
+    links = {link.label: link for link in report.links}
+    assert links["cow"].synset.name() == "cow.n.02" and links["cow"].method == "mapping"
+    assert links["bear"].synset.name() == "bear.n.01" and len(report.ambiguous) == 6
+    path.write_text("cow\tcow.n.02\textra\n")
+    with pytest.raises(UserError, match="line 1"):
+        read_mapping(path)
+    with pytest.raises(UserError, match="not classes of 'animal-shape': unicorn"):
+        link_classes(ANIMALS, None, wn, "animal-shape", {"unicorn": "horse.n.01"})
+
+
+def test_skos_graph_walks_the_hierarchy(wn: WordNet) -> None:
+    report = link_classes(ANIMALS, None, wn, "animal-shape")
+    store = pyoxigraph.Store()
+    store.extend(wordnet_quads(report, wn, GRAPH))
+    prefix = "PREFIX skos: <http://www.w3.org/2004/02/skos/core#> PREFIX ft: <https://w3id.org/filtag-kg/ontology#> "
+
+    def under(offset: str) -> list[str]:
+        rows = store.query(prefix + f"SELECT ?c WHERE {{ ?c skos:closeMatch/skos:broader* <{WN30}{offset}> }}",
+                           use_default_graph_as_union=True)
+        return sorted(r["c"].value.rsplit("/", 1)[1] for r in rows)
+
+    assert under("02075296-n") == ["bear", "cat", "dog"]  # carnivore
+    assert under("02399000-n") == ["cow", "giraffe", "sheep"]  # ruminant
+    assert under("02374149-n") == ["horse", "zebra"]  # equine
+    assert under("02370806-n") == ["cow", "giraffe", "horse", "sheep", "zebra"]  # ungulate
+    # the closure is closed: every broader concept is described, each with one label, gloss and depth
+    dangling = store.query(prefix + "ASK { ?s skos:broader ?b FILTER NOT EXISTS { ?b a skos:Concept } }",
+                           use_default_graph_as_union=True)
+    assert not bool(dangling)
+    rows = list(store.query(prefix + """SELECT ?s (COUNT(DISTINCT ?l) AS ?n) (COUNT(DISTINCT ?d) AS ?m) (SAMPLE(?depth) AS ?dp)
+        WHERE { ?s a skos:Concept ; skos:prefLabel ?l ; skos:definition ?d ; ft:synsetDepth ?depth } GROUP BY ?s""",
+                            use_default_graph_as_union=True))
+    assert len(rows) == len(closure(wn, (link.synset for link in report.links))) == 35
+    assert all(int(r["n"].value) == 1 and int(r["m"].value) == 1 for r in rows)
+    depth = {r["s"].value: int(r["dp"].value) for r in rows}
+    assert depth[WN30 + "00001740-n"] == 0 and depth[WN30 + "02391049-n"] == wn.synset("zebra.n.01").max_depth() == 14
