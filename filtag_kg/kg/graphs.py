@@ -18,18 +18,16 @@ from typing import Any, NamedTuple
 import networkx as nx
 
 from ..errors import UserError
-from ..records import K_BEST, METHODS, Q_QUANTILE, TagSet
+from ..records import METHODS, TagSet
 from . import queries
-from .vocab import FT
-
-METHOD_IRIS = {K_BEST: FT + "KBest", Q_QUANTILE: FT + "QQuantile"}
+from .export import METHOD_NODES
 
 
 class Edge(NamedTuple):
-    """One tag as an edge: filter `index` of `layer` (at `sequence` in the network) → class."""
+    """One tag as an edge: filter `index` of `layer` (nno:hasLayerSequence `sequence`) → class."""
 
     layer: str
-    sequence: int
+    sequence: int | None
     index: int
     class_index: int
     class_label: str
@@ -56,12 +54,13 @@ def filter_class_graph(
     """
     method, parameter = _selection(tags, method, parameter)
     one = tags.select(method, parameter)
-    sequence = {m: i for i, m in enumerate(tags.layers)}
-    for layer in tags.manifest.get("model", {}).get("layers", []):
-        sequence[layer["name"]] = int(layer["index"])
+    sequence = {  # as in the export: 1-based position in the network, where the manifest has it
+        str(e["name"]): int(e["index"]) + 1
+        for e in (tags.manifest.get("model") or {}).get("layers") or [] if e.get("index") is not None
+    }
     wanted = _check_layers(layers, tags.layers)
     edges = (
-        Edge(t.layer, sequence[t.layer], t.filter, t.class_index, t.class_name, t.score, t.rank)
+        Edge(t.layer, sequence.get(t.layer), t.filter, t.class_index, t.class_name, t.score, t.rank)
         for t in one if t.layer in wanted
     )
     return _build(edges, method, parameter)
@@ -71,16 +70,16 @@ def store_filter_class_graph(
     store: Any, run: str, method: str, parameter: float, layer: str | None = None,
 ) -> nx.Graph:
     """The filter–class graph of one run's selection in a store (`run`: its IRI)."""
-    if method not in METHOD_IRIS:
+    if method not in METHOD_NODES:
         raise UserError(f"unknown selection method {method!r}; methods: {', '.join(METHODS)}")
-    params: dict[str, object] = {"run": run, "method": METHOD_IRIS[method], "parameter": parameter}
+    params: dict[str, object] = {"run": run, "method": METHOD_NODES[method], "parameter": parameter}
     if layer is not None:
         params["layer"] = layer
     rows = queries.run("selection-tags", store, params).values()
     if not rows:
         raise UserError(f"no tags of run {run} with {method} {parameter:g} in the store")
     edges = (
-        Edge(r["layer"], int(r["sequence"]), int(r["filter"]), int(r["classIndex"]), r["class"], r["score"], int(r["rank"]))
+        Edge(r["layer"], r["sequence"], int(r["filter"]), int(r["classIndex"]), r["class"], r["score"], int(r["rank"]))
         for r in rows
     )
     return _build(edges, method, parameter)

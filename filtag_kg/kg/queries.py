@@ -437,7 +437,7 @@ def _json_term(term: Term) -> dict[str, Any]:
 
 
 def _short(term: Term | None) -> str:
-    """A readable cell: IRIs with known prefixes shortened, literals by their lexical value."""
+    """A readable one-line cell: IRIs with known prefixes shortened, literals by their lexical value."""
     if term is None:
         return ""
     if isinstance(term, NamedNode):
@@ -446,8 +446,11 @@ def _short(term: Term | None) -> str:
                 return f"{prefix}:{term.value[len(ns):]}"
         return term.value
     if isinstance(term, Literal):
-        return term.value
+        return term.value.translate(_CONTROL)
     return str(term)
+
+
+_CONTROL = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

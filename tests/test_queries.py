@@ -1,0 +1,398 @@
+"""The query runner (headers, typed binding, VALUES for remote stores, result formats) and every
+bundled query, checked against reference answers computed from the TagSet in Python."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+from pyoxigraph import (
+    Literal,
+    NamedNode,
+    Quad,
+    QueryResultsFormat,
+    Store,
+    parse_query_results,
+)
+
+import filtag_kg
+from filtag_kg.errors import UserError
+from filtag_kg.kg import queries
+from filtag_kg.kg.queries import Query, Results
+from filtag_kg.kg.vocab import FT, RDFS, XSD
+from filtag_kg.records import K_BEST, Q_QUANTILE, ActivationStats, TagSet
+
+REQUIRED = {
+    "filter-tags", "class-filters", "class-specific-filters", "similar-classes", "layer-tag-statistics",
+    "run-diff", "networks",
+}
+INJECTION = 'x" } ; DROP ALL ; #'
+LABEL_QUERY = """# title: Things by label
+# param: label (string): the label
+PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>
+SELECT ?thing ?label WHERE { ?thing rdfs:label ?label }
+"""
+
+
+# -- headers and binding ------------------------------------------------------------------------
+
+def test_bundled_set_covers_the_issue_and_headers_are_complete() -> None:
+    bundled = {q.name: q for q in queries.bundled()}
+    assert REQUIRED <= set(bundled)
+    for q in bundled.values():
+        assert q.title and q.description, q.name
+        assert q.example.startswith(f"filtag-kg query {q.name}"), q.name
+        for p in q.parameters:
+            if p.required:
+                assert f"{p.name}=" in q.example, (q.name, p.name)
+
+
+def test_header_parsing_with_continuations_and_optional_parameters() -> None:
+    q = Query.parse(
+        "# title: A test\n# description: first line\n#   second line\n"
+        "# param: n (integer): a number\n#   of things\n# param: who (iri, optional): someone\n"
+        "# example: filtag-kg query t --param n=1\n"
+        "SELECT ?n ?who WHERE { ?who <http://x/p> ?n }\n",
+        "t",
+    )
+    assert q.title == "A test"
+    assert q.description == "first line second line"
+    assert [(p.name, p.type, p.required) for p in q.parameters] == [("n", "integer", True), ("who", "iri", False)]
+    assert q.parameters[0].description == "a number of things"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("# param: n (integr): x\nSELECT ?n WHERE { ?s ?p ?n }", "unknown type"),
+        ("# param: n integer x\nSELECT ?n WHERE { ?s ?p ?n }", "bad parameter line"),
+        ("# param: m (integer): x\nSELECT ?n WHERE { ?s ?p ?n }", "does not occur"),
+        ("# param: n (integer): x\nSELECT ?s WHERE { ?s ?p ?n }", "must be selected"),
+    ],
+)
+def test_bad_headers_are_reported(text: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        Query.parse(text, "bad")
+
+
+def test_values_become_typed_terms() -> None:
+    q = queries.load("filter-tags")
+    terms = q.bind({"layer": "block5_conv3", "filter": "7", "run": "ft:KBest"})
+    assert terms["layer"] == Literal("block5_conv3")
+    assert terms["filter"] == Literal(7)
+    assert terms["run"] == NamedNode(FT + "KBest")
+    diff = queries.load("run-diff")
+    d = diff.bind({"run1": "http://a/1", "run2": "<http://a/2>", "method1": "ft:KBest", "method2": "ft:QQuantile",
+                   "parameter1": "5.0", "parameter2": 2.50})
+    assert d["run2"] == NamedNode("http://a/2")
+    assert d["parameter1"] == Literal("5", datatype=NamedNode(XSD + "decimal"))
+    assert d["parameter2"] == Literal("2.5", datatype=NamedNode(XSD + "decimal"))
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"layer": "a", "filter": "seven"}, "parameter 'filter' \\(integer\\)"),
+        ({"layer": "a", "filter": 1.5}, "whole number"),
+        ({"layer": "a", "filter": 1, "run": "http://a/b> } DROP ALL"}, "parameter 'run' \\(iri\\)"),
+        ({"layer": "a"}, "needs --param filter="),
+        ({"layer": "a", "filter": 1, "nope": 1}, "has no parameter nope"),
+    ],
+)
+def test_bad_values_are_user_errors(values: dict[str, object], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        queries.load("filter-tags").bind(values)
+
+
+def test_unknown_query_names_the_bundled_ones(tmp_path) -> None:
+    with pytest.raises(UserError, match="bundled: .*filter-tags"):
+        queries.load("no-such-query")
+    with pytest.raises(UserError, match="does not exist"):
+        queries.load(tmp_path / "missing.rq")
+    path = tmp_path / "mine.rq"
+    path.write_text(LABEL_QUERY)
+    assert queries.load(path).name == "mine" and queries.load(str(path)).parameters[0].name == "label"
+
+
+@pytest.mark.parametrize(
+    "text, head",
+    [
+        ('SELECT ?x WHERE { ?x ?p "a { WHERE } \\" {" }', "SELECT ?x WHERE {"),
+        ("# a { WHERE {\nPREFIX e: <http://e/a#b>\nSELECT ?x { ?x e:p ?o FILTER(?o < 3) }",
+         "# a { WHERE {\nPREFIX e: <http://e/a#b>\nSELECT ?x {"),
+        ("CONSTRUCT { ?x <http://e/p> ?o } WHERE { ?x ?p ?o }", "CONSTRUCT { ?x <http://e/p> ?o } WHERE {"),
+        ("SELECT ?x ?whereabouts WHERE { ?x <http://e/where> ?whereabouts { SELECT ?x WHERE { ?x ?p ?o } } }",
+         "SELECT ?x ?whereabouts WHERE {"),
+        ("ASK { ?x ?p ?o }", "ASK {"),
+        ("DESCRIBE ?x", "DESCRIBE ?x\n"),
+    ],
+)
+def test_values_block_opens_the_where_group(text: str, head: str) -> None:
+    store = Store()
+    store.add(Quad(NamedNode("http://e/s"), NamedNode("http://e/p"), Literal(1)))
+    bound = Query.parse(text, "t").with_values({"x": NamedNode("http://e/s")})
+    assert bound.startswith(head) and bound[len(head):].lstrip().startswith("VALUES (?x) { (<http://e/s>) }"), bound
+    store.query(bound)  # still valid SPARQL
+
+
+# -- injection -----------------------------------------------------------------------------------
+
+def _label_store() -> Store:
+    store = Store()
+    g = NamedNode("http://e/g")
+    store.add(Quad(NamedNode("http://e/a"), NamedNode(RDFS + "label"), Literal("plain"), g))
+    store.add(Quad(NamedNode("http://e/b"), NamedNode(RDFS + "label"), Literal(INJECTION), g))
+    return store
+
+
+def test_injection_is_a_plain_literal_on_the_embedded_store() -> None:
+    store = _label_store()
+    before = sorted(map(str, store))
+    q = Query.parse(LABEL_QUERY, "labels")
+    hit = queries.run(q, store, {"label": INJECTION})
+    assert [str(t.value) for t in hit.column("thing")] == ["http://e/b"]
+    assert queries.run(q, store, {"label": INJECTION + " "}).rows == []
+    assert sorted(map(str, store)) == before
+
+
+def test_injection_in_a_values_block_stays_inside_the_literal() -> None:
+    store = _label_store()
+    before = sorted(map(str, store))
+    q = Query.parse(LABEL_QUERY, "labels")
+    text = q.with_values(q.bind({"label": INJECTION}))
+    assert text.count("DROP ALL") == 1 and '"x\\" } ; DROP ALL ; #"' in text
+    rows = Results.of(store.query(text, use_default_graph_as_union=True)).rows
+    assert [str(r[0].value) for r in rows] == ["http://e/b"]
+    assert sorted(map(str, store)) == before
+
+
+# -- result formats ------------------------------------------------------------------------------
+
+def _mixed_results() -> tuple[Store, str]:
+    store = Store()
+    s = NamedNode("http://e/s")
+    for o in (Literal(3), Literal(0.5), Literal('he said "hi",\tthen\nleft'), Literal("chat", language="fr"),
+              NamedNode("http://e/o"), Literal(True)):
+        store.add(Quad(s, NamedNode("http://e/p"), o))
+    return store, "SELECT ?s ?o ?missing WHERE { ?s ?p ?o OPTIONAL { ?s <http://e/none> ?missing } } ORDER BY STR(?o)"
+
+
+def test_json_and_tsv_round_trip_through_a_reference_parser() -> None:
+    store, text = _mixed_results()
+    results = Results.of(store.query(text))
+    for fmt, parser_format in (("json", QueryResultsFormat.JSON), ("tsv", QueryResultsFormat.TSV)):
+        parsed = parse_query_results(results.serialize(fmt).encode(), format=parser_format)
+        again = Results.of(parsed)
+        assert again.variables == ["s", "o", "missing"]
+        assert again.rows == results.rows, fmt
+    assert len(results) == 6 and all(r[2] is None for r in results.rows)
+
+
+def test_csv_matches_pyoxigraph_and_table_shows_every_row() -> None:
+    store, text = _mixed_results()
+    results = Results.of(store.query(text))
+    reference = store.query(text).serialize(format=QueryResultsFormat.CSV).decode()
+    assert results.serialize("csv") == reference
+    table = results.serialize("table").splitlines()
+    assert table[0].split() == ["s", "o", "missing"]
+    assert table[-1] == "(6 rows)" and len(table) == 2 + 6 + 1
+    with pytest.raises(UserError, match="formats: table, csv, tsv, json"):
+        results.serialize("xml")
+
+
+def test_ask_results() -> None:
+    store, _ = _mixed_results()
+    yes = Results.of(store.query("ASK { ?s ?p 3 }"))
+    assert yes.boolean is True
+    assert json.loads(yes.serialize("json")) == {"head": {}, "boolean": True}
+    assert bool(parse_query_results(yes.serialize("json").encode(), format=QueryResultsFormat.JSON)) is True
+    assert Results.of(store.query("ASK { ?s ?p 4 }")).serialize("table") == "false\n"
+
+
+# -- the bundled queries on exported synthetic runs -------------------------------------------------
+
+ANIMALS = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
+LAYERS = {"conv2d": 8, "conv2d_1": 16, "conv2d_2": 16}
+KB, QQ = FT + "KBest", FT + "QQuantile"
+METHOD_IRI = {K_BEST: KB, Q_QUANTILE: QQ}
+
+
+def synthetic_tags(seed: int, model: str, k: tuple[int, ...] = (1, 3), q: tuple[float, ...] = (25.0,),
+                   layers: dict[str, int] = LAYERS, classes: list[str] = ANIMALS) -> TagSet:
+    """A TagSet of random class means for a small CNN with a full manifest (as collect writes it)."""
+    manifest = {
+        "model": {
+            "name": model, "hash": filtag_kg.kg.vocab.stable_hash(model) * 4, "family": "cnn", "source": "test",
+            "layers": [
+                {"name": m, "type": "Conv2D", "index": 2 * i, "filters": n, "kernel_size": [3, 3],
+                 "params": 9 * n, "activation": "relu"}
+                for i, (m, n) in enumerate(layers.items())
+            ],
+        },
+        "dataset": {"name": "Animal-Shape", "label_space": "animal-shape", "root": None, "wnids": None},
+        "split": {"name": "train", "fraction": 0.8, "seed": seed},
+        "software": {"filtag-kg": "0.1.0"},
+        "created": "2026-01-01T00:00:00+00:00",
+        "n_images": 100 * len(classes),
+    }
+    stats = ActivationStats.empty(list(layers), classes, layers, manifest)
+    rng = np.random.default_rng(seed)
+    stats.counts[:] = 100
+    for m in layers:
+        stats.sums[m] = rng.gamma(2.0, 1.0, stats.sums[m].shape) * 100
+    return filtag_kg.tag(stats, k=list(k), q=list(q))
+
+
+def selection_of(tag: filtag_kg.Tag) -> tuple[str, float]:
+    return METHOD_IRI[tag.method], float(tag.parameter)
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, TagSet]:
+    return {"a": synthetic_tags(0, "net-a"), "b": synthetic_tags(1, "net-b", k=(1,), q=())}
+
+
+@pytest.fixture(scope="module")
+def store(runs: dict[str, TagSet]) -> Store:
+    from filtag_kg.kg.export import export_tags
+
+    store = Store()
+    for tags in runs.values():
+        store.extend(export_tags(tags))
+    return store
+
+
+def run_iri(tags: TagSet) -> str:
+    from filtag_kg.kg.export import run_ids
+
+    return filtag_kg.kg.vocab.Minter().run(run_ids(tags).tagging).value
+
+
+def rows(name: str, store: object, **params: object) -> list[dict[str, object]]:
+    return queries.run(name, store, params).values()
+
+
+def test_runs_and_networks(store: Store, runs: dict[str, TagSet]) -> None:
+    listed = rows("runs", store)
+    assert sorted(r["run"] for r in listed) == sorted(run_iri(t) for t in runs.values())
+    a = next(r for r in listed if r["run"] == run_iri(runs["a"]))
+    assert (a["title"], a["dataset"], a["split"], a["images"]) == ("net-a", "Animal-Shape", "train", 1000)
+    assert sorted(a["selections"].split(", ")) == ["k-best 1", "k-best 3", "q-quantile 25"]
+    assert a["ended"] is not None
+    networks = rows("networks", store)
+    assert [(n["title"], n["layers"], n["filters"], n["runs"]) for n in networks] == [
+        ("net-a", 3, 40, 1), ("net-b", 3, 40, 1)]
+    only_b = rows("runs", store, network=listed[0]["network"] if listed[0]["title"] == "net-b" else listed[1]["network"])
+    assert [r["title"] for r in only_b] == ["net-b"]
+
+
+def test_filter_tags(store: Store, runs: dict[str, TagSet]) -> None:
+    tagged = [{int(f) for f, li in zip(t.filter_index, t.layer_index) if t.layers[li] == "conv2d_1"} for t in runs.values()]
+    f = min(set.intersection(*tagged))  # a filter both runs tag
+    expected = {
+        (run_iri(t), *selection_of(tag), tag.rank, tag.class_name, tag.score)
+        for t in runs.values() for tag in t if (tag.layer, tag.filter) == ("conv2d_1", f)
+    }
+    got = rows("filter-tags", store, layer="conv2d_1", filter=f)
+    assert {(r["run"], r["method"], r["parameter"], r["rank"], r["label"], r["score"]) for r in got} == expected
+    assert len(got) == len(expected) > 0
+    only_a = rows("filter-tags", store, layer="conv2d_1", filter=f, run=run_iri(runs["a"]))
+    assert {r["run"] for r in only_a} == {run_iri(runs["a"])} and 0 < len(only_a) < len(got)
+    assert rows("filter-tags", store, layer="conv2d_1", filter=99) == []
+
+
+def test_class_filters(store: Store, runs: dict[str, TagSet]) -> None:
+    tags = runs["a"]
+    got = rows("class-filters", store, **{"class": "zebra", "run": run_iri(tags)})
+    expected = {}
+    for method, p in tags.selections:
+        for m in tags.layers:
+            filters = np.flatnonzero(tags.tag_matrix(m, method, p)[:, ANIMALS.index("zebra")])
+            if len(filters):
+                expected[METHOD_IRI[method], float(p), m] = sorted(filters.tolist())
+    assert {(r["method"], r["parameter"], r["layer"]): sorted(map(int, r["indices"].split())) for r in got} == expected
+    assert all(r["filters"] == len(r["indices"].split()) for r in got)
+    assert [r["layer"] for r in got][:3] == list(LAYERS)  # network order
+
+
+def test_class_specific_filters(store: Store, runs: dict[str, TagSet]) -> None:
+    tags = runs["a"]
+    expected = set()
+    for method, p in tags.selections:
+        for m in tags.layers:
+            matrix = tags.tag_matrix(m, method, p)
+            for f in np.flatnonzero(matrix.sum(axis=1) == 1):
+                expected.add((METHOD_IRI[method], float(p), m, int(f), ANIMALS[int(np.flatnonzero(matrix[f])[0])]))
+    got = rows("class-specific-filters", store, run=run_iri(tags))
+    assert {(r["method"], r["parameter"], r["layer"], r["filter"], r["class"]) for r in got} == expected
+    assert expected
+    in_layer = rows("class-specific-filters", store, run=run_iri(tags), layer="conv2d")
+    assert {r["layer"] for r in in_layer} == {"conv2d"} and len(in_layer) == sum(e[2] == "conv2d" for e in expected)
+
+
+def test_similar_classes_ranked_by_shared_filters(store: Store, runs: dict[str, TagSet]) -> None:
+    tags = runs["a"]
+    got = rows("similar-classes", store, **{"class": "cat", "run": run_iri(tags)})
+    for method, p in tags.selections:
+        shared = sum(
+            (tags.tag_matrix(m, method, p)[:, [ANIMALS.index("cat")]] & tags.tag_matrix(m, method, p)).sum(axis=0)
+            for m in tags.layers
+        )
+        expected = {ANIMALS[c]: int(n) for c, n in enumerate(shared) if n and ANIMALS[c] != "cat"}
+        mine = [r for r in got if (r["method"], r["parameter"]) == (METHOD_IRI[method], float(p))]
+        assert {r["label"]: r["sharedFilters"] for r in mine} == expected
+        counts = [r["sharedFilters"] for r in mine]
+        assert counts == sorted(counts, reverse=True)
+
+
+def test_layer_tag_statistics(store: Store, runs: dict[str, TagSet]) -> None:
+    tags = runs["a"]
+    got = rows("layer-tag-statistics", store, run=run_iri(tags))
+    assert len(got) == len(tags.selections) * len(tags.layers)
+    for r in got:
+        method = next(m for m, iri in METHOD_IRI.items() if iri == r["method"])
+        p = next(p for m, p in tags.selections if m == method and float(p) == r["parameter"])
+        matrix = tags.tag_matrix(r["layer"], method, p)
+        one = tags.select(method, p)
+        scores = one.score[one.layer_index == tags.layers.index(r["layer"])]
+        assert r["filterCount"] == LAYERS[r["layer"]]
+        assert r["tags"] == matrix.sum() == len(scores)
+        assert r["taggedFilters"] == matrix.any(axis=1).sum()
+        assert r["classes"] == matrix.any(axis=0).sum()
+        assert r["untaggedShare"] == pytest.approx(1 - matrix.any(axis=1).mean())
+        assert r["meanScore"] == pytest.approx(scores.mean()) and r["maxScore"] == pytest.approx(scores.max())
+
+
+def _diff(t1: TagSet, sel1: tuple[str, float], t2: TagSet, sel2: tuple[str, float]) -> set[tuple[str, int, str, str]]:
+    out = set()
+    for m in t1.layers:
+        a, b = t1.tag_matrix(m, *sel1), t2.tag_matrix(m, *sel2)
+        for f, c in zip(*np.nonzero(a & ~b)):
+            out.add((m, int(f), "only in 1", ANIMALS[c]))
+        for f, c in zip(*np.nonzero(b & ~a)):
+            out.add((m, int(f), "only in 2", ANIMALS[c]))
+    return out
+
+
+@pytest.mark.parametrize("second", ["same run k=3", "same run q=25", "other model k=1"])
+def test_run_diff(store: Store, runs: dict[str, TagSet], second: str) -> None:
+    a = runs["a"]
+    other, sel2 = {"same run k=3": (a, (K_BEST, 3)), "same run q=25": (a, (Q_QUANTILE, 25.0)),
+                   "other model k=1": (runs["b"], (K_BEST, 1))}[second]
+    got = rows("run-diff", store, run1=run_iri(a), method1=KB, parameter1=1,
+               run2=run_iri(other), method2=METHOD_IRI[sel2[0]], parameter2=sel2[1])
+    expected = _diff(a, (K_BEST, 1), other, sel2)
+    assert {(r["layer"], r["filter"], r["change"], r["class"]) for r in got} == expected
+    assert len(got) == len(expected) > 0
+
+
+def test_selection_tags(store: Store, runs: dict[str, TagSet]) -> None:
+    a = runs["a"]
+    got = rows("selection-tags", store, run=run_iri(a), method=QQ, parameter="25.0", layer="conv2d_2")
+    one = a.select(Q_QUANTILE, 25.0)
+    keep = one.layer_index == a.layers.index("conv2d_2")
+    assert sorted((r["filter"], r["classIndex"], r["rank"]) for r in got) == sorted(
+        zip(one.filter_index[keep].tolist(), one.class_index[keep].tolist(), one.rank[keep].tolist()))
+    assert {r["sequence"] for r in got} == {5}  # manifest index 4, NNO counts from 1
