@@ -1,0 +1,110 @@
+"""The networkx filter–class and class–class graphs: from a TagSet and from a store, equal, with
+weights checked against tag matrices, and GraphML round trips."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+from pyoxigraph import Store
+from test_queries import ANIMALS, run_iri, synthetic_tags
+
+from filtag_kg.errors import UserError
+from filtag_kg.kg import graphs, queries
+from filtag_kg.kg.export import export_tags
+from filtag_kg.records import K_BEST, Q_QUANTILE, TagSet
+
+
+@pytest.fixture(scope="module")
+def tags() -> TagSet:
+    return synthetic_tags(3, "net-g", k=(1, 3), q=(25.0,))
+
+
+@pytest.fixture(scope="module")
+def store(tags: TagSet) -> Store:
+    store = Store()
+    store.extend(export_tags(tags))
+    return store
+
+
+def _edges(graph: nx.Graph) -> dict[frozenset[str], dict[str, object]]:
+    return {frozenset((u, v)): d for u, v, d in graph.edges(data=True)}
+
+
+@pytest.mark.parametrize("selection", [(K_BEST, 3), (Q_QUANTILE, 25.0)])
+def test_filter_class_graph_from_tags(tags: TagSet, selection: tuple[str, float]) -> None:
+    graph = graphs.filter_class_graph(tags, *selection)
+    one = tags.select(*selection)
+    assert graph.number_of_edges() == len(one)
+    filters = {n for n, d in graph.nodes(data="bipartite") if d == 0}
+    classes = {n for n, d in graph.nodes(data="bipartite") if d == 1}
+    assert nx.bipartite.is_bipartite_node_set(graph, filters)
+    assert len(filters) == sum(tags.tag_matrix(m, *selection).any(axis=1).sum() for m in tags.layers)
+    assert {graph.nodes[c]["label"] for c in classes} == set(ANIMALS)
+    for t in list(one)[:50]:
+        edge = graph.edges[graphs.filter_node(t.layer, t.filter), graphs.class_node(t.class_index)]
+        assert (edge["score"], edge["rank"]) == (t.score, t.rank)
+    assert graph.nodes[graphs.filter_node("conv2d_1", int(one.filter_index[0]))]["sequence"] in (1, 3, 5)
+
+
+def test_store_route_gives_the_same_graph(tags: TagSet, store: Store) -> None:
+    for method, p in tags.selections:
+        from_tags = graphs.filter_class_graph(tags, method, p)
+        from_store = graphs.store_filter_class_graph(store, run_iri(tags), method, p)
+        assert dict(from_store.nodes(data=True)) == dict(from_tags.nodes(data=True))
+        assert _edges(from_store) == _edges(from_tags)
+    one_layer = graphs.store_filter_class_graph(store, run_iri(tags), K_BEST, 1, layer="conv2d")
+    assert {d for _, d in one_layer.nodes(data="layer") if d} == {"conv2d"}
+
+
+def test_class_class_weights_count_shared_filters(tags: TagSet, store: Store) -> None:
+    selection = (Q_QUANTILE, 25.0)
+    graph = graphs.class_class_graph(graphs.filter_class_graph(tags, *selection))
+    shared = sum(m.T.astype(int) @ m.astype(int) for m in (tags.tag_matrix(n, *selection) for n in tags.layers))
+    assert graph.number_of_nodes() == len(ANIMALS)
+    for a in range(len(ANIMALS)):
+        for b in range(a + 1, len(ANIMALS)):
+            weight = graph.edges[graphs.class_node(a), graphs.class_node(b)]["weight"] if graph.has_edge(
+                graphs.class_node(a), graphs.class_node(b)) else 0
+            assert weight == shared[a, b]
+    # the SPARQL question "which classes share filters with cat" has the same answer
+    rows = queries.run("similar-classes", store, {"class": "cat", "run": run_iri(tags)}).values()
+    cat = graphs.class_node(ANIMALS.index("cat"))
+    assert {r["label"]: r["sharedFilters"] for r in rows if r["parameter"] == 25.0} == {
+        graph.nodes[n]["label"]: d["weight"] for n, d in graph[cat].items()}
+
+
+def test_graphml_round_trip(tags: TagSet, tmp_path) -> None:
+    graph = graphs.filter_class_graph(tags, K_BEST, 1)
+    path = tmp_path / "fc.graphml"
+    graphs.write_graphml(graph, path)
+    back = nx.read_graphml(path)
+    assert dict(back.nodes(data=True)) == dict(graph.nodes(data=True))
+    assert _edges(back) == _edges(graph)
+    projected = graphs.class_class_graph(graph)
+    graphs.write_graphml(projected, tmp_path / "cc.graphml")
+    back = nx.read_graphml(tmp_path / "cc.graphml")
+    assert dict(back.nodes(data=True)) == dict(projected.nodes(data=True))
+    assert _edges(back) == _edges(projected) and projected.number_of_edges() > 0
+    assert {k: back.graph[k] for k in ("kind", "method", "parameter")} == projected.graph
+
+
+def test_graphml_leaves_out_missing_values(tmp_path) -> None:
+    graph = nx.Graph()
+    graph.add_edge("a", "b", score=None, rank=1)
+    graphs.write_graphml(graph, tmp_path / "g.graphml")
+    assert dict(nx.read_graphml(tmp_path / "g.graphml").edges["a", "b"]) == {"rank": 1}
+    assert graph.edges["a", "b"]["score"] is None  # the caller's graph is unchanged
+
+
+def test_bad_requests_are_user_errors(tags: TagSet, store: Store) -> None:
+    with pytest.raises(UserError, match="k-best 1, k-best 3, q-quantile 25"):
+        graphs.filter_class_graph(tags)
+    with pytest.raises(UserError, match="unknown layer dense"):
+        graphs.filter_class_graph(tags, K_BEST, 1, layers=["dense"])
+    with pytest.raises(UserError, match="unknown selection method"):
+        graphs.store_filter_class_graph(store, run_iri(tags), "top", 1)
+    with pytest.raises(UserError, match="no tags of run"):
+        graphs.store_filter_class_graph(store, run_iri(tags), K_BEST, 7)
+    single = tags.select(K_BEST, 1)
+    assert graphs.filter_class_graph(single).number_of_edges() == len(single) == np.int64(len(single))
