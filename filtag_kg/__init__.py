@@ -19,7 +19,7 @@ __all__ = ["ActivationStats", "HeldOut", "Tag", "TagSet", "UserError", "collect"
 
 
 def collect(*args: Any, **kwargs: Any) -> ActivationStats:
-    """Collect activation statistics; see `filtag_kg.collect.collect` (imports TensorFlow)."""
-    from .collect import collect as _collect
+    """Collect activation statistics; see `filtag_kg.collection.collect` (imports TensorFlow)."""
+    from .collection import collect as _collect
 
     return _collect(*args, **kwargs)

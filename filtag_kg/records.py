@@ -31,10 +31,12 @@ class HeldOut:
 
     `vectors[layer]` is float32 [n_images, n_filters] of scaled feature-map means ā(m,i,d);
     `top_classes`/`top_probs` are the model's top-5 predictions, `labels` the true class indices,
-    `image_ids` a stable id per image (file path relative to the data root, or an index).
+    `image_ids` a stable id per image (file path relative to the data root, or an index), and
+    `positions` each image's position in its split (records of shards merge in that order).
     """
 
     image_ids: list[str]
+    positions: np.ndarray  # int64 [n]
     labels: np.ndarray  # int64 [n]
     top_classes: np.ndarray  # int64 [n, 5]
     top_probs: np.ndarray  # float32 [n, 5]
@@ -54,6 +56,7 @@ class HeldOut:
     def order(self, order: np.ndarray) -> HeldOut:
         return HeldOut(
             image_ids=[self.image_ids[i] for i in order],
+            positions=self.positions[order],
             labels=self.labels[order],
             top_classes=self.top_classes[order],
             top_probs=self.top_probs[order],
@@ -68,6 +71,7 @@ class HeldOut:
         layers = list(parts[0].vectors)
         return HeldOut(
             image_ids=[i for p in parts for i in p.image_ids],
+            positions=np.concatenate([p.positions for p in parts]),
             labels=np.concatenate([p.labels for p in parts]),
             top_classes=np.concatenate([p.top_classes for p in parts]),
             top_probs=np.concatenate([p.top_probs for p in parts]),
@@ -131,8 +135,7 @@ class ActivationStats:
         heldout = None
         if heldouts:
             heldout = HeldOut.concatenate(heldouts)
-            order = np.argsort(np.asarray(heldout.image_ids, dtype=object), kind="stable")
-            heldout = heldout.order(order)
+            heldout = heldout.order(np.argsort(heldout.positions, kind="stable"))
         manifest = dict(self.manifest)
         manifest.pop("shard", None)
         return ActivationStats(
@@ -156,7 +159,7 @@ class ActivationStats:
         h = self.heldout
         if h is not None:
             arrays.update(
-                {"heldout/labels": h.labels, "heldout/top_classes": h.top_classes, "heldout/top_probs": h.top_probs}
+                {"heldout/positions": h.positions, "heldout/labels": h.labels, "heldout/top_classes": h.top_classes, "heldout/top_probs": h.top_probs}
             )
             for j, m in enumerate(self.layers):
                 arrays[f"heldout/vectors/{j}"] = h.vectors[m]
@@ -190,6 +193,7 @@ class ActivationStats:
             if manifest.get("heldout_image_ids") is not None:
                 heldout = HeldOut(
                     image_ids=list(manifest["heldout_image_ids"]),
+                    positions=z["heldout/positions"],
                     labels=z["heldout/labels"],
                     top_classes=z["heldout/top_classes"],
                     top_probs=z["heldout/top_probs"],

@@ -1,0 +1,276 @@
+"""Collection of FilTag activation statistics with TensorFlow: batched, streaming, shardable, resumable.
+
+For every chosen conv layer m and image d, one compiled function per batch computes in-graph
+
+    ā(m,i,d) = (mean_j a(m,i,d,j) − min a(m,·,d,·)) / (max a(m,·,d,·) − min a(m,·,d,·))
+
+i.e. the mean of filter i's feature map after min-max scaling of the layer's whole output for that
+image to [0,1] (a constant output scales to 0; scaling is affine, so scaling the mean equals the mean
+of the scaled map). Only [batch, filters] arrays leave the device. Per-class sums of ā over the
+"train" split give z_c(m,i); for the "heldout" split the per-image vectors and the top-5 predictions
+are kept as well, for explanations and evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data import ImageSource, InputSpec, array_source
+from .errors import UserError
+from .models import LoadedModel, describe_layers, input_spec_of, iter_layers, model_hash, select_layers
+from .records import MANIFEST_NAME, ActivationStats, HeldOut
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+TOP = 5
+TRAIN, HELDOUT = "train", "heldout"
+
+
+def feature_model(model: "keras.Model", layers: Sequence[str]) -> "keras.Model":
+    """A model from the input to the chosen layers' outputs and the predictions.
+
+    Layers of nested models ('base/block1_conv1') are reached by re-running the outer model layer by
+    layer, calling each nested functional model through its own multi-output twin.
+    """
+    import keras
+
+    wanted = set(layers)
+    by_name = dict(iter_layers(model))
+    if all("/" not in name for name in wanted):
+        outputs = [by_name[name].output for name in layers]
+        return keras.Model(model.inputs, [*outputs, *model.outputs])
+    if model.__class__.__name__ != "Sequential":
+        raise UserError(
+            "layers inside nested models can be collected when the outer model is Sequential; "
+            f"model {model.name!r} is {model.__class__.__name__}"
+        )
+    x = inputs = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
+    found: dict[str, Any] = {}
+    for layer in model.layers:
+        inner = [n for n in layers if n.startswith(layer.name + "/")]
+        if inner:
+            twin = feature_model(layer, [n.split("/", 1)[1] for n in inner])
+            *inner_out, x = twin(x)
+            found.update(zip(inner, inner_out))
+        else:
+            x = layer(x)
+            if layer.name in wanted:
+                found[layer.name] = x
+    return keras.Model(inputs, [*(found[n] for n in layers), x])
+
+
+def make_step(features: "keras.Model", n_layers: int) -> Any:
+    """The compiled per-batch function: scaled feature-map means of every layer, and top-k predictions."""
+    import tensorflow as tf
+
+    n_out = int(features.outputs[-1].shape[-1])
+    top = min(TOP, n_out)
+
+    @tf.function(reduce_retracing=True)
+    def step(images: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+        outputs = features(images, training=False)
+        means = []
+        for a in outputs[:n_layers]:
+            a = tf.cast(a, tf.float32)
+            low = tf.reduce_min(a, axis=[1, 2, 3])[:, None]
+            span = tf.reduce_max(a, axis=[1, 2, 3])[:, None] - low
+            mean = tf.reduce_mean(a, axis=[1, 2])
+            means.append(tf.where(span > 0, (mean - low) / tf.where(span > 0, span, 1.0), 0.0))
+        probs = tf.cast(outputs[n_layers], tf.float32)
+        best = tf.math.top_k(probs, k=top)
+        return means, best.indices, best.values
+
+    return step
+
+
+def software_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in ("filtag-kg", "tensorflow", "tensorflow-cpu", "keras", "numpy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def collect(
+    model: "keras.Model | LoadedModel",
+    source: ImageSource | np.ndarray,
+    labels: Sequence[int] | np.ndarray | None = None,
+    layers: Sequence[str] | None = None,
+    batch_size: int = 64,
+    splits: Sequence[str] | None = None,
+    output: str | Path | None = None,
+    checkpoint_every: int = 50,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> ActivationStats:
+    """Collect FilTag statistics of `model`'s conv layers over a labelled image source.
+
+    `source` is an ImageSource (see filtag_kg.data) or an image array with `labels`. `layers` are
+    names or glob patterns (default: every conv layer). The "train" split gives the class sums
+    z_c(m,i); the "heldout" split, when present, per-image records. With `output`, the result is
+    saved there, checkpoints are written atomically every `checkpoint_every` batches, and a run
+    that was interrupted resumes from its last checkpoint. `shard=(i, n)` processes every n-th batch
+    starting at i, for runs spread over machines; `ActivationStats.merge` joins the shards.
+    """
+    loaded = model if isinstance(model, LoadedModel) else None
+    keras_model = loaded.model if loaded else model
+    if isinstance(source, np.ndarray):
+        if labels is None:
+            raise UserError("an image array needs labels (one class index per image)")
+        source = array_source(source, labels, classes=loaded.classes if loaded and loaded.classes else None)
+    names = select_layers(keras_model, list(layers) if layers else None)
+    spec = loaded.input_spec if loaded else input_spec_of(keras_model)
+    n_out = int(keras_model.outputs[0].shape[-1])
+    classes = _check_classes(source, n_out, loaded)
+    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+        raise UserError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+    splits = list(splits) if splits is not None else [s for s in (TRAIN, HELDOUT) if s in source.splits]
+    if not splits or splits[0] != TRAIN and TRAIN in splits:
+        raise UserError(f"nothing to collect: splits {splits}")
+
+    features = feature_model(keras_model, names)
+    step = make_step(features, len(names))
+    layer_info = {d["name"]: d for d in describe_layers(keras_model)}
+    n_filters = {m: int(features.outputs[j].shape[-1]) for j, m in enumerate(names)}
+    manifest = {
+        "model": loaded.describe() if loaded else {
+            "name": keras_model.name, "hash": model_hash(keras_model), "family": "keras", "source": "python",
+            "layers": list(layer_info.values()),
+        },
+        "dataset": {
+            "name": source.name, "label_space": source.label_space, "root": source.root, "wnids": source.wnids,
+        },
+        "split": {"collected": splits, **source.split_info},
+        "batch_size": batch_size,
+        "shard": list(shard) if shard else None,
+        "software": software_versions(),
+    }
+    stats = ActivationStats.empty(names, classes, n_filters, manifest)
+    progress_state: dict[str, Any] = {"split": splits[0], "position": 0, "heldout_parts": []}
+    out_dir = Path(output) if output is not None else None
+    if out_dir is not None:
+        resumed = _resume(out_dir, manifest)
+        if resumed is not None:
+            stats, progress_state = resumed
+    for split_name in splits[splits.index(progress_state["split"]):]:
+        if split_name != progress_state["split"]:
+            progress_state = {"split": split_name, "position": 0, "heldout_parts": progress_state["heldout_parts"]}
+        _run_split(
+            source.split(split_name), spec, step, stats, names, batch_size, progress_state, shard,
+            keep_images=split_name == HELDOUT, out_dir=out_dir, checkpoint_every=checkpoint_every, progress=progress,
+        )
+    parts = progress_state["heldout_parts"]
+    stats.heldout = HeldOut.concatenate(parts) if parts and any(len(p) for p in parts) else None
+    stats.manifest["complete"] = True
+    stats.manifest["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stats.manifest.pop("progress", None)
+    if out_dir is not None:
+        stats.save(out_dir)
+    return stats
+
+
+def _check_classes(source: ImageSource, n_out: int, loaded: LoadedModel | None) -> list[str]:
+    if len(source.classes) != n_out:
+        raise UserError(
+            f"the data set {source.name!r} has {len(source.classes)} classes but the model has {n_out} outputs; "
+            "labels must index the model's outputs"
+        )
+    for split in source.splits.values():
+        if len(split.labels) and int(split.labels.max()) >= n_out:
+            raise UserError(f"split {split.name!r} has label {int(split.labels.max())}, beyond the model's {n_out} outputs")
+    return list(source.classes)
+
+
+def _run_split(
+    split: Any, spec: InputSpec, step: Any, stats: ActivationStats, names: list[str], batch_size: int,
+    state: dict[str, Any], shard: tuple[int, int] | None, keep_images: bool, out_dir: Path | None,
+    checkpoint_every: int, progress: bool,
+) -> None:
+    from tqdm.auto import tqdm
+
+    start = state["position"]
+    expected = split.positions(start, shard)
+    seen = np.ones(len(split), bool)
+    seen[expected] = False
+    bar = tqdm(total=len(split), initial=start, desc=f"collect {split.name}", unit="img", disable=not progress,
+               leave=False, file=sys.stderr)
+    batches_since = 0
+    for images, labels, positions in split.dataset(spec, batch_size, start, shard):
+        positions_np = positions.numpy()
+        bar.update(int(positions_np[-1]) + 1 - state["position"])
+        state["position"] = int(positions_np[-1]) + 1
+        seen[positions_np] = True
+        means, top_idx, top_prob = step(images)
+        means_np = {m: t.numpy() for m, t in zip(names, means)}
+        labels_np = labels.numpy().astype(np.int64)
+        if keep_images:
+            state["heldout_parts"].append(HeldOut(
+                image_ids=[split.ids[p] for p in positions_np], positions=positions_np.astype(np.int64),
+                labels=labels_np,
+                top_classes=_pad(top_idx.numpy().astype(np.int64)), top_probs=_pad(top_prob.numpy()),
+                vectors={m: v.astype(np.float32) for m, v in means_np.items()},
+            ))
+        else:
+            stats.add_batch(labels_np, means_np)
+        batches_since += 1
+        if out_dir is not None and batches_since >= checkpoint_every:
+            _checkpoint(out_dir, stats, state, split.name)
+            batches_since = 0
+    bar.close()
+    skipped = [split.ids[i] for i in np.flatnonzero(~seen)]
+    stats.manifest.setdefault("skipped", {})[split.name] = skipped
+    if skipped:
+        print(f"warning: {len(skipped)} unreadable image(s) skipped in split {split.name!r}, e.g. {skipped[:3]}",
+              file=sys.stderr)
+
+
+def _pad(a: np.ndarray) -> np.ndarray:
+    """Top-k arrays padded to TOP columns (-1 / 0) for models with fewer than TOP outputs."""
+    if a.shape[1] == TOP:
+        return a
+    fill = -1 if a.dtype.kind == "i" else 0
+    return np.concatenate([a, np.full((a.shape[0], TOP - a.shape[1]), fill, a.dtype)], axis=1)
+
+
+def _identity(manifest: dict[str, Any]) -> str:
+    keys = ("dataset", "split", "batch_size", "shard")
+    return json.dumps([manifest["model"]["hash"], [manifest[k] for k in keys]], sort_keys=True)
+
+
+def _checkpoint(out_dir: Path, stats: ActivationStats, state: dict[str, Any], split_name: str) -> None:
+    """Save the statistics so far with how far the run got (atomically; the last one wins)."""
+    parts = state["heldout_parts"]
+    stats.heldout = HeldOut.concatenate(parts) if parts else None
+    stats.manifest["complete"] = False
+    stats.manifest["progress"] = {"split": split_name, "position": state["position"], "identity": _identity(stats.manifest)}
+    stats.save(out_dir)
+
+
+def _resume(out_dir: Path, manifest: dict[str, Any]) -> tuple[ActivationStats, dict[str, Any]] | None:
+    """The checkpointed statistics and position in `out_dir`, if they belong to this very run."""
+    if not (out_dir / MANIFEST_NAME).is_file():
+        return None
+    saved = ActivationStats.load(out_dir)
+    if saved.manifest.get("complete", False):
+        raise UserError(f"{out_dir} already holds a finished collection; choose another output folder or delete it")
+    progress = saved.manifest.get("progress") or {}
+    if progress.get("identity") != _identity(manifest):
+        raise UserError(f"{out_dir} holds a checkpoint of a different run (model, data or settings differ)")
+    print(f"resuming from checkpoint in {out_dir}: split {progress['split']!r}, image {progress['position']}",
+          file=sys.stderr)
+    parts = [saved.heldout] if saved.heldout is not None else []
+    saved.heldout = None
+    return saved, {"split": progress["split"], "position": progress["position"], "heldout_parts": parts}

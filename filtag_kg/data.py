@@ -1,0 +1,333 @@
+"""Labelled image sources behind one interface: the embedded Animal-Shape set, image folders, arrays.
+
+A source has a class list and named splits ("train", "heldout"). A split knows its image ids and
+labels and makes a tf.data pipeline that yields (images, labels, positions) batches in a fixed order,
+so that a run can be sharded and resumed by position.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+ANIMAL_SHAPE_CLASSES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+WNID = re.compile(r"^n\d{8}$")
+
+Preprocess = Callable[["tf.Tensor"], "tf.Tensor"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model wants as input: spatial size, channels, and its family's preprocessing."""
+
+    height: int
+    width: int
+    channels: int
+    preprocess: Preprocess | None = None
+
+
+@dataclass
+class Split:
+    """One split of a labelled image set, in a fixed order.
+
+    `dataset(spec, batch_size, start, shard)` yields batches (images, labels, positions) of the items
+    from position `start` on (with `shard=(i, n)`: those whose position is i modulo n); `positions`
+    index into `ids`/`labels`. Items that cannot be decoded are left out of the batches; the caller
+    finds them as the positions that never appear.
+    """
+
+    name: str
+    ids: list[str]
+    labels: np.ndarray
+    _make: Callable[[InputSpec, int, np.ndarray], "tf.data.Dataset"] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def positions(self, start: int = 0, shard: tuple[int, int] | None = None) -> np.ndarray:
+        """The positions a (resumed, sharded) pass reads, in order."""
+        positions = np.arange(start, len(self.ids), dtype=np.int64)
+        return positions if shard is None else positions[positions % shard[1] == shard[0]]
+
+    def dataset(
+        self, spec: InputSpec, batch_size: int, start: int = 0, shard: tuple[int, int] | None = None
+    ) -> "tf.data.Dataset":
+        return self._make(spec, batch_size, self.positions(start, shard))
+
+
+@dataclass
+class ImageSource:
+    """A labelled image set: class names (in the model's output order), optional wnids, and splits."""
+
+    name: str
+    classes: list[str]
+    splits: dict[str, Split]
+    wnids: list[str | None] | None = None
+    root: str | None = None
+    split_info: dict[str, Any] = field(default_factory=dict)
+    label_space: str = ""
+
+    def __post_init__(self) -> None:
+        self.label_space = self.label_space or self.name
+
+    def split(self, name: str) -> Split:
+        if name not in self.splits:
+            raise UserError(f"data set {self.name!r} has no split {name!r}; it has: {', '.join(self.splits)}")
+        return self.splits[name]
+
+
+# -- arrays -------------------------------------------------------------------------------------
+def _array_split(name: str, images: np.ndarray, labels: np.ndarray, ids: list[str]) -> Split:
+    def make(spec: InputSpec, batch_size: int, positions: np.ndarray) -> "tf.data.Dataset":
+        import tensorflow as tf
+
+        ds = tf.data.Dataset.from_tensor_slices((images[positions], labels[positions], positions))
+        ds = ds.batch(batch_size)
+        if spec.preprocess is not None:
+            pre = spec.preprocess
+            ds = ds.map(lambda x, y, p: (pre(tf.cast(x, tf.float32)), y, p), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    return Split(name, ids, labels, make)
+
+
+def array_source(
+    images: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    classes: Sequence[str] | None = None,
+    heldout: tuple[np.ndarray, Sequence[int] | np.ndarray] | None = None,
+    name: str = "arrays",
+) -> ImageSource:
+    """Images already shaped for the model ([n, h, w, c]) with integer labels; no preprocessing applied.
+
+    `heldout` = (images, labels) adds a held-out split (per-image records are kept for it).
+    """
+    images = np.asarray(images)
+    labels_arr = np.asarray(labels)
+    if images.ndim != 4:
+        raise UserError(f"images must be an array [n, height, width, channels], got shape {images.shape}")
+    if labels_arr.shape != (len(images),):
+        raise UserError(f"labels must be one integer per image: {len(images)} images, labels shape {labels_arr.shape}")
+    if not np.issubdtype(labels_arr.dtype, np.integer) or (labels_arr.size and labels_arr.min() < 0):
+        raise UserError("labels must be non-negative integers (class indices)")
+    n_classes = int(labels_arr.max()) + 1 if labels_arr.size else 0
+    if classes is None:
+        classes = [str(c) for c in range(n_classes)]
+    classes = list(classes)
+    if n_classes > len(classes):
+        raise UserError(f"label {n_classes - 1} has no class name; {len(classes)} classes given")
+    splits = {"train": _array_split("train", images, labels_arr.astype(np.int64), [str(i) for i in range(len(images))])}
+    if heldout is not None:
+        hx, hy = np.asarray(heldout[0]), np.asarray(heldout[1]).astype(np.int64)
+        if hx.shape[1:] != images.shape[1:] or hy.shape != (len(hx),):
+            raise UserError("held-out images and labels must match the training images' shape, one label each")
+        splits["heldout"] = _array_split("heldout", hx, hy, [str(i) for i in range(len(hx))])
+    return ImageSource(name=name, classes=classes, splits=splits)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a seeded stratified (train, held-out) split, each sorted: same inputs, same split."""
+    if not 0 < fraction <= 1:
+        raise UserError(f"the training fraction must be in (0, 1], got {fraction}")
+    rng = np.random.default_rng(seed)
+    train: list[np.ndarray] = []
+    held: list[np.ndarray] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n_train = int(round(fraction * len(idx)))
+        train.append(idx[:n_train])
+        held.append(idx[n_train:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
+
+
+# -- the embedded default: Animal-Shape ---------------------------------------------------------
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: the package's pickles are data, never code."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+        if module.startswith("numpy.core"):
+            module = "numpy._core" + module[len("numpy.core"):]
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+
+
+def _animal_shape_dir() -> Path:
+    try:
+        import animal_shape_mnist  # a namespace package (its init file is misnamed): use __path__
+    except ImportError as e:  # pragma: no cover - a dependency
+        raise UserError("the default data set needs the package animal-shape-mnist (pip install animal-shape-mnist)") from e
+    for base in animal_shape_mnist.__path__:
+        path = Path(base) / "data" / "Animal Shape"
+        if path.is_dir():
+            return path
+    raise UserError("animal-shape-mnist is installed but its data folder 'data/Animal Shape' is missing")
+
+
+def load_animal_shape_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 Animal-Shape silhouettes (uint8 [n, 28, 28]) and labels (0–9, alphabetical classes)."""
+    directory = _animal_shape_dir()
+    arrays = []
+    for name in ("animal_data_version_3.gz", "animal_label_version_3.gz"):
+        with gzip.open(directory / name, "rb") as f:
+            arrays.append(_NumpyOnlyUnpickler(io.BytesIO(f.read())).load())
+    images, labels = (np.asarray(a) for a in arrays)
+    return images.astype(np.uint8), labels.astype(np.int64)
+
+
+def animal_shape(fraction: float = 0.8, seed: int = 0) -> ImageSource:
+    """The embedded default: Animal-Shape, 10 classes × 1,000, split stratified and seeded (80/20)."""
+    images, labels = load_animal_shape_arrays()
+    images = images[..., None]  # [n, 28, 28, 1]
+    train_idx, held_idx = stratified_split(labels, fraction, seed)
+    splits = {
+        "train": _array_split("train", images[train_idx], labels[train_idx], [str(i) for i in train_idx]),
+        "heldout": _array_split("heldout", images[held_idx], labels[held_idx], [str(i) for i in held_idx]),
+    }
+    return ImageSource(
+        name="animal-shape", classes=list(ANIMAL_SHAPE_CLASSES), splits=splits,
+        split_info={"fraction": fraction, "seed": seed},
+    )
+
+
+# -- image folders ------------------------------------------------------------------------------
+def _list_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
+    if not root.is_dir():
+        raise UserError(f"image folder {root} does not exist or is not a folder")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise UserError(f"image folder {root} has no class sub-folders (expected ROOT/<class>/<image>.jpg)")
+    files = []
+    for d in class_dirs:
+        images = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not images:
+            raise UserError(f"class folder {d} has no JPEG or PNG images")
+        files.append(images)
+    return [d.name for d in class_dirs], files
+
+
+def _folder_split(name: str, root: Path, paths: list[Path], labels: np.ndarray) -> Split:
+    path_strings = [str(p) for p in paths]
+
+    def make(spec: InputSpec, batch_size: int, positions: np.ndarray) -> "tf.data.Dataset":
+        import tensorflow as tf
+
+        def load(path: tf.Tensor, label: tf.Tensor, position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            raw = tf.io.read_file(path)
+            image = tf.io.decode_image(raw, channels=spec.channels, expand_animations=False)
+            image = tf.image.resize(tf.cast(image, tf.float32), (spec.height, spec.width))
+            image = tf.ensure_shape(image, (spec.height, spec.width, spec.channels))
+            if spec.preprocess is not None:
+                image = spec.preprocess(image)
+            return image, label, position
+
+        chosen = [path_strings[p] for p in positions]
+        ds = tf.data.Dataset.from_tensor_slices((tf.constant(chosen, tf.string), labels[positions], positions))
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    return Split(name, [str(p.relative_to(root)) for p in paths], labels, make)
+
+
+def image_folder(
+    root: str | Path,
+    classes: Sequence[str] | None = None,
+    heldout: str | Path | None = None,
+    fraction: float = 0.8,
+    seed: int = 0,
+    name: str | None = None,
+) -> ImageSource:
+    """A folder of class sub-folders of JPEG/PNG files (ImageNet layout; names are wnids or labels).
+
+    `classes` is the model's output class list: each folder name must be one of its entries (or the
+    wnid of one, for ImageNet); without it, the sorted folder names are the classes. `heldout` names a
+    second folder of the same layout as held-out split; otherwise the images are split stratified and
+    seeded, `fraction` for training (1.0: no held-out split).
+    """
+    root = Path(root)
+    folder_names, files = _list_folder(root)
+    wnids: list[str | None] | None = None
+    if classes is None:
+        classes = folder_names
+        if all(WNID.match(n) for n in folder_names):
+            wnids = list(folder_names)
+    classes = list(classes)
+    index = _class_index(classes)
+
+    def labels_of(names: list[str], where: Path) -> list[int]:
+        out = []
+        for n in names:
+            if n not in index:
+                raise UserError(
+                    f"class folder {where / n} does not match any of the model's {len(classes)} classes "
+                    "(folder names must be class labels or ImageNet wnids)"
+                )
+            out.append(index[n])
+        return out
+
+    folder_labels = labels_of(folder_names, root)
+    paths = [p for fs in files for p in fs]
+    labels = np.asarray([lab for lab, fs in zip(folder_labels, files) for _ in fs], np.int64)
+    splits: dict[str, Split] = {}
+    if heldout is not None:
+        held_root = Path(heldout)
+        held_names, held_files = _list_folder(held_root)
+        held_labels = labels_of(held_names, held_root)
+        held_paths = [p for fs in held_files for p in fs]
+        hl = np.asarray([lab for lab, fs in zip(held_labels, held_files) for _ in fs], np.int64)
+        splits["train"] = _folder_split("train", root, paths, labels)
+        splits["heldout"] = _folder_split("heldout", held_root, held_paths, hl)
+        split_info: dict[str, Any] = {"heldout_root": str(held_root)}
+    else:
+        train_idx, held_idx = stratified_split(labels, fraction, seed)
+        splits["train"] = _folder_split("train", root, [paths[i] for i in train_idx], labels[train_idx])
+        if len(held_idx):
+            splits["heldout"] = _folder_split("heldout", root, [paths[i] for i in held_idx], labels[held_idx])
+        split_info = {"fraction": fraction, "seed": seed}
+    if wnids is None and any(WNID.match(n) for n in folder_names):
+        wnids = _imagenet_wnids(classes)
+    return ImageSource(
+        name=name or root.name, classes=classes, splits=splits, wnids=wnids, root=str(root), split_info=split_info,
+        label_space="imagenet1k" if len(classes) == 1000 and wnids else (name or root.name),
+    )
+
+
+def _class_index(classes: list[str]) -> dict[str, int]:
+    """Map class labels, and the wnids of ImageNet classes, to class indices."""
+    index = {c: i for i, c in enumerate(classes)}
+    if len(classes) == 1000:
+        for i, w in enumerate(_imagenet_wnids(classes) or []):
+            if w:
+                index.setdefault(w, i)
+    return index
+
+
+def _imagenet_wnids(classes: list[str]) -> list[str | None] | None:
+    """The wnids of ImageNet-1k classes in index order, when `classes` is the ImageNet class list."""
+    if len(classes) != 1000:
+        return None
+    from .imagenet import wnids as imagenet_wnids
+
+    return list(imagenet_wnids())

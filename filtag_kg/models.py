@@ -1,0 +1,281 @@
+"""Models: the small default CNN (trained once, cached), saved Keras models, keras.applications by name.
+
+Also: finding conv layers by type (nested models included), the model's input spec, and a model
+identity (architecture + weights hash) for provenance.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import cache_dir
+from .data import InputSpec, animal_shape
+from .errors import UserError
+
+if TYPE_CHECKING:
+    import keras
+
+CONV_TYPES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+DEFAULT_MODEL_NAME = "default-cnn"
+DEFAULT_MODEL_VERSION = 1
+
+# keras.applications by name: (module, constructor, preprocess family, input size)
+APPLICATIONS: dict[str, tuple[str, str, int]] = {
+    "VGG16": ("vgg16", "VGG16", 224),
+    "VGG19": ("vgg19", "VGG19", 224),
+    "ResNet50": ("resnet", "ResNet50", 224),
+    "ResNet101": ("resnet", "ResNet101", 224),
+    "ResNet50V2": ("resnet_v2", "ResNet50V2", 224),
+    "InceptionV3": ("inception_v3", "InceptionV3", 299),
+    "Xception": ("xception", "Xception", 299),
+    "MobileNet": ("mobilenet", "MobileNet", 224),
+    "MobileNetV2": ("mobilenet_v2", "MobileNetV2", 224),
+    "DenseNet121": ("densenet", "DenseNet121", 224),
+    "EfficientNetB0": ("efficientnet", "EfficientNetB0", 224),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A Keras model with what collection and provenance need to know about it."""
+
+    model: "keras.Model"
+    name: str
+    family: str  # "default-cnn", "vgg16", …, or "keras" for a saved model
+    source: str  # where it came from: a path, "keras.applications:VGG16 (weights=…)", the cache file
+    input_spec: InputSpec
+    classes: list[str] | None = None  # the output class names when known (default model, ImageNet)
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest entry: name, hash, family, source and the layer list (architecture)."""
+        return {
+            "name": self.name, "hash": model_hash(self.model), "family": self.family, "source": self.source,
+            "layers": describe_layers(self.model),
+        }
+
+
+# -- conv layers ---------------------------------------------------------------------------------
+def iter_layers(model: "keras.Model", prefix: str = "") -> list[tuple[str, Any]]:
+    """All layers in network order with path names; layers of nested models as 'outer/inner'."""
+    out: list[tuple[str, Any]] = []
+    for layer in model.layers:
+        name = prefix + layer.name
+        if hasattr(layer, "layers") and layer.__class__.__name__ in ("Functional", "Sequential", "Model"):
+            out.extend(iter_layers(layer, name + "/"))
+        else:
+            out.append((name, layer))
+    return out
+
+
+def conv_layers(model: "keras.Model") -> list[str]:
+    """Names of the convolutional layers (Conv2D, DepthwiseConv2D, SeparableConv2D), by type, not name."""
+    return [name for name, layer in iter_layers(model) if layer.__class__.__name__ in CONV_TYPES]
+
+
+def select_layers(model: "keras.Model", patterns: list[str] | None = None) -> list[str]:
+    """The conv layers to collect: all of them, or those matching names or glob patterns (in network order)."""
+    convs = conv_layers(model)
+    if not convs:
+        raise UserError(f"model {model.name!r} has no convolutional layer (Conv2D, DepthwiseConv2D, SeparableConv2D)")
+    if not patterns:
+        return convs
+    chosen = []
+    for pattern in patterns:
+        matched = [c for c in convs if fnmatch.fnmatchcase(c, pattern) or c.split("/")[-1] == pattern]
+        if not matched:
+            raise UserError(f"layer {pattern!r} matches no conv layer; conv layers: {', '.join(convs)}")
+        chosen.extend(m for m in matched if m not in chosen)
+    return [c for c in convs if c in chosen]
+
+
+def describe_layers(model: "keras.Model") -> list[dict[str, Any]]:
+    """Every layer's name, Keras type, position, filters/units, kernel size, parameter count, activation."""
+    out = []
+    for index, (name, layer) in enumerate(iter_layers(model)):
+        kind = layer.__class__.__name__
+        filters = getattr(layer, "filters", None) or getattr(layer, "units", None)
+        if kind == "DepthwiseConv2D":
+            filters = _output_channels(layer)
+        kernel = getattr(layer, "kernel_size", None)
+        activation = getattr(layer, "activation", None)
+        out.append({
+            "name": name, "type": kind, "index": index,
+            "filters": int(filters) if filters else None,
+            "kernel_size": [int(k) for k in kernel] if kernel else None,
+            "params": int(layer.count_params()) if layer.built else 0,
+            "activation": getattr(activation, "__name__", None),
+        })
+    return out
+
+
+def _output_channels(layer: Any) -> int:
+    return int(layer.output.shape[-1])
+
+
+def model_hash(model: "keras.Model") -> str:
+    """SHA-256 of the architecture (JSON) and all weights: the model's identity in the graph."""
+    h = hashlib.sha256(json.dumps(json.loads(model.to_json()), sort_keys=True).encode())
+    for w in model.weights:
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return h.hexdigest()
+
+
+# -- loading -------------------------------------------------------------------------------------
+def input_spec_of(model: "keras.Model", preprocess: Any = None) -> InputSpec:
+    shape = model.inputs[0].shape
+    if len(shape) != 4 or shape[1] is None or shape[2] is None:
+        raise UserError(
+            f"model {model.name!r} takes input of shape {tuple(shape)}; filtag-kg needs fixed-size images "
+            "[batch, height, width, channels]"
+        )
+    return InputSpec(int(shape[1]), int(shape[2]), int(shape[3]), preprocess)
+
+
+def load_saved(path: str | Path) -> LoadedModel:
+    """A saved Keras model (.keras or .h5). Its inputs get no preprocessing: it must be in the model."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model file {path} does not exist")
+    if path.suffix not in (".keras", ".h5"):
+        raise UserError(f"model file {path}: expected a .keras or .h5 file")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:
+        raise UserError(f"model file {path} could not be loaded: {e}") from e
+    return LoadedModel(model, model.name, "keras", str(path.resolve()), input_spec_of(model))
+
+
+def load_application(name: str, weights: str | None = "imagenet", mixed_precision: bool = False) -> LoadedModel:
+    """A keras.applications model by name, weights 'imagenet' (downloaded by Keras), a file, or None."""
+    import keras
+
+    if name not in APPLICATIONS:
+        raise UserError(f"unknown model {name!r}; known: {', '.join(APPLICATIONS)} (or a .keras/.h5 file)")
+    module_name, ctor, size = APPLICATIONS[name]
+    module = getattr(keras.applications, module_name)
+    if weights not in (None, "none", "imagenet") and not Path(weights).is_file():
+        raise UserError(f"weights file {weights} does not exist")
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = getattr(module, ctor)(weights=None if weights == "none" else weights, input_shape=(size, size, 3))
+    except Exception as e:
+        if weights == "imagenet":
+            raise UserError(
+                f"could not get the ImageNet weights of {name} ({type(e).__name__}: {e}). Keras downloads them "
+                f"when online; offline, download the weights file elsewhere and pass it with --weights FILE "
+                f"(or --weights none for random weights)"
+            ) from e
+        raise UserError(f"could not build {name} with weights {weights}: {e}") from e
+    finally:
+        if mixed_precision:
+            keras.mixed_precision.set_global_policy("float32")
+    from .imagenet import labels as imagenet_labels
+
+    return LoadedModel(
+        model, name, module_name, f"keras.applications:{ctor} (weights={weights})",
+        InputSpec(size, size, 3, module.preprocess_input), classes=list(imagenet_labels()),
+    )
+
+
+def load_model(spec: str | None = None, weights: str | None = "imagenet", mixed_precision: bool = False) -> LoadedModel:
+    """One entry point for the CLI: None → the default CNN, a path → saved model, a name → application."""
+    if spec is None or spec == DEFAULT_MODEL_NAME:
+        return default_model()
+    if spec.endswith((".keras", ".h5")) or os.sep in spec:
+        return load_saved(spec)
+    return load_application(spec, weights, mixed_precision)
+
+
+# -- the default model ---------------------------------------------------------------------------
+def build_default_cnn(n_classes: int = 10) -> "keras.Model":
+    """A small VGG-style CNN for 28×28 grayscale images: 5 ReLU conv layers, global average pooling.
+
+    As in VGG, the activation is part of each conv layer, so FilTag reads rectified feature maps;
+    batch normalisation after the first four makes training quick.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    for i, filters in enumerate((16, 16, 32, 32, 64), start=1):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        if i < 5:
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
+        if i in (2, 4):
+            x = layers.MaxPooling2D(name=f"pool{i // 2}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=DEFAULT_MODEL_NAME)
+
+
+def default_model_path(seed: int = 0) -> Path:
+    return cache_dir() / "models" / f"{DEFAULT_MODEL_NAME}-v{DEFAULT_MODEL_VERSION}-seed{seed}.keras"
+
+
+def train_default_model(seed: int = 0, epochs: int = 6, verbose: int = 0) -> tuple["keras.Model", dict[str, Any]]:
+    """Train the default CNN on the default split with a fixed seed; returns the model and its metrics."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    source = animal_shape(seed=seed)
+    train, held = source.split("train"), source.split("heldout")
+    x_train, y_train = _arrays(train)
+    x_held, y_held = _arrays(held)
+    model = build_default_cnn(len(source.classes))
+    steps = epochs * int(np.ceil(len(x_train) / 64))
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, steps)),
+        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+    )
+    start = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=verbose, shuffle=True)
+    seconds = time.perf_counter() - start
+    _, accuracy = model.evaluate(x_held, y_held, batch_size=256, verbose=0)
+    return model, {"heldout_accuracy": float(accuracy), "train_seconds": seconds, "epochs": epochs, "seed": seed}
+
+
+def _arrays(split: Any) -> tuple[np.ndarray, np.ndarray]:
+    ds = split.dataset(InputSpec(28, 28, 1), batch_size=len(split))
+    x, y, _ = next(iter(ds))
+    return x.numpy(), y.numpy()
+
+
+def default_model(seed: int = 0, retrain: bool = False) -> LoadedModel:
+    """The default CNN from the cache, trained (≈1 minute on 2 cores) and cached the first time."""
+    import keras
+
+    from .records import _atomic_write
+
+    path = default_model_path(seed)
+    info_path = path.with_suffix(".json")
+    if retrain or not path.is_file() or not info_path.is_file():
+        model, info = train_default_model(seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.keras")
+        model.save(tmp)
+        os.replace(tmp, path)
+        _atomic_write(info_path, lambda f: f.write(json.dumps(info, indent=1).encode()))
+    model = keras.models.load_model(path, compile=False)
+    return LoadedModel(
+        model, DEFAULT_MODEL_NAME, DEFAULT_MODEL_NAME, str(path), input_spec_of(model),
+        classes=list(animal_shape(seed=seed).classes),
+    )
+
+
+def default_model_info(seed: int = 0) -> dict[str, Any]:
+    """Training metrics of the cached default model (held-out accuracy, seconds)."""
+    return json.loads(default_model_path(seed).with_suffix(".json").read_text())

@@ -1,0 +1,193 @@
+"""Collection against a plain float64 reference of FilTag's formulas; shards, resume, folders, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import filtag_kg  # noqa: E402
+from filtag_kg import collection as collect_module  # noqa: E402
+from filtag_kg.data import array_source, image_folder  # noqa: E402
+from filtag_kg.errors import UserError  # noqa: E402
+from filtag_kg.records import ActivationStats  # noqa: E402
+
+
+def small_model(n_classes: int = 3) -> keras.Model:
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(x)
+    x = keras.layers.SeparableConv2D(5, 3, activation="relu", name="sep")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="small")
+
+
+def reference_means(model: keras.Model, layers: list[str], images: np.ndarray) -> dict[str, np.ndarray]:
+    """ā(m,i,d) by the formula, image by image, in float64: scale the layer output to [0,1], average."""
+    taps = keras.Model(model.inputs, [model.get_layer(m).output for m in layers])
+    out: dict[str, list[np.ndarray]] = {m: [] for m in layers}
+    for image in images:
+        outputs = taps(image[None], training=False)
+        for m, a in zip(layers, outputs if len(layers) > 1 else [outputs]):
+            a = np.asarray(a, np.float64)[0]  # [h, w, filters]
+            low, high = a.min(), a.max()
+            scaled = (a - low) / (high - low) if high > low else np.zeros_like(a)
+            out[m].append(scaled.reshape(-1, a.shape[-1]).mean(axis=0))
+    return {m: np.stack(v) for m, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(37, 12, 12, 3)).astype(np.float32)
+    images[5] = 0.25  # a constant image: some layer outputs are constant and must scale to 0
+    labels = rng.integers(0, 3, size=37)
+    labels[:3] = [0, 1, 2]
+    return images, labels
+
+
+def test_means_and_z_match_float64_reference(data: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = data
+    model = small_model()
+    stats = filtag_kg.collect(model, images, labels=labels, batch_size=8, progress=False)
+    assert stats.layers == ["c1", "dw", "sep"]  # found by type, in network order
+    ref = reference_means(model, stats.layers, images)
+    for m in stats.layers:
+        z_ref = np.stack([ref[m][labels == c].mean(axis=0) for c in range(3)])
+        np.testing.assert_allclose(stats.class_means(m), z_ref, atol=1e-5)
+    assert stats.counts.tolist() == np.bincount(labels, minlength=3).tolist()
+
+
+def test_heldout_vectors_and_predictions(data: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = data
+    model = small_model()
+    source = array_source(images[:20], labels[:20], heldout=(images[20:], labels[20:]))
+    stats = filtag_kg.collect(model, source, batch_size=8, progress=False)
+    ref = reference_means(model, stats.layers, images[20:])
+    assert stats.heldout is not None and len(stats.heldout) == 17
+    for m in stats.layers:
+        np.testing.assert_allclose(stats.heldout.vectors[m], ref[m], atol=1e-5)
+    probs = model.predict(images[20:], verbose=0)
+    np.testing.assert_array_equal(stats.heldout.top_classes[:, :3], np.argsort(-probs, axis=1, kind="stable"))
+    np.testing.assert_allclose(stats.heldout.top_probs[:, 0], probs.max(axis=1), rtol=1e-5)
+    assert (stats.heldout.top_classes[:, 3:] == -1).all()  # 3 outputs: top-5 padded
+    np.testing.assert_array_equal(stats.heldout.labels, labels[20:])
+    assert stats.n_images == 20  # held-out images are not part of z
+
+
+def test_shards_merge_to_single_run(data: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = data
+    model = small_model()
+    source = array_source(images[:25], labels[:25], heldout=(images[25:], labels[25:]))
+    whole = filtag_kg.collect(model, source, batch_size=4, progress=False)
+    parts = [filtag_kg.collect(model, source, batch_size=4, shard=(i, 3), progress=False) for i in range(3)]
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    for m in whole.layers:
+        np.testing.assert_allclose(merged.sums[m], whole.sums[m], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(merged.heldout.vectors[m], whole.heldout.vectors[m], atol=1e-6)
+    np.testing.assert_array_equal(merged.counts, whole.counts)
+    assert merged.heldout.image_ids == whole.heldout.image_ids
+
+
+def test_interrupted_run_resumes_to_same_numbers(
+    data: tuple[np.ndarray, np.ndarray], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, labels = data
+    model = small_model()
+    source = array_source(images[:25], labels[:25], heldout=(images[25:], labels[25:]))
+    whole = filtag_kg.collect(model, source, batch_size=4, progress=False)
+
+    real_make_step = collect_module.make_step
+    calls = {"n": 0}
+
+    def make_failing_step(*args, **kwargs):
+        step = real_make_step(*args, **kwargs)
+
+        def failing(images):
+            calls["n"] += 1
+            if calls["n"] == 10:  # 3rd held-out batch, after checkpoints in both splits
+                raise KeyboardInterrupt
+            return step(images)
+
+        return failing
+
+    monkeypatch.setattr(collect_module, "make_step", make_failing_step)
+    with pytest.raises(KeyboardInterrupt):
+        filtag_kg.collect(model, source, batch_size=4, output=tmp_path, checkpoint_every=2, progress=False)
+    partial = ActivationStats.load(tmp_path)
+    assert partial.manifest["complete"] is False
+    assert partial.manifest["progress"]["split"] == "heldout"
+    monkeypatch.setattr(collect_module, "make_step", real_make_step)
+    resumed = filtag_kg.collect(model, source, batch_size=4, output=tmp_path, checkpoint_every=2, progress=False)
+    for m in whole.layers:
+        np.testing.assert_allclose(resumed.sums[m], whole.sums[m], rtol=1e-12)
+        np.testing.assert_array_equal(resumed.heldout.vectors[m], whole.heldout.vectors[m])
+    assert resumed.heldout.image_ids == whole.heldout.image_ids
+    loaded = ActivationStats.load(tmp_path)
+    assert loaded.manifest["complete"] is True
+    np.testing.assert_array_equal(loaded.class_means("sep"), whole.class_means("sep"))
+    with pytest.raises(UserError, match="already holds a finished collection"):
+        filtag_kg.collect(model, source, batch_size=4, output=tmp_path, progress=False)
+
+
+def test_folder_source_skips_corrupt_files(tmp_path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for c, name in enumerate(["alpha", "beta"]):
+        (tmp_path / name).mkdir()
+        for j in range(4):
+            pixels = rng.integers(0, 255, size=(16, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / name / f"{j}.{'png' if j % 2 else 'jpg'}")
+    (tmp_path / "alpha" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (tmp_path / "beta" / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    model = small_model(n_classes=2)
+    source = image_folder(tmp_path, fraction=1.0)
+    assert source.classes == ["alpha", "beta"]
+    stats = filtag_kg.collect(model, source, batch_size=3, progress=False)
+    assert stats.counts.tolist() == [4, 4]
+    assert sorted(stats.manifest["skipped"]["train"]) == ["alpha/broken.jpg", "beta/truncated.png"]
+    # the pipeline decodes with TensorFlow and resizes bilinearly to the model's input size
+    import tensorflow as tf
+
+    def decoded(path) -> np.ndarray:
+        image = tf.io.decode_image(path.read_bytes(), channels=3, expand_animations=False)
+        return tf.image.resize(tf.cast(image, tf.float32), (12, 12)).numpy()
+
+    decoded = np.stack([
+        decoded(tmp_path / name / f"{j}.{'png' if j % 2 else 'jpg'}") for name in ["alpha", "beta"] for j in range(4)
+    ])
+    ref = reference_means(model, stats.layers, decoded)
+    np.testing.assert_allclose(stats.class_means("sep"), np.stack([ref["sep"][:4].mean(0), ref["sep"][4:].mean(0)]),
+                               atol=1e-5)
+
+
+def test_bad_input_is_named(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = data
+    model = small_model()
+    with pytest.raises(UserError, match="3 outputs"):
+        filtag_kg.collect(model, array_source(images, np.arange(37) % 5), progress=False)
+    dense_only = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    with pytest.raises(UserError, match="no convolutional layer"):
+        filtag_kg.collect(dense_only, np.zeros((2, 4, 4, 1)), labels=[0, 1], progress=False)
+    with pytest.raises(UserError, match="matches no conv layer"):
+        filtag_kg.collect(model, images, labels=labels, layers=["nope*"], progress=False)
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(UserError, match="empty_class has no JPEG or PNG"):
+        image_folder(tmp_path)
+
+
+def test_nested_model_layers_are_found_and_collected(data: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = data
+    inner = small_model()
+    base = keras.Model(inner.inputs, inner.get_layer("sep").output, name="base")
+    outer = keras.Sequential([keras.Input((12, 12, 3)), base, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")], name="outer")
+    stats = filtag_kg.collect(outer, images, labels=labels, layers=["base/sep"], progress=False)
+    assert stats.layers == ["base/sep"]
+    ref = reference_means(inner, ["sep"], images)["sep"]
+    np.testing.assert_allclose(stats.class_means("base/sep"),
+                               np.stack([ref[labels == c].mean(0) for c in range(3)]), atol=1e-5)
