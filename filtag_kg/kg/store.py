@@ -1,0 +1,433 @@
+"""Stores for the knowledge graph: an embedded on-disk pyoxigraph store and a remote SPARQL 1.1 server,
+with one interface: `load(quads, graph)`, `query(sparql)`, `graphs()`, `drop(graph)`, `len()`.
+
+Loading replaces whole named graphs (reloading a run is idempotent) and is all-or-nothing:
+
+* embedded: the quads are spooled to an N-Quads file, bulk-loaded (fast, not transactional by itself)
+  with graphs that already exist going to staging graphs, and then committed by one SPARQL update
+  (transactional) that moves the staging graphs over their targets and records a commit marker. A
+  journal file beside the store names the graphs of a load in progress; opening the store after a
+  crash rolls back an uncommitted load, so an interrupted load leaves the store as it was.
+* remote: each graph is PUT (Graph Store HTTP Protocol) into a staging graph, its size verified by
+  counting, then one SPARQL update replaces the targets with the staging graphs (one transaction on
+  the server), sizes are verified again and the staging graphs dropped. Until that update the
+  targets are untouched; transient HTTP errors are retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pyoxigraph import (
+    DefaultGraph, NamedNode, Quad, QueryBoolean, QueryResultsFormat, QuerySolutions, QueryTriples, RdfFormat,
+    Store as OxStore, Triple, parse, parse_query_results, serialize,
+)
+
+from ..config import default_store_path
+from ..errors import UserError
+
+STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
+COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only during a load)
+JOURNAL = "filtag-kg-load.json"  # beside the store directory's data files
+
+T = TypeVar("T")
+Loadable = Iterable[Quad] | Iterable[Triple] | Any  # quads, triples, or an rdflib Graph/Dataset
+
+
+class Store:
+    """The embedded on-disk store (pyoxigraph/RocksDB), by default in the user's data directory.
+
+    Queries see the union of all named graphs as their default graph, like the bundled queries expect.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, read_only: bool = False) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        try:
+            if read_only:
+                self.oxigraph = OxStore.read_only(str(self.path))
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.oxigraph = OxStore(str(self.path))
+        except OSError as e:
+            raise UserError(f"cannot open the store at {self.path}: {e}") from None
+        if not read_only:
+            self._recover()
+
+    # -- reading ---------------------------------------------------------------------------------
+    def query(self, sparql: str, **kwargs: Any) -> QuerySolutions | QueryBoolean | QueryTriples:
+        """Run a SPARQL query; the default graph is the union of the named graphs unless
+        `default_graph` is given. Other keyword arguments go to `pyoxigraph.Store.query`."""
+        if "default_graph" not in kwargs:
+            kwargs.setdefault("use_default_graph_as_union", True)
+        try:
+            return self.oxigraph.query(sparql, **kwargs)
+        except SyntaxError as e:
+            raise UserError(f"invalid SPARQL query: {e}") from None
+
+    def update(self, sparql: str) -> None:
+        """Run a SPARQL 1.1 update (one transaction)."""
+        try:
+            self.oxigraph.update(sparql)
+        except SyntaxError as e:
+            raise UserError(f"invalid SPARQL update: {e}") from None
+
+    def graphs(self) -> list[NamedNode]:
+        """The named graphs, sorted by IRI."""
+        return sorted((g for g in self.oxigraph.named_graphs() if isinstance(g, NamedNode)), key=lambda g: g.value)
+
+    def quads(self, graph: NamedNode | None = None) -> Iterator[Quad]:
+        """All quads, or those of one graph."""
+        return self.oxigraph.quads_for_pattern(None, None, None, graph)
+
+    def count(self, graph: NamedNode) -> int:
+        """Number of triples in one graph."""
+        result = self.oxigraph.query("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }",
+                                     substitutions={_var("g"): graph})
+        return int(next(iter(result))["n"].value)
+
+    def __len__(self) -> int:
+        return len(self.oxigraph)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def load(self, quads_or_graph: Loadable, graph: NamedNode | str | None = None, progress: bool = False) -> int:
+        """Replace the named graphs the quads belong to (or `graph`, for all of them) with the quads.
+
+        Returns the number of quads loaded. All-or-nothing, also across a crash (see module doc).
+        """
+        target = _node(graph) if graph is not None else None
+        token = uuid.uuid4().hex
+        with tempfile.TemporaryDirectory(prefix="filtag-kg-load-") as tmp:
+            spool = Path(tmp) / "load.nq"
+            staged: dict[str, NamedNode] = {}  # target IRI -> staging graph
+            fresh: set[str] = set()
+
+            def route(q: Quad) -> Quad:
+                g = target or q.graph_name
+                if not isinstance(g, NamedNode):
+                    raise UserError("the store keeps data in named graphs only: give a graph to load into")
+                if g.value not in staged and g.value not in fresh:
+                    if g.value.startswith(STAGING) or g == COMMITS:
+                        raise UserError(f"graph name {g.value} is reserved for the store's own use")
+                    if self.oxigraph.contains_named_graph(g):
+                        staged[g.value] = NamedNode(f"{STAGING}{token}:{len(staged)}")
+                    else:
+                        fresh.add(g.value)
+                return Quad(q.subject, q.predicate, q.object, staged.get(g.value, g))
+
+            n = _spool(_as_quads(quads_or_graph), route, spool, progress)
+            if not staged and not fresh:
+                return 0
+            self._write_journal({"token": token, "fresh": sorted(fresh),
+                                 "staging": [s.value for s in staged.values()]})
+            try:
+                self.oxigraph.bulk_load(path=str(spool), format=RdfFormat.N_QUADS)
+                moves = " ; ".join(f"MOVE GRAPH <{s.value}> TO GRAPH <{t}>" for t, s in staged.items())
+                marker = f"INSERT DATA {{ GRAPH <{COMMITS.value}> {{ <{STAGING}{token}> a <{STAGING}Commit> }} }}"
+                self.oxigraph.update(f"{moves} ; {marker}" if moves else marker)
+            except BaseException:
+                self._rollback(fresh, staged.values())
+                self._journal_path.unlink(missing_ok=True)
+                raise
+            self._journal_path.unlink(missing_ok=True)
+            self.oxigraph.remove_graph(COMMITS)
+            self.oxigraph.flush()
+        return n
+
+    def drop(self, graph: NamedNode | str) -> None:
+        """Remove a named graph (nothing happens if it is not there)."""
+        g = _node(graph)
+        if self.oxigraph.contains_named_graph(g):
+            self.oxigraph.remove_graph(g)
+
+    def close(self) -> None:
+        """Flush and release the store (its files stay)."""
+        self.oxigraph.flush()
+        del self.oxigraph
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- crash safety ----------------------------------------------------------------------------
+    @property
+    def _journal_path(self) -> Path:
+        return self.path / JOURNAL
+
+    def _write_journal(self, entry: dict[str, Any]) -> None:
+        tmp = self._journal_path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(entry, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._journal_path)
+
+    def _recover(self) -> None:
+        """Finish what a crashed load left: roll back an uncommitted load, drop leftovers."""
+        if self._journal_path.exists():
+            entry = json.loads(self._journal_path.read_text())
+            committed = self.oxigraph.query(
+                "ASK { GRAPH ?c { ?load a ?commit } }",
+                substitutions={_var("c"): COMMITS, _var("load"): NamedNode(STAGING + entry["token"]),
+                               _var("commit"): NamedNode(STAGING + "Commit")})
+            if not bool(committed):
+                self._rollback(set(entry["fresh"]), [NamedNode(s) for s in entry["staging"]])
+            self._journal_path.unlink()
+        for g in list(self.oxigraph.named_graphs()):
+            if isinstance(g, NamedNode) and (g.value.startswith(STAGING) or g == COMMITS):
+                self.oxigraph.remove_graph(g)
+
+    def _rollback(self, fresh: Iterable[str], staging: Iterable[NamedNode]) -> None:
+        for g in [NamedNode(f) for f in fresh] + list(staging):
+            if self.oxigraph.contains_named_graph(g):
+                self.oxigraph.remove_graph(g)
+
+
+class RemoteError(UserError):
+    """A remote SPARQL server refused a request or could not be reached (after retries)."""
+
+
+class RemoteStore:
+    """A SPARQL 1.1 server: SPARQLWrapper for queries, the Graph Store HTTP Protocol (requests) for
+    pushing graphs, SPARQL 1.1 Update for deletes and commits.
+
+    `query_url`, `update_url` and `store_url` are the three endpoints (Oxigraph: /query, /update,
+    /store; Fuseki: /ds/query, /ds/update, /ds/data). `RemoteStore.at(base)` fills them in for an
+    Oxigraph server. Queries see the union of the named graphs (named with default-graph-uri) as
+    default graph, like the embedded store, unless `union=False`.
+    """
+
+    TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+    def __init__(
+        self, query_url: str, update_url: str | None = None, store_url: str | None = None, *,
+        auth: tuple[str, str] | None = None, timeout: float = 30.0, retries: int = 4, backoff: float = 0.25,
+    ) -> None:
+        import requests
+
+        self.query_url, self.update_url, self.store_url = query_url, update_url, store_url
+        self.auth, self.timeout, self.retries, self.backoff = auth, timeout, retries, backoff
+        self.session = requests.Session()
+        if auth is not None:
+            self.session.auth = auth
+
+    @classmethod
+    def at(cls, base: str, **kwargs: Any) -> RemoteStore:
+        """An Oxigraph server at `base` (e.g. http://127.0.0.1:7878)."""
+        base = base.rstrip("/")
+        return cls(f"{base}/query", f"{base}/update", f"{base}/store", **kwargs)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def query(self, sparql: str, union: bool = True, **kwargs: Any) -> QuerySolutions | QueryBoolean | list[Triple]:
+        """Run a query with SPARQLWrapper; SELECT/ASK give pyoxigraph results, CONSTRUCT/DESCRIBE triples.
+
+        `default_graph` (an IRI or a list) names the default graph explicitly; otherwise, with
+        `union`, the default graph is the union of all named graphs.
+        """
+        from SPARQLWrapper import JSON, POST, TURTLE, URLENCODED, SPARQLWrapper
+
+        default = kwargs.pop("default_graph", None)
+        if kwargs:
+            raise TypeError(f"unknown arguments for a remote query: {', '.join(kwargs)}")
+        if default is not None:
+            defaults = [_node(g).value for g in (default if isinstance(default, list) else [default])]
+        else:
+            defaults = [g.value for g in self.graphs()] if union else []
+        wrapper = SPARQLWrapper(self.query_url)
+        wrapper.setQuery(sparql)
+        wrapper.setMethod(POST)
+        wrapper.setRequestMethod(URLENCODED)
+        wrapper.setTimeout(int(self.timeout))
+        if self.auth is not None:
+            wrapper.setCredentials(*self.auth)
+        for g in defaults:
+            wrapper.addDefaultGraph(g)
+        form = wrapper.queryType
+        wrapper.setReturnFormat(TURTLE if form in ("CONSTRUCT", "DESCRIBE") else JSON)
+        body = self._retry(lambda: wrapper.query().response.read(), f"query at {self.query_url}")
+        if form in ("CONSTRUCT", "DESCRIBE"):
+            return list(parse(body, format=RdfFormat.TURTLE))
+        return parse_query_results(body, format=QueryResultsFormat.JSON)
+
+    def graphs(self) -> list[NamedNode]:
+        """The named graphs holding triples (the store's own staging graphs left out), sorted."""
+        rows = self._select("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }")
+        return sorted((NamedNode(r["g"]["value"]) for r in rows if not r["g"]["value"].startswith(STAGING)),
+                      key=lambda g: g.value)
+
+    def count(self, graph: NamedNode | str) -> int:
+        """Number of triples in one graph."""
+        rows = self._select(f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH <{_node(graph).value}> {{ ?s ?p ?o }} }}")
+        return int(rows[0]["n"]["value"])
+
+    def __len__(self) -> int:
+        rows = self._select("SELECT (COUNT(*) AS ?n) WHERE { { ?s ?p ?o } UNION { GRAPH ?g { ?s ?p ?o } } }")
+        return int(rows[0]["n"]["value"])
+
+    # -- writing ---------------------------------------------------------------------------------
+    def load(self, quads_or_graph: Loadable, graph: NamedNode | str | None = None, progress: bool = False) -> int:
+        """Push quads, replacing each named graph they belong to (or `graph`); complete or nothing.
+
+        Returns the number of quads pushed.
+        """
+        if self.store_url is None or self.update_url is None:
+            raise UserError("pushing needs the server's graph store (store_url) and update (update_url) endpoints")
+        target = _node(graph) if graph is not None else None
+        token = uuid.uuid4().hex
+        with tempfile.TemporaryDirectory(prefix="filtag-kg-push-") as tmp:
+            files: dict[str, Any] = {}
+            sizes: dict[str, int] = {}
+
+            def route(q: Quad) -> Quad:
+                g = target or q.graph_name
+                if not isinstance(g, NamedNode):
+                    raise UserError("a push needs named graphs: give a graph to push into")
+                return Quad(q.subject, q.predicate, q.object, g)
+
+            n = _spool(_as_quads(quads_or_graph), route, Path(tmp) / "push.nq", progress)
+            # split per graph into N-Triples files (the Graph Store protocol takes one graph per request)
+            for q in parse(path=str(Path(tmp) / "push.nq"), format=RdfFormat.N_QUADS):
+                g = q.graph_name.value
+                if g not in files:
+                    files[g] = open(Path(tmp) / f"{len(files)}.nt", "w", encoding="utf-8")
+                    sizes[g] = 0
+                files[g].write(f"{q.subject} {q.predicate} {q.object} .\n")
+                sizes[g] += 1
+            for f in files.values():
+                f.close()
+            staging = {g: f"{STAGING}{token}:{i}" for i, g in enumerate(files)}
+            try:
+                for g, s in staging.items():
+                    with open(files[g].name, "rb") as body:
+                        data = body.read()
+                    self._request("PUT", self.store_url, params={"graph": s}, data=data,
+                                  headers={"Content-Type": "application/n-triples"})
+                    if self.count(s) != sizes[g]:
+                        raise RemoteError(f"push to {self.store_url}: staging graph of {g} is incomplete")
+                # one update, one transaction; idempotent, so retrying it after a lost answer is safe
+                self.update(" ; ".join(f"DROP SILENT GRAPH <{g}> ; ADD <{s}> TO <{g}>" for g, s in staging.items()))
+                for g in staging:
+                    if self.count(g) != sizes[g]:
+                        raise RemoteError(f"push to {self.store_url}: graph {g} has {self.count(g)} triples "
+                                          f"after the commit, expected {sizes[g]}")
+            finally:
+                self._drop_quietly(staging.values())
+        return n
+
+    def update(self, sparql: str) -> None:
+        """Run a SPARQL 1.1 update."""
+        if self.update_url is None:
+            raise UserError("this remote store has no update endpoint (update_url)")
+        self._request("POST", self.update_url, data=sparql.encode("utf-8"),
+                      headers={"Content-Type": "application/sparql-update"})
+
+    def drop(self, graph: NamedNode | str) -> None:
+        """Remove a named graph (nothing happens if it is not there)."""
+        self.update(f"DROP SILENT GRAPH <{_node(graph).value}>")
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> RemoteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def _select(self, sparql: str) -> list[dict[str, Any]]:
+        """A SELECT against the dataset as stored (no union), as SPARQL-results JSON rows."""
+        response = self._request("POST", self.query_url, data={"query": sparql},
+                                 headers={"Accept": "application/sparql-results+json"})
+        return response.json()["results"]["bindings"]
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        import requests
+
+        def send() -> requests.Response:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            if response.status_code in self.TRANSIENT:
+                raise _Transient(f"{response.status_code} {response.reason}")
+            if response.status_code >= 400:
+                raise RemoteError(f"{method} {url}: {response.status_code} {response.reason}: {response.text[:300]}")
+            return response
+
+        return self._retry(send, f"{method} {url}")
+
+    def _retry(self, call: Callable[[], T], what: str) -> T:
+        """Call, retrying transient failures (connection errors, timeouts, 5xx/429) with backoff."""
+        import urllib.error
+
+        import requests
+
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except urllib.error.HTTPError as e:  # from SPARQLWrapper
+                if e.code not in self.TRANSIENT:
+                    raise RemoteError(f"{what}: {e.code} {e.reason}: {e.read()[:300]!r}") from None
+                error: Exception = e
+            except (_Transient, requests.ConnectionError, requests.Timeout, urllib.error.URLError,
+                    TimeoutError, ConnectionError) as e:
+                error = e
+            except Exception as e:  # SPARQLWrapper wraps HTTP 400 etc. in its own exceptions
+                if type(e).__module__.startswith("SPARQLWrapper"):
+                    raise RemoteError(f"{what}: {e}") from None
+                raise
+            if attempt < self.retries:
+                time.sleep(self.backoff * 2**attempt)
+        raise RemoteError(f"{what}: failed after {self.retries + 1} attempts: {error}")
+
+    def _drop_quietly(self, graphs: Iterable[str]) -> None:
+        for g in graphs:
+            try:
+                self.update(f"DROP SILENT GRAPH <{g}>")
+            except RemoteError:
+                pass  # an unreachable server keeps a staging graph; graphs() hides it
+
+
+class _Transient(Exception):
+    """An HTTP answer worth retrying."""
+
+
+def _spool(quads: Iterable[Quad], route: Callable[[Quad], Quad], path: Path, progress: bool) -> int:
+    """Write quads (each passed through `route`) as N-Quads to `path`; return how many."""
+    from tqdm import tqdm
+
+    count = 0
+
+    def counted() -> Iterator[Quad]:
+        nonlocal count
+        for q in tqdm(quads, disable=not progress, desc="load", unit=" quads", mininterval=1.0):
+            count += 1
+            yield route(q)
+
+    serialize(counted(), str(path), RdfFormat.N_QUADS)
+    return count
+
+
+def _as_quads(data: Loadable) -> Iterable[Quad]:
+    """Quads from quads, triples (in the default graph until routed) or an rdflib graph."""
+    if hasattr(data, "serialize") and hasattr(data, "triples"):  # rdflib Graph / Dataset
+        quads = hasattr(data, "quads") and callable(data.quads) and type(data).__name__ in ("Dataset", "ConjunctiveGraph")
+        text = data.serialize(format="nquads" if quads else "nt", encoding="utf-8")
+        return parse(text, format=RdfFormat.N_QUADS if quads else RdfFormat.N_TRIPLES)
+    return (q if isinstance(q, Quad) else Quad(q.subject, q.predicate, q.object, DefaultGraph()) for q in data)
+
+
+def _node(graph: NamedNode | str) -> NamedNode:
+    return graph if isinstance(graph, NamedNode) else NamedNode(str(graph))
+
+
+def _var(name: str) -> Any:
+    from pyoxigraph import Variable
+
+    return Variable(name)
