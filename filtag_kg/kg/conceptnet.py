@@ -1,0 +1,342 @@
+"""ConceptNet 5: link classes to concepts (`http://conceptnet.io/c/en/…`) and import their edges.
+
+Edges of the relations that help to coarsen and group (RELATIONS) come from
+  (a) the web API (`GET {base}/query?node=/c/en/dog&other=/c/en&limit=…`, JSON-LD with `edges` and a
+      `view.nextPage` link), through `ConceptNetClient`: configurable base URL, an on-disk cache of
+      complete answers, a minimum interval between requests, retries with exponential backoff on
+      timeouts, connection errors, 429 (honouring Retry-After), 5xx and malformed JSON, and an offline
+      mode that answers from the cache only. A concept that cannot be fetched is reported as missing,
+      what was fetched stays cached, and a re-run fetches only what is missing; or
+  (b) a local copy of the official assertions dump (`conceptnet-assertions-5.7.0.csv.gz`: tab-separated
+      edge URI, relation, start, end, JSON metadata with `weight`), streamed line by line.
+
+In the graph (the run's "conceptnet" named graph): class skos:relatedMatch concept; each edge as a
+direct triple `start <http://conceptnet.io/r/Rel> end` for property paths, and as an rdf:Statement
+(rdf:subject / rdf:predicate / rdf:object, as ConceptNet's own JSON-LD context maps start/rel/end)
+with ft:weight.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import os
+import re
+import time
+import unicodedata
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urljoin
+
+from pyoxigraph import Literal, NamedNode, Quad
+from tqdm import tqdm
+
+from ..config import cache_dir
+from ..errors import UserError
+from ..records import TagSet
+from .vocab import FT, RDF, RDFS, SKOS, XSD, Minter
+
+CN = "http://conceptnet.io"
+DEFAULT_API = "https://api.conceptnet.io"
+RELATIONS = ("IsA", "PartOf", "HasA", "RelatedTo", "Synonym", "SimilarTo", "AtLocation", "UsedFor")
+
+
+def concept_uri(label: str, language: str = "en") -> str:
+    """The ConceptNet term of a label: /c/en/ + lower case, NFKC, runs of spaces/underscores → '_',
+    apostrophes and dots dropped (close to ConceptNet's own text standardisation)."""
+    text = unicodedata.normalize("NFKC", label).strip().lower()
+    text = re.sub(r"['’.]", "", text)
+    text = re.sub(r"[\s_]+", "_", text).strip("_")
+    if not text:
+        raise UserError(f"label {label!r} gives an empty ConceptNet term")
+    return f"/c/{language}/{text}"
+
+
+def term_of(uri: str) -> str:
+    """The term part of a concept URI: /c/en/dog/n/wn/animal → /c/en/dog."""
+    return "/".join(uri.split("/")[:4])
+
+
+def node(uri: str) -> NamedNode:
+    """The IRI of a ConceptNet URI (/c/…, /r/…, /a/[…]) under http://conceptnet.io, IRI-safe."""
+    return NamedNode(CN + quote(uri, safe="/_-.~:%"))
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One ConceptNet assertion between two terms (sense suffixes stripped), with its weight."""
+
+    uri: str
+    rel: str  # "IsA"
+    start: str  # "/c/en/dog"
+    end: str  # "/c/en/animal"
+    weight: float
+
+
+@dataclass
+class EdgeSet:
+    """Edges per concept, and the concepts whose edges could not be fetched (with the reason)."""
+
+    edges: dict[str, list[Edge]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def all_edges(self) -> list[Edge]:
+        """Each edge once, in a stable order."""
+        unique = {e.uri: e for edges in self.edges.values() for e in edges}
+        return [unique[u] for u in sorted(unique)]
+
+    def summary(self) -> str:
+        lines = [f"ConceptNet: edges of {len(self.edges)} concepts ({len(self.all_edges())} edges), "
+                 f"{len(self.missing)} missing"]
+        lines += [f"  missing {c}: {why}" for c, why in sorted(self.missing.items())]
+        if self.missing:
+            lines.append("  run again to fetch what is missing (what was fetched is cached)")
+        return "\n".join(lines)
+
+
+def _edge(uri: str, rel: str, start: str, end: str, weight: Any, relations: Iterable[str]) -> Edge | None:
+    """An Edge from raw URIs when its relation is wanted and both ends are English terms, else None."""
+    name = rel.strip("/").split("/")[-1]
+    if name not in relations or not start.startswith("/c/en/") or not end.startswith("/c/en/"):
+        return None
+    return Edge(uri, name, term_of(start), term_of(end), float(weight))
+
+
+class FetchError(RuntimeError):
+    """A concept's edges could not be fetched (after retries, or offline without a cached answer)."""
+
+
+class ConceptNetClient:
+    """The ConceptNet web API through `requests`, with cache, rate limit, retries and offline mode."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_API,
+        cache: str | os.PathLike[str] | None = None,
+        offline: bool = False,
+        min_interval: float = 1.0,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 1.0,
+        page_size: int = 1000,
+        relations: Sequence[str] = RELATIONS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import requests
+
+        self.base_url = base_url.rstrip("/") + "/"
+        self.cache = Path(cache) if cache else cache_dir() / "conceptnet"
+        self.offline, self.min_interval, self.timeout = offline, min_interval, timeout
+        self.retries, self.backoff, self.page_size = retries, backoff, page_size
+        self.relations = tuple(relations)
+        self.sleep = sleep
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        self._last = -math.inf
+        self.requests_made = 0
+
+    def _cache_path(self, concept: str) -> Path:
+        key = hashlib.sha256(f"{self.base_url}\0{concept}".encode()).hexdigest()[:24]
+        return self.cache / f"{key}.json"
+
+    def edges(self, concept: str) -> list[Edge]:
+        """All edges of `concept` with another English term, of the wanted relations (cached)."""
+        path = self._cache_path(concept)
+        if path.is_file():
+            raw = json.loads(path.read_text())["edges"]
+        elif self.offline:
+            raise FetchError("offline and not in the cache")
+        else:
+            raw = self._fetch_all(concept)
+            self.cache.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"concept": concept, "base_url": self.base_url, "edges": raw}))
+            os.replace(tmp, path)  # only complete answers are cached
+        out = []
+        for e in raw:
+            edge = _edge(e["@id"], e["rel"]["@id"], e["start"]["@id"], e["end"]["@id"], e.get("weight", 1.0),
+                         self.relations)
+            if edge is not None:
+                out.append(edge)
+        return out
+
+    def _fetch_all(self, concept: str) -> list[dict[str, Any]]:
+        """Every page of the API's answer for `concept`, following view.nextPage."""
+        url = urljoin(self.base_url, "query?" + urlencode({"node": concept, "other": "/c/en",
+                                                           "limit": self.page_size}))
+        edges: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        while url:
+            if url in seen:
+                raise FetchError(f"the API's nextPage links loop at {url}")
+            seen.add(url)
+            page = self._get(url)
+            if not isinstance(page.get("edges"), list):
+                raise FetchError(f"answer from {url} has no 'edges' list")
+            for e in page["edges"]:
+                try:
+                    e["@id"], e["rel"]["@id"], e["start"]["@id"], e["end"]["@id"]
+                except (KeyError, TypeError):
+                    raise FetchError(f"answer from {url} has an edge without @id/rel/start/end") from None
+            edges.extend(page["edges"])
+            following = (page.get("view") or {}).get("nextPage")
+            url = urljoin(self.base_url, following.lstrip("/")) if following else ""
+        return edges
+
+    def _get(self, url: str) -> dict[str, Any]:
+        """One GET with rate limiting and retries; returns the parsed JSON object."""
+        import requests
+
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.sleep(self.backoff * 2 ** (attempt - 1))
+            wait = self._last + self.min_interval - time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+            self._last = time.monotonic()
+            self.requests_made += 1
+            try:
+                response = self.session.get(url, timeout=self.timeout)
+            except (requests.Timeout, requests.ConnectionError) as e:
+                problem = f"{type(e).__name__} from {url}"
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                problem = f"HTTP {response.status_code} from {url}"
+                retry_after = response.headers.get("Retry-After", "")
+                if response.status_code == 429 and retry_after.isdigit() and attempt < self.retries:
+                    self.sleep(min(float(retry_after), 60.0))
+                continue
+            if response.status_code != 200:
+                raise FetchError(f"HTTP {response.status_code} from {url}")
+            try:
+                body = response.json()
+            except ValueError:
+                problem = f"malformed JSON from {url}"
+                continue
+            if not isinstance(body, dict):
+                problem = f"malformed answer (not a JSON object) from {url}"
+                continue
+            return body
+        raise FetchError(f"{problem} (after {self.retries + 1} attempts)")
+
+
+def fetch_edges(concepts: Iterable[str], client: ConceptNetClient) -> EdgeSet:
+    """The edges of every concept from the API; failures are reported as missing, never raised."""
+    result = EdgeSet()
+    for concept in tqdm(sorted(set(concepts)), desc="ConceptNet", unit="concept", disable=None):
+        try:
+            result.edges[concept] = client.edges(concept)
+        except FetchError as e:
+            result.missing[concept] = str(e)
+    return result
+
+
+def read_dump(path: str | os.PathLike[str], concepts: Iterable[str], relations: Sequence[str] = RELATIONS) -> EdgeSet:
+    """Edges of `concepts` (start or end) from the official assertions dump, streamed (gzip or plain)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ConceptNet dump {path} does not exist")
+    wanted = set(concepts)
+    result = EdgeSet(edges={c: [] for c in sorted(wanted)})
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for number, line in enumerate(tqdm(f, desc="ConceptNet dump", unit=" lines", disable=None), start=1):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 5:
+                raise UserError(f"{path}, line {number}: expected 5 tab-separated fields "
+                                f"(edge URI, relation, start, end, JSON), got {len(fields)}")
+            uri, rel, start, end, info = fields
+            if term_of(start) not in wanted and term_of(end) not in wanted:
+                continue
+            try:
+                weight = json.loads(info).get("weight", 1.0)
+            except (ValueError, AttributeError):
+                raise UserError(f"{path}, line {number}: the metadata field is not a JSON object") from None
+            edge = _edge(uri, rel, start, end, weight, relations)
+            if edge is None:
+                continue
+            for concept in {edge.start, edge.end} & wanted:
+                result.edges[concept].append(edge)
+    return result
+
+
+def conceptnet_quads(
+    class_concepts: Mapping[str, str], space: str, edges: EdgeSet, graph: NamedNode, minter: Minter | None = None,
+) -> Iterator[Quad]:
+    """Class → concept (skos:relatedMatch), concepts as skos:Concept, edges as triples and statements."""
+    minter = minter or Minter()
+    a, label = NamedNode(RDF + "type"), NamedNode(RDFS + "label")
+    related, concept_class = NamedNode(SKOS + "relatedMatch"), NamedNode(SKOS + "Concept")
+    statement = NamedNode(RDF + "Statement")
+    subject, predicate, obj = NamedNode(RDF + "subject"), NamedNode(RDF + "predicate"), NamedNode(RDF + "object")
+    weight, double = NamedNode(FT + "weight"), NamedNode(XSD + "double")
+    for key, concept in class_concepts.items():
+        yield Quad(minter.image_class(space, key), related, node(concept), graph)
+    all_edges = edges.all_edges()
+    concepts = sorted(set(class_concepts.values()) | {c for e in all_edges for c in (e.start, e.end)})
+    for c in concepts:
+        yield Quad(node(c), a, concept_class, graph)
+        yield Quad(node(c), label, Literal(c.split("/")[3].replace("_", " "), language=c.split("/")[2]), graph)
+    for e in all_edges:
+        rel = node("/r/" + e.rel)
+        yield Quad(node(e.start), rel, node(e.end), graph)
+        n = node(e.uri)
+        yield Quad(n, a, statement, graph)
+        yield Quad(n, subject, node(e.start), graph)
+        yield Quad(n, predicate, rel, graph)
+        yield Quad(n, obj, node(e.end), graph)
+        yield Quad(n, weight, Literal(repr(e.weight), datatype=double), graph)
+
+
+def shared_neighbours(concepts: Sequence[str], edges: EdgeSet, share: float = 2 / 3,
+                      relations: Sequence[str] = ("IsA", "PartOf", "AtLocation", "UsedFor", "RelatedTo")) -> list[tuple[str, int, float]]:
+    """Concepts that at least ⌈share·n⌉ of `concepts` point to (by `relations`): (neighbour, how many,
+    summed weight), most shared first — ConceptNet's version of a coarse concept of a filter."""
+    pointing: dict[str, set[str]] = defaultdict(set)
+    weights: dict[str, float] = defaultdict(float)
+    distinct = sorted(set(concepts))
+    for c in distinct:
+        for e in edges.edges.get(c, ()):
+            if e.rel in relations and e.start == c and e.end not in distinct:
+                pointing[e.end].add(c)
+                weights[e.end] += e.weight
+    need = max(2, math.ceil(share * len(distinct) - 1e-9))
+    found = [(n, len(cs), weights[n]) for n, cs in pointing.items() if len(cs) >= need]
+    return sorted(found, key=lambda t: (-t[1], -t[2], t[0]))
+
+
+@dataclass
+class ConceptNetLinking:
+    """The result of linking a run to ConceptNet: its named graph, quads, class concepts and edges."""
+
+    graph: NamedNode
+    quads: list[Quad]
+    concepts: dict[str, str]  # class key → concept
+    edges: EdgeSet
+
+
+def link_conceptnet(
+    tags: TagSet,
+    client: ConceptNetClient | None = None,
+    dump: str | os.PathLike[str] | None = None,
+    minter: Minter | None = None,
+) -> ConceptNetLinking:
+    """Link a run's classes to ConceptNet terms (from their labels) and import the edges of those terms
+    from `dump` when given, else through `client` (default: the public API with the on-disk cache)."""
+    from .export import class_key, label_space, run_ids
+
+    minter = minter or Minter()
+    concepts = {class_key(tags, i): concept_uri(label) for i, label in enumerate(tags.classes)}
+    if dump is not None:
+        edges = read_dump(dump, concepts.values())
+    else:
+        edges = fetch_edges(concepts.values(), client or ConceptNetClient())
+    graph = minter.run_graph(run_ids(tags).tagging, "conceptnet")
+    quads = list(conceptnet_quads(concepts, label_space(tags), edges, graph, minter))
+    return ConceptNetLinking(graph, quads, concepts, edges)

@@ -1,0 +1,258 @@
+"""ConceptNet client against a loopback stand-in of the JSON-LD API (with injected failures), the dump
+reader on a small dump in the official format, and the graph."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import numpy as np
+import pyoxigraph
+import pytest
+
+import filtag_kg
+from filtag_kg.errors import UserError
+from filtag_kg.kg.conceptnet import (
+    CN, ConceptNetClient, Edge, concept_uri, conceptnet_quads, fetch_edges, link_conceptnet, read_dump,
+    shared_neighbours, term_of,
+)
+from filtag_kg.records import ActivationStats
+
+GRAPH = pyoxigraph.NamedNode("https://example.org/graph/conceptnet")
+
+
+def edge_json(rel: str, start: str, end: str, weight: float) -> dict:
+    """An edge as the API sends it (ConceptNet 5.7 JSON-LD)."""
+    def term(uri: str) -> dict:
+        return {"@id": uri, "@type": "Node", "label": uri.split("/")[3].replace("_", " "),
+                "language": uri.split("/")[2], "term": term_of(uri)}
+    return {
+        "@id": f"/a/[/r/{rel}/,{start}/,{end}/]", "@type": "Edge", "dataset": "/d/conceptnet/4/en",
+        "license": "cc:by/4.0", "rel": {"@id": f"/r/{rel}", "@type": "Relation", "label": rel},
+        "start": term(start), "end": term(end), "sources": [{"@id": "/s/contributor/omcs/x", "@type": "Source"}],
+        "surfaceText": f"[[{start}]] {rel} [[{end}]]", "weight": weight,
+    }
+
+
+DATA = {
+    "/c/en/dog": [edge_json("IsA", "/c/en/dog/n", "/c/en/animal", 6.9), edge_json("IsA", "/c/en/dog", "/c/en/pet", 4.0),
+                  edge_json("Antonym", "/c/en/dog", "/c/en/cat", 1.0), edge_json("RelatedTo", "/c/en/dog", "/c/fr/chien", 2.0),
+                  edge_json("AtLocation", "/c/en/dog", "/c/en/kennel", 2.5), edge_json("IsA", "/c/en/dog", "/c/en/carnivore", 1.0)],
+    "/c/en/cat": [edge_json("IsA", "/c/en/cat", "/c/en/animal", 5.0), edge_json("IsA", "/c/en/cat", "/c/en/pet", 3.0),
+                  edge_json("IsA", "/c/en/cat", "/c/en/carnivore", 1.5)],
+    "/c/en/bear": [edge_json("IsA", "/c/en/bear", "/c/en/animal", 3.0), edge_json("IsA", "/c/en/bear", "/c/en/carnivore", 2.0)],
+    "/c/en/cow": [edge_json("IsA", "/c/en/cow", "/c/en/animal", 3.0)],
+    "/c/en/horse": [edge_json("IsA", "/c/en/horse", "/c/en/animal", 3.0), edge_json("UsedFor", "/c/en/horse", "/c/en/riding", 2.0)],
+    "/c/en/sheep": [edge_json("PartOf", "/c/en/sheep", "/c/en/flock", 1.0)],
+    "/c/en/zebra": [edge_json("IsA", "/c/en/zebra", "/c/en/animal", 2.0), edge_json("IsA", "/c/en/zebra", "/c/en/equine", 1.0),
+                    edge_json("AtLocation", "/c/en/zebra", "/c/en/zoo", 1.0)],
+}
+
+
+class StandIn:
+    """A loopback server speaking the API's /query JSON-LD with pagination, and scripted failures:
+    `script[concept]` is a list of actions taken by successive requests for it ("500", "429", "404",
+    "timeout", "malformed", "ok"); `fail_page2` makes every request for a second page answer 500."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[str]] = defaultdict(list)
+        self.fail_page2: set[str] = set()
+        self.requests: Counter[str] = Counter()
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 — http.server's name
+                url = urlparse(self.path)
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                concept, offset, limit = q.get("node", ""), int(q.get("offset", 0)), int(q.get("limit", 20))
+                stand_in.requests[concept] += 1
+                action = stand_in.script[concept].pop(0) if stand_in.script[concept] else "ok"
+                if offset and concept in stand_in.fail_page2:
+                    action = "500"
+                if action == "timeout":
+                    time.sleep(0.6)
+                if action in ("500", "429", "404"):
+                    self.send_response(int(action))
+                    if action == "429":
+                        self.send_header("Retry-After", "3")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": {"status": %s}}' % action.encode())
+                    return
+                if url.path != "/query":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                edges = DATA.get(concept, [])
+                body: dict = {"@context": ["http://api.conceptnet.io/ld/conceptnet5.7/context.ld.json"],
+                              "@id": f"/query?node={concept}", "edges": edges[offset:offset + limit], "version": "5.8.1"}
+                view = {"@id": "/query?" + urlencode({"node": concept, "other": "/c/en", "offset": offset, "limit": limit}),
+                        "@type": "PartialCollectionView", "paginatedProperty": "edges"}
+                if offset + limit < len(edges):
+                    view["nextPage"] = "/query?" + urlencode({"node": concept, "other": "/c/en",
+                                                              "offset": offset + limit, "limit": limit})
+                body["view"] = view
+                data = json.dumps(body).encode()
+                if action == "malformed":
+                    data = data[: len(data) // 2]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/ld+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture()
+def api() -> Iterator[StandIn]:
+    stand_in = StandIn()
+    yield stand_in
+    stand_in.server.shutdown()
+    stand_in.server.server_close()
+
+
+def client(api: StandIn, cache: Path, **kwargs: object) -> ConceptNetClient:
+    options = dict(cache=cache, min_interval=0.0, timeout=0.3, retries=2, backoff=0.01, page_size=2)
+    options.update(kwargs)
+    return ConceptNetClient(api.url, **options)  # type: ignore[arg-type]
+
+
+def test_concept_uris() -> None:
+    assert concept_uri("French_horn") == "/c/en/french_horn"
+    assert concept_uri(" great white  shark ") == "/c/en/great_white_shark"
+    assert concept_uri("potter's_wheel") == "/c/en/potters_wheel"
+    assert term_of("/c/en/dog/n/wn/animal") == "/c/en/dog"
+    with pytest.raises(UserError):
+        concept_uri(" '. ")
+
+
+def test_pages_filter_and_cache(api: StandIn, tmp_path: Path) -> None:
+    edges = client(api, tmp_path).edges("/c/en/dog")
+    assert api.requests["/c/en/dog"] == 3  # 6 edges, 2 per page
+    assert [(e.rel, e.start, e.end, e.weight) for e in edges] == [
+        ("IsA", "/c/en/dog", "/c/en/animal", 6.9), ("IsA", "/c/en/dog", "/c/en/pet", 4.0),
+        ("AtLocation", "/c/en/dog", "/c/en/kennel", 2.5), ("IsA", "/c/en/dog", "/c/en/carnivore", 1.0)]
+    offline = client(api, tmp_path, offline=True)
+    assert offline.edges("/c/en/dog") == edges and offline.requests_made == 0
+    assert api.requests["/c/en/dog"] == 3
+
+
+def test_failures_are_reported_and_a_rerun_completes(api: StandIn, tmp_path: Path) -> None:
+    api.script.update({
+        "/c/en/cat": ["500"] * 3,  # more failures than attempts
+        "/c/en/cow": ["429", "ok"],
+        "/c/en/horse": ["timeout", "ok"],
+        "/c/en/sheep": ["malformed"] * 3,
+        "/c/en/bear": ["404"],
+    })
+    api.fail_page2.add("/c/en/zebra")  # first page arrives, the second never: nothing of zebra is kept
+    sleeps: list[float] = []
+    first = fetch_edges(DATA, client(api, tmp_path, sleep=sleeps.append))
+    assert set(first.edges) == {"/c/en/dog", "/c/en/cow", "/c/en/horse"}
+    assert sorted(first.missing) == ["/c/en/bear", "/c/en/cat", "/c/en/sheep", "/c/en/zebra"]
+    assert "HTTP 500" in first.missing["/c/en/cat"] and "after 3 attempts" in first.missing["/c/en/cat"]
+    assert "malformed JSON" in first.missing["/c/en/sheep"]
+    assert "HTTP 404" in first.missing["/c/en/bear"] and api.requests["/c/en/bear"] == 1  # not retried
+    assert api.requests["/c/en/cow"] == 2 and 3.0 in sleeps  # Retry-After honoured
+    assert api.requests["/c/en/horse"] == 2  # the timeout was retried
+    assert "run again" in first.summary()
+    before = dict(api.requests)
+    api.fail_page2.clear()
+    second = fetch_edges(DATA, client(api, tmp_path))
+    assert not second.missing and set(second.edges) == set(DATA)
+    fetched_again = {c for c in DATA if api.requests[c] > before.get(c, 0)}
+    assert fetched_again == {"/c/en/bear", "/c/en/cat", "/c/en/sheep", "/c/en/zebra"}
+    assert [e.end for e in second.edges["/c/en/zebra"]] == ["/c/en/animal", "/c/en/equine", "/c/en/zoo"]
+
+
+def test_offline_without_cache_and_rate_limit(api: StandIn, tmp_path: Path) -> None:
+    result = fetch_edges(["/c/en/cat"], client(api, tmp_path, offline=True))
+    assert result.missing == {"/c/en/cat": "offline and not in the cache"} and not api.requests
+    start = time.monotonic()
+    fetch_edges(["/c/en/cat", "/c/en/cow", "/c/en/bear"], client(api, tmp_path, min_interval=0.1, page_size=10))
+    assert time.monotonic() - start >= 0.2  # three requests, at least 0.1 s apart
+
+
+def write_dump(path: Path) -> None:
+    """A small dump in the official format: edge URI, relation, start, end, JSON metadata."""
+    rows = [
+        ("IsA", "/c/en/dog/n", "/c/en/animal/n", 2.0),
+        ("IsA", "/c/en/cat/n/wn/animal", "/c/en/animal", 1.5),
+        ("RelatedTo", "/c/en/kennel", "/c/en/dog", 0.5),
+        ("Antonym", "/c/en/dog", "/c/en/cat", 1.0),
+        ("IsA", "/c/fr/chien", "/c/fr/animal", 1.0),
+        ("Synonym", "/c/en/dog", "/c/de/hund", 1.0),
+        ("IsA", "/c/en/table", "/c/en/furniture", 3.0),
+        ("IsA", "/c/en/bear", "/c/en/animal", 1.0),
+        ("HasA", "/c/en/bear", "/c/en/claw", 1.0),
+    ]
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for rel, start, end, weight in rows:
+            meta = {"dataset": "/d/wordnet/3.1", "license": "cc:by-sa/4.0",
+                    "sources": [{"@id": "/s/resource/wordnet/rdf/3.1"}], "weight": weight}
+            f.write(f"/a/[/r/{rel}/,{start}/,{end}/]\t/r/{rel}\t{start}\t{end}\t{json.dumps(meta)}\n")
+
+
+def test_dump_reader(tmp_path: Path) -> None:
+    path = tmp_path / "conceptnet-assertions-5.7.0.csv.gz"
+    write_dump(path)
+    result = read_dump(path, ["/c/en/dog", "/c/en/cat", "/c/en/zebra"])
+    got = {c: [(e.rel, e.start, e.end, e.weight) for e in es] for c, es in result.edges.items()}
+    assert got == {
+        "/c/en/dog": [("IsA", "/c/en/dog", "/c/en/animal", 2.0), ("RelatedTo", "/c/en/kennel", "/c/en/dog", 0.5)],
+        "/c/en/cat": [("IsA", "/c/en/cat", "/c/en/animal", 1.5)],
+        "/c/en/zebra": [],
+    }
+    bad = tmp_path / "bad.csv"
+    bad.write_text("/a/x\t/r/IsA\t/c/en/dog\t/c/en/animal\t{\"weight\": 1}\n/a/y\t/r/IsA\t/c/en/dog\n")
+    with pytest.raises(UserError, match="line 2: expected 5 tab-separated fields"):
+        read_dump(bad, ["/c/en/dog"])
+
+
+def test_graph_and_shared_neighbours(api: StandIn, tmp_path: Path) -> None:
+    edges = fetch_edges(["/c/en/dog", "/c/en/cat", "/c/en/bear", "/c/en/zebra"], client(api, tmp_path))
+    assert shared_neighbours(["/c/en/dog", "/c/en/cat", "/c/en/bear"], edges) == [
+        ("/c/en/animal", 3, 14.9), ("/c/en/carnivore", 3, 4.5), ("/c/en/pet", 2, 7.0)]
+    assert shared_neighbours(["/c/en/dog", "/c/en/zebra"], edges) == [("/c/en/animal", 2, 8.9)]
+    store = pyoxigraph.Store()
+    store.extend(conceptnet_quads({"n02084071": "/c/en/dog"}, "imagenet1k", edges, GRAPH))
+    prefix = f"PREFIX cn: <{CN}/c/en/> PREFIX r: <{CN}/r/> PREFIX ft: <https://w3id.org/filtag-kg/ontology#> "
+    assert bool(store.query(prefix + "ASK { cn:dog r:IsA cn:animal . cn:zebra r:AtLocation cn:zoo }",
+                            use_default_graph_as_union=True))
+    rows = list(store.query(prefix + """PREFIX rdf: <http://www.w3.org/1999/02/22-rdf-syntax-ns#>
+        SELECT ?w WHERE { ?e rdf:subject cn:dog ; rdf:predicate r:IsA ; rdf:object cn:animal ; ft:weight ?w }""",
+                            use_default_graph_as_union=True))
+    assert [float(r["w"].value) for r in rows] == [6.9]
+    rows = list(store.query("SELECT ?c WHERE { ?c <http://www.w3.org/2004/02/skos/core#relatedMatch> ?x }",
+                            use_default_graph_as_union=True))
+    assert [r["c"].value.rsplit("/", 1)[1] for r in rows] == ["n02084071"]
+
+
+def test_link_run_from_dump(tmp_path: Path) -> None:
+    classes = ["bear", "cat", "dog", "zebra"]
+    stats = ActivationStats.empty(["conv"], classes, {"conv": 2}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(4), {"conv": np.eye(4)[:, :2]})
+    tags = filtag_kg.tag(stats, k=1)
+    path = tmp_path / "dump.csv.gz"
+    write_dump(path)
+    linking = link_conceptnet(tags, dump=path)
+    assert linking.concepts == {c: f"/c/en/{c}" for c in classes}
+    assert linking.graph.value.endswith("/conceptnet") and {q.graph_name for q in linking.quads} == {linking.graph}
+    assert sorted((e.start, e.rel, e.end) for e in linking.edges.all_edges()) == [
+        ("/c/en/bear", "HasA", "/c/en/claw"), ("/c/en/bear", "IsA", "/c/en/animal"),
+        ("/c/en/cat", "IsA", "/c/en/animal"), ("/c/en/dog", "IsA", "/c/en/animal"),
+        ("/c/en/kennel", "RelatedTo", "/c/en/dog")]
+    assert isinstance(linking.edges.edges["/c/en/dog"][0], Edge)
