@@ -205,7 +205,7 @@ def _run_split(
     expected = split.positions(start, shard)
     seen = np.ones(len(split), bool)
     seen[expected] = False
-    bar = tqdm(total=len(split), initial=start, desc=f"collect {split.name}", unit="img", disable=not progress,
+    bar = tqdm(total=len(split), initial=start, desc=f"collect {split.name}", unit="img", disable=None if progress else True,
                leave=False, file=sys.stderr)
     batches_since = 0
     for images, labels, positions in split.dataset(spec, batch_size, start, shard):

@@ -273,6 +273,8 @@ def image_folder(
         classes = folder_names
         if all(WNID.match(n) for n in folder_names):
             wnids = list(folder_names)
+    elif len(classes) == 1000:
+        wnids = _imagenet_wnids(list(classes))
     classes = list(classes)
     index = _class_index(classes)
 
@@ -306,8 +308,6 @@ def image_folder(
         if len(held_idx):
             splits["heldout"] = _folder_split("heldout", root, [paths[i] for i in held_idx], labels[held_idx])
         split_info = {"fraction": fraction, "seed": seed}
-    if wnids is None and any(WNID.match(n) for n in folder_names):
-        wnids = _imagenet_wnids(classes)
     return ImageSource(
         name=name or root.name, classes=classes, splits=splits, wnids=wnids, root=str(root), split_info=split_info,
         label_space="imagenet1k" if len(classes) == 1000 and wnids else (name or root.name),
@@ -328,6 +328,6 @@ def _imagenet_wnids(classes: list[str]) -> list[str | None] | None:
     """The wnids of ImageNet-1k classes in index order, when `classes` is the ImageNet class list."""
     if len(classes) != 1000:
         return None
-    from .imagenet import wnids as imagenet_wnids
+    from .imagenet import imagenet_index
 
-    return list(imagenet_wnids())
+    return list(imagenet_index().wnids)

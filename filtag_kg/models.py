@@ -181,11 +181,11 @@ def load_application(name: str, weights: str | None = "imagenet", mixed_precisio
     finally:
         if mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
-    from .imagenet import labels as imagenet_labels
+    from .imagenet import imagenet_index
 
     return LoadedModel(
         model, name, module_name, f"keras.applications:{ctor} (weights={weights})",
-        InputSpec(size, size, 3, module.preprocess_input), classes=list(imagenet_labels()),
+        InputSpec(size, size, 3, module.preprocess_input), classes=list(imagenet_index().keras_labels),
     )
 
 

@@ -19,6 +19,8 @@ import numpy as np
 ARTIFACT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 ARRAYS_NAME = "arrays.npz"
+TAGS_NAME = "tags.csv"
+TAG_COLUMNS = ("layer", "filter", "class_index", "class_name", "score", "rank", "method", "parameter")
 
 K_BEST = "k-best"
 Q_QUANTILE = "q-quantile"
@@ -281,6 +283,56 @@ class TagSet:
             out[f].append(c)
         return out
 
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write `tags.csv` (one row per tag, columns TAG_COLUMNS) and `manifest.json`, atomically."""
+        import csv
+        import io
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(TAG_COLUMNS)
+        writer.writerows((t.layer, t.filter, t.class_index, t.class_name, repr(t.score), t.rank, t.method,
+                          _number(t.parameter)) for t in self)
+        manifest = dict(self.manifest)
+        manifest.update(
+            artifact_version=ARTIFACT_VERSION, kind="tags", layers=self.layers, classes=self.classes,
+            n_filters=[self.n_filters[m] for m in self.layers],
+            selections=[[m, p] for m, p in self.selections],
+        )
+        _atomic_write(directory / TAGS_NAME, lambda f: f.write(text.getvalue().encode()))
+        _atomic_write(directory / MANIFEST_NAME, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> TagSet:
+        """Read a tag set written by `save`."""
+        import csv
+
+        directory = Path(directory)
+        manifest_path, tags_path = directory / MANIFEST_NAME, directory / TAGS_NAME
+        if not tags_path.is_file() or not manifest_path.is_file():
+            raise FileNotFoundError(f"{directory}: no tag set here (expected {TAGS_NAME} and {MANIFEST_NAME})")
+        manifest = json.loads(manifest_path.read_text())
+        layers, classes = list(manifest["layers"]), list(manifest["classes"])
+        selections = [(m, int(p) if m == K_BEST else float(p)) for m, p in manifest["selections"]]
+        layer_pos = {m: i for i, m in enumerate(layers)}
+        sel_pos = {(m, float(p)): i for i, (m, p) in enumerate(selections)}
+        with tags_path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        return cls(
+            layers=layers, classes=classes, n_filters=dict(zip(layers, (int(n) for n in manifest["n_filters"]))),
+            selections=selections,
+            layer_index=np.array([layer_pos[r["layer"]] for r in rows], np.int32),
+            filter_index=np.array([int(r["filter"]) for r in rows], np.int32),
+            class_index=np.array([int(r["class_index"]) for r in rows], np.int32),
+            score=np.array([float(r["score"]) for r in rows], np.float64),
+            rank=np.array([int(r["rank"]) for r in rows], np.int32),
+            selection_index=np.array([sel_pos[(r["method"], float(r["parameter"]))] for r in rows], np.int16),
+            manifest={k: v for k, v in manifest.items() if k not in ("kind", "selections")},
+        )
+
     def tag_matrix(self, layer: str, method: str, parameter: float) -> np.ndarray:
         """Boolean [n_filters, n_classes]: True where the filter carries the class as a tag."""
         si = self.selections.index((method, parameter))
@@ -289,6 +341,10 @@ class TagSet:
         matrix = np.zeros((self.n_filters[layer], len(self.classes)), bool)
         matrix[self.filter_index[keep], self.class_index[keep]] = True
         return matrix
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def _atomic_write(path: Path, write: Any) -> None:

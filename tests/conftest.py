@@ -25,3 +25,43 @@ def filtag_vgg16_file() -> Path:
     if not path.is_file():
         pytest.skip(f"real FilTag data not found at {path} (it lives in the shared/ folder beside the project)")
     return path
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The default CNN, trained once per test session into the session's cache."""
+    from filtag_kg.models import default_model as load_default
+
+    return load_default()
+
+
+@pytest.fixture(scope="session")
+def default_stats(default_model):
+    """FilTag statistics of the default CNN on the default split (train: z; held-out: per image)."""
+    import filtag_kg
+    from filtag_kg.data import animal_shape
+
+    return filtag_kg.collect(default_model, animal_shape(), progress=False)
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run `filtag-kg ARGS` in-process; returns (exit code, stdout, stderr)."""
+    import sys
+
+    from filtag_kg.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        old = sys.argv
+        sys.argv = ["filtag-kg", *map(str, args)]
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        finally:
+            sys.argv = old
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -1,9 +1,125 @@
-"""CLI commands of this area (registered by filtag_kg.cli). Heavy imports stay inside commands."""
+"""CLI of the FilTag core: collect, merge, tag, demo. Heavy imports stay inside the commands."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
 import click
+
+from ..errors import UserError
+
+DEFAULT = "default"
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        index, count = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise UserError(f"--shard must look like INDEX/COUNT, e.g. 0/4; got {value!r}") from None
+    if not 0 <= index < count:
+        raise UserError(f"--shard {value}: INDEX must be in 0..COUNT-1")
+    return index, count
+
+
+def load_source(data: str, loaded: Any, heldout: str | None, fraction: float, seed: int) -> Any:
+    """The image source named on the command line: 'default' (Animal-Shape) or an image folder."""
+    from ..data import animal_shape, image_folder
+
+    if data == DEFAULT:
+        return animal_shape(fraction=fraction, seed=seed)
+    return image_folder(data, classes=loaded.classes, heldout=heldout, fraction=fraction, seed=seed)
+
+
+def load_model_option(model: str, weights: str, mixed_precision: bool = False) -> Any:
+    from ..models import load_model
+
+    return load_model(None if model == DEFAULT else model, weights=weights, mixed_precision=mixed_precision)
 
 
 def register(cli: click.Group) -> None:
-    """Add this area's commands to the main group."""
+    """Add the core commands to the main group."""
+
+    @cli.command()
+    @click.option("--model", "-m", default=DEFAULT, show_default=True,
+                  help="'default' (small CNN, trained once and cached), a keras.applications name "
+                       "(VGG16, VGG19, ResNet50, InceptionV3, MobileNetV2, …) or a .keras/.h5 file.")
+    @click.option("--weights", default="imagenet", show_default=True,
+                  help="For keras.applications models: 'imagenet' (downloaded by Keras), 'none', or a weights file.")
+    @click.option("--data", "-d", default=DEFAULT, show_default=True,
+                  help="'default' (Animal-Shape, embedded) or a folder of class sub-folders of JPEG/PNG images "
+                       "(folder names: the model's class labels or ImageNet wnids).")
+    @click.option("--heldout", type=click.Path(exists=True, file_okay=False),
+                  help="A second folder of the same layout used as held-out split (instead of splitting --data).")
+    @click.option("--fraction", default=0.8, show_default=True, help="Share of each class used for tagging; the rest is held out.")
+    @click.option("--seed", default=0, show_default=True, help="Seed of the train/held-out split.")
+    @click.option("--layer", "-l", "layers", multiple=True, help="Conv layer name or glob pattern (repeatable); default: all conv layers.")
+    @click.option("--batch-size", "-b", default=64, show_default=True)
+    @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+                  help="Folder for the statistics (arrays.npz + manifest.json); an interrupted run resumes from it.")
+    @click.option("--shard", help="Process only shard INDEX/COUNT of the images (merge the shards with `filtag-kg merge`).")
+    @click.option("--checkpoint-every", default=50, show_default=True, help="Batches between checkpoints.")
+    @click.option("--mixed-precision", is_flag=True, help="Run a keras.applications model in float16 (useful on GPUs).")
+    def collect(model: str, weights: str, data: str, heldout: str | None, fraction: float, seed: int,
+                layers: tuple[str, ...], batch_size: int, out: str, shard: str | None, checkpoint_every: int,
+                mixed_precision: bool) -> None:
+        """Collect the activation statistics z_c(m,i) of every conv filter over a labelled image set."""
+        from ..collection import collect as run_collect
+
+        loaded = load_model_option(model, weights, mixed_precision)
+        source = load_source(data, loaded, heldout, fraction, seed)
+        start = time.perf_counter()
+        stats = run_collect(loaded, source, layers=list(layers) or None, batch_size=batch_size, output=out,
+                            checkpoint_every=checkpoint_every, shard=_shard(shard))
+        seconds = time.perf_counter() - start
+        held = len(stats.heldout) if stats.heldout is not None else 0
+        click.echo(f"{stats.n_images:,} images (+{held:,} held out), {len(stats.layers)} conv layers, "
+                   f"{sum(stats.n_filters.values()):,} filters in {seconds:.1f} s -> {out}")
+
+    @cli.command()
+    @click.argument("out", type=click.Path(file_okay=False))
+    @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+    def merge(out: str, shards: tuple[str, ...]) -> None:
+        """Merge the statistics of shards (from `collect --shard`) into OUT."""
+        from ..records import ActivationStats
+
+        parts = [ActivationStats.load(s) for s in shards]
+        for path, part in zip(shards, parts):
+            if not part.manifest.get("complete"):
+                raise UserError(f"{path} is an unfinished collection; run its `collect` again to finish it")
+        merged = parts[0]
+        for part in parts[1:]:
+            merged = merged.merge(part)
+        merged.save(out)
+        click.echo(f"merged {len(parts)} shards: {merged.n_images:,} images -> {out}")
+
+    @cli.command()
+    @click.argument("stats_dir", type=click.Path(exists=True, file_okay=False))
+    @click.option("-k", "ks", multiple=True, type=int, help="k-best: tag the k filters of highest z per class and layer (repeatable).")
+    @click.option("-q", "qs", multiple=True, type=float, help="q-quantile: tag the top q percent of a layer's filters (repeatable).")
+    @click.option("--layer", "-l", "layers", multiple=True, help="Only these layers (default: all collected).")
+    @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for tags.csv + manifest.json.")
+    def tag(stats_dir: str, ks: tuple[int, ...], qs: tuple[float, ...], layers: tuple[str, ...], out: str) -> None:
+        """Tag filters with classes from collected statistics (default: k=1)."""
+        from ..records import ActivationStats
+        from ..tagging import tag as run_tag
+
+        stats = ActivationStats.load(stats_dir)
+        if not stats.manifest.get("complete", True):
+            raise UserError(f"{stats_dir} is an unfinished collection; run `filtag-kg collect` again to finish it")
+        tags = run_tag(stats, k=list(ks) or None, q=list(qs) or None, layers=list(layers) or None)
+        tags.save(out)
+        click.echo(f"{len(tags):,} tags ({', '.join(f'{m} {p:g}' for m, p in tags.selections)}) -> {out}")
+
+    @cli.command()
+    @click.option("--out", "-o", type=click.Path(file_okay=False),
+                  help="Folder for what the demo makes (default: 'demo' in the filtag-kg data folder).")
+    @click.option("--retrain", is_flag=True, help="Train the default CNN again instead of using the cached one.")
+    def demo(out: str | None, retrain: bool) -> None:
+        """The embedded default end to end: train (once) the small CNN on Animal-Shape, collect, tag, explain."""
+        from ..demo import run_demo
+
+        run_demo(Path(out) if out else None, retrain=retrain)

@@ -1,0 +1,68 @@
+"""The embedded default end to end, as `filtag-kg demo` runs it: no internet, GPU or user files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .config import data_dir
+from .records import K_BEST, ActivationStats, TagSet
+
+DEMO_K = (1, 3, 5)
+DEMO_Q = (5.0, 10.0, 25.0)
+
+
+def layer_summary(stats: ActivationStats, tags: TagSet, layer: str, k_many: int = 3) -> str:
+    """What the filters of one layer are tagged with: each class's best filter, and multi-tag filters."""
+    z = stats.class_means(layer)
+    lines = [f"Layer {layer} ({stats.n_filters[layer]} filters), k=1: the filter each class activates most"]
+    width = max(len(c) for c in stats.classes)
+    per_filter = tags.filter_tags(layer, K_BEST, 1)
+    for c, name in enumerate(stats.classes):
+        f = int(np.argmax(z[c]))
+        others = np.delete(z[:, f], c).mean()
+        shared = [stats.classes[o] for o in per_filter[f] if o != c]
+        note = f"  (also tag of: {', '.join(shared)})" if shared else ""
+        lines.append(f"  {name:<{width}}  filter {f:>3}  z={z[c, f]:.3f}  vs {others:.3f} for other classes{note}")
+    if (K_BEST, k_many) in tags.selections:
+        many = tags.filter_tags(layer, K_BEST, k_many)
+        counts = np.array([len(v) for v in many])
+        lines.append(f"k={k_many}: {int((counts > 0).sum())} filters carry tags, {int((counts > 1).sum())} carry several; "
+                     "the most shared:")
+        for f in np.argsort(-counts, kind="stable")[:3]:
+            if counts[f] > 1:
+                lines.append(f"  filter {f:>3}: {', '.join(stats.classes[c] for c in many[f])}")
+    return "\n".join(lines)
+
+
+def run_demo(out: Path | None = None, retrain: bool = False) -> Path:
+    """Train (once) the default CNN, collect, tag, and print what the last layer's filters respond to."""
+    from .collection import collect
+    from .data import animal_shape
+    from .models import default_model, default_model_info, default_model_path
+    from .tagging import tag
+
+    out = out or data_dir() / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    if retrain or not default_model_path().is_file():
+        click.echo("Training the default CNN on Animal-Shape (once; about half a minute on 2 cores) ...")
+    loaded = default_model(retrain=retrain)
+    info = default_model_info()
+    click.echo(f"Default CNN: held-out accuracy {info['heldout_accuracy']:.1%} "
+               f"(trained in {info['train_seconds']:.0f} s, cached at {default_model_path()})")
+    source = animal_shape()
+    start = time.perf_counter()
+    stats = collect(loaded, source)
+    seconds = time.perf_counter() - start
+    stats.save(out / "stats")
+    click.echo(f"Collected {stats.n_images:,} training and {len(stats.heldout or [])} held-out images over "
+               f"{len(stats.layers)} conv layers ({sum(stats.n_filters.values())} filters) in {seconds:.1f} s")
+    tags = tag(stats, k=DEMO_K, q=DEMO_Q)
+    tags.save(out / "tags")
+    click.echo(f"{len(tags):,} tags (k={', '.join(map(str, DEMO_K))}; q={', '.join(f'{q:g}' for q in DEMO_Q)}%) "
+               f"-> {out / 'tags'}\n")
+    click.echo(layer_summary(stats, tags, stats.layers[-1]))
+    return out

@@ -1,0 +1,92 @@
+"""The core CLI: collect, tag, merge, demo, and the clear errors it promises for bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from filtag_kg.records import ActivationStats, TagSet  # noqa: E402
+
+
+def test_collect_tag_and_errors(run_cli, default_model, tmp_path) -> None:
+    stats_dir = tmp_path / "stats"
+    code, out, err = run_cli("collect", "--out", stats_dir, "--layer", "conv4", "--layer", "conv5")
+    assert code == 0, err
+    stats = ActivationStats.load(stats_dir)
+    assert stats.layers == ["conv4", "conv5"] and stats.n_images == 8000 and len(stats.heldout) == 2000
+
+    code, out, err = run_cli("tag", stats_dir, "-k", "1", "-k", "2", "-q", "10", "--out", tmp_path / "tags")
+    assert code == 0, err
+    tags = TagSet.load(tmp_path / "tags")
+    assert tags.selections == [("k-best", 1), ("k-best", 2), ("q-quantile", 10.0)]
+    # 10 classes x (1 + 2 + round(0.1*32)=3 | round(0.1*64)=6) per layer
+    assert len(tags) == 10 * (1 + 2 + 3) + 10 * (1 + 2 + 6)
+
+    code, _, err = run_cli("tag", stats_dir, "-k", "40", "--out", tmp_path / "bad")
+    assert code == 2 and "k=40 is larger than the 32 filters of layer 'conv4'" in err
+    code, _, err = run_cli("tag", stats_dir, "-q", "0", "--out", tmp_path / "bad")
+    assert code == 2 and "q must be in (0, 100], got 0" in err
+    assert not (tmp_path / "bad").exists()  # nothing written on bad input
+
+
+def test_shards_merge_on_the_command_line(run_cli, default_model, tmp_path) -> None:
+    for i in range(2):
+        code, _, err = run_cli("collect", "--out", tmp_path / f"s{i}", "--shard", f"{i}/2", "-l", "conv5")
+        assert code == 0, err
+    code, _, err = run_cli("merge", tmp_path / "merged", tmp_path / "s0", tmp_path / "s1")
+    assert code == 0, err
+    code, _, err = run_cli("collect", "--out", tmp_path / "whole", "-l", "conv5")
+    merged, whole = ActivationStats.load(tmp_path / "merged"), ActivationStats.load(tmp_path / "whole")
+    np.testing.assert_allclose(merged.sums["conv5"], whole.sums["conv5"], rtol=1e-12)
+    assert merged.heldout.image_ids == whole.heldout.image_ids
+    code, _, err = run_cli("collect", "--out", tmp_path / "x", "--shard", "2/2")
+    assert code == 2 and "--shard 2/2" in err
+
+
+def test_model_and_data_errors(run_cli, default_model, tmp_path) -> None:
+    no_conv = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    no_conv.save(tmp_path / "dense.keras")
+    code, _, err = run_cli("collect", "--model", tmp_path / "dense.keras", "--out", tmp_path / "o")
+    assert code == 2 and "has no convolutional layer" in err
+
+    three = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    three.save(tmp_path / "three.keras")
+    code, _, err = run_cli("collect", "--model", tmp_path / "three.keras", "--out", tmp_path / "o")
+    assert code == 2 and "has 10 classes but the model has 3 outputs" in err
+
+    (tmp_path / "images" / "cat").mkdir(parents=True)
+    code, _, err = run_cli("collect", "--data", tmp_path / "images", "--out", tmp_path / "o")
+    assert code == 2 and "images/cat has no JPEG or PNG images" in err
+
+    code, _, err = run_cli("collect", "--model", "NoSuchNet", "--out", tmp_path / "o")
+    assert code == 2 and "unknown model 'NoSuchNet'" in err
+    code, _, err = run_cli("collect", "--model", tmp_path / "missing.keras", "--out", tmp_path / "o")
+    assert code == 2 and "missing.keras does not exist" in err
+
+
+def test_demo_runs_end_to_end(run_cli, default_model, tmp_path) -> None:
+    code, out, err = run_cli("demo", "--out", tmp_path / "demo")
+    assert code == 0, err
+    assert "Layer conv5 (64 filters)" in out
+    for name in ("bear", "zebra"):
+        assert f"  {name} " in out
+    assert TagSet.load(tmp_path / "demo" / "tags").selections[0] == ("k-best", 1)
+
+
+def test_help_is_there(run_cli) -> None:
+    code, out, _ = run_cli("collect", "--help")
+    assert code == 0 and "--shard" in out and "wnids" in out
+
+
+def test_imagenet_weights_offline_say_how_to_pass_a_file(run_cli, tmp_path, monkeypatch) -> None:
+    """Keras' download goes to a closed port on loopback (as offline); the error says what to do."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    code, _, err = run_cli("collect", "--model", "MobileNetV2", "--out", tmp_path / "o")
+    assert code == 2 and "could not get the ImageNet weights of MobileNetV2" in err and "--weights FILE" in err

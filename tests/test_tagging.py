@@ -1,0 +1,112 @@
+"""k-best and q-quantile tags against a brute-force selection; records round trips and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import filtag_kg
+from filtag_kg.errors import UserError
+from filtag_kg.records import ActivationStats, TagSet
+from filtag_kg.tagging import quantile_count
+
+
+def random_stats(seed: int = 0, ties: bool = False) -> ActivationStats:
+    rng = np.random.default_rng(seed)
+    stats = ActivationStats.empty(["a", "b"], ["x", "y", "z", "w"], {"a": 7, "b": 40})
+    for m in stats.layers:
+        values = rng.random((4, stats.n_filters[m]))
+        if ties:
+            values = np.round(values, 1)  # many equal z: ties break by lower filter index
+        stats.sums[m] = values * np.array([[3], [5], [2], [0]])
+    stats.counts[:] = [3, 5, 2, 0]  # class "w" has no images
+    return stats
+
+
+def brute_force(stats: ActivationStats, layer: str, c: int, count: int) -> list[tuple[int, float, int]]:
+    """The `count` filters of highest z for class c: sort (−z, index) pairs the slow way."""
+    z = stats.sums[layer][c] / stats.counts[c]
+    ordered = sorted(range(len(z)), key=lambda i: (-z[i], i))
+    return [(i, float(z[i]), r + 1) for r, i in enumerate(ordered[:count])]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_k_best_and_quantile_match_brute_force(ties: bool) -> None:
+    stats = random_stats(ties=ties)
+    tags = filtag_kg.tag(stats, k=[1, 3], q=[5, 25, 100])
+    assert tags.selections == [("k-best", 1), ("k-best", 3), ("q-quantile", 5.0), ("q-quantile", 25.0),
+                               ("q-quantile", 100.0)]
+    got: dict[tuple, list] = {}
+    for t in tags:
+        got.setdefault((t.layer, t.class_index, t.method, t.parameter), []).append((t.filter, t.score, t.rank))
+    for m in stats.layers:
+        n = stats.n_filters[m]
+        for c in range(3):
+            for method, p, count in [("k-best", 1, 1), ("k-best", 3, 3), ("q-quantile", 5.0, max(1, round(0.05 * n))),
+                                     ("q-quantile", 25.0, round(0.25 * n)), ("q-quantile", 100.0, n)]:
+                expected = brute_force(stats, m, c, count)
+                actual = sorted(got[(m, c, method, p)], key=lambda r: r[2])
+                assert [(f, r) for f, _, r in actual] == [(f, r) for f, _, r in expected]
+                np.testing.assert_allclose([s for _, s, _ in actual], [s for _, s, _ in expected])
+        assert not any(key[1] == 3 for key in got)  # no images, no tags
+    # the layer of 7 filters: 5% rounds to 0 filters, FilTag-kg tags 1 (the original tagged all 7)
+    assert len(got[("a", 0, "q-quantile", 5.0)]) == 1
+
+
+def test_quantile_count() -> None:
+    assert quantile_count(5, 512) == 26  # round(25.6)
+    assert quantile_count(1, 64) == 1  # round(0.64)
+    assert quantile_count(1, 20) == 1  # round(0.2) = 0 -> at least 1
+    assert quantile_count(100, 13) == 13
+    assert quantile_count(12.5, 4) == 1  # round(0.5) = 0 (half to even) -> 1
+    assert quantile_count(37.5, 4) == 2  # round(1.5) = 2
+
+
+def test_selection_views() -> None:
+    stats = random_stats()
+    tags = filtag_kg.tag(stats, k=[2], q=[50])
+    only = tags.select("k-best", 2)
+    assert len(only) == 2 * 3 * 2 and {t.method for t in only} == {"k-best"}
+    matrix = tags.tag_matrix("b", "k-best", 2)
+    assert matrix.shape == (40, 4) and matrix.sum() == 6 and matrix[:, 3].sum() == 0
+    per_filter = tags.filter_tags("b", "k-best", 2)
+    assert sum(len(v) for v in per_filter) == 6
+    assert all(matrix[f, c] for f, cs in enumerate(per_filter) for c in cs)
+
+
+def test_errors_name_the_value_and_layer() -> None:
+    stats = random_stats()
+    with pytest.raises(UserError, match="k=8 is larger than the 7 filters of layer 'a'"):
+        filtag_kg.tag(stats, k=8)
+    with pytest.raises(UserError, match=r"q must be in \(0, 100\], got 0"):
+        filtag_kg.tag(stats, q=0)
+    with pytest.raises(UserError, match=r"got 100.5"):
+        filtag_kg.tag(stats, q=100.5)
+    with pytest.raises(UserError, match="whole number"):
+        filtag_kg.tag(stats, k=1.5)
+    with pytest.raises(UserError, match="layer 'c' is not in the statistics"):
+        filtag_kg.tag(stats, layers=["c"])
+
+
+def test_stats_and_tags_round_trip(tmp_path) -> None:
+    stats = random_stats()
+    stats.manifest["model"] = {"name": "m", "hash": "abc"}
+    stats.save(tmp_path / "stats")
+    loaded = ActivationStats.load(tmp_path / "stats")
+    for m in stats.layers:
+        np.testing.assert_array_equal(loaded.sums[m], stats.sums[m])
+    assert loaded.manifest["model"] == {"name": "m", "hash": "abc"}
+    tags = filtag_kg.tag(loaded, k=[1, 2], q=[12.5])
+    tags.save(tmp_path / "tags")
+    back = TagSet.load(tmp_path / "tags")
+    assert list(back) == list(tags)
+    assert back.selections == tags.selections
+    with pytest.raises(FileNotFoundError, match="no tag set here"):
+        TagSet.load(tmp_path / "stats")
+
+
+def test_merge_rejects_different_layers() -> None:
+    a = random_stats()
+    b = ActivationStats.empty(["a"], a.classes, {"a": 7})
+    with pytest.raises(ValueError, match="cannot merge"):
+        a.merge(b)
