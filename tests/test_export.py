@@ -1,0 +1,251 @@
+"""RDF export of tagging runs: SHACL-valid, deterministic, complete against the TagSet, every format
+round-trips, and the export streams."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pyoxigraph as ox
+import pytest
+import rdflib
+
+import filtag_kg
+from filtag_kg.errors import UserError
+from filtag_kg.imagenet import parse_filtag_file
+from filtag_kg.kg.export import (
+    export_graphs, export_tags, jsonld_context, rdf_format, run_ids, validate, write,
+)
+from filtag_kg.kg.vocab import FT, NNO, Minter, sparql_prefixes
+from filtag_kg.records import ActivationStats, TagSet
+
+CLASSES = ["bear", "bird", "cat", "cow", "dog", "elephant"]
+WNIDS = ["n02131653", "n01503061", "n02121808", "n01887787", "n02084071", None]
+LAYERS = [
+    dict(name="input_layer", type="InputLayer", index=0, filters=None, kernel_size=None, params=0, activation=None),
+    dict(name="conv1", type="Conv2D", index=1, filters=8, kernel_size=[3, 3], params=80, activation="relu"),
+    dict(name="pool1", type="MaxPooling2D", index=2, filters=None, kernel_size=[2, 2], params=0, activation=None),
+    dict(name="conv2", type="Conv2D", index=3, filters=12, kernel_size=[5, 3], params=2412, activation="relu"),
+    dict(name="odd", type="MyCustomLayer", index=4, filters=None, kernel_size=None, params=7, activation=None),
+    dict(name="predictions", type="Dense", index=5, filters=None, kernel_size=None, params=66, activation="softmax"),
+]
+
+
+def synthetic_stats(seed: int = 0, model_hash: str = "ab" * 32) -> ActivationStats:
+    manifest = {
+        "model": {"name": "tiny-cnn", "hash": model_hash, "family": "cnn", "source": "built in the test",
+                  "layers": LAYERS},
+        "dataset": {"name": "Animal-Shape", "label_space": "animal-shape", "root": None, "wnids": WNIDS},
+        "split": {"name": "train", "fraction": 0.2, "seed": 0},
+        "software": {"filtag-kg": "0.1.0", "keras": "3.1.0", "numpy": "2.0"},
+        "created": "2026-11-21T10:00:00+00:00",
+    }
+    stats = ActivationStats.empty(["conv1", "conv2"], CLASSES, {"conv1": 8, "conv2": 12}, manifest)
+    rng = np.random.default_rng(seed)
+    labels = np.arange(60) % len(CLASSES)
+    stats.add_batch(labels, {"conv1": rng.random((60, 8)), "conv2": rng.random((60, 12))})
+    return stats
+
+
+def synthetic_tags(seed: int = 0, k: tuple[int, ...] = (1, 3), q: tuple[float, ...] = (25.0,)) -> TagSet:
+    return filtag_kg.tag(synthetic_stats(seed), k=list(k), q=list(q))
+
+
+@pytest.fixture(scope="module")
+def tags() -> TagSet:
+    return synthetic_tags()
+
+
+@pytest.fixture(scope="module")
+def quads(tags: TagSet) -> list[ox.Quad]:
+    return list(export_tags(tags))
+
+
+def _store(quads: list[ox.Quad]) -> ox.Store:
+    store = ox.Store()
+    store.extend(quads)
+    return store
+
+
+def _rows(store: ox.Store, sparql: str) -> list[tuple]:
+    return [tuple(None if t is None else t.value for t in row)
+            for row in store.query(sparql_prefixes() + sparql, use_default_graph_as_union=True)]
+
+
+def _ask(store: ox.Store, sparql: str) -> bool:
+    return bool(store.query(sparql_prefixes() + sparql, use_default_graph_as_union=True))
+
+
+def test_export_conforms_to_the_shapes(quads: list[ox.Quad]) -> None:
+    conforms, report = validate(quads)
+    assert conforms, report
+
+
+def test_shapes_catch_broken_exports(quads: list[ox.Quad]) -> None:
+    """Removing a tag's filter, giving a k-best tag a q, or a malformed wnid each fail validation."""
+    tag = next(q.subject for q in quads if q.predicate.value == FT + "filter")
+    without_filter = [q for q in quads if not (q.subject == tag and q.predicate.value == FT + "filter")]
+    assert not validate(without_filter)[0]
+    kbest = next(q.subject for q in quads if q.predicate.value == FT + "k")
+    both = quads + [ox.Quad(kbest, ox.NamedNode(FT + "q"), ox.Literal("5", datatype=ox.NamedNode(
+        "http://www.w3.org/2001/XMLSchema#decimal")), quads[-1].graph_name)]
+    conforms, report = validate(both)
+    assert not conforms and "xone" in report.lower()
+    wnid = next(q for q in quads if q.predicate.value == FT + "wnid")
+    bad = [q if q != wnid else ox.Quad(q.subject, q.predicate, ox.Literal("02131653"), q.graph_name) for q in quads]
+    assert not validate(bad)[0]
+
+
+def test_every_tag_is_in_the_graph_with_its_numbers(tags: TagSet, quads: list[ox.Quad]) -> None:
+    store = _store(quads)
+    got = _rows(store, """
+        SELECT ?layer ?i ?label ?score ?rank ?method ?k ?q WHERE {
+          ?t a ft:Tag ; ft:filter ?f ; ft:class ?c ; ft:score ?score ; ft:rank ?rank ; ft:method ?method .
+          OPTIONAL { ?t ft:k ?k } OPTIONAL { ?t ft:q ?q }
+          ?f ft:filterIndex ?i ; ft:ofLayer ?l . ?l rdfs:label ?layer . ?c rdfs:label ?label }""")
+    assert len(got) == len(tags)
+    expected = {(t.layer, t.filter, t.class_name, t.score, t.rank, t.method, t.parameter) for t in tags}
+    method = {FT + "KBest": "k-best", FT + "QQuantile": "q-quantile"}
+    seen = {(layer, int(i), label, float(score), int(rank), method[m], float(k if k is not None else q))
+            for layer, i, label, score, rank, m, k, q in got}
+    assert seen == expected
+
+
+def test_architecture_is_fairnets_style(tags: TagSet, quads: list[ox.Quad]) -> None:
+    store = _store(quads)
+    layers = {row[0]: row[1:] for row in _rows(store, """
+        SELECT ?name ?type ?seq ?filters ?kernel ?params WHERE {
+          ?net a nno:NeuralNetwork ; nno:hasModel/nno:hasLayer ?l . ?l a ?type ; rdfs:label ?name .
+          OPTIONAL { ?l nno:hasLayerSequence ?seq } OPTIONAL { ?l ft:filterCount ?filters }
+          OPTIONAL { ?l ft:kernelSize ?kernel } OPTIONAL { ?l ft:parameterCount ?params } }""")}
+    assert set(layers) == {e["name"] for e in LAYERS}
+    assert layers["conv2"] == (NNO + "Conv2D", "4", "12", "5x3", "2412")  # sequence = index + 1
+    assert layers["pool1"][0] == NNO + "MaxPooling2D" and layers["predictions"][0] == NNO + "Dense"
+    assert layers["odd"][0] == NNO + "Layer"  # no NNO class for it; its Keras name is kept
+    assert ("MyCustomLayer",) in _rows(store, "SELECT ?k WHERE { ?l rdfs:label 'odd' ; ft:kerasClass ?k }")
+    per_layer = dict(_rows(store, """SELECT ?name (COUNT(?f) AS ?n) WHERE {
+        ?l rdfs:label ?name ; ft:hasFilter ?f . ?f ft:ofLayer ?l } GROUP BY ?name"""))
+    assert per_layer == {"conv1": "8", "conv2": "12"}
+
+
+def test_classes_and_provenance(tags: TagSet, quads: list[ox.Quad]) -> None:
+    store = _store(quads)
+    classes = sorted(_rows(store, """SELECT ?i ?label ?wnid WHERE {
+        ?c a ft:ImageClass ; ft:classIndex ?i ; rdfs:label ?label ; skos:inScheme ?s . OPTIONAL { ?c ft:wnid ?wnid } }
+        """), key=lambda r: int(r[0]))
+    assert [(int(i), label, wnid) for i, label, wnid in classes] == list(zip(range(6), CLASSES, WNIDS))
+    ids = run_ids(tags)
+    minter = Minter()
+    run = minter.run(ids.tagging).value
+    selections = {r[0] for r in _rows(store, f"SELECT ?s WHERE {{ <{run}> ft:selection ?s }}")}
+    assert selections == {"k-best 1", "k-best 3", "q-quantile 25"}
+    (ended,) = _rows(store, f"""SELECT ?t WHERE {{ <{run}> prov:wasInformedBy ?c . ?c a ft:CollectionRun ;
+        prov:endedAtTime ?t }}""")
+    assert ended == ("2026-11-21T10:00:00Z",)  # the manifest time, as xsd:dateTime
+
+
+def test_quads_go_to_three_graphs(tags: TagSet, quads: list[ox.Quad]) -> None:
+    graphs = export_graphs(tags)
+    by_graph: dict[str, int] = {}
+    for q in quads:
+        by_graph[q.graph_name.value] = by_graph.get(q.graph_name.value, 0) + 1
+    assert set(by_graph) == {g.value for g in graphs}
+    # the run graph holds 7 or 8 quads per tag (8 with a score) plus the provenance
+    assert by_graph[graphs.run.value] > 8 * len(tags)
+    assert by_graph[graphs.network.value] < by_graph[graphs.run.value]
+
+
+def test_export_is_deterministic_and_ids_follow_the_inputs(tags: TagSet, quads: list[ox.Quad], tmp_path: Path) -> None:
+    assert list(export_tags(synthetic_tags())) == quads
+    stats = synthetic_stats()
+    stats.save(tmp_path / "stats")  # saving adds layers/classes/n_images to the manifest: same ids
+    assert run_ids(filtag_kg.tag(ActivationStats.load(tmp_path / "stats"), k=[1, 3], q=[25.0])) == run_ids(tags)
+    assert run_ids(synthetic_tags(k=(1,))).tagging != run_ids(tags).tagging
+    assert run_ids(synthetic_tags(seed=1)).tagging != run_ids(tags).tagging  # other tags, other run
+    assert run_ids(synthetic_tags(seed=1)).model == run_ids(tags).model  # same network
+    other_base = list(export_tags(tags, Minter("https://example.org/kg/")))
+    assert len(other_base) == len(quads)
+    assert all(q.subject.value.startswith("https://example.org/kg/") for q in other_base)
+
+
+@pytest.mark.parametrize("fmt", ["turtle", "ntriples", "nquads", "trig", "rdfxml", "jsonld"])
+def test_every_format_round_trips(fmt: str, quads: list[ox.Quad]) -> None:
+    out = io.BytesIO()
+    assert write(iter(quads), out, fmt) == len(quads)
+    parse_format = {"turtle": ox.RdfFormat.TURTLE, "ntriples": ox.RdfFormat.N_TRIPLES, "nquads": ox.RdfFormat.N_QUADS,
+                    "trig": ox.RdfFormat.TRIG, "rdfxml": ox.RdfFormat.RDF_XML, "jsonld": ox.RdfFormat.JSON_LD}[fmt]
+    back = list(ox.parse(out.getvalue(), format=parse_format))
+    if parse_format.supports_datasets:
+        assert set(back) == set(quads)
+    else:
+        assert {q.triple for q in back} == {q.triple for q in quads}
+
+
+def test_jsonld_is_read_by_rdflib_with_the_published_context(quads: list[ox.Quad]) -> None:
+    """An independent JSON-LD implementation reads the same dataset; the context is the bundled one."""
+    out = io.BytesIO()
+    write(quads, out, "jsonld")
+    document = json.loads(out.getvalue())
+    assert document["@context"] == jsonld_context()
+    assert jsonld_context()["ft"] == FT and jsonld_context()["nno"] == NNO
+    dataset = rdflib.Dataset()
+    dataset.parse(data=out.getvalue(), format="json-ld")
+    expected = rdflib.Dataset()
+    expected.parse(data=ox.serialize(quads, format=ox.RdfFormat.N_QUADS), format="nquads")
+    assert len(dataset) == len(expected) and set(dataset.quads()) == set(expected.quads())
+    referenced = io.BytesIO()
+    write(quads[:3], referenced, "jsonld", context="https://w3id.org/filtag-kg/context.jsonld")
+    assert json.loads(referenced.getvalue())["@context"] == "https://w3id.org/filtag-kg/context.jsonld"
+
+
+def test_write_to_paths_and_format_errors(quads: list[ox.Quad], tmp_path: Path) -> None:
+    write(quads, tmp_path / "run.ttl")
+    write(quads, tmp_path / "run.nq")
+    assert {q.triple for q in ox.parse(path=str(tmp_path / "run.ttl"))} == {q.triple for q in quads}
+    assert set(ox.parse(path=str(tmp_path / "run.nq"))) == set(quads)
+    with pytest.raises(UserError, match="unknown RDF format 'yaml'"):
+        write(quads, tmp_path / "run.yaml")
+    with pytest.raises(UserError, match="no RDF format"):
+        rdf_format(None, tmp_path / "noextension")
+
+
+def test_imported_filtag_file_exports_valid_rdf(filtag_vgg16_file: Path) -> None:
+    tags, _report = parse_filtag_file(filtag_vgg16_file, model="VGG16", layer="block5_conv3")
+    quads = list(export_tags(tags))
+    conforms, report = validate(quads)
+    assert conforms, report
+    store = _store(quads)
+    assert _rows(store, "SELECT (COUNT(*) AS ?n) WHERE { ?t a ft:Tag }") == [(str(len(tags)),)]
+    assert not _ask(store, "ASK { ?t ft:score ?s }")  # the files have no scores
+    assert not _ask(store, "ASK { ?r a ft:CollectionRun }")  # nor a collection we could describe
+    assert _ask(store, "ASK { ?r a ft:TaggingRun ; rdfs:comment ?c FILTER(CONTAINS(?c, 'EXAMPLE_FilterTags')) }")
+    # VGG16's block5_conv3 is 18th in NNO's 1-based layer sequence (the input layer is 1st)
+    assert _rows(store, "SELECT ?s WHERE { ?l rdfs:label 'block5_conv3' ; nno:hasLayerSequence ?s }") == [("18",)]
+    zebra = _rows(store, "SELECT ?c WHERE { ?c ft:wnid 'n02391049' ; rdfs:label 'zebra' }")
+    assert len(zebra) == 1 and zebra[0][0].endswith("/classes/imagenet1k/n02391049")
+
+
+def test_export_streams_without_a_second_copy() -> None:
+    """Consuming the export of 20,000 tags one quad at a time needs far less memory than the quads."""
+    stats = ActivationStats.empty(["conv"], [f"c{i}" for i in range(100)], {"conv": 512},
+                                  {"model": {"name": "wide", "hash": "cd" * 32}})
+    rng = np.random.default_rng(1)
+    stats.add_batch(np.arange(200) % 100, {"conv": rng.random((200, 512))})
+    tags = filtag_kg.tag(stats, k=[50, 150])  # 100 classes x 200 = 20,000 tags
+    assert len(tags) == 20_000
+    tracemalloc.start()
+    count = sum(1 for _ in export_tags(tags))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count > 8 * len(tags) * 0.99
+    tracemalloc.start()
+    materialized = list(export_tags(tags))
+    _, peak_list = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(materialized) == count
+    assert peak < peak_list / 10, (peak, peak_list)
+    assert not math.isnan(tags.score[0])
