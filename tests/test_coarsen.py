@@ -148,3 +148,27 @@ def test_real_vgg16_tags(wn: WordNet, filtag_vgg16_file: Path) -> None:
     assert by_filter[1].all.synset.name() == "brass.n.02"  # cornet, French horn, trombone
     assert by_filter[29].all.synset.name() == "rodent.n.01"  # hamster, guinea pig
     assert by_filter[28].share.synset.name() == "primate.n.02"  # sloth + three monkeys/lemurs
+
+
+def test_link_command_on_a_stored_run(wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path) -> None:
+    """`filtag-kg link wordnet` reads the run back from the store and writes the same graph as the API."""
+    from click.testing import CliRunner
+
+    from filtag_kg.cli import cli
+    from filtag_kg.kg.store import Store
+
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(animal_tags))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["link", "wordnet", "--store", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    assert "10 of 10 classes of 'animal-shape' linked" in result.output
+    assert "conv2 (k-best 1): 4 of 6 filters tagged, 3 with several tags; of these 3 (100%)" in result.output
+    expected = link_wordnet(animal_tags, wn)
+    with Store(tmp_path / "store") as store:
+        got = set(store.quads(expected.graph))
+        assert got == set(expected.quads)
+    bad = runner.invoke(cli, ["link", "wordnet", "--store", str(tmp_path / "store"), "--layer", "conv9"])
+    assert bad.exit_code != 0 and "conv9" in str(bad.exception)
+    empty = runner.invoke(cli, ["link", "wordnet", "--store", str(tmp_path / "empty")])
+    assert "holds 0 tagging runs" in str(empty.exception)

@@ -256,3 +256,28 @@ def test_link_run_from_dump(tmp_path: Path) -> None:
         ("/c/en/cat", "IsA", "/c/en/animal"), ("/c/en/dog", "IsA", "/c/en/animal"),
         ("/c/en/kennel", "RelatedTo", "/c/en/dog")]
     assert isinstance(linking.edges.edges["/c/en/dog"][0], Edge)
+
+
+def test_link_command_from_dump(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from filtag_kg.cli import cli
+    from filtag_kg.kg.export import export_tags
+    from filtag_kg.kg.store import Store
+
+    classes = ["bear", "cat", "dog"]
+    stats = ActivationStats.empty(["conv"], classes, {"conv": 3}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(3), {"conv": np.eye(3)})
+    tags = filtag_kg.tag(stats, k=1)
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(tags))
+    write_dump(tmp_path / "dump.csv.gz")
+    result = CliRunner().invoke(cli, ["link", "conceptnet", "--store", str(tmp_path / "store"),
+                                      "--dump", str(tmp_path / "dump.csv.gz")])
+    assert result.exit_code == 0, result.output
+    assert "edges of 3 concepts (5 edges), 0 missing" in result.output
+    with Store(tmp_path / "store") as store:
+        rows = list(store.query("""SELECT ?label WHERE {
+            ?c <http://www.w3.org/2004/02/skos/core#relatedMatch>/<http://conceptnet.io/r/IsA> ?a .
+            ?c <http://www.w3.org/2000/01/rdf-schema#label> ?label } ORDER BY ?label"""))
+    assert [r["label"].value for r in rows] == classes  # all three are animals in the dump

@@ -1,9 +1,113 @@
-"""CLI commands of this area (registered by filtag_kg.cli). Heavy imports stay inside commands."""
+"""CLI commands of this area (registered by filtag_kg.cli). Heavy imports stay inside commands.
+
+`filtag-kg link wordnet|conceptnet`: link a tagging run in the store to WordNet 3.0 (classes →
+synsets, hypernym closure, coarse concepts of every filter) or to ConceptNet 5 (classes → concepts,
+their weighted edges), written to the run's "wordnet" / "conceptnet" named graph.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
+
+from ..errors import UserError
+
+
+def _open_store(store: Path | None, endpoint: str | None) -> Any:
+    """The embedded store at `store` (default: the user's), or the Oxigraph-style server at `endpoint`."""
+    from ..kg.store import RemoteStore, Store
+
+    if endpoint:
+        return RemoteStore.at(endpoint)
+    return Store(store)
+
+
+def _run_iri(db: Any, run: str | None) -> str:
+    """The run to link: the one given, or the only tagging run in the store."""
+    if run:
+        return run
+    rows = db.query("SELECT DISTINCT ?run WHERE { ?run a <https://w3id.org/filtag-kg/ontology#TaggingRun> }")
+    runs = sorted(r["run"].value for r in rows)
+    if len(runs) != 1:
+        listed = "\n  ".join(runs) if runs else "(none: load or import a run first)"
+        raise UserError(f"--run is needed: the store holds {len(runs)} tagging runs:\n  {listed}")
+    return runs[0]
+
+
+def _store_options(f: Any) -> Any:
+    for option in reversed((
+        click.option("--store", type=click.Path(path_type=Path), help="Embedded store directory (default: the user's)."),
+        click.option("--endpoint", help="Base URL of a SPARQL server with /query, /update, /store (Oxigraph)."),
+        click.option("--run", "run", help="IRI of the tagging run (default: the only one in the store)."),
+    )):
+        f = option(f)
+    return f
 
 
 def register(cli: click.Group) -> None:
     """Add this area's commands to the main group."""
+
+    @cli.group()
+    def link() -> None:
+        """Link a tagging run to WordNet or ConceptNet (coarse concepts of filters, semantic grouping)."""
+
+    @link.command("wordnet")
+    @_store_options
+    @click.option("--wordnet", "wordnet_dir", type=click.Path(path_type=Path),
+                  help="Directory of WordNet 3.0 dict files (default: NLTK data, else /usr/share/wordnet).")
+    @click.option("--mapping", type=click.Path(path_type=Path),
+                  help="File of 'label<TAB>synset' lines overriding the sense of labels without a wnid.")
+    @click.option("--share", type=click.FloatRange(0, 1, min_open=True), default=2 / 3, show_default="2/3",
+                  help="Share of a filter's tags the 'share' concept must cover.")
+    @click.option("--layer", "layers", multiple=True, help="Coarsen only these layers (repeatable).")
+    def link_wordnet_command(store: Path | None, endpoint: str | None, run: str | None, wordnet_dir: Path | None,
+                             mapping: Path | None, share: float, layers: tuple[str, ...]) -> None:
+        """Link classes to WordNet synsets, add their hypernym closure and each filter's coarse concepts."""
+        from ..kg.coarsen import layer_summary, link_wordnet, tags_from_store
+        from ..kg.wordnet import WordNet, read_mapping
+
+        db = _open_store(store, endpoint)
+        iri = _run_iri(db, run)
+        tags, ids = tags_from_store(db, iri)
+        unknown = set(layers) - set(tags.layers)
+        if unknown:
+            raise UserError(f"--layer {', '.join(sorted(unknown))}: not tagged in run {iri}; layers: {', '.join(tags.layers)}")
+        wordnet = WordNet.load(wordnet_dir)
+        result = link_wordnet(tags, wordnet, read_mapping(mapping) if mapping else None, share, layers or None, ids=ids)
+        n = db.load(result.quads, result.graph)
+        click.echo(f"WordNet 3.0 from {wordnet.source}")
+        click.echo(result.links.summary())
+        for layer in result.layers:
+            click.echo(layer_summary(layer))
+        click.echo(f"{n} triples in graph <{result.graph.value}>")
+
+    @link.command("conceptnet")
+    @_store_options
+    @click.option("--dump", type=click.Path(path_type=Path),
+                  help="Local copy of conceptnet-assertions-5.7.0.csv.gz (read instead of the web API).")
+    @click.option("--api", default="https://api.conceptnet.io", show_default=True, help="Base URL of the web API.")
+    @click.option("--offline", is_flag=True, help="Use only answers cached by earlier runs.")
+    @click.option("--cache", type=click.Path(path_type=Path), help="Cache directory (default: the user's cache).")
+    @click.option("--interval", type=click.FloatRange(0), default=1.0, show_default=True,
+                  help="Minimum seconds between API requests.")
+    @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+                  help="Seconds to wait for one API answer.")
+    @click.option("--retries", type=click.IntRange(0), default=4, show_default=True,
+                  help="Retries of a request after a timeout, 429 or 5xx (exponential backoff).")
+    def link_conceptnet_command(store: Path | None, endpoint: str | None, run: str | None, dump: Path | None,
+                                api: str, offline: bool, cache: Path | None, interval: float, timeout: float,
+                                retries: int) -> None:
+        """Link classes to ConceptNet concepts and import their IsA, PartOf, … edges with weights."""
+        from ..kg.coarsen import tags_from_store
+        from ..kg.conceptnet import ConceptNetClient, link_conceptnet
+
+        db = _open_store(store, endpoint)
+        iri = _run_iri(db, run)
+        tags, ids = tags_from_store(db, iri)
+        client = None if dump else ConceptNetClient(api, cache, offline, interval, timeout, retries)
+        result = link_conceptnet(tags, client, dump, ids=ids)
+        n = db.load(result.quads, result.graph)
+        click.echo(result.edges.summary())
+        click.echo(f"{n} triples in graph <{result.graph.value}>")

@@ -18,20 +18,21 @@ from filter to concept (ft:CoarseConcept nodes) into the run's "wordnet" named g
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyoxigraph import Literal, NamedNode, Quad
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..records import K_BEST, TagSet
-from .vocab import FT, PROV, RDF, XSD, Minter, slug
-from .export import label_space, run_ids
+from ..records import K_BEST, Q_QUANTILE, TagSet
+from .vocab import FT, PROV, RDF, Minter, slug
+from .export import RunIds, label_space, run_ids
 from .wordnet import LinkReport, WordNet, link_classes, synset_iri, wordnet_quads
 
 if TYPE_CHECKING:
@@ -210,7 +211,6 @@ def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: N
     tag selection they summarise."""
     minter = CoarseMinter(minter.base if minter else Minter().base)
     selection = selection_label(result.selection)
-    integer, double = NamedNode(XSD + "integer"), NamedNode(XSD + "double")
     p = {n: NamedNode(FT + n) for n in ("filter", "concept", "coverage", "minCoverage", "coveredCount",
                                          "tagCount", "synsetDepth", "coherence", "tagSelection")}
     a, kind_class, derived = NamedNode(RDF + "type"), NamedNode(FT + "CoarseConcept"), NamedNode(PROV + "wasDerivedFrom")
@@ -224,12 +224,12 @@ def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: N
                 (a, kind_class),
                 (p["filter"], minter.filter(model_id, result.layer, f.filter)),
                 (p["concept"], synset_iri(concept.synset)),
-                (p["coverage"], Literal(repr(concept.coverage), datatype=double)),
-                (p["minCoverage"], Literal(repr(float(wanted)), datatype=double)),
-                (p["coveredCount"], Literal(str(concept.covered), datatype=integer)),
-                (p["tagCount"], Literal(str(concept.total), datatype=integer)),
-                (p["synsetDepth"], Literal(str(concept.depth), datatype=integer)),
-                (p["coherence"], Literal(repr(float(f.coherence)), datatype=double)),
+                (p["coverage"], Literal(float(concept.coverage))),
+                (p["minCoverage"], Literal(float(wanted))),
+                (p["coveredCount"], Literal(int(concept.covered))),
+                (p["tagCount"], Literal(int(concept.total))),
+                (p["synsetDepth"], Literal(int(concept.depth))),
+                (p["coherence"], Literal(float(f.coherence))),
                 (p["tagSelection"], Literal(selection)),
                 (derived, run),
             ):
@@ -253,12 +253,13 @@ def link_wordnet(
     share: float = DEFAULT_SHARE,
     layers: Sequence[str] | None = None,
     minter: Minter | None = None,
+    ids: RunIds | None = None,
 ) -> WordNetLinking:
     """Link a run's classes to WordNet and coarsen its filters (every layer and selection by default),
-    as quads for the run's "wordnet" named graph."""
+    as quads for the run's "wordnet" named graph (`ids`: those of a run read back from a store)."""
     wordnet = wordnet or WordNet.load()
     minter = minter or Minter()
-    ids = run_ids(tags)
+    ids = ids or run_ids(tags)
     graph = minter.run_graph(ids.tagging, "wordnet")
     links = link_tags(tags, wordnet, mapping)
     quads = list(wordnet_quads(links, wordnet, graph, minter))
@@ -269,3 +270,71 @@ def link_wordnet(
             results.append(result)
             quads.extend(coarsening_quads(result, ids.model, ids.tagging, graph, minter))
     return WordNetLinking(graph, quads, links, results)
+
+
+_RUN_QUERY = """
+PREFIX ft: <https://w3id.org/filtag-kg/ontology#>
+PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>
+PREFIX skos: <http://www.w3.org/2004/02/skos/core#>
+PREFIX prov: <http://www.w3.org/ns/prov#>
+PREFIX nno: <https://w3id.org/nno/ontology#>
+SELECT ?run ?part ?a ?b ?c ?d ?e ?f WHERE {
+  { ?run ft:labelSpace/rdfs:label ?a . BIND("space" AS ?part) }
+  UNION
+  { ?run ft:labelSpace ?space . ?class skos:inScheme ?space ; ft:classIndex ?a ; rdfs:label ?b .
+    OPTIONAL { ?class ft:wnid ?c } BIND("class" AS ?part) }
+  UNION
+  { ?tag prov:wasGeneratedBy ?run ; ft:filter ?filter ; ft:class/ft:classIndex ?c ; ft:method ?d ; ?selector ?e ;
+         ft:rank ?f .
+    VALUES ?selector { ft:k ft:q }
+    ?filter ft:filterIndex ?b ; ft:ofLayer ?layer . ?layer rdfs:label ?a .
+    BIND("tag" AS ?part) }
+  UNION
+  { ?run prov:used/nno:hasModel/nno:hasLayer ?layer . ?layer rdfs:label ?a ; ft:filterCount ?b .
+    FILTER EXISTS { ?layer ft:hasFilter ?any }
+    OPTIONAL { ?layer nno:hasLayerSequence ?c } BIND(STR(?layer) AS ?d) BIND("layer" AS ?part) }
+}
+"""
+
+
+def tags_from_store(store: Any, run: str) -> tuple[TagSet, RunIds]:
+    """A tagging run read back from a store (embedded or remote) as a TagSet with the ids of its IRIs
+    (model id from its layers' IRIs, run id from the run IRI),
+    so that links written for it land on the same class, filter and run nodes. Scores are NaN."""
+    from . import queries
+
+    query = queries.Query.parse("# param: run (iri): the tagging run\n" + _RUN_QUERY, "run-from-store")
+    rows = queries.run(query, store, {"run": run}).values()
+    space = next((r["a"] for r in rows if r["part"] == "space"), None)
+    if space is None:
+        raise UserError(f"no tagging run {run} with a label space in the store")
+    classes = sorted({(int(r["a"]), r["b"], r["c"]) for r in rows if r["part"] == "class"})
+    layers: dict[str, tuple[int, int, str]] = {}
+    for r in rows:
+        if r["part"] == "layer":
+            layers[r["a"]] = (int(r["c"]) if r["c"] is not None else 0, int(r["b"]), r["d"])
+    order = sorted(layers, key=lambda m: (layers[m][0], m))
+    tag_rows = [r for r in rows if r["part"] == "tag"]
+    methods = {FT + "KBest": K_BEST, FT + "QQuantile": Q_QUANTILE}
+    selections = sorted({(methods[r["d"]], float(r["e"])) for r in tag_rows})
+    selections = [(m, int(p) if m == K_BEST else p) for m, p in selections]
+    index = {(m, float(p)): i for i, (m, p) in enumerate(selections)}
+    model = re.search(r"/model/([^/]+)/layer/", layers[order[0]][2]) if order else None  # layer IRI
+    run_id = run.rstrip("/").rsplit("/", 1)[-1]
+    if model is None:
+        raise UserError(f"run {run} has no tags on filters of a model in the store")
+    wnids = [c for _, _, c in classes]
+    tags = TagSet(
+        layers=order,
+        classes=[label for _, label, _ in classes],
+        n_filters={m: layers[m][1] for m in order},
+        selections=selections,
+        layer_index=np.array([order.index(r["a"]) for r in tag_rows], np.int32),
+        filter_index=np.array([int(r["b"]) for r in tag_rows], np.int32),
+        class_index=np.array([int(r["c"]) for r in tag_rows], np.int32),
+        score=np.full(len(tag_rows), np.nan),
+        rank=np.array([int(r["f"]) for r in tag_rows], np.int32),
+        selection_index=np.array([index[(methods[r["d"]], float(r["e"]))] for r in tag_rows], np.int16),
+        manifest={"dataset": {"label_space": space, "wnids": wnids if any(wnids) else None}},
+    )
+    return tags, RunIds(model.group(1), "", run_id)

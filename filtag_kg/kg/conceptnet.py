@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urljoin
 
 from pyoxigraph import Literal, NamedNode, Quad
@@ -39,7 +39,10 @@ from tqdm import tqdm
 from ..config import cache_dir
 from ..errors import UserError
 from ..records import TagSet
-from .vocab import FT, RDF, RDFS, SKOS, XSD, Minter
+from .vocab import FT, RDF, RDFS, SKOS, Minter
+
+if TYPE_CHECKING:
+    from .export import RunIds
 
 CN = "http://conceptnet.io"
 DEFAULT_API = "https://api.conceptnet.io"
@@ -93,7 +96,10 @@ class EdgeSet:
     def summary(self) -> str:
         lines = [f"ConceptNet: edges of {len(self.edges)} concepts ({len(self.all_edges())} edges), "
                  f"{len(self.missing)} missing"]
-        lines += [f"  missing {c}: {why}" for c, why in sorted(self.missing.items())]
+        missing = sorted(self.missing.items())
+        lines += [f"  missing {c}: {why}" for c, why in missing[:10]]
+        if len(missing) > 10:
+            lines.append(f"  … and {len(missing) - 10} more")
         if self.missing:
             lines.append("  run again to fetch what is missing (what was fetched is cached)")
         return "\n".join(lines)
@@ -275,7 +281,7 @@ def conceptnet_quads(
     related, concept_class = NamedNode(SKOS + "relatedMatch"), NamedNode(SKOS + "Concept")
     statement = NamedNode(RDF + "Statement")
     subject, predicate, obj = NamedNode(RDF + "subject"), NamedNode(RDF + "predicate"), NamedNode(RDF + "object")
-    weight, double = NamedNode(FT + "weight"), NamedNode(XSD + "double")
+    weight = NamedNode(FT + "weight")
     for key, concept in class_concepts.items():
         yield Quad(minter.image_class(space, key), related, node(concept), graph)
     all_edges = edges.all_edges()
@@ -291,7 +297,7 @@ def conceptnet_quads(
         yield Quad(n, subject, node(e.start), graph)
         yield Quad(n, predicate, rel, graph)
         yield Quad(n, obj, node(e.end), graph)
-        yield Quad(n, weight, Literal(repr(e.weight), datatype=double), graph)
+        yield Quad(n, weight, Literal(float(e.weight)), graph)
 
 
 def shared_neighbours(concepts: Sequence[str], edges: EdgeSet, share: float = 2 / 3,
@@ -326,17 +332,20 @@ def link_conceptnet(
     client: ConceptNetClient | None = None,
     dump: str | os.PathLike[str] | None = None,
     minter: Minter | None = None,
+    ids: RunIds | None = None,
 ) -> ConceptNetLinking:
     """Link a run's classes to ConceptNet terms (from their labels) and import the edges of those terms
-    from `dump` when given, else through `client` (default: the public API with the on-disk cache)."""
+    from `dump` when given, else through `client` (default: the public API with the on-disk cache).
+    `ids`: those of a run read back from a store."""
     from .export import class_key, label_space, run_ids
 
     minter = minter or Minter()
+    ids = ids or run_ids(tags)
     concepts = {class_key(tags, i): concept_uri(label) for i, label in enumerate(tags.classes)}
     if dump is not None:
         edges = read_dump(dump, concepts.values())
     else:
         edges = fetch_edges(concepts.values(), client or ConceptNetClient())
-    graph = minter.run_graph(run_ids(tags).tagging, "conceptnet")
+    graph = minter.run_graph(ids.tagging, "conceptnet")
     quads = list(conceptnet_quads(concepts, label_space(tags), edges, graph, minter))
     return ConceptNetLinking(graph, quads, concepts, edges)

@@ -37,7 +37,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 
 from ..config import cache_dir
 from ..errors import UserError
-from .vocab import FT, RDF, SKOS, XSD, Minter
+from .vocab import FT, RDF, SKOS, Minter
 
 if TYPE_CHECKING:
     from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
@@ -356,7 +356,6 @@ def synset_quads(wordnet: WordNet, synsets: Iterable[Synset], graph: NamedNode) 
     a, concept = NamedNode(RDF + "type"), NamedNode(SKOS + "Concept")
     pref, alt, definition = NamedNode(SKOS + "prefLabel"), NamedNode(SKOS + "altLabel"), NamedNode(SKOS + "definition")
     notation, broader, depth = NamedNode(SKOS + "notation"), NamedNode(SKOS + "broader"), NamedNode(FT + "synsetDepth")
-    integer = NamedNode(XSD + "integer")
     for s in synsets:
         node = synset_iri(s)
         yield Quad(node, a, concept, graph)
@@ -366,6 +365,6 @@ def synset_quads(wordnet: WordNet, synsets: Iterable[Synset], graph: NamedNode) 
             yield Quad(node, alt, Literal(n, language="en"), graph)
         yield Quad(node, definition, Literal(s.definition(), language="en"), graph)
         yield Quad(node, notation, Literal(f"{s.offset():08d}-{s.pos()}"), graph)
-        yield Quad(node, depth, Literal(str(wordnet.depth(s)), datatype=integer), graph)
+        yield Quad(node, depth, Literal(wordnet.depth(s)), graph)
         for h in s.hypernyms() + s.instance_hypernyms():
             yield Quad(node, broader, synset_iri(h), graph)
