@@ -88,8 +88,7 @@ class Store:
 
     def count(self, graph: NamedNode) -> int:
         """Number of triples in one graph."""
-        result = self.oxigraph.query("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }",
-                                     substitutions={_var("g"): graph})
+        result = self.oxigraph.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH {_node(graph)} {{ ?s ?p ?o }} }}")
         return int(next(iter(result))["n"].value)
 
     def __len__(self) -> int:
@@ -174,10 +173,8 @@ class Store:
         """Finish what a crashed load left: roll back an uncommitted load, drop leftovers."""
         if self._journal_path.exists():
             entry = json.loads(self._journal_path.read_text())
-            committed = self.oxigraph.query(
-                "ASK { GRAPH ?c { ?load a ?commit } }",
-                substitutions={_var("c"): COMMITS, _var("load"): NamedNode(STAGING + entry["token"]),
-                               _var("commit"): NamedNode(STAGING + "Commit")})
+            load = NamedNode(STAGING + entry["token"])
+            committed = self.oxigraph.query(f"ASK {{ GRAPH {COMMITS} {{ {load} a <{STAGING}Commit> }} }}")
             if not bool(committed):
                 self._rollback(set(entry["fresh"]), [NamedNode(s) for s in entry["staging"]])
             self._journal_path.unlink()
@@ -425,9 +422,3 @@ def _as_quads(data: Loadable) -> Iterable[Quad]:
 
 def _node(graph: NamedNode | str) -> NamedNode:
     return graph if isinstance(graph, NamedNode) else NamedNode(str(graph))
-
-
-def _var(name: str) -> Any:
-    from pyoxigraph import Variable
-
-    return Variable(name)

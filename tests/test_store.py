@@ -1,0 +1,341 @@
+"""Stores: embedded loads replace graphs and are all-or-nothing (also across a killed process); the
+remote store against a real Oxigraph server on loopback: push, replace, drop, union queries, failed
+pushes that leave the remote graph as it was, retries of transient errors, HTTP basic auth."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyoxigraph as ox
+import pytest
+import requests
+
+from filtag_kg.errors import UserError
+from filtag_kg.kg.export import export_graphs, export_tags
+from filtag_kg.kg.store import JOURNAL, STAGING, RemoteError, RemoteStore, Store
+from filtag_kg.kg.vocab import sparql_prefixes
+from filtag_kg.records import TagSet
+
+from oxigraph_server import oxigraph  # noqa: F401  (fixture)
+from test_export import synthetic_tags
+
+TAG_COUNT = sparql_prefixes() + "SELECT (COUNT(*) AS ?n) WHERE { ?t a ft:Tag }"
+
+
+@pytest.fixture(scope="module")
+def run_a() -> TagSet:
+    return synthetic_tags(seed=0)
+
+
+@pytest.fixture(scope="module")
+def run_b() -> TagSet:
+    return synthetic_tags(seed=3, k=(2,), q=())
+
+
+def _count(store: Store | RemoteStore, sparql: str = TAG_COUNT) -> int:
+    return int(next(iter(store.query(sparql)))["n"].value)
+
+
+def _snapshot(store: Store) -> set[ox.Quad]:
+    return set(store.quads())
+
+
+def _failing(quads: Iterator[ox.Quad], after: int) -> Iterator[ox.Quad]:
+    for i, q in enumerate(quads):
+        if i == after:
+            raise RuntimeError("interrupted")
+        yield q
+
+
+# -- embedded ------------------------------------------------------------------------------------
+
+def test_load_query_and_idempotent_reload(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
+    store = Store(tmp_path / "store")
+    n = store.load(export_tags(run_a))
+    assert n == len(store) and _count(store) == len(run_a)
+    assert store.graphs() == sorted(export_graphs(run_a), key=lambda g: g.value)
+    before = _snapshot(store)
+    assert store.load(export_tags(run_a)) == n  # same run again: same store
+    assert _snapshot(store) == before and len(store) == n
+    store.load(export_tags(run_b))  # another run on the same network and classes adds only its graph
+    assert _count(store) == len(run_a) + len(run_b)
+    assert len(store.graphs()) == 4
+    store.drop(export_graphs(run_b).run)
+    assert _snapshot(store) == before
+    store.drop(export_graphs(run_b).run)  # dropping what is not there is fine
+
+
+def test_load_into_a_given_graph_replaces_it(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
+    store = Store(tmp_path / "store")
+    graph = ox.NamedNode("https://example.org/graph/x")
+    store.load(export_tags(run_a), graph)
+    assert store.graphs() == [graph] and _count(store) == len(run_a)
+    store.load(export_tags(run_b), graph)
+    assert _count(store) == len(run_b)
+    assert store.count(graph) == len(store)
+
+
+def test_interrupted_load_leaves_the_store_as_it_was(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
+    store = Store(tmp_path / "store")
+    store.load(export_tags(run_a))
+    before = _snapshot(store)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        store.load(_failing(export_tags(run_b), after=300))  # new graph
+    with pytest.raises(RuntimeError, match="interrupted"):
+        store.load(_failing(export_tags(run_b), after=300), export_graphs(run_a).run)  # replacing one
+    assert _snapshot(store) == before
+
+
+class _FailingBulkLoad:
+    """Stands in for the pyoxigraph store and fails bulk_load after writing the data."""
+
+    def __init__(self, inner: ox.Store) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def bulk_load(self, **kwargs: object) -> None:
+        self.inner.bulk_load(**kwargs)
+        raise OSError("disk full")
+
+
+def test_failure_after_the_data_is_written_rolls_back(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
+    store = Store(tmp_path / "store")
+    store.load(export_tags(run_a))
+    before = _snapshot(store)
+    real = store.oxigraph
+    store.oxigraph = _FailingBulkLoad(real)
+    for graph in (None, export_graphs(run_a).run):  # fresh graphs, and a graph being replaced
+        with pytest.raises(OSError, match="disk full"):
+            store.load(export_tags(run_b), graph)
+    store.oxigraph = real
+    assert _snapshot(store) == before and not (store.path / JOURNAL).exists()
+
+
+KILLED_LOAD = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from filtag_kg.kg.store import Store
+    from filtag_kg.kg.export import export_tags
+    from test_export import synthetic_tags
+
+    class Stop:
+        def __init__(self, inner): self.inner = inner
+        def __getattr__(self, name): return getattr(self.inner, name)
+        def {stop_after}(self, *args, **kwargs):
+            self.inner.{stop_after}(*args, **kwargs)
+            self.inner.flush()
+            print("reached", flush=True)
+            time.sleep(120)
+
+    store = Store({path!r})
+    store.oxigraph = Stop(store.oxigraph)
+    store.load(export_tags(synthetic_tags(seed=3, k=(2,), q=())), {graph})
+""")
+
+
+@pytest.mark.parametrize("stop_after, replace, committed", [
+    ("bulk_load", False, False),  # killed after writing new graphs, before the commit
+    ("bulk_load", True, False),  # killed after staging a replacement, before the commit
+    ("update", True, True),  # killed after the commit, before cleaning up
+])
+def test_killed_load_is_rolled_back_or_kept_whole(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, stop_after: str, replace: bool, committed: bool,
+) -> None:
+    path = tmp_path / "store"
+    graph = export_graphs(run_a).run
+    store = Store(path)
+    store.load(export_tags(run_a))
+    before = _snapshot(store)
+    store.close()
+    script = KILLED_LOAD.format(tests=str(Path(__file__).parent), stop_after=stop_after, path=str(path),
+                                graph=f"'{graph.value}'" if replace else "None")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    try:
+        line = child.stdout.readline().decode()
+        assert line.strip() == "reached", child.stderr.read().decode()[-2000:]
+        assert (path / JOURNAL).exists()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    store = Store(path)  # opening recovers
+    after = _snapshot(store)
+    assert not (path / JOURNAL).exists()
+    assert not any(g.value.startswith(STAGING) for g in store.graphs())
+    if not committed:
+        assert after == before
+    else:
+        assert store.count(graph) > 0 and _count(store) == len(run_b)  # the new content, whole
+        assert after != before
+
+
+def test_bad_input_is_a_user_error(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    triple = ox.Triple(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("x"))
+    with pytest.raises(UserError, match="named graphs only"):
+        store.load([triple])
+    with pytest.raises(UserError, match="reserved"):
+        store.load([triple], STAGING + "mine")
+    with pytest.raises(UserError, match="invalid SPARQL"):
+        store.query("SELECT WHERE")
+    assert store.load([triple], "http://g") == 1 and len(store) == 1
+    store.close()
+    reader = Store(tmp_path / "store", read_only=True)
+    assert len(reader) == 1
+
+
+def test_rdflib_graphs_load(tmp_path: Path) -> None:
+    import rdflib
+
+    graph = rdflib.Graph()
+    graph.add((rdflib.URIRef("http://a"), rdflib.URIRef("http://p"), rdflib.Literal(5)))
+    store = Store(tmp_path / "store")
+    store.load(graph, "http://g")
+    (row,) = store.query("SELECT ?o WHERE { <http://a> <http://p> ?o }")
+    assert row["o"] == ox.Literal("5", datatype=ox.NamedNode("http://www.w3.org/2001/XMLSchema#integer"))
+
+
+# -- remote --------------------------------------------------------------------------------------
+
+def test_push_replace_drop_and_union_queries(oxigraph: str, tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:  # noqa: F811
+    remote = RemoteStore.at(oxigraph, timeout=10)
+    assert len(remote) == 0 and remote.graphs() == []
+    n = remote.load(export_tags(run_a))
+    assert len(remote) == n and _count(remote) == len(run_a)
+    assert remote.graphs() == sorted(export_graphs(run_a), key=lambda g: g.value)
+    assert remote.load(export_tags(run_a)) == n and len(remote) == n  # idempotent
+    remote.load(export_tags(run_b))
+    local = Store(tmp_path / "store")
+    local.load(export_tags(run_a))
+    local.load(export_tags(run_b))
+    question = sparql_prefixes() + """SELECT ?label (COUNT(?t) AS ?n) WHERE {
+        ?t a ft:Tag ; ft:class/rdfs:label ?label } GROUP BY ?label ORDER BY ?label"""
+    assert [tuple(r) for r in remote.query(question)] == [tuple(r) for r in local.query(question)]
+    assert bool(remote.query(sparql_prefixes() + "ASK { ?r a ft:TaggingRun }"))
+    assert not bool(remote.query(sparql_prefixes() + "ASK { ?r a ft:TaggingRun }", union=False))
+    remote.drop(export_graphs(run_b).run)
+    assert len(remote) == n
+
+
+class _Proxy:
+    """A loopback HTTP proxy in front of the Oxigraph server; `policy(method, path, headers)` may
+    answer a request itself with (status, body) instead of forwarding it."""
+
+    def __init__(self, upstream: str, policy: Callable[[str, str, dict[str, str]], tuple[int, bytes] | None]) -> None:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                answer = policy(self.command, self.path, dict(self.headers))
+                if answer is None:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization")}
+                    r = requests.request(self.command, upstream + self.path, data=body, headers=headers, timeout=10)
+                    status, payload, kind = r.status_code, r.content, r.headers.get("Content-Type", "text/plain")
+                else:
+                    (status, payload), kind = answer, "text/plain"
+                proxy.log.append((self.command, self.path.split("?")[0], status))
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self.log: list[tuple[str, str, int]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_failed_push_leaves_the_remote_graph_as_it_was(oxigraph: str, run_a: TagSet, run_b: TagSet) -> None:  # noqa: F811
+    direct = RemoteStore.at(oxigraph)
+    direct.load(export_tags(run_a))
+    run_graph = export_graphs(run_a).run
+    before = direct.count(run_graph), len(direct)
+    puts = []
+
+    def second_put_fails(method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        if method == "PUT":
+            puts.append(path)
+            if len(puts) == 2:
+                return 400, b"refused"
+        return None
+
+    proxy = _Proxy(oxigraph, second_put_fails)
+    try:
+        with pytest.raises(RemoteError, match="400"):
+            RemoteStore.at(proxy.url, retries=0).load(export_tags(run_b))  # three graphs, the second PUT fails
+    finally:
+        proxy.close()
+    assert (direct.count(run_graph), len(direct)) == before
+    assert not any(g.value.startswith(STAGING) for g in direct.graphs())
+    with pytest.raises(RuntimeError, match="interrupted"):
+        direct.load(_failing(export_tags(run_b), after=100), run_graph)
+    assert (direct.count(run_graph), len(direct)) == before
+
+
+def test_transient_errors_are_retried(oxigraph: str, run_a: TagSet) -> None:  # noqa: F811
+    answers = iter([(503, b"busy"), (502, b"bad gateway"), None, (503, b"busy")])
+
+    def flaky(method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        return next(answers, None)
+
+    proxy = _Proxy(oxigraph, flaky)
+    try:
+        remote = RemoteStore.at(proxy.url, retries=3, backoff=0.01)
+        n = remote.load(export_tags(run_a))
+        assert len(RemoteStore.at(oxigraph)) == n
+        assert [status for *_, status in proxy.log].count(503) == 2
+        always_busy = _Proxy(oxigraph, lambda *a: (503, b"busy"))
+        try:
+            with pytest.raises(RemoteError, match="after 3 attempts"):
+                RemoteStore.at(always_busy.url, retries=2, backoff=0.01).graphs()
+        finally:
+            always_busy.close()
+    finally:
+        proxy.close()
+
+
+def test_basic_auth(oxigraph: str, run_a: TagSet) -> None:  # noqa: F811
+    expected = "Basic " + base64.b64encode(b"curator:s3cret").decode()
+
+    def needs_auth(method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        return None if headers.get("Authorization") == expected else (401, b"who are you?")
+
+    proxy = _Proxy(oxigraph, needs_auth)
+    try:
+        with pytest.raises(RemoteError, match="401"):
+            RemoteStore.at(proxy.url).load(export_tags(run_a))
+        remote = RemoteStore.at(proxy.url, auth=("curator", "s3cret"))
+        remote.load(export_tags(run_a))
+        assert _count(remote) == len(run_a)  # SPARQLWrapper sends the credentials too
+    finally:
+        proxy.close()
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    from oxigraph_server import free_port
+
+    remote = RemoteStore.at(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01, timeout=2)
+    with pytest.raises(RemoteError, match="failed after 2 attempts"):
+        len(remote)
