@@ -1,9 +1,252 @@
-"""CLI commands of this area (registered by filtag_kg.cli). Heavy imports stay inside commands."""
+"""CLI commands of the knowledge graph (registered by filtag_kg.cli). Heavy imports stay inside commands.
+
+export (tag set -> RDF file), load (into the embedded store), push (to a SPARQL 1.1 server),
+import-filtag (the FilTag authors' tag files), publish (DCAT + schema.org description with
+distributions), serve (the store as a SPARQL endpoint on loopback).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import click
+
+from ..errors import UserError
+
+PASSWORD_ENV = "FILTAG_KG_PASSWORD"
+
+
+def _minter(base: str | None) -> Any:
+    from ..kg.vocab import DEFAULT_BASE, Minter
+
+    try:
+        return Minter(base or DEFAULT_BASE)
+    except ValueError as e:
+        raise UserError(f"--base: {e}") from None
+
+
+def _source_quads(source: Path, base: str | None, progress: bool = True) -> Iterator[Any]:
+    """Quads of a tag-set folder (exported on the fly) or of an RDF file (parsed as it streams)."""
+    from pyoxigraph import RdfFormat
+
+    from ..kg.export import export_tags, rdf_format
+    from ..records import TagSet
+
+    if source.is_dir():
+        try:
+            tags = TagSet.load(source)
+        except FileNotFoundError as e:
+            raise UserError(str(e)) from None
+        return export_tags(tags, _minter(base), progress=progress)
+    fmt = rdf_format(None, source)
+    return _parsed(source, RdfFormat.JSON_LD if fmt == "jsonld" else fmt)
+
+
+def _parsed(source: Path, fmt: Any) -> Iterator[Any]:
+    """Parse an RDF file as it streams; syntax errors name the file."""
+    from pyoxigraph import parse
+
+    try:
+        yield from parse(path=str(source), format=fmt)
+    except SyntaxError as e:
+        raise UserError(f"{source}: not valid {fmt.name}: {e}") from None
+
+
+def _store_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--store", type=click.Path(path_type=Path),
+                        help="Embedded store directory (default: 'store' in the filtag-kg data folder).")(f)
+
+
+def _base_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--base", help="Base IRI of minted nodes (default https://w3id.org/filtag-kg/id/).")(f)
+
+
+def _remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed((
+        click.option("--endpoint", required=True,
+                     help="Base URL of the server (Oxigraph: /query, /update, /store below it)."),
+        click.option("--query-url", help="Query endpoint, if not ENDPOINT/query."),
+        click.option("--update-url", help="Update endpoint, if not ENDPOINT/update."),
+        click.option("--store-url", help="Graph Store Protocol endpoint, if not ENDPOINT/store (Fuseki: /ds/data)."),
+        click.option("--user", help=f"HTTP basic auth user (password from ${PASSWORD_ENV} or a prompt)."),
+        click.option("--timeout", default=60.0, show_default=True, help="Seconds per HTTP request."),
+        click.option("--retries", default=4, show_default=True, help="Retries of transient HTTP errors."),
+    )):
+        f = option(f)
+    return f
+
+
+def _remote(endpoint: str, query_url: str | None, update_url: str | None, store_url: str | None,
+            user: str | None, timeout: float, retries: int) -> Any:
+    from ..kg.store import RemoteStore
+
+    base = endpoint.rstrip("/")
+    auth = None
+    if user:
+        password = os.environ.get(PASSWORD_ENV) or click.prompt(f"password for {user}", hide_input=True)
+        auth = (user, password)
+    return RemoteStore(query_url or f"{base}/query", update_url or f"{base}/update", store_url or f"{base}/store",
+                       auth=auth, timeout=timeout, retries=retries)
+
+
+def _only_run(db: Any, run: str | None) -> str:
+    """The run given, or the only tagging run in the store."""
+    if run:
+        return run
+    rows = db.query("SELECT DISTINCT ?run WHERE { ?run a <https://w3id.org/filtag-kg/ontology#TaggingRun> }")
+    runs = sorted(r["run"].value for r in rows)
+    if len(runs) != 1:
+        listed = "\n  ".join(runs) if runs else "(none: load or import a run first)"
+        raise UserError(f"--run is needed: the store holds {len(runs)} tagging runs:\n  {listed}")
+    return runs[0]
 
 
 def register(cli: click.Group) -> None:
     """Add this area's commands to the main group."""
+
+    @cli.command("export")
+    @click.argument("tags_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Output file (format from its extension unless --format); default: standard output.")
+    @click.option("--format", "-f", "fmt",
+                  help="turtle, ntriples, nquads, trig, rdfxml or jsonld (default: from --out, else trig).")
+    @_base_option
+    @click.option("--validate", is_flag=True, help="Check the export against the SHACL shapes (in memory).")
+    def export_command(tags_dir: Path, out: Path | None, fmt: str | None, base: str | None, validate: bool) -> None:
+        """Write a tag set (folder from `filtag-kg tag`) as RDF: network, filters, classes, tags, provenance."""
+        import sys
+
+        from ..kg.export import validate as shacl_validate
+        from ..kg.export import write
+
+        if fmt is None and out is None:
+            fmt = "trig"
+        quads = _source_quads(tags_dir, base, progress=out is not None)
+        if validate:
+            quads = list(quads)
+            conforms, report = shacl_validate(quads)
+            if not conforms:
+                raise UserError(f"the export of {tags_dir} does not conform to the shapes:\n{report}")
+        n = write(quads, out if out is not None else sys.stdout.buffer, fmt)
+        if out is not None:
+            click.echo(f"{n:,} statements -> {out}", err=True)
+
+    @cli.command("load")
+    @click.argument("source", type=click.Path(exists=True, path_type=Path))
+    @_store_option
+    @click.option("--graph", help="Load everything into this named graph (needed for triple formats).")
+    @_base_option
+    def load_command(source: Path, store: Path | None, graph: str | None, base: str | None) -> None:
+        """Load a tag set folder or an RDF file into the embedded store, replacing the graphs it fills."""
+        from ..kg.store import Store
+
+        db = Store(store)
+        n = db.load(_source_quads(source, base), graph, progress=True)
+        click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
+
+    @cli.command("push")
+    @click.argument("source", required=False, type=click.Path(exists=True, path_type=Path))
+    @_remote_options
+    @_store_option
+    @click.option("--graph", "graphs", multiple=True,
+                  help="With SOURCE: the one graph to push into. Without: the store's graphs to push (default all).")
+    @_base_option
+    def push_command(source: Path | None, endpoint: str, query_url: str | None, update_url: str | None,
+                     store_url: str | None, user: str | None, timeout: float, retries: int, store: Path | None,
+                     graphs: tuple[str, ...], base: str | None) -> None:
+        """Push a tag set, an RDF file, or graphs of the embedded store to a SPARQL 1.1 server.
+
+        Each graph is replaced whole; a push that fails leaves the server's graphs as they were.
+        """
+        from pyoxigraph import NamedNode
+
+        from ..kg.store import Store
+
+        remote = _remote(endpoint, query_url, update_url, store_url, user, timeout, retries)
+        if source is not None:
+            if len(graphs) > 1:
+                raise UserError("--graph: give at most one graph when pushing a SOURCE")
+            n = remote.load(_source_quads(source, base), graphs[0] if graphs else None, progress=True)
+        else:
+            db = Store(store, read_only=True)
+            chosen = [NamedNode(g) for g in graphs] if graphs else db.graphs()
+            missing = [g.value for g in chosen if g not in set(db.graphs())]
+            if missing:
+                raise UserError(f"--graph {', '.join(missing)}: not in the store {db.path}")
+            n = sum(remote.load(db.quads(g), g, progress=True) for g in chosen)
+        click.echo(f"{n:,} statements pushed to {endpoint}")
+
+    @cli.command("import-filtag")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--model", default="VGG16", show_default=True, help="The network the tags are of.")
+    @click.option("--layer", default="block5_conv3", show_default=True, help="The layer the tags are of.")
+    @click.option("--resolve", "resolutions", multiple=True, metavar="FILTER:LABEL=WNID",
+                  help="Class of an ambiguous label in one filter, e.g. 424:crane=n02012849 (repeatable).")
+    @_store_option
+    @_base_option
+    @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+                  help="Also save the tags as a tag set folder (tags.csv + manifest.json).")
+    def import_filtag_command(file: Path, model: str, layer: str, resolutions: tuple[str, ...], store: Path | None,
+                              base: str | None, out: Path | None) -> None:
+        """Import a FilTag tag file (header, then INDEX:[' label ', ...]) and load it as a tagging run.
+
+        ImageNet labels become wnids; ambiguous and unknown labels are reported, never guessed.
+        """
+        from ..imagenet import parse_filtag_file
+        from ..kg.export import export_tags, run_ids
+        from ..kg.store import Store
+
+        resolve = {}
+        for item in resolutions:
+            key, sep, wnid = item.partition("=")
+            if not sep or ":" not in key:
+                raise UserError(f"--resolve {item!r}: expected FILTER:LABEL=WNID, e.g. 424:crane=n02012849")
+            resolve[key.strip()] = wnid.strip()
+        tags, report = parse_filtag_file(file, model=model, layer=layer, resolve=resolve)
+        click.echo(report.summary())
+        if out is not None:
+            tags.save(out)
+        minter = _minter(base)
+        db = Store(store)
+        n = db.load(export_tags(tags, minter, progress=True))
+        click.echo(f"{len(tags):,} tags of {model} {layer}: {n:,} statements loaded into {db.path}")
+        click.echo(f"run: {minter.run(run_ids(tags).tagging).value}")
+
+    @cli.command("publish")
+    @_store_option
+    @click.option("--run", help="IRI of the tagging run (default: the only one in the store).")
+    @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+                  help="Folder for the distributions, dataset.ttl (DCAT) and dataset.jsonld (schema.org).")
+    @click.option("--license", "license_", default="https://creativecommons.org/licenses/by/4.0/", show_default=True,
+                  help="License IRI of the published data.")
+    @click.option("--creator", required=True, help="Name of the person or organisation publishing.")
+    @click.option("--issued", help="Publication date YYYY-MM-DD (default: today).")
+    @click.option("--download-url", help="URL the folder will be published at (for download links).")
+    def publish_command(store: Path | None, run: str | None, out: Path, license_: str, creator: str,
+                        issued: str | None, download_url: str | None) -> None:
+        """Write a run's graphs as distributions with a DCAT dataset description and schema.org JSON-LD."""
+        from ..kg.fair import publish
+        from ..kg.store import Store
+
+        db = Store(store, read_only=True)
+        result = publish(db, _only_run(db, run), out, license=license_, creator=creator, issued=issued,
+                         download_url=download_url)
+        for path in result.files:
+            click.echo(f"{path.stat().st_size:>12,}  {path}")
+
+    @cli.command("serve")
+    @_store_option
+    @click.option("--port", default=7878, show_default=True, help="Port on 127.0.0.1.")
+    @click.option("--allow-updates", is_flag=True,
+                  help=f"Accept SPARQL updates and graph store writes, with HTTP basic auth (user 'filtag-kg', "
+                       f"password from ${PASSWORD_ENV}, else one printed at start).")
+    def serve_command(store: Path | None, port: int, allow_updates: bool) -> None:
+        """Serve the store as a SPARQL endpoint on loopback (read-only unless --allow-updates)."""
+        from ..config import default_store_path
+        from ..kg.fair import serve
+
+        serve(store or default_store_path(), port, allow_updates=allow_updates,
+              password=os.environ.get(PASSWORD_ENV), echo=click.echo)

@@ -1,0 +1,371 @@
+"""FAIR publishing of a tagging run and serving the store.
+
+`publish` writes a run's graphs (tags, provenance, links, network, classes) as distributions in
+N-Quads, TriG and JSON-LD, a DCAT description (dataset.ttl: dataset, distributions with media types,
+byte sizes and SHA-256 checksums, license, creator, issue date, the NNO description of the network
+and the run's provenance) and a schema.org Dataset (dataset.jsonld) for web indexing.
+
+`serving` runs Oxigraph's server on 127.0.0.1 over the store: read-only, or with updates behind
+HTTP basic auth (a small proxy in front of the server) when asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, serialize
+
+from ..errors import UserError
+from .export import media_type, rdf_format, write
+from .store import Store
+from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, XSD, Minter
+
+SPDX = "http://spdx.org/rdf/terms#"
+IANA = "https://www.iana.org/assignments/media-types/"
+ONTOLOGY = "https://w3id.org/filtag-kg/ontology"
+DISTRIBUTIONS = (("nq", "N-Quads"), ("trig", "TriG"), ("jsonld", "JSON-LD"))
+
+
+@dataclass
+class Published:
+    """What `publish` wrote: the dataset IRI, its graphs and the files (distributions first)."""
+
+    dataset: NamedNode
+    graphs: list[NamedNode]
+    files: list[Path] = field(default_factory=list)
+
+
+def run_graphs(store: Store, run: str) -> tuple[NamedNode, list[NamedNode]]:
+    """The network of a run and the graphs that make up its publication: its own graph(s) (tags
+    and links, which share the run graph's IRI prefix), the network graph and the label-space graph."""
+    prefixes = "".join(f"PREFIX {p}: <{ns}>\n" for p, ns in PREFIXES.items())
+    rows = list(store.query(prefixes + f"""
+        SELECT ?g ?net ?ng ?cg WHERE {{
+          GRAPH ?g {{ <{run}> a ft:TaggingRun ; prov:used ?net ; ft:labelSpace ?space }}
+          OPTIONAL {{ GRAPH ?ng {{ ?net a nno:NeuralNetwork }} }}
+          OPTIONAL {{ GRAPH ?cg {{ ?space a skos:ConceptScheme }} }} }}""", use_default_graph_as_union=False))
+    rows = [r for r in rows if isinstance(r["net"], NamedNode) and r["ng"] is not None]
+    if not rows:
+        raise UserError(f"no tagging run <{run}> with its network in the store {store.path}")
+    row = rows[0]
+    run_graph = row["g"]
+    prefix = run_graph.value.rsplit("/", 1)[0] + "/"
+    graphs = [g for g in store.graphs() if g.value.startswith(prefix)]
+    graphs += [g for g in (row["ng"], row["cg"]) if g is not None and g not in graphs]
+    return row["net"], graphs
+
+
+def publish(
+    store: Store, run: str, out: Path, *, license: str, creator: str, issued: str | None = None,
+    download_url: str | None = None, minter: Minter | None = None,
+) -> Published:
+    """Write the distributions of a run, `dataset.ttl` (DCAT) and `dataset.jsonld` (schema.org) to `out`."""
+    minter = minter or Minter()
+    issued = issued or dt.date.today().isoformat()
+    try:
+        dt.date.fromisoformat(issued)
+    except ValueError:
+        raise UserError(f"--issued {issued!r}: expected a date YYYY-MM-DD") from None
+    if not license.startswith(("http://", "https://")):
+        raise UserError(f"--license {license!r}: give the license as an IRI, e.g. https://creativecommons.org/licenses/by/4.0/")
+    network, graphs = run_graphs(store, run)
+    run_id = run.rstrip("/").rsplit("/", 1)[-1]
+    dataset = minter.dataset(f"tags-{run_id}")
+    out.mkdir(parents=True, exist_ok=True)
+    result = Published(dataset, graphs)
+
+    def all_quads() -> Iterator[Quad]:
+        for g in graphs:
+            yield from store.quads(g)
+
+    stem = f"filtag-{run_id}"
+    distributions = []
+    for ext, title in DISTRIBUTIONS:
+        path = out / f"{stem}.{ext}"
+        write(all_quads(), path, ext)
+        distributions.append((path, title, media_type(rdf_format(ext))))
+        result.files.append(path)
+
+    title = _network_title(store, network)
+    selections = sorted(r["s"].value for r in store.query(
+        f"SELECT ?s WHERE {{ <{run}> <{FT}selection> ?s }}"))
+    name = f"FilTag tags of {title} ({', '.join(selections)})"
+    description = (f"Filters of the network {title} tagged with the image classes that activate them most "
+                   f"(FilTag; {', '.join(selections)}), with the network's architecture, the classes and the "
+                   f"provenance of the run, as RDF (FilTag ontology on the FAIRnets NNO, PROV-O, SKOS).")
+    checksums = [(path, title_, media, path.stat().st_size, _sha256(path)) for path, title_, media in distributions]
+
+    quads = list(_dcat(dataset, run, network, name, description, license, creator, issued, checksums, download_url))
+    quads += _context_quads(store, run, network, graphs)
+    description_path = out / "dataset.ttl"
+    serialize((q.triple for q in quads), str(description_path), RdfFormat.TURTLE,
+              prefixes={**PREFIXES, "spdx": SPDX})
+    result.files.append(description_path)
+
+    schema_path = out / "dataset.jsonld"
+    schema_path.write_text(json.dumps(
+        _schema_org(dataset, run, name, description, license, creator, issued, title, selections, checksums,
+                    download_url), indent=1) + "\n", encoding="utf-8")
+    result.files.append(schema_path)
+    return result
+
+
+def _network_title(store: Store, network: NamedNode) -> str:
+    rows = list(store.query(f"SELECT ?t WHERE {{ {network} <{DCTERMS}title> ?t }}"))
+    return rows[0]["t"].value if rows else network.value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _url(download_url: str | None, path: Path) -> str | None:
+    return f"{download_url.rstrip('/')}/{path.name}" if download_url else None
+
+
+def _dcat(
+    dataset: NamedNode, run: str, network: NamedNode, name: str, description: str, license: str, creator: str,
+    issued: str, checksums: list[tuple[Path, str, str, int, str]], download_url: str | None,
+) -> Iterator[Quad]:
+    """The DCAT dataset and its distributions (as default-graph quads)."""
+
+    def q(s: Any, p: str, o: Any) -> Quad:
+        return Quad(s, NamedNode(p), o)
+
+    yield q(dataset, RDF + "type", NamedNode(DCAT + "Dataset"))
+    yield q(dataset, DCTERMS + "title", Literal(name))
+    yield q(dataset, DCTERMS + "description", Literal(description))
+    yield q(dataset, DCTERMS + "identifier", Literal(run.rsplit("/", 1)[-1]))
+    yield q(dataset, DCTERMS + "license", NamedNode(license))
+    agent = BlankNode("creator")
+    yield q(dataset, DCTERMS + "creator", agent)
+    yield q(dataset, DCTERMS + "publisher", agent)
+    yield q(dataset, DCTERMS + "issued", Literal(issued, datatype=NamedNode(XSD + "date")))
+    yield q(dataset, DCTERMS + "conformsTo", NamedNode(ONTOLOGY))
+    yield q(dataset, DCTERMS + "subject", network)
+    yield q(dataset, PROV + "wasGeneratedBy", NamedNode(run))
+    for keyword in ("FilTag", "explainable AI", "convolutional neural network", "filter tagging", "knowledge graph"):
+        yield q(dataset, DCAT + "keyword", Literal(keyword))
+    yield q(agent, RDF + "type", NamedNode(FOAF + "Agent"))
+    yield q(agent, FOAF + "name", Literal(creator))
+    for path, title, media, size, sha in checksums:
+        dist, checksum = BlankNode(f"dist-{path.suffix[1:]}"), BlankNode(f"checksum-{path.suffix[1:]}")
+        yield q(dataset, DCAT + "distribution", dist)
+        yield q(dist, RDF + "type", NamedNode(DCAT + "Distribution"))
+        yield q(dist, DCTERMS + "title", Literal(f"{name} ({title})"))
+        yield q(dist, DCAT + "mediaType", NamedNode(IANA + media))
+        yield q(dist, DCAT + "byteSize", Literal(str(size), datatype=NamedNode(XSD + "nonNegativeInteger")))
+        yield q(dist, DCTERMS + "license", NamedNode(license))
+        yield q(dist, SPDX + "checksum", checksum)
+        yield q(checksum, RDF + "type", NamedNode(SPDX + "Checksum"))
+        yield q(checksum, SPDX + "algorithm", NamedNode(SPDX + "checksumAlgorithm_sha256"))
+        yield q(checksum, SPDX + "checksumValue", Literal(sha, datatype=NamedNode(XSD + "hexBinary")))
+        url = _url(download_url, path)
+        if url:
+            yield q(dist, DCAT + "downloadURL", NamedNode(url))
+            yield q(dist, DCAT + "accessURL", NamedNode(url))
+
+
+def _context_quads(store: Store, run: str, network: NamedNode, graphs: list[NamedNode]) -> list[Quad]:
+    """The NNO description of the network (without its filters) and the run's provenance."""
+    network_graph = next(g for g in graphs if any(True for _ in store.oxigraph.quads_for_pattern(
+        network, NamedNode(RDF + "type"), NamedNode(NNO + "NeuralNetwork"), g)))
+    filters = {q.subject for q in store.oxigraph.quads_for_pattern(
+        None, NamedNode(RDF + "type"), NamedNode(FT + "Filter"), network_graph)}
+    keep = [Quad(q.subject, q.predicate, q.object) for q in store.quads(network_graph)
+            if q.subject not in filters and q.predicate.value != FT + "hasFilter"]
+    runs = {NamedNode(run)} | {q.object for q in store.oxigraph.quads_for_pattern(
+        NamedNode(run), NamedNode(PROV + "wasInformedBy"), None, None)}
+    for activity in runs:
+        keep += [Quad(q.subject, q.predicate, q.object)
+                 for q in store.oxigraph.quads_for_pattern(activity, None, None, None)]
+    return keep
+
+
+def _schema_org(
+    dataset: NamedNode, run: str, name: str, description: str, license: str, creator: str, issued: str,
+    network_title: str, selections: list[str], checksums: list[tuple[Path, str, str, int, str]],
+    download_url: str | None,
+) -> dict[str, Any]:
+    """A schema.org Dataset for web indexing (Google Dataset Search and the like)."""
+    downloads = []
+    for path, title, media, size, sha in checksums:
+        item = {"@type": "DataDownload", "name": f"{name} ({title})", "encodingFormat": media,
+                "contentSize": f"{size} B", "sha256": sha}
+        url = _url(download_url, path)
+        if url:
+            item["contentUrl"] = url
+        downloads.append(item)
+    return {
+        "@context": "https://schema.org/",
+        "@type": "Dataset",
+        "@id": dataset.value,
+        "name": name,
+        "description": description,
+        "identifier": run.rsplit("/", 1)[-1],
+        "license": license,
+        "creator": {"@type": "Organization", "name": creator},
+        "datePublished": issued,
+        "keywords": ["FilTag", "explainable AI", "convolutional neural network", "filter tagging", network_title],
+        "measurementTechnique": "FilTag: " + ", ".join(selections),
+        "isAccessibleForFree": True,
+        "distribution": downloads,
+    }
+
+
+# -- serving -------------------------------------------------------------------------------------
+
+def oxigraph_binary() -> str:
+    """The `oxigraph` server binary of PyPI's `oxigraph` package."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "oxigraph"
+    found = str(beside) if beside.is_file() else shutil.which("oxigraph")
+    if not found:
+        raise UserError("serving needs the Oxigraph server binary: pip install oxigraph")
+    return found
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(base: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Poll an Oxigraph server's query endpoint until it answers (or fail with its error output)."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            error = process.stderr.read().decode().strip()[-400:] if process.stderr else ""
+            raise UserError(f"oxigraph exited with {process.returncode}: {error}")
+        try:
+            requests.get(f"{base}/query", params={"query": "ASK {}"}, timeout=1)
+            return
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise UserError(f"oxigraph did not answer at {base} within {timeout} s") from None
+            time.sleep(0.05)
+
+
+@contextmanager
+def serving(path: Path, port: int, allow_updates: bool = False, password: str | None = None) -> Iterator[tuple[str, str | None]]:
+    """Serve the store at `path` on 127.0.0.1:`port`; yield (URL, password or None).
+
+    Read-only: `oxigraph serve-read-only`. With updates: `oxigraph serve` on an internal port behind a
+    proxy that passes queries (and graph store reads) freely and asks HTTP basic auth (user
+    'filtag-kg') for /update and graph store writes.
+    """
+    if not Path(path).is_dir():
+        raise UserError(f"no store at {path}: load or import a run first")
+    Store(path).close()  # finish or roll back a crashed load before serving
+    inner_port = free_port() if allow_updates else port
+    command = [oxigraph_binary(), "serve" if allow_updates else "serve-read-only", "--location", str(path),
+               "--bind", f"127.0.0.1:{inner_port}", "--union-default-graph"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    inner = f"http://127.0.0.1:{inner_port}"
+    proxy: ThreadingHTTPServer | None = None
+    try:
+        wait_until_up(inner, process)
+        if not allow_updates:
+            yield f"http://127.0.0.1:{port}", None
+            return
+        password = password or secrets.token_urlsafe(12)
+        proxy = _auth_proxy(port, inner, password)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{port}", password
+    finally:
+        if proxy is not None:
+            proxy.shutdown()
+            proxy.server_close()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
+    """A loopback proxy that forwards to `upstream`, asking basic auth for anything that writes."""
+    import requests
+
+    expected = "Basic " + base64.b64encode(f"filtag-kg:{password}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _writes(self) -> bool:
+            path = self.path.split("?", 1)[0].rstrip("/")
+            return path == "/update" or (path == "/store" and self.command not in ("GET", "HEAD"))
+
+        def _handle(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self._writes() and not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
+                self._answer(401, b"updates need HTTP basic auth (user filtag-kg)\n", "text/plain",
+                             {"WWW-Authenticate": 'Basic realm="filtag-kg updates"'})
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization")}
+            try:
+                r = requests.request(self.command, upstream + self.path, data=body, headers=headers, timeout=300)
+            except requests.RequestException as e:
+                self._answer(502, f"upstream error: {e}\n".encode(), "text/plain", {})
+                return
+            self._answer(r.status_code, r.content, r.headers.get("Content-Type", "text/plain"), {})
+
+        def _answer(self, status: int, payload: bytes, kind: str, extra: dict[str, str]) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(payload)))
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as e:
+        raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e})") from None
+
+
+def serve(path: Path, port: int, allow_updates: bool = False, password: str | None = None,
+          echo: Callable[[str], Any] = print) -> None:
+    """Serve until interrupted (Ctrl-C), printing the endpoint."""
+    with serving(path, port, allow_updates, password) as (url, secret):
+        echo(f"SPARQL endpoint: {url}/query (store {path}, default graph = union of the named graphs)")
+        if secret is None:
+            echo("read-only; use --allow-updates to accept updates")
+        else:
+            echo(f"updates: {url}/update and {url}/store, HTTP basic auth user 'filtag-kg' password {secret}")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            echo("stopped")
