@@ -172,3 +172,100 @@ def test_link_command_on_a_stored_run(wn: WordNet, animal_tags: filtag_kg.TagSet
     assert bad.exit_code != 0 and "conv9" in str(bad.exception)
     empty = runner.invoke(cli, ["link", "wordnet", "--store", str(tmp_path / "empty")])
     assert "holds 0 tagging runs" in str(empty.exception)
+
+
+# -- bundled semantic queries -----------------------------------------------------------------------
+
+FT = "https://w3id.org/filtag-kg/ontology#"
+
+
+@pytest.fixture(scope="module")
+def semantic_store(wn: WordNet, animal_tags: filtag_kg.TagSet) -> pyoxigraph.Store:
+    """The animal run, its WordNet links, and images/explanations in the shape the coarse queries expect."""
+    from filtag_kg.kg.vocab import Minter
+
+    minter, ids = Minter(), run_ids(animal_tags)
+    store = pyoxigraph.Store()
+    store.extend(export_tags(animal_tags))
+    store.extend(link_wordnet(animal_tags, wn).quads)
+    g = minter.run_graph(ids.tagging, "explanations")
+    node = pyoxigraph.NamedNode
+
+    def cls(label: str) -> pyoxigraph.NamedNode:
+        return minter.image_class("animal-shape", label)
+
+    images = {"a": ("bear", "bear", [0, 2]), "b": ("zebra", "horse", [1]), "c": ("bear", "giraffe", [0]),
+              "d": ("cow", "sheep", [2])}
+    for name, (true, predicted, filters) in images.items():
+        image = minter.image("animal-shape", name)
+        explanation = node(f"https://example.org/explanation/{name}")
+        store.add(pyoxigraph.Quad(image, node(FT + "trueClass"), cls(true), g))
+        store.add(pyoxigraph.Quad(image, node(FT + "predictedClass"), cls(predicted), g))
+        store.add(pyoxigraph.Quad(explanation, node(FT + "image"), image, g))
+        store.add(pyoxigraph.Quad(explanation, node("http://www.w3.org/ns/prov#wasDerivedFrom"), minter.run(ids.tagging), g))
+        for f in filters:
+            store.add(pyoxigraph.Quad(explanation, node(FT + "activatedFilter"),
+                                      minter.filter(ids.model, "conv2", f), g))
+    return store
+
+
+def _rows(store: object, name: str, **params: object) -> list[dict]:
+    from filtag_kg.kg import queries
+
+    return queries.run(name, store, params).values()
+
+
+def test_filters_under_concept(semantic_store: pyoxigraph.Store) -> None:
+    carnivore, ungulate = WN30 + "02075296-n", WN30 + "02370806-n"
+    rows = [r for r in _rows(semantic_store, "semantic-filters-under-concept", concept=carnivore) if r["parameter"] == 1]
+    assert [(r["layer"], r["filter"], r["tags"], r["under"], sorted(r["classesUnder"].split(", "))) for r in rows] == [
+        ("conv2", 0, 3, 3, ["bear", "cat", "dog"])]
+    rows = _rows(semantic_store, "semantic-filters-under-concept", concept=ungulate, share=0.5)
+    got = {(r["layer"], r["filter"], float(r["coverage"])) for r in rows if r["parameter"] == 1}
+    assert got == {("conv2", 1, 1.0), ("conv2", 2, 0.75), ("conv1", 0, 0.5)}
+    second = next(r for r in rows if r["parameter"] == 1 and r["filter"] == 2)
+    assert sorted(second["classesUnder"].split(", ")) == ["cow", "giraffe", "sheep"]  # not the bird
+
+
+def test_layer_groups(semantic_store: pyoxigraph.Store) -> None:
+    rows = [r for r in _rows(semantic_store, "semantic-layer-groups", layer="conv2") if r["selection"] == "k-best 1"]
+    assert sorted((r["label"], r["filters"], r["filterIndices"]) for r in rows) == [
+        ("carnivore", 1, "0"), ("elephant", 1, "3"), ("equine", 1, "1"), ("ruminant", 1, "2")]
+    multi = [r for r in _rows(semantic_store, "semantic-layer-groups", layer="conv2", multiTag=True)
+             if r["selection"] == "k-best 1"]
+    assert sorted(r["label"] for r in multi) == ["carnivore", "equine", "ruminant"]
+
+
+def test_coarse_image_explanation(semantic_store: pyoxigraph.Store) -> None:
+    from filtag_kg.kg.vocab import Minter
+
+    rows = [r for r in _rows(semantic_store, "coarse-image-explanation", image=Minter().image("animal-shape", "a"))
+            if r["parameter"] == 1]
+    counts = {r["label"]: r["tags"] for r in rows}
+    assert rows[0]["label"] == "vertebrate" and rows[0]["tags"] == 7  # bear cat dog cow giraffe sheep bird
+    assert (counts["placental"], counts["carnivore"], counts["ruminant"], counts["bird"]) == (6, 3, 3, 1)
+    assert "equine" not in counts
+
+
+def test_coarse_errors(semantic_store: pyoxigraph.Store) -> None:
+    rows = _rows(semantic_store, "coarse-errors")
+    got = [(r["trueLabel"], r["predictedLabel"], r["commonLabel"]) for r in rows]
+    assert got == [("cow", "sheep", "bovid"), ("zebra", "horse", "equine"), ("bear", "giraffe", "placental")]
+    within = _rows(semantic_store, "coarse-errors", concept=WN30 + "02370806-n")  # ungulate
+    assert [(r["trueLabel"], r["predictedLabel"]) for r in within] == [("cow", "sheep"), ("zebra", "horse")]
+
+
+def test_semantic_query_on_a_remote_server(semantic_store: pyoxigraph.Store, tmp_path: Path) -> None:
+    """The same answers through a real Oxigraph server (parameters as a VALUES block)."""
+    from filtag_kg.kg.store import RemoteStore
+    from oxigraph_server import oxigraph_server
+
+    with oxigraph_server(tmp_path / "db") as base:
+        remote = RemoteStore.at(base)
+        remote.load(semantic_store.quads_for_pattern(None, None, None))
+        for name, params in (("semantic-filters-under-concept", {"concept": WN30 + "02370806-n", "share": 0.5}),
+                             ("coarse-errors", {"concept": WN30 + "02370806-n"})):
+            def canonical(rows: list[dict]) -> list[dict]:  # GROUP_CONCAT order is unspecified
+                return [{k: sorted(v.split(", ")) if k == "classesUnder" else v for k, v in r.items()} for r in rows]
+
+            assert canonical(_rows(remote, name, **params)) == canonical(_rows(semantic_store, name, **params))

@@ -267,7 +267,7 @@ def test_link_command_from_dump(tmp_path: Path) -> None:
 
     classes = ["bear", "cat", "dog"]
     stats = ActivationStats.empty(["conv"], classes, {"conv": 3}, manifest={"dataset": {"label_space": "toy"}})
-    stats.add_batch(np.arange(3), {"conv": np.eye(3)})
+    stats.add_batch(np.arange(3), {"conv": np.eye(3)[[0, 0, 0]]})  # filter 0 is every class's best
     tags = filtag_kg.tag(stats, k=1)
     with Store(tmp_path / "store") as store:
         store.load(export_tags(tags))
@@ -276,8 +276,12 @@ def test_link_command_from_dump(tmp_path: Path) -> None:
                                       "--dump", str(tmp_path / "dump.csv.gz")])
     assert result.exit_code == 0, result.output
     assert "edges of 3 concepts (5 edges), 0 missing" in result.output
+    from filtag_kg.kg import queries
+
     with Store(tmp_path / "store") as store:
         rows = list(store.query("""SELECT ?label WHERE {
             ?c <http://www.w3.org/2004/02/skos/core#relatedMatch>/<http://conceptnet.io/r/IsA> ?a .
             ?c <http://www.w3.org/2000/01/rdf-schema#label> ?label } ORDER BY ?label"""))
+        shared = queries.run("semantic-conceptnet-neighbours", store, {"layer": "conv", "filter": 0}).values()
     assert [r["label"].value for r in rows] == classes  # all three are animals in the dump
+    assert [(r["neighbourLabel"], r["tags"], r["totalWeight"]) for r in shared] == [("animal", 3, 4.5)]
