@@ -125,7 +125,7 @@ def test_graph_of_coarse_concepts(wn: WordNet, animal_tags: filtag_kg.TagSet) ->
     rows = list(store.query("""
         PREFIX ft: <https://w3id.org/filtag-kg/ontology#>
         SELECT ?i ?concept ?coverage ?min WHERE {
-          ?cc a ft:CoarseConcept ; ft:filter ?f ; ft:concept ?concept ; ft:coverage ?coverage ;
+          ?cc a ft:CoarseConcept ; ft:coarsens ?f ; ft:concept ?concept ; ft:coverage ?coverage ;
               ft:minCoverage ?min ; ft:tagSelection "k-best 1" .
           ?f ft:filterIndex ?i ; ft:ofLayer/<http://www.w3.org/2000/01/rdf-schema#label> "conv2" .
           FILTER(?min < 1) } ORDER BY ?i""", use_default_graph_as_union=True))
@@ -269,3 +269,20 @@ def test_semantic_query_on_a_remote_server(semantic_store: pyoxigraph.Store, tmp
                 return [{k: sorted(v.split(", ")) if k == "classesUnder" else v for k, v in r.items()} for r in rows]
 
             assert canonical(_rows(remote, name, **params)) == canonical(_rows(semantic_store, name, **params))
+
+
+def test_linked_graph_validates_against_the_shapes(wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path) -> None:
+    """Export + WordNet + ConceptNet graphs pass the SHACL shapes; a coarse concept without coverage fails."""
+    from filtag_kg.kg.conceptnet import link_conceptnet
+    from filtag_kg.kg.export import validate
+
+    dump = tmp_path / "dump.csv"
+    dump.write_text('/a/[/r/IsA/,/c/en/zebra/,/c/en/horse/]\t/r/IsA\t/c/en/zebra/n\t/c/en/horse\t{"weight": 1.5}\n')
+    quads = list(export_tags(animal_tags)) + link_wordnet(animal_tags, wn).quads + \
+        link_conceptnet(animal_tags, dump=dump).quads
+    ok, report = validate(quads)
+    assert ok, report
+    coverage = pyoxigraph.NamedNode(FT + "coverage")
+    victim = next(q.subject for q in quads if q.predicate == coverage)
+    ok, report = validate([q for q in quads if not (q.subject == victim and q.predicate == coverage)])
+    assert not ok and "coverage" in report

@@ -206,12 +206,12 @@ def selection_label(selection: tuple[str, float]) -> str:
 
 def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: NamedNode,
                      minter: Minter | None = None) -> Iterator[Quad]:
-    """Each filter's concepts as ft:CoarseConcept nodes: filter, concept (synset IRI), coverage, the
+    """Each filter's concepts as ft:CoarseConcept nodes: the filter (ft:coarsens), concept (synset IRI), coverage, the
     coverage asked for (ft:minCoverage: 1 for `all`, the share for `share`), depth, coherence and the
     tag selection they summarise."""
     minter = CoarseMinter(minter.base if minter else Minter().base)
     selection = selection_label(result.selection)
-    p = {n: NamedNode(FT + n) for n in ("filter", "concept", "coverage", "minCoverage", "coveredCount",
+    p = {n: NamedNode(FT + n) for n in ("coarsens", "concept", "coverage", "minCoverage", "coveredCount",
                                          "tagCount", "synsetDepth", "coherence", "tagSelection")}
     a, kind_class, derived = NamedNode(RDF + "type"), NamedNode(FT + "CoarseConcept"), NamedNode(PROV + "wasDerivedFrom")
     run = minter.run(run_id)
@@ -222,7 +222,7 @@ def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: N
             node = minter.coarse_concept(run_id, result.layer, f.filter, selection, kind)
             for predicate, obj in (
                 (a, kind_class),
-                (p["filter"], minter.filter(model_id, result.layer, f.filter)),
+                (p["coarsens"], minter.filter(model_id, result.layer, f.filter)),
                 (p["concept"], synset_iri(concept.synset)),
                 (p["coverage"], Literal(float(concept.coverage))),
                 (p["minCoverage"], Literal(float(wanted))),
