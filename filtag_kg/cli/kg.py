@@ -143,9 +143,9 @@ def register(cli: click.Group) -> None:
         """Load a tag set folder or an RDF file into the embedded store, replacing the graphs it fills."""
         from ..kg.store import Store
 
-        db = Store(store)
-        n = db.load(_source_quads(source, base), graph, progress=True)
-        click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
+        with Store(store) as db:
+            n = db.load(_source_quads(source, base), graph, progress=True)
+            click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
 
     @cli.command("push")
     @click.argument("source", required=False, type=click.Path(exists=True, path_type=Path))
@@ -171,12 +171,12 @@ def register(cli: click.Group) -> None:
                 raise UserError("--graph: give at most one graph when pushing a SOURCE")
             n = remote.load(_source_quads(source, base), graphs[0] if graphs else None, progress=True)
         else:
-            db = Store(store, read_only=True)
-            chosen = [NamedNode(g) for g in graphs] if graphs else db.graphs()
-            missing = [g.value for g in chosen if g not in set(db.graphs())]
-            if missing:
-                raise UserError(f"--graph {', '.join(missing)}: not in the store {db.path}")
-            n = sum(remote.load(db.quads(g), g, progress=True) for g in chosen)
+            with Store(store, read_only=True) as db:
+                chosen = [NamedNode(g) for g in graphs] if graphs else db.graphs()
+                missing = [g.value for g in chosen if g not in set(db.graphs())]
+                if missing:
+                    raise UserError(f"--graph {', '.join(missing)}: not in the store {db.path}")
+                n = sum(remote.load(db.quads(g), g, progress=True) for g in chosen)
         click.echo(f"{n:,} statements pushed to {endpoint}")
 
     @cli.command("import-filtag")
@@ -210,9 +210,9 @@ def register(cli: click.Group) -> None:
         if out is not None:
             tags.save(out)
         minter = _minter(base)
-        db = Store(store)
-        n = db.load(export_tags(tags, minter, progress=True))
-        click.echo(f"{len(tags):,} tags of {model} {layer}: {n:,} statements loaded into {db.path}")
+        with Store(store) as db:
+            n = db.load(export_tags(tags, minter, progress=True))
+            click.echo(f"{len(tags):,} tags of {model} {layer}: {n:,} statements loaded into {db.path}")
         click.echo(f"run: {minter.run(run_ids(tags).tagging).value}")
 
     @cli.command("publish")
@@ -231,9 +231,9 @@ def register(cli: click.Group) -> None:
         from ..kg.fair import publish
         from ..kg.store import Store
 
-        db = Store(store, read_only=True)
-        result = publish(db, _only_run(db, run), out, license=license_, creator=creator, issued=issued,
-                         download_url=download_url)
+        with Store(store, read_only=True) as db:
+            result = publish(db, _only_run(db, run), out, license=license_, creator=creator, issued=issued,
+                             download_url=download_url)
         for path in result.files:
             click.echo(f"{path.stat().st_size:>12,}  {path}")
 

@@ -186,7 +186,8 @@ def _dcat(
 
 
 def _context_quads(store: Store, run: str, network: NamedNode, graphs: list[NamedNode]) -> list[Quad]:
-    """The NNO description of the network (without its filters) and the run's provenance."""
+    """The NNO description of the network (without its filters), the run's provenance, its data set
+    and label space (without the classes)."""
     network_graph = next(g for g in graphs if any(True for _ in store.oxigraph.quads_for_pattern(
         network, NamedNode(RDF + "type"), NamedNode(NNO + "NeuralNetwork"), g)))
     filters = {q.subject for q in store.oxigraph.quads_for_pattern(
@@ -195,9 +196,14 @@ def _context_quads(store: Store, run: str, network: NamedNode, graphs: list[Name
             if q.subject not in filters and q.predicate.value != FT + "hasFilter"]
     runs = {NamedNode(run)} | {q.object for q in store.oxigraph.quads_for_pattern(
         NamedNode(run), NamedNode(PROV + "wasInformedBy"), None, None)}
+    used = set()
     for activity in runs:
-        keep += [Quad(q.subject, q.predicate, q.object)
-                 for q in store.oxigraph.quads_for_pattern(activity, None, None, None)]
+        for q in store.oxigraph.quads_for_pattern(activity, None, None, None):
+            keep.append(Quad(q.subject, q.predicate, q.object))
+            if q.predicate.value in (PROV + "used", FT + "labelSpace") and q.object != network:
+                used.add(q.object)
+    for node in used:  # the data set and the label space, without the classes
+        keep += [Quad(q.subject, q.predicate, q.object) for q in store.oxigraph.quads_for_pattern(node, None, None, None)]
     return keep
 
 

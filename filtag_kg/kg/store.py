@@ -49,6 +49,7 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_store_path()
+        self.read_only = read_only
         try:
             if read_only:
                 self.oxigraph = OxStore.read_only(str(self.path))
@@ -147,7 +148,8 @@ class Store:
 
     def close(self) -> None:
         """Flush and release the store (its files stay)."""
-        self.oxigraph.flush()
+        if not self.read_only:
+            self.oxigraph.flush()
         del self.oxigraph
 
     def __enter__(self) -> Store:
@@ -266,7 +268,8 @@ class RemoteStore:
         return int(rows[0]["n"]["value"])
 
     def __len__(self) -> int:
-        rows = self._select("SELECT (COUNT(*) AS ?n) WHERE { { ?s ?p ?o } UNION { GRAPH ?g { ?s ?p ?o } } }")
+        """Number of quads in the named graphs (where this package keeps everything)."""
+        rows = self._select("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")
         return int(rows[0]["n"]["value"])
 
     # -- writing ---------------------------------------------------------------------------------

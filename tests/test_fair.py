@@ -1,0 +1,195 @@
+"""FAIR publishing (distributions, DCAT with sizes and checksums, schema.org), serving the store on
+loopback (read-only; updates only with basic auth), and the knowledge-graph CLI commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyoxigraph as ox
+import pyshacl
+import pytest
+import rdflib
+import requests
+from click.testing import CliRunner
+
+from filtag_kg.cli import cli
+from filtag_kg.errors import UserError
+from filtag_kg.kg.export import bundled_path, export_graphs, export_tags, run_ids
+from filtag_kg.kg.fair import free_port, publish, serving
+from filtag_kg.kg.store import RemoteStore, Store
+from filtag_kg.kg.vocab import FT, Minter, sparql_prefixes
+from filtag_kg.records import TagSet
+
+from oxigraph_server import oxigraph  # noqa: F401  (fixture)
+from test_export import synthetic_tags
+
+DCAT = rdflib.Namespace("http://www.w3.org/ns/dcat#")
+SPDX = rdflib.Namespace("http://spdx.org/rdf/terms#")
+TAG_COUNT = sparql_prefixes() + "SELECT (COUNT(*) AS ?n) WHERE { ?t a ft:Tag }"
+
+
+@pytest.fixture(scope="module")
+def run_a() -> TagSet:
+    return synthetic_tags(seed=0)
+
+
+@pytest.fixture(scope="module")
+def run_b() -> TagSet:
+    return synthetic_tags(seed=3, k=(2,), q=())
+
+
+@pytest.fixture
+def store(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> Store:
+    db = Store(tmp_path / "store")
+    db.load(export_tags(run_a))
+    db.load(export_tags(run_b))
+    return db
+
+
+def _run_iri(tags: TagSet) -> str:
+    return Minter().run(run_ids(tags).tagging).value
+
+
+def test_publish_describes_exactly_the_files_it_wrote(store: Store, run_a: TagSet, tmp_path: Path) -> None:
+    out = tmp_path / "pub"
+    result = publish(store, _run_iri(run_a), out, license="https://creativecommons.org/licenses/by/4.0/",
+                     creator="Lab of Tests", issued="2026-01-02", download_url="https://example.org/data/")
+    assert sorted(result.graphs, key=lambda g: g.value) == sorted(export_graphs(run_a), key=lambda g: g.value)
+    description = rdflib.Graph().parse(out / "dataset.ttl", format="turtle")
+    distributions = list(description.subjects(rdflib.RDF.type, DCAT.Distribution))
+    assert len(distributions) == 3
+    media = {}
+    for dist in distributions:
+        url = str(description.value(dist, DCAT.downloadURL))
+        path = out / url.rsplit("/", 1)[1]
+        assert url == "https://example.org/data/" + path.name
+        assert int(description.value(dist, DCAT.byteSize)) == path.stat().st_size
+        checksum = description.value(dist, SPDX.checksum)
+        assert str(description.value(checksum, SPDX.checksumValue)) == hashlib.sha256(path.read_bytes()).hexdigest()
+        media[path.suffix] = str(description.value(dist, DCAT.mediaType)).rsplit("media-types/", 1)[1]
+    assert media == {".nq": "application/n-quads", ".trig": "application/trig", ".jsonld": "application/ld+json"}
+    # each distribution holds the run's three graphs, nothing of the other run
+    expected = {q for g in export_graphs(run_a) for q in store.quads(g)}
+    for fmt, suffix in ((ox.RdfFormat.N_QUADS, ".nq"), (ox.RdfFormat.TRIG, ".trig"), (ox.RdfFormat.JSON_LD, ".jsonld")):
+        (path,) = out.glob(f"filtag-*{suffix}")
+        assert set(ox.parse(path=str(path), format=fmt)) == expected
+    # the description carries the NNO architecture (layers) but not the filters, and the run's provenance
+    NNO = rdflib.Namespace("https://w3id.org/nno/ontology#")
+    assert len(list(description.objects(None, NNO.hasLayer))) == 6
+    assert not list(description.subjects(rdflib.RDF.type, rdflib.URIRef(FT + "Filter")))
+    assert (rdflib.URIRef(_run_iri(run_a)), rdflib.RDF.type, rdflib.URIRef(FT + "TaggingRun")) in description
+    schema = json.loads((out / "dataset.jsonld").read_text())
+    assert schema["@type"] == "Dataset" and schema["datePublished"] == "2026-01-02"
+    assert schema["license"] == "https://creativecommons.org/licenses/by/4.0/"
+    sizes = {d["contentUrl"].rsplit("/", 1)[1]: (d["contentSize"], d["sha256"]) for d in schema["distribution"]}
+    for name, (size, sha) in sizes.items():
+        assert size == f"{(out / name).stat().st_size} B" and sha == hashlib.sha256((out / name).read_bytes()).hexdigest()
+
+
+def test_published_description_conforms_to_the_shapes(store: Store, run_a: TagSet, tmp_path: Path) -> None:
+    publish(store, _run_iri(run_a), tmp_path, license="https://opensource.org/licenses/MIT", creator="x")
+    shapes = rdflib.Graph().parse(bundled_path("shapes.ttl"), format="turtle")
+    description = rdflib.Graph().parse(tmp_path / "dataset.ttl", format="turtle")
+    conforms, _, report = pyshacl.validate(description, shacl_graph=shapes)
+    assert conforms, report
+    description.remove((None, DCAT.byteSize, None))
+    conforms, _, report = pyshacl.validate(description, shacl_graph=shapes)
+    assert not conforms and "byteSize" in report
+
+
+def test_publish_errors(store: Store, run_a: TagSet, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no tagging run"):
+        publish(store, "https://example.org/run/none", tmp_path, license="https://x.org/l", creator="x")
+    with pytest.raises(UserError, match="--issued"):
+        publish(store, _run_iri(run_a), tmp_path, license="https://x.org/l", creator="x", issued="02/01/2026")
+    with pytest.raises(UserError, match="--license"):
+        publish(store, _run_iri(run_a), tmp_path, license="CC-BY", creator="x")
+
+
+def test_serve_read_only(store: Store, run_a: TagSet, run_b: TagSet) -> None:
+    path = store.path
+    store.close()
+    with serving(path, free_port()) as (url, password):
+        assert password is None
+        remote = RemoteStore.at(url)
+        assert int(next(iter(remote.query(TAG_COUNT, union=False)))["n"].value) == len(run_a) + len(run_b)
+        refused = requests.post(f"{url}/update", data="DROP ALL", headers={"Content-Type": "application/sparql-update"})
+        assert refused.status_code >= 400
+        assert len(remote) > 0
+
+
+def test_serve_with_updates_needs_the_password(store: Store) -> None:
+    path, size = store.path, len(store)
+    store.close()
+    with serving(path, free_port(), allow_updates=True, password="open sesame") as (url, password):
+        assert password == "open sesame"
+        update = "INSERT DATA { GRAPH <http://example.org/g> { <http://a> <http://p> 1 } }"
+        headers = {"Content-Type": "application/sparql-update"}
+        assert requests.post(f"{url}/update", data=update, headers=headers).status_code == 401
+        assert requests.post(f"{url}/update", data=update, headers=headers, auth=("filtag-kg", "wrong")).status_code == 401
+        assert requests.put(f"{url}/store", params={"graph": "http://x"}, data="<http://a> <http://p> 2 .",
+                            headers={"Content-Type": "application/n-triples"}).status_code == 401
+        assert len(RemoteStore.at(url)) == size  # queries need no password
+        assert requests.post(f"{url}/update", data=update, headers=headers,
+                             auth=("filtag-kg", "open sesame")).status_code in (200, 204)
+        assert len(RemoteStore.at(url)) == size + 1
+    with pytest.raises(UserError, match="no store"):
+        with serving(path.parent / "nothing", free_port()):
+            pass
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+def _invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Path) -> None:
+    output = _invoke("import-filtag", str(filtag_vgg16_file), "--model", "VGG16", "--layer", "block5_conv3",
+                     "--store", str(tmp_path / "store"), "--resolve", "424:crane=n02012849", "-o", str(tmp_path / "tags"))
+    assert "'crane' is ambiguous" in output and "filter 372" in output  # the unresolved one is reported
+    run = output.strip().splitlines()[-1].removeprefix("run: ")
+    db = Store(tmp_path / "store")
+    tags = TagSet.load(tmp_path / "tags")
+    assert int(next(iter(db.query(TAG_COUNT)))["n"].value) == len(tags) == 999  # 998 + the resolved crane
+    (row,) = db.query(sparql_prefixes() + f"""SELECT ?wnid WHERE {{ ?t prov:wasGeneratedBy <{run}> ;
+        ft:filter/ft:filterIndex 424 ; ft:class/ft:wnid ?wnid }}""")
+    assert row["wnid"].value == "n02012849"
+    size = len(db)
+    db.close()
+    again = _invoke("import-filtag", str(filtag_vgg16_file), "--store", str(tmp_path / "store"),
+                    "--resolve", "424:crane=n02012849")
+    assert again.strip().splitlines()[-1] == f"run: {run}" and len(Store(tmp_path / "store")) == size
+
+
+def test_import_filtag_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("filter tags k=1\n0:[' zebra ']\n1 [' tabby ']\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["import-filtag", str(bad), "--store", str(tmp_path / "s")])
+    assert isinstance(result.exception, UserError) and "line 3" in str(result.exception)
+    result = runner.invoke(cli, ["import-filtag", str(bad), "--resolve", "crane", "--store", str(tmp_path / "s")])
+    assert isinstance(result.exception, UserError) and "FILTER:LABEL=WNID" in str(result.exception)
+
+
+def test_export_load_and_push_commands(oxigraph: str, run_a: TagSet, tmp_path: Path) -> None:  # noqa: F811
+    run_a.save(tmp_path / "tags")
+    _invoke("export", str(tmp_path / "tags"), "-o", str(tmp_path / "run.ttl"), "--validate")
+    assert {q.triple for q in ox.parse(path=str(tmp_path / "run.ttl"))} == {q.triple for q in export_tags(run_a)}
+    trig = _invoke("export", str(tmp_path / "tags"), "--format", "trig")
+    assert set(ox.parse(trig.encode(), format=ox.RdfFormat.TRIG)) == set(export_tags(run_a))
+    _invoke("load", str(tmp_path / "run.ttl"), "--graph", "https://example.org/g", "--store", str(tmp_path / "s1"))
+    assert Store(tmp_path / "s1").graphs() == [ox.NamedNode("https://example.org/g")]
+    result = CliRunner().invoke(cli, ["load", str(tmp_path / "run.ttl"), "--store", str(tmp_path / "s2")])
+    assert isinstance(result.exception, UserError) and "named graphs" in str(result.exception)
+    _invoke("load", str(tmp_path / "tags"), "--store", str(tmp_path / "s3"))
+    _invoke("push", "--endpoint", oxigraph, "--store", str(tmp_path / "s3"))
+    remote = RemoteStore.at(oxigraph)
+    assert remote.graphs() == Store(tmp_path / "s3", read_only=True).graphs()
+    assert int(next(iter(remote.query(TAG_COUNT)))["n"].value) == len(run_a)
+    _invoke("push", str(tmp_path / "run.ttl"), "--endpoint", oxigraph, "--graph", "https://example.org/g")
+    assert remote.count("https://example.org/g") == Store(tmp_path / "s1").count(ox.NamedNode("https://example.org/g"))
