@@ -88,8 +88,9 @@ def _lexnames_text() -> str:
     return "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES))
 
 
-def _install_copy(source: Path) -> Path:
-    """Copy the WordNet dict files of `source` (real files) under our NLTK root, once; add lexnames."""
+def install_copy(source: Path) -> Path:
+    """Copy the WordNet dict files of `source` (as real files) to <cache>/nltk_data/corpora/wordnet,
+    adding `lexnames` when missing; a no-op when the copy is current (same files, sizes, times)."""
     names = sorted(p.name for p in source.iterdir() if _NEEDED.match(p.name))
     if "data.noun" not in names or "index.noun" not in names:
         raise UserError(f"{source}: not a WordNet dict directory (no data.noun / index.noun). {HOW_TO_GET}")
@@ -139,7 +140,7 @@ def _open(directory: str | None) -> tuple[WordNetCorpusReader, str]:
         path = Path(directory)
         if not path.is_dir():
             raise UserError(f"WordNet directory {path} does not exist. {HOW_TO_GET}")
-        _install_copy(path)
+        install_copy(path)
         reader, source = _Reader.make(nltk.data.find("corpora/wordnet")), f"directory {path}"
     else:
         reader, source = None, ""
@@ -152,7 +153,7 @@ def _open(directory: str | None) -> tuple[WordNetCorpusReader, str]:
         if reader is None:
             if not (DEBIAN_WORDNET / "data.noun").is_file():
                 raise UserError(HOW_TO_GET)
-            _install_copy(DEBIAN_WORDNET)
+            install_copy(DEBIAN_WORDNET)
             reader, source = _Reader.make(nltk.data.find("corpora/wordnet")), f"Debian {DEBIAN_WORDNET}"
     version = reader.get_version()
     if version != "3.0":
