@@ -1,0 +1,220 @@
+"""Collection speed and memory, side by side in one run (issue: FilTag core, item 8).
+
+For each model, on the same decoded batches:
+  bare      a compiled forward pass of the model alone: the limit;
+  filtag-kg `filtag_kg.collect` (all conv layers, in-graph scaled means, streamed sums);
+  baseline  the way the original FilTag scripts work: one image per `predict` call, scikit-learn's
+            MinMaxScaler over each layer's output, a Python running mean.
+For VGG16 also end to end from an image folder of JPEGs on disk (decoding counts), and peak memory
+(max RSS of a fresh process) of `filtag-kg`-style collection from a folder as the image count grows
+tenfold.
+
+    .venv/bin/python bench/bench_collect.py            # full run (several minutes on 2 cores)
+    .venv/bin/python bench/bench_collect.py --quick    # smaller counts
+Results: a table on stdout and JSON in bench/results/collect.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def bare_forward(model, batches) -> float:
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    forward(batches[0])  # trace once, like collection's first batch
+    start = time.perf_counter()
+    for x in batches:
+        forward(x).numpy()
+    return time.perf_counter() - start
+
+
+def filtag_collect(model, batches, labels) -> float:
+    from filtag_kg.collection import feature_model, make_step
+    from filtag_kg.models import conv_layers
+    from filtag_kg.records import ActivationStats
+
+    names = conv_layers(model)
+    features = feature_model(model, names)
+    step = make_step(features, len(names))
+    step(batches[0])
+    stats = ActivationStats.empty(names, [str(i) for i in range(int(model.outputs[0].shape[-1]))],
+                                  {m: int(features.outputs[j].shape[-1]) for j, m in enumerate(names)})
+    start = time.perf_counter()
+    for x, y in zip(batches, labels):
+        means, _, _ = step(x)
+        stats.add_batch(y, {m: t.numpy() for m, t in zip(names, means)})
+    return time.perf_counter() - start
+
+
+def baseline_collect(model, images, labels) -> float:
+    """The original scripts' way: per image predict, MinMaxScaler per layer output, running means."""
+    import keras
+    from sklearn.preprocessing import MinMaxScaler
+
+    from filtag_kg.models import conv_layers
+
+    names = conv_layers(model)
+    taps = keras.Model(model.inputs, [model.get_layer(m).output for m in names])
+    taps.predict(images[:1], verbose=0)
+    means: dict[tuple[int, str], np.ndarray] = {}
+    counts: dict[int, int] = {}
+    start = time.perf_counter()
+    for image, label in zip(images, labels):
+        outputs = taps.predict(image[None], verbose=0)
+        counts[label] = counts.get(label, 0) + 1
+        for m, a in zip(names, outputs):
+            scaled = MinMaxScaler().fit_transform(a.reshape(-1, 1)).reshape(a.shape)
+            mean = scaled[0].mean(axis=(0, 1))
+            old = means.get((label, m), np.zeros_like(mean))
+            means[(label, m)] = old + (mean - old) / counts[label]
+    return time.perf_counter() - start
+
+
+def write_folder(root: Path, n: int, size: int, n_classes: int, suffix: str = ".jpg") -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / f"class{i % n_classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, size=(size, size, 3 if suffix == ".jpg" else 1), dtype=np.uint8)
+        Image.fromarray(pixels.squeeze()).save(folder / f"{i:06d}{suffix}")
+
+
+def baseline_folder(model, root: Path, preprocess, size: int) -> float:
+    """Baseline from disk: PIL decode + resize per file, then the per-image loop above."""
+    from PIL import Image
+
+    files = sorted(root.rglob("*.jpg"))
+    start = time.perf_counter()
+    images = np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size)), np.float32) for f in files])
+    labels = [int(f.parent.name[5:]) for f in files]
+    decode = time.perf_counter() - start
+    return decode + baseline_collect(model, preprocess(images), labels)
+
+
+def ours_folder(model, root: Path, preprocess, size: int, batch_size: int) -> float:
+    import filtag_kg
+    from filtag_kg.data import InputSpec, image_folder
+    from filtag_kg.models import LoadedModel
+
+    n_out = int(model.outputs[0].shape[-1])
+    source = image_folder(root, classes=[f"class{c}" for c in range(n_out)], fraction=1.0)
+    loaded = LoadedModel(model, model.name, "vgg16", "bench", InputSpec(size, size, 3, preprocess))
+    filtag_kg.collect(loaded, source, batch_size=batch_size, progress=False)  # warm-up (tracing)
+    start = time.perf_counter()
+    filtag_kg.collect(loaded, source, batch_size=batch_size, progress=False)
+    return time.perf_counter() - start
+
+
+MEMORY_CHILD = """
+import os, resource, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import filtag_kg
+from filtag_kg.data import image_folder
+from filtag_kg.models import default_model
+source = image_folder(sys.argv[1], classes=[f"class{c}" for c in range(10)], fraction=1.0)
+filtag_kg.collect(default_model(), source, batch_size=128, progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory(root: Path) -> int:
+    out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(root)], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1])  # KiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    import keras
+    import tensorflow as tf
+
+    from filtag_kg.data import animal_shape
+    from filtag_kg.models import _arrays, default_model
+
+    n_vgg = 32 if args.quick else 96
+    n_cnn = 2000 if args.quick else 8000
+    n_base_cnn = 300 if args.quick else 1000
+    rows = []
+
+    def row(name: str, n: int, bare: float | None, ours: float, base: float, n_base: int) -> None:
+        rows.append({
+            "case": name, "images": n,
+            "bare_img_s": n / bare if bare else None, "filtag_img_s": n / ours, "baseline_img_s": n_base / base,
+            "vs_bare": (bare / ours) if bare else None, "vs_baseline": (n / ours) / (n_base / base),
+        })
+
+    # default CNN on decoded batches
+    cnn = default_model().model
+    x, y = _arrays(animal_shape().split("train"))
+    x, y = x[:n_cnn], y[:n_cnn]
+    batches = [tf.constant(x[i:i + 128]) for i in range(0, len(x), 128)]
+    labels = [y[i:i + 128] for i in range(0, len(y), 128)]
+    row("default CNN, decoded batches", len(x), bare_forward(cnn, batches), filtag_collect(cnn, batches, labels),
+        baseline_collect(cnn, x[:n_base_cnn].astype(np.float32), y[:n_base_cnn]), n_base_cnn)
+
+    # VGG16 (weights none) on decoded batches
+    keras.utils.set_random_seed(0)
+    vgg = keras.applications.VGG16(weights=None)
+    pre = keras.applications.vgg16.preprocess_input
+    rng = np.random.default_rng(0)
+    images = pre(rng.uniform(0, 255, size=(n_vgg, 224, 224, 3)).astype(np.float32))
+    vlabels = rng.integers(0, 1000, n_vgg)
+    vb = [tf.constant(images[i:i + 16]) for i in range(0, n_vgg, 16)]
+    vl = [vlabels[i:i + 16] for i in range(0, n_vgg, 16)]
+    n_base_vgg = n_vgg // 2
+    row("VGG16 224x224, decoded batches", n_vgg, bare_forward(vgg, vb), filtag_collect(vgg, vb, vl),
+        baseline_collect(vgg, images[:n_base_vgg], vlabels[:n_base_vgg]), n_base_vgg)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "vgg"
+        write_folder(root, n_vgg, 256, 1000)
+        ours = ours_folder(vgg, root, pre, 224, 16)
+        base = baseline_folder(vgg, root, pre, 224)
+        row("VGG16 224x224, JPEG folder end to end", n_vgg, None, ours, base, n_vgg)
+
+        memory = {}
+        for n in ((500, 5000) if args.quick else (2000, 20000)):
+            folder = Path(tmp) / f"mem{n}"
+            write_folder(folder, n, 28, 10, suffix=".png")
+            memory[n] = peak_memory(folder)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
+          f"tensorflow {tf.__version__}")
+    print(f"{'case':<40} {'images':>7} {'bare img/s':>11} {'filtag-kg':>10} {'baseline':>9} {'vs bare':>8} {'vs baseline':>12}")
+    for r in rows:
+        bare = f"{r['bare_img_s']:.1f}" if r["bare_img_s"] else "-"
+        vs_bare = f"{r['vs_bare']:.2f}x" if r["vs_bare"] else "-"
+        print(f"{r['case']:<40} {r['images']:>7} {bare:>11} {r['filtag_img_s']:>10.1f} {r['baseline_img_s']:>9.1f} "
+              f"{vs_bare:>8} {r['vs_baseline']:>11.1f}x")
+    (n1, m1), (n2, m2) = sorted(memory.items())
+    print(f"peak RSS collecting a PNG folder with the default CNN: {n1} images {m1 / 1024:.0f} MiB, "
+          f"{n2} images {m2 / 1024:.0f} MiB (ratio {m2 / m1:.2f})")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "collect.json").write_text(json.dumps({
+        "machine": {"arch": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
+                    "tensorflow": tf.__version__},
+        "rows": rows, "peak_rss_kib": memory,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
