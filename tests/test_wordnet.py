@@ -134,3 +134,44 @@ def test_skos_graph_walks_the_hierarchy(wn: WordNet) -> None:
     assert all(int(r["n"].value) == 1 and int(r["m"].value) == 1 for r in rows)
     depth = {r["s"].value: int(r["dp"].value) for r in rows}
     assert depth[WN30 + "00001740-n"] == 0 and depth[WN30 + "02391049-n"] == wn.synset("zebra.n.01").max_depth() == 14
+
+
+def test_nltk_data_comes_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WordNet 3.0 in NLTK's data path (as nltk.download puts it) is used before Debian's files."""
+    import shutil
+
+    import nltk
+
+    from filtag_kg.kg import wordnet as module
+
+    corpus = tmp_path / "corpora" / "wordnet"
+    corpus.mkdir(parents=True)
+    for f in DEBIAN_WORDNET.iterdir():
+        if f.is_file() and (f.name.startswith(("data.", "index.")) or f.name.endswith(".exc")):
+            shutil.copyfile(f, corpus / f.name)
+    (corpus / "lexnames").write_text("".join(f"{i:02d}\t{n}\t{ {'noun': 1, 'verb': 2, 'adj': 3, 'adv': 4}[n.split('.')[0]] }\n"
+                                             for i, n in enumerate(LEXNAMES)))
+    monkeypatch.setattr(nltk.data, "path", [*nltk.data.path, str(tmp_path)])
+    module._open.cache_clear()
+    try:
+        wn = WordNet.load()
+        assert wn.source == "NLTK data" and str(tmp_path) in str(wn.reader.root)
+        assert wn.synset_of_wnid("n02084071").name() == "dog.n.01"
+    finally:
+        module._open.cache_clear()
+
+
+def test_other_wordnet_versions_are_refused(tmp_path: Path) -> None:
+    from filtag_kg.kg.wordnet import install_copy
+
+    for f in DEBIAN_WORDNET.iterdir():
+        if f.is_file() and f.name != "data.adj":
+            (tmp_path / f.name).symlink_to(f)
+    text = (DEBIAN_WORDNET / "data.adj").read_bytes()
+    assert b"WordNet 3.0 Copyright" in text[:2000]
+    (tmp_path / "data.adj").write_bytes(text.replace(b"WordNet 3.0 Copyright", b"WordNet 3.1 Copyright", 1))
+    try:
+        with pytest.raises(UserError, match="version 3.1; ImageNet wnids need WordNet 3.0"):
+            WordNet.load(tmp_path)
+    finally:
+        install_copy(DEBIAN_WORDNET)  # put the Debian copy back for the other tests

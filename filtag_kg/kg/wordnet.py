@@ -144,8 +144,9 @@ def _open(directory: str | None) -> tuple[WordNetCorpusReader, str]:
         reader, source = _Reader.make(nltk.data.find("corpora/wordnet")), f"directory {path}"
     else:
         reader, source = None, ""
+        others = [p for p in nltk.data.path if p != str(root)]  # our own copy is re-checked below
         try:
-            reader, source = _Reader.make(nltk.data.find("corpora/wordnet")), "NLTK data"
+            reader, source = _Reader.make(nltk.data.find("corpora/wordnet", paths=others)), "NLTK data"
         except LookupError:
             pass
         if reader is not None and reader.get_version() != "3.0":
