@@ -255,7 +255,8 @@ def test_coarse_errors(semantic_store: pyoxigraph.Store) -> None:
     assert [(r["trueLabel"], r["predictedLabel"]) for r in within] == [("cow", "sheep"), ("zebra", "horse")]
 
 
-def test_semantic_query_on_a_remote_server(semantic_store: pyoxigraph.Store, tmp_path: Path) -> None:
+def test_semantic_query_on_a_remote_server(semantic_store: pyoxigraph.Store, animal_tags: filtag_kg.TagSet,
+                                           tmp_path: Path) -> None:
     """The same answers through a real Oxigraph server (parameters as a VALUES block)."""
     from filtag_kg.kg.store import RemoteStore
     from oxigraph_server import oxigraph_server
@@ -269,6 +270,21 @@ def test_semantic_query_on_a_remote_server(semantic_store: pyoxigraph.Store, tmp
                 return [{k: sorted(v.split(", ")) if k == "classesUnder" else v for k, v in r.items()} for r in rows]
 
             assert canonical(_rows(remote, name, **params)) == canonical(_rows(semantic_store, name, **params))
+        # the link command's reading of a run works through the remote store as well
+        from filtag_kg.kg.coarsen import tags_from_store
+        from filtag_kg.kg.vocab import Minter
+
+        run = Minter().run(run_ids(animal_tags).tagging).value
+        local, local_ids = tags_from_store(semantic_store, run)
+        far, far_ids = tags_from_store(remote, run)
+        assert far_ids == local_ids and far.classes == local.classes and far.selections == local.selections
+
+        def rows(t: filtag_kg.TagSet) -> list[tuple[int, ...]]:
+            return sorted(zip(t.layer_index.tolist(), t.filter_index.tolist(), t.class_index.tolist(),
+                              t.selection_index.tolist()))
+
+        assert rows(far) == rows(local) and len(local) == 10 * 2 * 3  # 10 classes, 2 layers, k=1 and k=2
+        assert rows(local) == rows(animal_tags)
 
 
 def test_linked_graph_validates_against_the_shapes(wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path) -> None:
