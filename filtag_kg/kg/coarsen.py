@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..records import K_BEST, Q_QUANTILE, TagSet
-from .vocab import FT, PROV, RDF, Minter, slug
 from .export import RunIds, label_space, run_ids
+from .vocab import FT, PROV, RDF, Minter, slug
 from .wordnet import LinkReport, WordNet, link_classes, synset_iri, wordnet_quads
 
 if TYPE_CHECKING:

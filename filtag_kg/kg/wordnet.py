@@ -112,25 +112,23 @@ def install_copy(source: Path) -> Path:
     return target
 
 
-class _Reader:
-    """Builds NLTK's reader without the WordNet-3.0 → 3.0 sense-key map (only multilingual OMW uses it;
-    building it reads index.sense twice and takes seconds)."""
+def _reader(root: object) -> WordNetCorpusReader:
+    """NLTK's reader without the WordNet-3.0 → 3.0 sense-key map: only multilingual OMW uses it, and
+    building it reads index.sense twice and takes seconds."""
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    @staticmethod
-    def make(root: object) -> WordNetCorpusReader:
-        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    class Reader(WordNetCorpusReader):
+        def map_wn(self, version: str = "wordnet") -> None:
+            return None
 
-        class Reader(WordNetCorpusReader):
-            def map_wn(self, version: str = "wordnet") -> None:
-                return None
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "multilingual functions are not available": we pass no OMW
-            return Reader(root, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "multilingual functions are not available": we pass no OMW
+        return Reader(root, None)
 
 
 @lru_cache(maxsize=4)
 def _open(directory: str | None) -> tuple[WordNetCorpusReader, str]:
+    """The reader and a description of where WordNet came from, in the order of the module doc."""
     import nltk
 
     root = cache_dir() / "nltk_data"
@@ -141,12 +139,12 @@ def _open(directory: str | None) -> tuple[WordNetCorpusReader, str]:
         if not path.is_dir():
             raise UserError(f"WordNet directory {path} does not exist. {HOW_TO_GET}")
         install_copy(path)
-        reader, source = _Reader.make(nltk.data.find("corpora/wordnet")), f"directory {path}"
+        reader, source = _reader(nltk.data.find("corpora/wordnet")), f"directory {path}"
     else:
         reader, source = None, ""
         others = [p for p in nltk.data.path if p != str(root)]  # our own copy is re-checked below
         try:
-            reader, source = _Reader.make(nltk.data.find("corpora/wordnet", paths=others)), "NLTK data"
+            reader, source = _reader(nltk.data.find("corpora/wordnet", paths=others)), "NLTK data"
         except LookupError:
             pass
         if reader is not None and reader.get_version() != "3.0":
@@ -155,7 +153,7 @@ def _open(directory: str | None) -> tuple[WordNetCorpusReader, str]:
             if not (DEBIAN_WORDNET / "data.noun").is_file():
                 raise UserError(HOW_TO_GET)
             install_copy(DEBIAN_WORDNET)
-            reader, source = _Reader.make(nltk.data.find("corpora/wordnet")), f"Debian {DEBIAN_WORDNET}"
+            reader, source = _reader(nltk.data.find("corpora/wordnet")), f"Debian {DEBIAN_WORDNET}"
     version = reader.get_version()
     if version != "3.0":
         raise UserError(f"WordNet from {source} is version {version}; ImageNet wnids need WordNet 3.0. {HOW_TO_GET}")
