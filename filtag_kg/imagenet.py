@@ -125,7 +125,8 @@ class ImportReport:
         for issue in self.ambiguous:
             lines.append(
                 f"  line {issue.line}, filter {issue.filter}: {issue.label!r} is ambiguous "
-                f"({' or '.join(issue.candidates)}); left out — map it with `resolve`"
+                f"({' or '.join(issue.candidates)}); left out — choose with --resolve "
+                f"{issue.filter}:{issue.label}=WNID (resolve= in Python)"
             )
         for issue in self.unknown:
             lines.append(f"  line {issue.line}, filter {issue.filter}: unknown label {issue.label!r}; left out")

@@ -194,18 +194,22 @@ def semantic_store(wn: WordNet, animal_tags: filtag_kg.TagSet) -> pyoxigraph.Sto
     def cls(label: str) -> pyoxigraph.NamedNode:
         return minter.image_class("animal-shape", label)
 
-    images = {"a": ("bear", "bear", [0, 2]), "b": ("zebra", "horse", [1]), "c": ("bear", "giraffe", [0]),
-              "d": ("cow", "sheep", [2])}
-    for name, (true, predicted, filters) in images.items():
+    # image: true class, predicted class, the classes its explanation counts (k-best 1 tags of its active filters)
+    images = {"a": ("bear", "bear", {"bear": 2, "cat": 1, "dog": 1, "cow": 1, "giraffe": 1, "sheep": 1, "bird": 1}),
+              "b": ("zebra", "horse", {"horse": 1, "zebra": 1}), "c": ("bear", "giraffe", {"bear": 1}),
+              "d": ("cow", "sheep", {"cow": 1})}
+    for name, (true, predicted, counts) in images.items():
         image = minter.image("animal-shape", name)
-        explanation = node(f"https://example.org/explanation/{name}")
-        store.add(pyoxigraph.Quad(image, node(FT + "trueClass"), cls(true), g))
-        store.add(pyoxigraph.Quad(image, node(FT + "predictedClass"), cls(predicted), g))
-        store.add(pyoxigraph.Quad(explanation, node(FT + "image"), image, g))
+        explanation = node(f"https://example.org/explanation/{name}/k-best/1")
+        quads = [(image, "trueClass", cls(true)), (image, "predictedClass", cls(predicted)),
+                 (explanation, "image", image), (explanation, "tagSelection", pyoxigraph.Literal("k-best 1"))]
+        for label, count in counts.items():
+            class_count = node(f"https://example.org/explanation/{name}/k-best/1/count/{label}")
+            quads += [(explanation, "hasClassCount", class_count), (class_count, "countedClass", cls(label)),
+                      (class_count, "count", pyoxigraph.Literal(count))]
+        for s, p, o in quads:
+            store.add(pyoxigraph.Quad(s, node(FT + p), o, g))
         store.add(pyoxigraph.Quad(explanation, node("http://www.w3.org/ns/prov#wasDerivedFrom"), minter.run(ids.tagging), g))
-        for f in filters:
-            store.add(pyoxigraph.Quad(explanation, node(FT + "activatedFilter"),
-                                      minter.filter(ids.model, "conv2", f), g))
     return store
 
 
@@ -239,12 +243,14 @@ def test_layer_groups(semantic_store: pyoxigraph.Store) -> None:
 def test_coarse_image_explanation(semantic_store: pyoxigraph.Store) -> None:
     from filtag_kg.kg.vocab import Minter
 
-    rows = [r for r in _rows(semantic_store, "coarse-image-explanation", image=Minter().image("animal-shape", "a"))
-            if r["parameter"] == 1]
+    rows = _rows(semantic_store, "coarse-image-explanation", image=Minter().image("animal-shape", "a"),
+                 selection="k-best 1")
     counts = {r["label"]: r["tags"] for r in rows}
-    assert rows[0]["label"] == "vertebrate" and rows[0]["tags"] == 7  # bear cat dog cow giraffe sheep bird
-    assert (counts["placental"], counts["carnivore"], counts["ruminant"], counts["bird"]) == (6, 3, 3, 1)
+    assert rows[0]["label"] == "vertebrate" and rows[0]["tags"] == 8  # bear ×2, cat, dog, cow, giraffe, sheep, bird
+    assert (counts["placental"], counts["carnivore"], counts["ruminant"], counts["bird"]) == (7, 4, 3, 1)
     assert "equine" not in counts
+    assert not _rows(semantic_store, "coarse-image-explanation", image=Minter().image("animal-shape", "a"),
+                     selection="k-best 2")
 
 
 def test_coarse_errors(semantic_store: pyoxigraph.Store) -> None:
@@ -302,3 +308,28 @@ def test_linked_graph_validates_against_the_shapes(wn: WordNet, animal_tags: fil
     victim = next(q.subject for q in quads if q.predicate == coverage)
     ok, report = validate([q for q in quads if not (q.subject == victim and q.predicate == coverage)])
     assert not ok and "coverage" in report
+
+
+def test_link_command_keeps_the_runs_own_base(wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path) -> None:
+    """A run exported under another base gets its coarse concepts on its own filter nodes."""
+    from click.testing import CliRunner
+
+    from filtag_kg.cli import cli
+    from filtag_kg.kg.coarsen import minter_of_run
+    from filtag_kg.kg.store import Store
+    from filtag_kg.kg.vocab import Minter
+
+    base = "https://example.org/kg/"
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(animal_tags, Minter(base)))
+    result = CliRunner().invoke(cli, ["link", "wordnet", "--store", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    with Store(tmp_path / "store") as store:
+        rows = list(store.query(f"""SELECT ?cc WHERE {{ ?cc <{FT}coarsens> ?f . ?f <{FT}filterIndex> ?i }}"""))
+        graphs = [g.value for g in store.graphs()]
+    assert len(rows) == 2 * sum(1 for r in link_wordnet(animal_tags, wn).layers for f in r.filters if f.all)
+    assert all(r["cc"].value.startswith(base + "run/") for r in rows)
+    assert f"{base}graph/{run_ids(animal_tags).tagging}/wordnet" in graphs
+    assert minter_of_run(base + "run/abc").base == base
+    with pytest.raises(UserError, match="not a run IRI"):
+        minter_of_run(base + "model/abc")

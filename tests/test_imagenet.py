@@ -47,7 +47,8 @@ def test_parse_real_vgg16_file(filtag_vgg16_file: Path) -> None:
     assert [(i.line, i.filter, i.label) for i in report.ambiguous] == [(374, 372, "crane"), (426, 424, "crane")]
     assert [(i.filter, i.candidates) for i in report.resolved] == [(411, ("n03710637", "n03710721"))]
     assert not report.unknown and not report.ok
-    assert "crane" in report.summary() and "line 374" in report.summary()
+    assert "line 374, filter 372: 'crane' is ambiguous" in report.summary()
+    assert "--resolve 424:crane=WNID" in report.summary()
     # k=1: every class tags exactly one filter, except the two cranes left out
     counts = np.bincount(tags.class_index, minlength=1000)
     assert set(np.flatnonzero(counts == 0)) == {134, 517} and counts.max() == 1

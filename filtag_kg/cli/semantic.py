@@ -65,7 +65,7 @@ def register(cli: click.Group) -> None:
     def link_wordnet_command(store: Path | None, endpoint: str | None, run: str | None, wordnet_dir: Path | None,
                              mapping: Path | None, share: float, layers: tuple[str, ...]) -> None:
         """Link classes to WordNet synsets, add their hypernym closure and each filter's coarse concepts."""
-        from ..kg.coarsen import layer_summary, link_wordnet, tags_from_store
+        from ..kg.coarsen import layer_summary, link_wordnet, minter_of_run, tags_from_store
         from ..kg.wordnet import WordNet, read_mapping
 
         db = _open_store(store, endpoint)
@@ -75,7 +75,8 @@ def register(cli: click.Group) -> None:
         if unknown:
             raise UserError(f"--layer {', '.join(sorted(unknown))}: not tagged in run {iri}; layers: {', '.join(tags.layers)}")
         wordnet = WordNet.load(wordnet_dir)
-        result = link_wordnet(tags, wordnet, read_mapping(mapping) if mapping else None, share, layers or None, ids=ids)
+        result = link_wordnet(tags, wordnet, read_mapping(mapping) if mapping else None, share, layers or None,
+                              minter_of_run(iri), ids)
         n = db.load(result.quads, result.graph)
         click.echo(f"WordNet 3.0 from {wordnet.source}")
         click.echo(result.links.summary())
@@ -100,14 +101,14 @@ def register(cli: click.Group) -> None:
                                 api: str, offline: bool, cache: Path | None, interval: float, timeout: float,
                                 retries: int) -> None:
         """Link classes to ConceptNet concepts and import their IsA, PartOf, … edges with weights."""
-        from ..kg.coarsen import tags_from_store
+        from ..kg.coarsen import minter_of_run, tags_from_store
         from ..kg.conceptnet import ConceptNetClient, link_conceptnet
 
         db = _open_store(store, endpoint)
         iri = _run_iri(db, run)
         tags, ids = tags_from_store(db, iri)
         client = None if dump else ConceptNetClient(api, cache, offline, interval, timeout, retries)
-        result = link_conceptnet(tags, client, dump, ids=ids)
+        result = link_conceptnet(tags, client, dump, minter_of_run(iri), ids)
         n = db.load(result.quads, result.graph)
         click.echo(result.edges.summary())
         click.echo(f"{n} triples in graph <{result.graph.value}>")

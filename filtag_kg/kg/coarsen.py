@@ -320,7 +320,7 @@ def tags_from_store(store: Any, run: str) -> tuple[TagSet, RunIds]:
     selections = [(m, int(p) if m == K_BEST else p) for m, p in selections]
     index = {(m, float(p)): i for i, (m, p) in enumerate(selections)}
     model = re.search(r"/model/([^/]+)/layer/", layers[order[0]][2]) if order else None  # layer IRI
-    run_id = run.rstrip("/").rsplit("/", 1)[-1]
+    run_id = run.rsplit("/", 1)[-1]
     if model is None:
         raise UserError(f"run {run} has no tags on filters of a model in the store")
     wnids = [c for _, _, c in classes]
@@ -338,3 +338,12 @@ def tags_from_store(store: Any, run: str) -> tuple[TagSet, RunIds]:
         manifest={"dataset": {"label_space": space, "wnids": wnids if any(wnids) else None}},
     )
     return tags, RunIds(model.group(1), "", run_id)
+
+
+def minter_of_run(run: str) -> Minter:
+    """The Minter whose base the run IRI was minted under (`{base}run/{run_id}`), so that links
+    written for a run read back from a store land on its own nodes whatever base it was exported with."""
+    head, sep, run_id = run.rpartition("run/")
+    if not sep or not run_id or "/" in run_id:
+        raise UserError(f"{run!r} is not a run IRI of the form BASE/run/RUN_ID")
+    return Minter(head)
