@@ -166,7 +166,8 @@ def test_failures_are_reported_and_a_rerun_completes(api: StandIn, tmp_path: Pat
     assert "HTTP 500" in first.missing["/c/en/cat"] and "after 3 attempts" in first.missing["/c/en/cat"]
     assert "malformed JSON" in first.missing["/c/en/sheep"]
     assert "HTTP 404" in first.missing["/c/en/bear"] and api.requests["/c/en/bear"] == 1  # not retried
-    assert api.requests["/c/en/cow"] == 2 and 3.0 in sleeps  # Retry-After honoured
+    assert api.requests["/c/en/cow"] == 2 and 3.0 in sleeps  # Retry-After honoured …
+    assert sorted(set(sleeps)) == [0.01, 0.02, 3.0]  # … instead of the backoff, which doubles
     assert api.requests["/c/en/horse"] == 2  # the timeout was retried
     assert "run again" in first.summary()
     before = dict(api.requests)

@@ -198,10 +198,11 @@ class ConceptNetClient:
         """One GET with rate limiting and retries; returns the parsed JSON object."""
         import requests
 
-        problem = ""
+        problem, retry_after = "", None
         for attempt in range(self.retries + 1):
-            if attempt:
-                self.sleep(self.backoff * 2 ** (attempt - 1))
+            if attempt:  # exponential backoff, or what a 429 asked for (at most a minute)
+                self.sleep(retry_after if retry_after is not None else self.backoff * 2 ** (attempt - 1))
+                retry_after = None
             wait = self._last + self.min_interval - time.monotonic()
             if wait > 0:
                 self.sleep(wait)
@@ -214,9 +215,9 @@ class ConceptNetClient:
                 continue
             if response.status_code == 429 or response.status_code >= 500:
                 problem = f"HTTP {response.status_code} from {url}"
-                retry_after = response.headers.get("Retry-After", "")
-                if response.status_code == 429 and retry_after.isdigit() and attempt < self.retries:
-                    self.sleep(min(float(retry_after), 60.0))
+                asked = response.headers.get("Retry-After", "")
+                if response.status_code == 429 and asked.isdigit():
+                    retry_after = min(float(asked), 60.0)
                 continue
             if response.status_code != 200:
                 raise FetchError(f"HTTP {response.status_code} from {url}")
