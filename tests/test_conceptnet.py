@@ -286,3 +286,16 @@ def test_link_command_from_dump(tmp_path: Path) -> None:
         shared = queries.run("semantic-conceptnet-neighbours", store, {"layer": "conv", "filter": 0}).values()
     assert [r["label"].value for r in rows] == classes  # all three are animals in the dump
     assert [(r["neighbourLabel"], r["tags"], r["totalWeight"]) for r in shared] == [("animal", 3, 4.5)]
+
+
+def test_unreachable_api_gives_up_but_uses_the_cache(api: StandIn, tmp_path: Path) -> None:
+    fetch_edges(["/c/en/zebra"], client(api, tmp_path))  # cached while the API was up
+    api.server.shutdown()
+    api.server.server_close()  # now the port refuses connections
+    down = client(api, tmp_path, retries=1)
+    concepts = ["/c/en/a1", "/c/en/a2", "/c/en/a3", "/c/en/b", "/c/en/zebra", "/c/en/zz"]
+    result = fetch_edges(concepts, down, give_up_after=3)
+    assert down.requests_made == 3 * 2  # three concepts tried, each with one retry
+    assert all("ConnectionError" in result.missing[c] for c in concepts[:3])
+    assert result.missing["/c/en/b"] == result.missing["/c/en/zz"] == "not tried: the 3 concepts before it failed"
+    assert [e.end for e in result.edges["/c/en/zebra"]] == ["/c/en/animal", "/c/en/equine", "/c/en/zoo"]

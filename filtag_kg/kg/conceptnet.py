@@ -6,7 +6,8 @@ Edges of the relations that help to coarsen and group (RELATIONS) come from
       complete answers, a minimum interval between requests, retries with exponential backoff on
       timeouts, connection errors, 429 (honouring Retry-After), 5xx and malformed JSON, and an offline
       mode that answers from the cache only. A concept that cannot be fetched is reported as missing,
-      what was fetched stays cached, and a re-run fetches only what is missing; or
+      what was fetched stays cached, and a re-run fetches only what is missing; after several
+      concepts in a row failed (API down), the rest are reported without being tried; or
   (b) a local copy of the official assertions dump (`conceptnet-assertions-5.7.0.csv.gz`: tab-separated
       edge URI, relation, start, end, JSON metadata with `weight`), streamed line by line.
 
@@ -150,6 +151,9 @@ class ConceptNetClient:
         key = hashlib.sha256(f"{self.base_url}\0{concept}".encode()).hexdigest()[:24]
         return self.cache / f"{key}.json"
 
+    def is_cached(self, concept: str) -> bool:
+        return self._cache_path(concept).is_file()
+
     def edges(self, concept: str) -> list[Edge]:
         """All edges of `concept` with another English term, of the wanted relations (cached)."""
         path = self._cache_path(concept)
@@ -233,14 +237,25 @@ class ConceptNetClient:
         raise FetchError(f"{problem} (after {self.retries + 1} attempts)")
 
 
-def fetch_edges(concepts: Iterable[str], client: ConceptNetClient) -> EdgeSet:
-    """The edges of every concept from the API; failures are reported as missing, never raised."""
+def fetch_edges(concepts: Iterable[str], client: ConceptNetClient, give_up_after: int = 5) -> EdgeSet:
+    """The edges of every concept from the API; failures are reported as missing, never raised.
+
+    After `give_up_after` concepts in a row failed (the API is down or unreachable), the remaining
+    ones are not tried and are reported as missing too, so an offline machine does not wait for
+    every retry of every concept; cached answers are still used."""
     result = EdgeSet()
+    failed_in_a_row = 0
     for concept in tqdm(sorted(set(concepts)), desc="ConceptNet", unit="concept", disable=None):
+        cached = client.is_cached(concept)
+        if failed_in_a_row >= give_up_after and not cached:
+            result.missing[concept] = f"not tried: the {give_up_after} concepts before it failed"
+            continue
         try:
             result.edges[concept] = client.edges(concept)
+            failed_in_a_row = failed_in_a_row if cached else 0  # a cache hit says nothing about the API
         except FetchError as e:
             result.missing[concept] = str(e)
+            failed_in_a_row += 1
     return result
 
 
