@@ -11,8 +11,8 @@ from filtag_kg.config import cache_dir
 from filtag_kg.errors import UserError
 from filtag_kg.imagenet import imagenet_index
 from filtag_kg.kg.wordnet import (
-    DEBIAN_WORDNET, LEXNAMES, WN30, WordNet, closure, link_classes, offset_of_iri, read_mapping, synset_iri,
-    wordnet_quads,
+    DEBIAN_WORDNET, LEXNAMES, WN30, WordNet, closure, lexnames_text, link_classes, offset_of_iri, read_mapping,
+    synset_iri, wordnet_quads,
 )
 
 ANIMALS = "bear bird cat cow dog elephant giraffe horse sheep zebra".split()
@@ -149,8 +149,7 @@ def test_nltk_data_comes_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for f in DEBIAN_WORDNET.iterdir():
         if f.is_file() and (f.name.startswith(("data.", "index.")) or f.name.endswith(".exc")):
             shutil.copyfile(f, corpus / f.name)
-    (corpus / "lexnames").write_text("".join(f"{i:02d}\t{n}\t{ {'noun': 1, 'verb': 2, 'adj': 3, 'adv': 4}[n.split('.')[0]] }\n"
-                                             for i, n in enumerate(LEXNAMES)))
+    (corpus / "lexnames").write_text(lexnames_text())
     monkeypatch.setattr(nltk.data, "path", [*nltk.data.path, str(tmp_path)])
     module._open.cache_clear()
     try:

@@ -25,6 +25,7 @@ import io
 import os
 import re
 import shutil
+import tempfile
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -84,7 +85,8 @@ def offset_of_iri(iri: str) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
-def _lexnames_text() -> str:
+def lexnames_text() -> str:
+    """The `lexnames` file NLTK needs and Debian leaves out: number, name, syntactic category."""
     return "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES))
 
 
@@ -97,13 +99,12 @@ def install_copy(source: Path) -> Path:
     target = cache_dir() / "nltk_data" / "corpora" / "wordnet"
     stamp = "".join(f"{source / n}\t{(source / n).stat().st_size}\t{(source / n).stat().st_mtime_ns}\n" for n in names)
     if not (target / ".source").is_file() or (target / ".source").read_text() != stamp:
-        tmp = target.with_name("wordnet.partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix="wordnet.partial-"))  # concurrent installs
         for n in names:
             shutil.copyfile(source / n, tmp / n)  # real files: NLTK refuses symlinks
         if not (source / "lexnames").is_file():
-            (tmp / "lexnames").write_text(_lexnames_text())
+            (tmp / "lexnames").write_text(lexnames_text())
         else:
             shutil.copyfile(source / "lexnames", tmp / "lexnames")
         (tmp / ".source").write_text(stamp)
