@@ -314,6 +314,22 @@ def image_folder(
     )
 
 
+def image_files(paths: Sequence[str | Path], classes: Sequence[str]) -> ImageSource:
+    """Single image files as a held-out split (for explanations); a file's true class is its parent
+    folder's name when that names one of `classes` (a label or ImageNet wnid), else unknown (-1)."""
+    files = [Path(p) for p in paths]
+    for f in files:
+        if not f.is_file():
+            raise UserError(f"image file {f} does not exist")
+        if f.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"image file {f}: expected a JPEG or PNG file")
+    index = _class_index(list(classes))
+    labels = np.asarray([index.get(f.resolve().parent.name, -1) for f in files], np.int64)
+    split = _folder_split("heldout", Path("/"), [f.resolve() for f in files], labels)
+    split.ids = [str(f) for f in files]
+    return ImageSource(name="images", classes=list(classes), splits={"heldout": split})
+
+
 def _class_index(classes: list[str]) -> dict[str, int]:
     """Map class labels, and the wnids of ImageNet classes, to class indices."""
     index = {c: i for i, c in enumerate(classes)}

@@ -38,10 +38,16 @@ def layer_summary(stats: ActivationStats, tags: TagSet, layer: str, k_many: int 
     return "\n".join(lines)
 
 
-def run_demo(out: Path | None = None, retrain: bool = False) -> Path:
-    """Train (once) the default CNN, collect, tag, and print what the last layer's filters respond to."""
+def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None = None) -> Path:
+    """Train (once) the default CNN, collect, tag, print what the last layer's filters respond to,
+    evaluate the tag-based explanations, load everything into the store, analyse errors, coarsen."""
+    from .cli.explain import hits_table, load_explanations, write_evaluation
     from .collection import collect
     from .data import animal_shape
+    from .errors import UserError
+    from .explain import evaluate
+    from .kg.error_analysis import error_report
+    from .kg.store import Store
     from .models import default_model, default_model_info, default_model_path
     from .tagging import tag
 
@@ -65,4 +71,24 @@ def run_demo(out: Path | None = None, retrain: bool = False) -> Path:
     click.echo(f"{len(tags):,} tags (k={', '.join(map(str, DEMO_K))}; q={', '.join(f'{q:g}' for q in DEMO_Q)}%) "
                f"-> {out / 'tags'}\n")
     click.echo(layer_summary(stats, tags, stats.layers[-1]))
+
+    start = time.perf_counter()
+    result = evaluate(tags, stats.heldout)
+    seconds = time.perf_counter() - start
+    written = write_evaluation(result, out / "evaluation")
+    click.echo("\n" + hits_table(result))
+    click.echo(f"(evaluated in {seconds:.2f} s; table and plots: {', '.join(p.name for p in written[:3])} … "
+               f"in {out / 'evaluation'})")
+    n = load_explanations(tags, stats, store)
+    click.echo(f"\n{n:,} triples (network, tags, explanations) loaded into the store {store or 'in the data folder'}")
+    with Store(store) as db:
+        click.echo(error_report(db, "k-best 5", top=3))
+
+    try:
+        from .kg.coarsen import coarse_groups_summary
+
+        click.echo("\n" + coarse_groups_summary(tags.select(K_BEST, 3), stats.layers[-1]))
+    except UserError as e:
+        click.echo(f"\n(WordNet step skipped: {e})")
+    click.echo("\nNext: `filtag-kg query --list`, `filtag-kg errors`, `filtag-kg explain --heldout ID`.")
     return out

@@ -198,6 +198,27 @@ def load_model(spec: str | None = None, weights: str | None = "imagenet", mixed_
     return load_application(spec, weights, mixed_precision)
 
 
+def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -> LoadedModel:
+    """The model a collection's manifest describes, checked against its hash (same architecture and weights)."""
+    family, source = model_info.get("family"), str(model_info.get("source") or "")
+    if family == DEFAULT_MODEL_NAME:
+        loaded = default_model()
+    elif source.startswith("keras.applications:"):
+        name = model_info.get("name") or ""
+        recorded = source.split("weights=", 1)[-1].rstrip(")") if "weights=" in source else "imagenet"
+        loaded = load_application(name, weights or recorded)
+    elif source and Path(source).is_file():
+        loaded = load_saved(source)
+    else:
+        raise UserError(f"cannot find the model of this run ({model_info.get('name')}, from {source!r}); pass --model")
+    if model_info.get("hash") and loaded.describe()["hash"] != model_info["hash"]:
+        raise UserError(
+            f"the model found for this run ({loaded.source}) is not the one the tags were made with "
+            "(its architecture or weights differ); pass the right one with --model"
+        )
+    return loaded
+
+
 # -- the default model ---------------------------------------------------------------------------
 def build_default_cnn(n_classes: int = 10) -> "keras.Model":
     """A small VGG-style CNN for 28×28 grayscale images: 5 ReLU conv layers, global average pooling.

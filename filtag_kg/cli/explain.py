@@ -1,9 +1,206 @@
-"""CLI commands of this area (registered by filtag_kg.cli). Heavy imports stay inside commands."""
+"""CLI of explanations: explain (single images), evaluate (Hits@n over the held-out split), errors."""
 
 from __future__ import annotations
 
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
 import click
+
+from ..errors import UserError
+from .kg import _store_option
+
+
+def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: bool) -> tuple[Any, Any]:
+    """The tag set and (optionally) the statistics with held-out records; default: the demo's."""
+    from ..config import data_dir
+    from ..records import ActivationStats, TagSet
+
+    tags_dir = tags_dir or data_dir() / "demo" / "tags"
+    if not (tags_dir / "tags.csv").is_file():
+        hint = " (run `filtag-kg demo` first, or pass --tags)" if tags_dir == data_dir() / "demo" / "tags" else ""
+        raise UserError(f"no tag set in {tags_dir}{hint}")
+    tags = TagSet.load(tags_dir)
+    stats = None
+    stats_dir = stats_dir or tags_dir.parent / "stats"
+    if (stats_dir / "manifest.json").is_file():
+        stats = ActivationStats.load(stats_dir)
+        if stats.manifest.get("model", {}).get("hash") != tags.manifest.get("model", {}).get("hash"):
+            raise UserError(f"the statistics in {stats_dir} are of another model than the tags in {tags_dir}")
+    if need_stats and (stats is None or stats.heldout is None):
+        raise UserError(f"no held-out records in {stats_dir}: collect with a held-out split, or pass --stats")
+    return tags, stats
+
+
+def _selections(tags: Any, selection: tuple[str, ...]) -> list[tuple[str, float]]:
+    if not selection:
+        return list(tags.selections)
+    chosen = []
+    for text in selection:
+        method, _, value = text.replace("=", " ").partition(" ")
+        method = {"k": "k-best", "q": "q-quantile"}.get(method, method)
+        try:
+            key = (method, int(value) if method == "k-best" else float(value))
+        except ValueError:
+            raise UserError(f"--selection {text!r}: expected e.g. 'k-best 5' or 'q-quantile 10'") from None
+        if key not in tags.selections:
+            have = ", ".join(f"{m} {p:g}" for m, p in tags.selections)
+            raise UserError(f"--selection {text!r} is not in the tag set; it has: {have}")
+        chosen.append(key)
+    return chosen
 
 
 def register(cli: click.Group) -> None:
-    """Add this area's commands to the main group."""
+    """Add the explanation commands to the main group."""
+
+    tags_option = click.option("--tags", "tags_dir", type=click.Path(file_okay=False, path_type=Path),
+                               help="Tag set folder (from `filtag-kg tag`; default: the demo's).")
+    stats_option = click.option("--stats", "stats_dir", type=click.Path(file_okay=False, path_type=Path),
+                                help="Statistics folder with held-out records (default: 'stats' beside the tags).")
+    selection_option = click.option("--selection", "-s", multiple=True,
+                                    help="Tag selection(s) to use, e.g. 'k-best 5' or 'q-quantile 10' (default: all).")
+
+    @cli.command()
+    @click.argument("images", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+    @tags_option
+    @stats_option
+    @selection_option
+    @click.option("--heldout", "heldout_ids", multiple=True, help="Explain held-out images by id (repeatable).")
+    @click.option("--model", "-m", help="The model, if not the one recorded with the tags.")
+    @click.option("--weights", help="Weights of a keras.applications model, if not the recorded ones.")
+    @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the explanations as JSON.")
+    def explain(images: tuple[Path, ...], tags_dir: Path | None, stats_dir: Path | None, selection: tuple[str, ...],
+                heldout_ids: tuple[str, ...], model: str | None, weights: str | None, json_out: Path | None) -> None:
+        """Explain classifications by the tags of the filters an image activates.
+
+        IMAGES are JPEG/PNG files (a file's parent folder names its true class, if it is one of the
+        model's classes); --heldout explains held-out images of the collection by id.
+        """
+        from ..explain import explain as run_explain
+
+        if not images and not heldout_ids:
+            raise UserError("give image files to explain, or --heldout ID for images of the held-out split")
+        tags, stats = _tags_and_stats(tags_dir, stats_dir, need_stats=bool(heldout_ids))
+        chosen = _selections(tags, selection)
+        explanations = []
+        if heldout_ids:
+            positions = {image_id: i for i, image_id in enumerate(stats.heldout.image_ids)}
+            missing = [i for i in heldout_ids if i not in positions]
+            if missing:
+                raise UserError(f"--heldout: no held-out image with id {', '.join(missing)} "
+                                f"(ids look like {', '.join(stats.heldout.image_ids[:3])})")
+            explanations += run_explain(tags, stats.heldout, chosen, [positions[i] for i in heldout_ids])
+        if images:
+            from ..collection import collect
+            from ..data import image_files
+            from ..models import load_from_manifest, load_model
+
+            loaded = load_model(model, weights=weights or "imagenet") if model else load_from_manifest(
+                tags.manifest.get("model") or {}, weights)
+            records = collect(loaded, image_files(images, tags.classes), layers=tags.layers, splits=["heldout"],
+                              progress=False)
+            if records.heldout is None:
+                raise UserError("none of the images could be decoded")
+            explanations += run_explain(tags, records.heldout, chosen)
+        for e in sorted(explanations, key=lambda e: e.image_id):
+            click.echo(e.text(tags.classes))
+        if json_out:
+            json_out.write_text(json.dumps([e.to_json(tags.classes) for e in explanations], indent=1))
+            click.echo(f"-> {json_out}")
+
+    @cli.command()
+    @tags_option
+    @stats_option
+    @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+                  help="Folder for hits.csv, per-class.csv and the plots (default: 'evaluation' beside the tags).")
+    @click.option("--max-n", default=50, show_default=True, help="Hits@n for n = 1 … MAX_N.")
+    @click.option("--per-class-n", default=1, show_default=True, help="n of the per-class hit rates correlated with accuracy.")
+    @_store_option
+    @click.option("--no-store", is_flag=True, help="Do not load the tags and explanations into the store.")
+    def evaluate(tags_dir: Path | None, stats_dir: Path | None, out: Path | None, max_n: int, per_class_n: int,
+                 store: Path | None, no_store: bool) -> None:
+        """Hits@n of tag-based explanations over the held-out split, per k and q, with plots; and the
+        explanations into the store (for `filtag-kg errors`)."""
+        from ..explain import evaluate as run_evaluate
+
+        if not 1 <= per_class_n <= max_n:
+            raise UserError(f"--per-class-n must be between 1 and --max-n ({max_n})")
+        tags, stats = _tags_and_stats(tags_dir, stats_dir, need_stats=True)
+        out = out or (tags_dir or _default_tags()).parent / "evaluation"
+        start = time.perf_counter()
+        result = run_evaluate(tags, stats.heldout, max_n=max_n, per_class_n=per_class_n)
+        seconds = time.perf_counter() - start
+        write_evaluation(result, out)
+        click.echo(hits_table(result))
+        click.echo(f"{result.n_images} held-out images evaluated for {len(tags.selections)} selections in {seconds:.2f} s "
+                   f"({result.n_images * len(tags.selections) / max(seconds, 1e-9):,.0f} image-selections/s) -> {out}")
+        if not no_store:
+            n = load_explanations(tags, stats, store)
+            click.echo(f"{n:,} triples of tags and explanations loaded into the store")
+
+    @cli.command()
+    @_store_option
+    @click.option("--selection", "-s", default="k-best 5", show_default=True, help="The tag selection to analyse.")
+    @click.option("--run", "run_iri", help="IRI of the tagging run (default: all runs with explanations).")
+    @click.option("--top", default=5, show_default=True, help="How many confused pairs to list.")
+    def errors(store: Path | None, selection: str, run_iri: str | None, top: int) -> None:
+        """Error analysis of the network through SPARQL over the explanations in the store."""
+        from ..kg.error_analysis import error_report
+        from ..kg.store import Store
+
+        with Store(store, read_only=False) as db:
+            click.echo(error_report(db, selection, run_iri, top=top))
+
+
+def _default_tags() -> Path:
+    from ..config import data_dir
+
+    return data_dir() / "demo" / "tags"
+
+
+def write_evaluation(result: Any, out: Path) -> list[Path]:
+    """hits.csv (one row per selection, scope and target), per-class.csv and the plots."""
+    from ..explain import plot_evaluation
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = result.rows()
+    with (out / "hits.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    with (out / "per-class.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        keys = list(result.per_class)
+        writer.writerow(["class", "accuracy", *(f"{m} {p:g} {s} {t}" for m, p, s, t in keys)])
+        for c, name in enumerate(result.classes):
+            writer.writerow([name, result.class_accuracy[c], *(result.per_class[k][c] for k in keys)])
+    plots = plot_evaluation(result, str(out / "evaluation"))
+    return [out / "hits.csv", out / "per-class.csv", *map(Path, plots)]
+
+
+def hits_table(result: Any, ns: tuple[int, ...] = (1, 3, 5, 10)) -> str:
+    """Hits@n against the prediction, all layers and last layer, one row per selection."""
+    ns = tuple(n for n in ns if n <= len(next(iter(result.hits.values()))))
+    header = f"{'selection':<16}" + "".join(f"{f'all@{n}':>8}" for n in ns) + "".join(f"{f'last@{n}':>9}" for n in ns)
+    lines = [f"Hits@n against the network's prediction ({result.n_images} held-out images, "
+             f"accuracy {result.accuracy:.1%}):", header]
+    for method, p in dict.fromkeys((m, p) for m, p, _, _ in result.hits):
+        cells = [result.hits[(method, p, scope, "predicted")][n - 1] for scope in ("all", "last") for n in ns]
+        lines.append(f"{method + ' ' + format(p, 'g'):<16}" + "".join(
+            f"{c:>8.3f}" if i < len(ns) else f"{c:>9.3f}" for i, c in enumerate(cells)))
+    return "\n".join(lines)
+
+
+def load_explanations(tags: Any, stats: Any, store: Path | None) -> int:
+    """Load the tag run and its held-out explanations into the embedded store (replacing older copies)."""
+    from itertools import chain
+
+    from ..kg.explanations import export_explanations
+    from ..kg.export import export_tags
+    from ..kg.store import Store
+
+    with Store(store) as db:
+        return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout)))

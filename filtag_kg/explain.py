@@ -1,0 +1,250 @@
+"""Explaining single classifications by the tags of the filters an image activates, and Hits@n.
+
+For an image d and a selection (k-best k, or q-quantile q) of a tagging run:
+- the *active filters* of layer m are the filters with the highest ā(m,·,d) — the top k, or the top
+  round(q/100·|I_m|) (at least 1), as in the original FilTag evaluation (ties: lower filter index);
+- the *tag counts* of layer m count, per class, the active filters tagged with it; over all layers
+  they are summed;
+- classes are ranked by count (standard competition ranking: rank = 1 + the number of classes with a
+  higher count; a class with count 0 is never ranked).
+Hits@n of a target class (the network's prediction, or the true class) is 1 when it has rank ≤ n.
+
+Everything is computed for all images at once from the per-image vectors that collection keeps for
+the held-out split, so evaluation needs no second forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+from .records import K_BEST, HeldOut, TagSet
+from .tagging import quantile_count
+
+MAX_N = 50
+SCOPES = ("all", "last")  # tags from all layers, or from the last layer alone
+TARGETS = ("predicted", "true")
+
+
+def active_count(method: str, parameter: float, n_filters: int) -> int:
+    """How many filters of a layer count as active for a selection (k, or the q-quantile's count)."""
+    return min(int(parameter), n_filters) if method == K_BEST else quantile_count(parameter, n_filters)
+
+
+def active_filters(vectors: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the `count` highest values per row, best first (ties: lower index): int [n, count]."""
+    return np.argsort(-vectors, axis=1, kind="stable")[:, :count]
+
+
+def tag_counts(
+    tags: TagSet, vectors: dict[str, np.ndarray], method: str, parameter: float, layers: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per layer: int [n_images, n_classes], how many of an image's active filters carry each class."""
+    out = {}
+    for m in layers or tags.layers:
+        if m not in vectors:
+            raise UserError(f"layer {m!r} of the tag set has no activations here; have {', '.join(vectors)}")
+        matrix = tags.tag_matrix(m, method, parameter).astype(np.float32)  # [filters, classes]
+        top = active_filters(vectors[m], active_count(method, parameter, tags.n_filters[m]))
+        active = np.zeros(vectors[m].shape, np.float32)
+        np.put_along_axis(active, top, 1.0, axis=1)
+        out[m] = np.rint(active @ matrix).astype(np.int32)  # exact: small whole numbers in float32
+    return out
+
+
+def hits_at(counts: np.ndarray, targets: np.ndarray, max_n: int = MAX_N) -> np.ndarray:
+    """Bool [n_images, max_n]: column n-1 says whether the target class has rank ≤ n."""
+    target_counts = counts[np.arange(len(targets)), targets]
+    rank = (counts > target_counts[:, None]).sum(axis=1) + 1
+    rank = np.where(target_counts > 0, rank, max_n + 1)
+    return rank[:, None] <= np.arange(1, max_n + 1)[None, :]
+
+
+@dataclass
+class Explanation:
+    """One image explained by one selection's tags."""
+
+    image_id: str
+    method: str
+    parameter: float
+    predicted: list[tuple[int, float]]  # top-5 (class index, probability)
+    true_class: int | None
+    active: dict[str, list[int]]  # active filters per layer, best first
+    layer_counts: dict[str, np.ndarray]  # per layer: int [n_classes]
+    counts: np.ndarray  # over all layers: int [n_classes]
+
+    def ranking(self) -> list[tuple[int, int, int]]:
+        """(class index, count, rank) of every class with a count, highest count first."""
+        order = [int(c) for c in np.lexsort((np.arange(len(self.counts)), -self.counts)) if self.counts[c] > 0]
+        out: list[tuple[int, int, int]] = []
+        for position, c in enumerate(order):
+            count = int(self.counts[c])
+            rank = out[-1][2] if out and out[-1][1] == count else position + 1  # competition ranking
+            out.append((c, count, rank))
+        return out
+
+    def text(self, classes: Sequence[str], top: int = 6) -> str:
+        """One line a non-expert can read: prediction, truth, and what the active filters are tagged."""
+        c, p = self.predicted[0]
+        truth = f"; true {classes[self.true_class]}" if self.true_class is not None else ""
+        tags = ", ".join(f"{classes[k]} {n}" for k, n, _ in self.ranking()[:top]) or "none"
+        more = " …" if len(self.ranking()) > top else ""
+        return (f"{self.image_id}: predicted {classes[c]} ({p:.0%}){truth} — active filters tagged "
+                f"({self.method} {self.parameter:g}): {tags}{more}")
+
+    def to_json(self, classes: Sequence[str]) -> dict[str, Any]:
+        return {
+            "image": self.image_id, "selection": {"method": self.method, "parameter": self.parameter},
+            "predicted": [{"class": classes[c], "probability": p} for c, p in self.predicted if c >= 0],
+            "true": classes[self.true_class] if self.true_class is not None else None,
+            "active_filters": self.active,
+            "tags": [{"class": classes[c], "count": n, "rank": r} for c, n, r in self.ranking()],
+            "tags_per_layer": {m: {classes[c]: int(v[c]) for c in np.flatnonzero(v)} for m, v in self.layer_counts.items()},
+        }
+
+
+def explain(tags: TagSet, heldout: HeldOut, selections: Sequence[tuple[str, float]] | None = None,
+            images: Sequence[int] | None = None) -> list[Explanation]:
+    """Explanations of images of a HeldOut record (all, or the given positions), for each selection."""
+    index = np.arange(len(heldout)) if images is None else np.asarray(images, int)
+    vectors = {m: heldout.vectors[m][index] for m in tags.layers if m in heldout.vectors}
+    out = []
+    for method, parameter in selections or tags.selections:
+        per_layer = tag_counts(tags, vectors, method, parameter)
+        total = sum(per_layer.values())
+        actives = {m: active_filters(vectors[m], active_count(method, parameter, tags.n_filters[m])) for m in per_layer}
+        for row, i in enumerate(index):
+            out.append(Explanation(
+                image_id=heldout.image_ids[i], method=method, parameter=parameter,
+                predicted=[(int(c), float(p)) for c, p in zip(heldout.top_classes[i], heldout.top_probs[i])],
+                true_class=int(heldout.labels[i]) if heldout.labels[i] >= 0 else None,
+                active={m: actives[m][row].tolist() for m in per_layer},
+                layer_counts={m: v[row] for m, v in per_layer.items()},
+                counts=total[row],
+            ))
+    return out
+
+
+@dataclass
+class Evaluation:
+    """Hits@n over a held-out split, for every selection, scope and target; per-class hit rates."""
+
+    classes: list[str]
+    n_images: int
+    accuracy: float
+    hits: dict[tuple[str, float, str, str], np.ndarray] = field(default_factory=dict)  # -> float [MAX_N]
+    per_class: dict[tuple[str, float, str, str], np.ndarray] = field(default_factory=dict)  # -> [n_classes]
+    class_accuracy: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    correlation: dict[tuple[str, float, str, str], dict[str, float]] = field(default_factory=dict)
+    per_class_n: int = 1
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per (selection, scope, target) with Hits@1 … Hits@50: the CSV table."""
+        out = []
+        for (method, p, scope, target), curve in self.hits.items():
+            row: dict[str, Any] = {"method": method, "parameter": p, "scope": scope, "target": target}
+            row.update({f"hits@{n}": round(float(curve[n - 1]), 6) for n in range(1, len(curve) + 1)})
+            corr = self.correlation.get((method, p, scope, target), {})
+            row.update({k: (round(v, 6) if v == v else "") for k, v in corr.items()})
+            out.append(row)
+        return out
+
+
+def evaluate(tags: TagSet, heldout: HeldOut, max_n: int = MAX_N, per_class_n: int = 1) -> Evaluation:
+    """Hits@n (n = 1…max_n) against prediction and truth, from all layers and the last layer alone.
+
+    Per-class hit rates (Hits@per_class_n against the true class) are correlated with per-class
+    accuracy (Pearson and Spearman, with p-values): the paper's evidence that tags explain.
+    """
+    from scipy import stats as sps
+
+    if len(heldout) == 0:
+        raise UserError("no held-out images to evaluate on (collect with a held-out split)")
+    layers = [m for m in tags.layers if m in heldout.vectors and tags.n_filters.get(m)]
+    last = layers[-1]
+    n_classes = len(tags.classes)
+    labels = heldout.labels
+    predictions = heldout.predictions
+    correct = predictions == labels
+    counts_per_class = np.bincount(labels, minlength=n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        class_accuracy = np.bincount(labels, weights=correct, minlength=n_classes) / counts_per_class
+    result = Evaluation(classes=list(tags.classes), n_images=len(heldout), accuracy=float(correct.mean()),
+                        class_accuracy=class_accuracy, per_class_n=per_class_n)
+    present = counts_per_class > 0
+    for method, parameter in tags.selections:
+        per_layer = tag_counts(tags, heldout.vectors, method, parameter, layers)
+        for scope, counts in (("all", sum(per_layer.values())), ("last", per_layer[last])):
+            for target, target_classes in (("predicted", predictions), ("true", labels)):
+                hits = hits_at(counts, target_classes, max_n)
+                key = (method, parameter, scope, target)
+                result.hits[key] = hits.mean(axis=0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    rate = np.bincount(labels, weights=hits[:, per_class_n - 1], minlength=n_classes) / counts_per_class
+                result.per_class[key] = rate
+                if target == "true":
+                    result.correlation[key] = _correlations(rate[present], class_accuracy[present], sps)
+    return result
+
+
+def _correlations(x: np.ndarray, y: np.ndarray, sps: Any) -> dict[str, float]:
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        nan = float("nan")
+        return {"pearson_r": nan, "pearson_p": nan, "spearman_rho": nan, "spearman_p": nan}
+    pearson = sps.pearsonr(x, y)
+    spearman = sps.spearmanr(x, y)
+    return {"pearson_r": float(pearson[0]), "pearson_p": float(pearson[1]),
+            "spearman_rho": float(spearman[0]), "spearman_p": float(spearman[1])}
+
+
+def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
+    """Hits@n curves per selection (as the paper's Figure 4) and per-class hit rate vs accuracy: PNG + SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey=True)
+    for (row, scope), (col, target) in ((s, t) for s in enumerate(SCOPES) for t in enumerate(TARGETS)):
+        ax = axes[row][col]
+        for (method, p, sc, tg), curve in result.hits.items():
+            if sc == scope and tg == target:
+                ax.plot(np.arange(1, len(curve) + 1), curve, label=f"{'k' if method == K_BEST else 'q'}={p:g}"
+                        + ("" if method == K_BEST else "%"), linestyle="-" if method == K_BEST else "--")
+        ax.set_title(f"{'all layers' if scope == 'all' else 'last layer'}, against the {target} class")
+        ax.set_xlabel("n")
+        ax.set_ylabel("Hits@n")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Hits@n of tag-based explanations ({result.n_images} held-out images)")
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(f"{path_stem}-hits.{ext}", dpi=120)
+        written.append(f"{path_stem}-hits.{ext}")
+    plt.close(fig)
+
+    keys = [k for k in result.per_class if k[2] == "all" and k[3] == "true"]
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for key in keys:
+        method, p = key[0], key[1]
+        ax.scatter(result.class_accuracy, result.per_class[key], s=18,
+                   label=f"{'k' if method == K_BEST else 'q'}={p:g}{'' if method == K_BEST else '%'}")
+    if len(result.classes) <= 20 and keys:
+        for c, name in enumerate(result.classes):
+            ax.annotate(name, (result.class_accuracy[c], result.per_class[keys[0]][c]), fontsize=7, alpha=0.7)
+    ax.set_xlabel("per-class accuracy of the network")
+    ax.set_ylabel(f"per-class Hits@{result.per_class_n} against the true class (all layers)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(f"{path_stem}-per-class.{ext}", dpi=120)
+        written.append(f"{path_stem}-per-class.{ext}")
+    plt.close(fig)
+    return written

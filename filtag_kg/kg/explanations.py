@@ -1,0 +1,102 @@
+"""Explanations of held-out images as RDF, in the tagging run's `explanations` named graph.
+
+```turtle
+<image/{dataset}/{id}> a ft:Image ; dcterms:identifier "{id}" ;
+    ft:trueClass <classes/…/horse> ; ft:predictedClass <classes/…/zebra> ;
+    ft:confidence 0.91 ; ft:correct false .
+<run/{run}/explanation/{id}/{method}/{p}> a ft:Explanation ; ft:image <image/…> ;
+    ft:tagSelection "k-best 5" ; prov:wasDerivedFrom <run/{run}> ;
+    ft:activatedFilter <…/filter/7>, … ;                 # the image's active filters, all layers
+    ft:trueClassCount 2 ; ft:predictedClassCount 5 ;    # active filters tagged with either
+    ft:trueClassRank 3 ; ft:predictedClassRank 1 ;      # their ranks (absent when count is 0)
+    ft:hasClassCount <…/count/{class}> .
+<run/{run}/explanation/{id}/{method}/{p}/count/{class}> a ft:ClassCount ;
+    ft:countedClass <classes/…/zebra> ; ft:count 5 ; ft:classRank 1 .   # tags over all layers
+```
+Predictions belong to the run's network, so images of one data set explained by two networks carry
+two predictions; queries that compare networks scope by the run (`prov:wasDerivedFrom`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from pyoxigraph import Literal, NamedNode, Quad
+
+from ..explain import explain
+from ..records import HeldOut, TagSet
+from .export import A, _number, class_key, label_space, run_ids
+from .vocab import DCTERMS, FT, PROV, XSD, Minter
+
+
+def _ft(name: str) -> NamedNode:
+    return NamedNode(FT + name)
+
+
+IMAGE, EXPLANATION, CLASS_COUNT = _ft("Image"), _ft("Explanation"), _ft("ClassCount")
+TRUE, PREDICTED, CONFIDENCE, CORRECT = _ft("trueClass"), _ft("predictedClass"), _ft("confidence"), _ft("correct")
+OF_IMAGE, SELECTION, ACTIVATED = _ft("image"), _ft("tagSelection"), _ft("activatedFilter")
+HAS_COUNT, COUNTED, COUNT, CLASS_RANK = _ft("hasClassCount"), _ft("countedClass"), _ft("count"), _ft("classRank")
+TRUE_COUNT, PREDICTED_COUNT = _ft("trueClassCount"), _ft("predictedClassCount")
+TRUE_RANK, PREDICTED_RANK = _ft("trueClassRank"), _ft("predictedClassRank")
+IDENTIFIER = NamedNode(DCTERMS + "identifier")
+DERIVED = NamedNode(PROV + "wasDerivedFrom")
+XSD_DOUBLE = NamedNode(XSD + "double")
+
+
+def explanations_graph(tags: TagSet, minter: Minter | None = None) -> NamedNode:
+    """The named graph holding the explanations of a tagging run."""
+    return (minter or Minter()).run_graph(run_ids(tags).tagging, "explanations")
+
+
+def export_explanations(
+    tags: TagSet, heldout: HeldOut, minter: Minter | None = None,
+    selections: Sequence[tuple[str, float]] | None = None,
+) -> Iterator[Quad]:
+    """Stream the explanations of every held-out image for each selection (default: all of the run's)."""
+    minter = minter or Minter()
+    ids = run_ids(tags)
+    g = explanations_graph(tags, minter)
+    run = minter.run(ids.tagging)
+    space = label_space(tags)
+    dataset = str((tags.manifest.get("dataset") or {}).get("name") or space)
+    classes = [minter.image_class(space, class_key(tags, c)) for c in range(len(tags.classes))]
+    filters = {m: [minter.filter(ids.model, m, i) for i in range(tags.n_filters[m])] for m in tags.layers}
+    images = [minter.image(dataset, image_id) for image_id in heldout.image_ids]
+    for i, image in enumerate(images):
+        predicted = int(heldout.top_classes[i, 0])
+        yield Quad(image, A, IMAGE, g)
+        yield Quad(image, IDENTIFIER, Literal(heldout.image_ids[i]), g)
+        yield Quad(image, TRUE, classes[int(heldout.labels[i])], g)
+        yield Quad(image, PREDICTED, classes[predicted], g)
+        yield Quad(image, CONFIDENCE, Literal(repr(float(heldout.top_probs[i, 0])), datatype=XSD_DOUBLE), g)
+        yield Quad(image, CORRECT, Literal(predicted == int(heldout.labels[i])), g)
+    keys = [class_key(tags, c) for c in range(len(tags.classes))]
+    for method, parameter in selections or tags.selections:
+        explained = explain(tags, heldout, [(method, parameter)])
+        label = Literal(f"{method} {_number(parameter)}")
+        for i, e in enumerate(explained):
+            node = minter.explanation(ids.tagging, heldout.image_ids[i], method, parameter)
+            yield Quad(node, A, EXPLANATION, g)
+            yield Quad(node, OF_IMAGE, images[i], g)
+            yield Quad(node, SELECTION, label, g)
+            yield Quad(node, DERIVED, run, g)
+            for m, active in e.active.items():
+                for f in active:
+                    yield Quad(node, ACTIVATED, filters[m][f], g)
+            ranking = e.ranking()
+            rank_of = {c: rank for c, _, rank in ranking}
+            truth, predicted = int(heldout.labels[i]), int(heldout.top_classes[i, 0])
+            yield Quad(node, TRUE_COUNT, Literal(int(e.counts[truth])), g)
+            yield Quad(node, PREDICTED_COUNT, Literal(int(e.counts[predicted])), g)
+            if truth in rank_of:
+                yield Quad(node, TRUE_RANK, Literal(rank_of[truth]), g)
+            if predicted in rank_of:
+                yield Quad(node, PREDICTED_RANK, Literal(rank_of[predicted]), g)
+            for c, count, rank in ranking:
+                count_node = minter.class_count(node, keys[c])
+                yield Quad(node, HAS_COUNT, count_node, g)
+                yield Quad(count_node, A, CLASS_COUNT, g)
+                yield Quad(count_node, COUNTED, classes[c], g)
+                yield Quad(count_node, COUNT, Literal(count), g)
+                yield Quad(count_node, CLASS_RANK, Literal(rank), g)

@@ -1,0 +1,93 @@
+"""Tag-based explanations and Hits@n: hand computations, a brute-force definition, the paper's shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import filtag_kg
+from filtag_kg.explain import evaluate, explain, hits_at
+from filtag_kg.records import ActivationStats, HeldOut
+
+
+def hand_case() -> tuple[filtag_kg.TagSet, HeldOut]:
+    """Two layers (3 and 4 filters), three classes, z chosen so that the k=1 tags are easy to see."""
+    stats = ActivationStats.empty(["l1", "l2"], ["cat", "dog", "cow"], {"l1": 3, "l2": 4})
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.9, 0.1, 0.2],   # cat -> filter 0
+                                 [0.8, 0.3, 0.1],   # dog -> filter 0
+                                 [0.1, 0.2, 0.7]])  # cow -> filter 2
+    stats.sums["l2"] = np.array([[0.1, 0.9, 0.0, 0.3],   # cat -> filter 1
+                                 [0.0, 0.2, 0.8, 0.1],   # dog -> filter 2
+                                 [0.3, 0.1, 0.2, 0.6]])  # cow -> filter 3
+    tags = filtag_kg.tag(stats, k=1)
+    heldout = HeldOut(
+        image_ids=["a", "b"], positions=np.arange(2), labels=np.array([1, 2]),
+        top_classes=np.array([[0, 1, 2, -1, -1], [2, 0, 1, -1, -1]]),
+        top_probs=np.array([[0.7, 0.2, 0.1, 0, 0], [0.5, 0.3, 0.2, 0, 0]], np.float32),
+        vectors={"l1": np.array([[0.5, 0.2, 0.1], [0.1, 0.3, 0.9]], np.float32),
+                 "l2": np.array([[0.2, 0.8, 0.1, 0.0], [0.1, 0.2, 0.7, 0.4]], np.float32)},
+    )
+    return tags, heldout
+
+
+def test_explanation_counts_by_hand() -> None:
+    tags, heldout = hand_case()
+    a, b = explain(tags, heldout)
+    # image a: l1 most active filter 0 (tags cat, dog); l2 filter 1 (tag cat) -> cat 2, dog 1
+    assert a.active == {"l1": [0], "l2": [1]}
+    assert a.counts.tolist() == [2, 1, 0]
+    assert a.ranking() == [(0, 2, 1), (1, 1, 2)]
+    # image b: l1 filter 2 (cow); l2 filter 2 (dog) -> dog 1, cow 1, tied at rank 1
+    assert b.counts.tolist() == [0, 1, 1]
+    assert [r for _, _, r in b.ranking()] == [1, 1]
+    assert a.text(tags.classes).startswith("a: predicted cat (70%); true dog — active filters tagged (k-best 1): cat 2, dog 1")
+    assert a.to_json(tags.classes)["tags_per_layer"] == {"l1": {"cat": 1, "dog": 1}, "l2": {"cat": 1}}
+
+
+def brute_force_hits(counts: np.ndarray, target: int, n: int) -> bool:
+    """The definition, slowly: the target has a count and fewer than n classes have a higher one."""
+    if counts[target] == 0:
+        return False
+    return sum(1 for c in counts if c > counts[target]) + 1 <= n
+
+
+def test_hits_against_brute_force() -> None:
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, 4, size=(60, 12))
+    targets = rng.integers(0, 12, size=60)
+    hits = hits_at(counts, targets, max_n=12)
+    for i in range(60):
+        for n in range(1, 13):
+            assert hits[i, n - 1] == brute_force_hits(counts[i], targets[i], n)
+
+
+def test_evaluation_by_hand() -> None:
+    tags, heldout = hand_case()
+    result = evaluate(tags, heldout, max_n=3)
+    # against the prediction: a predicted cat (rank 1) -> hit@1; b predicted cow (rank 1, tied) -> hit@1
+    np.testing.assert_array_equal(result.hits[("k-best", 1, "all", "predicted")], [1, 1, 1])
+    # against the truth: a is dog (rank 2) -> hit from n=2; b is cow (rank 1)
+    np.testing.assert_array_equal(result.hits[("k-best", 1, "all", "true")], [0.5, 1, 1])
+    # last layer alone: a -> cat only (dog has 0: never a hit); b -> dog only (cow has 0)
+    np.testing.assert_array_equal(result.hits[("k-best", 1, "last", "true")], [0, 0, 0])
+    assert result.accuracy == 0.5
+    rows = result.rows()
+    assert len(rows) == 4 and rows[0]["hits@1"] == 1.0
+
+
+def test_default_model_hits_follow_the_paper(default_stats) -> None:
+    """Hits@n grows with n, and with k and q at fixed n (the shape of the paper's Figure 4)."""
+    tags = filtag_kg.tag(default_stats, k=[1, 3, 5], q=[5, 10, 25])
+    result = evaluate(tags, default_stats.heldout)
+    for key, curve in result.hits.items():
+        assert (np.diff(curve) >= 0).all(), key  # monotone in n by definition of the ranking
+    for scope in ("all", "last"):
+        for target in ("predicted", "true"):
+            for method, params in (("k-best", (1, 3, 5)), ("q-quantile", (5.0, 10.0, 25.0))):
+                at5 = [result.hits[(method, p, scope, target)][4] for p in params]
+                assert at5[0] <= at5[1] + 0.02 and at5[1] <= at5[2] + 0.02, (scope, target, method, at5)
+    best = result.hits[("k-best", 5, "all", "predicted")]
+    assert best[0] >= 0.5 and best[2] >= 0.85  # tags explain most predictions within the top 3
+    # the tags explain the classification: per-class hit rate correlates with per-class accuracy
+    assert result.correlation[("k-best", 5, "all", "true")]["spearman_rho"] > 0
