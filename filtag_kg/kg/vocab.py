@@ -88,6 +88,14 @@ class Minter:
     def tag(self, run_id: str, layer_name: str, index: int, space: str, key: str, method: str, parameter: float) -> NamedNode:
         return self._iri("run", run_id, "tag", slug(layer_name), str(int(index)), slug(key), method, _num(parameter))
 
+    def explanation(self, run_id: str, image_id: str, method: str, parameter: float) -> NamedNode:
+        """The explanation of one image by one selection (k-best k, q-quantile q) of a tagging run."""
+        return self._iri("run", run_id, "explanation", image_id, method, _num(parameter))
+
+    def class_count(self, explanation: NamedNode, key: str) -> NamedNode:
+        """How often a class (by class key) is tagged among an explanation's active filters."""
+        return NamedNode(f"{explanation.value}/count/{quote(slug(key), safe='._~-')}")
+
     def image(self, dataset: str, image_id: str) -> NamedNode:
         return self._iri("image", slug(dataset), image_id)
 
