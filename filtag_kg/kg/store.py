@@ -99,40 +99,30 @@ class Store:
     def load(self, quads_or_graph: Loadable, graph: NamedNode | str | None = None, progress: bool = False) -> int:
         """Replace the named graphs the quads belong to (or `graph`, for all of them) with the quads.
 
-        Returns the number of quads loaded. All-or-nothing, also across a crash (see module doc).
+        Graphs whose content would not change are left alone (reloading a run costs a read).
+        Returns the number of quads given. All-or-nothing, also across a crash (see module doc).
         """
         target = _node(graph) if graph is not None else None
         token = uuid.uuid4().hex
         with tempfile.TemporaryDirectory(prefix="filtag-kg-load-") as tmp:
-            spool = Path(tmp) / "load.nq"
-            staged: dict[str, NamedNode] = {}  # target IRI -> staging graph
-            fresh: set[str] = set()
-
-            def route(q: Quad) -> Quad:
-                g = target or q.graph_name
-                if not isinstance(g, NamedNode):
-                    raise UserError("the store keeps data in named graphs only: give a graph to load into")
-                if g.value not in staged and g.value not in fresh:
-                    if g.value.startswith(STAGING) or g == COMMITS:
-                        raise UserError(f"graph name {g.value} is reserved for the store's own use")
-                    if self.oxigraph.contains_named_graph(g):
-                        staged[g.value] = NamedNode(f"{STAGING}{token}:{len(staged)}")
-                    else:
-                        fresh.add(g.value)
-                return Quad(q.subject, q.predicate, q.object, staged.get(g.value, g))
-
-            n = _spool(_as_quads(quads_or_graph), route, spool, progress)
-            if not staged and not fresh:
-                return 0
-            self._write_journal({"token": token, "fresh": sorted(fresh),
-                                 "staging": [s.value for s in staged.values()]})
+            spool = _Spool(self.oxigraph, target, Path(tmp))
+            n = spool.write(_as_quads(quads_or_graph), progress)
+            changed = spool.changed()
+            staging = {g: NamedNode(f"{STAGING}{token}:{i}") for i, g in enumerate(changed)}
+            if not spool.fresh and not changed:
+                return n
+            self._write_journal({"token": token, "fresh": sorted(spool.fresh),
+                                 "staging": [s.value for s in staging.values()]})
             try:
-                self.oxigraph.bulk_load(path=str(spool), format=RdfFormat.N_QUADS)
-                moves = " ; ".join(f"MOVE GRAPH <{s.value}> TO GRAPH <{t}>" for t, s in staged.items())
-                marker = f"INSERT DATA {{ GRAPH <{COMMITS.value}> {{ <{STAGING}{token}> a <{STAGING}Commit> }} }}"
+                if spool.fresh:
+                    self.oxigraph.bulk_load(path=str(spool.path), format=RdfFormat.N_QUADS)
+                for g, path in changed.items():
+                    self.oxigraph.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=staging[g])
+                moves = " ; ".join(f"MOVE GRAPH {s} TO GRAPH <{g}>" for g, s in staging.items())
+                marker = f"INSERT DATA {{ GRAPH {COMMITS} {{ <{STAGING}{token}> a <{STAGING}Commit> }} }}"
                 self.oxigraph.update(f"{moves} ; {marker}" if moves else marker)
             except BaseException:
-                self._rollback(fresh, staged.values())
+                self._rollback(spool.fresh, staging.values())
                 self._journal_path.unlink(missing_ok=True)
                 raise
             self._journal_path.unlink(missing_ok=True)
@@ -283,31 +273,14 @@ class RemoteStore:
         target = _node(graph) if graph is not None else None
         token = uuid.uuid4().hex
         with tempfile.TemporaryDirectory(prefix="filtag-kg-push-") as tmp:
-            files: dict[str, Any] = {}
-            sizes: dict[str, int] = {}
-
-            def route(q: Quad) -> Quad:
-                g = target or q.graph_name
-                if not isinstance(g, NamedNode):
-                    raise UserError("a push needs named graphs: give a graph to push into")
-                return Quad(q.subject, q.predicate, q.object, g)
-
-            n = _spool(_as_quads(quads_or_graph), route, Path(tmp) / "push.nq", progress)
-            # split per graph into N-Triples files (the Graph Store protocol takes one graph per request)
-            for q in parse(path=str(Path(tmp) / "push.nq"), format=RdfFormat.N_QUADS):
-                g = q.graph_name.value
-                if g not in files:
-                    files[g] = open(Path(tmp) / f"{len(files)}.nt", "w", encoding="utf-8")
-                    sizes[g] = 0
-                files[g].write(f"{q.subject} {q.predicate} {q.object} .\n")
-                sizes[g] += 1
-            for f in files.values():
-                f.close()
+            spool = _Spool(None, target, Path(tmp))
+            n = spool.write(_as_quads(quads_or_graph), progress)
+            files = spool.files()
             staging = {g: f"{STAGING}{token}:{i}" for i, g in enumerate(files)}
+            sizes = {g: size for g, (_, size) in files.items()}
             try:
                 for g, s in staging.items():
-                    with open(files[g].name, "rb") as body:
-                        data = body.read()
+                    data = files[g][0].read_bytes()
                     self._request("PUT", self.store_url, params={"graph": s}, data=data,
                                   headers={"Content-Type": "application/n-triples"})
                     if self.count(s) != sizes[g]:
@@ -398,20 +371,82 @@ class _Transient(Exception):
     """An HTTP answer worth retrying."""
 
 
-def _spool(quads: Iterable[Quad], route: Callable[[Quad], Quad], path: Path, progress: bool) -> int:
-    """Write quads (each passed through `route`) as N-Quads to `path`; return how many."""
-    from tqdm import tqdm
+class _Spool:
+    """A load, written to disk before the store is touched: quads of graphs the store does not have
+    go to one N-Quads file (serialized by pyoxigraph); quads of graphs it has (or, for a push, of
+    every graph) go to one N-Triples file each."""
 
-    count = 0
+    def __init__(self, store: OxStore | None, target: NamedNode | None, directory: Path) -> None:
+        """`store`: the store to be loaded, or None to give every graph a file of its own (push)."""
+        self.store, self.target, self.directory = store, target, directory
+        self.path = directory / "fresh.nq"
+        self.fresh: set[str] = set()
+        self.existing: dict[str, tuple[Any, list[int]]] = {}  # graph -> (N-Triples file, [triple count])
 
-    def counted() -> Iterator[Quad]:
-        nonlocal count
-        for q in tqdm(quads, disable=not progress, desc="load", unit=" quads", mininterval=1.0):
-            count += 1
-            yield route(q)
+    def write(self, quads: Iterable[Quad], progress: bool) -> int:
+        from tqdm import tqdm
 
-    serialize(counted(), str(path), RdfFormat.N_QUADS)
-    return count
+        count = 0
+
+        def fresh_quads() -> Iterator[Quad]:
+            nonlocal count
+            for q in tqdm(quads, disable=not progress, desc="load", unit=" quads", mininterval=1.0):
+                count += 1
+                g = self.target or q.graph_name
+                if not isinstance(g, NamedNode):
+                    raise UserError("the store keeps data in named graphs only: give a graph to load into")
+                if g.value in self.fresh:
+                    yield q if self.target is None else Quad(q.subject, q.predicate, q.object, g)
+                    continue
+                if g.value not in self.existing:
+                    if g.value.startswith(STAGING) or g == COMMITS:
+                        raise UserError(f"graph name {g.value} is reserved for the store's own use")
+                    if self.store is not None and not self.store.contains_named_graph(g):
+                        self.fresh.add(g.value)
+                        yield q if self.target is None else Quad(q.subject, q.predicate, q.object, g)
+                        continue
+                    path = self.directory / f"{len(self.existing)}.nt"
+                    self.existing[g.value] = (open(path, "w", encoding="utf-8"), [0])
+                file, size = self.existing[g.value]
+                file.write(f"{q.subject} {q.predicate} {q.object} .\n")
+                size[0] += 1
+
+        try:
+            serialize(fresh_quads(), str(self.path), RdfFormat.N_QUADS)
+        finally:
+            for file, _ in self.existing.values():
+                file.close()
+        return count
+
+    def files(self) -> dict[str, tuple[Path, int]]:
+        """The N-Triples file and triple count of each graph with a file of its own."""
+        return {g: (Path(file.name), size[0]) for g, (file, size) in self.existing.items()}
+
+    def changed(self) -> dict[str, Path]:
+        """The existing graphs whose content differs from what the load brings, with their files.
+
+        The new content is read into an in-memory store first, so that both sides have the store's
+        canonical literal forms, then compared by count and an order-independent sum of quad hashes.
+        """
+        assert self.store is not None
+        out = {}
+        for g, (file, _) in self.existing.items():
+            graph = NamedNode(g)
+            incoming = OxStore()
+            incoming.bulk_load(path=file.name, format=RdfFormat.N_TRIPLES, to_graph=graph)
+            if _fingerprint(incoming.quads_for_pattern(None, None, None, graph)) != _fingerprint(
+                    self.store.quads_for_pattern(None, None, None, graph)):
+                out[g] = Path(file.name)
+        return out
+
+
+def _fingerprint(quads: Iterable[Quad]) -> tuple[int, int]:
+    """(count, sum of hashes mod 2^64) of a set of quads: equal sets give equal fingerprints."""
+    count = total = 0
+    for q in quads:
+        count += 1
+        total = (total + hash(q)) & 0xFFFFFFFFFFFFFFFF
+    return count, total
 
 
 def _as_quads(data: Loadable) -> Iterable[Quad]:
