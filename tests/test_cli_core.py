@@ -67,15 +67,6 @@ def test_model_and_data_errors(run_cli, default_model, tmp_path) -> None:
     assert code == 2 and "missing.keras does not exist" in err
 
 
-def test_demo_runs_end_to_end(run_cli, default_model, tmp_path) -> None:
-    code, out, err = run_cli("demo", "--out", tmp_path / "demo")
-    assert code == 0, err
-    assert "Layer conv5 (64 filters)" in out
-    for name in ("bear", "zebra"):
-        assert f"  {name} " in out
-    assert TagSet.load(tmp_path / "demo" / "tags").selections[0] == ("k-best", 1)
-
-
 def test_help_is_there(run_cli) -> None:
     code, out, _ = run_cli("collect", "--help")
     assert code == 0 and "--shard" in out and "wnids" in out

@@ -118,8 +118,11 @@ def register(cli: click.Group) -> None:
     @click.option("--out", "-o", type=click.Path(file_okay=False),
                   help="Folder for what the demo makes (default: 'demo' in the filtag-kg data folder).")
     @click.option("--retrain", is_flag=True, help="Train the default CNN again instead of using the cached one.")
-    def demo(out: str | None, retrain: bool) -> None:
-        """The embedded default end to end: train (once) the small CNN on Animal-Shape, collect, tag, explain."""
+    @click.option("--store", type=click.Path(file_okay=False),
+                  help="Embedded store to load the graph into (default: 'store' in the filtag-kg data folder).")
+    def demo(out: str | None, retrain: bool, store: str | None) -> None:
+        """The embedded default end to end: train (once) the small CNN on Animal-Shape, collect, tag,
+        evaluate the explanations, load the graph into the store, analyse errors, group with WordNet."""
         from ..demo import run_demo
 
-        run_demo(Path(out) if out else None, retrain=retrain)
+        run_demo(Path(out) if out else None, retrain=retrain, store=Path(store) if store else None)

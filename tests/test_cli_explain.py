@@ -1,0 +1,69 @@
+"""The demo end to end, then explain, evaluate and errors on what it made (one slow run, shared)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from filtag_kg.data import animal_shape, load_animal_shape_arrays
+from filtag_kg.records import ActivationStats, TagSet
+
+
+def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path) -> None:
+    demo = tmp_path / "demo"
+    store = tmp_path / "store"
+    code, out, err = run_cli("demo", "--out", demo, "--store", store)
+    assert code == 0, err
+    assert "Layer conv5 (64 filters)" in out and "  zebra " in out
+    assert "Hits@n against the network's prediction (2000 held-out images" in out
+    assert "Error analysis (tag selection k-best 5)" in out and "most confused class pairs" in out
+    assert "WordNet coarse groups" in out
+    assert "ungulate" in out or "equine" in out or "placental" in out  # real hypernyms of the animals
+    with (demo / "evaluation" / "hits.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 * 2 * 2  # selections x scopes x targets
+    for name in ("evaluation-hits.png", "evaluation-hits.svg", "evaluation-per-class.png"):
+        assert (demo / "evaluation" / name).stat().st_size > 1000
+
+    stats = ActivationStats.load(demo / "stats")
+    wrong = [i for i, (p, t) in enumerate(zip(stats.heldout.predictions, stats.heldout.labels)) if p != t]
+    image_id = stats.heldout.image_ids[wrong[0]]
+    code, out, err = run_cli("explain", "--tags", demo / "tags", "--heldout", image_id, "-s", "k-best 5",
+                             "--json", tmp_path / "e.json")
+    assert code == 0, err
+    truth = stats.classes[stats.heldout.labels[wrong[0]]]
+    assert f"{image_id}: predicted " in out and f"; true {truth} — active filters tagged (k-best 5):" in out
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved[0]["image"] == image_id and saved[0]["true"] == truth
+
+    # an image file in a folder named after its class: same numbers as the held-out record
+    images, _ = load_animal_shape_arrays()
+    held = animal_shape().split("heldout")
+    position = held.ids.index(image_id)
+    (tmp_path / truth).mkdir()
+    Image.fromarray(images[int(image_id)]).save(tmp_path / truth / "x.png")
+    code, out_file, err = run_cli("explain", tmp_path / truth / "x.png", "--tags", demo / "tags", "-s", "k-best 5")
+    assert code == 0, err
+    assert out_file.split(": ", 1)[1] == out.split(": ", 1)[1].splitlines()[0] + "\n"
+    assert position >= 0
+
+    code, out, err = run_cli("evaluate", "--tags", demo / "tags", "--out", tmp_path / "ev", "--store", store,
+                             "--max-n", "5")
+    assert code == 0, err
+    assert "k-best 5" in out and (tmp_path / "ev" / "per-class.csv").is_file()
+    code, out, err = run_cli("errors", "--store", store, "--selection", "q-quantile 10")
+    assert code == 0, err
+    assert "Error analysis (tag selection q-quantile 10)" in out and "misclassified images" in out
+
+    code, _, err = run_cli("explain", "--tags", demo / "tags", "--heldout", "no-such-id")
+    assert code == 2 and "no held-out image with id no-such-id" in err
+    code, _, err = run_cli("explain", "--tags", demo / "tags", "--heldout", image_id, "-s", "k-best 7")
+    assert code == 2 and "'k-best 7' is not in the tag set" in err
+    code, _, err = run_cli("evaluate", "--tags", tmp_path / "nothing")
+    assert code == 2 and "no tag set in" in err
+    assert TagSet.load(demo / "tags").selections[0] == ("k-best", 1)
+    np.testing.assert_array_equal(stats.heldout.labels, held.labels)
