@@ -228,6 +228,9 @@ def test_push_replace_drop_and_union_queries(oxigraph: str, tmp_path: Path, run_
     assert not bool(remote.query(sparql_prefixes() + "ASK { ?r a ft:TaggingRun }", union=False))
     remote.drop(export_graphs(run_b).run)
     assert len(remote) == n
+    triple = ox.Triple(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("x"))
+    assert remote.load([triple, triple], "http://example.org/twice") == 2  # the server keeps one
+    assert remote.count("http://example.org/twice") == 1
 
 
 class _Proxy:

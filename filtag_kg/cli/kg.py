@@ -2,13 +2,15 @@
 
 export (tag set -> RDF file), load (into the embedded store), push (to a SPARQL 1.1 server),
 import-filtag (the FilTag authors' tag files), publish (DCAT + schema.org description with
-distributions), serve (the store as a SPARQL endpoint on loopback).
+distributions), serve (the store as a SPARQL endpoint on loopback), query (bundled SPARQL queries
+or a file, with typed parameters), graph (filter-class / class-class graphs as GraphML).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +163,8 @@ def register(cli: click.Group) -> None:
 
         Each graph is replaced whole; a push that fails leaves the server's graphs as they were.
         """
+        import itertools
+
         from pyoxigraph import NamedNode
 
         from ..kg.store import Store
@@ -176,7 +180,8 @@ def register(cli: click.Group) -> None:
                 missing = [g.value for g in chosen if g not in set(db.graphs())]
                 if missing:
                     raise UserError(f"--graph {', '.join(missing)}: not in the store {db.path}")
-                n = sum(remote.load(db.quads(g), g, progress=True) for g in chosen)
+                # all graphs in one push: one commit on the server
+                n = remote.load(itertools.chain.from_iterable(db.quads(g) for g in chosen), progress=True)
         click.echo(f"{n:,} statements pushed to {endpoint}")
 
     @cli.command("import-filtag")
@@ -250,3 +255,104 @@ def register(cli: click.Group) -> None:
 
         serve(store or default_store_path(), port, allow_updates=allow_updates,
               password=os.environ.get(PASSWORD_ENV), echo=click.echo)
+
+    @cli.command("query")
+    @click.argument("name", required=False)
+    @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+                  help="A query parameter (repeatable); bound as a typed RDF term, never pasted into the text.")
+    @click.option("--format", "-f", "fmt", type=click.Choice(["table", "csv", "tsv", "json"]), default="table",
+                  show_default=True, help="Output: a table, or W3C SPARQL results CSV, TSV or JSON.")
+    @click.option("--list", "list_", is_flag=True, help="List the bundled queries with their parameters.")
+    @_store_option
+    @_query_remote_options
+    def query_command(name: str | None, params: tuple[str, ...], fmt: str, list_: bool, store: Path | None,
+                      endpoint: str | None, user: str | None, timeout: float, retries: int) -> None:
+        """Run a bundled query (by NAME, see --list) or a .rq file on the store or a SPARQL endpoint."""
+        from ..kg import queries
+
+        if list_ or name is None:
+            click.echo(_describe_queries(), nl=False)
+            return
+        query = queries.load(name)
+        values = dict(_split_param(p) for p in params)
+        with _query_store(store, endpoint, user, timeout, retries) as db:
+            click.echo(queries.run(query, db, values).serialize(fmt), nl=False)
+
+    @cli.command("graph")
+    @click.option("--run", help="IRI of the tagging run (default: the only one in the store).")
+    @click.option("--method", type=click.Choice(["k-best", "q-quantile"]), default="k-best", show_default=True)
+    @click.option("--parameter", type=float, default=1, show_default=True, help="The selection's k or q.")
+    @click.option("--layer", help="Only the filters of this layer.")
+    @click.option("--kind", type=click.Choice(["filter-class", "class-class"]), default="filter-class",
+                  show_default=True, help="Bipartite filter-class graph, or classes joined by shared filters.")
+    @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                  help="GraphML file to write.")
+    @_store_option
+    @_query_remote_options
+    def graph_command(run: str | None, method: str, parameter: float, layer: str | None, kind: str, out: Path,
+                      store: Path | None, endpoint: str | None, user: str | None, timeout: float,
+                      retries: int) -> None:
+        """Write the filter-class or class-class graph of one run's selection as GraphML."""
+        from ..kg import graphs
+
+        with _query_store(store, endpoint, user, timeout, retries) as db:
+            graph = graphs.store_filter_class_graph(db, _only_run(db, run), method, parameter, layer)
+        if kind == "class-class":
+            graph = graphs.class_class_graph(graph)
+        graphs.write_graphml(graph, out)
+        click.echo(f"{kind} graph: {graph.number_of_nodes():,} nodes, {graph.number_of_edges():,} edges -> {out}")
+
+
+def _query_remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the read-only commands for querying a SPARQL server instead of the embedded store."""
+    for option in reversed((
+        click.option("--endpoint", help="Query this SPARQL server (base URL; Oxigraph: /query below it) "
+                                        "instead of the embedded store."),
+        click.option("--user", help=f"HTTP basic auth user (password from ${PASSWORD_ENV} or a prompt)."),
+        click.option("--timeout", default=60.0, show_default=True, help="Seconds per HTTP request."),
+        click.option("--retries", default=4, show_default=True, help="Retries of transient HTTP errors."),
+    )):
+        f = option(f)
+    return f
+
+
+@contextmanager
+def _query_store(store: Path | None, endpoint: str | None, user: str | None, timeout: float,
+                 retries: int) -> Iterator[Any]:
+    """The embedded store (read-only) or, with --endpoint, the remote server, to query."""
+    if endpoint is not None:
+        if store is not None:
+            raise UserError("give either --store or --endpoint, not both")
+        with _remote(endpoint, None, None, None, user, timeout, retries) as remote:
+            yield remote
+        return
+    from ..kg.store import Store
+
+    with Store(store, read_only=True) as db:
+        yield db
+
+
+def _split_param(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name.strip():
+        raise UserError(f"--param {item!r}: expected NAME=VALUE, e.g. --param layer=block5_conv3")
+    return name.strip(), value
+
+
+def _describe_queries() -> str:
+    """The bundled queries: name, title, parameters (type, optional) and an example."""
+    from ..kg import queries
+
+    lines = []
+    for name in queries.bundled_names():
+        try:
+            q = queries.load(name)
+        except UserError as e:
+            lines.append(f"{name}: (cannot be used: {e})")
+            continue
+        lines.append(f"{q.name}: {q.title}")
+        lines.extend(f"    --param {p.name}=<{p.type}>{'' if p.required else ' (optional)'}  {p.description}"
+                     for p in q.parameters)
+        if q.example:
+            lines.append(f"    e.g. {q.example}")
+    return "\n".join(lines) + "\n"

@@ -280,8 +280,7 @@ class RemoteStore:
             sizes = {g: size for g, (_, size) in files.items()}
             try:
                 for g, s in staging.items():
-                    data = files[g][0].read_bytes()
-                    self._request("PUT", self.store_url, params={"graph": s}, data=data,
+                    self._request("PUT", self.store_url, body_file=files[g][0], params={"graph": s},
                                   headers={"Content-Type": "application/n-triples"})
                     if self.count(s) != sizes[g]:
                         raise RemoteError(f"push to {self.store_url}: staging graph of {g} is incomplete")
@@ -322,11 +321,16 @@ class RemoteStore:
                                  headers={"Accept": "application/sparql-results+json"})
         return response.json()["results"]["bindings"]
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, url: str, body_file: Path | None = None, **kwargs: Any) -> Any:
+        """One HTTP request with retries; `body_file` is streamed (opened again for each attempt)."""
         import requests
 
         def send() -> requests.Response:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            if body_file is None:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            else:
+                with open(body_file, "rb") as body:
+                    response = self.session.request(method, url, timeout=self.timeout, data=body, **kwargs)
             if response.status_code in self.TRANSIENT:
                 raise _Transient(f"{response.status_code} {response.reason}")
             if response.status_code >= 400:
@@ -382,6 +386,7 @@ class _Spool:
         self.path = directory / "fresh.nq"
         self.fresh: set[str] = set()
         self.existing: dict[str, tuple[Any, list[int]]] = {}  # graph -> (N-Triples file, [triple count])
+        self.seen: dict[str, set[int]] = {}  # for a push: hashes of the lines written per graph
 
     def write(self, quads: Iterable[Quad], progress: bool) -> int:
         from tqdm import tqdm
@@ -408,7 +413,13 @@ class _Spool:
                     path = self.directory / f"{len(self.existing)}.nt"
                     self.existing[g.value] = (open(path, "w", encoding="utf-8"), [0])
                 file, size = self.existing[g.value]
-                file.write(f"{q.subject} {q.predicate} {q.object} .\n")
+                line = f"{q.subject} {q.predicate} {q.object} .\n"
+                if self.store is None:  # a push counts distinct triples, as the server will
+                    seen = self.seen.setdefault(g.value, set())
+                    if hash(line) in seen:
+                        continue
+                    seen.add(hash(line))
+                file.write(line)
                 size[0] += 1
 
         try:
