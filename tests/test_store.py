@@ -5,6 +5,7 @@ pushes that leave the remote graph as it was, retries of transient errors, HTTP 
 from __future__ import annotations
 
 import base64
+import gc
 import os
 import signal
 import subprocess
@@ -98,17 +99,19 @@ def test_interrupted_load_leaves_the_store_as_it_was(tmp_path: Path, run_a: TagS
 
 
 class _FailingBulkLoad:
-    """Stands in for the pyoxigraph store and fails bulk_load after writing the data."""
+    """Stands in for the pyoxigraph store: its first `failures` bulk loads write the data, then fail."""
 
-    def __init__(self, inner: ox.Store) -> None:
-        self.inner = inner
+    def __init__(self, inner: ox.Store, failures: int = 1) -> None:
+        self.inner, self.failures = inner, failures
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
     def bulk_load(self, **kwargs: object) -> None:
         self.inner.bulk_load(**kwargs)
-        raise OSError("disk full")
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("disk full")
 
 
 def test_failure_after_the_data_is_written_rolls_back(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
@@ -116,12 +119,24 @@ def test_failure_after_the_data_is_written_rolls_back(tmp_path: Path, run_a: Tag
     store.load(export_tags(run_a))
     before = _snapshot(store)
     real = store.oxigraph
-    store.oxigraph = _FailingBulkLoad(real)
     for graph in (None, export_graphs(run_a).run):  # fresh graphs, and a graph being replaced
+        store.oxigraph = _FailingBulkLoad(real)
         with pytest.raises(OSError, match="disk full"):
             store.load(export_tags(run_b), graph)
+        store.oxigraph = real
+        assert _snapshot(store) == before and not (store.path / JOURNAL).exists()
+    # when putting the replaced graph back fails too, the journal stays and the next opening recovers
+    store.oxigraph = _FailingBulkLoad(real, failures=2)
+    with pytest.raises(OSError, match="disk full"):
+        store.load(export_tags(run_b), export_graphs(run_a).run)
     store.oxigraph = real
+    assert (store.path / JOURNAL).exists()
+    store.close()
+    del real
+    gc.collect()  # the tracebacks above hold the pyoxigraph store (and its lock) otherwise
+    store = Store(tmp_path / "store")
     assert _snapshot(store) == before and not (store.path / JOURNAL).exists()
+    assert not list(store.path.glob("filtag-kg-backup-*"))
 
 
 KILLED_LOAD = textwrap.dedent("""

@@ -3,10 +3,11 @@ with one interface: `load(quads, graph)`, `query(sparql)`, `graphs()`, `drop(gra
 
 Loading replaces whole named graphs (reloading a run is idempotent) and is all-or-nothing:
 
-* embedded: the quads are spooled to an N-Quads file, bulk-loaded (fast, not transactional by itself)
-  with graphs that already exist going to staging graphs, and then committed by one SPARQL update
-  (transactional) that moves the staging graphs over their targets and records a commit marker. A
-  journal file beside the store names the graphs of a load in progress; opening the store after a
+* embedded: the quads are spooled to files before the store is touched. Graphs whose content would
+  not change are left alone; graphs that change are first copied to backup files beside the store;
+  then everything is bulk-loaded (fast, not transactional by itself) and committed by writing a
+  commit marker (one transaction). A journal file beside the store names the new graphs and the
+  backups of a load in progress: a failed load is rolled back at once, and opening the store after a
   crash rolls back an uncommitted load, so an interrupted load leaves the store as it was.
 * remote: each graph is PUT (Graph Store HTTP Protocol) into a staging graph, its size verified by
   counting, then one SPARQL update replaces the targets with the staging graphs (one transaction on
@@ -36,6 +37,7 @@ from ..errors import UserError
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
 COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only during a load)
 JOURNAL = "filtag-kg-load.json"  # beside the store directory's data files
+BACKUP = "filtag-kg-backup-"  # file name prefix of the copies of graphs a load replaces
 
 T = TypeVar("T")
 Loadable = Iterable[Quad] | Iterable[Triple] | Any  # quads, triples, or an rdflib Graph/Dataset
@@ -108,26 +110,27 @@ class Store:
             spool = _Spool(self.oxigraph, target, Path(tmp))
             n = spool.write(_as_quads(quads_or_graph), progress)
             changed = spool.changed()
-            staging = {g: NamedNode(f"{STAGING}{token}:{i}") for i, g in enumerate(changed)}
             if not spool.fresh and not changed:
                 return n
-            self._write_journal({"token": token, "fresh": sorted(spool.fresh),
-                                 "staging": [s.value for s in staging.values()]})
+            backups = {g: str(self.path / f"{BACKUP}{token}-{i}.nt") for i, g in enumerate(changed)}
+            for g, backup in backups.items():
+                self.oxigraph.dump(backup, RdfFormat.N_TRIPLES, from_graph=NamedNode(g))
+                _fsync(backup)
+            journal = {"token": token, "fresh": sorted(spool.fresh), "replaced": backups}
+            self._write_journal(journal)
             try:
                 if spool.fresh:
                     self.oxigraph.bulk_load(path=str(spool.path), format=RdfFormat.N_QUADS)
                 for g, path in changed.items():
-                    self.oxigraph.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=staging[g])
-                moves = " ; ".join(f"MOVE GRAPH {s} TO GRAPH <{g}>" for g, s in staging.items())
-                marker = f"INSERT DATA {{ GRAPH {COMMITS} {{ <{STAGING}{token}> a <{STAGING}Commit> }} }}"
-                self.oxigraph.update(f"{moves} ; {marker}" if moves else marker)
+                    self.oxigraph.remove_graph(NamedNode(g))
+                    self.oxigraph.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g))
+                self.oxigraph.update(f"INSERT DATA {{ GRAPH {COMMITS} {{ <{STAGING}{token}> a <{STAGING}Commit> }} }}")
             except BaseException:
-                self._rollback(spool.fresh, staging.values())
+                self._rollback(journal)
                 self._journal_path.unlink(missing_ok=True)
                 raise
             self._journal_path.unlink(missing_ok=True)
-            self.oxigraph.remove_graph(COMMITS)
-            self.oxigraph.flush()
+            self._cleanup()
         return n
 
     def drop(self, graph: NamedNode | str) -> None:
@@ -162,22 +165,38 @@ class Store:
         os.replace(tmp, self._journal_path)
 
     def _recover(self) -> None:
-        """Finish what a crashed load left: roll back an uncommitted load, drop leftovers."""
+        """Finish what a crashed load left: roll back an uncommitted load, remove leftovers."""
         if self._journal_path.exists():
             entry = json.loads(self._journal_path.read_text())
             load = NamedNode(STAGING + entry["token"])
             committed = self.oxigraph.query(f"ASK {{ GRAPH {COMMITS} {{ {load} a <{STAGING}Commit> }} }}")
             if not bool(committed):
-                self._rollback(set(entry["fresh"]), [NamedNode(s) for s in entry["staging"]])
+                self._rollback(entry)
             self._journal_path.unlink()
+        self._cleanup()
+
+    def _rollback(self, journal: dict[str, Any]) -> None:
+        """Remove the graphs a load created and put back the ones it replaced, from their backups."""
+        for g in [NamedNode(f) for f in journal["fresh"]] + [NamedNode(r) for r in journal["replaced"]]:
+            if self.oxigraph.contains_named_graph(g):
+                self.oxigraph.remove_graph(g)
+        for g, backup in journal["replaced"].items():
+            self.oxigraph.bulk_load(path=backup, format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g))
+        self.oxigraph.flush()
+
+    def _cleanup(self) -> None:
+        """Remove backups, commit markers and staging graphs no load needs any more."""
+        for backup in self.path.glob(f"{BACKUP}*.nt"):
+            backup.unlink()
         for g in list(self.oxigraph.named_graphs()):
             if isinstance(g, NamedNode) and (g.value.startswith(STAGING) or g == COMMITS):
                 self.oxigraph.remove_graph(g)
+        self.oxigraph.flush()
 
-    def _rollback(self, fresh: Iterable[str], staging: Iterable[NamedNode]) -> None:
-        for g in [NamedNode(f) for f in fresh] + list(staging):
-            if self.oxigraph.contains_named_graph(g):
-                self.oxigraph.remove_graph(g)
+
+def _fsync(path: str) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 class RemoteError(UserError):
