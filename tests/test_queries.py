@@ -396,3 +396,68 @@ def test_selection_tags(store: Store, runs: dict[str, TagSet]) -> None:
     assert sorted((r["filter"], r["classIndex"], r["rank"]) for r in got) == sorted(
         zip(one.filter_index[keep].tolist(), one.class_index[keep].tolist(), one.rank[keep].tolist()))
     assert {r["sequence"] for r in got} == {5}  # manifest index 4, NNO counts from 1
+
+
+# -- the remote path: a real Oxigraph server on loopback ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory, runs: dict[str, TagSet]):
+    from oxigraph_server import oxigraph_server
+
+    from filtag_kg.kg.export import export_tags
+    from filtag_kg.kg.store import RemoteStore
+
+    with oxigraph_server(tmp_path_factory.mktemp("oxigraph")) as base:
+        store = RemoteStore.at(base)
+        for tags in runs.values():
+            store.load(export_tags(tags))
+        store.load(_label_store().quads_for_pattern(None, None, None, None))
+        yield store
+
+
+def _comparable(results: Results) -> list[tuple[str, ...]]:
+    """Rows as sorted tuples of terms; GROUP_CONCAT cells sorted (their order is unspecified) and
+    doubles to 12 digits (sums in another order round differently)."""
+    def cell(name: str, term: object) -> str:
+        if name in ("indices", "selections", "software") and term is not None:
+            return ",".join(sorted(term.value.replace(", ", " ").split()))
+        if isinstance(term, Literal) and term.datatype.value == XSD + "double":
+            return f"{float(term.value):.12g}"
+        return "" if term is None else str(term)
+    return sorted(tuple(cell(v, t) for v, t in zip(results.variables, row)) for row in results.rows)
+
+
+def _bundled_calls(runs: dict[str, TagSet]) -> list[tuple[str, dict[str, object]]]:
+    a, b = run_iri(runs["a"]), run_iri(runs["b"])
+    return [
+        ("runs", {}), ("networks", {}),
+        ("filter-tags", {"layer": "conv2d", "filter": 3}),
+        ("filter-tags", {"layer": "conv2d", "filter": 3, "run": b}),
+        ("class-filters", {"class": "horse"}),
+        ("class-specific-filters", {}), ("class-specific-filters", {"run": a, "layer": "conv2d_2"}),
+        ("similar-classes", {"class": "zebra", "run": a}),
+        ("layer-tag-statistics", {}),
+        ("run-diff", {"run1": a, "method1": KB, "parameter1": 1, "run2": a, "method2": QQ, "parameter2": "25.0"}),
+        ("run-diff", {"run1": a, "method1": KB, "parameter1": 3, "run2": b, "method2": KB, "parameter2": 1,
+                      "layer": "conv2d_1"}),
+        ("selection-tags", {"run": b, "method": KB, "parameter": 1}),
+    ]
+
+
+def test_remote_and_embedded_give_the_same_answers(store: Store, remote, runs: dict[str, TagSet]) -> None:
+    mine = {name for name, _ in _bundled_calls(runs)}
+    assert mine >= REQUIRED | {"runs", "selection-tags"}
+    for name, params in _bundled_calls(runs):
+        here = queries.run(name, store, params)
+        there = queries.run(name, remote, params)
+        assert there.variables == here.variables, name
+        assert _comparable(there) == _comparable(here), (name, params)
+        assert len(here) > 0, (name, params)
+
+
+def test_injection_on_the_remote_store_changes_nothing(remote) -> None:
+    before = len(remote)
+    q = Query.parse(LABEL_QUERY, "labels")
+    assert [t.value for t in queries.run(q, remote, {"label": INJECTION}).column("thing")] == ["http://e/b"]
+    assert queries.run(q, remote, {"label": 'plain" } ; DROP ALL ; #'}).rows == []
+    assert len(remote) == before > 0

@@ -14,6 +14,13 @@ are never pasted into the query text: the embedded store gets them as pyoxigraph
 a remote store as a serialized `VALUES` block at the start of the WHERE group (terms serialized by
 pyoxigraph, so a string cannot close its literal). Optional parameters left out stay unbound.
 Queries are written against the union of the named graphs (see docs/graph-model.md).
+
+Rules for query authors, so that both bindings give the same answers (tests check every bundled
+query on both): a parameter must be in the SELECT list (pyoxigraph substitutes projected variables
+only); use parameters in triple patterns and top-level FILTERs, not in BIND or BOUND (pyoxigraph
+leaves them unbound there) nor in FILTERs of nested groups (a VALUES block does not reach them);
+and compare numbers of possibly different datatypes after a cast (`xsd:decimal(?k) = ?param`),
+since pyoxigraph compares a substituted term as a term.
 """
 
 from __future__ import annotations
@@ -34,12 +41,10 @@ from pyoxigraph import (
     Literal,
     NamedNode,
     QueryBoolean,
-    QueryResultsFormat,
     QuerySolutions,
     QueryTriples,
     Triple,
     Variable,
-    parse_query_results,
 )
 
 from ..errors import UserError
@@ -194,13 +199,14 @@ class Query:
         return self.text[: at + 1] + "\n  " + block + self.text[at + 1 :]
 
 
+def bundled_names() -> list[str]:
+    """Names of the queries shipped with the package (`queries/*.rq`), sorted."""
+    return sorted(f.name[:-3] for f in resources.files("filtag_kg.queries").iterdir() if f.name.endswith(".rq"))
+
+
 def bundled() -> list[Query]:
-    """All queries shipped with the package, by name."""
-    root = resources.files("filtag_kg.queries")
-    return sorted(
-        (Query.parse(f.read_text(encoding="utf-8"), f.name[:-3]) for f in root.iterdir() if f.name.endswith(".rq")),
-        key=lambda q: q.name,
-    )
+    """All queries shipped with the package, by name (a malformed one raises UserError)."""
+    return [load(name) for name in bundled_names()]
 
 
 def load(name_or_path: str | Path) -> Query:
@@ -210,10 +216,11 @@ def load(name_or_path: str | Path) -> Query:
         if not path.is_file():
             raise UserError(f"query file {path} does not exist")
         return Query.parse(path.read_text(encoding="utf-8"), path.stem, path)
-    queries = {q.name: q for q in bundled()}
-    if str(name_or_path) not in queries:
-        raise UserError(f"no bundled query {str(name_or_path)!r}; bundled: {', '.join(queries)} (or give a .rq file)")
-    return queries[str(name_or_path)]
+    name = str(name_or_path)
+    bundled_file = resources.files("filtag_kg.queries") / f"{name}.rq"
+    if "/" in name or not bundled_file.is_file():
+        raise UserError(f"no bundled query {name!r}; bundled: {', '.join(bundled_names())} (or give a .rq file)")
+    return Query.parse(bundled_file.read_text(encoding="utf-8"), name)
 
 
 @dataclass
@@ -225,10 +232,11 @@ class Results:
     boolean: bool | None = None
 
     @classmethod
-    def of(cls, results: QuerySolutions | QueryBoolean | QueryTriples) -> Results:
+    def of(cls, results: QuerySolutions | QueryBoolean | QueryTriples | list[Triple]) -> Results:
+        """From pyoxigraph results (a remote store gives CONSTRUCT results as a list of triples)."""
         if isinstance(results, QueryBoolean):
             return cls([], [], bool(results))
-        if isinstance(results, QueryTriples):
+        if isinstance(results, (QueryTriples, list)):
             return cls(["subject", "predicate", "object"], [(t.subject, t.predicate, t.object) for t in results])
         variables = [v.value for v in results.variables]
         return cls(variables, [tuple(s[v] for v in variables) for s in results])
@@ -277,48 +285,26 @@ def run(query: Query | str, store: Any, params: Mapping[str, object] | None = No
 
     `store`: filtag_kg.kg.store's `Store` (embedded), its `RemoteStore`, or a `pyoxigraph.Store`.
     """
+    from pyoxigraph import Store as OxStore
+
+    from .store import RemoteStore, Store
+
     if not isinstance(query, Query):
         query = load(query)
     bindings = query.bind(params)
+    if isinstance(store, RemoteStore):
+        return Results.of(store.query(query.with_values(bindings)))
+    if isinstance(store, Store):
+        store = store.oxigraph
+    if not isinstance(store, OxStore):
+        raise TypeError(f"not a store the query runner knows: {type(store).__name__}")
     try:
-        if _is_remote(store):
-            raw = store.query(query.with_values(bindings))
-        else:
-            raw = _embedded(store).query(
-                query.text,
-                use_default_graph_as_union=True,
-                substitutions={Variable(n): t for n, t in bindings.items()},
-            )
+        raw = store.query(
+            query.text, use_default_graph_as_union=True, substitutions={Variable(n): t for n, t in bindings.items()},
+        )
     except SyntaxError as e:
         raise UserError(f"query {query.name!r} is not valid SPARQL: {e}") from None
-    return Results.of(_as_pyoxigraph(raw))
-
-
-def _is_remote(store: Any) -> bool:
-    return type(store).__name__ == "RemoteStore"
-
-
-def _embedded(store: Any) -> Any:
-    """The pyoxigraph.Store behind an embedded store (or the store itself)."""
-    import pyoxigraph
-
-    if isinstance(store, pyoxigraph.Store):
-        return store
-    inner = getattr(store, "oxigraph", None) or getattr(store, "_store", None)
-    if isinstance(inner, pyoxigraph.Store):
-        return inner
-    raise TypeError(f"not a store the query runner knows: {type(store).__name__}")
-
-
-def _as_pyoxigraph(raw: Any) -> QuerySolutions | QueryBoolean | QueryTriples:
-    """Results from either store as pyoxigraph results (SPARQL-results JSON is parsed)."""
-    if isinstance(raw, (QuerySolutions, QueryBoolean, QueryTriples)):
-        return raw
-    if isinstance(raw, dict):
-        raw = json.dumps(raw).encode()
-    if isinstance(raw, str):
-        raw = raw.encode()
-    return parse_query_results(raw, format=QueryResultsFormat.JSON)
+    return Results.of(raw)
 
 
 def python_value(term: Term | None) -> Any:
