@@ -74,27 +74,52 @@ XSD_DATETIME = _n(XSD + "dateTime")
 METHOD_NODES = {K_BEST: _n(FT + "KBest"), Q_QUANTILE: _n(FT + "QQuantile")}
 
 
-class _P:
+class P:
     """The predicates and classes of the export, built once."""
 
-    def __init__(self) -> None:
-        for name in ("Filter", "Tag", "ImageClass", "TaggingRun", "CollectionRun", "modelHash", "kerasClass",
-                     "filterCount", "kernelSize", "parameterCount", "activationFunction", "hasFilter", "ofLayer",
-                     "filterIndex", "classIndex", "wnid", "labelSpace", "filter", "class", "score", "rank",
-                     "method", "k", "q", "split", "splitFraction", "seed", "imageCount", "selection",
-                     "softwareVersion"):
-            setattr(self, "ft_" + name, _n(FT + name))
-        for name in ("NeuralNetwork", "Model", "Layer", "hasModel", "hasLayer", "hasLayerSequence", "usedFramework"):
-            setattr(self, "nno_" + name, _n(NNO + name))
-        self.used, self.generated_by = _n(PROV + "used"), _n(PROV + "wasGeneratedBy")
-        self.informed_by, self.ended = _n(PROV + "wasInformedBy"), _n(PROV + "endedAtTime")
-        self.title, self.source = _n(DCTERMS + "title"), _n(DCTERMS + "source")
-        self.dataset = _n(DCAT + "Dataset")
-        self.scheme, self.concept = _n(SKOS + "ConceptScheme"), _n(SKOS + "Concept")
-        self.in_scheme, self.pref_label = _n(SKOS + "inScheme"), _n(SKOS + "prefLabel")
-
-
-P = _P()
+    ft_Filter = _n(FT + "Filter")
+    ft_Tag = _n(FT + "Tag")
+    ft_ImageClass = _n(FT + "ImageClass")
+    ft_TaggingRun = _n(FT + "TaggingRun")
+    ft_CollectionRun = _n(FT + "CollectionRun")
+    ft_modelHash = _n(FT + "modelHash")
+    ft_kerasClass = _n(FT + "kerasClass")
+    ft_filterCount = _n(FT + "filterCount")
+    ft_kernelSize = _n(FT + "kernelSize")
+    ft_parameterCount = _n(FT + "parameterCount")
+    ft_activationFunction = _n(FT + "activationFunction")
+    ft_hasFilter = _n(FT + "hasFilter")
+    ft_ofLayer = _n(FT + "ofLayer")
+    ft_filterIndex = _n(FT + "filterIndex")
+    ft_classIndex = _n(FT + "classIndex")
+    ft_wnid = _n(FT + "wnid")
+    ft_labelSpace = _n(FT + "labelSpace")
+    ft_filter = _n(FT + "filter")
+    ft_class = _n(FT + "class")
+    ft_score = _n(FT + "score")
+    ft_rank = _n(FT + "rank")
+    ft_method = _n(FT + "method")
+    ft_k = _n(FT + "k")
+    ft_q = _n(FT + "q")
+    ft_split = _n(FT + "split")
+    ft_splitFraction = _n(FT + "splitFraction")
+    ft_seed = _n(FT + "seed")
+    ft_imageCount = _n(FT + "imageCount")
+    ft_selection = _n(FT + "selection")
+    ft_softwareVersion = _n(FT + "softwareVersion")
+    nno_NeuralNetwork = _n(NNO + "NeuralNetwork")
+    nno_Model = _n(NNO + "Model")
+    nno_Layer = _n(NNO + "Layer")
+    nno_hasModel = _n(NNO + "hasModel")
+    nno_hasLayer = _n(NNO + "hasLayer")
+    nno_hasLayerSequence = _n(NNO + "hasLayerSequence")
+    nno_usedFramework = _n(NNO + "usedFramework")
+    used, generated_by = _n(PROV + "used"), _n(PROV + "wasGeneratedBy")
+    informed_by, ended = _n(PROV + "wasInformedBy"), _n(PROV + "endedAtTime")
+    title, source = _n(DCTERMS + "title"), _n(DCTERMS + "source")
+    dataset = _n(DCAT + "Dataset")
+    scheme, concept = _n(SKOS + "ConceptScheme"), _n(SKOS + "Concept")
+    in_scheme, pref_label = _n(SKOS + "inScheme"), _n(SKOS + "prefLabel")
 
 
 @dataclass(frozen=True)
