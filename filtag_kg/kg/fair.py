@@ -363,7 +363,10 @@ def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
 
 def serve(path: Path, port: int, allow_updates: bool = False, password: str | None = None,
           echo: Callable[[str], Any] = print) -> None:
-    """Serve until interrupted (Ctrl-C), printing the endpoint."""
+    """Serve until interrupted (Ctrl-C or SIGTERM), printing the endpoint."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that the server process is stopped too
     with serving(path, port, allow_updates, password) as (url, secret):
         echo(f"SPARQL endpoint: {url}/query (store {path}, default graph = union of the named graphs)")
         if secret is None:
