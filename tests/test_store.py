@@ -301,13 +301,23 @@ def test_failed_push_leaves_the_remote_graph_as_it_was(oxigraph: str, run_a: Tag
                 return 400, b"refused"
         return None
 
+    # run b's graph is new (PUT in place first), run a's graph gets new content (PUT to staging: fails)
+    change = ox.Quad(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("new"), run_graph)
     proxy = _Proxy(oxigraph, second_put_fails)
     try:
         with pytest.raises(RemoteError, match="400"):
-            RemoteStore.at(proxy.url, retries=0).load(export_tags(run_b))  # three graphs, the second PUT fails
+            RemoteStore.at(proxy.url, retries=0).load([*export_tags(run_b), change])
     finally:
         proxy.close()
+    assert len(puts) == 2
     assert (direct.count(run_graph), len(direct)) == before
+    assert export_graphs(run_b).run not in direct.graphs()
+    watching = _Proxy(oxigraph, lambda *request: None)
+    try:
+        RemoteStore.at(watching.url).load(export_tags(run_a))  # what the server holds already
+    finally:
+        watching.close()
+    assert [method for method, *_ in watching.log].count("PUT") == 0
     assert not any(g.value.startswith(STAGING) for g in direct.graphs())
     with pytest.raises(RuntimeError, match="interrupted"):
         direct.load(_failing(export_tags(run_b), after=100), run_graph)

@@ -9,10 +9,11 @@ Loading replaces whole named graphs (reloading a run is idempotent) and is all-o
   commit marker (one transaction). A journal file beside the store names the new graphs and the
   backups of a load in progress: a failed load is rolled back at once, and opening the store after a
   crash rolls back an uncommitted load, so an interrupted load leaves the store as it was.
-* remote: each graph is PUT (Graph Store HTTP Protocol) into a staging graph, its size verified by
-  counting, then one SPARQL update replaces the targets with the staging graphs (one transaction on
-  the server), sizes are verified again and the staging graphs dropped. Until that update the
-  targets are untouched; transient HTTP errors are retried with exponential backoff.
+* remote: a graph the server lacks is PUT (Graph Store HTTP Protocol) in one request; a graph it
+  has is PUT into a staging graph first and replaced by one SPARQL update (one transaction on the
+  server) once all uploads are complete. Every upload is verified by counting; if anything fails,
+  the new graphs are dropped again and the existing ones were never touched. Transient HTTP errors
+  are retried with exponential backoff.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class Store:
                 self.path.mkdir(parents=True, exist_ok=True)
                 self.oxigraph = OxStore(str(self.path))
         except OSError as e:
-            raise UserError(f"cannot open the store at {self.path}: {e}") from None
+            hint = " (another process, e.g. `filtag-kg serve`, has it open)" if "lock" in str(e).lower() else ""
+            raise UserError(f"cannot open the store at {self.path}{hint}: {e}") from None
         if not read_only:
             self._recover()
 
@@ -285,7 +287,7 @@ class RemoteStore:
     def load(self, quads_or_graph: Loadable, graph: NamedNode | str | None = None, progress: bool = False) -> int:
         """Push quads, replacing each named graph they belong to (or `graph`); complete or nothing.
 
-        Returns the number of quads pushed.
+        Graphs the server already holds unchanged are not sent again. Returns the number of quads given.
         """
         if self.store_url is None or self.update_url is None:
             raise UserError("pushing needs the server's graph store (store_url) and update (update_url) endpoints")
@@ -295,23 +297,48 @@ class RemoteStore:
             spool = _Spool(None, target, Path(tmp))
             n = spool.write(_as_quads(quads_or_graph), progress)
             files = spool.files()
-            staging = {g: f"{STAGING}{token}:{i}" for i, g in enumerate(files)}
             sizes = {g: size for g, (_, size) in files.items()}
+            present = {g.value for g in self.graphs()}
+            fresh = [g for g in files if g not in present]
+            changed = [g for g in files if g in present and not self._holds(g, files[g][0])]
+            staging = {g: f"{STAGING}{token}:{i}" for i, g in enumerate(changed)}
+            written: list[str] = []  # new graphs already in place
+            committed = False
             try:
-                for g, s in staging.items():
-                    self._request("PUT", self.store_url, body_file=files[g][0], params={"graph": s},
-                                  headers={"Content-Type": "application/n-triples"})
-                    if self.count(s) != sizes[g]:
-                        raise RemoteError(f"push to {self.store_url}: staging graph of {g} is incomplete")
-                # one update, one transaction; idempotent, so retrying it after a lost answer is safe
-                self.update(" ; ".join(f"DROP SILENT GRAPH <{g}> ; ADD <{s}> TO <{g}>" for g, s in staging.items()))
-                for g in staging:
-                    if self.count(g) != sizes[g]:
-                        raise RemoteError(f"push to {self.store_url}: graph {g} has {self.count(g)} triples "
-                                          f"after the commit, expected {sizes[g]}")
+                for g in fresh:  # a graph the server lacks: one PUT straight into place
+                    written.append(g)
+                    self._put(files[g][0], g, sizes[g])
+                for g, s in staging.items():  # a graph the server has: PUT beside it first
+                    self._put(files[g][0], s, sizes[g])
+                if staging:
+                    # one update, one transaction; idempotent, so retrying it after a lost answer is safe
+                    self.update(" ; ".join(f"DROP SILENT GRAPH <{g}> ; ADD <{s}> TO <{g}>" for g, s in staging.items()))
+                    for g in staging:
+                        if self.count(g) != sizes[g]:
+                            raise RemoteError(f"push to {self.store_url}: graph {g} has {self.count(g)} triples "
+                                              f"after the commit, expected {sizes[g]}")
+                committed = True
             finally:
-                self._drop_quietly(staging.values())
+                self._drop_quietly(list(staging.values()) + ([] if committed else written))
         return n
+
+    def _holds(self, graph: str, path: Path) -> bool:
+        """Whether the server's graph already holds exactly the triples of an N-Triples file."""
+        assert self.store_url is not None
+        response = self._request("GET", self.store_url, params={"graph": graph},
+                                 headers={"Accept": "application/n-triples"})
+        current = OxStore()
+        current.load(response.content, format=RdfFormat.N_TRIPLES, to_graph=NamedNode(graph))
+        return _unchanged(path, graph, current.quads_for_pattern(None, None, None, NamedNode(graph)))
+
+    def _put(self, body: Path, graph: str, size: int) -> None:
+        """PUT an N-Triples file as a graph and check by counting that all of it arrived."""
+        assert self.store_url is not None
+        self._request("PUT", self.store_url, body_file=body, params={"graph": graph},
+                      headers={"Content-Type": "application/n-triples"})
+        if self.count(graph) != size:
+            raise RemoteError(f"push to {self.store_url}: graph {graph} has {self.count(graph)} triples "
+                              f"after the upload, expected {size}")
 
     def update(self, sparql: str) -> None:
         """Run a SPARQL 1.1 update."""
@@ -459,15 +486,17 @@ class _Spool:
         canonical literal forms, then compared by count and an order-independent sum of quad hashes.
         """
         assert self.store is not None
-        out = {}
-        for g, (file, _) in self.existing.items():
-            graph = NamedNode(g)
-            incoming = OxStore()
-            incoming.bulk_load(path=file.name, format=RdfFormat.N_TRIPLES, to_graph=graph)
-            if _fingerprint(incoming.quads_for_pattern(None, None, None, graph)) != _fingerprint(
-                    self.store.quads_for_pattern(None, None, None, graph)):
-                out[g] = Path(file.name)
-        return out
+        store = self.store
+        return {g: Path(file.name) for g, (file, _) in self.existing.items()
+                if not _unchanged(Path(file.name), g, store.quads_for_pattern(None, None, None, NamedNode(g)))}
+
+
+def _unchanged(path: Path, graph: str, current: Iterable[Quad]) -> bool:
+    """Whether an N-Triples file holds exactly the quads `current` has in `graph`. The file is read
+    into an in-memory store first, so both sides have the store's canonical literal forms."""
+    incoming = OxStore()
+    incoming.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=NamedNode(graph))
+    return _fingerprint(incoming.quads_for_pattern(None, None, None, NamedNode(graph))) == _fingerprint(current)
 
 
 def _fingerprint(quads: Iterable[Quad]) -> tuple[int, int]:
