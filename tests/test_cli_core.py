@@ -74,6 +74,10 @@ def test_help_is_there(run_cli) -> None:
 
 def test_imagenet_weights_offline_say_how_to_pass_a_file(run_cli, tmp_path, monkeypatch) -> None:
     """Keras' download goes to a closed port on loopback (as offline); the error says what to do."""
+    import urllib.request
+
+    # urllib caches its proxy settings in a global opener on first use: keep ours out of later tests
+    monkeypatch.setattr(urllib.request, "_opener", None)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
