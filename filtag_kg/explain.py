@@ -209,17 +209,19 @@ def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     written = []
+    n_max = min(len(next(iter(result.hits.values()))), len(result.classes))  # beyond: flat by definition
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey=True)
     for (row, scope), (col, target) in ((s, t) for s in enumerate(SCOPES) for t in enumerate(TARGETS)):
         ax = axes[row][col]
         for (method, p, sc, tg), curve in result.hits.items():
             if sc == scope and tg == target:
-                ax.plot(np.arange(1, len(curve) + 1), curve, label=f"{'k' if method == K_BEST else 'q'}={p:g}"
+                ax.plot(np.arange(1, n_max + 1), curve[:n_max], marker="." if n_max <= 20 else None, label=f"{'k' if method == K_BEST else 'q'}={p:g}"
                         + ("" if method == K_BEST else "%"), linestyle="-" if method == K_BEST else "--")
         ax.set_title(f"{'all layers' if scope == 'all' else 'last layer'}, against the {target} class")
         ax.set_xlabel("n")
         ax.set_ylabel("Hits@n")
         ax.set_ylim(0, 1.02)
+        ax.set_xlim(1, n_max)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Hits@n of tag-based explanations ({result.n_images} held-out images)")

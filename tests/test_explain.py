@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import filtag_kg
 from filtag_kg.explain import evaluate, explain, hits_at

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..errors import UserError
+from .kg import _only_run
 
 
 def _open_store(store: Path | None, endpoint: str | None) -> Any:
@@ -22,18 +23,6 @@ def _open_store(store: Path | None, endpoint: str | None) -> Any:
     if endpoint:
         return RemoteStore.at(endpoint)
     return Store(store)
-
-
-def _run_iri(db: Any, run: str | None) -> str:
-    """The run to link: the one given, or the only tagging run in the store."""
-    if run:
-        return run
-    rows = db.query("SELECT DISTINCT ?run WHERE { ?run a <https://w3id.org/filtag-kg/ontology#TaggingRun> }")
-    runs = sorted(r["run"].value for r in rows)
-    if len(runs) != 1:
-        listed = "\n  ".join(runs) if runs else "(none: load or import a run first)"
-        raise UserError(f"--run is needed: the store holds {len(runs)} tagging runs:\n  {listed}")
-    return runs[0]
 
 
 def _store_options(f: Any) -> Any:
@@ -69,7 +58,7 @@ def register(cli: click.Group) -> None:
         from ..kg.wordnet import WordNet, read_mapping
 
         db = _open_store(store, endpoint)
-        iri = _run_iri(db, run)
+        iri = _only_run(db, run)
         tags, ids = tags_from_store(db, iri)
         unknown = set(layers) - set(tags.layers)
         if unknown:
@@ -105,7 +94,7 @@ def register(cli: click.Group) -> None:
         from ..kg.conceptnet import ConceptNetClient, link_conceptnet
 
         db = _open_store(store, endpoint)
-        iri = _run_iri(db, run)
+        iri = _only_run(db, run)
         tags, ids = tags_from_store(db, iri)
         client = None if dump else ConceptNetClient(api, cache, offline, interval, timeout, retries)
         result = link_conceptnet(tags, client, dump, minter_of_run(iri), ids)
