@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from urllib.parse import quote
 
 from pyoxigraph import NamedNode
@@ -39,6 +40,7 @@ def sparql_prefixes() -> str:
     return "".join(f"PREFIX {p}: <{ns}>\n" for p, ns in PREFIXES.items())
 
 
+@lru_cache(maxsize=65536)
 def slug(text: str) -> str:
     """A readable, IRI-safe path segment for a name (spaces and punctuation become '_')."""
     s = re.sub(r"[^A-Za-z0-9._~-]+", "_", text.strip()).strip("_")
@@ -54,7 +56,7 @@ class Minter:
         self.base = base
 
     def _iri(self, *parts: str) -> NamedNode:
-        return NamedNode(self.base + "/".join(quote(p, safe="._~-") for p in parts))
+        return NamedNode(self.base + "/".join(map(_segment, parts)))
 
     # networks and their parts; `model_id` is the hash of architecture and weights
     def network(self, model_id: str) -> NamedNode:
@@ -101,6 +103,12 @@ class Minter:
 
     def dataset(self, name: str) -> NamedNode:
         return self._iri("dataset", slug(name))
+
+
+@lru_cache(maxsize=65536)
+def _segment(part: str) -> str:
+    """A percent-encoded path segment (cached: the same layer, class and run names recur millions of times)."""
+    return quote(part, safe="._~-")
 
 
 def _num(x: float) -> str:
