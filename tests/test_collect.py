@@ -191,3 +191,42 @@ def test_nested_model_layers_are_found_and_collected(data: tuple[np.ndarray, np.
     ref = reference_means(inner, ["sep"], images)["sep"]
     np.testing.assert_allclose(stats.class_means("base/sep"),
                                np.stack([ref[labels == c].mean(0) for c in range(3)]), atol=1e-5)
+
+
+def test_killed_collection_resumes_to_same_numbers(tmp_path) -> None:
+    """A real SIGKILL of `filtag-kg collect` after a checkpoint; the rerun resumes and matches."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    for c, name in enumerate(["alpha", "beta", "gamma"]):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for j in range(200):
+            Image.fromarray(rng.integers(0, 255, size=(12, 12, 3), dtype=np.uint8)).save(
+                tmp_path / "images" / name / f"{j}.png")
+    small_model().save(tmp_path / "small.keras")
+    command = [sys.executable, "-m", "filtag_kg", "collect", "--model", str(tmp_path / "small.keras"), "--data",
+               str(tmp_path / "images"), "--batch-size", "2"]
+    # 300 batches, each followed by a checkpoint: the kill after the first one lands mid-run
+    process = subprocess.Popen([*command, "--checkpoint-every", "1", "--out", str(tmp_path / "killed")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = tmp_path / "killed" / "manifest.json"
+    deadline = time.monotonic() + 120
+    while not manifest.is_file() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = ActivationStats.load(tmp_path / "killed")
+    assert partial.manifest["complete"] is False and partial.manifest["progress"]["position"] < 480
+    subprocess.run([*command, "--out", str(tmp_path / "killed")], check=True, capture_output=True)
+    subprocess.run([*command, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    resumed, whole = ActivationStats.load(tmp_path / "killed"), ActivationStats.load(tmp_path / "whole")
+    for m in whole.layers:
+        np.testing.assert_allclose(resumed.sums[m], whole.sums[m], rtol=1e-12)
+        np.testing.assert_array_equal(resumed.heldout.vectors[m], whole.heldout.vectors[m])
+    np.testing.assert_array_equal(resumed.counts, whole.counts)
