@@ -70,28 +70,36 @@ def feature_model(model: "keras.Model", layers: Sequence[str]) -> "keras.Model":
     return keras.Model(inputs, [*(found[n] for n in layers), x])
 
 
+XLA_MIN_ELEMENTS = 50_000  # feature maps per image from which a fused XLA reduction beats TensorFlow's
+
+
 def make_step(features: "keras.Model", n_layers: int) -> Any:
     """The compiled per-batch function: scaled feature-map means of every layer, and top-k predictions.
 
-    The three reductions per layer output (min, max, per-filter mean) are compiled with XLA into one
-    fused pass over the feature maps; the convolutions stay with TensorFlow's own kernels.
+    The three reductions of a layer's output (min, max, per-filter mean) read the whole feature map;
+    for large maps they are compiled with XLA into one fused pass (measured: VGG16 as fast as its bare
+    forward pass), for small maps plain TensorFlow ops avoid XLA's per-call cost. The convolutions
+    stay with TensorFlow's own kernels.
     """
     import tensorflow as tf
 
     n_out = int(features.outputs[-1].shape[-1])
     top = min(TOP, n_out)
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
     def scaled_means(a: tf.Tensor) -> tf.Tensor:
         a = tf.cast(a, tf.float32)
         low = tf.reduce_min(a, axis=[1, 2, 3])[:, None]
         span = tf.reduce_max(a, axis=[1, 2, 3])[:, None] - low
         return tf.math.divide_no_nan(tf.reduce_mean(a, axis=[1, 2]) - low, span)  # constant output -> 0
 
+    fused = tf.function(scaled_means, jit_compile=True, reduce_retracing=True)
+    reducers = [fused if int(np.prod(out.shape[1:])) >= XLA_MIN_ELEMENTS else scaled_means
+                for out in features.outputs[:n_layers]]
+
     @tf.function(reduce_retracing=True)
     def step(images: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
         outputs = features(images, training=False)
-        means = [scaled_means(a) for a in outputs[:n_layers]]
+        means = [reduce(a) for reduce, a in zip(reducers, outputs[:n_layers])]
         best = tf.math.top_k(tf.cast(outputs[n_layers], tf.float32), k=top)
         return means, best.indices, best.values
 

@@ -230,3 +230,23 @@ def test_killed_collection_resumes_to_same_numbers(tmp_path) -> None:
         np.testing.assert_allclose(resumed.sums[m], whole.sums[m], rtol=1e-12)
         np.testing.assert_array_equal(resumed.heldout.vectors[m], whole.heldout.vectors[m])
     np.testing.assert_array_equal(resumed.counts, whole.counts)
+
+
+def test_large_feature_maps_take_the_fused_path() -> None:
+    """Feature maps above XLA_MIN_ELEMENTS are reduced by the XLA-compiled function: same formula."""
+    from filtag_kg.collection import XLA_MIN_ELEMENTS
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((96, 96, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="big")(inputs)  # 73,728 per image
+    x = keras.layers.Conv2D(2, 3, strides=8, name="small")(x)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    assert 96 * 96 * 8 >= XLA_MIN_ELEMENTS > 12 * 12 * 2
+    images = np.random.default_rng(4).normal(size=(10, 96, 96, 3)).astype(np.float32)
+    labels = np.array([0, 1] * 5)
+    stats = filtag_kg.collect(model, images, labels=labels, batch_size=4, progress=False)
+    ref = reference_means(model, ["big", "small"], images)
+    for m in ("big", "small"):
+        np.testing.assert_allclose(stats.class_means(m), np.stack([ref[m][labels == c].mean(0) for c in (0, 1)]),
+                                   atol=1e-5)
