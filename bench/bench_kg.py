@@ -37,7 +37,7 @@ from filtag_kg.imagenet import imagenet_index, vgg16_layers
 from filtag_kg.kg import queries
 from filtag_kg.kg.export import METHOD_NODES, export_tags, run_ids
 from filtag_kg.kg.vocab import Minter
-from filtag_kg.records import K_BEST, ActivationStats, TagSet
+from filtag_kg.records import ActivationStats, TagSet
 
 TARGET_LOAD = 200_000  # triples/s
 TARGET_QUERY = 0.100  # s

@@ -4,7 +4,6 @@ weights checked against tag matrices, and GraphML round trips."""
 from __future__ import annotations
 
 import networkx as nx
-import numpy as np
 import pytest
 from pyoxigraph import Store
 from test_queries import ANIMALS, run_iri, synthetic_tags
@@ -107,4 +106,4 @@ def test_bad_requests_are_user_errors(tags: TagSet, store: Store) -> None:
     with pytest.raises(UserError, match="no tags of run"):
         graphs.store_filter_class_graph(store, run_iri(tags), K_BEST, 7)
     single = tags.select(K_BEST, 1)
-    assert graphs.filter_class_graph(single).number_of_edges() == len(single) == np.int64(len(single))
+    assert graphs.filter_class_graph(single).number_of_edges() == len(single) > 0

@@ -4,11 +4,11 @@ bundled query, checked against reference answers computed from the TagSet in Pyt
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
 from pyoxigraph import (
+    BlankNode,
     Literal,
     NamedNode,
     Quad,
@@ -97,6 +97,7 @@ def test_values_become_typed_terms() -> None:
         ({"layer": "a", "filter": 1.5}, "whole number"),
         ({"layer": "a", "filter": 1, "run": "http://a/b> } DROP ALL"}, "parameter 'run' \\(iri\\)"),
         ({"layer": "a"}, "needs --param filter="),
+        ({"layer": "a", "filter": 1, "run": BlankNode("b")}, "must be an IRI or a literal"),
         ({"layer": "a", "filter": 1, "nope": 1}, "has no parameter nope"),
     ],
 )

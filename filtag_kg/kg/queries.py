@@ -73,9 +73,11 @@ class Parameter:
     description: str
 
     def term(self, value: object) -> Term:
-        """The RDF term for `value` (a string from the command line, a Python value, or a term)."""
-        if isinstance(value, (NamedNode, BlankNode, Literal, Triple)):
+        """The RDF term for `value` (a string from the command line, a Python value, an IRI or literal)."""
+        if isinstance(value, (NamedNode, Literal)):
             return value
+        if isinstance(value, (BlankNode, Triple)):
+            raise UserError(f"parameter {self.name!r}: a value must be an IRI or a literal, not {value}")
         try:
             return self._convert(value)
         except (ValueError, InvalidOperation, TypeError) as e:
@@ -95,7 +97,7 @@ class Parameter:
             number = Decimal(str(text))
             if not number.is_finite():
                 raise ValueError("not a finite number")
-            # canonical form ("5.0" -> "5"), the form a store compares a bound term against
+            # canonical form ("5.0" -> "5"), as oxigraph stores decimals, so triple patterns match
             return Literal(f"{number.normalize():f}", datatype=NamedNode(XSD + "decimal"))
         if self.type == "double":
             return Literal(float(text))  # type: ignore[arg-type]
