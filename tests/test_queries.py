@@ -521,3 +521,16 @@ def test_graph_command_writes_the_class_class_graph(store_dir, runs: dict[str, T
     back = nx.read_graphml(out)
     assert {frozenset(e): d["weight"] for *e, d in back.edges(data=True)} == {
         frozenset(e): d["weight"] for *e, d in expected.edges(data=True)}
+
+
+def test_query_command_on_an_endpoint(remote, store: Store, runs: dict[str, TagSet]) -> None:
+    from click.testing import CliRunner
+
+    from filtag_kg.cli import cli
+
+    endpoint = remote.query_url.removesuffix("/query")
+    done = CliRunner().invoke(cli, ["query", "similar-classes", "-p", "class=zebra", "-p", f"run={run_iri(runs['a'])}",
+                                    "--endpoint", endpoint, "--format", "tsv"])
+    assert done.exit_code == 0, done.output
+    here = queries.run("similar-classes", store, {"class": "zebra", "run": run_iri(runs["a"])})
+    assert done.output == here.serialize("tsv")
