@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def bare_and_filtag(model, batches, labels, rounds: int = 3) -> tuple[float, float]:
     """Seconds of the bare forward pass and of filtag-kg's collection step over the same batches,
-    timed in alternating rounds (best of `rounds` each), so that load on the machine hits both alike."""
+    alternating batch by batch (best of `rounds` passes each), so that load on the machine hits both alike."""
     import tensorflow as tf
 
     from filtag_kg.collection import feature_model, make_step
@@ -50,24 +50,27 @@ def bare_and_filtag(model, batches, labels, rounds: int = 3) -> tuple[float, flo
         forward(x)
         step(x)
 
-    def bare() -> None:
-        for x in batches:
-            forward(x).numpy()
+    stats = ActivationStats.empty(names, [str(i) for i in range(int(model.outputs[0].shape[-1]))],
+                                  {m: int(features.outputs[j].shape[-1]) for j, m in enumerate(names)})
 
-    def ours() -> None:
-        stats = ActivationStats.empty(names, [str(i) for i in range(int(model.outputs[0].shape[-1]))],
-                                      {m: int(features.outputs[j].shape[-1]) for j, m in enumerate(names)})
-        for x, y in zip(batches, labels):
-            means, top, probs = step(x)
-            stats.add_batch(y, {m: t.numpy() for m, t in zip(names, means)})
-            top.numpy(), probs.numpy()
+    def ours(x: tf.Tensor, y: np.ndarray) -> None:
+        means, top, probs = step(x)
+        stats.add_batch(y, {m: t.numpy() for m, t in zip(names, means)})
+        top.numpy(), probs.numpy()
 
+    # batch by batch, bare and ours in turn, so that both see the same load on the machine
     times: dict[str, list[float]] = {"bare": [], "ours": []}
     for _ in range(rounds):
-        for name, run in (("bare", bare), ("ours", ours)):
+        total = {"bare": 0.0, "ours": 0.0}
+        for x, y in zip(batches, labels):
             start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+            forward(x).numpy()
+            middle = time.perf_counter()
+            ours(x, y)
+            total["bare"] += middle - start
+            total["ours"] += time.perf_counter() - middle
+        for name in times:
+            times[name].append(total[name])
     return min(times["bare"]), min(times["ours"])
 
 
