@@ -249,3 +249,41 @@ def test_export_streams_without_a_second_copy() -> None:
     assert len(materialized) == count
     assert peak < peak_list / 10, (peak, peak_list)
     assert not math.isnan(tags.score[0])
+
+
+def test_selection_and_summary_nodes_repeat_the_tagsets_numbers(tags: TagSet, quads: list[ox.Quad]) -> None:
+    """The index nodes the aggregate queries read (selections, layer and filter summaries) agree with
+    the TagSet; a layer summary without its selection fails the shapes."""
+    store = _store(quads)
+    selections = {(m, float(p)): int(n) for m, p, n in _rows(store, """
+        SELECT ?label ?p ?n WHERE { ?s a ft:Selection ; ft:selectionParameter ?p ; ft:selectedTagCount ?n ;
+                                       rdfs:label ?label }""")
+                  for m in [m.rsplit(" ", 1)[0]]}
+    assert selections == {(m, float(p)): len(tags.select(m, p)) for m, p in tags.selections}
+    assert _rows(store, "SELECT (COUNT(?t) AS ?n) WHERE { ?t ft:inSelection ?s }")[0][0] == str(len(tags))
+    layers = _rows(store, """
+        SELECT ?label ?layer ?n ?filters ?classes ?specific (COUNT(?only) AS ?specificTags) ?mean ?max WHERE {
+          ?s ft:hasLayerSummary ?x ; rdfs:label ?label .
+          ?x ft:summaryOf ?l ; ft:selectedTagCount ?n ; ft:taggedFilterCount ?filters ;
+             ft:taggedClassCount ?classes ; ft:classSpecificFilterCount ?specific ; ft:meanScore ?mean ;
+             ft:maxScore ?max .
+          ?l rdfs:label ?layer .
+          OPTIONAL { ?x ft:classSpecificTag ?only } }
+        GROUP BY ?label ?layer ?n ?filters ?classes ?specific ?mean ?max""")
+    assert len(layers) == len(tags.selections) * len(tags.layers)
+    for label, layer, n, filters, classes, specific, specific_tags, mean, top in layers:
+        method, p = label.rsplit(" ", 1)
+        matrix = tags.tag_matrix(layer, method, float(p))
+        one = tags.select(method, float(p))
+        scores = one.score[one.layer_index == tags.layers.index(layer)]
+        assert (int(n), int(filters), int(classes)) == (matrix.sum(), matrix.any(axis=1).sum(), matrix.any(axis=0).sum())
+        assert int(specific) == int(specific_tags) == (matrix.sum(axis=1) == 1).sum()
+        assert float(mean) == pytest.approx(scores.mean()) and float(top) == scores.max()
+    per_filter = _rows(store, """
+        SELECT ?label ?layer ?i ?n WHERE { ?s ft:hasFilterSummary ?x ; rdfs:label ?label .
+          ?x ft:summaryOf ?f ; ft:selectedTagCount ?n . ?f ft:filterIndex ?i ; ft:ofLayer/rdfs:label ?layer }""")
+    expected = {(f"{m} {p:g}", layer, i, n) for m, p in tags.selections for layer in tags.layers
+                for i, n in enumerate(tags.tag_matrix(layer, m, p).sum(axis=1).tolist()) if n}
+    assert {(label, layer, int(i), int(n)) for label, layer, i, n in per_filter} == expected
+    summary = next(q.object for q in quads if q.predicate.value == FT + "hasLayerSummary")
+    assert not validate([q for q in quads if not (q.object == summary and q.predicate.value == FT + "hasLayerSummary")])[0]

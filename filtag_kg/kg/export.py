@@ -107,6 +107,24 @@ class P:
     ft_imageCount = _n(FT + "imageCount")
     ft_selection = _n(FT + "selection")
     ft_softwareVersion = _n(FT + "softwareVersion")
+    # index and summary nodes (see `_summaries`)
+    ft_Selection = _n(FT + "Selection")
+    ft_LayerSummary = _n(FT + "LayerSummary")
+    ft_FilterSummary = _n(FT + "FilterSummary")
+    ft_ofRun = _n(FT + "ofRun")
+    ft_selectionParameter = _n(FT + "selectionParameter")
+    ft_inSelection = _n(FT + "inSelection")
+    ft_hasLayerSummary = _n(FT + "hasLayerSummary")
+    ft_hasFilterSummary = _n(FT + "hasFilterSummary")
+    ft_summaryOf = _n(FT + "summaryOf")
+    ft_selectedTagCount = _n(FT + "selectedTagCount")
+    ft_taggedFilterCount = _n(FT + "taggedFilterCount")
+    ft_taggedClassCount = _n(FT + "taggedClassCount")
+    ft_classSpecificFilterCount = _n(FT + "classSpecificFilterCount")
+    ft_classSpecificTag = _n(FT + "classSpecificTag")
+    ft_meanTagsPerFilter = _n(FT + "meanTagsPerFilter")
+    ft_meanScore = _n(FT + "meanScore")
+    ft_maxScore = _n(FT + "maxScore")
     nno_NeuralNetwork = _n(NNO + "NeuralNetwork")
     nno_Model = _n(NNO + "Model")
     nno_Layer = _n(NNO + "Layer")
@@ -198,7 +216,8 @@ def export_tags(tags: TagSet, minter: Minter | None = None, progress: bool = Fal
     filters = yield from _network(tags, minter, ids.model, graphs.network)
     classes = yield from _classes(tags, minter, space, graphs.classes)
     run = yield from _provenance(tags, minter, ids, space, graphs.run)
-    yield from _tag_quads(tags, minter, ids.tagging, space, filters, classes, run, graphs.run, progress)
+    selections = yield from _summaries(tags, minter, ids, space, filters, run, graphs.run)
+    yield from _tag_quads(tags, minter, ids.tagging, space, filters, classes, run, selections, graphs.run, progress)
 
 
 def _network(tags: TagSet, minter: Minter, model_id: str, g: NamedNode) -> Iterator[Quad]:
@@ -345,9 +364,70 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
     return run
 
 
+def _summaries(
+    tags: TagSet, minter: Minter, ids: RunIds, space: str, filters: Mapping[tuple[int, int], NamedNode],
+    run: NamedNode, g: NamedNode,
+) -> Iterator[Quad]:
+    """Index and summary nodes computed from the TagSet, so aggregate queries are look-ups.
+
+    Per selection an ft:Selection (method, k or q, its run, its tag count) that every tag links to
+    with ft:inSelection; per selection and layer with tags an ft:LayerSummary (tags, tagged filters,
+    classes, class-specific filters and their tags, mean tags per filter, mean and max score); per
+    selection and tagged filter an ft:FilterSummary with its tag count. The selection links to its
+    summaries (ft:hasLayerSummary, ft:hasFilterSummary), so that reaching them never passes through
+    the selection's tags. Returns the selection nodes.
+    """
+    keys = [class_key(tags, c) for c in range(len(tags.classes))]
+    n_classes = max(len(tags.classes), 1)
+    selections: list[NamedNode] = []
+    for si, (method, parameter) in enumerate(tags.selections):
+        node = minter.selection(ids.tagging, method, parameter)
+        selections.append(node)
+        in_selection = tags.selection_index == si
+        yield Quad(node, A, P.ft_Selection, g)
+        yield Quad(node, LABEL, Literal(f"{method} {_number(parameter)}"), g)
+        yield Quad(node, P.ft_ofRun, run, g)
+        yield Quad(node, P.ft_method, METHOD_NODES[method], g)
+        value = Literal(int(parameter)) if method == K_BEST else _decimal(parameter)
+        yield Quad(node, P.ft_k if method == K_BEST else P.ft_q, value, g)
+        yield Quad(node, P.ft_selectionParameter, value, g)  # one predicate for k and q: no ?p patterns
+        yield Quad(node, P.ft_selectedTagCount, Literal(int(in_selection.sum())), g)
+        for li, name in enumerate(tags.layers):
+            keep = np.flatnonzero(in_selection & (tags.layer_index == li))
+            if not len(keep):
+                continue
+            fi, ci, scores = tags.filter_index[keep], tags.class_index[keep], tags.score[keep]
+            per_filter = np.bincount(fi, minlength=tags.n_filters[name])
+            specific = np.flatnonzero(per_filter[fi] == 1)  # positions in keep of the filters' only tags
+            summary = minter.layer_summary(ids.tagging, method, parameter, name)
+            yield Quad(summary, A, P.ft_LayerSummary, g)
+            yield Quad(node, P.ft_hasLayerSummary, summary, g)
+            yield Quad(summary, P.ft_summaryOf, minter.layer(ids.model, name), g)
+            yield Quad(summary, P.ft_selectedTagCount, Literal(len(keep)), g)
+            yield Quad(summary, P.ft_taggedFilterCount, Literal(int((per_filter > 0).sum())), g)
+            yield Quad(summary, P.ft_taggedClassCount,
+                       Literal(int((np.bincount(ci, minlength=n_classes) > 0).sum())), g)
+            yield Quad(summary, P.ft_classSpecificFilterCount, Literal(len(specific)), g)
+            yield Quad(summary, P.ft_meanTagsPerFilter, _double(len(keep) / tags.n_filters[name]), g)
+            scored = scores[~np.isnan(scores)]
+            if len(scored):
+                yield Quad(summary, P.ft_meanScore, _double(float(scored.mean())), g)
+                yield Quad(summary, P.ft_maxScore, _double(float(scored.max())), g)
+            for f, c in zip(fi[specific].tolist(), ci[specific].tolist()):
+                tag = minter.tag(ids.tagging, name, f, space, keys[c], method, parameter)
+                yield Quad(summary, P.ft_classSpecificTag, tag, g)
+            for f in np.flatnonzero(per_filter).tolist():
+                filter_summary = minter.filter_summary(ids.tagging, method, parameter, name, f)
+                yield Quad(filter_summary, A, P.ft_FilterSummary, g)
+                yield Quad(node, P.ft_hasFilterSummary, filter_summary, g)
+                yield Quad(filter_summary, P.ft_summaryOf, filters[li, f], g)
+                yield Quad(filter_summary, P.ft_selectedTagCount, Literal(int(per_filter[f])), g)
+    return selections
+
+
 def _tag_quads(
     tags: TagSet, minter: Minter, run_id: str, space: str, filters: Mapping[tuple[int, int], NamedNode],
-    classes: list[NamedNode], run: NamedNode, g: NamedNode, progress: bool,
+    classes: list[NamedNode], run: NamedNode, selections: list[NamedNode], g: NamedNode, progress: bool,
 ) -> Iterator[Quad]:
     from tqdm import tqdm
 
@@ -372,6 +452,7 @@ def _tag_quads(
         yield Quad(node, P.ft_method, method_node, g)
         yield Quad(node, parameter_predicate, parameter_value, g)
         yield Quad(node, P.generated_by, run, g)
+        yield Quad(node, P.ft_inSelection, selections[si], g)
 
 
 def _number(x: float) -> str:

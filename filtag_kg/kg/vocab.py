@@ -90,6 +90,19 @@ class Minter:
     def tag(self, run_id: str, layer_name: str, index: int, space: str, key: str, method: str, parameter: float) -> NamedNode:
         return self._iri("run", run_id, "tag", slug(layer_name), str(int(index)), slug(key), method, _num(parameter))
 
+    def selection(self, run_id: str, method: str, parameter: float) -> NamedNode:
+        """One selection (k-best k, q-quantile q) of a tagging run: the index node its tags link to."""
+        return self._iri("run", run_id, "selection", method, _num(parameter))
+
+    def layer_summary(self, run_id: str, method: str, parameter: float, layer_name: str) -> NamedNode:
+        """The summary of one selection's tags in one layer."""
+        return self._iri("run", run_id, "selection", method, _num(parameter), "layer", slug(layer_name))
+
+    def filter_summary(self, run_id: str, method: str, parameter: float, layer_name: str, index: int) -> NamedNode:
+        """The summary of one selection's tags on one filter."""
+        return self._iri("run", run_id, "selection", method, _num(parameter), "layer", slug(layer_name),
+                         "filter", str(int(index)))
+
     def explanation(self, run_id: str, image_id: str, method: str, parameter: float) -> NamedNode:
         """The explanation of one image by one selection (k-best k, q-quantile q) of a tagging run."""
         return self._iri("run", run_id, "explanation", image_id, method, _num(parameter))
