@@ -65,3 +65,19 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def run_a():
+    """A synthetic tagging run (the store and publishing tests' first run)."""
+    from test_export import synthetic_tags
+
+    return synthetic_tags(seed=0)
+
+
+@pytest.fixture(scope="session")
+def run_b():
+    """A second synthetic run with other selections."""
+    from test_export import synthetic_tags
+
+    return synthetic_tags(seed=3, k=(2,), q=())

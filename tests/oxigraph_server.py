@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from filtag_kg.kg.fair import free_port, oxigraph_binary, wait_until_up
+from filtag_kg.kg.fair import free_port, oxigraph_binary, stop_process, wait_until_up
 
 __all__ = ["free_port", "oxigraph", "oxigraph_binary", "oxigraph_server", "wait_until_up"]
 
@@ -32,12 +32,7 @@ def oxigraph_server(location: Path, *extra: str, read_only: bool = False) -> Ite
         wait_until_up(base, process)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @pytest.fixture

@@ -23,21 +23,10 @@ from filtag_kg.kg.vocab import FT, Minter, sparql_prefixes
 from filtag_kg.records import TagSet
 
 from oxigraph_server import oxigraph  # noqa: F401  (fixture)
-from test_export import synthetic_tags
 
 DCAT = rdflib.Namespace("http://www.w3.org/ns/dcat#")
 SPDX = rdflib.Namespace("http://spdx.org/rdf/terms#")
 TAG_COUNT = sparql_prefixes() + "SELECT (COUNT(*) AS ?n) WHERE { ?t a ft:Tag }"
-
-
-@pytest.fixture(scope="module")
-def run_a() -> TagSet:
-    return synthetic_tags(seed=0)
-
-
-@pytest.fixture(scope="module")
-def run_b() -> TagSet:
-    return synthetic_tags(seed=3, k=(2,), q=())
 
 
 @pytest.fixture

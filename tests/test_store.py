@@ -27,19 +27,8 @@ from filtag_kg.kg.vocab import sparql_prefixes
 from filtag_kg.records import TagSet
 
 from oxigraph_server import oxigraph  # noqa: F401  (fixture)
-from test_export import synthetic_tags
 
 TAG_COUNT = sparql_prefixes() + "SELECT (COUNT(*) AS ?n) WHERE { ?t a ft:Tag }"
-
-
-@pytest.fixture(scope="module")
-def run_a() -> TagSet:
-    return synthetic_tags(seed=0)
-
-
-@pytest.fixture(scope="module")
-def run_b() -> TagSet:
-    return synthetic_tags(seed=3, k=(2,), q=())
 
 
 def _count(store: Store | RemoteStore, sparql: str = TAG_COUNT) -> int:

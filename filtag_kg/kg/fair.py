@@ -308,12 +308,17 @@ def serving(path: Path, port: int, allow_updates: bool = False, password: str | 
         if proxy is not None:
             proxy.shutdown()
             proxy.server_close()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate a server process, killing it if it does not end within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
