@@ -150,8 +150,10 @@ def collect(
     if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
         raise UserError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
     splits = list(splits) if splits is not None else [s for s in (TRAIN, HELDOUT) if s in source.splits]
-    if not splits or splits[0] != TRAIN and TRAIN in splits:
-        raise UserError(f"nothing to collect: splits {splits}")
+    if not splits:
+        raise UserError(f"data set {source.name!r} has neither a 'train' nor a 'heldout' split to collect")
+    if TRAIN in splits and splits[0] != TRAIN:
+        raise UserError(f"splits {splits}: the 'train' split (class sums) must come first")
 
     features = feature_model(keras_model, names)
     step = make_step(features, len(names))

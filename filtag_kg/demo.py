@@ -41,7 +41,8 @@ def layer_summary(stats: ActivationStats, tags: TagSet, layer: str, k_many: int 
 def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None = None) -> Path:
     """Train (once) the default CNN, collect, tag, print what the last layer's filters respond to,
     evaluate the tag-based explanations, load everything into the store, analyse errors, coarsen."""
-    from .cli.explain import hits_table, load_explanations, write_evaluation
+    from .explain import hits_table, write_evaluation
+    from .kg.explanations import load_explanations
     from .collection import collect
     from .data import animal_shape
     from .errors import UserError

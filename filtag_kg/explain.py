@@ -15,8 +15,10 @@ the held-out split, so evaluation needs no second forward pass.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -250,3 +252,34 @@ def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
         written.append(f"{path_stem}-per-class.{ext}")
     plt.close(fig)
     return written
+
+
+def hits_table(result: Evaluation, ns: tuple[int, ...] = (1, 3, 5, 10)) -> str:
+    """Hits@n against the prediction, all layers and last layer, one row per selection."""
+    ns = tuple(n for n in ns if n <= len(next(iter(result.hits.values()))))
+    header = f"{'selection':<16}" + "".join(f"{f'all@{n}':>8}" for n in ns) + "".join(f"{f'last@{n}':>9}" for n in ns)
+    lines = [f"Hits@n against the network's prediction ({result.n_images} held-out images, "
+             f"accuracy {result.accuracy:.1%}):", header]
+    for method, p in dict.fromkeys((m, p) for m, p, _, _ in result.hits):
+        cells = [result.hits[(method, p, scope, "predicted")][n - 1] for scope in ("all", "last") for n in ns]
+        lines.append(f"{method + ' ' + format(p, 'g'):<16}" + "".join(
+            f"{c:>8.3f}" if i < len(ns) else f"{c:>9.3f}" for i, c in enumerate(cells)))
+    return "\n".join(lines)
+
+
+def write_evaluation(result: Evaluation, out: Path) -> list[Path]:
+    """hits.csv (one row per selection, scope and target), per-class.csv and the plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = result.rows()
+    with (out / "hits.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    with (out / "per-class.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        keys = list(result.per_class)
+        writer.writerow(["class", "accuracy", *(f"{m} {p:g} {s} {t}" for m, p, s, t in keys)])
+        for c, name in enumerate(result.classes):
+            writer.writerow([name, result.class_accuracy[c], *(result.per_class[k][c] for k in keys)])
+    plots = plot_evaluation(result, str(out / "evaluation"))
+    return [out / "hits.csv", out / "per-class.csv", *map(Path, plots)]

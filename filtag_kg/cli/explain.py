@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -125,6 +124,8 @@ def register(cli: click.Group) -> None:
         """Hits@n of tag-based explanations over the held-out split, per k and q, with plots; and the
         explanations into the store (for `filtag-kg errors`)."""
         from ..explain import evaluate as run_evaluate
+        from ..explain import hits_table, write_evaluation
+        from ..kg.explanations import load_explanations
 
         if not 1 <= per_class_n <= max_n:
             raise UserError(f"--per-class-n must be between 1 and --max-n ({max_n})")
@@ -159,48 +160,3 @@ def _default_tags() -> Path:
     from ..config import data_dir
 
     return data_dir() / "demo" / "tags"
-
-
-def write_evaluation(result: Any, out: Path) -> list[Path]:
-    """hits.csv (one row per selection, scope and target), per-class.csv and the plots."""
-    from ..explain import plot_evaluation
-
-    out.mkdir(parents=True, exist_ok=True)
-    rows = result.rows()
-    with (out / "hits.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    with (out / "per-class.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        keys = list(result.per_class)
-        writer.writerow(["class", "accuracy", *(f"{m} {p:g} {s} {t}" for m, p, s, t in keys)])
-        for c, name in enumerate(result.classes):
-            writer.writerow([name, result.class_accuracy[c], *(result.per_class[k][c] for k in keys)])
-    plots = plot_evaluation(result, str(out / "evaluation"))
-    return [out / "hits.csv", out / "per-class.csv", *map(Path, plots)]
-
-
-def hits_table(result: Any, ns: tuple[int, ...] = (1, 3, 5, 10)) -> str:
-    """Hits@n against the prediction, all layers and last layer, one row per selection."""
-    ns = tuple(n for n in ns if n <= len(next(iter(result.hits.values()))))
-    header = f"{'selection':<16}" + "".join(f"{f'all@{n}':>8}" for n in ns) + "".join(f"{f'last@{n}':>9}" for n in ns)
-    lines = [f"Hits@n against the network's prediction ({result.n_images} held-out images, "
-             f"accuracy {result.accuracy:.1%}):", header]
-    for method, p in dict.fromkeys((m, p) for m, p, _, _ in result.hits):
-        cells = [result.hits[(method, p, scope, "predicted")][n - 1] for scope in ("all", "last") for n in ns]
-        lines.append(f"{method + ' ' + format(p, 'g'):<16}" + "".join(
-            f"{c:>8.3f}" if i < len(ns) else f"{c:>9.3f}" for i, c in enumerate(cells)))
-    return "\n".join(lines)
-
-
-def load_explanations(tags: Any, stats: Any, store: Path | None) -> int:
-    """Load the tag run and its held-out explanations into the embedded store (replacing older copies)."""
-    from itertools import chain
-
-    from ..kg.explanations import export_explanations
-    from ..kg.export import export_tags
-    from ..kg.store import Store
-
-    with Store(store) as db:
-        return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout)))

@@ -19,13 +19,16 @@ two predictions; queries that compare networks scope by the run (`prov:wasDerive
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from itertools import chain
 
 from pyoxigraph import Literal, NamedNode, Quad
 
+from ..errors import UserError
 from ..explain import explain
-from ..records import HeldOut, TagSet
-from .export import A, _number, class_key, label_space, run_ids
+from ..records import ActivationStats, HeldOut, TagSet
+from .export import A, _number, class_key, export_tags, label_space, run_ids
 from .vocab import DCTERMS, FT, PROV, XSD, Minter
 
 
@@ -100,3 +103,13 @@ def export_explanations(
                 yield Quad(count_node, COUNTED, classes[c], g)
                 yield Quad(count_node, COUNT, Literal(count), g)
                 yield Quad(count_node, CLASS_RANK, Literal(rank), g)
+
+
+def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.PathLike[str] | None = None) -> int:
+    """Load the tag run and its held-out explanations into the embedded store (replacing older copies)."""
+    from .store import Store
+
+    if stats.heldout is None:
+        raise UserError("no held-out records to explain (collect with a held-out split)")
+    with Store(store) as db:
+        return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout)))
