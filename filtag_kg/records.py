@@ -174,21 +174,26 @@ class ActivationStats:
             n_images=self.n_images,
             heldout_image_ids=h.image_ids if h is not None else None,
         )
+        text = json.dumps(manifest, indent=1)
+        # the arrays file carries its own copy of the manifest, so that arrays and manifest (with a
+        # checkpoint's progress) always agree, even if the process dies between the two writes
+        arrays[MANIFEST_NAME] = np.array(text)
         _atomic_write(directory / ARRAYS_NAME, lambda f: np.savez(f, **arrays))
-        _atomic_write(directory / MANIFEST_NAME, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+        _atomic_write(directory / MANIFEST_NAME, lambda f: f.write(text.encode()))
         return directory
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ActivationStats:
+        """Read an artifact written by `save` (the manifest inside the arrays file is authoritative)."""
         directory = Path(directory)
         manifest_path = directory / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{manifest_path}: no statistics artifact here (expected {MANIFEST_NAME})")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("artifact_version") != ARTIFACT_VERSION:
-            raise ValueError(f"{manifest_path}: unsupported artifact version {manifest.get('artifact_version')!r}")
-        layers = list(manifest["layers"])
+        if not manifest_path.is_file() or not (directory / ARRAYS_NAME).is_file():
+            raise FileNotFoundError(f"{directory}: no statistics artifact here (expected {MANIFEST_NAME}, {ARRAYS_NAME})")
         with np.load(directory / ARRAYS_NAME, allow_pickle=False) as z:
+            manifest = json.loads(str(z[MANIFEST_NAME]) if MANIFEST_NAME in z.files else manifest_path.read_text())
+            if manifest.get("artifact_version") != ARTIFACT_VERSION:
+                raise ValueError(f"{directory}: unsupported artifact version {manifest.get('artifact_version')!r}")
+            layers = list(manifest["layers"])
             sums = {m: z[f"sums/{j}"] for j, m in enumerate(layers)}
             counts = z["counts"]
             heldout = None

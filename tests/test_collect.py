@@ -250,3 +250,33 @@ def test_large_feature_maps_take_the_fused_path() -> None:
     for m in ("big", "small"):
         np.testing.assert_allclose(stats.class_means(m), np.stack([ref[m][labels == c].mean(0) for c in (0, 1)]),
                                    atol=1e-5)
+
+
+def test_death_between_the_two_checkpoint_files_loses_nothing(
+    data: tuple[np.ndarray, np.ndarray], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after arrays.npz but before manifest.json of a checkpoint: the resume still matches."""
+    from filtag_kg import records
+
+    images, labels = data
+    model = small_model()
+    source = array_source(images[:25], labels[:25], heldout=(images[25:], labels[25:]))
+    whole = filtag_kg.collect(model, source, batch_size=4, progress=False)
+    real_write = records._atomic_write
+    manifests = {"n": 0}
+
+    def dying_write(path, write):
+        if path.name == records.MANIFEST_NAME:
+            manifests["n"] += 1
+            if manifests["n"] == 3:  # the third checkpoint: its arrays are written, its manifest is not
+                raise KeyboardInterrupt
+        real_write(path, write)
+
+    monkeypatch.setattr(records, "_atomic_write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        filtag_kg.collect(model, source, batch_size=4, output=tmp_path, checkpoint_every=1, progress=False)
+    monkeypatch.setattr(records, "_atomic_write", real_write)
+    resumed = filtag_kg.collect(model, source, batch_size=4, output=tmp_path, progress=False)
+    for m in whole.layers:
+        np.testing.assert_allclose(resumed.sums[m], whole.sums[m], rtol=1e-12)
+    np.testing.assert_array_equal(resumed.counts, whole.counts)
