@@ -49,6 +49,15 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+@pytest.fixture(scope="module")
+def split_run(data: tuple[np.ndarray, np.ndarray]):
+    """(model, a source with train and held-out splits, its uninterrupted single-run statistics)."""
+    images, labels = data
+    model = small_model()
+    source = array_source(images[:25], labels[:25], heldout=(images[25:], labels[25:]))
+    return model, source, filtag_kg.collect(model, source, batch_size=4, progress=False)
+
+
 def test_means_and_z_match_float64_reference(data: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = data
     model = small_model()
@@ -78,11 +87,8 @@ def test_heldout_vectors_and_predictions(data: tuple[np.ndarray, np.ndarray]) ->
     assert stats.n_images == 20  # held-out images are not part of z
 
 
-def test_shards_merge_to_single_run(data: tuple[np.ndarray, np.ndarray]) -> None:
-    images, labels = data
-    model = small_model()
-    source = array_source(images[:25], labels[:25], heldout=(images[25:], labels[25:]))
-    whole = filtag_kg.collect(model, source, batch_size=4, progress=False)
+def test_shards_merge_to_single_run(split_run) -> None:
+    model, source, whole = split_run
     parts = [filtag_kg.collect(model, source, batch_size=4, shard=(i, 3), progress=False) for i in range(3)]
     merged = parts[0].merge(parts[1]).merge(parts[2])
     for m in whole.layers:
@@ -92,13 +98,8 @@ def test_shards_merge_to_single_run(data: tuple[np.ndarray, np.ndarray]) -> None
     assert merged.heldout.image_ids == whole.heldout.image_ids
 
 
-def test_interrupted_run_resumes_to_same_numbers(
-    data: tuple[np.ndarray, np.ndarray], tmp_path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    images, labels = data
-    model = small_model()
-    source = array_source(images[:25], labels[:25], heldout=(images[25:], labels[25:]))
-    whole = filtag_kg.collect(model, source, batch_size=4, progress=False)
+def test_interrupted_run_resumes_to_same_numbers(split_run, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, source, whole = split_run
 
     real_make_step = collect_module.make_step
     calls = {"n": 0}
@@ -253,15 +254,12 @@ def test_large_feature_maps_take_the_fused_path() -> None:
 
 
 def test_death_between_the_two_checkpoint_files_loses_nothing(
-    data: tuple[np.ndarray, np.ndarray], tmp_path, monkeypatch: pytest.MonkeyPatch
+    split_run, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Killed after arrays.npz but before manifest.json of a checkpoint: the resume still matches."""
     from filtag_kg import records
 
-    images, labels = data
-    model = small_model()
-    source = array_source(images[:25], labels[:25], heldout=(images[25:], labels[25:]))
-    whole = filtag_kg.collect(model, source, batch_size=4, progress=False)
+    model, source, whole = split_run
     real_write = records._atomic_write
     manifests = {"n": 0}
 
