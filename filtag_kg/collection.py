@@ -26,7 +26,7 @@ import numpy as np
 
 from .data import ImageSource, InputSpec, array_source
 from .errors import UserError
-from .models import LoadedModel, describe_layers, input_spec_of, iter_layers, model_hash, select_layers
+from .models import LoadedModel, input_spec_of, iter_layers, select_layers
 from .records import MANIFEST_NAME, ActivationStats, HeldOut
 
 if TYPE_CHECKING:
@@ -134,8 +134,8 @@ def collect(
     names or glob patterns (default: every conv layer). The "train" split gives the class sums
     z_c(m,i); the "heldout" split, when present, per-image records. With `output`, the result is
     saved there, checkpoints are written atomically every `checkpoint_every` batches, and a run
-    that was interrupted resumes from its last checkpoint. `shard=(i, n)` processes every n-th batch
-    starting at i, for runs spread over machines; `ActivationStats.merge` joins the shards.
+    that was interrupted resumes from its last checkpoint. `shard=(i, n)` processes the images whose
+    position is i modulo n, for runs spread over machines; `ActivationStats.merge` joins the shards.
     """
     loaded = model if isinstance(model, LoadedModel) else None
     keras_model = loaded.model if loaded else model
@@ -157,13 +157,10 @@ def collect(
 
     features = feature_model(keras_model, names)
     step = make_step(features, len(names))
-    layer_info = {d["name"]: d for d in describe_layers(keras_model)}
     n_filters = {m: int(features.outputs[j].shape[-1]) for j, m in enumerate(names)}
+    described = loaded or LoadedModel(keras_model, keras_model.name, "keras", "python", spec)
     manifest = {
-        "model": loaded.describe() if loaded else {
-            "name": keras_model.name, "hash": model_hash(keras_model), "family": "keras", "source": "python",
-            "layers": list(layer_info.values()),
-        },
+        "model": described.describe(),
         "dataset": {
             "name": source.name, "label_space": source.label_space, "root": source.root, "wnids": source.wnids,
         },

@@ -27,3 +27,8 @@ def data_dir() -> Path:
 def default_store_path() -> Path:
     """The embedded store used when no --store is given."""
     return data_dir() / "store"
+
+
+def demo_dir() -> Path:
+    """Where `filtag-kg demo` writes (stats/, tags/, evaluation/), and where explain/evaluate look by default."""
+    return data_dir() / "demo"

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .config import data_dir
+from .config import demo_dir
 from .records import K_BEST, ActivationStats, TagSet
 
 DEMO_K = (1, 3, 5)
@@ -52,7 +52,7 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     from .models import default_model, default_model_info, default_model_path
     from .tagging import tag
 
-    out = out or data_dir() / "demo"
+    out = out or demo_dir()
     out.mkdir(parents=True, exist_ok=True)
     if retrain or not default_model_path().is_file():
         click.echo("Training the default CNN on Animal-Shape (once; about half a minute on 2 cores) ...")

@@ -15,12 +15,11 @@ from .kg import _store_option
 
 def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: bool) -> tuple[Any, Any]:
     """The tag set and (optionally) the statistics with held-out records; default: the demo's."""
-    from ..config import data_dir
     from ..records import ActivationStats, TagSet
 
-    tags_dir = tags_dir or data_dir() / "demo" / "tags"
+    tags_dir = tags_dir or _default_tags()
     if not (tags_dir / "tags.csv").is_file():
-        hint = " (run `filtag-kg demo` first, or pass --tags)" if tags_dir == data_dir() / "demo" / "tags" else ""
+        hint = " (run `filtag-kg demo` first, or pass --tags)" if tags_dir == _default_tags() else ""
         raise UserError(f"no tag set in {tags_dir}{hint}")
     tags = TagSet.load(tags_dir)
     stats = None
@@ -157,6 +156,6 @@ def register(cli: click.Group) -> None:
 
 
 def _default_tags() -> Path:
-    from ..config import data_dir
+    from ..config import demo_dir
 
-    return data_dir() / "demo" / "tags"
+    return demo_dir() / "tags"
