@@ -18,7 +18,8 @@ import filtag_kg
 from filtag_kg.errors import UserError
 from filtag_kg.imagenet import parse_filtag_file
 from filtag_kg.kg.export import (
-    export_graphs, export_tags, jsonld_context, rdf_format, run_ids, validate, write,
+    class_key, export_graphs, export_tags, jsonld_context, label_space, rdf_format, run_ids, tag_signature, validate,
+    write,
 )
 from filtag_kg.kg.vocab import FT, NNO, Minter, sparql_prefixes
 from filtag_kg.records import ActivationStats, TagSet
@@ -279,11 +280,16 @@ def test_selection_and_summary_nodes_repeat_the_tagsets_numbers(tags: TagSet, qu
         assert (int(n), int(filters), int(classes)) == (matrix.sum(), matrix.any(axis=1).sum(), matrix.any(axis=0).sum())
         assert int(specific) == int(specific_tags) == (matrix.sum(axis=1) == 1).sum()
         assert float(mean) == pytest.approx(scores.mean()) and float(top) == scores.max()
-    per_filter = _rows(store, """
-        SELECT ?label ?layer ?i ?n WHERE { ?s ft:hasFilterSummary ?x ; rdfs:label ?label .
-          ?x ft:summaryOf ?f ; ft:selectedTagCount ?n . ?f ft:filterIndex ?i ; ft:ofLayer/rdfs:label ?layer }""")
-    expected = {(f"{m} {p:g}", layer, i, n) for m, p in tags.selections for layer in tags.layers
-                for i, n in enumerate(tags.tag_matrix(layer, m, p).sum(axis=1).tolist()) if n}
-    assert {(label, layer, int(i), int(n)) for label, layer, i, n in per_filter} == expected
+    signatures = _rows(store, """
+        SELECT ?label ?signature WHERE { ?s a ft:Selection ; rdfs:label ?label ; ft:filterTagSignature ?signature }""")
+    minter, space = Minter(), label_space(tags)
+    expected = set()
+    for m, p in tags.selections:
+        for layer in tags.layers:
+            matrix = tags.tag_matrix(layer, m, p)
+            for i in np.flatnonzero(matrix.any(axis=1)):
+                iris = [minter.image_class(space, class_key(tags, c)).value for c in np.flatnonzero(matrix[i])]
+                expected.add((f"{m} {p:g}", tag_signature(layer, int(i), iris)))
+    assert set(signatures) == expected
     summary = next(q.object for q in quads if q.predicate.value == FT + "hasLayerSummary")
     assert not validate([q for q in quads if not (q.object == summary and q.predicate.value == FT + "hasLayerSummary")])[0]

@@ -69,7 +69,7 @@ def test_class_class_weights_count_shared_filters(tags: TagSet, store: Store) ->
     # the SPARQL question "which classes share filters with cat" has the same answer
     rows = queries.run("similar-classes", store, {"class": "cat", "run": run_iri(tags)}).values()
     cat = graphs.class_node(ANIMALS.index("cat"))
-    assert {r["label"]: r["sharedFilters"] for r in rows if r["parameter"] == 25.0} == {
+    assert {r["label"]: r["sharedFilters"] for r in rows if r["selection"] == "q-quantile 25"} == {
         graph.nodes[n]["label"]: d["weight"] for n, d in graph[cat].items()}
 
 

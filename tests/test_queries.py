@@ -335,16 +335,33 @@ def test_class_specific_filters(store: Store, runs: dict[str, TagSet]) -> None:
 def test_similar_classes_ranked_by_shared_filters(store: Store, runs: dict[str, TagSet]) -> None:
     tags = runs["a"]
     got = rows("similar-classes", store, **{"class": "cat", "run": run_iri(tags)})
+    cat = ANIMALS.index("cat")
     for method, p in tags.selections:
         shared = sum(
-            (tags.tag_matrix(m, method, p)[:, [ANIMALS.index("cat")]] & tags.tag_matrix(m, method, p)).sum(axis=0)
+            (tags.tag_matrix(m, method, p)[:, [cat]] & tags.tag_matrix(m, method, p)).sum(axis=0)
             for m in tags.layers
         )
-        expected = {ANIMALS[c]: int(n) for c, n in enumerate(shared) if n and ANIMALS[c] != "cat"}
-        mine = [r for r in got if (r["method"], r["parameter"]) == (METHOD_IRI[method], float(p))]
-        assert {r["label"]: r["sharedFilters"] for r in mine} == expected
-        counts = [r["sharedFilters"] for r in mine]
-        assert counts == sorted(counts, reverse=True)
+        ranked = sorted((c for c, n in enumerate(shared) if n and c != cat), key=lambda c: (-shared[c], c))
+        mine = [r for r in got if r["selection"] == f"{method} {p:g}"]
+        assert [(r["rank"], r["label"], r["sharedFilters"]) for r in mine] == [
+            (i, ANIMALS[c], int(shared[c])) for i, c in enumerate(ranked, start=1)]
+    only = rows("similar-classes", store, **{"class": "cat", "run": run_iri(tags), "method": KB, "parameter": 3})
+    assert only and all(r["selection"] == "k-best 3" for r in only)
+
+
+def test_similar_classes_keeps_the_top_n(runs: dict[str, TagSet]) -> None:
+    from filtag_kg.kg.export import export_tags
+
+    tags = runs["a"]
+    two = Store()
+    two.extend(export_tags(tags, similar_classes=2))
+    got = queries.run("similar-classes", two, {"class": "cat", "run": run_iri(tags)}).values()
+    per_selection: dict[tuple[object, object], list[int]] = {}
+    for r in got:
+        per_selection.setdefault(r["selection"], []).append(r["rank"])
+    assert per_selection and all(ranks == [1, 2][:len(ranks)] for ranks in per_selection.values())
+    with pytest.raises(UserError, match="similar_classes"):
+        list(export_tags(tags, similar_classes=-1))
 
 
 def test_layer_tag_statistics(store: Store, runs: dict[str, TagSet]) -> None:
@@ -365,27 +382,40 @@ def test_layer_tag_statistics(store: Store, runs: dict[str, TagSet]) -> None:
         assert r["meanScore"] == pytest.approx(scores.mean()) and r["maxScore"] == pytest.approx(scores.max())
 
 
-def _diff(t1: TagSet, sel1: tuple[str, float], t2: TagSet, sel2: tuple[str, float]) -> set[tuple[str, int, str, str]]:
+def _diff(t1: TagSet, sel1: tuple[str, float], t2: TagSet, sel2: tuple[str, float]) -> set[tuple[str, int, str]]:
+    """Brute force: per layer and filter, how the two selections' class sets differ."""
     out = set()
     for m in t1.layers:
         a, b = t1.tag_matrix(m, *sel1), t2.tag_matrix(m, *sel2)
-        for f, c in zip(*np.nonzero(a & ~b)):
-            out.add((m, int(f), "only in 1", ANIMALS[c]))
-        for f, c in zip(*np.nonzero(b & ~a)):
-            out.add((m, int(f), "only in 2", ANIMALS[c]))
+        for f in range(a.shape[0]):
+            if (a[f] != b[f]).any():
+                change = "tags differ" if a[f].any() and b[f].any() else "tagged only in 1" if a[f].any() else "tagged only in 2"
+                out.add((m, f, change))
     return out
 
 
-@pytest.mark.parametrize("second", ["same run k=3", "same run q=25", "other model k=1"])
+@pytest.mark.parametrize("second", ["same run k=3", "same run q=25", "other model k=1", "same selection"])
 def test_run_diff(store: Store, runs: dict[str, TagSet], second: str) -> None:
     a = runs["a"]
     other, sel2 = {"same run k=3": (a, (K_BEST, 3)), "same run q=25": (a, (Q_QUANTILE, 25.0)),
-                   "other model k=1": (runs["b"], (K_BEST, 1))}[second]
+                   "other model k=1": (runs["b"], (K_BEST, 1)), "same selection": (a, (K_BEST, 1))}[second]
     got = rows("run-diff", store, run1=run_iri(a), method1=KB, parameter1=1,
                run2=run_iri(other), method2=METHOD_IRI[sel2[0]], parameter2=sel2[1])
     expected = _diff(a, (K_BEST, 1), other, sel2)
-    assert {(r["layer"], r["filter"], r["change"], r["class"]) for r in got} == expected
-    assert len(got) == len(expected) > 0
+    assert {(r["layer"], r["filter"], r["change"]) for r in got} == expected
+    assert len(got) == len(expected)
+    assert (len(expected) == 0) == (second == "same selection")
+    assert {r["change"] for r in got} >= ({"tags differ", "tagged only in 2"} if second == "same run q=25" else set())
+
+
+def test_tag_signature_identifies_class_sets() -> None:
+    from filtag_kg.kg.export import tag_signature
+
+    assert tag_signature("conv", 7, ["http://c/b", "http://c/a"]) == tag_signature("conv", 7, ["http://c/a", "http://c/b"])
+    assert tag_signature("conv", 7, ["http://c/a"]) != tag_signature("conv", 7, ["http://c/a", "http://c/b"])
+    assert tag_signature("conv", 7, ["http://c/a"]) != tag_signature("conv", 8, ["http://c/a"])
+    assert tag_signature("conv", 7, ["http://c/a"]) != tag_signature("conv_1", 7, ["http://c/a"])
+    assert tag_signature("base/conv#1", 12, ["http://c/a"]).endswith(" base/conv#1#12")
 
 
 def test_selection_tags(store: Store, runs: dict[str, TagSet]) -> None:
@@ -438,8 +468,7 @@ def _bundled_calls(runs: dict[str, TagSet]) -> list[tuple[str, dict[str, object]
         ("similar-classes", {"class": "zebra", "run": a}),
         ("layer-tag-statistics", {}),
         ("run-diff", {"run1": a, "method1": KB, "parameter1": 1, "run2": a, "method2": QQ, "parameter2": "25.0"}),
-        ("run-diff", {"run1": a, "method1": KB, "parameter1": 3, "run2": b, "method2": KB, "parameter2": 1,
-                      "layer": "conv2d_1"}),
+        ("run-diff", {"run1": a, "method1": KB, "parameter1": 3, "run2": b, "method2": KB, "parameter2": 1}),
         ("selection-tags", {"run": b, "method": KB, "parameter": 1}),
     ]
 

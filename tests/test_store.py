@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -88,7 +88,7 @@ def test_interrupted_load_leaves_the_store_as_it_was(tmp_path: Path, run_a: TagS
 
 
 class _FailingBulkLoad:
-    """Stands in for the pyoxigraph store: its first `failures` bulk loads write the data, then fail."""
+    """Stands in for the pyoxigraph store: its first `failures` bulk loads that get data write it, then fail."""
 
     def __init__(self, inner: ox.Store, failures: int = 1) -> None:
         self.inner, self.failures = inner, failures
@@ -98,6 +98,15 @@ class _FailingBulkLoad:
 
     def bulk_load(self, **kwargs: object) -> None:
         self.inner.bulk_load(**kwargs)
+        self._fail()
+
+    def bulk_extend(self, quads: Iterable[ox.Quad]) -> None:
+        quads = list(quads)
+        self.inner.bulk_extend(quads)
+        if quads:
+            self._fail()
+
+    def _fail(self) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise OSError("disk full")
@@ -151,7 +160,7 @@ KILLED_LOAD = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("stop_after, replace, committed", [
-    ("bulk_load", False, False),  # killed after writing new graphs, before the commit
+    ("bulk_extend", False, False),  # killed after streaming new graphs in, before the commit
     ("bulk_load", True, False),  # killed after staging a replacement, before the commit
     ("update", True, True),  # killed after the commit, before cleaning up
 ])

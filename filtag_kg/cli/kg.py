@@ -141,12 +141,15 @@ def register(cli: click.Group) -> None:
     @_store_option
     @click.option("--graph", help="Load everything into this named graph (needed for triple formats).")
     @_base_option
-    def load_command(source: Path, store: Path | None, graph: str | None, base: str | None) -> None:
+    @click.option("--optimize/--no-optimize", default=True, show_default=True,
+                  help="Compact the store after loading: queries get several times faster, the load takes about "
+                       "a fifth longer. Skip it when more loads follow, and let the last one compact.")
+    def load_command(source: Path, store: Path | None, graph: str | None, base: str | None, optimize: bool) -> None:
         """Load a tag set folder or an RDF file into the embedded store, replacing the graphs it fills."""
         from ..kg.store import Store
 
         with Store(store) as db:
-            n = db.load(_source_quads(source, base), graph, progress=True)
+            n = db.load(_source_quads(source, base), graph, progress=True, optimize=optimize)
             click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
 
     @cli.command("push")

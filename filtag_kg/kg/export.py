@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
@@ -110,12 +111,18 @@ class P:
     # index and summary nodes (see `_summaries`)
     ft_Selection = _n(FT + "Selection")
     ft_LayerSummary = _n(FT + "LayerSummary")
-    ft_FilterSummary = _n(FT + "FilterSummary")
+    ft_ClassSummary = _n(FT + "ClassSummary")
+    ft_ClassSimilarity = _n(FT + "ClassSimilarity")
     ft_ofRun = _n(FT + "ofRun")
     ft_selectionParameter = _n(FT + "selectionParameter")
     ft_inSelection = _n(FT + "inSelection")
     ft_hasLayerSummary = _n(FT + "hasLayerSummary")
-    ft_hasFilterSummary = _n(FT + "hasFilterSummary")
+    ft_hasClassSummary = _n(FT + "hasClassSummary")
+    ft_hasSimilarity = _n(FT + "hasSimilarity")
+    ft_similarClass = _n(FT + "similarClass")
+    ft_sharedFilterCount = _n(FT + "sharedFilterCount")
+    ft_similarityRank = _n(FT + "similarityRank")
+    ft_filterTagSignature = _n(FT + "filterTagSignature")
     ft_summaryOf = _n(FT + "summaryOf")
     ft_selectedTagCount = _n(FT + "selectedTagCount")
     ft_taggedFilterCount = _n(FT + "taggedFilterCount")
@@ -203,12 +210,20 @@ def export_graphs(tags: TagSet, minter: Minter | None = None) -> ExportGraphs:
     )
 
 
-def export_tags(tags: TagSet, minter: Minter | None = None, progress: bool = False) -> Iterator[Quad]:
+SIMILAR_CLASSES = 20  # classes per class summary, most shared filters first
+
+
+def export_tags(
+    tags: TagSet, minter: Minter | None = None, progress: bool = False, similar_classes: int = SIMILAR_CLASSES,
+) -> Iterator[Quad]:
     """Stream the RDF of one tagging run: network, label space, provenance, then one tag at a time.
 
     Nothing but small lookup tables (one node per filter and class) is kept in memory, so a full
-    VGG16 tagging streams without a second copy of the TagSet.
+    VGG16 tagging streams without a second copy of the TagSet. `similar_classes`: how many of the
+    classes sharing most filters with a class each class summary lists (see `_summaries`).
     """
+    if similar_classes < 0:
+        raise UserError(f"similar_classes must be 0 or more, got {similar_classes}")
     minter = minter or Minter()
     ids = run_ids(tags)
     graphs = export_graphs(tags, minter)
@@ -216,7 +231,7 @@ def export_tags(tags: TagSet, minter: Minter | None = None, progress: bool = Fal
     filters = yield from _network(tags, minter, ids.model, graphs.network)
     classes = yield from _classes(tags, minter, space, graphs.classes)
     run = yield from _provenance(tags, minter, ids, space, graphs.run)
-    selections = yield from _summaries(tags, minter, ids, space, filters, run, graphs.run)
+    selections = yield from _summaries(tags, minter, ids, filters, classes, run, graphs.run, similar_classes)
     yield from _tag_quads(tags, minter, ids.tagging, space, filters, classes, run, selections, graphs.run, progress)
 
 
@@ -365,20 +380,25 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
 
 
 def _summaries(
-    tags: TagSet, minter: Minter, ids: RunIds, space: str, filters: Mapping[tuple[int, int], NamedNode],
-    run: NamedNode, g: NamedNode,
+    tags: TagSet, minter: Minter, ids: RunIds, filters: Mapping[tuple[int, int], NamedNode],
+    classes: list[NamedNode], run: NamedNode, g: NamedNode, similar_classes: int,
 ) -> Iterator[Quad]:
-    """Index and summary nodes computed from the TagSet, so aggregate queries are look-ups.
+    """Index and summary nodes computed from the TagSet, so that aggregate queries are look-ups.
 
     Per selection an ft:Selection (method, k or q, its run, its tag count) that every tag links to
-    with ft:inSelection; per selection and layer with tags an ft:LayerSummary (tags, tagged filters,
-    classes, class-specific filters and their tags, mean tags per filter, mean and max score); per
-    selection and tagged filter an ft:FilterSummary with its tag count. The selection links to its
-    summaries (ft:hasLayerSummary, ft:hasFilterSummary), so that reaching them never passes through
-    the selection's tags. Returns the selection nodes.
+    with ft:inSelection. Per selection and layer with tags an ft:LayerSummary: tags, tagged filters,
+    classes, class-specific filters and their tags, mean tags per filter, mean and max score. On
+    the selection, one ft:filterTagSignature per tagged filter (`tag_signature`), so that two
+    selections, runs or models are compared filter by filter without reading tags. Per selection and class with
+    tags an ft:ClassSummary: its tagged filters and the `similar_classes` classes that share most
+    filters with it (ft:ClassSimilarity, ranked). The selection links to its summaries
+    (ft:hasLayerSummary, ft:hasClassSummary), so reaching them never passes through its tags.
+    Returns the selection nodes.
     """
+    space = label_space(tags)
     keys = [class_key(tags, c) for c in range(len(tags.classes))]
     n_classes = max(len(tags.classes), 1)
+    offsets = np.cumsum([0] + [tags.n_filters[name] for name in tags.layers])
     selections: list[NamedNode] = []
     for si, (method, parameter) in enumerate(tags.selections):
         node = minter.selection(ids.tagging, method, parameter)
@@ -390,7 +410,8 @@ def _summaries(
         yield Quad(node, P.ft_method, METHOD_NODES[method], g)
         value = Literal(int(parameter)) if method == K_BEST else _decimal(parameter)
         yield Quad(node, P.ft_k if method == K_BEST else P.ft_q, value, g)
-        yield Quad(node, P.ft_selectionParameter, value, g)  # one predicate for k and q: no ?p patterns
+        # one predicate and datatype for k and q: queries bind it without ?p patterns or value filters
+        yield Quad(node, P.ft_selectionParameter, _decimal(parameter), g)
         yield Quad(node, P.ft_selectedTagCount, Literal(int(in_selection.sum())), g)
         for li, name in enumerate(tags.layers):
             keep = np.flatnonzero(in_selection & (tags.layer_index == li))
@@ -416,13 +437,63 @@ def _summaries(
             for f, c in zip(fi[specific].tolist(), ci[specific].tolist()):
                 tag = minter.tag(ids.tagging, name, f, space, keys[c], method, parameter)
                 yield Quad(summary, P.ft_classSpecificTag, tag, g)
-            for f in np.flatnonzero(per_filter).tolist():
-                filter_summary = minter.filter_summary(ids.tagging, method, parameter, name, f)
-                yield Quad(filter_summary, A, P.ft_FilterSummary, g)
-                yield Quad(node, P.ft_hasFilterSummary, filter_summary, g)
-                yield Quad(filter_summary, P.ft_summaryOf, filters[li, f], g)
-                yield Quad(filter_summary, P.ft_selectedTagCount, Literal(int(per_filter[f])), g)
+            order = np.lexsort((ci, fi))
+            fi, ci = fi[order], ci[order]
+            starts = np.flatnonzero(np.r_[True, fi[1:] != fi[:-1]])
+            for f, members in zip(fi[starts].tolist(), np.split(ci, starts[1:])):
+                signature = tag_signature(name, f, [classes[c].value for c in members.tolist()])
+                yield Quad(node, P.ft_filterTagSignature, Literal(signature), g)
+        keep = np.flatnonzero(in_selection)
+        rows = offsets[tags.layer_index[keep]] + tags.filter_index[keep]
+        summaries = [minter.class_summary(ids.tagging, method, parameter, key) for key in keys]
+        yield from _class_summaries(minter, node, summaries, rows, tags.class_index[keep], int(offsets[-1]),
+                                    classes, similar_classes, g)
     return selections
+
+
+def tag_signature(layer: str, index: int, class_iris: Iterable[str]) -> str:
+    """`hash layer#index`, the identity of one filter's tag set in a selection: the first 10 hex
+    digits of SHA-256 over the sorted class IRIs, a space, and the filter's label. Two selections
+    (of one run, two runs, or two models with the same layer names) give a filter the same classes
+    exactly when they share its signature (up to a 2^-40 chance of a hash collision per pair)."""
+    digest = hashlib.sha256("\n".join(sorted(class_iris)).encode()).hexdigest()[:10]
+    return f"{digest} {layer}#{int(index)}"
+
+
+def _class_summaries(
+    minter: Minter, selection: NamedNode, summaries: list[NamedNode], rows: np.ndarray, class_index: np.ndarray,
+    n_rows: int, classes: list[NamedNode], similar_classes: int, g: NamedNode, block: int = 256,
+) -> Iterator[Quad]:
+    """Per class with tags in the selection: its tagged filters and the classes sharing most filters.
+
+    Shared filters of classes a and b = the filters tagged with both, from the filter × class
+    incidence matrix M as MᵀM, computed for `block` classes at a time so memory stays O(block × classes).
+    The similar classes are ranked by shared filters (descending), ties by class index.
+    """
+    n_classes = len(classes)
+    incidence = np.zeros((n_rows, n_classes), np.float32)
+    incidence[rows, class_index] = 1.0
+    tagged = incidence.sum(axis=0)
+    for first in range(0, n_classes, block):
+        shared = np.rint(incidence[:, first:first + block].T @ incidence).astype(np.int64)
+        for c in range(first, min(first + block, n_classes)):
+            if not tagged[c]:
+                continue
+            row = shared[c - first]
+            row[c] = 0
+            candidates = np.flatnonzero(row)
+            ranked = candidates[np.lexsort((candidates, -row[candidates]))][:similar_classes]
+            summary = summaries[c]
+            yield Quad(summary, A, P.ft_ClassSummary, g)
+            yield Quad(selection, P.ft_hasClassSummary, summary, g)
+            yield Quad(summary, P.ft_summaryOf, classes[c], g)
+            yield Quad(summary, P.ft_taggedFilterCount, Literal(int(tagged[c])), g)
+            for rank, other in enumerate(ranked.tolist(), start=1):
+                similarity = minter.class_similarity(summary, rank)
+                yield Quad(summary, P.ft_hasSimilarity, similarity, g)
+                yield Quad(similarity, P.ft_similarClass, classes[other], g)
+                yield Quad(similarity, P.ft_sharedFilterCount, Literal(int(row[other])), g)
+                yield Quad(similarity, P.ft_similarityRank, Literal(rank), g)
 
 
 def _tag_quads(
@@ -465,8 +536,9 @@ def _double(x: float) -> Literal:
 
 
 def _decimal(x: float) -> Literal:
-    """An xsd:decimal in canonical-ish form (no exponent): 5 -> "5.0", 0.5 -> "0.5"."""
-    return Literal(np.format_float_positional(float(x), trim="0"), datatype=XSD_DECIMAL)
+    """An xsd:decimal in the form Oxigraph stores and the query runner binds (5 -> "5", 0.5 -> "0.5",
+    no exponent), so that triple patterns match on stores that compare literals by their text."""
+    return Literal(f"{Decimal(repr(float(x))).normalize():f}", datatype=XSD_DECIMAL)
 
 
 def _canonical(value: Any) -> str:

@@ -3,10 +3,11 @@ with one interface: `load(quads, graph)`, `query(sparql)`, `graphs()`, `drop(gra
 
 Loading replaces whole named graphs (reloading a run is idempotent) and is all-or-nothing:
 
-* embedded: the quads are spooled to files before the store is touched. Graphs whose content would
-  not change are left alone; graphs that change are first copied to backup files beside the store;
-  then everything is bulk-loaded (fast, not transactional by itself) and committed by writing a
-  commit marker (one transaction). A journal file beside the store names the new graphs and the
+* embedded: quads of graphs the store lacks stream into its bulk loader (fast, not transactional by
+  itself); quads of graphs it has are spooled to files first. Graphs whose content would not change
+  are left alone; graphs that change are copied to backup files beside the store and replaced; the
+  load is committed by writing a commit marker (one transaction), then the store is compacted. A
+  journal file beside the store names the new graphs (before their first quad arrives) and the
   backups of a load in progress: a failed load is rolled back at once, and opening the store after a
   crash rolls back an uncommitted load, so an interrupted load leaves the store as it was.
 * remote: a graph the server lacks is PUT (Graph Store HTTP Protocol) in one request; a graph it
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 
 from pyoxigraph import (
     DefaultGraph, NamedNode, Quad, QueryBoolean, QueryResultsFormat, QuerySolutions, QueryTriples, RdfFormat,
-    Store as OxStore, Triple, parse, parse_query_results, serialize,
+    Store as OxStore, Triple, parse, parse_query_results,
 )
 
 from ..config import default_store_path
@@ -100,40 +101,54 @@ class Store:
         return len(self.oxigraph)
 
     # -- writing ---------------------------------------------------------------------------------
-    def load(self, quads_or_graph: Loadable, graph: NamedNode | str | None = None, progress: bool = False) -> int:
+    def load(
+        self, quads_or_graph: Loadable, graph: NamedNode | str | None = None, progress: bool = False,
+        optimize: bool = True,
+    ) -> int:
         """Replace the named graphs the quads belong to (or `graph`, for all of them) with the quads.
 
-        Graphs whose content would not change are left alone (reloading a run costs a read).
-        Returns the number of quads given. All-or-nothing, also across a crash (see module doc).
+        Quads of graphs the store lacks stream straight into its bulk loader; graphs it has are
+        spooled to files first and left alone when their content would not change (reloading a run
+        costs a read). `optimize` compacts the store afterwards: bulk loads leave many small files,
+        and compacting them makes look-ups several times faster (at VGG16 scale: 4-8x, for a fifth
+        more load time). Returns the number of quads given. All-or-nothing, also across a crash.
         """
         target = _node(graph) if graph is not None else None
-        token = uuid.uuid4().hex
+        journal: dict[str, Any] = {"token": uuid.uuid4().hex, "fresh": [], "replaced": {}}
+
+        def fresh(g: str) -> None:  # the journal names a graph before its first quad reaches the store
+            journal["fresh"].append(g)
+            self._write_journal(journal)
+
         with tempfile.TemporaryDirectory(prefix="filtag-kg-load-") as tmp:
             spool = _Spool(self.oxigraph, target, Path(tmp))
-            n = spool.write(_as_quads(quads_or_graph), progress)
-            changed = spool.changed()
-            if not spool.fresh and not changed:
-                return n
-            backups = {g: str(self.path / f"{BACKUP}{token}-{i}.nt") for i, g in enumerate(changed)}
-            for g, backup in backups.items():
-                self.oxigraph.dump(backup, RdfFormat.N_TRIPLES, from_graph=NamedNode(g))
-                _fsync(backup)
-            journal = {"token": token, "fresh": sorted(spool.fresh), "replaced": backups}
-            self._write_journal(journal)
             try:
-                if spool.fresh:
-                    self.oxigraph.bulk_load(path=str(spool.path), format=RdfFormat.N_QUADS)
+                self.oxigraph.bulk_extend(spool.split(_as_quads(quads_or_graph), progress, fresh))
+                changed = spool.changed()
+                if not journal["fresh"] and not changed:
+                    return spool.count
+                for i, g in enumerate(changed):
+                    backup = str(self.path / f"{BACKUP}{journal['token']}-{i}.nt")
+                    self.oxigraph.dump(backup, RdfFormat.N_TRIPLES, from_graph=NamedNode(g))
+                    _fsync(backup)
+                    journal["replaced"][g] = backup
+                self._write_journal(journal)
                 for g, path in changed.items():
                     self.oxigraph.remove_graph(NamedNode(g))
-                    self.oxigraph.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g))
-                self.oxigraph.update(f"INSERT DATA {{ GRAPH {COMMITS} {{ <{STAGING}{token}> a <{STAGING}Commit> }} }}")
+                    self.oxigraph.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g),
+                                            lenient=True)  # written by pyoxigraph: valid
+                self.oxigraph.update(
+                    f"INSERT DATA {{ GRAPH {COMMITS} {{ <{STAGING}{journal['token']}> a <{STAGING}Commit> }} }}")
             except BaseException:
-                self._rollback(journal)
-                self._journal_path.unlink(missing_ok=True)
+                if self._journal_path.exists():
+                    self._rollback(journal)
+                    self._journal_path.unlink()
                 raise
             self._journal_path.unlink(missing_ok=True)
             self._cleanup()
-        return n
+        if optimize:
+            self.oxigraph.optimize()
+        return spool.count
 
     def drop(self, graph: NamedNode | str) -> None:
         """Remove a named graph (nothing happens if it is not there)."""
@@ -422,27 +437,26 @@ class _Transient(Exception):
 
 
 class _Spool:
-    """A load, written to disk before the store is touched: quads of graphs the store does not have
-    go to one N-Quads file (serialized by pyoxigraph); quads of graphs it has (or, for a push, of
-    every graph) go to one N-Triples file each."""
+    """The quads of a load, split by graph: quads of graphs the store does not have are passed on
+    (to stream into its bulk loader); quads of graphs it has (or, for a push, of every graph) go
+    to one N-Triples file per graph, to be compared with the graph and swapped in as a whole."""
 
     def __init__(self, store: OxStore | None, target: NamedNode | None, directory: Path) -> None:
         """`store`: the store to be loaded, or None to give every graph a file of its own (push)."""
         self.store, self.target, self.directory = store, target, directory
-        self.path = directory / "fresh.nq"
+        self.count = 0
         self.fresh: set[str] = set()
         self.existing: dict[str, tuple[Any, list[int]]] = {}  # graph -> (N-Triples file, [triple count])
         self.seen: dict[str, set[int]] = {}  # for a push: hashes of the lines written per graph
 
-    def write(self, quads: Iterable[Quad], progress: bool) -> int:
+    def split(self, quads: Iterable[Quad], progress: bool, on_fresh: Callable[[str], None] | None = None) -> Iterator[Quad]:
+        """Yield the quads of graphs the store lacks, calling `on_fresh(graph)` before the first quad
+        of each such graph; write the quads of the other graphs to their files."""
         from tqdm import tqdm
 
-        count = 0
-
-        def fresh_quads() -> Iterator[Quad]:
-            nonlocal count
+        try:
             for q in tqdm(quads, disable=not progress, desc="load", unit=" quads", mininterval=1.0):
-                count += 1
+                self.count += 1
                 g = self.target or q.graph_name
                 if not isinstance(g, NamedNode):
                     raise UserError("the store keeps data in named graphs only: give a graph to load into")
@@ -453,6 +467,8 @@ class _Spool:
                     if g.value.startswith(STAGING) or g == COMMITS:
                         raise UserError(f"graph name {g.value} is reserved for the store's own use")
                     if self.store is not None and not self.store.contains_named_graph(g):
+                        if on_fresh is not None:
+                            on_fresh(g.value)
                         self.fresh.add(g.value)
                         yield q if self.target is None else Quad(q.subject, q.predicate, q.object, g)
                         continue
@@ -467,13 +483,16 @@ class _Spool:
                     seen.add(hash(line))
                 file.write(line)
                 size[0] += 1
-
-        try:
-            serialize(fresh_quads(), str(self.path), RdfFormat.N_QUADS)
         finally:
             for file, _ in self.existing.values():
                 file.close()
-        return count
+
+    def write(self, quads: Iterable[Quad], progress: bool) -> int:
+        """Write every quad to its graph's file (a push: no store, so no graph is passed on)."""
+        assert self.store is None
+        for _ in self.split(quads, progress):
+            raise AssertionError("a spool without a store passes no quads on")
+        return self.count
 
     def files(self) -> dict[str, tuple[Path, int]]:
         """The N-Triples file and triple count of each graph with a file of its own."""

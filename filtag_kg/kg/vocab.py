@@ -98,10 +98,13 @@ class Minter:
         """The summary of one selection's tags in one layer."""
         return self._iri("run", run_id, "selection", method, _num(parameter), "layer", slug(layer_name))
 
-    def filter_summary(self, run_id: str, method: str, parameter: float, layer_name: str, index: int) -> NamedNode:
-        """The summary of one selection's tags on one filter."""
-        return self._iri("run", run_id, "selection", method, _num(parameter), "layer", slug(layer_name),
-                         "filter", str(int(index)))
+    def class_summary(self, run_id: str, method: str, parameter: float, key: str) -> NamedNode:
+        """The summary of one selection's tags of one class (its key: wnid or label)."""
+        return self._iri("run", run_id, "selection", method, _num(parameter), "class", slug(key))
+
+    def class_similarity(self, summary: NamedNode, rank: int) -> NamedNode:
+        """The `rank`-th most similar class of a class summary."""
+        return NamedNode(f"{summary.value}/similar/{int(rank)}")
 
     def explanation(self, run_id: str, image_id: str, method: str, parameter: float) -> NamedNode:
         """The explanation of one image by one selection (k-best k, q-quantile q) of a tagging run."""
