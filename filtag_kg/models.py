@@ -125,7 +125,7 @@ def model_hash(model: "keras.Model") -> str:
     """SHA-256 of the architecture (JSON) and all weights: the model's identity in the graph."""
     h = hashlib.sha256(json.dumps(json.loads(model.to_json()), sort_keys=True).encode())
     for w in model.weights:
-        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+        h.update(memoryview(np.ascontiguousarray(w.numpy())).cast("B"))  # no copy of the bytes
     return h.hexdigest()
 
 
