@@ -176,7 +176,10 @@ def test_export_load_and_push_commands(oxigraph: str, run_a: TagSet, tmp_path: P
     assert Store(tmp_path / "s1").graphs() == [ox.NamedNode("https://example.org/g")]
     result = CliRunner().invoke(cli, ["load", str(tmp_path / "run.ttl"), "--store", str(tmp_path / "s2")])
     assert isinstance(result.exception, UserError) and "named graphs" in str(result.exception)
-    _invoke("load", str(tmp_path / "tags"), "--store", str(tmp_path / "s3"))
+    _invoke("load", str(tmp_path / "tags"), "--store", str(tmp_path / "s3"), "--similar-classes", "2")
+    with Store(tmp_path / "s3", read_only=True) as db:  # the option reaches the export
+        ranks = db.query("SELECT (MAX(?r) AS ?top) WHERE { ?s <https://w3id.org/filtag-kg/ontology#similarityRank> ?r }")
+        assert int(next(iter(ranks))["top"].value) == 2
     _invoke("push", "--endpoint", oxigraph, "--store", str(tmp_path / "s3"))
     remote = RemoteStore.at(oxigraph)
     assert remote.graphs() == Store(tmp_path / "s3", read_only=True).graphs()

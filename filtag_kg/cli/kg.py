@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from ..errors import UserError
+from ..kg.export import SIMILAR_CLASSES
 
 PASSWORD_ENV = "FILTAG_KG_PASSWORD"
 
@@ -30,7 +31,9 @@ def _minter(base: str | None) -> Any:
         raise UserError(f"--base: {e}") from None
 
 
-def _source_quads(source: Path, base: str | None, progress: bool = True) -> Iterator[Any]:
+def _source_quads(
+    source: Path, base: str | None, progress: bool = True, similar_classes: int = SIMILAR_CLASSES,
+) -> Iterator[Any]:
     """Quads of a tag-set folder (exported on the fly) or of an RDF file (parsed as it streams)."""
     from pyoxigraph import RdfFormat
 
@@ -42,7 +45,7 @@ def _source_quads(source: Path, base: str | None, progress: bool = True) -> Iter
             tags = TagSet.load(source)
         except FileNotFoundError as e:
             raise UserError(str(e)) from None
-        return export_tags(tags, _minter(base), progress=progress)
+        return export_tags(tags, _minter(base), progress=progress, similar_classes=similar_classes)
     fmt = rdf_format(None, source)
     return _parsed(source, RdfFormat.JSON_LD if fmt == "jsonld" else fmt)
 
@@ -60,6 +63,13 @@ def _parsed(source: Path, fmt: Any) -> Iterator[Any]:
 def _store_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--store", type=click.Path(path_type=Path),
                         help="Embedded store directory (default: 'store' in the filtag-kg data folder).")(f)
+
+
+def _similar_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--similar-classes", type=click.IntRange(min=0), default=SIMILAR_CLASSES, show_default=True,
+        help="For a tag set: per class and selection, how many of the classes sharing most filters with it "
+             "the export lists (the similar-classes query reads them).")(f)
 
 
 def _base_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,8 +126,11 @@ def register(cli: click.Group) -> None:
     @click.option("--format", "-f", "fmt",
                   help="turtle, ntriples, nquads, trig, rdfxml or jsonld (default: from --out, else trig).")
     @_base_option
+    @_similar_option
     @click.option("--validate", is_flag=True, help="Check the export against the SHACL shapes (in memory).")
-    def export_command(tags_dir: Path, out: Path | None, fmt: str | None, base: str | None, validate: bool) -> None:
+    def export_command(
+        tags_dir: Path, out: Path | None, fmt: str | None, base: str | None, similar_classes: int, validate: bool,
+    ) -> None:
         """Write a tag set (folder from `filtag-kg tag`) as RDF: network, filters, classes, tags, provenance."""
         import sys
 
@@ -126,7 +139,7 @@ def register(cli: click.Group) -> None:
 
         if fmt is None and out is None:
             fmt = "trig"
-        quads = _source_quads(tags_dir, base, progress=out is not None)
+        quads = _source_quads(tags_dir, base, progress=out is not None, similar_classes=similar_classes)
         if validate:
             quads = list(quads)
             conforms, report = shacl_validate(quads)
@@ -141,15 +154,19 @@ def register(cli: click.Group) -> None:
     @_store_option
     @click.option("--graph", help="Load everything into this named graph (needed for triple formats).")
     @_base_option
+    @_similar_option
     @click.option("--optimize/--no-optimize", default=True, show_default=True,
                   help="Compact the store after loading: queries get several times faster, the load takes about "
                        "a fifth longer. Skip it when more loads follow, and let the last one compact.")
-    def load_command(source: Path, store: Path | None, graph: str | None, base: str | None, optimize: bool) -> None:
+    def load_command(
+        source: Path, store: Path | None, graph: str | None, base: str | None, similar_classes: int, optimize: bool,
+    ) -> None:
         """Load a tag set folder or an RDF file into the embedded store, replacing the graphs it fills."""
         from ..kg.store import Store
 
         with Store(store) as db:
-            n = db.load(_source_quads(source, base), graph, progress=True, optimize=optimize)
+            n = db.load(_source_quads(source, base, similar_classes=similar_classes), graph, progress=True,
+                        optimize=optimize)
             click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
 
     @cli.command("push")
