@@ -87,7 +87,8 @@ def test_export_conforms_to_the_shapes(quads: list[ox.Quad]) -> None:
 
 
 def test_shapes_catch_broken_exports(quads: list[ox.Quad]) -> None:
-    """Removing a tag's filter, giving a k-best tag a q, or a malformed wnid each fail validation."""
+    """Removing a tag's filter, giving a k-best tag a q, a malformed wnid, a similar class without
+    its class or a malformed tag signature each fail validation."""
     tag = next(q.subject for q in quads if q.predicate.value == FT + "filter")
     without_filter = [q for q in quads if not (q.subject == tag and q.predicate.value == FT + "filter")]
     assert not validate(without_filter)[0]
@@ -99,6 +100,11 @@ def test_shapes_catch_broken_exports(quads: list[ox.Quad]) -> None:
     wnid = next(q for q in quads if q.predicate.value == FT + "wnid")
     bad = [q if q != wnid else ox.Quad(q.subject, q.predicate, ox.Literal("02131653"), q.graph_name) for q in quads]
     assert not validate(bad)[0]
+    similar = next(q for q in quads if q.predicate.value == FT + "similarClass")
+    assert not validate([q for q in quads if q != similar])[0]
+    signature = next(q for q in quads if q.predicate.value == FT + "filterTagSignature")
+    garbled = ox.Quad(signature.subject, signature.predicate, ox.Literal("conv#7"), signature.graph_name)
+    assert not validate([q if q != signature else garbled for q in quads])[0]
 
 
 def test_every_tag_is_in_the_graph_with_its_numbers(tags: TagSet, quads: list[ox.Quad]) -> None:

@@ -231,7 +231,7 @@ def export_tags(
     filters = yield from _network(tags, minter, ids.model, graphs.network)
     classes = yield from _classes(tags, minter, space, graphs.classes)
     run = yield from _provenance(tags, minter, ids, space, graphs.run)
-    selections = yield from _summaries(tags, minter, ids, filters, classes, run, graphs.run, similar_classes)
+    selections = yield from _summaries(tags, minter, ids, classes, run, graphs.run, similar_classes)
     yield from _tag_quads(tags, minter, ids.tagging, space, filters, classes, run, selections, graphs.run, progress)
 
 
@@ -380,8 +380,8 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
 
 
 def _summaries(
-    tags: TagSet, minter: Minter, ids: RunIds, filters: Mapping[tuple[int, int], NamedNode],
-    classes: list[NamedNode], run: NamedNode, g: NamedNode, similar_classes: int,
+    tags: TagSet, minter: Minter, ids: RunIds, classes: list[NamedNode], run: NamedNode, g: NamedNode,
+    similar_classes: int,
 ) -> Iterator[Quad]:
     """Index and summary nodes computed from the TagSet, so that aggregate queries are look-ups.
 
@@ -389,9 +389,9 @@ def _summaries(
     with ft:inSelection. Per selection and layer with tags an ft:LayerSummary: tags, tagged filters,
     classes, class-specific filters and their tags, mean tags per filter, mean and max score. On
     the selection, one ft:filterTagSignature per tagged filter (`tag_signature`), so that two
-    selections, runs or models are compared filter by filter without reading tags. Per selection and class with
-    tags an ft:ClassSummary: its tagged filters and the `similar_classes` classes that share most
-    filters with it (ft:ClassSimilarity, ranked). The selection links to its summaries
+    selections, runs or models are compared filter by filter without reading tags. Per selection
+    and class with tags an ft:ClassSummary: its tagged filters and the `similar_classes` classes
+    that share most filters with it (ft:ClassSimilarity, ranked). The selection links to its summaries
     (ft:hasLayerSummary, ft:hasClassSummary), so reaching them never passes through its tags.
     Returns the selection nodes.
     """
@@ -466,8 +466,8 @@ def _class_summaries(
 ) -> Iterator[Quad]:
     """Per class with tags in the selection: its tagged filters and the classes sharing most filters.
 
-    Shared filters of classes a and b = the filters tagged with both, from the filter × class
-    incidence matrix M as MᵀM, computed for `block` classes at a time so memory stays O(block × classes).
+    Shared filters of classes a and b = the filters tagged with both: MᵀM of the filter × class
+    incidence matrix M (float32, exact for counts below 2^24), `block` rows of it at a time.
     The similar classes are ranked by shared filters (descending), ties by class index.
     """
     n_classes = len(classes)
@@ -491,6 +491,7 @@ def _class_summaries(
             for rank, other in enumerate(ranked.tolist(), start=1):
                 similarity = minter.class_similarity(summary, rank)
                 yield Quad(summary, P.ft_hasSimilarity, similarity, g)
+                yield Quad(similarity, A, P.ft_ClassSimilarity, g)
                 yield Quad(similarity, P.ft_similarClass, classes[other], g)
                 yield Quad(similarity, P.ft_sharedFilterCount, Literal(int(row[other])), g)
                 yield Quad(similarity, P.ft_similarityRank, Literal(rank), g)
