@@ -22,6 +22,7 @@ import requests
 
 from filtag_kg.errors import UserError
 from filtag_kg.kg.export import export_graphs, export_tags
+from filtag_kg.kg import store as store_module
 from filtag_kg.kg.store import JOURNAL, STAGING, RemoteError, RemoteStore, Store
 from filtag_kg.kg.vocab import sparql_prefixes
 from filtag_kg.records import TagSet
@@ -64,6 +65,37 @@ def test_load_query_and_idempotent_reload(tmp_path: Path, run_a: TagSet, run_b: 
     store.drop(export_graphs(run_b).run)
     assert _snapshot(store) == before
     store.drop(export_graphs(run_b).run)  # dropping what is not there is fine
+
+
+def test_compaction_follows_big_loads_or_when_asked(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = Store(tmp_path / "store")
+    real, calls = store.oxigraph, []
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def optimize(self) -> None:
+            calls.append(1)
+            real.optimize()
+
+    store.oxigraph = Counting()
+    n_a = len(list(export_tags(run_a)))
+    monkeypatch.setattr(store_module, "OPTIMIZE_MIN_QUADS", n_a)
+    store.load(export_tags(run_a))  # as big as the threshold: compacted
+    store.load(export_tags(run_b), optimize=False)
+    assert len(calls) == 1
+    monkeypatch.setattr(store_module, "OPTIMIZE_MIN_QUADS", n_a + 1)
+    store.drop(export_graphs(run_a).run)
+    store.load(export_tags(run_a))  # below it: not
+    assert len(calls) == 1
+    store.drop(export_graphs(run_a).run)
+    store.load(export_tags(run_a), optimize=True)
+    assert len(calls) == 2
+    store.oxigraph = real
+    assert len(list(store.query("SELECT ?t WHERE { ?t a <https://w3id.org/filtag-kg/ontology#Tag> }"))) == len(run_a) + len(run_b)
 
 
 def test_load_into_a_given_graph_replaces_it(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:

@@ -155,11 +155,12 @@ def register(cli: click.Group) -> None:
     @click.option("--graph", help="Load everything into this named graph (needed for triple formats).")
     @_base_option
     @_similar_option
-    @click.option("--optimize/--no-optimize", default=True, show_default=True,
-                  help="Compact the store after loading: queries get several times faster, the load takes about "
-                       "a fifth longer. Skip it when more loads follow, and let the last one compact.")
+    @click.option("--optimize/--no-optimize", default=None,
+                  help="Compact the store after loading, or not (default: after loads of a million quads or more). "
+                       "Compacting makes queries several times faster after a big load and rewrites the whole store.")
     def load_command(
-        source: Path, store: Path | None, graph: str | None, base: str | None, similar_classes: int, optimize: bool,
+        source: Path, store: Path | None, graph: str | None, base: str | None, similar_classes: int,
+        optimize: bool | None,
     ) -> None:
         """Load a tag set folder or an RDF file into the embedded store, replacing the graphs it fills."""
         from ..kg.store import Store

@@ -6,7 +6,7 @@ Loading replaces whole named graphs (reloading a run is idempotent) and is all-o
 * embedded: quads of graphs the store lacks stream into its bulk loader (fast, not transactional by
   itself); quads of graphs it has are spooled to files first. Graphs whose content would not change
   are left alone; graphs that change are copied to backup files beside the store and replaced; the
-  load is committed by writing a commit marker (one transaction), then the store is compacted. A
+  load is committed by writing a commit marker (one transaction); a big load is followed by a compaction. A
   journal file beside the store names the new graphs (before their first quad arrives) and the
   backups of a load in progress: a failed load is rolled back at once, and opening the store after a
   crash rolls back an uncommitted load, so an interrupted load leaves the store as it was.
@@ -40,6 +40,7 @@ STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load i
 COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only during a load)
 JOURNAL = "filtag-kg-load.json"  # beside the store directory's data files
 BACKUP = "filtag-kg-backup-"  # file name prefix of the copies of graphs a load replaces
+OPTIMIZE_MIN_QUADS = 1_000_000  # loads from this size on are followed by a compaction (see Store.load)
 
 T = TypeVar("T")
 Loadable = Iterable[Quad] | Iterable[Triple] | Any  # quads, triples, or an rdflib Graph/Dataset
@@ -103,15 +104,17 @@ class Store:
     # -- writing ---------------------------------------------------------------------------------
     def load(
         self, quads_or_graph: Loadable, graph: NamedNode | str | None = None, progress: bool = False,
-        optimize: bool = True,
+        optimize: bool | None = None,
     ) -> int:
         """Replace the named graphs the quads belong to (or `graph`, for all of them) with the quads.
 
         Quads of graphs the store lacks stream straight into its bulk loader; graphs it has are
         spooled to files first and left alone when their content would not change (reloading a run
-        costs a read). `optimize` compacts the store afterwards: bulk loads leave many small files,
+        costs a read). `optimize` compacts the store afterwards: a bulk load leaves many small files,
         and compacting them makes look-ups several times faster (at VGG16 scale: 4-8x, for a fifth
-        more load time). Returns the number of quads given. All-or-nothing, also across a crash.
+        more load time). Compaction rewrites the whole store (20 s at 16 M triples, however small
+        the load), so by default (None) it follows loads of at least OPTIMIZE_MIN_QUADS quads only.
+        Returns the number of quads given. All-or-nothing, also across a crash.
         """
         target = _node(graph) if graph is not None else None
         journal: dict[str, Any] = {"token": uuid.uuid4().hex, "fresh": [], "replaced": {}}
@@ -146,7 +149,7 @@ class Store:
                 raise
             self._journal_path.unlink(missing_ok=True)
             self._cleanup()
-        if optimize:
+        if optimize or (optimize is None and spool.count >= OPTIMIZE_MIN_QUADS):
             self.oxigraph.optimize()
         return spool.count
 
