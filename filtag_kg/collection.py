@@ -40,34 +40,49 @@ TRAIN, HELDOUT = "train", "heldout"
 def feature_model(model: "keras.Model", layers: Sequence[str]) -> "keras.Model":
     """A model from the input to the chosen layers' outputs and the predictions.
 
-    Layers of nested models ('base/block1_conv1') are reached by re-running the outer model layer by
-    layer, calling each nested functional model through its own multi-output twin.
+    Layers of nested models ('base/block1_conv1', any depth) are reached by rebuilding the outer
+    network on new inputs with the same layer objects (same weights): a functional model with
+    `keras.models.clone_model(call_function=...)`, a Sequential one layer by layer. A nested model
+    with chosen layers is called as its own multi-output twin (this function, one level down), so
+    every chosen output is a tensor of one graph.
     """
     import keras
 
+    if all("/" not in name for name in layers):
+        by_name = dict(iter_layers(model))
+        return keras.Model(_input_structure(model.inputs), [*(by_name[name].output for name in layers), *model.outputs])
     wanted = set(layers)
-    by_name = dict(iter_layers(model))
-    if all("/" not in name for name in wanted):
-        outputs = [by_name[name].output for name in layers]
-        return keras.Model(model.inputs, [*outputs, *model.outputs])
-    if model.__class__.__name__ != "Sequential":
-        raise UserError(
-            "layers inside nested models can be collected when the outer model is Sequential; "
-            f"model {model.name!r} is {model.__class__.__name__}"
-        )
-    x = inputs = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
     found: dict[str, Any] = {}
-    for layer in model.layers:
+
+    def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
         inner = [n for n in layers if n.startswith(layer.name + "/")]
-        if inner:
-            twin = feature_model(layer, [n.split("/", 1)[1] for n in inner])
-            *inner_out, x = twin(x)
-            found.update(zip(inner, inner_out))
-        else:
-            x = layer(x)
+        if not inner:
+            out = layer(*args, **kwargs)
             if layer.name in wanted:
-                found[layer.name] = x
-    return keras.Model(inputs, [*(found[n] for n in layers), x])
+                found[layer.name] = out
+            return out
+        twin = feature_model(layer, [n.split("/", 1)[1] for n in inner])
+        taps = list(twin(args[0]))
+        found.update(zip(inner, taps[: len(inner)]))
+        rest = taps[len(inner):]
+        return rest[0] if len(rest) == 1 else rest
+
+    inputs = [keras.Input(x.shape[1:], dtype=x.dtype) for x in model.inputs]
+    if isinstance(model, keras.Sequential):
+        x = inputs[0]
+        for layer in model.layers:
+            x = call(layer, x)
+        outputs = [x]
+    else:
+        rebuilt = keras.models.clone_model(model, input_tensors=keras.tree.pack_sequence_as(model.input, inputs),
+                                           clone_function=lambda layer: layer, call_function=call)
+        outputs = list(rebuilt.outputs)
+    return keras.Model(_input_structure(inputs), [*(found[n] for n in layers), *outputs])
+
+
+def _input_structure(inputs: list[Any]) -> Any:
+    """One input tensor as itself, several as a list: how the model is then called (no structure warning)."""
+    return inputs[0] if len(inputs) == 1 else inputs
 
 
 XLA_MIN_ELEMENTS = 50_000  # feature maps per image from which a fused XLA reduction beats TensorFlow's

@@ -11,6 +11,7 @@ import filtag_kg  # noqa: E402
 from filtag_kg import collection as collect_module  # noqa: E402
 from filtag_kg.data import array_source, image_folder  # noqa: E402
 from filtag_kg.errors import UserError  # noqa: E402
+from filtag_kg.models import conv_layers  # noqa: E402
 from filtag_kg.records import ActivationStats  # noqa: E402
 
 
@@ -27,7 +28,7 @@ def small_model(n_classes: int = 3) -> keras.Model:
 
 def reference_means(model: keras.Model, layers: list[str], images: np.ndarray) -> dict[str, np.ndarray]:
     """ā(m,i,d) by the formula, image by image, in float64: scale the layer output to [0,1], average."""
-    taps = keras.Model(model.inputs, [model.get_layer(m).output for m in layers])
+    taps = keras.Model(model.inputs[0], [model.get_layer(m).output for m in layers])
     out: dict[str, list[np.ndarray]] = {m: [] for m in layers}
     for image in images:
         outputs = taps(image[None], training=False)
@@ -184,7 +185,7 @@ def test_bad_input_is_named(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> No
 def test_nested_model_layers_are_found_and_collected(data: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = data
     inner = small_model()
-    base = keras.Model(inner.inputs, inner.get_layer("sep").output, name="base")
+    base = keras.Model(inner.input, inner.get_layer("sep").output, name="base")
     outer = keras.Sequential([keras.Input((12, 12, 3)), base, keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(3, activation="softmax")], name="outer")
     stats = filtag_kg.collect(outer, images, labels=labels, layers=["base/sep"], progress=False)
@@ -192,6 +193,26 @@ def test_nested_model_layers_are_found_and_collected(data: tuple[np.ndarray, np.
     ref = reference_means(inner, ["sep"], images)["sep"]
     np.testing.assert_allclose(stats.class_means("base/sep"),
                                np.stack([ref[labels == c].mean(0) for c in range(3)]), atol=1e-5)
+    # a functional model around a functional base around a Sequential block, as in transfer learning
+    block = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(3, 3, padding="same", activation="relu",
+                                                                          name="c")], name="block")
+    x = inputs = keras.Input((12, 12, 3))
+    mid = keras.Model(inputs, base(block(x)), name="mid")
+    x = outer_inputs = keras.Input((12, 12, 3))
+    y = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(mid(x)))
+    functional = keras.Model(outer_inputs, y, name="functional")
+    names = conv_layers(functional)
+    assert names == ["mid/block/c", *(f"mid/base/{n}" for n in conv_layers(inner))]
+    stats = filtag_kg.collect(functional, array_source(images, labels, heldout=(images, labels)), progress=False)
+    shifted = block.predict(images, verbose=0)
+    ref_base = reference_means(inner, conv_layers(inner), shifted)
+    ref_block = reference_means(block, ["c"], images)["c"]
+    np.testing.assert_allclose(stats.class_means("mid/block/c"),
+                               np.stack([ref_block[labels == c].mean(0) for c in range(3)]), atol=1e-5)
+    for n in conv_layers(inner):
+        np.testing.assert_allclose(stats.class_means(f"mid/base/{n}"),
+                                   np.stack([ref_base[n][labels == c].mean(0) for c in range(3)]), atol=1e-5)
+    assert np.array_equal(stats.heldout.top_classes[:, 0], functional.predict(images, verbose=0).argmax(axis=1))
 
 
 def test_killed_collection_resumes_to_same_numbers(tmp_path) -> None:
