@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,12 +54,13 @@ class LoadedModel:
     source: str  # where it came from: a path, "keras.applications:VGG16 (weights=…)", the cache file
     input_spec: InputSpec
     classes: list[str] | None = None  # the output class names when known (default model, ImageNet)
+    precision: str = "float32"  # or "mixed_float16" (see with_mixed_precision)
 
     def describe(self) -> dict[str, Any]:
-        """The manifest entry: name, hash, family, source and the layer list (architecture)."""
+        """The manifest entry: name, hash, family, source, compute precision and the layer list (architecture)."""
         return {
             "name": self.name, "hash": model_hash(self.model), "family": self.family, "source": self.source,
-            "layers": describe_layers(self.model),
+            "precision": self.precision, "layers": describe_layers(self.model),
         }
 
 
@@ -122,11 +123,20 @@ def _output_channels(layer: Any) -> int:
 
 
 def model_hash(model: "keras.Model") -> str:
-    """SHA-256 of the architecture (JSON) and all weights: the model's identity in the graph."""
-    h = hashlib.sha256(json.dumps(json.loads(model.to_json()), sort_keys=True).encode())
+    """SHA-256 of the architecture (JSON, without the layers' compute dtype policies) and all weights:
+    the model's identity in the graph, the same for a model and its mixed-precision twin."""
+    h = hashlib.sha256(json.dumps(_without_dtypes(json.loads(model.to_json())), sort_keys=True).encode())
     for w in model.weights:
         h.update(memoryview(np.ascontiguousarray(w.numpy())).cast("B"))  # no copy of the bytes
     return h.hexdigest()
+
+
+def _without_dtypes(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {k: _without_dtypes(v) for k, v in config.items() if k != "dtype"}
+    if isinstance(config, list):
+        return [_without_dtypes(v) for v in config]
+    return config
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -156,7 +166,7 @@ def load_saved(path: str | Path) -> LoadedModel:
     return LoadedModel(model, model.name, "keras", str(path.resolve()), input_spec_of(model))
 
 
-def load_application(name: str, weights: str | None = "imagenet", mixed_precision: bool = False) -> LoadedModel:
+def load_application(name: str, weights: str | None = "imagenet") -> LoadedModel:
     """A keras.applications model by name, weights 'imagenet' (downloaded by Keras), a file, or None."""
     import keras
 
@@ -166,8 +176,6 @@ def load_application(name: str, weights: str | None = "imagenet", mixed_precisio
     module = getattr(keras.applications, module_name)
     if weights not in (None, "none", "imagenet") and not Path(weights).is_file():
         raise UserError(f"weights file {weights} does not exist")
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = getattr(module, ctor)(weights=None if weights == "none" else weights, input_shape=(size, size, 3))
     except Exception as e:
@@ -178,9 +186,6 @@ def load_application(name: str, weights: str | None = "imagenet", mixed_precisio
                 f"(or --weights none for random weights)"
             ) from e
         raise UserError(f"could not build {name} with weights {weights}: {e}") from e
-    finally:
-        if mixed_precision:
-            keras.mixed_precision.set_global_policy("float32")
     from .imagenet import imagenet_index
 
     return LoadedModel(
@@ -190,12 +195,33 @@ def load_application(name: str, weights: str | None = "imagenet", mixed_precisio
 
 
 def load_model(spec: str | None = None, weights: str | None = "imagenet", mixed_precision: bool = False) -> LoadedModel:
-    """One entry point for the CLI: None → the default CNN, a path → saved model, a name → application."""
+    """One entry point for the CLI: None → the default CNN, a path → saved model, a name → application;
+    `mixed_precision` → its float16 twin (`with_mixed_precision`)."""
     if spec is None or spec == DEFAULT_MODEL_NAME:
-        return default_model()
-    if spec.endswith((".keras", ".h5")) or os.sep in spec:
-        return load_saved(spec)
-    return load_application(spec, weights, mixed_precision)
+        loaded = default_model()
+    elif spec.endswith((".keras", ".h5")) or os.sep in spec:
+        loaded = load_saved(spec)
+    else:
+        loaded = load_application(spec, weights)
+    return with_mixed_precision(loaded) if mixed_precision else loaded
+
+
+def with_mixed_precision(loaded: LoadedModel) -> LoadedModel:
+    """The same model computing in float16 with float32 weights (Keras' 'mixed_float16' policy, for GPUs
+    with fast float16), nested models included. Same weights, same hash; the manifest records the precision.
+    The scaling and means are computed in float32 (see collection.make_step), but the activations carry
+    float16 rounding: where a layer's output spans little relative to its size (e.g. deep layers of
+    untrained networks) the scaled means can differ markedly from a float32 run."""
+    import keras
+
+    def clone(layer: Any) -> Any:
+        if isinstance(layer, keras.Model):  # nested: built on its own input tensors, so input names (and the hash) stay
+            return keras.models.clone_model(layer, input_tensors=layer.input, clone_function=clone)
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "mixed_float16"})
+
+    twin = clone(loaded.model)
+    twin.set_weights(loaded.model.get_weights())
+    return replace(loaded, model=twin, precision="mixed_float16")
 
 
 def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -> LoadedModel:
@@ -211,6 +237,8 @@ def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -
         loaded = load_saved(source)
     else:
         raise UserError(f"cannot find the model of this run ({model_info.get('name')}, from {source!r}); pass --model")
+    if model_info.get("precision") == "mixed_float16":
+        loaded = with_mixed_precision(loaded)
     if model_info.get("hash") and loaded.describe()["hash"] != model_info["hash"]:
         raise UserError(
             f"the model found for this run ({loaded.source}) is not the one the tags were made with "

@@ -215,6 +215,25 @@ def test_nested_model_layers_are_found_and_collected(data: tuple[np.ndarray, np.
     assert np.array_equal(stats.heldout.top_classes[:, 0], functional.predict(images, verbose=0).argmax(axis=1))
 
 
+def test_mixed_precision_twin_computes_in_float16_with_the_same_identity(
+    data: tuple[np.ndarray, np.ndarray],
+) -> None:
+    from filtag_kg.models import LoadedModel, input_spec_of, with_mixed_precision
+
+    images, labels = data
+    model = small_model()
+    loaded = LoadedModel(model, "small", "keras", "test", input_spec_of(model))
+    mixed = with_mixed_precision(loaded)
+    assert mixed.precision == "mixed_float16" and mixed.describe()["hash"] == loaded.describe()["hash"]
+    assert mixed.model.get_layer("c1").compute_dtype == "float16" and model.get_layer("c1").compute_dtype == "float32"
+    full = filtag_kg.collect(loaded, images, labels=labels, progress=False)
+    half = filtag_kg.collect(mixed, images, labels=labels, progress=False)
+    assert half.manifest["model"]["precision"] == "mixed_float16"
+    for m in full.layers:
+        np.testing.assert_allclose(half.class_means(m), full.class_means(m), atol=5e-3)
+        assert not np.array_equal(half.class_means(m), full.class_means(m))  # it did compute in float16
+
+
 def test_killed_collection_resumes_to_same_numbers(tmp_path) -> None:
     """A real SIGKILL of `filtag-kg collect` after a checkpoint; the rerun resumes and matches."""
     import os

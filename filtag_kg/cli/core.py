@@ -62,7 +62,8 @@ def register(cli: click.Group) -> None:
                   help="Folder for the statistics (arrays.npz + manifest.json); an interrupted run resumes from it.")
     @click.option("--shard", help="Process only shard INDEX/COUNT of the images (merge the shards with `filtag-kg merge`).")
     @click.option("--checkpoint-every", default=50, show_default=True, help="Batches between checkpoints.")
-    @click.option("--mixed-precision", is_flag=True, help="Run a keras.applications model in float16 (useful on GPUs).")
+    @click.option("--mixed-precision", is_flag=True,
+                  help="Compute in float16 with float32 weights (Keras mixed_float16): faster on GPUs with float16 units.")
     def collect(model: str, weights: str, data: str, heldout: str | None, fraction: float, seed: int,
                 layers: tuple[str, ...], batch_size: int, out: str, shard: str | None, checkpoint_every: int,
                 mixed_precision: bool) -> None:
