@@ -180,8 +180,9 @@ def main() -> None:
         })
 
     # default CNN on decoded batches
-    cnn = default_model().model
-    x, y = _arrays(animal_shape().split("train"))
+    loaded_cnn, shapes = default_model(), animal_shape()
+    cnn = loaded_cnn.model
+    x, y = _arrays(shapes.split("train"))
     x, y = x[:n_cnn], y[:n_cnn]
     base_cnn = baseline_collect(cnn, x[:n_base_cnn].astype(np.float32), y[:n_base_cnn])
     for size in CNN_BATCH_SIZES:  # the reductions' share of the work depends on the batch size
@@ -194,7 +195,7 @@ def main() -> None:
     import filtag_kg
     from filtag_kg.explain import evaluate
 
-    stats = filtag_kg.collect(default_model(), animal_shape(), progress=False)
+    stats = filtag_kg.collect(loaded_cnn, shapes, progress=False)
     tags = filtag_kg.tag(stats, k=[1, 3, 5], q=[5, 10, 25])
     start = time.perf_counter()
     evaluate(tags, stats.heldout)

@@ -161,7 +161,7 @@ def collect(
     names = select_layers(keras_model, list(layers) if layers else None)
     spec = loaded.input_spec if loaded else input_spec_of(keras_model)
     n_out = int(keras_model.outputs[0].shape[-1])
-    classes = _check_classes(source, n_out, loaded)
+    classes = _check_classes(source, n_out)
     if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
         raise UserError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
     splits = list(splits) if splits is not None else [s for s in (TRAIN, HELDOUT) if s in source.splits]
@@ -208,7 +208,7 @@ def collect(
     return stats
 
 
-def _check_classes(source: ImageSource, n_out: int, loaded: LoadedModel | None) -> list[str]:
+def _check_classes(source: ImageSource, n_out: int) -> list[str]:
     if len(source.classes) != n_out:
         raise UserError(
             f"the data set {source.name!r} has {len(source.classes)} classes but the model has {n_out} outputs; "
@@ -247,7 +247,7 @@ def _run_split(
                 image_ids=[split.ids[p] for p in positions_np], positions=positions_np.astype(np.int64),
                 labels=labels_np,
                 top_classes=_pad(top_idx.numpy().astype(np.int64)), top_probs=_pad(top_prob.numpy()),
-                vectors={m: v.astype(np.float32) for m, v in means_np.items()},
+                vectors=means_np,  # float32 from the step
             ))
         else:
             stats.add_batch(labels_np, means_np)
@@ -280,6 +280,7 @@ def _checkpoint(out_dir: Path, stats: ActivationStats, state: dict[str, Any], sp
     """Save the statistics so far with how far the run got (atomically; the last one wins)."""
     parts = state["heldout_parts"]
     stats.heldout = HeldOut.concatenate(parts) if parts else None
+    parts[:] = [stats.heldout] if parts else []  # joined once: the next checkpoint adds only the new batches
     stats.manifest["complete"] = False
     stats.manifest["progress"] = {"split": split_name, "position": state["position"], "identity": _identity(stats.manifest)}
     stats.save(out_dir)

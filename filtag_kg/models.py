@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import cache_dir
-from .data import InputSpec, animal_shape
+from .data import ANIMAL_SHAPE_CLASSES, InputSpec, animal_shape
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -140,14 +140,14 @@ def _without_dtypes(config: Any) -> Any:
 
 
 # -- loading -------------------------------------------------------------------------------------
-def input_spec_of(model: "keras.Model", preprocess: Any = None) -> InputSpec:
+def input_spec_of(model: "keras.Model") -> InputSpec:
     shape = model.inputs[0].shape
     if len(shape) != 4 or shape[1] is None or shape[2] is None:
         raise UserError(
             f"model {model.name!r} takes input of shape {tuple(shape)}; filtag-kg needs fixed-size images "
             "[batch, height, width, channels]"
         )
-    return InputSpec(int(shape[1]), int(shape[2]), int(shape[3]), preprocess)
+    return InputSpec(int(shape[1]), int(shape[2]), int(shape[3]))
 
 
 def load_saved(path: str | Path) -> LoadedModel:
@@ -239,7 +239,7 @@ def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -
         raise UserError(f"cannot find the model of this run ({model_info.get('name')}, from {source!r}); pass --model")
     if model_info.get("precision") == "mixed_float16":
         loaded = with_mixed_precision(loaded)
-    if model_info.get("hash") and loaded.describe()["hash"] != model_info["hash"]:
+    if model_info.get("hash") and model_hash(loaded.model) != model_info["hash"]:
         raise UserError(
             f"the model found for this run ({loaded.source}) is not the one the tags were made with "
             "(its architecture or weights differ); pass the right one with --model"
@@ -321,7 +321,7 @@ def default_model(seed: int = 0, retrain: bool = False) -> LoadedModel:
     model = keras.models.load_model(path, compile=False)
     return LoadedModel(
         model, DEFAULT_MODEL_NAME, DEFAULT_MODEL_NAME, str(path), input_spec_of(model),
-        classes=list(animal_shape(seed=seed).classes),
+        classes=list(ANIMAL_SHAPE_CLASSES),
     )
 
 

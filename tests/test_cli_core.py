@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
-import pytest
 
-keras = pytest.importorskip("keras")
-
-from filtag_kg.records import ActivationStats, TagSet  # noqa: E402
+from filtag_kg.records import ActivationStats, TagSet
 
 
 def test_collect_tag_and_errors(run_cli, default_model, tmp_path) -> None:

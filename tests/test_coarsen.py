@@ -12,6 +12,7 @@ import pyoxigraph
 import pytest
 
 import filtag_kg
+from filtag_kg.data import ANIMAL_SHAPE_CLASSES
 from filtag_kg.errors import UserError
 from filtag_kg.imagenet import imagenet_index, parse_filtag_file
 from filtag_kg.kg.coarsen import coarse_groups_summary, coarsen, coarsen_filter, link_wordnet
@@ -19,7 +20,7 @@ from filtag_kg.kg.export import export_tags, run_ids
 from filtag_kg.kg.wordnet import WN30, WordNet
 from filtag_kg.records import ActivationStats
 
-ANIMALS = "bear bird cat cow dog elephant giraffe horse sheep zebra".split()
+ANIMALS = ANIMAL_SHAPE_CLASSES
 # filter → the classes whose best filter it is (k=1)
 GROUPS = {0: ["bear", "cat", "dog"], 1: ["horse", "zebra"], 2: ["cow", "giraffe", "sheep", "bird"], 3: ["elephant"]}
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-import filtag_kg  # noqa: E402
-from filtag_kg import collection as collect_module  # noqa: E402
-from filtag_kg.data import array_source, image_folder  # noqa: E402
-from filtag_kg.errors import UserError  # noqa: E402
-from filtag_kg.models import conv_layers  # noqa: E402
-from filtag_kg.records import ActivationStats  # noqa: E402
+import filtag_kg
+from filtag_kg import collection as collect_module
+from filtag_kg.data import array_source, image_folder
+from filtag_kg.errors import UserError
+from filtag_kg.models import conv_layers
+from filtag_kg.records import ActivationStats
 
 
 def small_model(n_classes: int = 3) -> keras.Model:

@@ -18,6 +18,7 @@ from pyoxigraph import (
 )
 
 import filtag_kg
+from filtag_kg.data import ANIMAL_SHAPE_CLASSES
 from filtag_kg.errors import UserError
 from filtag_kg.kg import queries
 from filtag_kg.kg.queries import Query, Results
@@ -213,7 +214,7 @@ def test_ask_results() -> None:
 
 # -- the bundled queries on exported synthetic runs -------------------------------------------------
 
-ANIMALS = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
+ANIMALS = ANIMAL_SHAPE_CLASSES
 LAYERS = {"conv2d": 8, "conv2d_1": 16, "conv2d_2": 16}
 KB, QQ = FT + "KBest", FT + "QQuantile"
 METHOD_IRI = {K_BEST: KB, Q_QUANTILE: QQ}

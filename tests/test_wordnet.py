@@ -8,6 +8,7 @@ import pyoxigraph
 import pytest
 
 from filtag_kg.config import cache_dir
+from filtag_kg.data import ANIMAL_SHAPE_CLASSES
 from filtag_kg.errors import UserError
 from filtag_kg.imagenet import imagenet_index
 from filtag_kg.kg.wordnet import (
@@ -15,7 +16,7 @@ from filtag_kg.kg.wordnet import (
     synset_iri, wordnet_quads,
 )
 
-ANIMALS = "bear bird cat cow dog elephant giraffe horse sheep zebra".split()
+ANIMALS = ANIMAL_SHAPE_CLASSES
 GRAPH = pyoxigraph.NamedNode("https://example.org/graph/wordnet")
 
 

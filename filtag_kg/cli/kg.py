@@ -197,8 +197,9 @@ def register(cli: click.Group) -> None:
             n = remote.load(_source_quads(source, base), graphs[0] if graphs else None, progress=True)
         else:
             with Store(store, read_only=True) as db:
-                chosen = [NamedNode(g) for g in graphs] if graphs else db.graphs()
-                missing = [g.value for g in chosen if g not in set(db.graphs())]
+                present = db.graphs()
+                chosen = [NamedNode(g) for g in graphs] if graphs else present
+                missing = [g.value for g in chosen if g not in set(present)]
                 if missing:
                     raise UserError(f"--graph {', '.join(missing)}: not in the store {db.path}")
                 # all graphs in one push: one commit on the server

@@ -30,9 +30,9 @@ from pyoxigraph import Literal, NamedNode, Quad
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..records import K_BEST, Q_QUANTILE, TagSet
+from ..records import K_BEST, Q_QUANTILE, TagSet, _number
 from .export import RunIds, label_space, run_ids
-from .vocab import FT, PROV, RDF, Minter, slug
+from .vocab import FT, PROV, RDF, Minter
 from .wordnet import LinkReport, WordNet, link_classes, synset_iri, wordnet_quads
 
 if TYPE_CHECKING:
@@ -191,17 +191,10 @@ def coarse_groups_summary(tags: TagSet, layer: str, wordnet: WordNet | None = No
     return "\n".join(lines)
 
 
-class CoarseMinter(Minter):
-    """Minter with the IRIs of coarse-concept links (under their run, like tags)."""
-
-    def coarse_concept(self, run_id: str, layer_name: str, index: int, selection: str, kind: str) -> NamedNode:
-        return self._iri("run", run_id, "coarse", slug(layer_name), str(int(index)), slug(selection), kind)
-
-
 def selection_label(selection: tuple[str, float]) -> str:
     """'k-best 1', 'q-quantile 2.5': the form of ft:selection."""
     method, parameter = selection
-    return f"{method} {int(parameter) if float(parameter).is_integer() else float(parameter)}"
+    return f"{method} {_number(parameter)}"
 
 
 def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: NamedNode,
@@ -209,7 +202,7 @@ def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: N
     """Each filter's concepts as ft:CoarseConcept nodes: the filter (ft:coarsens), concept (synset IRI), coverage, the
     coverage asked for (ft:minCoverage: 1 for `all`, the share for `share`), depth, coherence and the
     tag selection they summarise."""
-    minter = CoarseMinter(minter.base if minter else Minter().base)
+    minter = minter or Minter()
     selection = selection_label(result.selection)
     p = {n: NamedNode(FT + n) for n in ("coarsens", "concept", "coverage", "minCoverage", "coveredCount",
                                          "tagCount", "synsetDepth", "coherence", "tagSelection")}

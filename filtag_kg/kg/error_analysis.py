@@ -7,10 +7,6 @@ from typing import Any
 
 from .queries import run
 
-ERROR_QUERIES = ("errors-confused-pairs", "errors-both-tags-active", "errors-explanation-disagrees",
-                 "errors-misclassified")
-
-
 def _params(selection: str | None, run_iri: str | None, **more: Any) -> dict[str, Any]:
     params = {k: v for k, v in more.items() if v is not None}
     if selection:
@@ -23,14 +19,15 @@ def _params(selection: str | None, run_iri: str | None, **more: Any) -> dict[str
 def error_report(store: Any, selection: str, run_iri: str | None = None, top: int = 5, n: int = 1) -> str:
     """What the explanations in the store say about the network's errors, for one tag selection."""
     lines = [f"Error analysis (tag selection {selection}):"]
-    pairs = run("errors-confused-pairs", store, _params(selection, run_iri)).values()
+    params = _params(selection, run_iri)
+    pairs = run("errors-confused-pairs", store, params).values()
     if not pairs:
         return lines[0] + " no misclassified held-out images with explanations in the store."
     lines.append("  most confused class pairs (true -> predicted: errors, filters tagged with both):")
     for row in pairs[:top]:
         lines.append(f"    {row['true']} -> {row['predicted']}: {row['errors']} errors, "
                      f"{row['sharedFilters']} shared filters")
-    patterns = run("errors-both-tags-active", store, _params(selection, run_iri)).values()
+    patterns = run("errors-both-tags-active", store, params).values()
     counts = Counter(row["pattern"] for row in patterns)
     total = sum(counts.values())
     lines.append(f"  of {total} misclassified images, the active filters were tagged with both the true and the "
@@ -42,7 +39,7 @@ def error_report(store: Any, selection: str, run_iri: str | None = None, top: in
         lines.append(f"    e.g. image {example['id']}: a {example['true']} taken for a {example['predicted']}; "
                      f"{example['trueCount']} active filters tagged {example['true']}, "
                      f"{example['predictedCount']} tagged {example['predicted']}")
-    disagree = run("errors-explanation-disagrees", store, _params(selection, run_iri, n=n)).values()
+    disagree = run("errors-explanation-disagrees", store, {**params, "n": n}).values()
     wrong = sum(1 for r in disagree if not r["correct"])
     lines.append(f"  {len(disagree)} images whose prediction is not the top tag of their active filters "
                  f"({wrong} of them misclassified)")

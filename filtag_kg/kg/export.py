@@ -229,10 +229,11 @@ def export_tags(
     graphs = export_graphs(tags, minter)
     space = label_space(tags)
     filters = yield from _network(tags, minter, ids.model, graphs.network)
-    classes = yield from _classes(tags, minter, space, graphs.classes)
+    keys = [class_key(tags, c) for c in range(len(tags.classes))]
+    classes = yield from _classes(tags, minter, space, keys, graphs.classes)
     run = yield from _provenance(tags, minter, ids, space, graphs.run)
-    selections = yield from _summaries(tags, minter, ids, classes, run, graphs.run, similar_classes)
-    yield from _tag_quads(tags, minter, ids.tagging, space, filters, classes, run, selections, graphs.run, progress)
+    selections = yield from _summaries(tags, minter, ids, keys, classes, run, graphs.run, similar_classes)
+    yield from _tag_quads(tags, minter, ids.tagging, keys, filters, classes, run, selections, graphs.run, progress)
 
 
 def _network(tags: TagSet, minter: Minter, model_id: str, g: NamedNode) -> Iterator[Quad]:
@@ -306,7 +307,7 @@ def class_key(tags: TagSet, index: int) -> str:
     return tags.classes[index]
 
 
-def _classes(tags: TagSet, minter: Minter, space: str, g: NamedNode) -> Iterator[Quad]:
+def _classes(tags: TagSet, minter: Minter, space: str, keys: list[str], g: NamedNode) -> Iterator[Quad]:
     """The data set, its label space (skos:ConceptScheme) and one ft:ImageClass per class."""
     dataset_info = tags.manifest.get("dataset") or {}
     if dataset_info.get("name"):
@@ -319,7 +320,7 @@ def _classes(tags: TagSet, minter: Minter, space: str, g: NamedNode) -> Iterator
     wnids = dataset_info.get("wnids")
     nodes: list[NamedNode] = []
     for c, label in enumerate(tags.classes):
-        node = minter.image_class(space, class_key(tags, c))
+        node = minter.image_class(space, keys[c])
         nodes.append(node)
         yield Quad(node, A, P.ft_ImageClass, g)
         yield Quad(node, A, P.concept, g)
@@ -380,8 +381,8 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
 
 
 def _summaries(
-    tags: TagSet, minter: Minter, ids: RunIds, classes: list[NamedNode], run: NamedNode, g: NamedNode,
-    similar_classes: int,
+    tags: TagSet, minter: Minter, ids: RunIds, keys: list[str], classes: list[NamedNode], run: NamedNode,
+    g: NamedNode, similar_classes: int,
 ) -> Iterator[Quad]:
     """Index and summary nodes computed from the TagSet, so that aggregate queries are look-ups.
 
@@ -395,8 +396,6 @@ def _summaries(
     (ft:hasLayerSummary, ft:hasClassSummary), so reaching them never passes through its tags.
     Returns the selection nodes.
     """
-    space = label_space(tags)
-    keys = [class_key(tags, c) for c in range(len(tags.classes))]
     n_classes = max(len(tags.classes), 1)
     offsets = np.cumsum([0] + [tags.n_filters[name] for name in tags.layers])
     selections: list[NamedNode] = []
@@ -408,8 +407,7 @@ def _summaries(
         yield Quad(node, LABEL, Literal(f"{method} {_number(parameter)}"), g)
         yield Quad(node, P.ft_ofRun, run, g)
         yield Quad(node, P.ft_method, METHOD_NODES[method], g)
-        value = Literal(int(parameter)) if method == K_BEST else _decimal(parameter)
-        yield Quad(node, P.ft_k if method == K_BEST else P.ft_q, value, g)
+        yield Quad(node, *_parameter_term(method, parameter), g)
         # one predicate and datatype for k and q: queries bind it without ?p patterns or value filters
         yield Quad(node, P.ft_selectionParameter, _decimal(parameter), g)
         yield Quad(node, P.ft_selectedTagCount, Literal(int(in_selection.sum())), g)
@@ -435,7 +433,7 @@ def _summaries(
                 yield Quad(summary, P.ft_meanScore, _double(float(scored.mean())), g)
                 yield Quad(summary, P.ft_maxScore, _double(float(scored.max())), g)
             for f, c in zip(fi[specific].tolist(), ci[specific].tolist()):
-                tag = minter.tag(ids.tagging, name, f, space, keys[c], method, parameter)
+                tag = minter.tag(ids.tagging, name, f, keys[c], method, parameter)
                 yield Quad(summary, P.ft_classSpecificTag, tag, g)
             order = np.lexsort((ci, fi))
             fi, ci = fi[order], ci[order]
@@ -498,22 +496,18 @@ def _class_summaries(
 
 
 def _tag_quads(
-    tags: TagSet, minter: Minter, run_id: str, space: str, filters: Mapping[tuple[int, int], NamedNode],
+    tags: TagSet, minter: Minter, run_id: str, keys: list[str], filters: Mapping[tuple[int, int], NamedNode],
     classes: list[NamedNode], run: NamedNode, selections: list[NamedNode], g: NamedNode, progress: bool,
 ) -> Iterator[Quad]:
     from tqdm import tqdm
 
-    keys = [class_key(tags, c) for c in range(len(tags.classes))]
-    selection_quads = [
-        (METHOD_NODES[m], P.ft_k if m == K_BEST else P.ft_q, Literal(int(p)) if m == K_BEST else _decimal(p))
-        for m, p in tags.selections
-    ]
+    selection_quads = [(METHOD_NODES[m], *_parameter_term(m, p)) for m, p in tags.selections]
     columns = zip(tags.layer_index.tolist(), tags.filter_index.tolist(), tags.class_index.tolist(),
                   tags.score.tolist(), tags.rank.tolist(), tags.selection_index.tolist())
     for li, fi, ci, score, rank, si in tqdm(columns, total=len(tags), disable=not progress, desc="export",
                                             unit="tag", mininterval=1.0):
         method, parameter = tags.selections[si]
-        node = minter.tag(run_id, tags.layers[li], fi, space, keys[ci], method, parameter)
+        node = minter.tag(run_id, tags.layers[li], fi, keys[ci], method, parameter)
         method_node, parameter_predicate, parameter_value = selection_quads[si]
         yield Quad(node, A, P.ft_Tag, g)
         yield Quad(node, P.ft_filter, filters[li, fi], g)
@@ -534,6 +528,11 @@ def _number(x: float) -> str:
 def _double(x: float) -> Literal:
     """An xsd:double literal (Python's repr is a valid lexical form except for infinities)."""
     return Literal("INF" if x == math.inf else "-INF" if x == -math.inf else repr(x), datatype=XSD_DOUBLE)
+
+
+def _parameter_term(method: str, parameter: float) -> tuple[NamedNode, Literal]:
+    """(ft:k, integer) for k-best, (ft:q, decimal) for q-quantile: how tags and selections state their parameter."""
+    return (P.ft_k, Literal(int(parameter))) if method == K_BEST else (P.ft_q, _decimal(parameter))
 
 
 def _decimal(x: float) -> Literal:

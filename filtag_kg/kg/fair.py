@@ -33,7 +33,7 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, serialize
 from ..errors import UserError
 from .export import media_type, rdf_format, write
 from .store import Store
-from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, XSD, Minter
+from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, XSD, Minter, sparql_prefixes
 
 SPDX = "http://spdx.org/rdf/terms#"
 IANA = "https://www.iana.org/assignments/media-types/"
@@ -53,8 +53,7 @@ class Published:
 def run_graphs(store: Store, run: str) -> tuple[NamedNode, list[NamedNode]]:
     """The network of a run and the graphs that make up its publication: its own graph(s) (tags
     and links, which share the run graph's IRI prefix), the network graph and the label-space graph."""
-    prefixes = "".join(f"PREFIX {p}: <{ns}>\n" for p, ns in PREFIXES.items())
-    rows = list(store.query(prefixes + f"""
+    rows = list(store.query(sparql_prefixes() + f"""
         SELECT ?g ?net ?ng ?cg WHERE {{
           GRAPH ?g {{ <{run}> a ft:TaggingRun ; prov:used ?net ; ft:labelSpace ?space }}
           OPTIONAL {{ GRAPH ?ng {{ ?net a nno:NeuralNetwork }} }}

@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 from pyoxigraph import NamedNode
 
+from ..records import _number as _num
+
 NNO = "https://w3id.org/nno/ontology#"
 FT = "https://w3id.org/filtag-kg/ontology#"
 PROV = "http://www.w3.org/ns/prov#"
@@ -87,7 +89,7 @@ class Minter:
         """The named graph holding one run's records (`part`: tags, explanations, links …)."""
         return self._iri("graph", run_id, part)
 
-    def tag(self, run_id: str, layer_name: str, index: int, space: str, key: str, method: str, parameter: float) -> NamedNode:
+    def tag(self, run_id: str, layer_name: str, index: int, key: str, method: str, parameter: float) -> NamedNode:
         return self._iri("run", run_id, "tag", slug(layer_name), str(int(index)), slug(key), method, _num(parameter))
 
     def selection(self, run_id: str, method: str, parameter: float) -> NamedNode:
@@ -106,13 +108,17 @@ class Minter:
         """The `rank`-th most similar class of a class summary."""
         return NamedNode(f"{summary.value}/similar/{int(rank)}")
 
+    def coarse_concept(self, run_id: str, layer_name: str, index: int, selection: str, kind: str) -> NamedNode:
+        """A coarse-concept link of one filter (under its run, like tags); `kind` is 'all' or 'share'."""
+        return self._iri("run", run_id, "coarse", slug(layer_name), str(int(index)), slug(selection), kind)
+
     def explanation(self, run_id: str, image_id: str, method: str, parameter: float) -> NamedNode:
         """The explanation of one image by one selection (k-best k, q-quantile q) of a tagging run."""
         return self._iri("run", run_id, "explanation", image_id, method, _num(parameter))
 
     def class_count(self, explanation: NamedNode, key: str) -> NamedNode:
         """How often a class (by class key) is tagged among an explanation's active filters."""
-        return NamedNode(f"{explanation.value}/count/{quote(slug(key), safe='._~-')}")
+        return NamedNode(f"{explanation.value}/count/{_segment(slug(key))}")
 
     def image(self, dataset: str, image_id: str) -> NamedNode:
         return self._iri("image", slug(dataset), image_id)
@@ -125,10 +131,6 @@ class Minter:
 def _segment(part: str) -> str:
     """A percent-encoded path segment (cached: the same layer, class and run names recur millions of times)."""
     return quote(part, safe="._~-")
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def stable_hash(*parts: str | bytes) -> str:
