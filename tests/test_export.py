@@ -287,7 +287,9 @@ def test_selection_and_summary_nodes_repeat_the_tagsets_numbers(tags: TagSet, qu
         assert int(specific) == int(specific_tags) == (matrix.sum(axis=1) == 1).sum()
         assert float(mean) == pytest.approx(scores.mean()) and float(top) == scores.max()
     signatures = _rows(store, """
-        SELECT ?label ?signature WHERE { ?s a ft:Selection ; rdfs:label ?label ; ft:filterTagSignature ?signature }""")
+        SELECT ?label ?layer ?signature WHERE {
+          ?s a ft:Selection ; rdfs:label ?label ; ft:hasLayerSummary ?x .
+          ?x ft:summaryOf/rdfs:label ?layer ; ft:filterTagSignature ?signature }""")
     minter, space = Minter(), label_space(tags)
     expected = set()
     for m, p in tags.selections:
@@ -295,7 +297,7 @@ def test_selection_and_summary_nodes_repeat_the_tagsets_numbers(tags: TagSet, qu
             matrix = tags.tag_matrix(layer, m, p)
             for i in np.flatnonzero(matrix.any(axis=1)):
                 iris = [minter.image_class(space, class_key(tags, c)).value for c in np.flatnonzero(matrix[i])]
-                expected.add((f"{m} {p:g}", tag_signature(layer, int(i), iris)))
+                expected.add((f"{m} {p:g}", layer, str(tag_signature(int(i), iris))))
     assert set(signatures) == expected
     summary = next(q.object for q in quads if q.predicate.value == FT + "hasLayerSummary")
     assert not validate([q for q in quads if not (q.object == summary and q.predicate.value == FT + "hasLayerSummary")])[0]

@@ -410,13 +410,23 @@ def test_run_diff(store: Store, runs: dict[str, TagSet], second: str) -> None:
 
 
 def test_tag_signature_identifies_class_sets() -> None:
-    from filtag_kg.kg.export import tag_signature
+    from filtag_kg.kg.export import SIGNATURE_INDEX_LIMIT, tag_signature
 
-    assert tag_signature("conv", 7, ["http://c/b", "http://c/a"]) == tag_signature("conv", 7, ["http://c/a", "http://c/b"])
-    assert tag_signature("conv", 7, ["http://c/a"]) != tag_signature("conv", 7, ["http://c/a", "http://c/b"])
-    assert tag_signature("conv", 7, ["http://c/a"]) != tag_signature("conv", 8, ["http://c/a"])
-    assert tag_signature("conv", 7, ["http://c/a"]) != tag_signature("conv_1", 7, ["http://c/a"])
-    assert tag_signature("base/conv#1", 12, ["http://c/a"]).endswith(" base/conv#1#12")
+    signature = tag_signature(7, ["http://c/b", "http://c/a"])
+    assert signature == tag_signature(7, ["http://c/a", "http://c/b"])
+    assert signature != tag_signature(7, ["http://c/a"]) and signature != tag_signature(8, ["http://c/a", "http://c/b"])
+    assert signature % SIGNATURE_INDEX_LIMIT == 7 and 0 <= signature < 2**63
+    last = tag_signature(SIGNATURE_INDEX_LIMIT - 1, ["http://c/a"])
+    assert last % SIGNATURE_INDEX_LIMIT == SIGNATURE_INDEX_LIMIT - 1 and last < 2**63
+
+
+def test_export_refuses_layers_beyond_the_signature_index() -> None:
+    from filtag_kg.kg.export import SIGNATURE_INDEX_LIMIT, export_tags
+
+    stats = ActivationStats.empty(["huge"], ["a", "b"], {"huge": SIGNATURE_INDEX_LIMIT + 1}, {})
+    stats.counts[:] = 1
+    with pytest.raises(UserError, match=r"layer huge has 65,537 filters"):
+        list(export_tags(filtag_kg.tag(stats, k=1)))
 
 
 def test_selection_tags(store: Store, runs: dict[str, TagSet]) -> None:

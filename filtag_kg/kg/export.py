@@ -211,6 +211,7 @@ def export_graphs(tags: TagSet, minter: Minter | None = None) -> ExportGraphs:
 
 
 SIMILAR_CLASSES = 20  # classes per class summary, most shared filters first
+SIGNATURE_INDEX_LIMIT = 2**16  # filter indices a tag signature holds (its low 16 bits)
 
 
 def export_tags(
@@ -388,15 +389,19 @@ def _summaries(
 
     Per selection an ft:Selection (method, k or q, its run, its tag count) that every tag links to
     with ft:inSelection. Per selection and layer with tags an ft:LayerSummary: tags, tagged filters,
-    classes, class-specific filters and their tags, mean tags per filter, mean and max score. On
-    the selection, one ft:filterTagSignature per tagged filter (`tag_signature`), so that two
-    selections, runs or models are compared filter by filter without reading tags. Per selection
+    classes, class-specific filters and their tags, mean tags per filter, mean and max score, and
+    one ft:filterTagSignature per tagged filter (`tag_signature`), so that two selections, runs or
+    models are compared filter by filter without reading tags. Per selection
     and class with tags an ft:ClassSummary: its tagged filters and the `similar_classes` classes
     that share most filters with it (ft:ClassSimilarity, ranked). The selection links to its summaries
     (ft:hasLayerSummary, ft:hasClassSummary), so reaching them never passes through its tags.
     Returns the selection nodes.
     """
     n_classes = max(len(tags.classes), 1)
+    for name in tags.layers:
+        if tags.n_filters[name] > SIGNATURE_INDEX_LIMIT:
+            raise UserError(f"layer {name} has {tags.n_filters[name]:,} filters; the export's filter tag "
+                            f"signatures hold at most {SIGNATURE_INDEX_LIMIT:,} per layer")
     offsets = np.cumsum([0] + [tags.n_filters[name] for name in tags.layers])
     selections: list[NamedNode] = []
     for si, (method, parameter) in enumerate(tags.selections):
@@ -439,8 +444,8 @@ def _summaries(
             fi, ci = fi[order], ci[order]
             starts = np.flatnonzero(np.r_[True, fi[1:] != fi[:-1]])
             for f, members in zip(fi[starts].tolist(), np.split(ci, starts[1:])):
-                signature = tag_signature(name, f, [classes[c].value for c in members.tolist()])
-                yield Quad(node, P.ft_filterTagSignature, Literal(signature), g)
+                signature = tag_signature(f, [classes[c].value for c in members.tolist()])
+                yield Quad(summary, P.ft_filterTagSignature, Literal(signature), g)
         keep = np.flatnonzero(in_selection)
         rows = offsets[tags.layer_index[keep]] + tags.filter_index[keep]
         summaries = [minter.class_summary(ids.tagging, method, parameter, key) for key in keys]
@@ -449,13 +454,14 @@ def _summaries(
     return selections
 
 
-def tag_signature(layer: str, index: int, class_iris: Iterable[str]) -> str:
-    """`hash layer#index`, the identity of one filter's tag set in a selection: the first 10 hex
-    digits of SHA-256 over the sorted class IRIs, a space, and the filter's label. Two selections
-    (of one run, two runs, or two models with the same layer names) give a filter the same classes
-    exactly when they share its signature (up to a 2^-40 chance of a hash collision per pair)."""
-    digest = hashlib.sha256("\n".join(sorted(class_iris)).encode()).hexdigest()[:10]
-    return f"{digest} {layer}#{int(index)}"
+def tag_signature(index: int, class_iris: Iterable[str]) -> int:
+    """The identity of one filter's tag set in a selection, an integer below 2^63 (kept inline by
+    Oxigraph): 2^16 × the first 47 bits of SHA-256 over the sorted class IRIs + the filter index.
+    Two layer summaries (of one run, two runs, or two models) give a filter the same classes exactly
+    when both have its signature (up to a 2^-47 chance of a hash collision per pair); the index is
+    the signature modulo 65,536 (`SIGNATURE_INDEX_LIMIT`), which the index must be below."""
+    digest = hashlib.sha256("\n".join(sorted(class_iris)).encode()).digest()
+    return (int.from_bytes(digest[:8], "big") >> 17) * SIGNATURE_INDEX_LIMIT + int(index)
 
 
 def _class_summaries(
