@@ -297,7 +297,7 @@ def register(cli: click.Group) -> None:
             return
         query = queries.load(name)
         values = dict(_split_param(p) for p in params)
-        with _query_store(store, endpoint, user, timeout, retries) as db:
+        with _open_store(store, endpoint, user, timeout, retries) as db:
             click.echo(queries.run(query, db, values).serialize(fmt), nl=False)
 
     @cli.command("graph")
@@ -317,7 +317,7 @@ def register(cli: click.Group) -> None:
         """Write the filter-class or class-class graph of one run's selection as GraphML."""
         from ..kg import graphs
 
-        with _query_store(store, endpoint, user, timeout, retries) as db:
+        with _open_store(store, endpoint, user, timeout, retries) as db:
             graph = graphs.store_filter_class_graph(db, _only_run(db, run), method, parameter, layer)
         if kind == "class-class":
             graph = graphs.class_class_graph(graph)
@@ -339,9 +339,10 @@ def _query_remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _query_store(store: Path | None, endpoint: str | None, user: str | None, timeout: float,
-                 retries: int) -> Iterator[Any]:
-    """The embedded store (read-only) or, with --endpoint, the remote server, to query."""
+def _open_store(store: Path | None, endpoint: str | None, user: str | None = None, timeout: float = 60.0,
+                retries: int = 4, read_only: bool = True) -> Iterator[Any]:
+    """The embedded store at `store` (default: the user's) or, with `endpoint`, the SPARQL server
+    below that base URL (Oxigraph layout: /query, /update, /store); closed afterwards."""
     if endpoint is not None:
         if store is not None:
             raise UserError("give either --store or --endpoint, not both")
@@ -350,7 +351,7 @@ def _query_store(store: Path | None, endpoint: str | None, user: str | None, tim
         return
     from ..kg.store import Store
 
-    with Store(store, read_only=True) as db:
+    with Store(store, read_only=read_only) as db:
         yield db
 
 

@@ -13,16 +13,7 @@ from typing import Any
 import click
 
 from ..errors import UserError
-from .kg import _only_run
-
-
-def _open_store(store: Path | None, endpoint: str | None) -> Any:
-    """The embedded store at `store` (default: the user's), or the Oxigraph-style server at `endpoint`."""
-    from ..kg.store import RemoteStore, Store
-
-    if endpoint:
-        return RemoteStore.at(endpoint)
-    return Store(store)
+from .kg import _only_run, _open_store
 
 
 def _store_options(f: Any) -> Any:
@@ -57,21 +48,21 @@ def register(cli: click.Group) -> None:
         from ..kg.coarsen import layer_summary, link_wordnet, minter_of_run, tags_from_store
         from ..kg.wordnet import WordNet, read_mapping
 
-        db = _open_store(store, endpoint)
-        iri = _only_run(db, run)
-        tags, ids = tags_from_store(db, iri)
-        unknown = set(layers) - set(tags.layers)
-        if unknown:
-            raise UserError(f"--layer {', '.join(sorted(unknown))}: not tagged in run {iri}; layers: {', '.join(tags.layers)}")
-        wordnet = WordNet.load(wordnet_dir)
-        result = link_wordnet(tags, wordnet, read_mapping(mapping) if mapping else None, share, layers or None,
-                              minter_of_run(iri), ids)
-        n = db.load(result.quads, result.graph)
-        click.echo(f"WordNet 3.0 from {wordnet.source}")
-        click.echo(result.links.summary())
-        for layer in result.layers:
-            click.echo(layer_summary(layer))
-        click.echo(f"{n} triples in graph <{result.graph.value}>")
+        with _open_store(store, endpoint, read_only=False) as db:
+            iri = _only_run(db, run)
+            tags, ids = tags_from_store(db, iri)
+            unknown = set(layers) - set(tags.layers)
+            if unknown:
+                raise UserError(f"--layer {', '.join(sorted(unknown))}: not tagged in run {iri}; layers: {', '.join(tags.layers)}")
+            wordnet = WordNet.load(wordnet_dir)
+            result = link_wordnet(tags, wordnet, read_mapping(mapping) if mapping else None, share, layers or None,
+                                  minter_of_run(iri), ids)
+            n = db.load(result.quads, result.graph)
+            click.echo(f"WordNet 3.0 from {wordnet.source}")
+            click.echo(result.links.summary())
+            for layer in result.layers:
+                click.echo(layer_summary(layer))
+            click.echo(f"{n} triples in graph <{result.graph.value}>")
 
     @link.command("conceptnet")
     @_store_options
@@ -93,11 +84,11 @@ def register(cli: click.Group) -> None:
         from ..kg.coarsen import minter_of_run, tags_from_store
         from ..kg.conceptnet import ConceptNetClient, link_conceptnet
 
-        db = _open_store(store, endpoint)
-        iri = _only_run(db, run)
-        tags, ids = tags_from_store(db, iri)
-        client = None if dump else ConceptNetClient(api, cache, offline, interval, timeout, retries)
-        result = link_conceptnet(tags, client, dump, minter_of_run(iri), ids)
-        n = db.load(result.quads, result.graph)
-        click.echo(result.edges.summary())
-        click.echo(f"{n} triples in graph <{result.graph.value}>")
+        with _open_store(store, endpoint, read_only=False) as db:
+            iri = _only_run(db, run)
+            tags, ids = tags_from_store(db, iri)
+            client = None if dump else ConceptNetClient(api, cache, offline, interval, timeout, retries)
+            result = link_conceptnet(tags, client, dump, minter_of_run(iri), ids)
+            n = db.load(result.quads, result.graph)
+            click.echo(result.edges.summary())
+            click.echo(f"{n} triples in graph <{result.graph.value}>")
