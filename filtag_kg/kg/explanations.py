@@ -28,8 +28,8 @@ from pyoxigraph import Literal, NamedNode, Quad
 from ..errors import UserError
 from ..explain import explain
 from ..records import ActivationStats, HeldOut, TagSet
-from .export import A, _number, class_key, export_tags, label_space, run_ids
-from .vocab import DCTERMS, FT, PROV, XSD, Minter
+from .export import A, _double, _number, class_key, export_tags, label_space, run_ids
+from .vocab import DCTERMS, FT, PROV, Minter
 
 
 def _ft(name: str) -> NamedNode:
@@ -44,7 +44,6 @@ TRUE_COUNT, PREDICTED_COUNT = _ft("trueClassCount"), _ft("predictedClassCount")
 TRUE_RANK, PREDICTED_RANK = _ft("trueClassRank"), _ft("predictedClassRank")
 IDENTIFIER = NamedNode(DCTERMS + "identifier")
 DERIVED = NamedNode(PROV + "wasDerivedFrom")
-XSD_DOUBLE = NamedNode(XSD + "double")
 
 
 def explanations_graph(tags: TagSet, minter: Minter | None = None) -> NamedNode:
@@ -63,7 +62,8 @@ def export_explanations(
     run = minter.run(ids.tagging)
     space = label_space(tags)
     dataset = str((tags.manifest.get("dataset") or {}).get("name") or space)
-    classes = [minter.image_class(space, class_key(tags, c)) for c in range(len(tags.classes))]
+    keys = [class_key(tags, c) for c in range(len(tags.classes))]
+    classes = [minter.image_class(space, key) for key in keys]
     filters = {m: [minter.filter(ids.model, m, i) for i in range(tags.n_filters[m])] for m in tags.layers}
     images = [minter.image(dataset, image_id) for image_id in heldout.image_ids]
     for i, image in enumerate(images):
@@ -72,9 +72,8 @@ def export_explanations(
         yield Quad(image, IDENTIFIER, Literal(heldout.image_ids[i]), g)
         yield Quad(image, TRUE, classes[int(heldout.labels[i])], g)
         yield Quad(image, PREDICTED, classes[predicted], g)
-        yield Quad(image, CONFIDENCE, Literal(repr(float(heldout.top_probs[i, 0])), datatype=XSD_DOUBLE), g)
+        yield Quad(image, CONFIDENCE, _double(float(heldout.top_probs[i, 0])), g)
         yield Quad(image, CORRECT, Literal(predicted == int(heldout.labels[i])), g)
-    keys = [class_key(tags, c) for c in range(len(tags.classes))]
     for method, parameter in selections or tags.selections:
         explained = explain(tags, heldout, [(method, parameter)])
         label = Literal(f"{method} {_number(parameter)}")
