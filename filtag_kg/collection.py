@@ -152,14 +152,14 @@ def collect(
     that was interrupted resumes from its last checkpoint. `shard=(i, n)` processes the images whose
     position is i modulo n, for runs spread over machines; `ActivationStats.merge` joins the shards.
     """
-    loaded = model if isinstance(model, LoadedModel) else None
-    keras_model = loaded.model if loaded else model
+    if not isinstance(model, LoadedModel):
+        model = LoadedModel(model, model.name, "keras", "python", input_spec_of(model))
+    keras_model, spec = model.model, model.input_spec
     if isinstance(source, np.ndarray):
         if labels is None:
             raise UserError("an image array needs labels (one class index per image)")
-        source = array_source(source, labels, classes=loaded.classes if loaded and loaded.classes else None)
+        source = array_source(source, labels, classes=model.classes or None)
     names = select_layers(keras_model, list(layers) if layers else None)
-    spec = loaded.input_spec if loaded else input_spec_of(keras_model)
     n_out = int(keras_model.outputs[0].shape[-1])
     classes = _check_classes(source, n_out)
     if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
@@ -173,9 +173,8 @@ def collect(
     features = feature_model(keras_model, names)
     step = make_step(features, len(names))
     n_filters = {m: int(features.outputs[j].shape[-1]) for j, m in enumerate(names)}
-    described = loaded or LoadedModel(keras_model, keras_model.name, "keras", "python", spec)
     manifest = {
-        "model": described.describe(),
+        "model": model.describe(),
         "dataset": {
             "name": source.name, "label_space": source.label_space, "root": source.root, "wnids": source.wnids,
         },

@@ -16,7 +16,7 @@ the held-out split, so evaluation needs no second forward pass.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,22 +37,24 @@ def active_count(method: str, parameter: float, n_filters: int) -> int:
     return min(int(parameter), n_filters) if method == K_BEST else quantile_count(parameter, n_filters)
 
 
-def active_filters(vectors: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the `count` highest values per row, best first (ties: lower index): int [n, count]."""
-    return np.argsort(-vectors, axis=1, kind="stable")[:, :count]
+def filter_order(vectors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per layer, each image's filters by ā, highest first (ties: lower index): int [n_images, filters].
+    The active filters of a selection are the first `active_count` columns, so one sort serves all."""
+    return {m: np.argsort(-v, axis=1, kind="stable") for m, v in vectors.items()}
 
 
 def tag_counts(
-    tags: TagSet, vectors: dict[str, np.ndarray], method: str, parameter: float, layers: Sequence[str] | None = None,
+    tags: TagSet, order: Mapping[str, np.ndarray], method: str, parameter: float, layers: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per layer: int [n_images, n_classes], how many of an image's active filters carry each class."""
+    """Per layer: int [n_images, n_classes], how many of an image's active filters carry each class
+    (`order`: the layers' `filter_order`)."""
     out = {}
     for m in layers or tags.layers:
-        if m not in vectors:
-            raise UserError(f"layer {m!r} of the tag set has no activations here; have {', '.join(vectors)}")
+        if m not in order:
+            raise UserError(f"layer {m!r} of the tag set has no activations here; have {', '.join(order)}")
         matrix = tags.tag_matrix(m, method, parameter).astype(np.float32)  # [filters, classes]
-        top = active_filters(vectors[m], active_count(method, parameter, tags.n_filters[m]))
-        active = np.zeros(vectors[m].shape, np.float32)
+        top = order[m][:, :active_count(method, parameter, tags.n_filters[m])]
+        active = np.zeros(order[m].shape, np.float32)
         np.put_along_axis(active, top, 1.0, axis=1)
         out[m] = np.rint(active @ matrix).astype(np.int32)  # exact: small whole numbers in float32
     return out
@@ -113,12 +115,12 @@ def explain(tags: TagSet, heldout: HeldOut, selections: Sequence[tuple[str, floa
             images: Sequence[int] | None = None) -> list[Explanation]:
     """Explanations of images of a HeldOut record (all, or the given positions), for each selection."""
     index = np.arange(len(heldout)) if images is None else np.asarray(images, int)
-    vectors = {m: heldout.vectors[m][index] for m in tags.layers if m in heldout.vectors}
+    order = filter_order({m: heldout.vectors[m][index] for m in tags.layers if m in heldout.vectors})
     out = []
     for method, parameter in selections or tags.selections:
-        per_layer = tag_counts(tags, vectors, method, parameter)
+        per_layer = tag_counts(tags, order, method, parameter)
         total = sum(per_layer.values())
-        actives = {m: active_filters(vectors[m], active_count(method, parameter, tags.n_filters[m])) for m in per_layer}
+        actives = {m: order[m][:, :active_count(method, parameter, tags.n_filters[m])] for m in per_layer}
         for row, i in enumerate(index):
             out.append(Explanation(
                 image_id=heldout.image_ids[i], method=method, parameter=parameter,
@@ -178,8 +180,9 @@ def evaluate(tags: TagSet, heldout: HeldOut, max_n: int = MAX_N, per_class_n: in
     result = Evaluation(classes=list(tags.classes), n_images=len(heldout), accuracy=float(correct.mean()),
                         class_accuracy=class_accuracy, per_class_n=per_class_n)
     present = counts_per_class > 0
+    order = filter_order({m: heldout.vectors[m] for m in layers})
     for method, parameter in tags.selections:
-        per_layer = tag_counts(tags, heldout.vectors, method, parameter, layers)
+        per_layer = tag_counts(tags, order, method, parameter, layers)
         for scope, counts in (("all", sum(per_layer.values())), ("last", per_layer[last])):
             for target, target_classes in (("predicted", predictions), ("true", labels)):
                 hits = hits_at(counts, target_classes, max_n)

@@ -280,9 +280,7 @@ class TagSet:
 
     def filter_tags(self, layer: str, method: str, parameter: float) -> list[list[int]]:
         """For one layer and selection: the class indices each filter is tagged with, by filter index."""
-        si = self.selections.index((method, parameter))
-        li = self.layers.index(layer)
-        keep = (self.selection_index == si) & (self.layer_index == li)
+        keep = self._layer_mask(layer, method, parameter)
         out: list[list[int]] = [[] for _ in range(self.n_filters[layer])]
         for f, c in zip(self.filter_index[keep].tolist(), self.class_index[keep].tolist()):
             out[f].append(c)
@@ -340,12 +338,15 @@ class TagSet:
 
     def tag_matrix(self, layer: str, method: str, parameter: float) -> np.ndarray:
         """Boolean [n_filters, n_classes]: True where the filter carries the class as a tag."""
-        si = self.selections.index((method, parameter))
-        li = self.layers.index(layer)
-        keep = (self.selection_index == si) & (self.layer_index == li)
+        keep = self._layer_mask(layer, method, parameter)
         matrix = np.zeros((self.n_filters[layer], len(self.classes)), bool)
         matrix[self.filter_index[keep], self.class_index[keep]] = True
         return matrix
+
+    def _layer_mask(self, layer: str, method: str, parameter: float) -> np.ndarray:
+        """Boolean [n_tags]: the tags of `layer` in one selection."""
+        si = self.selections.index((method, parameter))
+        return (self.selection_index == si) & (self.layer_index == self.layers.index(layer))
 
 
 def _number(x: float) -> str:

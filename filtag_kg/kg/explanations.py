@@ -74,10 +74,11 @@ def export_explanations(
         yield Quad(image, PREDICTED, classes[predicted], g)
         yield Quad(image, CONFIDENCE, _double(float(heldout.top_probs[i, 0])), g)
         yield Quad(image, CORRECT, Literal(predicted == int(heldout.labels[i])), g)
-    for method, parameter in selections or tags.selections:
-        explained = explain(tags, heldout, [(method, parameter)])
+    chosen = list(selections or tags.selections)
+    explained = explain(tags, heldout, chosen)  # one sort of the filters for all selections
+    for s, (method, parameter) in enumerate(chosen):
         label = Literal(f"{method} {_number(parameter)}")
-        for i, e in enumerate(explained):
+        for i, e in enumerate(explained[s * len(heldout):(s + 1) * len(heldout)]):
             node = minter.explanation(ids.tagging, heldout.image_ids[i], method, parameter)
             yield Quad(node, A, EXPLANATION, g)
             yield Quad(node, OF_IMAGE, images[i], g)
