@@ -5,7 +5,8 @@ For each model, on the same decoded batches:
   filtag-kg `filtag_kg.collect` (all conv layers, in-graph scaled means, streamed sums);
   baseline  the way the original FilTag scripts work: one image per `predict` call, scikit-learn's
             MinMaxScaler over each layer's output, a Python running mean.
-For VGG16 also end to end from an image folder of JPEGs on disk (decoding counts), and peak memory
+For VGG16 also end to end from an image folder of JPEGs on disk (decoding counts; each side in a
+fresh process, as from the CLI, and again in this process after the decoded cases), and peak memory
 (max RSS of a fresh process) of `filtag-kg`-style collection from a folder as the image count grows
 tenfold.
 
@@ -151,6 +152,27 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
+FOLDER_CHILD = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+sys.path.insert(0, sys.argv[1])
+import keras
+from bench_collect import baseline_folder, ours_folder
+keras.utils.set_random_seed(0)
+vgg = keras.applications.VGG16(weights=None)
+pre = keras.applications.vgg16.preprocess_input
+side = ours_folder if sys.argv[3] == "ours" else baseline_folder
+print(json.dumps(side(vgg, __import__("pathlib").Path(sys.argv[2]), pre, 224, *([16] if sys.argv[3] == "ours" else []))))
+"""
+
+
+def folder_in_fresh_process(root: Path, side: str) -> float:
+    """Seconds of one side's end-to-end folder run in a new Python process, as a CLI run would be."""
+    out = subprocess.run([sys.executable, "-c", FOLDER_CHILD, str(Path(__file__).parent), str(root), side],
+                         check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def peak_memory(root: Path) -> int:
     out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(root)], check=True, capture_output=True, text=True)
     return int(out.stdout.strip().splitlines()[-1])  # KiB
@@ -219,9 +241,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "vgg"
         write_folder(root, n_folder, 256, 1000)
+        ours = folder_in_fresh_process(root, "ours")
+        base = folder_in_fresh_process(root, "baseline")
+        row("VGG16 224x224, JPEG folder end to end", n_folder, None, ours, base, n_folder)
+        # the same in this process, which has run VGG16 above: collection from the folder is slower then
         ours = ours_folder(vgg, root, pre, 224, 16)
         base = baseline_folder(vgg, root, pre, 224)
-        row("VGG16 224x224, JPEG folder end to end", n_folder, None, ours, base, n_folder)
+        row("VGG16 JPEG folder, same process after", n_folder, None, ours, base, n_folder)
 
         memory = {}
         for n in ((500, 5000) if args.quick else (2000, 20000)):
