@@ -238,7 +238,7 @@ class Results:
         if isinstance(results, (QueryTriples, list)):
             return cls(["subject", "predicate", "object"], [(t.subject, t.predicate, t.object) for t in results])
         variables = [v.value for v in results.variables]
-        return cls(variables, [tuple(s[v] for v in variables) for s in results])
+        return cls(variables, [tuple(s) for s in results])  # a solution iterates in the order of `variables`
 
     def __len__(self) -> int:
         return len(self.rows)
