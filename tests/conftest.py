@@ -68,6 +68,14 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
 
 
 @pytest.fixture(scope="session")
+def wn():
+    """WordNet 3.0 as the package finds it (here: the Debian copy, cached in the test session's folder)."""
+    from filtag_kg.kg.wordnet import WordNet
+
+    return WordNet.load()
+
+
+@pytest.fixture(scope="session")
 def run_a():
     """A synthetic tagging run (the store and publishing tests' first run)."""
     from test_export import synthetic_tags

@@ -20,14 +20,11 @@ from filtag_kg.kg.export import export_tags, run_ids
 from filtag_kg.kg.wordnet import WN30, WordNet
 from filtag_kg.records import ActivationStats
 
+from kg_helpers import rows as query_rows
+
 ANIMALS = ANIMAL_SHAPE_CLASSES
 # filter → the classes whose best filter it is (k=1)
 GROUPS = {0: ["bear", "cat", "dog"], 1: ["horse", "zebra"], 2: ["cow", "giraffe", "sheep", "bird"], 3: ["elephant"]}
-
-
-@pytest.fixture(scope="module")
-def wn() -> WordNet:
-    return WordNet.load()
 
 
 @pytest.fixture(scope="module")
@@ -214,18 +211,12 @@ def semantic_store(wn: WordNet, animal_tags: filtag_kg.TagSet) -> pyoxigraph.Sto
     return store
 
 
-def _rows(store: object, name: str, **params: object) -> list[dict]:
-    from filtag_kg.kg import queries
-
-    return queries.run(name, store, params).values()
-
-
 def test_filters_under_concept(semantic_store: pyoxigraph.Store) -> None:
     carnivore, ungulate = WN30 + "02075296-n", WN30 + "02370806-n"
-    rows = [r for r in _rows(semantic_store, "semantic-filters-under-concept", concept=carnivore) if r["parameter"] == 1]
+    rows = [r for r in query_rows("semantic-filters-under-concept", semantic_store, concept=carnivore) if r["parameter"] == 1]
     assert [(r["layer"], r["filter"], r["tags"], r["under"], sorted(r["classesUnder"].split(", "))) for r in rows] == [
         ("conv2", 0, 3, 3, ["bear", "cat", "dog"])]
-    rows = _rows(semantic_store, "semantic-filters-under-concept", concept=ungulate, share=0.5)
+    rows = query_rows("semantic-filters-under-concept", semantic_store, concept=ungulate, share=0.5)
     got = {(r["layer"], r["filter"], float(r["coverage"])) for r in rows if r["parameter"] == 1}
     assert got == {("conv2", 1, 1.0), ("conv2", 2, 0.75), ("conv1", 0, 0.5)}
     second = next(r for r in rows if r["parameter"] == 1 and r["filter"] == 2)
@@ -233,10 +224,10 @@ def test_filters_under_concept(semantic_store: pyoxigraph.Store) -> None:
 
 
 def test_layer_groups(semantic_store: pyoxigraph.Store) -> None:
-    rows = [r for r in _rows(semantic_store, "semantic-layer-groups", layer="conv2") if r["selection"] == "k-best 1"]
+    rows = [r for r in query_rows("semantic-layer-groups", semantic_store, layer="conv2") if r["selection"] == "k-best 1"]
     assert sorted((r["label"], r["filters"], r["filterIndices"]) for r in rows) == [
         ("carnivore", 1, "0"), ("elephant", 1, "3"), ("equine", 1, "1"), ("ruminant", 1, "2")]
-    multi = [r for r in _rows(semantic_store, "semantic-layer-groups", layer="conv2", multiTag=True)
+    multi = [r for r in query_rows("semantic-layer-groups", semantic_store, layer="conv2", multiTag=True)
              if r["selection"] == "k-best 1"]
     assert sorted(r["label"] for r in multi) == ["carnivore", "equine", "ruminant"]
 
@@ -244,21 +235,21 @@ def test_layer_groups(semantic_store: pyoxigraph.Store) -> None:
 def test_coarse_image_explanation(semantic_store: pyoxigraph.Store) -> None:
     from filtag_kg.kg.vocab import Minter
 
-    rows = _rows(semantic_store, "coarse-image-explanation", image=Minter().image("animal-shape", "a"),
+    rows = query_rows("coarse-image-explanation", semantic_store, image=Minter().image("animal-shape", "a"),
                  selection="k-best 1")
     counts = {r["label"]: r["tags"] for r in rows}
     assert rows[0]["label"] == "vertebrate" and rows[0]["tags"] == 8  # bear ×2, cat, dog, cow, giraffe, sheep, bird
     assert (counts["placental"], counts["carnivore"], counts["ruminant"], counts["bird"]) == (7, 4, 3, 1)
     assert "equine" not in counts
-    assert not _rows(semantic_store, "coarse-image-explanation", image=Minter().image("animal-shape", "a"),
+    assert not query_rows("coarse-image-explanation", semantic_store, image=Minter().image("animal-shape", "a"),
                      selection="k-best 2")
 
 
 def test_coarse_errors(semantic_store: pyoxigraph.Store) -> None:
-    rows = _rows(semantic_store, "coarse-errors")
+    rows = query_rows("coarse-errors", semantic_store)
     got = [(r["trueLabel"], r["predictedLabel"], r["commonLabel"]) for r in rows]
     assert got == [("cow", "sheep", "bovid"), ("zebra", "horse", "equine"), ("bear", "giraffe", "placental")]
-    within = _rows(semantic_store, "coarse-errors", concept=WN30 + "02370806-n")  # ungulate
+    within = query_rows("coarse-errors", semantic_store, concept=WN30 + "02370806-n")  # ungulate
     assert [(r["trueLabel"], r["predictedLabel"]) for r in within] == [("cow", "sheep"), ("zebra", "horse")]
 
 
@@ -276,7 +267,7 @@ def test_semantic_query_on_a_remote_server(semantic_store: pyoxigraph.Store, ani
             def canonical(rows: list[dict]) -> list[dict]:  # GROUP_CONCAT order is unspecified
                 return [{k: sorted(v.split(", ")) if k == "classesUnder" else v for k, v in r.items()} for r in rows]
 
-            assert canonical(_rows(remote, name, **params)) == canonical(_rows(semantic_store, name, **params))
+            assert canonical(query_rows(name, remote, **params)) == canonical(query_rows(name, semantic_store, **params))
         # the link command's reading of a run works through the remote store as well
         from filtag_kg.kg.coarsen import tags_from_store
         from filtag_kg.kg.vocab import Minter

@@ -16,17 +16,17 @@ from click.testing import CliRunner
 
 from filtag_kg.cli import cli
 from filtag_kg.errors import UserError
-from filtag_kg.kg.export import bundled_path, export_graphs, export_tags, run_ids
+from filtag_kg.kg.export import bundled_path, export_graphs, export_tags
 from filtag_kg.kg.fair import free_port, publish, serving
 from filtag_kg.kg.store import RemoteStore, Store
-from filtag_kg.kg.vocab import FT, Minter, sparql_prefixes
+from filtag_kg.kg.vocab import FT, sparql_prefixes
 from filtag_kg.records import TagSet
 
+from kg_helpers import TAG_COUNT, run_iri
 from oxigraph_server import oxigraph  # noqa: F401  (fixture)
 
 DCAT = rdflib.Namespace("http://www.w3.org/ns/dcat#")
 SPDX = rdflib.Namespace("http://spdx.org/rdf/terms#")
-TAG_COUNT = sparql_prefixes() + "SELECT (COUNT(*) AS ?n) WHERE { ?t a ft:Tag }"
 
 
 @pytest.fixture
@@ -37,13 +37,9 @@ def store(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> Store:
     return db
 
 
-def _run_iri(tags: TagSet) -> str:
-    return Minter().run(run_ids(tags).tagging).value
-
-
 def test_publish_describes_exactly_the_files_it_wrote(store: Store, run_a: TagSet, tmp_path: Path) -> None:
     out = tmp_path / "pub"
-    result = publish(store, _run_iri(run_a), out, license="https://creativecommons.org/licenses/by/4.0/",
+    result = publish(store, run_iri(run_a), out, license="https://creativecommons.org/licenses/by/4.0/",
                      creator="Lab of Tests", issued="2026-01-02", download_url="https://example.org/data/")
     assert sorted(result.graphs, key=lambda g: g.value) == sorted(export_graphs(run_a), key=lambda g: g.value)
     description = rdflib.Graph().parse(out / "dataset.ttl", format="turtle")
@@ -68,7 +64,7 @@ def test_publish_describes_exactly_the_files_it_wrote(store: Store, run_a: TagSe
     NNO = rdflib.Namespace("https://w3id.org/nno/ontology#")
     assert len(list(description.objects(None, NNO.hasLayer))) == 6
     assert not list(description.subjects(rdflib.RDF.type, rdflib.URIRef(FT + "Filter")))
-    assert (rdflib.URIRef(_run_iri(run_a)), rdflib.RDF.type, rdflib.URIRef(FT + "TaggingRun")) in description
+    assert (rdflib.URIRef(run_iri(run_a)), rdflib.RDF.type, rdflib.URIRef(FT + "TaggingRun")) in description
     schema = json.loads((out / "dataset.jsonld").read_text())
     assert schema["@type"] == "Dataset" and schema["datePublished"] == "2026-01-02"
     assert schema["license"] == "https://creativecommons.org/licenses/by/4.0/"
@@ -78,7 +74,7 @@ def test_publish_describes_exactly_the_files_it_wrote(store: Store, run_a: TagSe
 
 
 def test_published_description_conforms_to_the_shapes(store: Store, run_a: TagSet, tmp_path: Path) -> None:
-    publish(store, _run_iri(run_a), tmp_path, license="https://opensource.org/licenses/MIT", creator="x")
+    publish(store, run_iri(run_a), tmp_path, license="https://opensource.org/licenses/MIT", creator="x")
     shapes = rdflib.Graph().parse(bundled_path("shapes.ttl"), format="turtle")
     description = rdflib.Graph().parse(tmp_path / "dataset.ttl", format="turtle")
     conforms, _, report = pyshacl.validate(description, shacl_graph=shapes)
@@ -92,9 +88,9 @@ def test_publish_errors(store: Store, run_a: TagSet, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no tagging run"):
         publish(store, "https://example.org/run/none", tmp_path, license="https://x.org/l", creator="x")
     with pytest.raises(UserError, match="--issued"):
-        publish(store, _run_iri(run_a), tmp_path, license="https://x.org/l", creator="x", issued="02/01/2026")
+        publish(store, run_iri(run_a), tmp_path, license="https://x.org/l", creator="x", issued="02/01/2026")
     with pytest.raises(UserError, match="--license"):
-        publish(store, _run_iri(run_a), tmp_path, license="CC-BY", creator="x")
+        publish(store, run_iri(run_a), tmp_path, license="CC-BY", creator="x")
 
 
 def test_serve_read_only(store: Store, run_a: TagSet, run_b: TagSet) -> None:

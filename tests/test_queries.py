@@ -25,6 +25,8 @@ from filtag_kg.kg.queries import Query, Results
 from filtag_kg.kg.vocab import FT, RDFS, XSD
 from filtag_kg.records import K_BEST, Q_QUANTILE, ActivationStats, TagSet
 
+from kg_helpers import rows, run_iri
+
 REQUIRED = {
     "filter-tags", "class-filters", "class-specific-filters", "similar-classes", "layer-tag-statistics",
     "run-diff", "networks",
@@ -263,16 +265,6 @@ def store(runs: dict[str, TagSet]) -> Store:
     for tags in runs.values():
         store.extend(export_tags(tags))
     return store
-
-
-def run_iri(tags: TagSet) -> str:
-    from filtag_kg.kg.export import run_ids
-
-    return filtag_kg.kg.vocab.Minter().run(run_ids(tags).tagging).value
-
-
-def rows(name: str, store: object, **params: object) -> list[dict[str, object]]:
-    return queries.run(name, store, params).values()
 
 
 def test_runs_and_networks(store: Store, runs: dict[str, TagSet]) -> None:

@@ -27,9 +27,9 @@ from filtag_kg.kg.store import JOURNAL, STAGING, RemoteError, RemoteStore, Store
 from filtag_kg.kg.vocab import sparql_prefixes
 from filtag_kg.records import TagSet
 
+from kg_helpers import TAG_COUNT
 from oxigraph_server import oxigraph  # noqa: F401  (fixture)
 
-TAG_COUNT = sparql_prefixes() + "SELECT (COUNT(*) AS ?n) WHERE { ?t a ft:Tag }"
 
 
 def _count(store: Store | RemoteStore, sparql: str = TAG_COUNT) -> int:

@@ -20,11 +20,6 @@ ANIMALS = ANIMAL_SHAPE_CLASSES
 GRAPH = pyoxigraph.NamedNode("https://example.org/graph/wordnet")
 
 
-@pytest.fixture(scope="module")
-def wn() -> WordNet:
-    return WordNet.load()
-
-
 def test_loads_debian_copy_with_lexnames(wn: WordNet) -> None:
     assert wn.source == f"Debian {DEBIAN_WORDNET}"  # the test cache is fresh and NLTK has no data here
     copy = cache_dir() / "nltk_data" / "corpora" / "wordnet"
