@@ -153,16 +153,16 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 FOLDER_CHILD = """
-import json, os, sys
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import sys
+from pathlib import Path
 sys.path.insert(0, sys.argv[1])
+from bench_collect import baseline_folder, ours_folder  # first: it quiets TensorFlow's log
 import keras
-from bench_collect import baseline_folder, ours_folder
 keras.utils.set_random_seed(0)
 vgg = keras.applications.VGG16(weights=None)
 pre = keras.applications.vgg16.preprocess_input
-side = ours_folder if sys.argv[3] == "ours" else baseline_folder
-print(json.dumps(side(vgg, __import__("pathlib").Path(sys.argv[2]), pre, 224, *([16] if sys.argv[3] == "ours" else []))))
+root = Path(sys.argv[2])
+print(ours_folder(vgg, root, pre, 224, 16) if sys.argv[3] == "ours" else baseline_folder(vgg, root, pre, 224))
 """
 
 
