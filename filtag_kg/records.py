@@ -297,7 +297,7 @@ class TagSet:
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(TAG_COLUMNS)
         writer.writerows((t.layer, t.filter, t.class_index, t.class_name, repr(t.score), t.rank, t.method,
-                          _number(t.parameter)) for t in self)
+                          number_text(t.parameter)) for t in self)
         manifest = dict(self.manifest)
         manifest.update(
             artifact_version=ARTIFACT_VERSION, kind="tags", layers=self.layers, classes=self.classes,
@@ -349,8 +349,14 @@ class TagSet:
         return (self.selection_index == si) & (self.layer_index == self.layers.index(layer))
 
 
-def _number(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
+def number_text(x: float) -> str:
+    """A k or q as text, the same in labels, IRIs and files: 5 -> "5", 2.5 -> "2.5", never an exponent."""
+    return str(int(x)) if float(x).is_integer() else np.format_float_positional(float(x), trim="-")
+
+
+def selection_label(method: str, parameter: float) -> str:
+    """'k-best 1', 'q-quantile 2.5': how a selection is named in the graph (labels, ft:selection, ft:tagSelection)."""
+    return f"{method} {number_text(parameter)}"
 
 
 def _atomic_write(path: Path, write: Any) -> None:

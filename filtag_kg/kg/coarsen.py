@@ -30,7 +30,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..records import K_BEST, Q_QUANTILE, TagSet, _number
+from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
 from .export import RunIds, label_space, run_ids
 from .vocab import FT, PROV, RDF, Minter
 from .wordnet import LinkReport, WordNet, link_classes, synset_iri, wordnet_quads
@@ -191,19 +191,13 @@ def coarse_groups_summary(tags: TagSet, layer: str, wordnet: WordNet | None = No
     return "\n".join(lines)
 
 
-def selection_label(selection: tuple[str, float]) -> str:
-    """'k-best 1', 'q-quantile 2.5': the form of ft:selection."""
-    method, parameter = selection
-    return f"{method} {_number(parameter)}"
-
-
 def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: NamedNode,
                      minter: Minter | None = None) -> Iterator[Quad]:
     """Each filter's concepts as ft:CoarseConcept nodes: the filter (ft:coarsens), concept (synset IRI), coverage, the
     coverage asked for (ft:minCoverage: 1 for `all`, the share for `share`), depth, coherence and the
     tag selection they summarise."""
     minter = minter or Minter()
-    selection = selection_label(result.selection)
+    selection = selection_label(*result.selection)
     p = {n: NamedNode(FT + n) for n in ("coarsens", "concept", "coverage", "minCoverage", "coveredCount",
                                          "tagCount", "synsetDepth", "coherence", "tagSelection")}
     a, kind_class, derived = NamedNode(RDF + "type"), NamedNode(FT + "CoarseConcept"), NamedNode(PROV + "wasDerivedFrom")

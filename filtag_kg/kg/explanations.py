@@ -27,8 +27,8 @@ from pyoxigraph import Literal, NamedNode, Quad
 
 from ..errors import UserError
 from ..explain import explain
-from ..records import ActivationStats, HeldOut, TagSet
-from .export import A, _double, _number, class_key, export_tags, label_space, run_ids
+from ..records import ActivationStats, HeldOut, TagSet, selection_label
+from .export import A, _double, class_key, export_tags, label_space, run_ids
 from .vocab import DCTERMS, FT, PROV, Minter
 
 
@@ -77,7 +77,7 @@ def export_explanations(
     chosen = list(selections or tags.selections)
     explained = explain(tags, heldout, chosen)  # one sort of the filters for all selections
     for s, (method, parameter) in enumerate(chosen):
-        label = Literal(f"{method} {_number(parameter)}")
+        label = Literal(selection_label(method, parameter))
         for i, e in enumerate(explained[s * len(heldout):(s + 1) * len(heldout)]):
             node = minter.explanation(ids.tagging, heldout.image_ids[i], method, parameter)
             yield Quad(node, A, EXPLANATION, g)

@@ -26,7 +26,7 @@ import numpy as np
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, serialize
 
 from ..errors import UserError
-from ..records import K_BEST, Q_QUANTILE, TagSet
+from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
 from .vocab import (
     DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, stable_hash,
 )
@@ -363,7 +363,7 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
     yield from inputs(run)
     yield Quad(run, P.ft_labelSpace, minter.label_space(space), g)
     for method, parameter in tags.selections:
-        yield Quad(run, P.ft_selection, Literal(f"{method} {_number(parameter)}"), g)
+        yield Quad(run, P.ft_selection, Literal(selection_label(method, parameter)), g)
     for entry in software:
         yield Quad(run, P.ft_softwareVersion, Literal(entry), g)
     source = manifest.get("source_file")
@@ -409,7 +409,7 @@ def _summaries(
         selections.append(node)
         in_selection = tags.selection_index == si
         yield Quad(node, A, P.ft_Selection, g)
-        yield Quad(node, LABEL, Literal(f"{method} {_number(parameter)}"), g)
+        yield Quad(node, LABEL, Literal(selection_label(method, parameter)), g)
         yield Quad(node, P.ft_ofRun, run, g)
         yield Quad(node, P.ft_method, METHOD_NODES[method], g)
         yield Quad(node, *_parameter_term(method, parameter), g)
@@ -525,10 +525,6 @@ def _tag_quads(
         yield Quad(node, parameter_predicate, parameter_value, g)
         yield Quad(node, P.generated_by, run, g)
         yield Quad(node, P.ft_inSelection, selections[si], g)
-
-
-def _number(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else np.format_float_positional(float(x), trim="-")
 
 
 def _double(x: float) -> Literal:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from pyoxigraph import NamedNode
 
-from ..records import _number as _num
+from ..records import number_text
 
 NNO = "https://w3id.org/nno/ontology#"
 FT = "https://w3id.org/filtag-kg/ontology#"
@@ -90,19 +90,19 @@ class Minter:
         return self._iri("graph", run_id, part)
 
     def tag(self, run_id: str, layer_name: str, index: int, key: str, method: str, parameter: float) -> NamedNode:
-        return self._iri("run", run_id, "tag", slug(layer_name), str(int(index)), slug(key), method, _num(parameter))
+        return self._iri("run", run_id, "tag", slug(layer_name), str(int(index)), slug(key), method, number_text(parameter))
 
     def selection(self, run_id: str, method: str, parameter: float) -> NamedNode:
         """One selection (k-best k, q-quantile q) of a tagging run: the index node its tags link to."""
-        return self._iri("run", run_id, "selection", method, _num(parameter))
+        return self._iri("run", run_id, "selection", method, number_text(parameter))
 
     def layer_summary(self, run_id: str, method: str, parameter: float, layer_name: str) -> NamedNode:
         """The summary of one selection's tags in one layer."""
-        return self._iri("run", run_id, "selection", method, _num(parameter), "layer", slug(layer_name))
+        return self._iri("run", run_id, "selection", method, number_text(parameter), "layer", slug(layer_name))
 
     def class_summary(self, run_id: str, method: str, parameter: float, key: str) -> NamedNode:
         """The summary of one selection's tags of one class (its key: wnid or label)."""
-        return self._iri("run", run_id, "selection", method, _num(parameter), "class", slug(key))
+        return self._iri("run", run_id, "selection", method, number_text(parameter), "class", slug(key))
 
     def class_similarity(self, summary: NamedNode, rank: int) -> NamedNode:
         """The `rank`-th most similar class of a class summary."""
@@ -114,7 +114,7 @@ class Minter:
 
     def explanation(self, run_id: str, image_id: str, method: str, parameter: float) -> NamedNode:
         """The explanation of one image by one selection (k-best k, q-quantile q) of a tagging run."""
-        return self._iri("run", run_id, "explanation", image_id, method, _num(parameter))
+        return self._iri("run", run_id, "explanation", image_id, method, number_text(parameter))
 
     def class_count(self, explanation: NamedNode, key: str) -> NamedNode:
         """How often a class (by class key) is tagged among an explanation's active filters."""
