@@ -492,9 +492,9 @@ class _Spool:
 
     def write(self, quads: Iterable[Quad], progress: bool) -> int:
         """Write every quad to its graph's file (a push: no store, so no graph is passed on)."""
-        assert self.store is None
-        for _ in self.split(quads, progress):
-            raise AssertionError("a spool without a store passes no quads on")
+        assert self.store is None, "a spool with a store passes the quads of new graphs on: use split"
+        for _ in self.split(quads, progress):  # nothing is yielded without a store
+            pass
         return self.count
 
     def files(self) -> dict[str, tuple[Path, int]]:
