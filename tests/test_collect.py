@@ -214,6 +214,24 @@ def test_nested_model_layers_are_found_and_collected(data: tuple[np.ndarray, np.
     assert np.array_equal(stats.heldout.top_classes[:, 0], functional.predict(images, verbose=0).argmax(axis=1))
 
 
+def test_model_hash_covers_architecture_and_every_weight() -> None:
+    import hashlib
+    import json
+
+    from filtag_kg.models import _without_dtypes, model_hash
+
+    model = small_model()
+    reference = hashlib.sha256(json.dumps(_without_dtypes(json.loads(model.to_json())), sort_keys=True).encode())
+    for w in model.weights:
+        reference.update(np.asarray(w.numpy(), dtype=w.dtype).tobytes())
+    assert model_hash(model) == reference.hexdigest()
+    kernel = model.weights[-1]
+    changed = kernel.numpy().copy()
+    changed.flat[0] += 1.0
+    kernel.assign(changed)
+    assert model_hash(model) != reference.hexdigest()
+
+
 def test_mixed_precision_twin_computes_in_float16_with_the_same_identity(
     data: tuple[np.ndarray, np.ndarray],
 ) -> None:
