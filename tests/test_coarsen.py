@@ -148,28 +148,24 @@ def test_real_vgg16_tags(wn: WordNet, filtag_vgg16_file: Path) -> None:
     assert by_filter[28].share.synset.name() == "primate.n.02"  # sloth + three monkeys/lemurs
 
 
-def test_link_command_on_a_stored_run(wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path) -> None:
+def test_link_command_on_a_stored_run(wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path, run_cli) -> None:
     """`filtag-kg link wordnet` reads the run back from the store and writes the same graph as the API."""
-    from click.testing import CliRunner
-
-    from filtag_kg.cli import cli
     from filtag_kg.kg.store import Store
 
     with Store(tmp_path / "store") as store:
         store.load(export_tags(animal_tags))
-    runner = CliRunner()
-    result = runner.invoke(cli, ["link", "wordnet", "--store", str(tmp_path / "store")])
-    assert result.exit_code == 0, result.output
-    assert "10 of 10 classes of 'animal-shape' linked" in result.output
-    assert "conv2 (k-best 1): 4 of 6 filters tagged, 3 with several tags; of these 3 (100%)" in result.output
+    code, out, err = run_cli("link", "wordnet", "--store", tmp_path / "store")
+    assert code == 0, err
+    assert "10 of 10 classes of 'animal-shape' linked" in out
+    assert "conv2 (k-best 1): 4 of 6 filters tagged, 3 with several tags; of these 3 (100%)" in out
     expected = link_wordnet(animal_tags, wn)
     with Store(tmp_path / "store") as store:
         got = set(store.quads(expected.graph))
         assert got == set(expected.quads)
-    bad = runner.invoke(cli, ["link", "wordnet", "--store", str(tmp_path / "store"), "--layer", "conv9"])
-    assert bad.exit_code != 0 and "conv9" in str(bad.exception)
-    empty = runner.invoke(cli, ["link", "wordnet", "--store", str(tmp_path / "empty")])
-    assert "holds 0 tagging runs" in str(empty.exception)
+    code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "store", "--layer", "conv9")
+    assert code == 2 and "conv9" in err
+    code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "empty")
+    assert code == 2 and "holds 0 tagging runs" in err
 
 
 # -- bundled semantic queries -----------------------------------------------------------------------
@@ -302,11 +298,10 @@ def test_linked_graph_validates_against_the_shapes(wn: WordNet, animal_tags: fil
     assert not ok and "coverage" in report
 
 
-def test_link_command_keeps_the_runs_own_base(wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path) -> None:
+def test_link_command_keeps_the_runs_own_base(
+    wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path, run_cli,
+) -> None:
     """A run exported under another base gets its coarse concepts on its own filter nodes."""
-    from click.testing import CliRunner
-
-    from filtag_kg.cli import cli
     from filtag_kg.kg.coarsen import minter_of_run
     from filtag_kg.kg.store import Store
     from filtag_kg.kg.vocab import Minter
@@ -314,8 +309,8 @@ def test_link_command_keeps_the_runs_own_base(wn: WordNet, animal_tags: filtag_k
     base = "https://example.org/kg/"
     with Store(tmp_path / "store") as store:
         store.load(export_tags(animal_tags, Minter(base)))
-    result = CliRunner().invoke(cli, ["link", "wordnet", "--store", str(tmp_path / "store")])
-    assert result.exit_code == 0, result.output
+    code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "store")
+    assert code == 0, err
     with Store(tmp_path / "store") as store:
         rows = list(store.query(f"""SELECT ?cc WHERE {{ ?cc <{FT}coarsens> ?f . ?f <{FT}filterIndex> ?i }}"""))
         graphs = [g.value for g in store.graphs()]

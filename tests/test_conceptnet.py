@@ -259,10 +259,7 @@ def test_link_run_from_dump(tmp_path: Path) -> None:
     assert isinstance(linking.edges.edges["/c/en/dog"][0], Edge)
 
 
-def test_link_command_from_dump(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from filtag_kg.cli import cli
+def test_link_command_from_dump(tmp_path: Path, run_cli) -> None:
     from filtag_kg.kg.export import export_tags
     from filtag_kg.kg.store import Store
 
@@ -273,10 +270,9 @@ def test_link_command_from_dump(tmp_path: Path) -> None:
     with Store(tmp_path / "store") as store:
         store.load(export_tags(tags))
     write_dump(tmp_path / "dump.csv.gz")
-    result = CliRunner().invoke(cli, ["link", "conceptnet", "--store", str(tmp_path / "store"),
-                                      "--dump", str(tmp_path / "dump.csv.gz")])
-    assert result.exit_code == 0, result.output
-    assert "edges of 3 concepts (5 edges), 0 missing" in result.output
+    code, out, err = run_cli("link", "conceptnet", "--store", tmp_path / "store", "--dump", tmp_path / "dump.csv.gz")
+    assert code == 0, err
+    assert "edges of 3 concepts (5 edges), 0 missing" in out
     from filtag_kg.kg import queries
 
     with Store(tmp_path / "store") as store:

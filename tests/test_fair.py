@@ -12,9 +12,6 @@ import pyshacl
 import pytest
 import rdflib
 import requests
-from click.testing import CliRunner
-
-from filtag_kg.cli import cli
 from filtag_kg.errors import UserError
 from filtag_kg.kg.export import bundled_path, export_graphs, export_tags
 from filtag_kg.kg.fair import free_port, publish, serving
@@ -127,14 +124,20 @@ def test_serve_with_updates_needs_the_password(store: Store) -> None:
 
 # -- CLI -----------------------------------------------------------------------------------------
 
-def _invoke(*args: str) -> str:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
+@pytest.fixture
+def invoke(run_cli):
+    """Run `filtag-kg ARGS`, which must succeed; returns its standard output."""
+
+    def run(*args: str) -> str:
+        code, out, err = run_cli(*args)
+        assert code == 0, err
+        return out
+
+    return run
 
 
-def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Path) -> None:
-    output = _invoke("import-filtag", str(filtag_vgg16_file), "--model", "VGG16", "--layer", "block5_conv3",
+def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Path, invoke) -> None:
+    output = invoke("import-filtag", str(filtag_vgg16_file), "--model", "VGG16", "--layer", "block5_conv3",
                      "--store", str(tmp_path / "store"), "--resolve", "424:crane=n02012849", "-o", str(tmp_path / "tags"))
     assert "'crane' is ambiguous" in output and "filter 372" in output  # the unresolved one is reported
     run = output.strip().splitlines()[-1].removeprefix("run: ")
@@ -146,39 +149,39 @@ def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Pa
     assert row["wnid"].value == "n02012849"
     size = len(db)
     db.close()
-    again = _invoke("import-filtag", str(filtag_vgg16_file), "--store", str(tmp_path / "store"),
+    again = invoke("import-filtag", str(filtag_vgg16_file), "--store", str(tmp_path / "store"),
                     "--resolve", "424:crane=n02012849")
     assert again.strip().splitlines()[-1] == f"run: {run}" and len(Store(tmp_path / "store")) == size
 
 
-def test_import_filtag_errors(tmp_path: Path) -> None:
+def test_import_filtag_errors(tmp_path: Path, run_cli) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("filter tags k=1\n0:[' zebra ']\n1 [' tabby ']\n")
-    runner = CliRunner()
-    result = runner.invoke(cli, ["import-filtag", str(bad), "--store", str(tmp_path / "s")])
-    assert isinstance(result.exception, UserError) and "line 3" in str(result.exception)
-    result = runner.invoke(cli, ["import-filtag", str(bad), "--resolve", "crane", "--store", str(tmp_path / "s")])
-    assert isinstance(result.exception, UserError) and "FILTER:LABEL=WNID" in str(result.exception)
+    code, _, err = run_cli("import-filtag", bad, "--store", tmp_path / "s")
+    assert code == 2 and "line 3" in err
+    code, _, err = run_cli("import-filtag", bad, "--resolve", "crane", "--store", tmp_path / "s")
+    assert code == 2 and "FILTER:LABEL=WNID" in err
+    assert not (tmp_path / "s").exists()  # refused before a store is made
 
 
-def test_export_load_and_push_commands(oxigraph: str, run_a: TagSet, tmp_path: Path) -> None:  # noqa: F811
+def test_export_load_and_push_commands(oxigraph: str, run_a: TagSet, tmp_path: Path, invoke, run_cli) -> None:  # noqa: F811
     run_a.save(tmp_path / "tags")
-    _invoke("export", str(tmp_path / "tags"), "-o", str(tmp_path / "run.ttl"), "--validate")
+    invoke("export", str(tmp_path / "tags"), "-o", str(tmp_path / "run.ttl"), "--validate")
     assert {q.triple for q in ox.parse(path=str(tmp_path / "run.ttl"))} == {q.triple for q in export_tags(run_a)}
-    trig = _invoke("export", str(tmp_path / "tags"), "--format", "trig")
+    trig = invoke("export", str(tmp_path / "tags"), "--format", "trig")
     assert set(ox.parse(trig.encode(), format=ox.RdfFormat.TRIG)) == set(export_tags(run_a))
-    _invoke("load", str(tmp_path / "run.ttl"), "--graph", "https://example.org/g", "--store", str(tmp_path / "s1"),
+    invoke("load", str(tmp_path / "run.ttl"), "--graph", "https://example.org/g", "--store", str(tmp_path / "s1"),
             "--no-optimize")
     assert Store(tmp_path / "s1").graphs() == [ox.NamedNode("https://example.org/g")]
-    result = CliRunner().invoke(cli, ["load", str(tmp_path / "run.ttl"), "--store", str(tmp_path / "s2")])
-    assert isinstance(result.exception, UserError) and "named graphs" in str(result.exception)
-    _invoke("load", str(tmp_path / "tags"), "--store", str(tmp_path / "s3"), "--similar-classes", "2")
+    code, _, err = run_cli("load", tmp_path / "run.ttl", "--store", tmp_path / "s2")
+    assert code == 2 and "named graphs" in err
+    invoke("load", str(tmp_path / "tags"), "--store", str(tmp_path / "s3"), "--similar-classes", "2")
     with Store(tmp_path / "s3", read_only=True) as db:  # the option reaches the export
         ranks = db.query("SELECT (MAX(?r) AS ?top) WHERE { ?s <https://w3id.org/filtag-kg/ontology#similarityRank> ?r }")
         assert int(next(iter(ranks))["top"].value) == 2
-    _invoke("push", "--endpoint", oxigraph, "--store", str(tmp_path / "s3"))
+    invoke("push", "--endpoint", oxigraph, "--store", str(tmp_path / "s3"))
     remote = RemoteStore.at(oxigraph)
     assert remote.graphs() == Store(tmp_path / "s3", read_only=True).graphs()
     assert int(next(iter(remote.query(TAG_COUNT)))["n"].value) == len(run_a)
-    _invoke("push", str(tmp_path / "run.ttl"), "--endpoint", oxigraph, "--graph", "https://example.org/g")
+    invoke("push", str(tmp_path / "run.ttl"), "--endpoint", oxigraph, "--graph", "https://example.org/g")
     assert remote.count("https://example.org/g") == Store(tmp_path / "s1").count(ox.NamedNode("https://example.org/g"))

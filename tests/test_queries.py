@@ -509,61 +509,44 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory, runs: dict[str, TagSet])
     return path
 
 
-def test_query_command_prints_csv_and_json(store_dir, runs: dict[str, TagSet]) -> None:
-    from click.testing import CliRunner
-
-    from filtag_kg.cli import cli
-
-    runner = CliRunner()
+def test_query_command_prints_csv_and_json(store_dir, runs: dict[str, TagSet], run_cli) -> None:
     args = ["query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=2", "--store", str(store_dir)]
-    csv_out = runner.invoke(cli, [*args, "--format", "csv"])
-    assert csv_out.exit_code == 0, csv_out.output
-    lines = csv_out.output.strip().splitlines()
+    code, out, err = run_cli(*args, "--format", "csv")
+    assert code == 0, err
+    lines = out.strip().splitlines()
     expected = [t for t in runs["a"] if (t.layer, t.filter) == ("conv2d", 2)]
     assert lines[0].split(",")[:3] == ["run", "layer", "filter"] and len(lines) == 1 + len(expected)
-    js = json.loads(runner.invoke(cli, [*args, "--format", "json"]).output)
+    js = json.loads(run_cli(*args, "--format", "json")[1])
     assert sorted(b["label"]["value"] for b in js["results"]["bindings"]) == sorted(t.class_name for t in expected)
-    listing = runner.invoke(cli, ["query", "--list"]).output
+    listing = run_cli("query", "--list")[1]
     assert "run-diff: Difference between two runs" in listing and "--param run1=<iri>" in listing
 
 
-def test_query_command_errors_exit_2(store_dir) -> None:
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", "from filtag_kg.cli import main; main()", "query", "filter-tags", "--param",
-         "layer=conv2d", "--param", "filter=two", "--store", str(store_dir)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 2 and "Error: parameter 'filter' (integer): cannot use 'two'" in done.stderr
+def test_query_command_errors_exit_2(store_dir, run_cli) -> None:
+    code, out, err = run_cli("query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=two",
+                             "--store", store_dir)
+    assert code == 2 and out == "" and "Error: parameter 'filter' (integer): cannot use 'two'" in err
 
 
-def test_graph_command_writes_the_class_class_graph(store_dir, runs: dict[str, TagSet], tmp_path) -> None:
+def test_graph_command_writes_the_class_class_graph(store_dir, runs: dict[str, TagSet], tmp_path, run_cli) -> None:
     import networkx as nx
-    from click.testing import CliRunner
 
-    from filtag_kg.cli import cli
     from filtag_kg.kg import graphs
 
     out = tmp_path / "cc.graphml"
-    done = CliRunner().invoke(cli, ["graph", "--store", str(store_dir), "--method", "q-quantile", "--parameter", "25",
-                                    "--kind", "class-class", "-o", str(out)])
-    assert done.exit_code == 0, done.output
+    code, _, err = run_cli("graph", "--store", store_dir, "--method", "q-quantile", "--parameter", "25",
+                           "--kind", "class-class", "-o", out)
+    assert code == 0, err
     expected = graphs.class_class_graph(graphs.filter_class_graph(runs["a"], Q_QUANTILE, 25.0))
     back = nx.read_graphml(out)
     assert {frozenset(e): d["weight"] for *e, d in back.edges(data=True)} == {
         frozenset(e): d["weight"] for *e, d in expected.edges(data=True)}
 
 
-def test_query_command_on_an_endpoint(remote, store: Store, runs: dict[str, TagSet]) -> None:
-    from click.testing import CliRunner
-
-    from filtag_kg.cli import cli
-
+def test_query_command_on_an_endpoint(remote, store: Store, runs: dict[str, TagSet], run_cli) -> None:
     endpoint = remote.query_url.removesuffix("/query")
-    done = CliRunner().invoke(cli, ["query", "similar-classes", "-p", "class=zebra", "-p", f"run={run_iri(runs['a'])}",
-                                    "--endpoint", endpoint, "--format", "tsv"])
-    assert done.exit_code == 0, done.output
+    code, out, err = run_cli("query", "similar-classes", "-p", "class=zebra", "-p", f"run={run_iri(runs['a'])}",
+                             "--endpoint", endpoint, "--format", "tsv")
+    assert code == 0, err
     here = queries.run("similar-classes", store, {"class": "zebra", "run": run_iri(runs["a"])})
-    assert done.output == here.serialize("tsv")
+    assert out == here.serialize("tsv")
