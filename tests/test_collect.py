@@ -166,6 +166,21 @@ def test_folder_source_skips_corrupt_files(tmp_path) -> None:
                                atol=1e-5)
 
 
+def test_pipelines_run_without_tf_data_autotuning(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Deleting an autotuned iterator waits for the tuning thread (up to tens of seconds after a long run)."""
+    from PIL import Image
+
+    from filtag_kg.data import InputSpec
+
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a" / "0.png")
+    spec = InputSpec(8, 8, 3, lambda x: x / 255.0)
+    images, labels = data
+    for source in (image_folder(tmp_path, fraction=1.0), array_source(images, labels)):
+        options = source.split("train").dataset(spec, 4).options()
+        assert options.autotune.enabled is False
+
+
 def test_bad_input_is_named(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = data
     model = small_model()
