@@ -93,7 +93,7 @@ class ImageSource:
         return self.splits[name]
 
 
-def _finish(ds: "tf.data.Dataset") -> "tf.data.Dataset":
+def _prefetched(ds: "tf.data.Dataset") -> "tf.data.Dataset":
     """Prefetch, with tf.data's autotuning off. Deleting an autotuned iterator waits for the tuning
     thread's next wake-up, whose period doubles as a run goes on: collecting 320 JPEGs with VGG16
     took 41 or 82 s instead of 25, the difference spent after the last batch."""
@@ -114,7 +114,7 @@ def _array_split(name: str, images: np.ndarray, labels: np.ndarray, ids: list[st
         if spec.preprocess is not None:
             pre = spec.preprocess
             ds = ds.map(lambda x, y, p: (pre(tf.cast(x, tf.float32)), y, p), num_parallel_calls=PARALLEL_CALLS)
-        return _finish(ds)
+        return _prefetched(ds)
 
     return Split(name, ids, labels, make)
 
@@ -260,7 +260,7 @@ def _folder_split(name: str, root: Path, paths: list[Path], labels: np.ndarray) 
         chosen = [path_strings[p] for p in positions]
         ds = tf.data.Dataset.from_tensor_slices((tf.constant(chosen, tf.string), labels[positions], positions))
         ds = ds.map(load, num_parallel_calls=PARALLEL_CALLS, deterministic=True).ignore_errors()
-        return _finish(ds.batch(batch_size))
+        return _prefetched(ds.batch(batch_size))
 
     return Split(name, [str(p.relative_to(root)) for p in paths], labels, make)
 

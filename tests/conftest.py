@@ -67,6 +67,18 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
+@pytest.fixture
+def cli_ok(run_cli):
+    """Run `filtag-kg ARGS`, which must succeed (its stderr is the failure message); returns stdout."""
+
+    def run(*args: str) -> str:
+        code, out, err = run_cli(*args)
+        assert code == 0, err
+        return out
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def wn():
     """WordNet 3.0 as the package finds it (here: the Debian copy, cached in the test session's folder)."""

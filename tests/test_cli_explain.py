@@ -12,11 +12,10 @@ from filtag_kg.data import animal_shape, load_animal_shape_arrays
 from filtag_kg.records import ActivationStats, TagSet
 
 
-def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path) -> None:
+def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path, cli_ok) -> None:
     demo = tmp_path / "demo"
     store = tmp_path / "store"
-    code, out, err = run_cli("demo", "--out", demo, "--store", store)
-    assert code == 0, err
+    out = cli_ok("demo", "--out", demo, "--store", store)
     assert "Layer conv5 (64 filters)" in out and "  zebra " in out
     assert "Hits@n against the network's prediction (2000 held-out images" in out
     assert "Error analysis (tag selection k-best 5)" in out and "most confused class pairs" in out
@@ -31,9 +30,8 @@ def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path) -> 
     stats = ActivationStats.load(demo / "stats")
     wrong = [i for i, (p, t) in enumerate(zip(stats.heldout.predictions, stats.heldout.labels)) if p != t]
     image_id = stats.heldout.image_ids[wrong[0]]
-    code, out, err = run_cli("explain", "--tags", demo / "tags", "--heldout", image_id, "-s", "k-best 5",
-                             "--json", tmp_path / "e.json")
-    assert code == 0, err
+    out = cli_ok("explain", "--tags", demo / "tags", "--heldout", image_id, "-s", "k-best 5",
+                 "--json", tmp_path / "e.json")
     truth = stats.classes[stats.heldout.labels[wrong[0]]]
     assert f"{image_id}: predicted " in out and f"; true {truth} — active filters tagged (k-best 5):" in out
     saved = json.loads((tmp_path / "e.json").read_text())
@@ -44,16 +42,13 @@ def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path) -> 
     held = animal_shape().split("heldout")
     (tmp_path / truth).mkdir()
     Image.fromarray(images[int(image_id)]).save(tmp_path / truth / "x.png")
-    code, out_file, err = run_cli("explain", tmp_path / truth / "x.png", "--tags", demo / "tags", "-s", "k-best 5")
-    assert code == 0, err
+    out_file = cli_ok("explain", tmp_path / truth / "x.png", "--tags", demo / "tags", "-s", "k-best 5")
     assert out_file.split(": ", 1)[1] == out.split(": ", 1)[1].splitlines()[0] + "\n"
 
-    code, out, err = run_cli("evaluate", "--tags", demo / "tags", "--out", tmp_path / "ev", "--store", store,
-                             "--max-n", "5")
-    assert code == 0, err
+    out = cli_ok("evaluate", "--tags", demo / "tags", "--out", tmp_path / "ev", "--store", store,
+                 "--max-n", "5")
     assert "k-best 5" in out and (tmp_path / "ev" / "per-class.csv").is_file()
-    code, out, err = run_cli("errors", "--store", store, "--selection", "q-quantile 10")
-    assert code == 0, err
+    out = cli_ok("errors", "--store", store, "--selection", "q-quantile 10")
     assert "Error analysis (tag selection q-quantile 10)" in out and "misclassified images" in out
 
     code, _, err = run_cli("explain", "--tags", demo / "tags", "--heldout", "no-such-id")

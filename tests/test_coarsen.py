@@ -148,14 +148,15 @@ def test_real_vgg16_tags(wn: WordNet, filtag_vgg16_file: Path) -> None:
     assert by_filter[28].share.synset.name() == "primate.n.02"  # sloth + three monkeys/lemurs
 
 
-def test_link_command_on_a_stored_run(wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path, run_cli) -> None:
+def test_link_command_on_a_stored_run(
+    wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path, run_cli, cli_ok,
+) -> None:
     """`filtag-kg link wordnet` reads the run back from the store and writes the same graph as the API."""
     from filtag_kg.kg.store import Store
 
     with Store(tmp_path / "store") as store:
         store.load(export_tags(animal_tags))
-    code, out, err = run_cli("link", "wordnet", "--store", tmp_path / "store")
-    assert code == 0, err
+    out = cli_ok("link", "wordnet", "--store", tmp_path / "store")
     assert "10 of 10 classes of 'animal-shape' linked" in out
     assert "conv2 (k-best 1): 4 of 6 filters tagged, 3 with several tags; of these 3 (100%)" in out
     expected = link_wordnet(animal_tags, wn)
@@ -299,7 +300,7 @@ def test_linked_graph_validates_against_the_shapes(wn: WordNet, animal_tags: fil
 
 
 def test_link_command_keeps_the_runs_own_base(
-    wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path, run_cli,
+    wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path, cli_ok,
 ) -> None:
     """A run exported under another base gets its coarse concepts on its own filter nodes."""
     from filtag_kg.kg.coarsen import minter_of_run
@@ -309,8 +310,7 @@ def test_link_command_keeps_the_runs_own_base(
     base = "https://example.org/kg/"
     with Store(tmp_path / "store") as store:
         store.load(export_tags(animal_tags, Minter(base)))
-    code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "store")
-    assert code == 0, err
+    cli_ok("link", "wordnet", "--store", tmp_path / "store")
     with Store(tmp_path / "store") as store:
         rows = list(store.query(f"""SELECT ?cc WHERE {{ ?cc <{FT}coarsens> ?f . ?f <{FT}filterIndex> ?i }}"""))
         graphs = [g.value for g in store.graphs()]

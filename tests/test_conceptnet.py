@@ -259,7 +259,7 @@ def test_link_run_from_dump(tmp_path: Path) -> None:
     assert isinstance(linking.edges.edges["/c/en/dog"][0], Edge)
 
 
-def test_link_command_from_dump(tmp_path: Path, run_cli) -> None:
+def test_link_command_from_dump(tmp_path: Path, cli_ok) -> None:
     from filtag_kg.kg.export import export_tags
     from filtag_kg.kg.store import Store
 
@@ -270,8 +270,7 @@ def test_link_command_from_dump(tmp_path: Path, run_cli) -> None:
     with Store(tmp_path / "store") as store:
         store.load(export_tags(tags))
     write_dump(tmp_path / "dump.csv.gz")
-    code, out, err = run_cli("link", "conceptnet", "--store", tmp_path / "store", "--dump", tmp_path / "dump.csv.gz")
-    assert code == 0, err
+    out = cli_ok("link", "conceptnet", "--store", tmp_path / "store", "--dump", tmp_path / "dump.csv.gz")
     assert "edges of 3 concepts (5 edges), 0 missing" in out
     from filtag_kg.kg import queries
 

@@ -124,20 +124,8 @@ def test_serve_with_updates_needs_the_password(store: Store) -> None:
 
 # -- CLI -----------------------------------------------------------------------------------------
 
-@pytest.fixture
-def invoke(run_cli):
-    """Run `filtag-kg ARGS`, which must succeed; returns its standard output."""
-
-    def run(*args: str) -> str:
-        code, out, err = run_cli(*args)
-        assert code == 0, err
-        return out
-
-    return run
-
-
-def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Path, invoke) -> None:
-    output = invoke("import-filtag", str(filtag_vgg16_file), "--model", "VGG16", "--layer", "block5_conv3",
+def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Path, cli_ok) -> None:
+    output = cli_ok("import-filtag", str(filtag_vgg16_file), "--model", "VGG16", "--layer", "block5_conv3",
                      "--store", str(tmp_path / "store"), "--resolve", "424:crane=n02012849", "-o", str(tmp_path / "tags"))
     assert "'crane' is ambiguous" in output and "filter 372" in output  # the unresolved one is reported
     run = output.strip().splitlines()[-1].removeprefix("run: ")
@@ -149,7 +137,7 @@ def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Pa
     assert row["wnid"].value == "n02012849"
     size = len(db)
     db.close()
-    again = invoke("import-filtag", str(filtag_vgg16_file), "--store", str(tmp_path / "store"),
+    again = cli_ok("import-filtag", str(filtag_vgg16_file), "--store", str(tmp_path / "store"),
                     "--resolve", "424:crane=n02012849")
     assert again.strip().splitlines()[-1] == f"run: {run}" and len(Store(tmp_path / "store")) == size
 
@@ -164,24 +152,24 @@ def test_import_filtag_errors(tmp_path: Path, run_cli) -> None:
     assert not (tmp_path / "s").exists()  # refused before a store is made
 
 
-def test_export_load_and_push_commands(oxigraph: str, run_a: TagSet, tmp_path: Path, invoke, run_cli) -> None:  # noqa: F811
+def test_export_load_and_push_commands(oxigraph: str, run_a: TagSet, tmp_path: Path, cli_ok, run_cli) -> None:  # noqa: F811
     run_a.save(tmp_path / "tags")
-    invoke("export", str(tmp_path / "tags"), "-o", str(tmp_path / "run.ttl"), "--validate")
+    cli_ok("export", str(tmp_path / "tags"), "-o", str(tmp_path / "run.ttl"), "--validate")
     assert {q.triple for q in ox.parse(path=str(tmp_path / "run.ttl"))} == {q.triple for q in export_tags(run_a)}
-    trig = invoke("export", str(tmp_path / "tags"), "--format", "trig")
+    trig = cli_ok("export", str(tmp_path / "tags"), "--format", "trig")
     assert set(ox.parse(trig.encode(), format=ox.RdfFormat.TRIG)) == set(export_tags(run_a))
-    invoke("load", str(tmp_path / "run.ttl"), "--graph", "https://example.org/g", "--store", str(tmp_path / "s1"),
+    cli_ok("load", str(tmp_path / "run.ttl"), "--graph", "https://example.org/g", "--store", str(tmp_path / "s1"),
             "--no-optimize")
     assert Store(tmp_path / "s1").graphs() == [ox.NamedNode("https://example.org/g")]
     code, _, err = run_cli("load", tmp_path / "run.ttl", "--store", tmp_path / "s2")
     assert code == 2 and "named graphs" in err
-    invoke("load", str(tmp_path / "tags"), "--store", str(tmp_path / "s3"), "--similar-classes", "2")
+    cli_ok("load", str(tmp_path / "tags"), "--store", str(tmp_path / "s3"), "--similar-classes", "2")
     with Store(tmp_path / "s3", read_only=True) as db:  # the option reaches the export
         ranks = db.query("SELECT (MAX(?r) AS ?top) WHERE { ?s <https://w3id.org/filtag-kg/ontology#similarityRank> ?r }")
         assert int(next(iter(ranks))["top"].value) == 2
-    invoke("push", "--endpoint", oxigraph, "--store", str(tmp_path / "s3"))
+    cli_ok("push", "--endpoint", oxigraph, "--store", str(tmp_path / "s3"))
     remote = RemoteStore.at(oxigraph)
     assert remote.graphs() == Store(tmp_path / "s3", read_only=True).graphs()
     assert int(next(iter(remote.query(TAG_COUNT)))["n"].value) == len(run_a)
-    invoke("push", str(tmp_path / "run.ttl"), "--endpoint", oxigraph, "--graph", "https://example.org/g")
+    cli_ok("push", str(tmp_path / "run.ttl"), "--endpoint", oxigraph, "--graph", "https://example.org/g")
     assert remote.count("https://example.org/g") == Store(tmp_path / "s1").count(ox.NamedNode("https://example.org/g"))

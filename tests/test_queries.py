@@ -509,16 +509,15 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory, runs: dict[str, TagSet])
     return path
 
 
-def test_query_command_prints_csv_and_json(store_dir, runs: dict[str, TagSet], run_cli) -> None:
+def test_query_command_prints_csv_and_json(store_dir, runs: dict[str, TagSet], cli_ok) -> None:
     args = ["query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=2", "--store", str(store_dir)]
-    code, out, err = run_cli(*args, "--format", "csv")
-    assert code == 0, err
+    out = cli_ok(*args, "--format", "csv")
     lines = out.strip().splitlines()
     expected = [t for t in runs["a"] if (t.layer, t.filter) == ("conv2d", 2)]
     assert lines[0].split(",")[:3] == ["run", "layer", "filter"] and len(lines) == 1 + len(expected)
-    js = json.loads(run_cli(*args, "--format", "json")[1])
+    js = json.loads(cli_ok(*args, "--format", "json"))
     assert sorted(b["label"]["value"] for b in js["results"]["bindings"]) == sorted(t.class_name for t in expected)
-    listing = run_cli("query", "--list")[1]
+    listing = cli_ok("query", "--list")
     assert "run-diff: Difference between two runs" in listing and "--param run1=<iri>" in listing
 
 
@@ -528,25 +527,23 @@ def test_query_command_errors_exit_2(store_dir, run_cli) -> None:
     assert code == 2 and out == "" and "Error: parameter 'filter' (integer): cannot use 'two'" in err
 
 
-def test_graph_command_writes_the_class_class_graph(store_dir, runs: dict[str, TagSet], tmp_path, run_cli) -> None:
+def test_graph_command_writes_the_class_class_graph(store_dir, runs: dict[str, TagSet], tmp_path, cli_ok) -> None:
     import networkx as nx
 
     from filtag_kg.kg import graphs
 
     out = tmp_path / "cc.graphml"
-    code, _, err = run_cli("graph", "--store", store_dir, "--method", "q-quantile", "--parameter", "25",
-                           "--kind", "class-class", "-o", out)
-    assert code == 0, err
+    cli_ok("graph", "--store", store_dir, "--method", "q-quantile", "--parameter", "25",
+           "--kind", "class-class", "-o", out)
     expected = graphs.class_class_graph(graphs.filter_class_graph(runs["a"], Q_QUANTILE, 25.0))
     back = nx.read_graphml(out)
     assert {frozenset(e): d["weight"] for *e, d in back.edges(data=True)} == {
         frozenset(e): d["weight"] for *e, d in expected.edges(data=True)}
 
 
-def test_query_command_on_an_endpoint(remote, store: Store, runs: dict[str, TagSet], run_cli) -> None:
+def test_query_command_on_an_endpoint(remote, store: Store, runs: dict[str, TagSet], cli_ok) -> None:
     endpoint = remote.query_url.removesuffix("/query")
-    code, out, err = run_cli("query", "similar-classes", "-p", "class=zebra", "-p", f"run={run_iri(runs['a'])}",
-                             "--endpoint", endpoint, "--format", "tsv")
-    assert code == 0, err
+    out = cli_ok("query", "similar-classes", "-p", "class=zebra", "-p", f"run={run_iri(runs['a'])}",
+                 "--endpoint", endpoint, "--format", "tsv")
     here = queries.run("similar-classes", store, {"class": "zebra", "run": run_iri(runs["a"])})
     assert out == here.serialize("tsv")
