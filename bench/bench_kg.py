@@ -43,9 +43,10 @@ TARGET_LOAD = 200_000  # triples/s
 TARGET_QUERY = 0.100  # s
 SLOW = 2.0  # s: queries slower than this run once
 # the bundled queries of the knowledge-graph issue (the semantic and explanation queries need
-# linked or per-image data this benchmark does not make)
-QUERIES = ("filter-tags", "class-filters", "class-specific-filters", "similar-classes", "layer-tag-statistics",
-           "run-diff", "networks", "runs", "selection-tags")
+# linked or per-image data this benchmark does not make), each with typical parameters
+# (`query_params`); selection-tags a second time narrowed to one layer
+CASES = ("filter-tags", "class-filters", "class-specific-filters", "similar-classes", "layer-tag-statistics",
+         "run-diff", "networks", "runs", "selection-tags", "selection-tags, one layer")
 
 
 def vgg16_tags(k: Iterable[int], q: Iterable[float], seed: int = 0) -> TagSet:
@@ -70,13 +71,15 @@ def vgg16_tags(k: Iterable[int], q: Iterable[float], seed: int = 0) -> TagSet:
     return filtag_kg.tag(stats, k=list(k), q=list(q))
 
 
-def query_params(tags: TagSet) -> dict[str, dict[str, object]]:
-    """Parameters for every bundled query: a late layer, the first class, k=1 vs k=5 for the diff."""
+def query_params(tags: TagSet) -> dict[str, tuple[str, dict[str, object]]]:
+    """Every case of `CASES`: (bundled query, its parameters): a late layer, the first class, the
+    first selection, k=1 vs k=5 for the diff."""
     run = Minter().run(run_ids(tags).tagging).value
     first = tags.selections[0]
     second = tags.selections[1] if len(tags.selections) > 1 else first
     cls = tags.classes[0]
-    return {
+    selection = {"run": run, "method": METHOD_NODES[first[0]], "parameter": first[1]}
+    params: dict[str, dict[str, object]] = {
         "filter-tags": {"layer": "block5_conv3", "filter": 7},
         "class-filters": {"class": cls, "run": run},
         "class-specific-filters": {"run": run},
@@ -84,8 +87,10 @@ def query_params(tags: TagSet) -> dict[str, dict[str, object]]:
         "layer-tag-statistics": {"run": run},
         "run-diff": {"run1": run, "method1": METHOD_NODES[first[0]], "parameter1": first[1],
                      "run2": run, "method2": METHOD_NODES[second[0]], "parameter2": second[1]},
-        "selection-tags": {"run": run, "method": METHOD_NODES[first[0]], "parameter": first[1]},
+        "selection-tags": selection,
+        "selection-tags, one layer": {**selection, "layer": "block5_conv3"},
     }
+    return {case: (case.split(",")[0], params.get(case, {})) for case in CASES}
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
@@ -181,13 +186,14 @@ def open_read_only(path: str) -> Any:
 
 
 def run_queries(
-    path: str, params: dict[str, dict[str, object]], repeat: int, timeout: float, rdflib_dataset: Any = None,
+    path: str, cases: dict[str, tuple[str, dict[str, object]]], repeat: int, timeout: float,
+    rdflib_dataset: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Latency of every bundled query on the store at `path` (and on rdflib, with the same
     VALUES-bound text); each query runs in a child process and is given up after `timeout` s."""
     out: dict[str, dict[str, Any]] = {}
-    for q in map(queries.load, QUERIES):
-        p = params.get(q.name, {})
+    for case, (name, p) in cases.items():
+        q = queries.load(name)
 
         def embedded(q: queries.Query = q, p: dict[str, object] = p) -> tuple[float, float, int]:
             store = open_read_only(path)
@@ -208,8 +214,8 @@ def run_queries(
             measured = in_child(in_rdflib, timeout)
             row.update(dict(zip(("rdflib_median_s", "rdflib_first_s", "rdflib_rows"), measured)) if measured else
                        {"rdflib_median_s": None, "rdflib_first_s": None, "rdflib_rows": None})
-        out[q.name] = row
-        print(f"  {q.name:28s} {_ms(row['median_s'], timeout):>12s}  ({row['rows']} rows)"
+        out[case] = row
+        print(f"  {case:28s} {_ms(row['median_s'], timeout):>12s}  ({row['rows']} rows)"
               + (f"   rdflib {_ms(row['rdflib_median_s'], timeout):>12s} ({row['rdflib_rows']} rows)"
                  if rdflib_dataset is not None else ""), flush=True)
     return out

@@ -267,7 +267,13 @@ def test_selection_and_summary_nodes_repeat_the_tagsets_numbers(tags: TagSet, qu
                                        rdfs:label ?label }""")
                   for m in [m.rsplit(" ", 1)[0]]}
     assert selections == {(m, float(p)): len(tags.select(m, p)) for m, p in tags.selections}
-    assert _rows(store, "SELECT (COUNT(?t) AS ?n) WHERE { ?t ft:inSelection ?s }")[0][0] == str(len(tags))
+    # every tag links to the layer summary of its own layer and selection, and to no other
+    assert _rows(store, "SELECT (COUNT(?x) AS ?n) WHERE { ?t ft:inLayerSummary ?x }")[0][0] == str(len(tags))
+    assert _rows(store, """
+        SELECT (COUNT(?t) AS ?n) WHERE {
+          ?t ft:inLayerSummary ?x ; ft:filter/ft:ofLayer ?l ; ft:method ?m ; ft:k|ft:q ?tp .
+          ?x ft:summaryOf ?l . ?s ft:hasLayerSummary ?x ; ft:method ?m ; ft:selectionParameter ?p .
+          FILTER(?tp = ?p) }""")[0][0] == str(len(tags))
     layers = _rows(store, """
         SELECT ?label ?layer ?n ?filters ?classes ?specific (COUNT(?only) AS ?specificTags) ?mean ?max WHERE {
           ?s ft:hasLayerSummary ?x ; rdfs:label ?label .

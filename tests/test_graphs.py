@@ -52,8 +52,10 @@ def test_store_route_gives_the_same_graph(tags: TagSet, store: Store) -> None:
         from_store = graphs.store_filter_class_graph(store, run_iri(tags), method, p)
         assert dict(from_store.nodes(data=True)) == dict(from_tags.nodes(data=True))
         assert _edges(from_store) == _edges(from_tags)
-    one_layer = graphs.store_filter_class_graph(store, run_iri(tags), K_BEST, 1, layer="conv2d")
-    assert {d for _, d in one_layer.nodes(data="layer") if d} == {"conv2d"}
+    for method, p in tags.selections:  # one layer: that layer's tags, read through its layer summary
+        one_layer = graphs.store_filter_class_graph(store, run_iri(tags), method, p, layer="conv2d")
+        assert {d for _, d in one_layer.nodes(data="layer") if d} == {"conv2d"}
+        assert _edges(one_layer) == _edges(graphs.filter_class_graph(tags, method, p, layers=["conv2d"]))
 
 
 def test_class_class_weights_count_shared_filters(tags: TagSet, store: Store) -> None:

@@ -115,7 +115,7 @@ class P:
     ft_ClassSimilarity = _n(FT + "ClassSimilarity")
     ft_ofRun = _n(FT + "ofRun")
     ft_selectionParameter = _n(FT + "selectionParameter")
-    ft_inSelection = _n(FT + "inSelection")
+    ft_inLayerSummary = _n(FT + "inLayerSummary")
     ft_hasLayerSummary = _n(FT + "hasLayerSummary")
     ft_hasClassSummary = _n(FT + "hasClassSummary")
     ft_hasSimilarity = _n(FT + "hasSimilarity")
@@ -233,8 +233,8 @@ def export_tags(
     keys = [class_key(tags, c) for c in range(len(tags.classes))]
     classes = yield from _classes(tags, minter, space, keys, graphs.classes)
     run = yield from _provenance(tags, minter, ids, space, graphs.run)
-    selections = yield from _summaries(tags, minter, ids, keys, classes, run, graphs.run, similar_classes)
-    yield from _tag_quads(tags, minter, ids.tagging, keys, filters, classes, run, selections, graphs.run, progress)
+    yield from _summaries(tags, minter, ids, keys, classes, run, graphs.run, similar_classes)
+    yield from _tag_quads(tags, minter, ids.tagging, keys, filters, classes, run, graphs.run, progress)
 
 
 def _network(tags: TagSet, minter: Minter, model_id: str, g: NamedNode) -> Iterator[Quad]:
@@ -387,15 +387,15 @@ def _summaries(
 ) -> Iterator[Quad]:
     """Index and summary nodes computed from the TagSet, so that aggregate queries are look-ups.
 
-    Per selection an ft:Selection (method, k or q, its run, its tag count) that every tag links to
-    with ft:inSelection. Per selection and layer with tags an ft:LayerSummary: tags, tagged filters,
+    Per selection an ft:Selection (method, k or q, its run, its tag count). Per selection and layer
+    with tags an ft:LayerSummary, which each of its tags links to with ft:inLayerSummary (so one
+    layer's tags are read without the others'): tags, tagged filters,
     classes, class-specific filters and their tags, mean tags per filter, mean and max score, and
     one ft:filterTagSignature per tagged filter (`tag_signature`), so that two selections, runs or
     models are compared filter by filter without reading tags. Per selection
     and class with tags an ft:ClassSummary: its tagged filters and the `similar_classes` classes
     that share most filters with it (ft:ClassSimilarity, ranked). The selection links to its summaries
     (ft:hasLayerSummary, ft:hasClassSummary), so reaching them never passes through its tags.
-    Returns the selection nodes.
     """
     n_classes = max(len(tags.classes), 1)
     for name in tags.layers:
@@ -403,10 +403,8 @@ def _summaries(
             raise UserError(f"layer {name} has {tags.n_filters[name]:,} filters; the export's filter tag "
                             f"signatures hold at most {SIGNATURE_INDEX_LIMIT:,} per layer")
     offsets = np.cumsum([0] + [tags.n_filters[name] for name in tags.layers])
-    selections: list[NamedNode] = []
     for si, (method, parameter) in enumerate(tags.selections):
         node = minter.selection(ids.tagging, method, parameter)
-        selections.append(node)
         in_selection = tags.selection_index == si
         yield Quad(node, A, P.ft_Selection, g)
         yield Quad(node, LABEL, Literal(selection_label(method, parameter)), g)
@@ -451,7 +449,6 @@ def _summaries(
         summaries = [minter.class_summary(ids.tagging, method, parameter, key) for key in keys]
         yield from _class_summaries(minter, node, summaries, rows, tags.class_index[keep], int(offsets[-1]),
                                     classes, similar_classes, g)
-    return selections
 
 
 def tag_signature(index: int, class_iris: Iterable[str]) -> int:
@@ -503,11 +500,12 @@ def _class_summaries(
 
 def _tag_quads(
     tags: TagSet, minter: Minter, run_id: str, keys: list[str], filters: Mapping[tuple[int, int], NamedNode],
-    classes: list[NamedNode], run: NamedNode, selections: list[NamedNode], g: NamedNode, progress: bool,
+    classes: list[NamedNode], run: NamedNode, g: NamedNode, progress: bool,
 ) -> Iterator[Quad]:
     from tqdm import tqdm
 
     selection_quads = [(METHOD_NODES[m], *_parameter_term(m, p)) for m, p in tags.selections]
+    summaries = [[minter.layer_summary(run_id, m, p, name) for name in tags.layers] for m, p in tags.selections]
     columns = zip(tags.layer_index.tolist(), tags.filter_index.tolist(), tags.class_index.tolist(),
                   tags.score.tolist(), tags.rank.tolist(), tags.selection_index.tolist())
     for li, fi, ci, score, rank, si in tqdm(columns, total=len(tags), disable=not progress, desc="export",
@@ -524,7 +522,7 @@ def _tag_quads(
         yield Quad(node, P.ft_method, method_node, g)
         yield Quad(node, parameter_predicate, parameter_value, g)
         yield Quad(node, P.generated_by, run, g)
-        yield Quad(node, P.ft_inSelection, selections[si], g)
+        yield Quad(node, P.ft_inLayerSummary, summaries[si][li], g)
 
 
 def _double(x: float) -> Literal:
