@@ -291,6 +291,12 @@ def test_filter_tags(store: Store, runs: dict[str, TagSet]) -> None:
     got = rows("filter-tags", store, layer="conv2d_1", filter=f)
     assert {(r["run"], r["method"], r["parameter"], r["rank"], r["label"], r["score"]) for r in got} == expected
     assert len(got) == len(expected) > 0
+    # each run's rows together, k-best before q-quantile, then by k or q and rank
+    order = [r["run"] for r in got]
+    assert len({r for i, r in enumerate(order) if i == 0 or r != order[i - 1]}) == len(set(order)) == 2
+    for run in set(order):
+        keys = [(r["method"] == QQ, r["parameter"], r["rank"]) for r in got if r["run"] == run]
+        assert keys == sorted(keys) and keys[0][0] is False
     only_a = rows("filter-tags", store, layer="conv2d_1", filter=f, run=run_iri(runs["a"]))
     assert {r["run"] for r in only_a} == {run_iri(runs["a"])} and 0 < len(only_a) < len(got)
     assert rows("filter-tags", store, layer="conv2d_1", filter=99) == []
@@ -321,6 +327,8 @@ def test_class_specific_filters(store: Store, runs: dict[str, TagSet]) -> None:
     got = rows("class-specific-filters", store, run=run_iri(tags))
     assert {(r["method"], r["parameter"], r["layer"], r["filter"], r["class"]) for r in got} == expected
     assert expected
+    keys = [(r["method"] == QQ, r["parameter"], list(LAYERS).index(r["layer"]), r["filter"]) for r in got]
+    assert keys == sorted(keys)  # k-best first, then by k or q, network order, filter index
     in_layer = rows("class-specific-filters", store, run=run_iri(tags), layer="conv2d")
     assert {r["layer"] for r in in_layer} == {"conv2d"} and len(in_layer) == sum(e[2] == "conv2d" for e in expected)
 
