@@ -477,13 +477,14 @@ def _bundled_calls(runs: dict[str, TagSet]) -> list[tuple[str, dict[str, object]
         ("runs", {}), ("networks", {}),
         ("filter-tags", {"layer": "conv2d", "filter": 3}),
         ("filter-tags", {"layer": "conv2d", "filter": 3, "run": b}),
-        ("class-filters", {"class": "horse"}),
+        ("class-filters", {"class": "horse"}), ("class-filters", {"class": "horse", "run": a}),
         ("class-specific-filters", {}), ("class-specific-filters", {"run": a, "layer": "conv2d_2"}),
         ("similar-classes", {"class": "zebra", "run": a}),
         ("layer-tag-statistics", {}),
         ("run-diff", {"run1": a, "method1": KB, "parameter1": 1, "run2": a, "method2": QQ, "parameter2": "25.0"}),
         ("run-diff", {"run1": a, "method1": KB, "parameter1": 3, "run2": b, "method2": KB, "parameter2": 1}),
         ("selection-tags", {"run": b, "method": KB, "parameter": 1}),
+        ("selection-tags", {"run": a, "method": QQ, "parameter": 25, "layer": "conv2d_1"}),
     ]
 
 
