@@ -10,11 +10,11 @@ from filtag_kg.records import ActivationStats, TagSet
 
 def test_collect_tag_and_errors(run_cli, default_model, tmp_path, cli_ok) -> None:
     stats_dir = tmp_path / "stats"
-    out = cli_ok("collect", "--out", stats_dir, "--layer", "conv4", "--layer", "conv5")
+    cli_ok("collect", "--out", stats_dir, "--layer", "conv4", "--layer", "conv5")
     stats = ActivationStats.load(stats_dir)
     assert stats.layers == ["conv4", "conv5"] and stats.n_images == 8000 and len(stats.heldout) == 2000
 
-    out = cli_ok("tag", stats_dir, "-k", "1", "-k", "2", "-q", "10", "--out", tmp_path / "tags")
+    cli_ok("tag", stats_dir, "-k", "1", "-k", "2", "-q", "10", "--out", tmp_path / "tags")
     tags = TagSet.load(tmp_path / "tags")
     assert tags.selections == [("k-best", 1), ("k-best", 2), ("q-quantile", 10.0)]
     # 10 classes x (1 + 2 + round(0.1*32)=3 | round(0.1*64)=6) per layer
@@ -31,7 +31,7 @@ def test_shards_merge_on_the_command_line(run_cli, default_model, tmp_path, cli_
     for i in range(2):
         cli_ok("collect", "--out", tmp_path / f"s{i}", "--shard", f"{i}/2", "-l", "conv5")
     cli_ok("merge", tmp_path / "merged", tmp_path / "s0", tmp_path / "s1")
-    code, _, err = run_cli("collect", "--out", tmp_path / "whole", "-l", "conv5")
+    cli_ok("collect", "--out", tmp_path / "whole", "-l", "conv5")
     merged, whole = ActivationStats.load(tmp_path / "merged"), ActivationStats.load(tmp_path / "whole")
     np.testing.assert_allclose(merged.sums["conv5"], whole.sums["conv5"], rtol=1e-12)
     assert merged.heldout.image_ids == whole.heldout.image_ids

@@ -126,7 +126,7 @@ def test_serve_with_updates_needs_the_password(store: Store) -> None:
 
 def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Path, cli_ok) -> None:
     output = cli_ok("import-filtag", str(filtag_vgg16_file), "--model", "VGG16", "--layer", "block5_conv3",
-                     "--store", str(tmp_path / "store"), "--resolve", "424:crane=n02012849", "-o", str(tmp_path / "tags"))
+                    "--store", str(tmp_path / "store"), "--resolve", "424:crane=n02012849", "-o", str(tmp_path / "tags"))
     assert "'crane' is ambiguous" in output and "filter 372" in output  # the unresolved one is reported
     run = output.strip().splitlines()[-1].removeprefix("run: ")
     db = Store(tmp_path / "store")
@@ -138,7 +138,7 @@ def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Pa
     size = len(db)
     db.close()
     again = cli_ok("import-filtag", str(filtag_vgg16_file), "--store", str(tmp_path / "store"),
-                    "--resolve", "424:crane=n02012849")
+                   "--resolve", "424:crane=n02012849")
     assert again.strip().splitlines()[-1] == f"run: {run}" and len(Store(tmp_path / "store")) == size
 
 
@@ -159,7 +159,7 @@ def test_export_load_and_push_commands(oxigraph: str, run_a: TagSet, tmp_path: P
     trig = cli_ok("export", str(tmp_path / "tags"), "--format", "trig")
     assert set(ox.parse(trig.encode(), format=ox.RdfFormat.TRIG)) == set(export_tags(run_a))
     cli_ok("load", str(tmp_path / "run.ttl"), "--graph", "https://example.org/g", "--store", str(tmp_path / "s1"),
-            "--no-optimize")
+           "--no-optimize")
     assert Store(tmp_path / "s1").graphs() == [ox.NamedNode("https://example.org/g")]
     code, _, err = run_cli("load", tmp_path / "run.ttl", "--store", tmp_path / "s2")
     assert code == 2 and "named graphs" in err
