@@ -1,6 +1,7 @@
 """Stores: embedded loads replace graphs and are all-or-nothing (also across a killed process); the
 remote store against a real Oxigraph server on loopback: push, replace, drop, union queries, failed
-pushes that leave the remote graph as it was, retries of transient errors, HTTP basic auth."""
+pushes that leave the remote graph as it was, retries of transient errors, HTTP basic auth. A store
+of the format before 2026-12-01 is refused until upgraded, and the upgrade gives today's export."""
 
 from __future__ import annotations
 
@@ -250,6 +251,50 @@ def test_rdflib_graphs_load(tmp_path: Path) -> None:
     store.load(graph, "http://g")
     (row,) = store.query("SELECT ?o WHERE { <http://a> <http://p> ?o }")
     assert row["o"] == ox.Literal("5", datatype=ox.NamedNode("http://www.w3.org/2001/XMLSchema#integer"))
+
+
+def _as_before_layer_summaries(store: Store) -> None:
+    """Link every tag to its selection, as exports did until 2026-12-01."""
+    store.update(sparql_prefixes() + """
+        DELETE { GRAPH ?g { ?tag ft:inLayerSummary ?part } } INSERT { GRAPH ?g { ?tag ft:inSelection ?selection } }
+        WHERE { GRAPH ?g { ?tag ft:inLayerSummary ?part . ?selection ft:hasLayerSummary ?part } }""")
+
+
+def test_store_of_the_earlier_format_is_refused_until_upgraded(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, run_cli: Callable[..., tuple[int, str, str]],
+    cli_ok: Callable[..., str],
+) -> None:
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+        store.load(export_tags(run_b))
+        current = _snapshot(store)
+        _as_before_layer_summaries(store)
+        legacy = _snapshot(store)
+    assert len(legacy) == len(current) and len(legacy - current) == len(run_a) + len(run_b)
+    for read_only in (False, True):
+        with pytest.raises(UserError, match=f"upgrade --store {path}.*2 graph"):
+            Store(path, read_only=read_only)
+    code, _, err = run_cli("query", "runs", "--store", path)
+    assert code == 2 and "filtag-kg upgrade" in err
+    with pytest.raises(UserError, match="read-only"):
+        Store(path, read_only=True, upgrade=True)
+    assert cli_ok("upgrade", "--store", path) == f"{len(run_a) + len(run_b):,} tags relinked in {path}\n"
+    with Store(path, read_only=True) as store:
+        assert _snapshot(store) == current and _count(store) == len(run_a) + len(run_b)
+    assert cli_ok("upgrade", "--store", path) == f"{path} is up to date\n"
+
+
+def test_upgrade_reports_a_tag_without_its_layer_summary(tmp_path: Path, run_a: TagSet) -> None:
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(run_a))
+        _as_before_layer_summaries(store)
+        (link,) = list(store.query(sparql_prefixes() + """SELECT ?selection ?part WHERE {
+            ?selection ft:hasLayerSummary ?part } LIMIT 1"""))
+        store.update(f"DELETE DATA {{ GRAPH {export_graphs(run_a).run} {{ {link['selection']} "
+                     f"<https://w3id.org/filtag-kg/ontology#hasLayerSummary> {link['part']} }} }}")
+    with Store(tmp_path / "store", upgrade=True) as store, pytest.raises(UserError, match="has no layer summary"):
+        store.upgrade()
 
 
 # -- remote --------------------------------------------------------------------------------------

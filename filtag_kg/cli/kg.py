@@ -170,6 +170,24 @@ def register(cli: click.Group) -> None:
                         optimize=optimize)
             click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
 
+    @cli.command("upgrade")
+    @_store_option
+    def upgrade_command(store: Path | None) -> None:
+        """Upgrade in place a store filled by a filtag-kg of before 2026-12-01, whose tags link to their
+        selection instead of its layer summary (the store is refused until then); one transaction
+        per graph."""
+        from ..kg.store import Store
+
+        with Store(store, upgrade=True) as db:
+            graphs = db.legacy_graphs()
+            if not graphs:
+                click.echo(f"{db.path} is up to date")
+                return
+            click.echo(f"relinking the tags of {len(graphs)} graph(s), one transaction each "
+                       "(a full VGG16 run takes minutes) ...", err=True)
+            n = db.upgrade()
+            click.echo(f"{n:,} tags relinked in {db.path}")
+
     @cli.command("push")
     @click.argument("source", required=False, type=click.Path(exists=True, path_type=Path))
     @_remote_options

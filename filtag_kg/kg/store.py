@@ -35,12 +35,14 @@ from pyoxigraph import (
 
 from ..config import default_store_path
 from ..errors import UserError
+from .vocab import FT
 
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
 COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only during a load)
 JOURNAL = "filtag-kg-load.json"  # beside the store directory's data files
 BACKUP = "filtag-kg-backup-"  # file name prefix of the copies of graphs a load replaces
 OPTIMIZE_MIN_QUADS = 1_000_000  # loads from this size on are followed by a compaction (see Store.load)
+LEGACY_TAG_LINK = NamedNode(FT + "inSelection")  # a tag's link to its selection in stores filled before 2026-12-01
 
 T = TypeVar("T")
 Loadable = Iterable[Quad] | Iterable[Triple] | Any  # quads, triples, or an rdflib Graph/Dataset
@@ -52,7 +54,11 @@ class Store:
     Queries see the union of all named graphs as their default graph, like the bundled queries expect.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, read_only: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, read_only: bool = False,
+                 upgrade: bool = False) -> None:
+        """Open (or create) the store at `path`. A store filled before 2026-12-01, whose tags link
+        to their selection (ft:inSelection), is refused (the queries would miss its tags) unless
+        `upgrade`: then it opens for its `upgrade()`."""
         self.path = Path(path) if path is not None else default_store_path()
         self.read_only = read_only
         try:
@@ -66,6 +72,15 @@ class Store:
             raise UserError(f"cannot open the store at {self.path}{hint}: {e}") from None
         if not read_only:
             self._recover()
+        legacy = self.legacy_graphs()
+        if legacy and (read_only or not upgrade):
+            del self.oxigraph  # released at once (the error's traceback keeps this object)
+            how = ("a read-only store cannot be upgraded" if upgrade else
+                   f"upgrade it in place with `filtag-kg upgrade --store {self.path}`")
+            raise UserError(
+                f"the store at {self.path} was filled by a filtag-kg of before 2026-12-01: its tags link to "
+                f"their selection (ft:inSelection), which the queries no longer read; {how} "
+                f"({len(legacy)} graph(s) to rewrite)")
 
     # -- reading ---------------------------------------------------------------------------------
     def query(self, sparql: str, **kwargs: Any) -> QuerySolutions | QueryBoolean | QueryTriples:
@@ -152,6 +167,33 @@ class Store:
         if optimize or (optimize is None and spool.count >= OPTIMIZE_MIN_QUADS):
             self.oxigraph.optimize()
         return spool.count
+
+    def upgrade(self) -> int:
+        """Relink the tags of graphs filled before 2026-12-01 the way exports now do: from their
+        selection (ft:inSelection) to the selection's summary of the tag's layer (ft:inLayerSummary).
+        One SPARQL update (one transaction) per graph. A tag whose layer summary is missing (not
+        an export of filtag-kg) keeps its link and is reported. Returns the number of tags relinked."""
+        relinked = 0
+        for g in self.legacy_graphs():
+            count = f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?selection }} }}"
+            n = int(next(iter(self.query(count)))["n"].value)
+            self.update(f"""PREFIX ft: <{FT}>
+                DELETE {{ GRAPH {g} {{ ?tag ft:inSelection ?selection }} }}
+                INSERT {{ GRAPH {g} {{ ?tag ft:inLayerSummary ?summary }} }}
+                WHERE {{ GRAPH {g} {{ ?tag ft:inSelection ?selection ; ft:filter ?filter }}
+                         GRAPH ?network {{ ?filter ft:ofLayer ?layer }}
+                         GRAPH {g} {{ ?selection ft:hasLayerSummary ?summary . ?summary ft:summaryOf ?layer }} }}""")
+            left = next(self.oxigraph.quads_for_pattern(None, LEGACY_TAG_LINK, None, g), None)
+            if left is not None:
+                raise UserError(f"cannot upgrade graph {g.value} fully: tag {left.subject.value} has no layer summary "
+                                f"in its selection {left.object} for the layer of its filter")
+            relinked += n
+        return relinked
+
+    def legacy_graphs(self) -> list[NamedNode]:
+        """Named graphs holding tags linked the way of before 2026-12-01 (one look-up per graph)."""
+        return [g for g in self.graphs()
+                if next(self.oxigraph.quads_for_pattern(None, LEGACY_TAG_LINK, None, g), None) is not None]
 
     def drop(self, graph: NamedNode | str) -> None:
         """Remove a named graph (nothing happens if it is not there)."""
