@@ -148,6 +148,48 @@ def load_breakdown(tags: TagSet, directory: str) -> dict[str, float]:
             "bulk_loader_s": loader_s, "bulk_loader_rate": n / loader_s}
 
 
+def replace_breakdown(tags: TagSet, directory: str, timeout: float) -> dict[str, Any]:
+    """Removing a run's graph before its new content is loaded, both ways on copies of one store:
+    quad by quad, as `Store.load` does, and pyoxigraph's `remove_graph` (one transaction). Each
+    in a fresh process (RocksDB's background threads do not survive a fork), given up after
+    `timeout` s, with its peak RSS."""
+    import multiprocessing
+    import shutil
+
+    from filtag_kg.kg.export import export_graphs
+
+    load_embedded(tags, os.path.join(directory, "quad by quad"))
+    shutil.copytree(os.path.join(directory, "quad by quad"), os.path.join(directory, "remove_graph"))
+    graph = export_graphs(tags).run.value
+    out: dict[str, Any] = {}
+    for way in ("quad by quad", "remove_graph"):
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            try:
+                out[way] = pool.apply_async(_remove_graph, (os.path.join(directory, way), graph, way)).get(timeout)
+            except multiprocessing.TimeoutError:
+                out[way] = {"timeout_s": timeout}
+    return out
+
+
+def _remove_graph(path: str, graph: str, way: str) -> dict[str, float]:
+    import resource
+
+    from pyoxigraph import NamedNode
+
+    from filtag_kg.kg.store import Store
+
+    g = NamedNode(graph)
+    with Store(path) as store:
+        quads = store.count(g)
+        start = time.perf_counter()
+        store._remove_graph(g) if way == "quad by quad" else store.oxigraph.remove_graph(g)
+        store.oxigraph.flush()
+        seconds = time.perf_counter() - start
+        assert not store.oxigraph.contains_named_graph(g)
+    return {"quads": quads, "seconds": seconds, "quads_per_s": quads / seconds,
+            "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
 def load_rdflib(tags: TagSet) -> tuple[Any, int, float, int]:
     """Export as N-Quads and parse into rdflib's in-memory Dataset; (dataset, triples, seconds, bytes)."""
     import rdflib
@@ -269,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--load-breakdown", action="store_true",
                         help="only measure the export alone and the bulk loader alone at full size (~3 minutes)")
+    parser.add_argument("--replace", action="store_true",
+                        help="only measure removing a run's graph (as replacing it needs), quad by quad and with "
+                             "pyoxigraph's remove_graph, on the tagging of --k/--q (try --k 1 5 --q 1)")
     args = parser.parse_args(argv)
 
     result: dict[str, Any] = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -280,6 +325,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parts['quads']:,} quads: export alone {parts['export_rate']:,.0f}/s ({parts['export_s']:.1f} s), "
               f"bulk loader alone {parts['bulk_loader_rate']:,.0f}/s ({parts['bulk_loader_s']:.1f} s)")
         path = args.out / f"bench_kg-load-{stamp}.json"
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"results: {path}")
+        return 0
+    if args.replace:
+        with tempfile.TemporaryDirectory(prefix="bench-kg-") as tmp:
+            result["replace"] = ways = replace_breakdown(vgg16_tags(args.k, args.q), tmp, timeout=3600)
+        for way, r in ways.items():
+            print(f"{way:13s} " + (f"{r['quads']:,} quads removed in {r['seconds']:.1f} s ({r['quads_per_s']:,.0f}/s), "
+                                   f"peak RSS {r['max_rss_gb']:.2f} GiB" if "seconds" in r else "given up"))
+        path = args.out / f"bench_kg-replace-{stamp}.json"
         path.write_text(json.dumps(result, indent=1) + "\n")
         print(f"results: {path}")
         return 0

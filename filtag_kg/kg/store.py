@@ -152,7 +152,7 @@ class Store:
                     journal["replaced"][g] = backup
                 self._write_journal(journal)
                 for g, path in changed.items():
-                    self.oxigraph.remove_graph(NamedNode(g))
+                    self._remove_graph(NamedNode(g))
                     self.oxigraph.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g),
                                             lenient=True)  # written by pyoxigraph: valid
                 self.oxigraph.update(
@@ -241,10 +241,19 @@ class Store:
         """Remove the graphs a load created and put back the ones it replaced, from their backups."""
         for g in [NamedNode(f) for f in journal["fresh"]] + [NamedNode(r) for r in journal["replaced"]]:
             if self.oxigraph.contains_named_graph(g):
-                self.oxigraph.remove_graph(g)
+                self._remove_graph(g)
         for g, backup in journal["replaced"].items():
             self.oxigraph.bulk_load(path=backup, format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g))
         self.oxigraph.flush()
+
+    def _remove_graph(self, g: NamedNode) -> None:
+        """Remove a graph quad by quad, for a load or its rollback (whose journal makes the removal
+        safe to interrupt). Oxigraph's remove_graph is one transaction holding every deletion in
+        memory, and it slows with the graph's size: a 1.4 M-quad run graph took 67 s and 1.9 GiB
+        that way, 44 s and 1.1 GiB quad by quad (bench_kg.py --replace)."""
+        for q in self.oxigraph.quads_for_pattern(None, None, None, g):
+            self.oxigraph.remove(q)
+        self.oxigraph.remove_graph(g)  # the graph's name
 
     def _cleanup(self) -> None:
         """Remove backups, commit markers and staging graphs no load needs any more."""
