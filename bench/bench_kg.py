@@ -165,13 +165,13 @@ def replace_breakdown(tags: TagSet, directory: str, timeout: float) -> dict[str,
     for way in ("quad by quad", "remove_graph"):
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             try:
-                out[way] = pool.apply_async(_remove_graph, (os.path.join(directory, way), graph, way)).get(timeout)
+                out[way] = pool.apply_async(_timed_removal, (os.path.join(directory, way), graph, way)).get(timeout)
             except multiprocessing.TimeoutError:
                 out[way] = {"timeout_s": timeout}
     return out
 
 
-def _remove_graph(path: str, graph: str, way: str) -> dict[str, float]:
+def _timed_removal(path: str, graph: str, way: str) -> dict[str, float]:
     import resource
 
     from pyoxigraph import NamedNode

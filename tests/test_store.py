@@ -291,8 +291,8 @@ def test_upgrade_reports_a_tag_without_its_layer_summary(tmp_path: Path, run_a: 
         _as_before_layer_summaries(store)
         (link,) = list(store.query(sparql_prefixes() + """SELECT ?selection ?part WHERE {
             ?selection ft:hasLayerSummary ?part } LIMIT 1"""))
-        store.update(f"DELETE DATA {{ GRAPH {export_graphs(run_a).run} {{ {link['selection']} "
-                     f"<https://w3id.org/filtag-kg/ontology#hasLayerSummary> {link['part']} }} }}")
+        store.update(sparql_prefixes() + f"DELETE DATA {{ GRAPH {export_graphs(run_a).run} {{ "
+                     f"{link['selection']} ft:hasLayerSummary {link['part']} }} }}")
     with Store(tmp_path / "store", upgrade=True) as store, pytest.raises(UserError, match="has no layer summary"):
         store.upgrade()
 

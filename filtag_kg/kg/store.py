@@ -178,9 +178,9 @@ class Store:
             count = f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?selection }} }}"
             n = int(next(iter(self.query(count)))["n"].value)
             self.update(f"""PREFIX ft: <{FT}>
-                DELETE {{ GRAPH {g} {{ ?tag ft:inSelection ?selection }} }}
+                DELETE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?selection }} }}
                 INSERT {{ GRAPH {g} {{ ?tag ft:inLayerSummary ?summary }} }}
-                WHERE {{ GRAPH {g} {{ ?tag ft:inSelection ?selection ; ft:filter ?filter }}
+                WHERE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?selection ; ft:filter ?filter }}
                          GRAPH ?network {{ ?filter ft:ofLayer ?layer }}
                          GRAPH {g} {{ ?selection ft:hasLayerSummary ?summary . ?summary ft:summaryOf ?layer }} }}""")
             left = next(self.oxigraph.quads_for_pattern(None, LEGACY_TAG_LINK, None, g), None)
