@@ -1,7 +1,8 @@
 """Stores: embedded loads replace graphs and are all-or-nothing (also across a killed process); the
 remote store against a real Oxigraph server on loopback: push, replace, drop, union queries, failed
 pushes that leave the remote graph as it was, retries of transient errors, HTTP basic auth. A store
-of the format before 2026-12-01 is refused until upgraded, and the upgrade gives today's export."""
+(embedded or a server) of the format before 2026-12-01 is refused until upgraded, and the upgrade
+gives today's export, also when interrupted and run again."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -253,7 +255,7 @@ def test_rdflib_graphs_load(tmp_path: Path) -> None:
     assert row["o"] == ox.Literal("5", datatype=ox.NamedNode("http://www.w3.org/2001/XMLSchema#integer"))
 
 
-def _as_before_layer_summaries(store: Store) -> None:
+def _as_before_layer_summaries(store: Store | RemoteStore) -> None:
     """Link every tag to its selection, as exports did until 2026-12-01."""
     store.update(sparql_prefixes() + """
         DELETE { GRAPH ?g { ?tag ft:inLayerSummary ?part } } INSERT { GRAPH ?g { ?tag ft:inSelection ?selection } }
@@ -283,6 +285,37 @@ def test_store_of_the_earlier_format_is_refused_until_upgraded(
     with Store(path, read_only=True) as store:
         assert _snapshot(store) == current and _count(store) == len(run_a) + len(run_b)
     assert cli_ok("upgrade", "--store", path) == f"{path} is up to date\n"
+
+
+def test_an_interrupted_upgrade_keeps_whole_layer_summaries_and_is_resumed(
+    tmp_path: Path, run_a: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+        current = _snapshot(store)
+        _as_before_layer_summaries(store)
+    summary_sizes = set(Counter(zip(run_a.selection_index.tolist(), run_a.layer_index.tolist())).values())
+    updates = []
+
+    def update_then_stop(self: Store, sparql: str) -> None:
+        if updates:
+            raise KeyboardInterrupt
+        updates.append(sparql)
+        self.oxigraph.update(sparql)
+
+    with monkeypatch.context() as patch, Store(path, upgrade=True) as store:
+        patch.setattr(Store, "update", update_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            store.upgrade()
+        halfway = _snapshot(store)
+    left = len(halfway - current)  # the tags still linked as before
+    assert len(run_a) - left in summary_sizes  # the tags of one layer of one selection relinked
+    with pytest.raises(UserError, match="upgrade --store"):
+        Store(path, read_only=True)
+    with Store(path, upgrade=True) as store:
+        assert store.upgrade() == left
+        assert _snapshot(store) == current
 
 
 def test_upgrade_reports_a_tag_without_its_layer_summary(tmp_path: Path, run_a: TagSet) -> None:
@@ -320,6 +353,25 @@ def test_push_replace_drop_and_union_queries(oxigraph: str, tmp_path: Path, run_
     triple = ox.Triple(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("x"))
     assert remote.load([triple, triple], "http://example.org/twice") == 2  # the server keeps one
     assert remote.count("http://example.org/twice") == 1
+
+
+def test_remote_store_of_the_earlier_format_is_refused_until_upgraded(
+    oxigraph: str, tmp_path: Path, run_a: TagSet, cli_ok: Callable[..., str], run_cli: Callable[..., tuple[int, str, str]],  # noqa: F811
+) -> None:
+    every_quad = "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }"
+    remote = RemoteStore.at(oxigraph)
+    remote.load(export_tags(run_a))
+    current = {tuple(row) for row in remote.query(every_quad, union=False)}
+    _as_before_layer_summaries(remote)
+    with pytest.raises(UserError, match="1 graph.*before 2026-12-01.*upgrade --endpoint"):
+        RemoteStore.at(oxigraph).query(TAG_COUNT)
+    code, _, err = run_cli("query", "runs", "--endpoint", oxigraph)
+    assert code == 2 and "filtag-kg upgrade --endpoint" in err
+    assert cli_ok("upgrade", "--endpoint", oxigraph) == f"{len(run_a):,} tags relinked in {oxigraph}\n"
+    upgraded = RemoteStore.at(oxigraph)
+    assert {tuple(row) for row in upgraded.query(every_quad, union=False)} == current
+    assert _count(upgraded) == len(run_a)
+    assert cli_ok("upgrade", "--endpoint", oxigraph) == f"{oxigraph} is up to date\n"
 
 
 class _Proxy:

@@ -1,9 +1,10 @@
 """CLI commands of the knowledge graph (registered by filtag_kg.cli). Heavy imports stay inside commands.
 
-export (tag set -> RDF file), load (into the embedded store), push (to a SPARQL 1.1 server),
-import-filtag (the FilTag authors' tag files), publish (DCAT + schema.org description with
-distributions), serve (the store as a SPARQL endpoint on loopback), query (bundled SPARQL queries
-or a file, with typed parameters), graph (filter-class / class-class graphs as GraphML).
+export (tag set -> RDF file), load (into the embedded store), upgrade (a store of the format before
+2026-12-01), push (to a SPARQL 1.1 server), import-filtag (the FilTag authors' tag files), publish
+(DCAT + schema.org description with distributions), serve (the store as a SPARQL endpoint on
+loopback), query (bundled SPARQL queries or a file, with typed parameters), graph (filter-class /
+class-class graphs as GraphML).
 """
 
 from __future__ import annotations
@@ -172,21 +173,23 @@ def register(cli: click.Group) -> None:
 
     @cli.command("upgrade")
     @_store_option
-    def upgrade_command(store: Path | None) -> None:
-        """Upgrade in place a store filled by a filtag-kg of before 2026-12-01, whose tags link to their
-        selection instead of its layer summary (the store is refused until then); one transaction
-        per graph."""
-        from ..kg.store import Store
-
-        with Store(store, upgrade=True) as db:
+    @_query_remote_options
+    def upgrade_command(store: Path | None, endpoint: str | None, user: str | None, timeout: float,
+                        retries: int) -> None:
+        """Upgrade in place a store (or, with --endpoint, a SPARQL server) filled by a filtag-kg of
+        before 2026-12-01, whose tags link to their selection instead of its layer summary (it is
+        refused until then); one transaction per layer of a selection, so an interrupted upgrade is resumed by
+        running it again."""
+        with _open_store(store, endpoint, user, timeout, retries, read_only=False, upgrade=True) as db:
+            where = endpoint or db.path
             graphs = db.legacy_graphs()
             if not graphs:
-                click.echo(f"{db.path} is up to date")
+                click.echo(f"{where} is up to date")
                 return
-            click.echo(f"relinking the tags of {len(graphs)} graph(s), one transaction each "
+            click.echo(f"relinking the tags of {len(graphs)} graph(s), one transaction per layer summary "
                        "(a full VGG16 run takes minutes) ...", err=True)
-            n = db.upgrade()
-            click.echo(f"{n:,} tags relinked in {db.path}")
+            n = db.upgrade(progress=True)
+            click.echo(f"{n:,} tags relinked in {where}")
 
     @cli.command("push")
     @click.argument("source", required=False, type=click.Path(exists=True, path_type=Path))
@@ -344,10 +347,10 @@ def register(cli: click.Group) -> None:
 
 
 def _query_remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options of the read-only commands for querying a SPARQL server instead of the embedded store."""
+    """Options of the commands that query (or upgrade) a SPARQL server instead of the embedded store."""
     for option in reversed((
-        click.option("--endpoint", help="Query this SPARQL server (base URL; Oxigraph: /query below it) "
-                                        "instead of the embedded store."),
+        click.option("--endpoint", help="Use this SPARQL server (base URL; Oxigraph: /query and /update below "
+                                        "it) instead of the embedded store."),
         click.option("--user", help=f"HTTP basic auth user (password from ${PASSWORD_ENV} or a prompt)."),
         click.option("--timeout", default=60.0, show_default=True, help="Seconds per HTTP request."),
         click.option("--retries", default=4, show_default=True, help="Retries of transient HTTP errors."),
@@ -358,9 +361,10 @@ def _query_remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextmanager
 def _open_store(store: Path | None, endpoint: str | None, user: str | None = None, timeout: float = 60.0,
-                retries: int = 4, read_only: bool = True) -> Iterator[Any]:
-    """The embedded store at `store` (default: the user's) or, with `endpoint`, the SPARQL server
-    below that base URL (Oxigraph layout: /query, /update, /store); closed afterwards."""
+                retries: int = 4, read_only: bool = True, upgrade: bool = False) -> Iterator[Any]:
+    """The embedded store at `store` (default: the user's; opened for its upgrade with `upgrade`)
+    or, with `endpoint`, the SPARQL server below that base URL (Oxigraph layout: /query, /update,
+    /store); closed afterwards."""
     if endpoint is not None:
         if store is not None:
             raise UserError("give either --store or --endpoint, not both")
@@ -369,7 +373,7 @@ def _open_store(store: Path | None, endpoint: str | None, user: str | None = Non
         return
     from ..kg.store import Store
 
-    with Store(store, read_only=read_only) as db:
+    with Store(store, read_only=read_only, upgrade=upgrade) as db:
         yield db
 
 

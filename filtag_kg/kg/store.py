@@ -168,32 +168,19 @@ class Store:
             self.oxigraph.optimize()
         return spool.count
 
-    def upgrade(self) -> int:
-        """Relink the tags of graphs filled before 2026-12-01 the way exports now do: from their
-        selection (ft:inSelection) to the selection's summary of the tag's layer (ft:inLayerSummary).
-        One SPARQL update (one transaction) per graph. A tag whose layer summary is missing (not
-        an export of filtag-kg) keeps its link and is reported. Returns the number of tags relinked."""
-        relinked = 0
-        for g in self.legacy_graphs():
-            count = f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?selection }} }}"
-            n = int(next(iter(self.query(count)))["n"].value)
-            self.update(f"""PREFIX ft: <{FT}>
-                DELETE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?selection }} }}
-                INSERT {{ GRAPH {g} {{ ?tag ft:inLayerSummary ?summary }} }}
-                WHERE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?selection ; ft:filter ?filter }}
-                         GRAPH ?network {{ ?filter ft:ofLayer ?layer }}
-                         GRAPH {g} {{ ?selection ft:hasLayerSummary ?summary . ?summary ft:summaryOf ?layer }} }}""")
-            left = next(self.oxigraph.quads_for_pattern(None, LEGACY_TAG_LINK, None, g), None)
-            if left is not None:
-                raise UserError(f"cannot upgrade graph {g.value} fully: tag {left.subject.value} has no layer summary "
-                                f"in its selection {left.object} for the layer of its filter")
-            relinked += n
-        return relinked
+    def upgrade(self, progress: bool = False) -> int:
+        """Relink the tags of graphs filled before 2026-12-01 the way exports now do (see
+        `_upgrade`); returns the number of tags relinked."""
+        return _upgrade(self, self.legacy_graphs(), progress)
 
     def legacy_graphs(self) -> list[NamedNode]:
         """Named graphs holding tags linked the way of before 2026-12-01 (one look-up per graph)."""
         return [g for g in self.graphs()
                 if next(self.oxigraph.quads_for_pattern(None, LEGACY_TAG_LINK, None, g), None) is not None]
+
+    def _rows(self, sparql: str) -> list[list[str]]:
+        """The rows of a SELECT over the dataset as stored, each value an IRI or a lexical form."""
+        return [[term.value for term in row] for row in self.oxigraph.query(sparql)]
 
     def drop(self, graph: NamedNode | str) -> None:
         """Remove a named graph (nothing happens if it is not there)."""
@@ -265,6 +252,36 @@ class Store:
         self.oxigraph.flush()
 
 
+def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool) -> int:
+    """Relink each tag of `graphs` from its selection (ft:inSelection, exports until 2026-12-01) to
+    the selection's summary of the tag's layer (ft:inLayerSummary), one SPARQL 1.1 update per layer
+    summary: each is one transaction holding at most one layer's tags of one selection (memory),
+    and an interrupted upgrade leaves whole summaries relinked, which the next run finds nothing
+    left to do in. A tag whose layer summary is missing (not an export of filtag-kg) keeps its link
+    and is reported. Returns the number of tags relinked."""
+    from tqdm import tqdm
+
+    relinked = 0
+    for i, g in enumerate(graphs):
+        (n,), = store._rows(f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?s }} }}")
+        summaries = store._rows(f"""PREFIX ft: <{FT}> SELECT ?selection ?summary ?layer WHERE {{ GRAPH {g} {{
+            ?selection a ft:Selection ; ft:hasLayerSummary ?summary . ?summary ft:summaryOf ?layer }} }}""")
+        for selection, summary, layer in tqdm(summaries, disable=not progress, desc=f"upgrade graph {i + 1}/{len(graphs)}",
+                                              unit=" layer summaries"):
+            store.update(f"""PREFIX ft: <{FT}>
+                DELETE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} <{selection}> }} }}
+                INSERT {{ GRAPH {g} {{ ?tag ft:inLayerSummary <{summary}> }} }}
+                WHERE {{ GRAPH ?network {{ ?filter ft:ofLayer <{layer}> }}
+                         GRAPH {g} {{ ?tag ft:filter ?filter ; {LEGACY_TAG_LINK} <{selection}> }} }}""")
+        left = store._rows(f"SELECT ?tag ?s WHERE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?s }} }} LIMIT 1")
+        if left:
+            (tag, selection), = left
+            raise UserError(f"cannot upgrade graph {g.value} fully: tag {tag} has no layer summary in its "
+                            f"selection {selection} for the layer of its filter")
+        relinked += int(n)
+    return relinked
+
+
 def _fsync(path: str) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
@@ -297,6 +314,7 @@ class RemoteStore:
         self.session = requests.Session()
         if auth is not None:
             self.session.auth = auth
+        self._checked = False  # whether the server's graphs were checked for the format of before 2026-12-01
 
     @classmethod
     def at(cls, base: str, **kwargs: Any) -> RemoteStore:
@@ -316,6 +334,14 @@ class RemoteStore:
         default = kwargs.pop("default_graph", None)
         if kwargs:
             raise TypeError(f"unknown arguments for a remote query: {', '.join(kwargs)}")
+        if not self._checked:
+            legacy = self.legacy_graphs()
+            if legacy:
+                raise UserError(
+                    f"the SPARQL server at {self.query_url} holds {len(legacy)} graph(s) exported by a filtag-kg of "
+                    f"before 2026-12-01: their tags link to their selection (ft:inSelection), which the queries no "
+                    f"longer read; upgrade them on the server with `filtag-kg upgrade --endpoint URL`")
+            self._checked = True
         if default is not None:
             defaults = [_node(g).value for g in (default if isinstance(default, list) else [default])]
         else:
@@ -338,19 +364,28 @@ class RemoteStore:
 
     def graphs(self) -> list[NamedNode]:
         """The named graphs holding triples (the store's own staging graphs left out), sorted."""
-        rows = self._select("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }")
-        return sorted((NamedNode(r["g"]["value"]) for r in rows if not r["g"]["value"].startswith(STAGING)),
-                      key=lambda g: g.value)
+        rows = self._rows("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }")
+        return sorted((NamedNode(g) for g, in rows if not g.startswith(STAGING)), key=lambda g: g.value)
 
     def count(self, graph: NamedNode | str) -> int:
         """Number of triples in one graph."""
-        rows = self._select(f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH <{_node(graph).value}> {{ ?s ?p ?o }} }}")
-        return int(rows[0]["n"]["value"])
+        (n,), = self._rows(f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH <{_node(graph).value}> {{ ?s ?p ?o }} }}")
+        return int(n)
 
     def __len__(self) -> int:
         """Number of quads in the named graphs (where this package keeps everything)."""
-        rows = self._select("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")
-        return int(rows[0]["n"]["value"])
+        (n,), = self._rows("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")
+        return int(n)
+
+    def legacy_graphs(self) -> list[NamedNode]:
+        """Named graphs holding tags linked the way of before 2026-12-01 (one request)."""
+        rows = self._rows(f"SELECT ?g WHERE {{ GRAPH ?g {{ }} FILTER EXISTS {{ GRAPH ?g {{ ?tag {LEGACY_TAG_LINK} ?s }} }} }}")
+        return sorted((NamedNode(g) for g, in rows), key=lambda g: g.value)
+
+    def upgrade(self, progress: bool = False) -> int:
+        """Relink the tags of graphs exported before 2026-12-01 on the server, the way exports now
+        do (see `_upgrade`); returns the number of tags relinked."""
+        return _upgrade(self, self.legacy_graphs(), progress)
 
     # -- writing ---------------------------------------------------------------------------------
     def load(self, quads_or_graph: Loadable, graph: NamedNode | str | None = None, progress: bool = False) -> int:
@@ -430,11 +465,12 @@ class RemoteStore:
         self.close()
 
     # -- HTTP ------------------------------------------------------------------------------------
-    def _select(self, sparql: str) -> list[dict[str, Any]]:
-        """A SELECT against the dataset as stored (no union), as SPARQL-results JSON rows."""
+    def _rows(self, sparql: str) -> list[list[str]]:
+        """The rows of a SELECT over the dataset as stored, each value an IRI or a lexical form."""
         response = self._request("POST", self.query_url, data={"query": sparql},
                                  headers={"Accept": "application/sparql-results+json"})
-        return response.json()["results"]["bindings"]
+        results = response.json()
+        return [[row[name]["value"] for name in results["head"]["vars"]] for row in results["results"]["bindings"]]
 
     def _request(self, method: str, url: str, body_file: Path | None = None, **kwargs: Any) -> Any:
         """One HTTP request with retries; `body_file` is streamed (opened again for each attempt)."""
