@@ -2,7 +2,8 @@
 remote store against a real Oxigraph server on loopback: push, replace, drop, union queries, failed
 pushes that leave the remote graph as it was, retries of transient errors, HTTP basic auth. A store
 (embedded or a server) of the format before 2026-12-01 is refused until upgraded, and the upgrade
-gives today's export, also when interrupted and run again."""
+gives today's export, also when interrupted and run again. Drops (of a graph or a run)
+remove quad by quad and are finished after an interruption."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from filtag_kg.kg.store import JOURNAL, STAGING, RemoteError, RemoteStore, Store
 from filtag_kg.kg.vocab import sparql_prefixes
 from filtag_kg.records import TagSet
 
-from kg_helpers import TAG_COUNT
+from kg_helpers import TAG_COUNT, run_iri
 from oxigraph_server import oxigraph  # noqa: F401  (fixture)
 
 
@@ -69,6 +70,76 @@ def test_load_query_and_idempotent_reload(tmp_path: Path, run_a: TagSet, run_b: 
     store.drop(export_graphs(run_b).run)  # dropping what is not there is fine
 
 
+class _StopRemoving:
+    """Stands in for the pyoxigraph store: removes `after` quads, then is interrupted."""
+
+    def __init__(self, inner: ox.Store, after: int) -> None:
+        self.inner, self.left = inner, after
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def remove(self, quad: ox.Quad) -> None:
+        if self.left == 0:
+            raise KeyboardInterrupt
+        self.left -= 1
+        self.inner.remove(quad)
+
+
+def test_an_interrupted_drop_is_finished_before_anything_else(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
+    store = Store(tmp_path / "store")
+    store.load(export_tags(run_a))
+    before = _snapshot(store)
+    graph = export_graphs(run_b).run
+    for next_step in ("open the store", "load into it"):
+        store.load(export_tags(run_b))
+        n = store.count(graph)
+        real, store.oxigraph = store.oxigraph, _StopRemoving(store.oxigraph, after=100)
+        with pytest.raises(KeyboardInterrupt):
+            store.drop(graph)
+        store.oxigraph = real
+        assert store.count(graph) == n - 100 and (store.path / JOURNAL).exists()
+        if next_step == "open the store":
+            store.close()
+            del real
+            gc.collect()  # the traceback holds the pyoxigraph store (and its lock) otherwise
+            store = Store(tmp_path / "store")
+        else:
+            store.load(export_tags(run_a))  # unchanged, so this load writes nothing itself
+        assert _snapshot(store) == before and not (store.path / JOURNAL).exists()
+    run_graph = export_graphs(run_a).run
+    expected = sum(1 for q in export_tags(run_a) if q.graph_name == run_graph)
+    assert store.drop(run_graph) == expected and run_graph not in store.graphs()
+
+
+def test_drop_command_removes_a_run_or_named_graphs(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, cli_ok: Callable[..., str], run_cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    path = tmp_path / "store"
+    tags_graph = export_graphs(run_b).run.value
+    beside = ox.NamedNode(tags_graph.removesuffix("tags") + "explanations")  # minted beside the run's graph
+    below = ox.NamedNode(tags_graph + "/more")  # not a sibling: stays
+    other = ox.NamedNode("https://example.org/other")
+    extra = {ox.Quad(ox.NamedNode("https://example.org/s"), ox.NamedNode("https://example.org/p"), ox.Literal("x"), g)
+             for g in (beside, below, other)}
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+        before = _snapshot(store)
+        store.load(export_tags(run_b))
+        store.load(extra)
+    for args, message in [((), "name the graphs"), (("https://example.org/nope", other.value), "nothing dropped"),
+                          (("--run", "https://example.org/run/nope"), "no tagging run")]:
+        code, _, err = run_cli("drop", *args, "--store", path)
+        assert code == 2 and message in err
+    out = cli_ok("drop", "--run", run_iri(run_b), "--store", path)
+    assert [line.split()[1] for line in out.splitlines()] == sorted([tags_graph, beside.value])
+    with Store(path, read_only=True) as store:
+        assert _snapshot(store) == before | {q for q in extra if q.graph_name != beside}
+    assert cli_ok("drop", other.value, below.value, "--store", path).count("(1 statements)") == 2
+    with Store(path, read_only=True) as store:
+        assert _snapshot(store) == before
+
+
 def test_compaction_follows_big_loads_or_when_asked(
     tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -96,6 +167,10 @@ def test_compaction_follows_big_loads_or_when_asked(
     store.drop(export_graphs(run_a).run)
     store.load(export_tags(run_a), optimize=True)
     assert len(calls) == 2
+    monkeypatch.setattr(store_module, "OPTIMIZE_MIN_QUADS", store.count(export_graphs(run_a).run))
+    store.drop(export_graphs(run_a).run)  # a drop as big as the threshold: compacted
+    assert len(calls) == 3
+    store.load(export_tags(run_a), optimize=False)
     store.oxigraph = real
     assert _count(store) == len(run_a) + len(run_b)
 
@@ -332,7 +407,9 @@ def test_upgrade_reports_a_tag_without_its_layer_summary(tmp_path: Path, run_a: 
 
 # -- remote --------------------------------------------------------------------------------------
 
-def test_push_replace_drop_and_union_queries(oxigraph: str, tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:  # noqa: F811
+def test_push_replace_drop_and_union_queries(
+    oxigraph: str, tmp_path: Path, run_a: TagSet, run_b: TagSet, cli_ok: Callable[..., str],  # noqa: F811
+) -> None:
     remote = RemoteStore.at(oxigraph, timeout=10)
     assert len(remote) == 0 and remote.graphs() == []
     n = remote.load(export_tags(run_a))
@@ -348,7 +425,9 @@ def test_push_replace_drop_and_union_queries(oxigraph: str, tmp_path: Path, run_
     assert [tuple(r) for r in remote.query(question)] == [tuple(r) for r in local.query(question)]
     assert bool(remote.query(sparql_prefixes() + "ASK { ?r a ft:TaggingRun }"))
     assert not bool(remote.query(sparql_prefixes() + "ASK { ?r a ft:TaggingRun }", union=False))
-    remote.drop(export_graphs(run_b).run)
+    run_graph_b = export_graphs(run_b).run
+    expected = f"dropped {run_graph_b.value} ({remote.count(run_graph_b):,} statements)\n"
+    assert cli_ok("drop", "--run", run_iri(run_b), "--endpoint", oxigraph) == expected
     assert len(remote) == n
     triple = ox.Triple(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("x"))
     assert remote.load([triple, triple], "http://example.org/twice") == 2  # the server keeps one

@@ -1,10 +1,10 @@
 """CLI commands of the knowledge graph (registered by filtag_kg.cli). Heavy imports stay inside commands.
 
-export (tag set -> RDF file), load (into the embedded store), upgrade (a store of the format before
-2026-12-01), push (to a SPARQL 1.1 server), import-filtag (the FilTag authors' tag files), publish
-(DCAT + schema.org description with distributions), serve (the store as a SPARQL endpoint on
-loopback), query (bundled SPARQL queries or a file, with typed parameters), graph (filter-class /
-class-class graphs as GraphML).
+export (tag set -> RDF file), load (into the embedded store), drop (graphs or a run), upgrade (a
+store of the format before 2026-12-01), push (to a SPARQL 1.1 server), import-filtag (the FilTag
+authors' tag files), publish (DCAT + schema.org description with distributions), serve (the store
+as a SPARQL endpoint on loopback), query (bundled SPARQL queries or a file, with typed parameters),
+graph (filter-class / class-class graphs as GraphML).
 """
 
 from __future__ import annotations
@@ -170,6 +170,31 @@ def register(cli: click.Group) -> None:
             n = db.load(_source_quads(source, base, similar_classes=similar_classes), graph, progress=True,
                         optimize=optimize)
             click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
+
+    @cli.command("drop")
+    @click.argument("graphs", nargs=-1)
+    @click.option("--run", help="Drop this tagging run's graphs: the one holding it and those minted beside it "
+                                "(explanations, WordNet and ConceptNet links); the network and class graphs stay.")
+    @_store_option
+    @_query_remote_options
+    def drop_command(graphs: tuple[str, ...], run: str | None, store: Path | None, endpoint: str | None,
+                     user: str | None, timeout: float, retries: int) -> None:
+        """Remove named GRAPHS (IRIs) or a tagging run (--run) from the store or a SPARQL server.
+        Graphs not in the store are an error and nothing is dropped. In the embedded store a drop
+        that is interrupted is finished the next time the store is opened."""
+        from ..kg.store import run_graphs
+
+        if not graphs and not run:
+            raise UserError("name the graphs to drop (IRIs) or a tagging run (--run IRI)")
+        with _open_store(store, endpoint, user, timeout, retries, read_only=False) as db:
+            present = {g.value for g in db.graphs()}
+            missing = [g for g in graphs if g not in present]
+            if missing:
+                raise UserError(f"not in {endpoint or db.path}: graph(s) {', '.join(missing)}; nothing dropped")
+            chosen = list(dict.fromkeys([*graphs, *(g.value for g in run_graphs(db, run))] if run else graphs))
+            for g in chosen:
+                n = db.drop(g, progress=True)
+                click.echo(f"dropped {g} ({n:,} statements)")
 
     @cli.command("upgrade")
     @_store_option
