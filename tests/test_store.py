@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pyoxigraph as ox
 import pytest
@@ -62,6 +64,7 @@ def test_load_query_and_idempotent_reload(tmp_path: Path, run_a: TagSet, run_b: 
     assert store.load(export_tags(run_a)) == n  # same run again: nothing is written at all
     store.oxigraph = real
     assert _snapshot(store) == before and len(store) == n
+    assert not list(store.path.glob("filtag-kg-backup-*"))
     store.load(export_tags(run_b))  # another run on the same network and classes adds only its graph
     assert _count(store) == len(run_a) + len(run_b)
     assert len(store.graphs()) == 4
@@ -185,6 +188,50 @@ def test_load_into_a_given_graph_replaces_it(tmp_path: Path, run_a: TagSet, run_
     assert store.count(graph) == len(store)
 
 
+class _Recording:
+    """Stands in for the pyoxigraph store: records the quads removed and the lines bulk-loaded from files."""
+
+    def __init__(self, inner: ox.Store) -> None:
+        self.inner, self.removed, self.loaded = inner, 0, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def __contains__(self, quad: ox.Quad) -> bool:
+        return quad in self.inner
+
+    def remove(self, quad: ox.Quad) -> None:
+        self.removed += 1
+        self.inner.remove(quad)
+
+    def bulk_load(self, **kwargs: Any) -> None:
+        self.loaded += sum(1 for _ in open(kwargs["path"], encoding="utf-8"))
+        self.inner.bulk_load(**kwargs)
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_replacing_a_graph_removes_and_adds_only_what_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collide: bool,
+) -> None:
+    graph, p = ox.NamedNode("https://example.org/graph/x"), ox.NamedNode("https://example.org/p")
+    decimal = ox.NamedNode("http://www.w3.org/2001/XMLSchema#decimal")
+    old = [ox.Triple(ox.NamedNode(f"https://example.org/s{i}"), p, ox.Literal(str(i))) for i in range(100)]
+    new = old[10:] + [ox.Triple(ox.NamedNode(f"https://example.org/t{i}"), p, ox.Literal("t")) for i in range(5)]
+    same_value = ox.Triple(ox.NamedNode("https://example.org/q"), p, ox.Literal("25", datatype=decimal))
+    store = Store(tmp_path / "store")
+    store.load([*old, same_value], graph)
+    if collide:  # every triple hashes alike: the kept ones hide the new ones, found again by exact look-ups
+        monkeypatch.setattr(store_module, "hash", lambda q: 0, raising=False)
+    store.oxigraph = recording = _Recording(store.oxigraph)
+    store.load([*new, ox.Triple(same_value.subject, p, ox.Literal("25.0", datatype=decimal))], graph)
+    store.oxigraph = recording.inner
+    assert recording.removed == 10  # "25.0" is the stored "25": no change
+    assert recording.loaded == 5
+    reference = Store(tmp_path / "reference")
+    reference.load([*new, same_value], graph)
+    assert _snapshot(store) == _snapshot(reference)
+
+
 def test_interrupted_load_leaves_the_store_as_it_was(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
     store = Store(tmp_path / "store")
     store.load(export_tags(run_a))
@@ -244,6 +291,21 @@ def test_failure_after_the_data_is_written_rolls_back(tmp_path: Path, run_a: Tag
     store = Store(tmp_path / "store")
     assert _snapshot(store) == before and not (store.path / JOURNAL).exists()
     assert not list(store.path.glob("filtag-kg-backup-*"))
+
+
+def test_a_journal_of_before_2026_12_01_is_still_rolled_back(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
+    path = tmp_path / "store"
+    graph = export_graphs(run_a).run
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+        before = _snapshot(store)
+        backup = path / "filtag-kg-backup-0123-0.nt"
+        store.oxigraph.dump(str(tmp_path / "backup.nt"), ox.RdfFormat.N_TRIPLES, from_graph=graph)
+        store.load(export_tags(run_b), graph)  # as if a load of then had got this far when it died
+        (tmp_path / "backup.nt").rename(backup)
+        (path / JOURNAL).write_text(json.dumps({"token": "0123", "fresh": [], "replaced": {graph.value: str(backup)}}))
+    with Store(path) as store:
+        assert _snapshot(store) == before and not backup.exists()
 
 
 KILLED_LOAD = textwrap.dedent("""

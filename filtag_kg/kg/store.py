@@ -5,11 +5,12 @@ Loading replaces whole named graphs (reloading a run is idempotent) and is all-o
 
 * embedded: quads of graphs the store lacks stream into its bulk loader (fast, not transactional by
   itself); quads of graphs it has are spooled to files first. Graphs whose content would not change
-  are left alone; graphs that change are copied to backup files beside the store and replaced; the
-  load is committed by writing a commit marker (one transaction); a big load is followed by a compaction. A
-  journal file beside the store names the new graphs (before their first quad arrives) and the
-  backups of a load in progress: a failed load is rolled back at once, and opening the store after a
-  crash rolls back an uncommitted load, so an interrupted load leaves the store as it was.
+  are left alone; of graphs that change, only the triples that differ are removed and added, from
+  files written beside the store first; the load is committed by writing a commit marker (one
+  transaction); a big load is followed by a compaction. A journal file beside the store names the
+  new graphs (before their first quad arrives) and the files of removed and added triples of a
+  load in progress: a failed load is rolled back at once, and opening the store after a crash
+  rolls back an uncommitted load, so an interrupted load leaves the store as it was.
   Dropping a graph removes it quad by quad once the journal names it; an interrupted drop is
   finished before the next load or drop, or when the store is next opened.
 * remote: a graph the server lacks is PUT (Graph Store HTTP Protocol) in one request; a graph it
@@ -26,10 +27,14 @@ import os
 import tempfile
 import time
 import uuid
+from array import array
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import compress, islice
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from pyoxigraph import (
     DefaultGraph, NamedNode, Quad, QueryBoolean, QueryResultsFormat, QuerySolutions, QueryTriples, RdfFormat,
     Store as OxStore, Triple, parse, parse_query_results,
@@ -42,7 +47,7 @@ from .vocab import FT
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
 COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only during a load)
 JOURNAL = "filtag-kg-load.json"  # beside the store directory's data files
-BACKUP = "filtag-kg-backup-"  # file name prefix of the copies of graphs a load replaces
+BACKUP = "filtag-kg-backup-"  # file name prefix of the triples a load removes and adds (for its rollback)
 OPTIMIZE_MIN_QUADS = 1_000_000  # loads and drops from this size on are followed by a compaction
 LEGACY_TAG_LINK = NamedNode(FT + "inSelection")  # a tag's link to its selection in stores filled before 2026-12-01
 
@@ -126,10 +131,12 @@ class Store:
         """Replace the named graphs the quads belong to (or `graph`, for all of them) with the quads.
 
         Quads of graphs the store lacks stream straight into its bulk loader; graphs it has are
-        spooled to files first and left alone when their content would not change (reloading a run
-        costs a read). `optimize` compacts the store afterwards: a bulk load leaves many small files,
-        and compacting them makes look-ups several times faster (at VGG16 scale: 4-8x, for a fifth
-        more load time). Compaction rewrites the whole store (20 s at 16 M triples, however small
+        spooled to files first, compared with what the store holds, and left alone when their
+        content would not change (reloading a run costs a read); of a graph that changes, only the
+        triples that differ are removed and added (another export option of the same run changes a
+        small part of its millions of triples). `optimize` compacts the store afterwards: a bulk
+        load leaves many small files, and compacting them makes look-ups several times faster (at
+        VGG16 scale: 4-8x, for a fifth more load time). Compaction rewrites the whole store (20 s at 16 M triples, however small
         the load), so by default (None) it follows loads of at least OPTIMIZE_MIN_QUADS quads only.
         Returns the number of quads given. All-or-nothing, also across a crash.
         """
@@ -145,18 +152,17 @@ class Store:
             spool = _Spool(self.oxigraph, target, Path(tmp))
             try:
                 self.oxigraph.bulk_extend(spool.split(_as_quads(quads_or_graph), progress, fresh))
-                changed = spool.changed()
+                changed = spool.changed(str(self.path / f"{BACKUP}{journal['token']}-"), progress)
                 if not journal["fresh"] and not changed:
                     return spool.count
-                for i, g in enumerate(changed):
-                    backup = str(self.path / f"{BACKUP}{journal['token']}-{i}.nt")
-                    self.oxigraph.dump(backup, RdfFormat.N_TRIPLES, from_graph=NamedNode(g))
-                    _fsync(backup)
-                    journal["replaced"][g] = backup
+                for g, change in changed.items():
+                    _fsync(str(change.remove))
+                    _fsync(str(change.add))
+                    journal["replaced"][g] = {"remove": str(change.remove), "add": str(change.add)}
                 self._write_journal(journal)
-                for g, path in changed.items():
-                    self._remove_graph(NamedNode(g))
-                    self.oxigraph.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g),
+                for g, change in changed.items():
+                    self._remove_quads(change.remove, NamedNode(g))
+                    self.oxigraph.bulk_load(path=str(change.add), format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g),
                                             lenient=True)  # written by pyoxigraph: valid
                 self.oxigraph.update(
                     f"INSERT DATA {{ GRAPH {COMMITS} {{ <{STAGING}{journal['token']}> a <{STAGING}Commit> }} }}")
@@ -164,6 +170,7 @@ class Store:
                 if self._journal_path.exists():
                     self._rollback(journal)
                     self._journal_path.unlink()
+                self._cleanup()
                 raise
             self._journal_path.unlink(missing_ok=True)
             self._cleanup()
@@ -251,16 +258,28 @@ class Store:
             self._recover()
 
     def _rollback(self, journal: dict[str, Any]) -> None:
-        """Remove the graphs a load created and put back the ones it replaced, from their backups."""
-        for g in [NamedNode(f) for f in journal["fresh"]] + [NamedNode(r) for r in journal["replaced"]]:
-            if self.oxigraph.contains_named_graph(g):
-                self._remove_graph(g)
-        for g, backup in journal["replaced"].items():
-            self.oxigraph.bulk_load(path=backup, format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g))
+        """Remove the graphs a load created and undo its changes to the others: remove what it
+        added, put back what it removed (both idempotent, so an interrupted rollback can run again)."""
+        for g in journal["fresh"]:
+            if self.oxigraph.contains_named_graph(NamedNode(g)):
+                self._remove_graph(NamedNode(g))
+        for g, change in journal["replaced"].items():
+            if isinstance(change, str):  # a backup of the whole graph, as loads wrote until 2026-12-01
+                if self.oxigraph.contains_named_graph(NamedNode(g)):
+                    self._remove_graph(NamedNode(g))
+                change = {"remove": change}
+            else:
+                self._remove_quads(Path(change["add"]), NamedNode(g))
+            self.oxigraph.bulk_load(path=change["remove"], format=RdfFormat.N_TRIPLES, to_graph=NamedNode(g))
         self.oxigraph.flush()
 
+    def _remove_quads(self, path: Path, g: NamedNode) -> None:
+        """Remove from graph `g` the triples of an N-Triples file (those not there are skipped)."""
+        for t in parse(path=str(path), format=RdfFormat.N_TRIPLES):
+            self.oxigraph.remove(Quad(t.subject, t.predicate, t.object, g))
+
     def _remove_graph(self, g: NamedNode, progress: bool = False) -> int:
-        """Remove a graph quad by quad, for a drop, a load or its rollback (whose journal makes the
+        """Remove a graph quad by quad, for a drop or a load's rollback (whose journal makes the
         removal safe to interrupt); returns the number of quads removed. Oxigraph's remove_graph
         is one transaction holding every deletion in memory, and it slows with the graph's size: a
         1.4 M-quad run graph took 67 s and 1.9 GiB that way, 44 s and 1.1 GiB quad by quad
@@ -276,7 +295,8 @@ class Store:
         return removed
 
     def _cleanup(self) -> None:
-        """Remove backups, commit markers and staging graphs no load needs any more."""
+        """Remove the files of removed and added triples, commit markers and staging graphs no load
+        needs any more."""
         for backup in self.path.glob(f"{BACKUP}*.nt"):
             backup.unlink()
         for g in list(self.oxigraph.named_graphs()):
@@ -638,16 +658,71 @@ class _Spool:
         """The N-Triples file and triple count of each graph with a file of its own."""
         return {g: (Path(file.name), size[0]) for g, (file, size) in self.existing.items()}
 
-    def changed(self) -> dict[str, Path]:
-        """The existing graphs whose content differs from what the load brings, with their files.
-
-        The new content is read into an in-memory store first, so that both sides have the store's
-        canonical literal forms, then compared by count and an order-independent sum of quad hashes.
-        """
+    def changed(self, prefix: str, progress: bool = False) -> dict[str, _Change]:
+        """The existing graphs whose content differs from what the load brings, with the files
+        (named `prefix` + graph number + .remove.nt / .add.nt) of the triples to remove from them
+        and to add to them (see `_diff`)."""
         assert self.store is not None
-        store = self.store
-        return {g: Path(file.name) for g, (file, _) in self.existing.items()
-                if not _unchanged(Path(file.name), g, store.quads_for_pattern(None, None, None, NamedNode(g)))}
+        changes = {g: _diff(Path(file.name), NamedNode(g), self.store, f"{prefix}{i}", progress)
+                   for i, (g, (file, _)) in enumerate(self.existing.items())}
+        return {g: change for g, change in changes.items() if change is not None}
+
+
+@dataclass(frozen=True)
+class _Change:
+    """How a graph changes: N-Triples files of the triples to remove (all in the graph) and of
+    those to add (none in it), so that removing the added and adding the removed undoes it."""
+    remove: Path
+    add: Path
+
+
+def _diff(path: Path, graph: NamedNode, store: OxStore, prefix: str, progress: bool) -> _Change | None:
+    """What turns `graph` in `store` into the triples of the N-Triples file `path`, or None if
+    nothing would change. The file is read into an in-memory store first, so both sides have the
+    store's canonical literal forms. The triples to remove are found by exact look-ups in memory;
+    the ones to add are those whose hash no kept triple has, checked by counting: if a hash
+    collision hid one, they are found again by exact look-ups in `store`."""
+    from tqdm import tqdm
+
+    incoming = OxStore()
+    incoming.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=graph)
+    change = _Change(Path(f"{prefix}.remove.nt"), Path(f"{prefix}.add.nt"))
+    kept = array("q")  # hashes of the triples that stay, 8 bytes each
+    with open(change.remove, "w", encoding="utf-8") as out:
+        for q in tqdm(store.quads_for_pattern(None, None, None, graph), disable=not progress,
+                      desc=f"compare {graph.value}", unit=" quads", mininterval=1.0):
+            if q in incoming:
+                kept.append(hash(q))
+            else:
+                out.write(f"{q.subject} {q.predicate} {q.object} .\n")
+        removed = out.tell() > 0
+    known = np.sort(np.frombuffer(kept, dtype=np.int64))
+    del kept
+
+    def by_hash(batch: list[Quad]) -> np.ndarray:
+        hashes = np.fromiter((hash(q) for q in batch), dtype=np.int64, count=len(batch))
+        at = np.minimum(np.searchsorted(known, hashes), max(len(known) - 1, 0))
+        return known[at] == hashes if len(known) else np.zeros(len(batch), dtype=bool)
+
+    def exactly(batch: list[Quad]) -> np.ndarray:
+        return np.fromiter((q in store for q in batch), dtype=bool, count=len(batch))
+
+    for is_there in (by_hash, exactly):
+        total = added = 0
+        with open(change.add, "w", encoding="utf-8") as out:
+            quads = incoming.quads_for_pattern(None, None, None, graph)
+            while batch := list(islice(quads, 65536)):
+                new = ~is_there(batch)
+                for q in compress(batch, new):
+                    out.write(f"{q.subject} {q.predicate} {q.object} .\n")
+                total, added = total + len(batch), added + int(new.sum())
+        if len(known) + added == total:
+            break
+    if not removed and not added:
+        change.remove.unlink()
+        change.add.unlink()
+        return None
+    return change
 
 
 def _unchanged(path: Path, graph: str, current: Iterable[Quad]) -> bool:
