@@ -181,7 +181,7 @@ def register(cli: click.Group) -> None:
                      user: str | None, timeout: float, retries: int) -> None:
         """Remove named GRAPHS (IRIs) or a tagging run (--run) from the store or a SPARQL server.
         Graphs not in the store are an error and nothing is dropped. In the embedded store a drop
-        that is interrupted is finished the next time the store is opened."""
+        that is interrupted is finished before the next load or drop, or when the store is next opened."""
         from ..kg.store import run_graphs
 
         if not graphs and not run:
@@ -203,8 +203,8 @@ def register(cli: click.Group) -> None:
                         retries: int) -> None:
         """Upgrade in place a store (or, with --endpoint, a SPARQL server) filled by a filtag-kg of
         before 2026-12-01, whose tags link to their selection instead of its layer summary (it is
-        refused until then); one transaction per layer of a selection, so an interrupted upgrade is resumed by
-        running it again."""
+        refused until then); one transaction per layer of a selection, so an interrupted upgrade is
+        resumed by running it again."""
         with _open_store(store, endpoint, user, timeout, retries, read_only=False, upgrade=True) as db:
             where = endpoint or db.path
             graphs = db.legacy_graphs()
@@ -372,7 +372,7 @@ def register(cli: click.Group) -> None:
 
 
 def _query_remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options of the commands that query (or upgrade) a SPARQL server instead of the embedded store."""
+    """Options of the commands that query, upgrade or drop from a SPARQL server instead of the embedded store."""
     for option in reversed((
         click.option("--endpoint", help="Use this SPARQL server (base URL; Oxigraph: /query and /update below "
                                         "it) instead of the embedded store."),
