@@ -27,7 +27,6 @@ import os
 import tempfile
 import time
 import uuid
-from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import compress, islice
@@ -36,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from pyoxigraph import (
-    DefaultGraph, NamedNode, Quad, QueryBoolean, QueryResultsFormat, QuerySolutions, QueryTriples, RdfFormat,
+    DefaultGraph, Literal, NamedNode, Quad, QueryBoolean, QueryResultsFormat, QuerySolutions, QueryTriples, RdfFormat,
     Store as OxStore, Triple, parse, parse_query_results,
 )
 
@@ -678,51 +677,64 @@ class _Change:
 
 def _diff(path: Path, graph: NamedNode, store: OxStore, prefix: str, progress: bool) -> _Change | None:
     """What turns `graph` in `store` into the triples of the N-Triples file `path`, or None if
-    nothing would change. The file is read into an in-memory store first, so both sides have the
-    store's canonical literal forms. The triples to remove are found by exact look-ups in memory;
-    the ones to add are those whose hash no kept triple has, checked by counting: if a hash
-    collision hid one, they are found again by exact look-ups in `store`."""
+    nothing would change. Triples are compared by 128-bit keys (`_keys`) of their canonical form
+    (`_canonical`), so memory holds 16 bytes per triple, not the triples."""
     from tqdm import tqdm
 
-    incoming = OxStore()
-    incoming.bulk_load(path=str(path), format=RdfFormat.N_TRIPLES, to_graph=graph)
+    canonical = Path(f"{prefix}.new.nt")
+    parts = []
+    with open(canonical, "w", encoding="utf-8") as out:
+        for batch in _canonical(parse(path=str(path), format=RdfFormat.N_TRIPLES)):
+            parts.append(_keys(batch))
+            out.writelines(f"{q.subject} {q.predicate} {q.object} .\n" for q in batch)
+    new_keys = np.concatenate(parts) if parts else np.empty(0, dtype="S16")
+    del parts
+    incoming = np.sort(new_keys)
     change = _Change(Path(f"{prefix}.remove.nt"), Path(f"{prefix}.add.nt"))
-    kept = array("q")  # hashes of the triples that stay, 8 bytes each
+    kept = [np.empty(0, dtype="S16")]
     with open(change.remove, "w", encoding="utf-8") as out:
-        for q in tqdm(store.quads_for_pattern(None, None, None, graph), disable=not progress,
-                      desc=f"compare {graph.value}", unit=" quads", mininterval=1.0):
-            if q in incoming:
-                kept.append(hash(q))
-            else:
-                out.write(f"{q.subject} {q.predicate} {q.object} .\n")
+        quads = iter(tqdm(store.quads_for_pattern(None, None, None, graph), disable=not progress,
+                          desc=f"compare {graph.value}", unit=" quads", mininterval=1.0))
+        while batch := list(islice(quads, _BATCH)):
+            keys = _keys(batch)
+            at = np.minimum(np.searchsorted(incoming, keys), max(len(incoming) - 1, 0))
+            there = incoming[at] == keys if len(incoming) else np.zeros(len(batch), dtype=bool)
+            kept.append(keys[there])
+            out.writelines(f"{q.subject} {q.predicate} {q.object} .\n" for q in compress(batch, ~there))
         removed = out.tell() > 0
-    known = np.sort(np.frombuffer(kept, dtype=np.int64))
-    del kept
-
-    def by_hash(batch: list[Quad]) -> np.ndarray:
-        hashes = np.fromiter((hash(q) for q in batch), dtype=np.int64, count=len(batch))
-        at = np.minimum(np.searchsorted(known, hashes), max(len(known) - 1, 0))
-        return known[at] == hashes if len(known) else np.zeros(len(batch), dtype=bool)
-
-    def exactly(batch: list[Quad]) -> np.ndarray:
-        return np.fromiter((q in store for q in batch), dtype=bool, count=len(batch))
-
-    for is_there in (by_hash, exactly):
-        total = added = 0
-        with open(change.add, "w", encoding="utf-8") as out:
-            quads = incoming.quads_for_pattern(None, None, None, graph)
-            while batch := list(islice(quads, 65536)):
-                new = ~is_there(batch)
-                for q in compress(batch, new):
-                    out.write(f"{q.subject} {q.predicate} {q.object} .\n")
-                total, added = total + len(batch), added + int(new.sum())
-        if len(known) + added == total:
-            break
-    if not removed and not added:
+    del incoming
+    to_add = ~np.isin(new_keys, np.concatenate(kept))
+    with open(canonical, encoding="utf-8") as lines, open(change.add, "w", encoding="utf-8") as out:
+        out.writelines(compress(lines, to_add))
+    canonical.unlink()
+    if not removed and not to_add.any():
         change.remove.unlink()
         change.add.unlink()
         return None
     return change
+
+
+_BATCH = 65536  # quads per batch of `_diff`
+_PLAIN = frozenset({NamedNode("http://www.w3.org/2001/XMLSchema#string"),
+                    NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#langString")})
+
+
+def _canonical(quads: Iterator[Quad]) -> Iterator[list[Quad]]:
+    """Batches of quads with their typed literals in the store's canonical form (e.g.
+    "25.0"^^xsd:decimal as "25"), which an in-memory store gives them; strings pass as they are."""
+    while batch := list(islice(quads, _BATCH)):
+        typed = OxStore()
+        typed.extend(q for q in batch if isinstance(q.object, Literal) and q.object.datatype not in _PLAIN)
+        yield [q for q in batch if not (isinstance(q.object, Literal) and q.object.datatype not in _PLAIN)] + list(typed)
+
+
+def _keys(quads: list[Quad]) -> np.ndarray:
+    """A 128-bit key (numpy S16) per quad's triple, its graph left out: two independent 64-bit
+    hashes, so two different triples share a key with a probability of about 2^-128."""
+    keys = np.empty((len(quads), 2), dtype=np.int64)
+    keys[:, 0] = np.fromiter((hash((q.subject, q.predicate, q.object)) for q in quads), dtype=np.int64, count=len(quads))
+    keys[:, 1] = np.fromiter((hash(q.triple) for q in quads), dtype=np.int64, count=len(quads))
+    return keys.view("S16").ravel()
 
 
 def _unchanged(path: Path, graph: str, current: Iterable[Quad]) -> bool:
