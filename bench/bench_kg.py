@@ -335,10 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             result["load_breakdown"] = parts = load_breakdown(vgg16_tags(args.k, args.q), tmp)
         print(f"{parts['quads']:,} quads: export alone {parts['export_rate']:,.0f}/s ({parts['export_s']:.1f} s), "
               f"bulk loader alone {parts['bulk_loader_rate']:,.0f}/s ({parts['bulk_loader_s']:.1f} s)")
-        path = args.out / f"bench_kg-load-{stamp}.json"
-        path.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"results: {path}")
-        return 0
+        return _save(result, args.out / f"bench_kg-load-{stamp}.json")
     if args.replace:
         with tempfile.TemporaryDirectory(prefix="bench-kg-") as tmp:
             result["replace"] = ways = replace_breakdown(args.k, args.q, tmp, timeout=3600)
@@ -350,10 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             result["ratios"] = {"time": diff["seconds"] / whole["seconds"], "memory": diff["max_rss_gb"] / whole["max_rss_gb"]}
             print(f"differing triples vs whole graph: {whole['seconds'] / diff['seconds']:.1f}x faster, "
                   f"{result['ratios']['memory']:.2f}x the memory")
-        path = args.out / f"bench_kg-replace-{stamp}.json"
-        path.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"results: {path}")
-        return 0
+        return _save(result, args.out / f"bench_kg-replace-{stamp}.json")
     with tempfile.TemporaryDirectory(prefix="bench-kg-") as tmp:
         tags = vgg16_tags(args.k, args.q)
         print(f"full: {len(tags):,} tags of {sum(tags.n_filters.values())} filters, {len(tags.classes)} classes, "
@@ -390,7 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nload target {TARGET_LOAD:,}/s: {'met' if full['load_rate'] >= TARGET_LOAD else 'MISSED'}; "
           f"queries over {TARGET_QUERY * 1000:.0f} ms: {', '.join(missed) or 'none'}; "
           f"rdflib row-count mismatches: {', '.join(mismatched) or 'none'}")
-    path = args.out / f"bench_kg-{stamp}.json"
+    return _save(result, args.out / f"bench_kg-{stamp}.json")
+
+
+def _save(result: dict[str, Any], path: Path) -> int:
+    """Write a benchmark's results as JSON and say where; the exit code."""
     path.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"results: {path}")
     return 0

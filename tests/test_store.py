@@ -197,9 +197,6 @@ class _Recording:
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def __contains__(self, quad: ox.Quad) -> bool:
-        return quad in self.inner
-
     def remove(self, quad: ox.Quad) -> None:
         self.removed += 1
         self.inner.remove(quad)

@@ -135,8 +135,9 @@ class Store:
         triples that differ are removed and added (another export option of the same run changes a
         small part of its millions of triples). `optimize` compacts the store afterwards: a bulk
         load leaves many small files, and compacting them makes look-ups several times faster (at
-        VGG16 scale: 4-8x, for a fifth more load time). Compaction rewrites the whole store (20 s at 16 M triples, however small
-        the load), so by default (None) it follows loads of at least OPTIMIZE_MIN_QUADS quads only.
+        VGG16 scale: 4-8x, for a fifth more load time). Compaction rewrites the whole store (20 s at
+        16 M triples, however small the load), so by default (None) it follows loads of at least
+        OPTIMIZE_MIN_QUADS quads only.
         Returns the number of quads given. All-or-nothing, also across a crash.
         """
         target = _node(graph) if graph is not None else None
@@ -282,7 +283,7 @@ class Store:
         removal safe to interrupt); returns the number of quads removed. Oxigraph's remove_graph
         is one transaction holding every deletion in memory, and it slows with the graph's size: a
         1.4 M-quad run graph took 67 s and 1.9 GiB that way, 44 s and 1.1 GiB quad by quad
-        (bench_kg.py --replace)."""
+        (bench/results/bench_kg-replace-20261201T041129.json)."""
         from tqdm import tqdm
 
         removed = 0
@@ -634,7 +635,7 @@ class _Spool:
                     path = self.directory / f"{len(self.existing)}.nt"
                     self.existing[g.value] = (open(path, "w", encoding="utf-8"), [0])
                 file, size = self.existing[g.value]
-                line = f"{q.subject} {q.predicate} {q.object} .\n"
+                line = _line(q)
                 if self.store is None:  # a push counts distinct triples, as the server will
                     seen = self.seen.setdefault(g.value, set())
                     if hash(line) in seen:
@@ -686,7 +687,7 @@ def _diff(path: Path, graph: NamedNode, store: OxStore, prefix: str, progress: b
     with open(canonical, "w", encoding="utf-8") as out:
         for batch in _canonical(parse(path=str(path), format=RdfFormat.N_TRIPLES)):
             parts.append(_keys(batch))
-            out.writelines(f"{q.subject} {q.predicate} {q.object} .\n" for q in batch)
+            out.writelines(map(_line, batch))
     new_keys = np.concatenate(parts) if parts else np.empty(0, dtype="S16")
     del parts
     incoming = np.sort(new_keys)
@@ -700,7 +701,7 @@ def _diff(path: Path, graph: NamedNode, store: OxStore, prefix: str, progress: b
             at = np.minimum(np.searchsorted(incoming, keys), max(len(incoming) - 1, 0))
             there = incoming[at] == keys if len(incoming) else np.zeros(len(batch), dtype=bool)
             kept.append(keys[there])
-            out.writelines(f"{q.subject} {q.predicate} {q.object} .\n" for q in compress(batch, ~there))
+            out.writelines(map(_line, compress(batch, ~there)))
         removed = out.tell() > 0
     del incoming
     to_add = ~np.isin(new_keys, np.concatenate(kept))
@@ -723,9 +724,18 @@ def _canonical(quads: Iterator[Quad]) -> Iterator[list[Quad]]:
     """Batches of quads with their typed literals in the store's canonical form (e.g.
     "25.0"^^xsd:decimal as "25"), which an in-memory store gives them; strings pass as they are."""
     while batch := list(islice(quads, _BATCH)):
-        typed = OxStore()
-        typed.extend(q for q in batch if isinstance(q.object, Literal) and q.object.datatype not in _PLAIN)
-        yield [q for q in batch if not (isinstance(q.object, Literal) and q.object.datatype not in _PLAIN)] + list(typed)
+        plain, typed = [], OxStore()
+        for q in batch:
+            if isinstance(q.object, Literal) and q.object.datatype not in _PLAIN:
+                typed.add(q)
+            else:
+                plain.append(q)
+        yield plain + list(typed)
+
+
+def _line(q: Quad) -> str:
+    """A quad's triple as an N-Triples line."""
+    return f"{q.subject} {q.predicate} {q.object} .\n"
 
 
 def _keys(quads: list[Quad]) -> np.ndarray:
