@@ -38,6 +38,7 @@ from filtag_kg.kg import queries
 from filtag_kg.kg.export import METHOD_NODES, export_tags, run_ids
 from filtag_kg.kg.vocab import Minter
 from filtag_kg.records import ActivationStats, TagSet
+from peak_rss import peak_rss_bytes
 
 TARGET_LOAD = 200_000  # triples/s
 TARGET_QUERY = 0.100  # s
@@ -148,30 +149,32 @@ def load_breakdown(tags: TagSet, directory: str) -> dict[str, float]:
             "bulk_loader_s": loader_s, "bulk_loader_rate": n / loader_s}
 
 
-def replace_breakdown(k: list[int], q: list[float], directory: str, timeout: float) -> dict[str, Any]:
-    """Reloading a run exported otherwise (`similar_classes` 20 -> 10: the run's graph changes a
-    little), both ways on copies of one store: as `Store.load` does, removing and adding only the
-    triples that differ, and as it did before 2026-12-01, removing the whole old graph quad by quad
-    and bulk-loading the new one (`_full_replacement`). Each in a fresh process (RocksDB's
-    background threads do not survive a fork), given up after `timeout` s, with its peak RSS."""
+def side_by_side(k: list[int], q: list[float], directory: str, ways: tuple[str, str],
+                 measure: Callable[[str, list[int], list[float], str], dict[str, float]], timeout: float) -> dict[str, Any]:
+    """`measure(path, k, q, way)` for each of two ways, on copies of one store holding the tagging
+    of `k`/`q`, each in a fresh process (RocksDB's background threads do not survive a fork),
+    given up after `timeout` s."""
     import multiprocessing
     import shutil
 
-    load_embedded(vgg16_tags(k, q), os.path.join(directory, "differing triples"))
-    shutil.copytree(os.path.join(directory, "differing triples"), os.path.join(directory, "whole graph"))
+    first = os.path.join(directory, ways[0])
+    load_embedded(vgg16_tags(k, q), first)
+    shutil.copytree(first, os.path.join(directory, ways[1]))
     out: dict[str, Any] = {}
-    for way in ("differing triples", "whole graph"):
+    for way in ways:
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             try:
-                out[way] = pool.apply_async(_timed_reload, (os.path.join(directory, way), k, q, way)).get(timeout)
+                out[way] = pool.apply_async(measure, (os.path.join(directory, way), k, q, way)).get(timeout)
             except multiprocessing.TimeoutError:
                 out[way] = {"timeout_s": timeout}
     return out
 
 
 def _timed_reload(path: str, k: list[int], q: list[float], way: str) -> dict[str, float]:
-    import resource
-
+    """Reloading a run exported otherwise (`similar_classes` 20 -> 10: the run's graph changes a
+    little): as `Store.load` does ("differing triples": removing and adding only the triples that
+    differ), or as it did before 2026-12-01 ("whole graph": removing the whole old graph quad by
+    quad and bulk-loading the new one, `_full_replacement`); with the peak RSS."""
     from filtag_kg.kg import store as store_module
     from filtag_kg.kg.store import Store
 
@@ -185,7 +188,29 @@ def _timed_reload(path: str, k: list[int], q: list[float], way: str) -> dict[str
         seconds = time.perf_counter() - start
         after = len(store)
     return {"quads_given": given, "store_before": before, "store_after": after, "seconds": seconds,
-            "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "max_rss_gb": peak_rss_bytes() / 2**30}
+
+
+def _timed_drop(path: str, k: list[int], q: list[float], way: str) -> dict[str, float]:
+    """Dropping the run's graph as `Store.drop` does ("rebuild": the graph outweighs the rest of the
+    store, which is copied into a new store), or quad by quad and compacted afterwards, as it did
+    before 2026-12-02 ("removal"); with the peak RSS and the store's size on disk afterwards."""
+    from filtag_kg.kg import store as store_module
+    from filtag_kg.kg.store import Store
+    from filtag_kg.kg.vocab import FT
+
+    if way == "removal":
+        store_module.REBUILD_MIN_QUADS = 2**63
+    with Store(path) as store:
+        (graph,), = store._rows(f"SELECT ?g WHERE {{ GRAPH ?g {{ ?run a <{FT}TaggingRun> }} }}")
+        before = len(store)
+        start = time.perf_counter()
+        store.drop(graph)
+        seconds = time.perf_counter() - start
+        after = len(store)
+    return {"store_before": before, "store_after": after, "seconds": seconds,
+            "max_rss_gb": peak_rss_bytes() / 2**30,
+            "disk_gb": sum(f.stat().st_size for f in Path(path).iterdir()) / 2**30}
 
 
 def _full_replacement(path: Path, graph: Any, store: Any, prefix: str, progress: bool) -> Any:
@@ -325,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="only measure reloading a run exported otherwise (a few of its triples change), "
                              "changing only the triples that differ and replacing the whole graph, on the "
                              "tagging of --k/--q (try --k 1 5 --q 1)")
+    parser.add_argument("--drop", action="store_true",
+                        help="only measure dropping the run of the tagging of --k/--q from a store that holds "
+                             "nothing else but its network and classes, by rebuilding the store and by removal")
     args = parser.parse_args(argv)
 
     result: dict[str, Any] = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -336,18 +364,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parts['quads']:,} quads: export alone {parts['export_rate']:,.0f}/s ({parts['export_s']:.1f} s), "
               f"bulk loader alone {parts['bulk_loader_rate']:,.0f}/s ({parts['bulk_loader_s']:.1f} s)")
         return _save(result, args.out / f"bench_kg-load-{stamp}.json")
-    if args.replace:
+    for mode, ways, measure in (("replace", ("differing triples", "whole graph"), _timed_reload),
+                                ("drop", ("rebuild", "removal"), _timed_drop)):
+        if not getattr(args, mode):
+            continue
         with tempfile.TemporaryDirectory(prefix="bench-kg-") as tmp:
-            result["replace"] = ways = replace_breakdown(args.k, args.q, tmp, timeout=3600)
-        for way, r in ways.items():
+            result[mode] = done = side_by_side(args.k, args.q, tmp, ways, measure, timeout=3600)
+        for way, r in done.items():
             print(f"{way:17s} " + (f"{r['store_before']:,} -> {r['store_after']:,} quads in {r['seconds']:.1f} s, "
                                    f"peak RSS {r['max_rss_gb']:.2f} GiB" if "seconds" in r else "given up"))
-        if all("seconds" in r for r in ways.values()):
-            diff, whole = ways["differing triples"], ways["whole graph"]
-            result["ratios"] = {"time": diff["seconds"] / whole["seconds"], "memory": diff["max_rss_gb"] / whole["max_rss_gb"]}
-            print(f"differing triples vs whole graph: {whole['seconds'] / diff['seconds']:.1f}x faster, "
+        if all("seconds" in r for r in done.values()):
+            ours, before = (done[way] for way in ways)
+            result["ratios"] = {"time": ours["seconds"] / before["seconds"], "memory": ours["max_rss_gb"] / before["max_rss_gb"]}
+            print(f"{ways[0]} vs {ways[1]}: {before['seconds'] / ours['seconds']:.1f}x faster, "
                   f"{result['ratios']['memory']:.2f}x the memory")
-        return _save(result, args.out / f"bench_kg-replace-{stamp}.json")
+        return _save(result, args.out / f"bench_kg-{mode}-{stamp}.json")
     with tempfile.TemporaryDirectory(prefix="bench-kg-") as tmp:
         tags = vgg16_tags(args.k, args.q)
         print(f"full: {len(tags):,} tags of {sum(tags.n_filters.values())} filters, {len(tags.classes)} classes, "

@@ -3,7 +3,8 @@ remote store against a real Oxigraph server on loopback: push, replace, drop, un
 pushes that leave the remote graph as it was, retries of transient errors, HTTP basic auth. A store
 (embedded or a server) of the format before 2026-12-01 is refused until upgraded, and the upgrade
 gives today's export, also when interrupted and run again. Drops (of a graph or a run)
-remove quad by quad and are finished after an interruption."""
+remove quad by quad, or rebuild the store without a graph that outweighs the rest, and are
+finished after an interruption."""
 
 from __future__ import annotations
 
@@ -141,6 +142,113 @@ def test_drop_command_removes_a_run_or_named_graphs(
     assert cli_ok("drop", other.value, below.value, "--store", path).count("(1 statements)") == 2
     with Store(path, read_only=True) as store:
         assert _snapshot(store) == before
+
+
+def _with_extras(path: Path, run_a: TagSet, run_b: TagSet) -> tuple[Store, ox.NamedNode, set[ox.Quad]]:
+    """A store holding two runs, a default-graph triple and an empty named graph; returns it, the
+    graph of run b and the quads that are not in that graph."""
+    store = Store(path)
+    store.load(export_tags(run_a))
+    store.load(export_tags(run_b))
+    store.oxigraph.add_graph(ox.NamedNode("https://example.org/empty"))
+    store.oxigraph.add(ox.Quad(ox.NamedNode("https://example.org/s"), ox.NamedNode("https://example.org/p"), ox.Literal("d")))
+    graph = export_graphs(run_b).run
+    return store, graph, {q for q in store.quads() if q.graph_name != graph}
+
+
+def _siblings(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir() if p != path)
+
+
+def test_a_graph_outweighing_the_rest_is_dropped_by_rebuilding_the_store(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, graph, rest = _with_extras(tmp_path / "store", run_a, run_b)
+    n, kept = store.count(graph), len(rest)
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", n)
+    monkeypatch.setattr(store_module, "REBUILD_MAX_KEPT", kept // n)  # the rest is more than that: removal
+    inode = os.stat(store.path).st_ino
+    assert store.drop(graph) == n and os.stat(store.path).st_ino == inode
+    store.load(export_tags(run_b))
+    monkeypatch.setattr(store_module, "REBUILD_MAX_KEPT", kept // n + 1)
+    blocker = store.path.with_name(store.path.name + store_module.REBUILDING)
+    blocker.write_text("not a directory")  # the copy cannot be written there: removal instead
+    assert store.drop(graph) == n and os.stat(store.path).st_ino == inode and _snapshot(store) == rest
+    blocker.unlink()
+    store.load(export_tags(run_b))
+    assert store.drop(graph) == n and os.stat(store.path).st_ino != inode  # a new directory took its place
+    assert _snapshot(store) == rest and ox.NamedNode("https://example.org/empty") in store.graphs()
+    assert _siblings(store.path) == [] and not list(store.path.glob("filtag-kg-*"))
+    store.load(export_tags(run_b))  # the rebuilt store works as any other
+    assert _count(store) == len(run_a) + len(run_b)
+
+
+def test_a_drop_interrupted_while_rebuilding_is_finished_when_the_store_is_opened(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "store"
+    store, graph, rest = _with_extras(path, run_a, run_b)
+    swap = store_module._finish_swap
+
+    def crash(_: Path) -> None:
+        raise KeyboardInterrupt
+
+    for crashed in ("copying", "before the swap", "between the renames"):
+        monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", store.count(graph))
+        if crashed == "copying":
+            store._write_journal({"drop": graph.value})
+            (path.parent / (path.name + store_module.REBUILDING)).mkdir()  # an incomplete copy
+            store.close()
+            monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", 10**9)  # the reopened store drops by removal
+        else:
+            monkeypatch.setattr(store_module, "_finish_swap", crash)
+            with pytest.raises(KeyboardInterrupt):
+                store.drop(graph)
+            monkeypatch.setattr(store_module, "_finish_swap", swap)
+            assert (path.parent / (path.name + store_module.REBUILDING) / store_module.REBUILT).exists()
+            if crashed == "between the renames":
+                path.rename(path.parent / (path.name + store_module.RETIRED))
+        gc.collect()
+        store = Store(path)
+        assert _snapshot(store) == rest and _siblings(path) == [] and not list(path.glob("filtag-kg-*")), crashed
+        store.load(export_tags(run_b))
+
+
+def test_a_crashed_loads_big_new_graph_is_rolled_back_by_rebuilding(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "store"
+    store, graph, rest = _with_extras(path, run_a, run_b)
+    store._write_journal({"token": "crashed", "fresh": [graph.value], "replaced": {}})  # as a load left it
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", store.count(graph))
+    store.close()
+    inode = os.stat(path).st_ino
+    with Store(path) as store:
+        assert _snapshot(store) == rest and os.stat(path).st_ino != inode
+        assert not (path / JOURNAL).exists() and _siblings(path) == []
+
+
+def test_a_rebuilding_drop_waits_while_the_store_is_read(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "store"
+    store, graph, rest = _with_extras(path, run_a, run_b)
+    n = store.count(graph)
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", n)
+    held, inode = store.oxigraph, os.stat(path).st_ino  # a second reference to the pyoxigraph store ...
+    assert store.drop(graph) == n and os.stat(path).st_ino == inode  # ... and the graph is removed instead
+    del held
+    store.load(export_tags(run_b))
+    reading = store.quads()  # keeps RocksDB open after the store object lets go of it
+    with pytest.raises(UserError, match="still read from"):
+        store.drop(graph)
+    assert next(reading) is not None
+    del reading, store
+    gc.collect()
+    with Store(path, read_only=True) as store:  # the old store, untouched until it is opened to write
+        assert store.count(graph) > 0
+    with Store(path) as store:
+        assert _snapshot(store) == rest and _siblings(path) == []
 
 
 def test_compaction_follows_big_loads_or_when_asked(

@@ -11,8 +11,10 @@ Loading replaces whole named graphs (reloading a run is idempotent) and is all-o
   new graphs (before their first quad arrives) and the files of removed and added triples of a
   load in progress: a failed load is rolled back at once, and opening the store after a crash
   rolls back an uncommitted load, so an interrupted load leaves the store as it was.
-  Dropping a graph removes it quad by quad once the journal names it; an interrupted drop is
-  finished before the next load or drop, or when the store is next opened.
+  Dropping a graph removes it quad by quad once the journal names it, or, for a graph of millions
+  of quads that outweighs the rest of the store, copies the rest into a new store directory that
+  then takes the old one's place; an interrupted drop is finished before the next load or drop, or
+  when the store is next opened.
 * remote: a graph the server lacks is PUT (Graph Store HTTP Protocol) in one request; a graph it
   has is PUT into a staging graph first and replaced by one SPARQL update (one transaction on the
   server) once all uploads are complete. Every upload is verified by counting; if anything fails,
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -48,6 +52,11 @@ COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only du
 JOURNAL = "filtag-kg-load.json"  # beside the store directory's data files
 BACKUP = "filtag-kg-backup-"  # file name prefix of the triples a load removes and adds (for its rollback)
 OPTIMIZE_MIN_QUADS = 1_000_000  # loads and drops from this size on are followed by a compaction
+REBUILD_MIN_QUADS = 1_000_000  # graphs from this size on are dropped by rebuilding the store without them ...
+REBUILD_MAX_KEPT = 4  # ... if the rest of the store has fewer than this many times their quads
+REBUILDING = ".filtag-kg-rebuild"  # suffix of the store directory's sibling a drop rebuilds the store in
+RETIRED = ".filtag-kg-retired"  # suffix of the old store directory between the swap and its removal
+REBUILT = "filtag-kg-rebuilt"  # file in a rebuilt store directory once it is complete
 LEGACY_TAG_LINK = NamedNode(FT + "inSelection")  # a tag's link to its selection in stores filled before 2026-12-01
 
 T = TypeVar("T")
@@ -67,6 +76,8 @@ class Store:
         `upgrade`: then it opens for its `upgrade()`."""
         self.path = Path(path) if path is not None else default_store_path()
         self.read_only = read_only
+        if not read_only:
+            _finish_swap(self.path)
         try:
             if read_only:
                 self.oxigraph = OxStore.read_only(str(self.path))
@@ -194,20 +205,24 @@ class Store:
 
     def drop(self, graph: NamedNode | str, progress: bool = False, optimize: bool | None = None) -> int:
         """Remove a named graph (nothing happens if it is not there); returns its number of quads.
-        Quad by quad, so memory stays flat however big the graph, after the journal has named it:
-        a drop that is interrupted (also by a crash) is finished before the next load or drop, or
-        when the store is next opened. `optimize` compacts the store afterwards, by default (None)
-        after drops of at least OPTIMIZE_MIN_QUADS quads: deletions leave tombstones that keep the
-        disk space (a full-size VGG16 run graph: 7.8 GB before, 0.2 GB after, 37 s)."""
+        Once the journal has named the graph, it is removed quad by quad, so memory stays flat
+        however big the graph; a graph of at least REBUILD_MIN_QUADS quads whose store holds fewer
+        than REBUILD_MAX_KEPT times as many other quads is dropped by copying the others into a new
+        store that replaces this one (`_rebuild_without`: a full-size VGG16 run graph in seconds
+        instead of 10 minutes). A drop that is interrupted (also by a crash) is finished before the
+        next load or drop, or when the store is next opened. `optimize` compacts the store
+        afterwards, by default (None) after drops of at least OPTIMIZE_MIN_QUADS quads by removal:
+        deletions leave tombstones that keep the disk space (a full-size VGG16 run graph: 7.8 GB
+        before, 0.2 GB after, 37 s); a rebuilt store has none."""
         g = _node(graph)
         if not self.oxigraph.contains_named_graph(g):
             return 0
         self._finish_unfinished()
         self._write_journal({"drop": g.value})
-        removed = self._remove_graph(g, progress)
+        removed, rebuilt = self._remove_graph(g, progress)
         self.oxigraph.flush()
         self._journal_path.unlink()
-        if optimize or (optimize is None and removed >= OPTIMIZE_MIN_QUADS):
+        if optimize or (optimize is None and removed >= OPTIMIZE_MIN_QUADS and not rebuilt):
             self.oxigraph.optimize()
         return removed
 
@@ -278,21 +293,81 @@ class Store:
         for t in parse(path=str(path), format=RdfFormat.N_TRIPLES):
             self.oxigraph.remove(Quad(t.subject, t.predicate, t.object, g))
 
-    def _remove_graph(self, g: NamedNode, progress: bool = False) -> int:
-        """Remove a graph quad by quad, for a drop or a load's rollback (whose journal makes the
-        removal safe to interrupt); returns the number of quads removed. Oxigraph's remove_graph
-        is one transaction holding every deletion in memory, and it slows with the graph's size: a
-        1.4 M-quad run graph took 67 s and 1.9 GiB that way, 44 s and 1.1 GiB quad by quad
+    def _remove_graph(self, g: NamedNode, progress: bool = False) -> tuple[int, bool]:
+        """Remove a graph, for a drop or a load's rollback (whose journal makes the removal safe to
+        interrupt); returns the number of quads removed and whether the store was rebuilt without
+        it (see `drop`) instead. Quad by quad otherwise: Oxigraph's remove_graph is one transaction
+        holding every deletion in memory, and it slows with the graph's size: a 1.4 M-quad run
+        graph took 67 s and 1.9 GiB that way, 44 s quad by quad
         (bench/results/bench_kg-replace-20261201T041129.json)."""
         from tqdm import tqdm
 
-        removed = 0
-        for q in tqdm(self.oxigraph.quads_for_pattern(None, None, None, g), disable=not progress,
+        size = self.count(g)
+        if size >= REBUILD_MIN_QUADS:
+            kept = self._count_others(g, limit=REBUILD_MAX_KEPT * size)
+            # only this object may hold the pyoxigraph store, or it could not be closed for the swap
+            if (kept < REBUILD_MAX_KEPT * size and isinstance(self.oxigraph, OxStore)
+                    and sys.getrefcount(self.oxigraph) == 2 and self._rebuild_without(g, kept, progress)):
+                return size, True
+        for q in tqdm(self.oxigraph.quads_for_pattern(None, None, None, g), total=size, disable=not progress,
                       desc=f"drop {g.value}", unit=" quads", mininterval=1.0):
             self.oxigraph.remove(q)
-            removed += 1
         self.oxigraph.remove_graph(g)  # the graph's name
-        return removed
+        return size, False
+
+    def _count_others(self, g: NamedNode, limit: int) -> int:
+        """The number of quads outside graph `g`, counted up to `limit`."""
+        total = 0
+        for h in [DefaultGraph(), *self.oxigraph.named_graphs()]:
+            if h == g or total >= limit:
+                continue
+            rows = self.oxigraph.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ {{ SELECT * WHERE {{ ?s ?p ?o }} "
+                                       f"LIMIT {limit - total} }} }}", default_graph=h)
+            total += int(next(iter(rows))["n"].value)
+        return total
+
+    def _rebuild_without(self, g: NamedNode, kept: int, progress: bool) -> bool:
+        """Replace the store by a copy without graph `g`: the other quads are bulk-loaded into a
+        sibling directory, with hard links to this store's own files (journal, backups), which
+        then takes the store directory's place (`_finish_swap`, which also finishes a swap that a
+        crash interrupted; an incomplete copy is discarded, and the journal still names the drop).
+        Returns False, with the store unchanged, if the copy cannot be written (e.g. the folder
+        holding the store is read-only, or the disk is full)."""
+        from tqdm import tqdm
+
+        fresh = self.path.with_name(self.path.name + REBUILDING)
+        graphs = [h for h in self.oxigraph.named_graphs() if h != g]
+        rest = (q for h in [DefaultGraph(), *graphs] for q in self.oxigraph.quads_for_pattern(None, None, None, h))
+        try:
+            shutil.rmtree(fresh, ignore_errors=True)
+            copy = OxStore(str(fresh))
+            copy.bulk_extend(tqdm(rest, total=kept, disable=not progress, desc=f"drop {g.value}: copy the rest",
+                                  unit=" quads", mininterval=1.0))
+            for h in graphs:
+                copy.add_graph(h)  # empty named graphs too
+            copy.flush()
+            del copy
+            for own in self.path.glob("filtag-kg-*"):
+                try:
+                    os.link(own, fresh / own.name)
+                except OSError:
+                    shutil.copy2(own, fresh / own.name)
+            with open(fresh / REBUILT, "w") as f:
+                os.fsync(f.fileno())
+            _fsync(str(fresh))
+        except OSError:
+            copy = None
+            shutil.rmtree(fresh, ignore_errors=True)
+            return False
+        del self.oxigraph  # the only reference (checked), so RocksDB closes and releases its lock ...
+        try:
+            OxStore(str(self.path))  # ... unless a query or iterator still reads it: then this fails
+        except OSError:
+            raise UserError(f"the store at {self.path} is still read from in this process, so the drop's rebuilt copy "
+                            "cannot take its place yet; it does when the store is next opened") from None
+        _finish_swap(self.path)
+        self.oxigraph = OxStore(str(self.path))
+        return True
 
     def _cleanup(self) -> None:
         """Remove the files of removed and added triples, commit markers and staging graphs no load
@@ -349,9 +424,29 @@ def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool
     return relinked
 
 
+def _finish_swap(path: Path) -> None:
+    """Put a store rebuilt by a drop (`Store._rebuild_without`) in the place of the old one, or
+    finish doing so after a crash; discard an incomplete rebuild and a retired store."""
+    fresh, retired = path.with_name(path.name + REBUILDING), path.with_name(path.name + RETIRED)
+    if (fresh / REBUILT).exists():
+        if path.exists():
+            shutil.rmtree(retired, ignore_errors=True)
+            path.rename(retired)
+        fresh.rename(path)
+        _fsync(str(path.parent))
+        (path / REBUILT).unlink()
+    elif fresh.is_dir():
+        shutil.rmtree(fresh)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
 def _fsync(path: str) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
+    """Make a file's content, or a directory's entries, durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class RemoteError(UserError):
