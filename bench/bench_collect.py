@@ -141,14 +141,16 @@ def ours_folder(model, root: Path, preprocess, size: int, batch_size: int) -> fl
 
 
 MEMORY_CHILD = """
-import os, resource, sys
+import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+sys.path.insert(0, sys.argv[2])
 import filtag_kg
 from filtag_kg.data import image_folder
 from filtag_kg.models import default_model
+from peak_rss import peak_rss_bytes
 source = image_folder(sys.argv[1], classes=[f"class{c}" for c in range(10)], fraction=1.0)
 filtag_kg.collect(default_model(), source, batch_size=128, progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peak_rss_bytes() // 1024)
 """
 
 
@@ -174,7 +176,8 @@ def folder_in_fresh_process(root: Path, side: str) -> float:
 
 
 def peak_memory(root: Path) -> int:
-    out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(root)], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(root), str(Path(__file__).parent)], check=True,
+                         capture_output=True, text=True)
     return int(out.stdout.strip().splitlines()[-1])  # KiB
 
 
