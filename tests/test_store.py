@@ -202,7 +202,7 @@ def test_a_drop_interrupted_while_rebuilding_is_finished_when_the_store_is_opene
             monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", 10**9)  # the reopened store drops by removal
         else:
             monkeypatch.setattr(store_module, "_finish_swap", crash)
-            with pytest.raises(KeyboardInterrupt):
+            with pytest.raises(UserError, match="when the store is next opened"):
                 store.drop(graph)
             monkeypatch.setattr(store_module, "_finish_swap", swap)
             assert (path.parent / (path.name + store_module.REBUILDING) / store_module.REBUILT).exists()
@@ -240,7 +240,7 @@ def test_a_rebuilding_drop_waits_while_the_store_is_read(
     del held
     store.load(export_tags(run_b))
     reading = store.quads()  # keeps RocksDB open after the store object lets go of it
-    with pytest.raises(UserError, match="still read from"):
+    with pytest.raises(UserError, match="still read from in this process"):
         store.drop(graph)
     assert next(reading) is not None
     del reading, store
@@ -249,6 +249,43 @@ def test_a_rebuilding_drop_waits_while_the_store_is_read(
         assert store.count(graph) > 0
     with Store(path) as store:
         assert _snapshot(store) == rest and _siblings(path) == []
+
+
+@pytest.mark.parametrize("crash", [None, "copying", "before the swap"])
+def test_a_big_graph_that_changes_is_replaced_by_rebuilding_the_store(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch, crash: str | None,
+) -> None:
+    def changed() -> Iterator[ox.Quad]:  # run a exported otherwise, and run b, whose graph is new
+        yield from export_tags(run_a, similar_classes=4)
+        yield from export_tags(run_b)
+
+    path = tmp_path / "kept" / "store"
+    store = Store(path)
+    store.load(export_tags(run_a, similar_classes=2))
+    before = _snapshot(store)
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", store.count(export_graphs(run_a).run))
+    reference = Store(tmp_path / "reference")
+    reference.load(changed())
+    inode, parse = os.stat(path).st_ino, store_module.parse
+    if crash == "copying":
+        monkeypatch.setattr(store_module, "parse", lambda **kw: _failing(parse(**kw), after=50))
+        with pytest.raises(RuntimeError, match="interrupted"):
+            store.load(changed())
+        assert _snapshot(store) == before and os.stat(path).st_ino == inode
+        store.close()
+    elif crash == "before the swap":
+        monkeypatch.setattr(store_module, "_finish_swap", lambda _: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(UserError, match="when the store is next opened"):
+            store.load(changed())
+    else:
+        assert store.load(changed()) == sum(1 for _ in changed())
+        store.close()
+    monkeypatch.undo()
+    gc.collect()
+    with Store(path) as store:
+        assert _snapshot(store) == (before if crash == "copying" else _snapshot(reference))
+        assert (os.stat(path).st_ino == inode) == (crash == "copying")
+        assert _siblings(path) == [] and not list(path.glob("filtag-kg-*"))
 
 
 def test_compaction_follows_big_loads_or_when_asked(
