@@ -511,6 +511,46 @@ def test_killed_load_is_rolled_back_or_kept_whole(
         assert after != before
 
 
+KILLED_SWAP = textwrap.dedent("""
+    import pathlib, time
+    from filtag_kg.kg import store as store_module
+
+    rename = pathlib.Path.rename
+
+    def stop(self, target):  # the old store moved aside, the rebuilt one not yet in its place
+        moved = rename(self, target)
+        if str(target).endswith(store_module.RETIRED):
+            print("reached", flush=True)
+            time.sleep(120)
+        return moved
+
+    pathlib.Path.rename = stop
+    store_module.REBUILD_MIN_QUADS = 1
+    store_module.Store({path!r}).drop({graph!r})
+""")
+
+
+def test_a_rebuild_killed_in_the_middle_of_its_swap_is_finished_when_the_store_is_opened(
+    tmp_path: Path, run_a: TagSet,
+) -> None:
+    path = tmp_path / "kept" / "store"
+    graph = export_graphs(run_a).run
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+        rest = {q for q in store.quads() if q.graph_name != graph}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SWAP.format(path=str(path), graph=graph.value)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = child.stdout.readline().decode()
+        assert line.strip() == "reached", child.stderr.read().decode()[-2000:]
+        assert not path.exists()  # the moment of the kill: no store directory at all
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with Store(path) as store:
+        assert _snapshot(store) == rest and _siblings(path) == []
+
+
 def test_bad_input_is_a_user_error(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     triple = ox.Triple(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("x"))
