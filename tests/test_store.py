@@ -547,6 +547,8 @@ def test_a_rebuild_killed_in_the_middle_of_its_swap_is_finished_when_the_store_i
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+    with pytest.raises(UserError, match="open it for writing once"):  # reading alone cannot finish the swap
+        Store(path, read_only=True)
     with Store(path) as store:
         assert _snapshot(store) == rest and _siblings(path) == []
 

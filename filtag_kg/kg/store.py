@@ -54,9 +54,9 @@ COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only du
 JOURNAL = "filtag-kg-load.json"  # beside the store directory's data files
 BACKUP = "filtag-kg-backup-"  # file name prefix of the triples a load removes and adds (for its rollback)
 OPTIMIZE_MIN_QUADS = 1_000_000  # loads and drops from this size on are followed by a compaction
-REBUILD_MIN_QUADS = 1_000_000  # graphs from this size on are dropped by rebuilding the store without them ...
+REBUILD_MIN_QUADS = 1_000_000  # graphs from this size on are dropped or replaced by rebuilding the store ...
 REBUILD_MAX_KEPT = 4  # ... if the rest of the store has fewer than this many times their quads
-REBUILDING = ".filtag-kg-rebuild"  # suffix of the store directory's sibling a drop rebuilds the store in
+REBUILDING = ".filtag-kg-rebuild"  # suffix of the store directory's sibling a drop or load rebuilds it in
 RETIRED = ".filtag-kg-retired"  # suffix of the old store directory between the swap and its removal
 REBUILT = "filtag-kg-rebuilt"  # file in a rebuilt store directory once it is complete
 LEGACY_TAG_LINK = NamedNode(FT + "inSelection")  # a tag's link to its selection in stores filled before 2026-12-01
@@ -88,6 +88,9 @@ class Store:
                 self.oxigraph = OxStore(str(self.path))
         except OSError as e:
             hint = " (another process, e.g. `filtag-kg serve`, has it open)" if "lock" in str(e).lower() else ""
+            if (self.path.with_name(self.path.name + REBUILDING) / REBUILT).exists():
+                hint = (" (a drop or load was interrupted while its rebuilt copy took the store's place: open it for "
+                        f"writing once to finish that, e.g. `filtag-kg upgrade --store {self.path}`)")
             raise UserError(f"cannot open the store at {self.path}{hint}: {e}") from None
         if not read_only:
             self._recover()
@@ -386,7 +389,7 @@ class Store:
                 os.fsync(f.fileno())
             _fsync(str(fresh))
         except OSError:
-            copy = None
+            copy = None  # closes a half-written copy before it is deleted
             shutil.rmtree(fresh, ignore_errors=True)
             return False
         del self.oxigraph  # the only reference (checked), so RocksDB closes and releases its lock ...
@@ -483,7 +486,8 @@ def _fsync(path: str) -> None:
 
 
 class _SwapPending(UserError):
-    """A rebuilt store is complete, but the old one is still open in this process."""
+    """A rebuilt store is complete but could not take the old one's place in this process (which
+    still reads the old one, or was interrupted); opening the store finishes the swap."""
 
 
 class RemoteError(UserError):
