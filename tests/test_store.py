@@ -377,15 +377,27 @@ def test_replacing_a_graph_removes_and_adds_only_what_differs(
     assert _snapshot(store) == _snapshot(reference)
 
 
-def test_interrupted_load_leaves_the_store_as_it_was(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
-    store = Store(tmp_path / "store")
+def test_interrupted_load_leaves_the_store_as_it_was(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = Store(tmp_path / "kept" / "store")
     store.load(export_tags(run_a))
-    before = _snapshot(store)
+    before, inode = _snapshot(store), os.stat(store.path).st_ino
     with pytest.raises(RuntimeError, match="interrupted"):
         store.load(_failing(export_tags(run_b), after=300))  # new graph
     with pytest.raises(RuntimeError, match="interrupted"):
         store.load(_failing(export_tags(run_b), after=300), export_graphs(run_a).run)  # replacing one
-    assert _snapshot(store) == before
+    assert _snapshot(store) == before and os.stat(store.path).st_ino == inode
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", 1)
+    monkeypatch.setattr(store_module, "REBUILD_MAX_KEPT", 10**6)
+
+    def interrupted(_: object) -> None:  # after the new graph is in the store, before the old ones change
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(store_module._Spool, "files", interrupted)
+    with pytest.raises(RuntimeError, match="interrupted"):  # the new graph goes by rebuilding the store
+        store.load(export_tags(run_b))
+    assert _snapshot(store) == before and os.stat(store.path).st_ino != inode and _siblings(store.path) == []
 
 
 class _FailingBulkLoad:

@@ -177,6 +177,7 @@ class Store:
                 raise  # the rebuilt store holds the whole load and takes the old one's place when next opened
             except BaseException:
                 if self._journal_path.exists():
+                    spool.store = None  # so that a big new graph can go by rebuilding (an interrupted first load)
                     self._rollback(journal)
                     self._journal_path.unlink()
                 self._cleanup()
