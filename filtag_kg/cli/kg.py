@@ -319,7 +319,10 @@ def register(cli: click.Group) -> None:
                   help=f"Accept SPARQL updates and graph store writes, with HTTP basic auth (user 'filtag-kg', "
                        f"password from ${PASSWORD_ENV}, else one printed at start).")
     def serve_command(store: Path | None, port: int, allow_updates: bool) -> None:
-        """Serve the store as a SPARQL endpoint on loopback (read-only unless --allow-updates)."""
+        """Serve the store as a SPARQL endpoint on loopback (read-only unless --allow-updates).
+        A read-only server answers from the store as it was when started: restart it to see what
+        later loads and drops changed (with --allow-updates it holds the store, and other commands
+        that write to it are refused until it stops)."""
         from ..config import default_store_path
         from ..kg.fair import serve
 
