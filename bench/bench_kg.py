@@ -199,7 +199,7 @@ def _timed_reload(path: str, k: list[int], q: list[float], way: str) -> dict[str
 def _timed_drop(path: str, k: list[int], q: list[float], way: str) -> dict[str, float]:
     """Dropping the run's graph as `Store.drop` does ("rebuild": the graph outweighs the rest of the
     store, which is copied into a new store), or quad by quad and compacted afterwards, as it did
-    before 2026-12-02 ("removal"); with the peak RSS and the store's size on disk afterwards."""
+    before commit daac377 ("removal"); with the peak RSS and the store's size on disk afterwards."""
     from filtag_kg.kg import store as store_module
     from filtag_kg.kg.store import Store
     from filtag_kg.kg.vocab import FT
