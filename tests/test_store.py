@@ -183,6 +183,20 @@ def test_a_graph_outweighing_the_rest_is_dropped_by_rebuilding_the_store(
     assert _count(store) == len(run_a) + len(run_b)
 
 
+def test_a_store_behind_a_symbolic_link_is_rebuilt_where_it_is(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, graph, rest = _with_extras(tmp_path / "disk" / "store", run_a, run_b)
+    store.close()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "disk" / "store")
+    store = Store(link)
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", store.count(graph))
+    store.drop(graph)
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["disk", "link"]
+    assert _siblings(tmp_path / "disk" / "store") == [] and _snapshot(store) == rest
+
+
 def test_a_drop_interrupted_while_rebuilding_is_finished_when_the_store_is_opened(
     tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -88,7 +88,7 @@ class Store:
                 self.oxigraph = OxStore(str(self.path))
         except OSError as e:
             hint = " (another process, e.g. `filtag-kg serve`, has it open)" if "lock" in str(e).lower() else ""
-            if (self.path.with_name(self.path.name + REBUILDING) / REBUILT).exists():
+            if (_beside(self.path, REBUILDING) / REBUILT).exists():
                 hint = (" (a drop or load was interrupted while its rebuilt copy took the store's place: open it for "
                         f"writing once to finish that, e.g. `filtag-kg upgrade --store {self.path}`)")
             raise UserError(f"cannot open the store at {self.path}{hint}: {e}") from None
@@ -362,7 +362,7 @@ class Store:
                     default_graph=h)))["n"].value)
         if kept >= limit:
             return False
-        fresh = self.path.with_name(self.path.name + REBUILDING)
+        fresh = _beside(self.path, REBUILDING)
         rest = (q for h in others for q in self.oxigraph.quads_for_pattern(None, None, None, h))
         try:
             shutil.rmtree(fresh, ignore_errors=True)
@@ -464,7 +464,7 @@ def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool
 def _finish_swap(path: Path) -> None:
     """Put a store rebuilt by a drop or load (`Store._rebuild`) in the place of the old one, or
     finish doing so after a crash; discard an incomplete rebuild and a retired store."""
-    fresh, retired = path.with_name(path.name + REBUILDING), path.with_name(path.name + RETIRED)
+    fresh, retired, path = _beside(path, REBUILDING), _beside(path, RETIRED), path.resolve()
     if (fresh / REBUILT).exists():
         if path.exists():
             shutil.rmtree(retired, ignore_errors=True)
@@ -475,6 +475,13 @@ def _finish_swap(path: Path) -> None:
     elif fresh.is_dir():
         shutil.rmtree(fresh)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    """The sibling of a store directory named with `suffix`: beside the directory itself where
+    `path` is a symbolic link to it, which then points to the rebuilt store."""
+    real = path.resolve()
+    return real.with_name(real.name + suffix)
 
 
 def _fsync(path: str) -> None:
