@@ -183,11 +183,12 @@ def test_a_graph_outweighing_the_rest_is_dropped_by_rebuilding_the_store(
     assert _count(store) == len(run_a) + len(run_b)
 
 
-def test_a_store_behind_a_symbolic_link_is_rebuilt_where_it_is(
+def test_a_store_behind_a_symbolic_link_is_rebuilt_where_it_is_with_its_mode(
     tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store, graph, rest = _with_extras(tmp_path / "disk" / "store", run_a, run_b)
     store.close()
+    (tmp_path / "disk" / "store").chmod(0o2770)  # a store shared by a group keeps its mode
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "disk" / "store")
     store = Store(link)
@@ -195,6 +196,7 @@ def test_a_store_behind_a_symbolic_link_is_rebuilt_where_it_is(
     store.drop(graph)
     assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["disk", "link"]
     assert _siblings(tmp_path / "disk" / "store") == [] and _snapshot(store) == rest
+    assert (tmp_path / "disk" / "store").stat().st_mode & 0o7777 == 0o2770
 
 
 def test_a_drop_interrupted_while_rebuilding_is_finished_when_the_store_is_opened(

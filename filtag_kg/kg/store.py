@@ -367,6 +367,7 @@ class Store:
         try:
             shutil.rmtree(fresh, ignore_errors=True)
             copy = OxStore(str(fresh))
+            shutil.copymode(self.path, fresh)  # e.g. a store shared by a group stays so
             copy.bulk_extend(tqdm(rest, total=kept, disable=not progress, desc=f"{what}: copy the rest",
                                   unit=" quads", mininterval=1.0))
             for g, path in graphs.items():
