@@ -351,6 +351,7 @@ class Store:
         holds the pyoxigraph store, which must be closed for the swap."""
         from tqdm import tqdm
 
+        # 2 = this attribute + getrefcount's argument (CPython); any other count means removal instead
         if size < REBUILD_MIN_QUADS or not isinstance(self.oxigraph, OxStore) or sys.getrefcount(self.oxigraph) != 2:
             return False
         others = [h for h in [DefaultGraph(), *self.oxigraph.named_graphs()] if h not in graphs]
