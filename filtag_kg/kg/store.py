@@ -168,16 +168,15 @@ class Store:
             self._write_journal(journal)
 
         with tempfile.TemporaryDirectory(prefix="filtag-kg-load-") as tmp:
-            spool = _Spool(self.oxigraph, target, Path(tmp))
+            spool = _Spool(target, Path(tmp))
             try:
-                self.oxigraph.bulk_extend(spool.split(_as_quads(quads_or_graph), progress, fresh))
+                self.oxigraph.bulk_extend(spool.split(_as_quads(quads_or_graph), self.oxigraph, progress, fresh))
                 if not self._replace(spool, journal, progress):
                     return spool.count
             except _SwapPending:
                 raise  # the rebuilt store holds the whole load and takes the old one's place when next opened
             except BaseException:
                 if self._journal_path.exists():
-                    spool.store = None  # so that a big new graph can go by rebuilding (an interrupted first load)
                     self._rollback(journal)
                     self._journal_path.unlink()
                 self._cleanup()
@@ -194,12 +193,10 @@ class Store:
         by rebuilding it (`_rebuild`, whose swap commits the load), others by removing and adding
         the triples that differ, named by the journal first (`_diff`)."""
         files = spool.files()
-        spool.store = None  # the spool is done with the store, which a rebuild must hold alone
         if self._rebuild({NamedNode(g): path for g, (path, _) in files.items()}, sum(n for _, n in files.values()),
                          progress, "load"):
             return True
-        spool.store = self.oxigraph
-        changed = spool.changed(str(self.path / f"{BACKUP}{journal['token']}-"), progress)
+        changed = spool.changed(self.oxigraph, str(self.path / f"{BACKUP}{journal['token']}-"), progress)
         if not journal["fresh"] and not changed:
             return False
         for g, change in changed.items():
@@ -611,7 +608,7 @@ class RemoteStore:
         target = _node(graph) if graph is not None else None
         token = uuid.uuid4().hex
         with tempfile.TemporaryDirectory(prefix="filtag-kg-push-") as tmp:
-            spool = _Spool(None, target, Path(tmp))
+            spool = _Spool(target, Path(tmp))
             n = spool.write(_as_quads(quads_or_graph), progress)
             files = spool.files()
             sizes = {g: size for g, (_, size) in files.items()}
@@ -747,17 +744,19 @@ class _Spool:
     (to stream into its bulk loader); quads of graphs it has (or, for a push, of every graph) go
     to one N-Triples file per graph, to be compared with the graph and swapped in as a whole."""
 
-    def __init__(self, store: OxStore | None, target: NamedNode | None, directory: Path) -> None:
-        """`store`: the store to be loaded, or None to give every graph a file of its own (push)."""
-        self.store, self.target, self.directory = store, target, directory
+    def __init__(self, target: NamedNode | None, directory: Path) -> None:
+        self.target, self.directory = target, directory
         self.count = 0
         self.fresh: set[str] = set()
         self.existing: dict[str, tuple[Any, list[int]]] = {}  # graph -> (N-Triples file, [triple count])
         self.seen: dict[str, set[int]] = {}  # for a push: hashes of the lines written per graph
 
-    def split(self, quads: Iterable[Quad], progress: bool, on_fresh: Callable[[str], None] | None = None) -> Iterator[Quad]:
-        """Yield the quads of graphs the store lacks, calling `on_fresh(graph)` before the first quad
-        of each such graph; write the quads of the other graphs to their files."""
+    def split(self, quads: Iterable[Quad], store: OxStore | None, progress: bool,
+              on_fresh: Callable[[str], None] | None = None) -> Iterator[Quad]:
+        """Yield the quads of graphs `store` lacks, calling `on_fresh(graph)` before the first quad
+        of each such graph; write the quads of the other graphs to their files. Without a store
+        (a push) every graph gets a file. The spool keeps no reference to the store, which a
+        rebuild must hold alone (`Store._rebuild`)."""
         from tqdm import tqdm
 
         try:
@@ -772,7 +771,7 @@ class _Spool:
                 if g.value not in self.existing:
                     if g.value.startswith(STAGING) or g == COMMITS:
                         raise UserError(f"graph name {g.value} is reserved for the store's own use")
-                    if self.store is not None and not self.store.contains_named_graph(g):
+                    if store is not None and not store.contains_named_graph(g):
                         if on_fresh is not None:
                             on_fresh(g.value)
                         self.fresh.add(g.value)
@@ -782,7 +781,7 @@ class _Spool:
                     self.existing[g.value] = (open(path, "w", encoding="utf-8"), [0])
                 file, size = self.existing[g.value]
                 line = _line(q)
-                if self.store is None:  # a push counts distinct triples, as the server will
+                if store is None:  # a push counts distinct triples, as the server will
                     seen = self.seen.setdefault(g.value, set())
                     if hash(line) in seen:
                         continue
@@ -795,8 +794,7 @@ class _Spool:
 
     def write(self, quads: Iterable[Quad], progress: bool) -> int:
         """Write every quad to its graph's file (a push: no store, so no graph is passed on)."""
-        assert self.store is None, "a spool with a store passes the quads of new graphs on: use split"
-        for _ in self.split(quads, progress):  # nothing is yielded without a store
+        for _ in self.split(quads, None, progress):  # nothing is yielded without a store
             pass
         return self.count
 
@@ -804,12 +802,11 @@ class _Spool:
         """The N-Triples file and triple count of each graph with a file of its own."""
         return {g: (Path(file.name), size[0]) for g, (file, size) in self.existing.items()}
 
-    def changed(self, prefix: str, progress: bool = False) -> dict[str, _Change]:
+    def changed(self, store: OxStore, prefix: str, progress: bool = False) -> dict[str, _Change]:
         """The existing graphs whose content differs from what the load brings, with the files
         (named `prefix` + graph number + .remove.nt / .add.nt) of the triples to remove from them
         and to add to them (see `_diff`)."""
-        assert self.store is not None
-        changes = {g: _diff(Path(file.name), NamedNode(g), self.store, f"{prefix}{i}", progress)
+        changes = {g: _diff(Path(file.name), NamedNode(g), store, f"{prefix}{i}", progress)
                    for i, (g, (file, _)) in enumerate(self.existing.items())}
         return {g: change for g, change in changes.items() if change is not None}
 
