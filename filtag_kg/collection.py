@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -162,6 +163,8 @@ def collect(
     names = select_layers(keras_model, list(layers) if layers else None)
     n_out = int(keras_model.outputs[0].shape[-1])
     classes = _check_classes(source, n_out)
+    if batch_size < 1 or checkpoint_every < 1:
+        raise UserError(f"batch size and checkpoint interval must be at least 1, got {batch_size} and {checkpoint_every}")
     if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
         raise UserError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
     splits = list(splits) if splits is not None else [s for s in (TRAIN, HELDOUT) if s in source.splits]
@@ -169,6 +172,9 @@ def collect(
         raise UserError(f"data set {source.name!r} has neither a 'train' nor a 'heldout' split to collect")
     if TRAIN in splits and splits[0] != TRAIN:
         raise UserError(f"splits {splits}: the 'train' split (class sums) must come first")
+    if TRAIN in splits and not len(source.split(TRAIN).positions(0, shard)):
+        raise UserError(f"the 'train' split of {source.name!r} has no images{' in this shard' if shard else ''} "
+                        f"(split settings {source.split_info}); nothing to compute z from")
 
     features = feature_model(keras_model, names)
     step = make_step(features, len(names))
@@ -187,6 +193,12 @@ def collect(
     progress_state: dict[str, Any] = {"split": splits[0], "position": 0, "heldout_parts": []}
     out_dir = Path(output) if output is not None else None
     if out_dir is not None:
+        try:  # a folder that cannot be written fails now, not after the collection
+            out_dir.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".filtag-kg-probe-")
+            probe.close()
+        except OSError as e:
+            raise UserError(f"cannot write the statistics into {out_dir}: {e.strerror or e}") from e
         resumed = _resume(out_dir, manifest)
         if resumed is not None:
             stats, progress_state = resumed
@@ -197,6 +209,9 @@ def collect(
             source.split(split_name), spec, step, stats, names, batch_size, progress_state, shard,
             keep_images=split_name == HELDOUT, out_dir=out_dir, checkpoint_every=checkpoint_every, progress=progress,
         )
+    if TRAIN in splits and stats.n_images == 0:
+        raise UserError(f"none of the images of the 'train' split of {source.name!r} could be read "
+                        f"(skipped: {stats.manifest['skipped'][TRAIN][:3]} …); nothing to compute z from")
     parts = progress_state["heldout_parts"]
     stats.heldout = HeldOut.concatenate(parts) if parts and any(len(p) for p in parts) else None
     stats.manifest["complete"] = True
@@ -270,9 +285,25 @@ def _pad(a: np.ndarray) -> np.ndarray:
     return np.concatenate([a, np.full((a.shape[0], TOP - a.shape[1]), fill, a.dtype)], axis=1)
 
 
+_IDENTITY_KEYS = ("dataset", "split", "batch_size", "shard")
+
+
 def _identity(manifest: dict[str, Any]) -> str:
-    keys = ("dataset", "split", "batch_size", "shard")
-    return json.dumps([manifest["model"]["hash"], [manifest[k] for k in keys]], sort_keys=True)
+    """What a checkpoint must share with the run resuming it: model, data set, split, batch size, shard."""
+    return json.dumps([manifest["model"]["hash"], [manifest[k] for k in _IDENTITY_KEYS]], sort_keys=True)
+
+
+def _difference(saved_identity: str | None, manifest: dict[str, Any]) -> str:
+    """Which part of the identity a checkpoint does not share with this run, as option-like words."""
+    try:
+        saved_hash, saved = json.loads(saved_identity or "")
+    except (ValueError, TypeError):
+        return "record"
+    _, now = json.loads(_identity(manifest))
+    names = {"dataset": "data set", "split": "split (fraction, seed, held-out)", "batch_size": "batch size", "shard": "shard"}
+    differ = (["model"] if saved_hash != manifest["model"]["hash"] else []) + [
+        names[k] for k, a, b in zip(_IDENTITY_KEYS, saved, now) if a != b]
+    return ", ".join(differ) or "record"
 
 
 def _checkpoint(out_dir: Path, stats: ActivationStats, state: dict[str, Any], split_name: str) -> None:
@@ -294,7 +325,8 @@ def _resume(out_dir: Path, manifest: dict[str, Any]) -> tuple[ActivationStats, d
         raise UserError(f"{out_dir} already holds a finished collection; choose another output folder or delete it")
     progress = saved.manifest.get("progress") or {}
     if progress.get("identity") != _identity(manifest):
-        raise UserError(f"{out_dir} holds a checkpoint of a different run (model, data or settings differ)")
+        raise UserError(f"{out_dir} holds a checkpoint of a different run (its {_difference(progress.get('identity'), manifest)} "
+                        "differs); resume with the same settings, or choose another output folder")
     print(f"resuming from checkpoint in {out_dir}: split {progress['split']!r}, image {progress['position']}",
           file=sys.stderr)
     parts = [saved.heldout] if saved.heldout is not None else []

@@ -109,6 +109,9 @@ def _array_split(name: str, images: np.ndarray, labels: np.ndarray, ids: list[st
     def make(spec: InputSpec, batch_size: int, positions: np.ndarray) -> "tf.data.Dataset":
         import tensorflow as tf
 
+        if images.shape[1:] != (spec.height, spec.width, spec.channels):
+            raise UserError(f"the {name} images are {'×'.join(map(str, images.shape[1:]))} (height×width×channels) "
+                            f"but the model takes {spec.height}×{spec.width}×{spec.channels}")
         ds = tf.data.Dataset.from_tensor_slices((images[positions], labels[positions], positions))
         ds = ds.batch(batch_size)
         if spec.preprocess is not None:

@@ -53,7 +53,11 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     from .tagging import tag
 
     out = out or demo_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot make the demo folder {out}: {e.strerror or e}") from e
+    Store(store).close()  # a store that cannot be opened fails now, not after the work
     if retrain or not default_model_path().is_file():
         click.echo("Training the default CNN on Animal-Shape (once; about half a minute on 2 cores) ...")
     loaded = default_model(retrain=retrain)

@@ -87,15 +87,21 @@ def select_layers(model: "keras.Model", patterns: list[str] | None = None) -> li
     convs = conv_layers(model)
     if not convs:
         raise UserError(f"model {model.name!r} has no convolutional layer (Conv2D, DepthwiseConv2D, SeparableConv2D)")
+    return match_layers(convs, patterns, "conv layer")
+
+
+def match_layers(names: list[str], patterns: list[str] | None, what: str = "layer") -> list[str]:
+    """The `names` matching any of the names or glob patterns (all without patterns), in their order;
+    a pattern that matches none is a UserError listing the names."""
     if not patterns:
-        return convs
-    chosen = []
+        return list(names)
+    chosen: set[str] = set()
     for pattern in patterns:
-        matched = [c for c in convs if fnmatch.fnmatchcase(c, pattern) or c.split("/")[-1] == pattern]
+        matched = [c for c in names if fnmatch.fnmatchcase(c, pattern) or c.split("/")[-1] == pattern]
         if not matched:
-            raise UserError(f"layer {pattern!r} matches no conv layer; conv layers: {', '.join(convs)}")
-        chosen.extend(m for m in matched if m not in chosen)
-    return [c for c in convs if c in chosen]
+            raise UserError(f"layer {pattern!r} matches no {what}; {what}s: {', '.join(names)}")
+        chosen.update(matched)
+    return [c for c in names if c in chosen]
 
 
 def describe_layers(model: "keras.Model") -> list[dict[str, Any]]:

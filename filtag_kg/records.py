@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from .errors import UserError
 
 ARTIFACT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -139,7 +142,7 @@ class ActivationStats:
             heldout = HeldOut.concatenate(heldouts)
             heldout = heldout.order(np.argsort(heldout.positions, kind="stable"))
         manifest = dict(self.manifest)
-        manifest.pop("shard", None)
+        manifest["shard"] = None
         return ActivationStats(
             layers=list(self.layers),
             classes=list(self.classes),
@@ -149,6 +152,52 @@ class ActivationStats:
             heldout=heldout,
             manifest=manifest,
         )
+
+    @classmethod
+    def merge_shards(cls, shards: Mapping[str, ActivationStats]) -> ActivationStats:
+        """The statistics of a whole collection from those of its shards (`collect --shard i/n`), given
+        by their folders: refuses unfinished parts, parts of another collection (model, data set,
+        split or layers differ), and shards repeated or missing, naming the folders."""
+        if not shards:
+            raise UserError("no shards to merge")
+        (first_path, first), *rest = shards.items()
+        seen: dict[int, str] = {}
+        count = None
+        for path, part in shards.items():
+            if not part.manifest.get("complete", True):
+                raise UserError(f"{path} is an unfinished collection; run its `collect` again to finish it")
+            shard = part.manifest.get("shard")
+            if not shard:
+                raise UserError(f"{path} is not a shard (collected without --shard); there is nothing to merge it with")
+            index, n = int(shard[0]), int(shard[1])
+            if count is not None and n != count:
+                raise UserError(f"{path} is shard {index}/{n}, {first_path} one of {count}: shards of different splittings")
+            count = n
+            if index in seen:
+                raise UserError(f"{seen[index]} and {path} are both shard {index}/{n}")
+            seen[index] = path
+            for what, key in (("model", lambda m: m.get("model", {}).get("hash")), ("data set", lambda m: m.get("dataset")),
+                              ("train/held-out split", lambda m: m.get("split"))):
+                if key(part.manifest) != key(first.manifest):
+                    raise UserError(f"{path} and {first_path} are not shards of one collection: their {what} differs")
+            if (part.layers, part.classes, part.n_filters) != (first.layers, first.classes, first.n_filters):
+                raise UserError(f"{path} and {first_path} are not shards of one collection: "
+                                "their layers, classes or filter counts differ")
+        missing = sorted(set(range(count or 0)) - set(seen))
+        if missing:
+            raise UserError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: "
+                            "merge needs every shard of the collection once")
+        merged = first
+        for _, part in rest:
+            merged = merged.merge(part)
+        skipped: dict[str, list[str]] = {}
+        for part in shards.values():
+            for split, ids in (part.manifest.get("skipped") or {}).items():
+                skipped.setdefault(split, []).extend(ids)
+        merged.manifest = {**merged.manifest, "shard": None,
+                           "skipped": {split: sorted(ids) for split, ids in skipped.items()},
+                           "created": max(str(p.manifest.get("created", "")) for p in shards.values())}
+        return merged
 
     # -- on-disk artifact -------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -184,15 +233,28 @@ class ActivationStats:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ActivationStats:
-        """Read an artifact written by `save` (the manifest inside the arrays file is authoritative)."""
+        """Read an artifact written by `save` (the manifest inside the arrays file is authoritative).
+        A missing, truncated or foreign artifact is a UserError that names the folder."""
         directory = Path(directory)
-        manifest_path = directory / MANIFEST_NAME
-        if not manifest_path.is_file() or not (directory / ARRAYS_NAME).is_file():
-            raise FileNotFoundError(f"{directory}: no statistics artifact here (expected {MANIFEST_NAME}, {ARRAYS_NAME})")
+        if not (directory / MANIFEST_NAME).is_file() or not (directory / ARRAYS_NAME).is_file():
+            raise UserError(f"{directory}: no statistics here (expected {MANIFEST_NAME} and {ARRAYS_NAME} "
+                            "from `filtag-kg collect`)")
+        try:
+            return cls._read(directory)
+        except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError) as e:
+            if isinstance(e, UserError):
+                raise
+            raise UserError(f"{directory}: unreadable statistics ({type(e).__name__}: {e}); "
+                            "collect them again into an empty folder") from e
+
+    @classmethod
+    def _read(cls, directory: Path) -> ActivationStats:
         with np.load(directory / ARRAYS_NAME, allow_pickle=False) as z:
-            manifest = json.loads(str(z[MANIFEST_NAME]) if MANIFEST_NAME in z.files else manifest_path.read_text())
+            text = str(z[MANIFEST_NAME]) if MANIFEST_NAME in z.files else (directory / MANIFEST_NAME).read_text()
+            manifest = json.loads(text)
             if manifest.get("artifact_version") != ARTIFACT_VERSION:
-                raise ValueError(f"{directory}: unsupported artifact version {manifest.get('artifact_version')!r}")
+                raise UserError(f"{directory}: statistics of artifact version {manifest.get('artifact_version')!r}; "
+                                f"this filtag-kg reads version {ARTIFACT_VERSION}")
             layers = list(manifest["layers"])
             sums = {m: z[f"sums/{j}"] for j, m in enumerate(layers)}
             counts = z["counts"]
@@ -206,10 +268,14 @@ class ActivationStats:
                     top_probs=z["heldout/top_probs"],
                     vectors={m: z[f"heldout/vectors/{j}"] for j, m in enumerate(layers)},
                 )
+        n_filters = dict(zip(layers, (int(n) for n in manifest["n_filters"])))
+        classes = list(manifest["classes"])
+        if any(sums[m].shape != (len(classes), n_filters[m]) for m in layers) or counts.shape != (len(classes),):
+            raise ValueError("array shapes disagree with the manifest's classes and filter counts")
         return cls(
             layers=layers,
-            classes=list(manifest["classes"]),
-            n_filters=dict(zip(layers, (int(n) for n in manifest["n_filters"]))),
+            classes=classes,
+            n_filters=n_filters,
             sums=sums,
             counts=counts,
             heldout=heldout,
@@ -310,21 +376,37 @@ class TagSet:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> TagSet:
-        """Read a tag set written by `save`."""
+        """Read a tag set written by `save`; a missing or damaged one is a UserError naming the folder."""
+        directory = Path(directory)
+        if not (directory / TAGS_NAME).is_file() or not (directory / MANIFEST_NAME).is_file():
+            raise UserError(f"{directory}: no tag set here (expected {TAGS_NAME} and {MANIFEST_NAME} "
+                            "from `filtag-kg tag`)")
+        try:
+            return cls._read(directory)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            if isinstance(e, UserError):
+                raise
+            raise UserError(f"{directory}: unreadable tag set ({type(e).__name__}: {e}); "
+                            "tag the statistics again into an empty folder") from e
+
+    @classmethod
+    def _read(cls, directory: Path) -> TagSet:
         import csv
 
-        directory = Path(directory)
-        manifest_path, tags_path = directory / MANIFEST_NAME, directory / TAGS_NAME
-        if not tags_path.is_file() or not manifest_path.is_file():
-            raise FileNotFoundError(f"{directory}: no tag set here (expected {TAGS_NAME} and {MANIFEST_NAME})")
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads((directory / MANIFEST_NAME).read_text())
         layers, classes = list(manifest["layers"]), list(manifest["classes"])
         selections = [(m, int(p) if m == K_BEST else float(p)) for m, p in manifest["selections"]]
+        if len(set(selections)) < len(selections) or not {m for m, _ in selections} <= set(METHODS):
+            raise ValueError(f"selections {selections} repeat one or name an unknown method")
         layer_pos = {m: i for i, m in enumerate(layers)}
         sel_pos = {(m, float(p)): i for i, (m, p) in enumerate(selections)}
-        with tags_path.open(newline="") as f:
+        with (directory / TAGS_NAME).open(newline="") as f:
             rows = list(csv.DictReader(f))
-        return cls(
+        for line, r in enumerate(rows, start=2):
+            if r["layer"] not in layer_pos or (r["method"], float(r["parameter"])) not in sel_pos:
+                raise ValueError(f"{TAGS_NAME} line {line}: layer {r['layer']!r} or selection "
+                                 f"{r['method']} {r['parameter']} is not in the manifest")
+        tags = cls(
             layers=layers, classes=classes, n_filters=dict(zip(layers, (int(n) for n in manifest["n_filters"]))),
             selections=selections,
             layer_index=np.array([layer_pos[r["layer"]] for r in rows], np.int32),
@@ -335,6 +417,12 @@ class TagSet:
             selection_index=np.array([sel_pos[(r["method"], float(r["parameter"]))] for r in rows], np.int16),
             manifest={k: v for k, v in manifest.items() if k not in ("kind", "selections")},
         )
+        limits = np.array([tags.n_filters[m] for m in layers])[tags.layer_index]
+        bad = np.flatnonzero((tags.filter_index < 0) | (tags.filter_index >= limits) | (tags.class_index < 0)
+                             | (tags.class_index >= len(classes)))
+        if len(bad):
+            raise ValueError(f"{TAGS_NAME} line {int(bad[0]) + 2}: filter or class index beyond the manifest's")
+        return tags
 
     def tag_matrix(self, layer: str, method: str, parameter: float) -> np.ndarray:
         """Boolean [n_filters, n_classes]: True where the filter carries the class as a tag."""
@@ -363,6 +451,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same directory, then rename: never a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; the result is shared like any file
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -371,3 +460,10 @@ def _atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .errors import UserError
+from .models import match_layers
 from .records import K_BEST, Q_QUANTILE, ActivationStats, TagSet
 
 
@@ -44,16 +45,14 @@ def tag(
 ) -> TagSet:
     """Tag the filters of `stats` with k-best and/or q-quantile selection; several k and q in one go.
 
-    With neither k nor q, k = 1. Classes without images in the statistics get no tags.
+    With neither k nor q, k = 1; a k or q given twice counts once. `layers` are names or glob
+    patterns (default: all collected). Classes without images in the statistics get no tags.
     """
     ks = _as_list(k)
     qs = _as_list(q)
     if not ks and not qs:
         ks = [1]
-    layers = list(stats.layers if layers is None else layers)
-    for m in layers:
-        if m not in stats.n_filters:
-            raise TaggingError(f"layer {m!r} is not in the statistics; layers: {', '.join(stats.layers)}")
+    layers = match_layers(stats.layers, list(layers) if layers is not None else None, "collected layer")
     for kv in ks:
         if int(kv) != kv or kv < 1:
             raise TaggingError(f"k must be a whole number of at least 1, got {kv}")
@@ -64,7 +63,9 @@ def tag(
         if not 0 < qv <= 100:
             raise TaggingError(f"q must be in (0, 100], got {qv}")
 
-    selections: list[tuple[str, float]] = [(K_BEST, int(kv)) for kv in ks] + [(Q_QUANTILE, float(qv)) for qv in qs]
+    # a k or q given twice is one selection (dict keys keep the order given)
+    selections: list[tuple[str, float]] = list(dict.fromkeys(
+        [(K_BEST, int(kv)) for kv in ks] + [(Q_QUANTILE, float(qv)) for qv in qs]))
     present = np.flatnonzero(stats.counts > 0)
     cols: dict[str, list[np.ndarray]] = {n: [] for n in ("layer", "filter", "class", "score", "rank", "sel")}
     for li, m in ((stats.layers.index(m), m) for m in layers):

@@ -24,6 +24,13 @@ def test_collect_tag_and_errors(run_cli, default_model, tmp_path, cli_ok) -> Non
     assert code == 2 and "k=40 is larger than the 32 filters of layer 'conv4'" in err
     code, _, err = run_cli("tag", stats_dir, "-q", "0", "--out", tmp_path / "bad")
     assert code == 2 and "q must be in (0, 100], got 0" in err
+    code, _, err = run_cli("tag", stats_dir, "--out", stats_dir)
+    assert code == 2 and "holds statistics" in err
+    code, _, err = run_cli("collect", "--out", tmp_path / "bad", "--batch-size", "0")
+    assert code == 2 and "--batch-size" in err
+    (tmp_path / "file").write_text("")
+    code, _, err = run_cli("tag", stats_dir, "--out", tmp_path / "file" / "tags")
+    assert code == 1 and f"Error: {tmp_path / 'file' / 'tags'}: Not a directory" in err
     assert not (tmp_path / "bad").exists()  # nothing written on bad input
 
 
@@ -37,6 +44,18 @@ def test_shards_merge_on_the_command_line(run_cli, default_model, tmp_path, cli_
     assert merged.heldout.image_ids == whole.heldout.image_ids
     code, _, err = run_cli("collect", "--out", tmp_path / "x", "--shard", "2/2")
     assert code == 2 and "--shard 2/2" in err
+    before = (tmp_path / "s0" / "arrays.npz").read_bytes()
+    code, _, err = run_cli("merge", tmp_path / "s0", tmp_path / "s1")  # OUT forgotten: s0 would be overwritten
+    assert code == 2 and "OUT" in err and "s0 already holds statistics" in err
+    code, _, err = run_cli("merge", tmp_path / "s0", tmp_path / "s0", tmp_path / "s1")
+    assert code == 2 and "is one of the shards" in err
+    code, _, err = run_cli("merge", tmp_path / "m2", tmp_path / "s0", tmp_path / "s0")
+    assert code == 2 and "given twice" in err
+    code, _, err = run_cli("merge", tmp_path / "merged", tmp_path / "s0", tmp_path / "s1")
+    assert code == 2 and "already holds statistics" in err
+    code, _, err = run_cli("merge", tmp_path / "m3", tmp_path / "s0", tmp_path / "whole")
+    assert code == 2 and "whole is not a shard" in err
+    assert (tmp_path / "s0" / "arrays.npz").read_bytes() == before and not (tmp_path / "m3").exists()
 
 
 def test_model_and_data_errors(run_cli, default_model, tmp_path) -> None:

@@ -57,5 +57,14 @@ def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path, cli
     assert code == 2 and "'k-best 7' is not in the tag set" in err
     code, _, err = run_cli("evaluate", "--tags", tmp_path / "nothing")
     assert code == 2 and "no tag set in" in err
+    cli_ok("collect", "--out", tmp_path / "conv1", "--layer", "conv1")
+    cli_ok("tag", tmp_path / "conv1", "--out", tmp_path / "conv1-tags")
+    code, _, err = run_cli("evaluate", "--tags", tmp_path / "conv1-tags", "--stats", tmp_path / "conv1-tags", "--no-store")
+    assert code == 2 and "conv1-tags: no statistics here" in err
+    code, _, err = run_cli("evaluate", "--tags", demo / "tags", "--stats", tmp_path / "conv1", "--no-store",
+                           "--out", tmp_path / "ev1")
+    assert code == 0 and "lacks the tagged layer(s) conv2, conv3, conv4, conv5; explaining with conv1" in err
+    code, _, err = run_cli("evaluate", "--tags", demo / "tags", "--stats", tmp_path / "conv1", "--store", tmp_path / "ev1" / "hits.csv")
+    assert code == 2 and "hits.csv" in err and "evaluated for" not in _  # the store fails before the work
     assert TagSet.load(demo / "tags").selections[0] == ("k-best", 1)
     np.testing.assert_array_equal(stats.heldout.labels, held.labels)

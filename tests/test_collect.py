@@ -90,12 +90,33 @@ def test_heldout_vectors_and_predictions(data: tuple[np.ndarray, np.ndarray]) ->
 def test_shards_merge_to_single_run(split_run) -> None:
     model, source, whole = split_run
     parts = [filtag_kg.collect(model, source, batch_size=4, shard=(i, 3), progress=False) for i in range(3)]
-    merged = parts[0].merge(parts[1]).merge(parts[2])
+    merged = ActivationStats.merge_shards({f"s{i}": part for i, part in enumerate(reversed(parts))})
+    assert merged.manifest["shard"] is None
     for m in whole.layers:
         np.testing.assert_allclose(merged.sums[m], whole.sums[m], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(merged.heldout.vectors[m], whole.heldout.vectors[m], atol=1e-6)
     np.testing.assert_array_equal(merged.counts, whole.counts)
     assert merged.heldout.image_ids == whole.heldout.image_ids
+
+
+def test_merge_refuses_what_is_not_all_shards_of_one_collection(split_run, data) -> None:
+    model, source, whole = split_run
+    parts = [filtag_kg.collect(model, source, batch_size=4, shard=(i, 2), progress=False) for i in range(2)]
+    with pytest.raises(UserError, match="shard\\(s\\) 1/2 missing"):
+        ActivationStats.merge_shards({"s0": parts[0]})
+    with pytest.raises(UserError, match="s0 and again are both shard 0/2"):
+        ActivationStats.merge_shards({"s0": parts[0], "again": parts[0], "s1": parts[1]})
+    with pytest.raises(UserError, match="whole is not a shard"):
+        ActivationStats.merge_shards({"s0": parts[0], "whole": whole})
+    images, labels = data
+    other_split = array_source(images[:20], labels[:20], heldout=(images[20:], labels[20:]))
+    stranger = filtag_kg.collect(model, other_split, batch_size=4, shard=(1, 2), progress=False)
+    stranger.manifest["dataset"]["name"] = "other"
+    with pytest.raises(UserError, match="s0 are not shards of one collection: their data set differs"):
+        ActivationStats.merge_shards({"s0": parts[0], "x1": stranger})
+    three = filtag_kg.collect(model, source, batch_size=4, shard=(1, 3), progress=False)
+    with pytest.raises(UserError, match="shards of different splittings"):
+        ActivationStats.merge_shards({"s0": parts[0], "t1": three})
 
 
 def test_interrupted_run_resumes_to_same_numbers(split_run, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,7 +197,7 @@ def test_pipelines_run_without_tf_data_autotuning(tmp_path, data: tuple[np.ndarr
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a" / "0.png")
     spec = InputSpec(8, 8, 3, lambda x: x / 255.0)
     images, labels = data
-    for source in (image_folder(tmp_path, fraction=1.0), array_source(images, labels)):
+    for source in (image_folder(tmp_path, fraction=1.0), array_source(images[:, :8, :8], labels)):
         options = source.split("train").dataset(spec, 4).options()
         assert options.autotune.enabled is False
 
@@ -194,6 +215,15 @@ def test_bad_input_is_named(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> No
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(UserError, match="empty_class has no JPEG or PNG"):
         image_folder(tmp_path)
+    with pytest.raises(UserError, match=r"the train images are 6×6×3 \(height×width×channels\) but the model takes 12×12×3"):
+        filtag_kg.collect(model, images[:, :6, :6], labels=labels, progress=False)
+    with pytest.raises(UserError, match="batch size and checkpoint interval must be at least 1, got 0"):
+        filtag_kg.collect(model, images, labels=labels, batch_size=0, progress=False)
+    with pytest.raises(UserError, match="'train' split of 'arrays' has no images in this shard"):
+        filtag_kg.collect(model, images[:2], labels=[0, 2], shard=(2, 3), progress=False)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="cannot write the statistics into .*a_file"):
+        filtag_kg.collect(model, images, labels=labels, output=tmp_path / "a_file" / "stats", progress=False)
 
 
 def test_nested_model_layers_are_found_and_collected(data: tuple[np.ndarray, np.ndarray]) -> None:

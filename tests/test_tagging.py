@@ -84,7 +84,7 @@ def test_errors_name_the_value_and_layer() -> None:
         filtag_kg.tag(stats, q=100.5)
     with pytest.raises(UserError, match="whole number"):
         filtag_kg.tag(stats, k=1.5)
-    with pytest.raises(UserError, match="layer 'c' is not in the statistics"):
+    with pytest.raises(UserError, match="layer 'c' matches no collected layer"):
         filtag_kg.tag(stats, layers=["c"])
 
 
@@ -101,7 +101,7 @@ def test_stats_and_tags_round_trip(tmp_path) -> None:
     back = TagSet.load(tmp_path / "tags")
     assert list(back) == list(tags)
     assert back.selections == tags.selections
-    with pytest.raises(FileNotFoundError, match="no tag set here"):
+    with pytest.raises(UserError, match="no tag set here"):
         TagSet.load(tmp_path / "stats")
 
 
@@ -110,3 +110,55 @@ def test_merge_rejects_different_layers() -> None:
     b = ActivationStats.empty(["a"], a.classes, {"a": 7})
     with pytest.raises(ValueError, match="cannot merge"):
         a.merge(b)
+
+
+def test_a_k_or_q_given_twice_is_one_selection() -> None:
+    stats = random_stats()
+    tags = filtag_kg.tag(stats, k=[2, 1, 2], q=[5, 5.0], layers=["b", "b"])
+    assert tags.selections == [("k-best", 2), ("k-best", 1), ("q-quantile", 5.0)]
+    assert len(tags) == 3 * (2 + 1 + 2)  # 3 classes with images, layer b once: 2 + 1 + round(0.05·40) tags each
+    assert filtag_kg.tag(stats, layers=["?"]).layers == ["a", "b"]  # glob patterns, as for collect
+
+
+def test_damaged_artifacts_are_named_user_errors(tmp_path) -> None:
+    import json
+
+    stats, tags = random_stats(), None
+    stats.save(tmp_path / "stats")
+    tags = filtag_kg.tag(stats, k=[1, 2])
+    tags.save(tmp_path / "tags")
+    arrays = tmp_path / "stats" / "arrays.npz"
+    arrays.write_bytes(arrays.read_bytes()[:200])  # truncated
+    with pytest.raises(UserError, match=r"stats: unreadable statistics \(BadZipFile"):
+        ActivationStats.load(tmp_path / "stats")
+    with pytest.raises(UserError, match="no statistics here"):
+        ActivationStats.load(tmp_path / "tags")
+    csv_path, manifest_path = tmp_path / "tags" / "tags.csv", tmp_path / "tags" / "manifest.json"
+    good_csv, good_manifest = csv_path.read_text(), manifest_path.read_text()
+    csv_path.write_text(good_csv.replace("\na,", "\nz9,", 1))
+    with pytest.raises(UserError, match="tags.csv line 2: layer 'z9'"):
+        TagSet.load(tmp_path / "tags")
+    csv_path.write_text(good_csv.rsplit(",", 3)[0])  # last row cut short
+    with pytest.raises(UserError, match="unreadable tag set"):
+        TagSet.load(tmp_path / "tags")
+    csv_path.write_text(good_csv)
+    manifest = json.loads(good_manifest)
+    manifest["selections"].append(manifest["selections"][0])
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="repeat one"):
+        TagSet.load(tmp_path / "tags")
+    manifest_path.write_text(good_manifest[:-20])
+    with pytest.raises(UserError, match="JSONDecodeError"):
+        TagSet.load(tmp_path / "tags")
+
+
+def test_artifacts_are_readable_as_the_umask_allows(tmp_path) -> None:
+    import os
+
+    old = os.umask(0o027)
+    try:
+        random_stats().save(tmp_path / "stats")
+    finally:
+        os.umask(old)
+    assert {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "stats").iterdir()} == {
+        "arrays.npz": 0o640, "manifest.json": 0o640}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -39,3 +40,10 @@ def main() -> None:
     except UserError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)
+    except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as e:  # a file or folder that cannot be read or written: name it, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"Error: {where}{e.strerror or e}", err=True)
+        sys.exit(1)

@@ -57,11 +57,12 @@ def register(cli: click.Group) -> None:
     @click.option("--fraction", default=0.8, show_default=True, help="Share of each class used for tagging; the rest is held out.")
     @click.option("--seed", default=0, show_default=True, help="Seed of the train/held-out split.")
     @click.option("--layer", "-l", "layers", multiple=True, help="Conv layer name or glob pattern (repeatable); default: all conv layers.")
-    @click.option("--batch-size", "-b", default=64, show_default=True)
+    @click.option("--batch-size", "-b", default=64, show_default=True, type=click.IntRange(min=1))
     @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
                   help="Folder for the statistics (arrays.npz + manifest.json); an interrupted run resumes from it.")
     @click.option("--shard", help="Process only shard INDEX/COUNT of the images (merge the shards with `filtag-kg merge`).")
-    @click.option("--checkpoint-every", default=50, show_default=True, help="Batches between checkpoints.")
+    @click.option("--checkpoint-every", default=50, show_default=True, type=click.IntRange(min=1),
+                  help="Batches between checkpoints.")
     @click.option("--mixed-precision", is_flag=True,
                   help="Compute in float16 with float32 weights (Keras mixed_float16): faster on GPUs with float16 units.")
     def collect(model: str, weights: str, data: str, heldout: str | None, fraction: float, seed: int,
@@ -84,30 +85,34 @@ def register(cli: click.Group) -> None:
     @click.argument("out", type=click.Path(file_okay=False))
     @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
     def merge(out: str, shards: tuple[str, ...]) -> None:
-        """Merge the statistics of shards (from `collect --shard`) into OUT."""
-        from ..records import ActivationStats
+        """Merge the statistics of all shards of one collection (from `collect --shard I/N`) into the
+        new folder OUT: `filtag-kg merge OUT SHARD0 SHARD1 …`."""
+        from ..records import MANIFEST_NAME, ActivationStats
 
-        parts = [ActivationStats.load(s) for s in shards]
-        for path, part in zip(shards, parts):
-            if not part.manifest.get("complete"):
-                raise UserError(f"{path} is an unfinished collection; run its `collect` again to finish it")
-        merged = parts[0]
-        for part in parts[1:]:
-            merged = merged.merge(part)
+        out_path, paths = Path(out).resolve(), [Path(s).resolve() for s in shards]
+        if len(set(paths)) < len(paths):
+            raise UserError("a shard folder is given twice: " + ", ".join(s for s, p in zip(shards, paths) if paths.count(p) > 1))
+        if out_path in paths:
+            raise UserError(f"OUT {out} is one of the shards; give the merged statistics a folder of their own")
+        if (out_path / MANIFEST_NAME).exists():
+            raise UserError(f"OUT {out} already holds statistics or tags; choose another folder or delete it")
+        merged = ActivationStats.merge_shards({s: ActivationStats.load(s) for s in shards})
         merged.save(out)
-        click.echo(f"merged {len(parts)} shards: {merged.n_images:,} images -> {out}")
+        click.echo(f"merged {len(shards)} shards: {merged.n_images:,} images -> {out}")
 
     @cli.command()
     @click.argument("stats_dir", type=click.Path(exists=True, file_okay=False))
     @click.option("-k", "ks", multiple=True, type=int, help="k-best: tag the k filters of highest z per class and layer (repeatable).")
     @click.option("-q", "qs", multiple=True, type=float, help="q-quantile: tag the top q percent of a layer's filters (repeatable).")
-    @click.option("--layer", "-l", "layers", multiple=True, help="Only these layers (default: all collected).")
+    @click.option("--layer", "-l", "layers", multiple=True, help="Only these layers, names or glob patterns (repeatable; default: all collected).")
     @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for tags.csv + manifest.json.")
     def tag(stats_dir: str, ks: tuple[int, ...], qs: tuple[float, ...], layers: tuple[str, ...], out: str) -> None:
         """Tag filters with classes from collected statistics (default: k=1)."""
-        from ..records import ActivationStats
+        from ..records import ARRAYS_NAME, ActivationStats
         from ..tagging import tag as run_tag
 
+        if (Path(out) / ARRAYS_NAME).exists():
+            raise UserError(f"--out {out} holds statistics; write the tags into a folder of their own")
         stats = ActivationStats.load(stats_dir)
         if not stats.manifest.get("complete", True):
             raise UserError(f"{stats_dir} is an unfinished collection; run `filtag-kg collect` again to finish it")

@@ -23,13 +23,26 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
         raise UserError(f"no tag set in {tags_dir}{hint}")
     tags = TagSet.load(tags_dir)
     stats = None
+    if stats_dir is not None and not stats_dir.is_dir():
+        raise UserError(f"--stats {stats_dir}: no such folder")
     stats_dir = stats_dir or tags_dir.parent / "stats"
     if (stats_dir / "manifest.json").is_file():
         stats = ActivationStats.load(stats_dir)
+        if not stats.manifest.get("complete", True):
+            raise UserError(f"{stats_dir} is an unfinished collection; run its `filtag-kg collect` again to finish it")
         if stats.manifest.get("model", {}).get("hash") != tags.manifest.get("model", {}).get("hash"):
             raise UserError(f"the statistics in {stats_dir} are of another model than the tags in {tags_dir}")
     if need_stats and (stats is None or stats.heldout is None):
         raise UserError(f"no held-out records in {stats_dir}: collect with a held-out split, or pass --stats")
+    if need_stats:
+        common = [m for m in tags.layers if m in stats.layers]
+        if not common:
+            raise UserError(f"the tags in {tags_dir} (layers {', '.join(tags.layers)}) and the statistics in "
+                            f"{stats_dir} (layers {', '.join(stats.layers)}) share no layer")
+        if len(common) < len(tags.layers):
+            click.echo(f"warning: {stats_dir} lacks the tagged layer(s) "
+                       f"{', '.join(m for m in tags.layers if m not in common)}; explaining with {', '.join(common)}",
+                       err=True)
     return tags, stats
 
 
@@ -94,10 +107,14 @@ def register(cli: click.Group) -> None:
         if images:
             from ..collection import collect
             from ..data import image_files
-            from ..models import load_from_manifest, load_model
+            from ..models import load_from_manifest
+            from .core import load_model_option
 
-            loaded = load_model(model, weights=weights or "imagenet") if model else load_from_manifest(
-                tags.manifest.get("model") or {}, weights)
+            recorded = tags.manifest.get("model") or {}
+            loaded = load_model_option(model, weights or "imagenet") if model else load_from_manifest(recorded, weights)
+            if recorded.get("hash") and loaded.describe().get("hash") != recorded["hash"]:
+                click.echo(f"warning: the model {loaded.name!r} is not the one the tags were made with "
+                           "(its architecture or weights differ)", err=True)
             records = collect(loaded, image_files(images, tags.classes), layers=tags.layers, splits=["heldout"],
                               progress=False)
             if records.heldout is None:
@@ -114,8 +131,10 @@ def register(cli: click.Group) -> None:
     @stats_option
     @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
                   help="Folder for hits.csv, per-class.csv and the plots (default: 'evaluation' beside the tags).")
-    @click.option("--max-n", default=50, show_default=True, help="Hits@n for n = 1 … MAX_N.")
-    @click.option("--per-class-n", default=1, show_default=True, help="n of the per-class hit rates correlated with accuracy.")
+    @click.option("--max-n", default=50, show_default=True, type=click.IntRange(min=1),
+                  help="Hits@n for n = 1 … MAX_N (at most the number of classes).")
+    @click.option("--per-class-n", default=1, show_default=True, type=click.IntRange(min=1),
+                  help="n of the per-class hit rates correlated with accuracy.")
     @_store_option
     @click.option("--no-store", is_flag=True, help="Do not load the tags and explanations into the store.")
     def evaluate(tags_dir: Path | None, stats_dir: Path | None, out: Path | None, max_n: int, per_class_n: int,
@@ -126,9 +145,14 @@ def register(cli: click.Group) -> None:
         from ..explain import hits_table, write_evaluation
         from ..kg.explanations import load_explanations
 
-        if not 1 <= per_class_n <= max_n:
-            raise UserError(f"--per-class-n must be between 1 and --max-n ({max_n})")
         tags, stats = _tags_and_stats(tags_dir, stats_dir, need_stats=True)
+        max_n = min(max_n, len(tags.classes))  # beyond, every curve is at 1
+        if per_class_n > max_n:
+            raise UserError(f"--per-class-n {per_class_n} is more than --max-n or the number of classes ({max_n})")
+        if not no_store:
+            from ..kg.store import Store
+
+            Store(store).close()  # a store that cannot be opened fails now, not after the evaluation
         out = out or (tags_dir or _default_tags()).parent / "evaluation"
         start = time.perf_counter()
         result = run_evaluate(tags, stats.heldout, max_n=max_n, per_class_n=per_class_n)
