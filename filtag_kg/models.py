@@ -170,8 +170,8 @@ def load_saved(path: str | Path) -> LoadedModel:
         raise UserError(f"model file {path}: expected a .keras or .h5 file")
     try:
         model = keras.models.load_model(path, compile=False)
-    except Exception as e:
-        raise UserError(f"model file {path} could not be loaded: {e}") from e
+    except Exception as e:  # Keras says "File not found" of a file it cannot parse: say what it is
+        raise UserError(f"model file {path} could not be loaded as a Keras model ({type(e).__name__}: {e})") from e
     return LoadedModel(model, model.name, "keras", str(path.resolve()), input_spec_of(model))
 
 

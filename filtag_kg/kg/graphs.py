@@ -77,7 +77,9 @@ def store_filter_class_graph(
         params["layer"] = layer
     rows = queries.run("selection-tags", store, params).values()
     if not rows:
-        raise UserError(f"no tags of run {run} with {method} {parameter:g} in the store")
+        where = f" in layer {layer!r}" if layer is not None else ""
+        raise UserError(f"no tags of run {run} with {method} {parameter:g}{where} in the store "
+                        "(`filtag-kg query runs` lists the runs and their selections)")
     edges = (
         Edge(r["layer"], r["sequence"], int(r["filter"]), int(r["classIndex"]), r["class"], r["score"], int(r["rank"]))
         for r in rows
