@@ -451,7 +451,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same directory, then rename: never a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; the result is shared like any file
+        os.chmod(fd, default_file_mode())  # mkstemp makes it 0600; the result is shared like any file
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -462,8 +462,9 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def _umask() -> int:
-    """The process's file-creation mask (reading it means setting it: set back at once)."""
+def default_file_mode() -> int:
+    """The mode `open` gives a new file under the process's umask (reading the umask means setting
+    it, so it is set back at once); for files written through a temporary file, which is 0600."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask

@@ -9,6 +9,7 @@ import pytest
 from pyoxigraph import Store
 from test_explain import hand_case
 
+from filtag_kg.errors import UserError
 from filtag_kg.kg.error_analysis import error_report
 from filtag_kg.kg.explanations import explanations_graph, export_explanations
 from filtag_kg.kg.export import export_tags, validate
@@ -78,4 +79,5 @@ def test_error_report_text(case) -> None:
     assert "dog -> cat: 1 errors, 1 shared filters" in text
     assert "of 1 misclassified images" in text and "in 1 (100%)" in text
     assert "1 images whose prediction is not the top tag" in text
-    assert "no misclassified" in error_report(store, "k-best 7")
+    with pytest.raises(UserError, match="no explanations with tag selection 'k-best 7' in the store; it has: k-best 1"):
+        error_report(store, "k-best 7")  # not "no misclassified images": nothing of k-best 7 was explained

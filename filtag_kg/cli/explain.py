@@ -169,13 +169,13 @@ def register(cli: click.Group) -> None:
     @_store_option
     @click.option("--selection", "-s", default="k-best 5", show_default=True, help="The tag selection to analyse.")
     @click.option("--run", "run_iri", help="IRI of the tagging run (default: all runs with explanations).")
-    @click.option("--top", default=5, show_default=True, help="How many confused pairs to list.")
+    @click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="How many confused pairs to list.")
     def errors(store: Path | None, selection: str, run_iri: str | None, top: int) -> None:
         """Error analysis of the network through SPARQL over the explanations in the store."""
         from ..kg.error_analysis import error_report
         from ..kg.store import Store
 
-        with Store(store, read_only=False) as db:
+        with Store(store, read_only=True, create=False) as db:
             click.echo(error_report(db, selection, run_iri, top=top))
 
 

@@ -85,8 +85,10 @@ def _remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--update-url", help="Update endpoint, if not ENDPOINT/update."),
         click.option("--store-url", help="Graph Store Protocol endpoint, if not ENDPOINT/store (Fuseki: /ds/data)."),
         click.option("--user", help=f"HTTP basic auth user (password from ${PASSWORD_ENV} or a prompt)."),
-        click.option("--timeout", default=60.0, show_default=True, help="Seconds per HTTP request."),
-        click.option("--retries", default=4, show_default=True, help="Retries of transient HTTP errors."),
+        click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
+                     help="Seconds per HTTP request."),
+        click.option("--retries", default=4, show_default=True, type=click.IntRange(0),
+                     help="Retries of transient HTTP errors."),
     )):
         f = option(f)
     return f
@@ -188,7 +190,8 @@ def register(cli: click.Group) -> None:
 
         if not graphs and not run:
             raise UserError("name the graphs to drop (IRIs) or a tagging run (--run IRI)")
-        with _open_store(store, endpoint, user, timeout, retries, read_only=False) as db:
+        # a store of before 2026-12-01 opens too: its graphs can be dropped without upgrading them first
+        with _open_store(store, endpoint, user, timeout, retries, read_only=False, upgrade=True) as db:
             present = {g.value for g in db.graphs()}
             missing = [g for g in graphs if g not in present]
             if missing:
@@ -382,8 +385,10 @@ def _query_remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--endpoint", help="Use this SPARQL server (base URL; Oxigraph: /query and /update below "
                                         "it) instead of the embedded store."),
         click.option("--user", help=f"HTTP basic auth user (password from ${PASSWORD_ENV} or a prompt)."),
-        click.option("--timeout", default=60.0, show_default=True, help="Seconds per HTTP request."),
-        click.option("--retries", default=4, show_default=True, help="Retries of transient HTTP errors."),
+        click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
+                     help="Seconds per HTTP request."),
+        click.option("--retries", default=4, show_default=True, type=click.IntRange(0),
+                     help="Retries of transient HTTP errors."),
     )):
         f = option(f)
     return f
@@ -403,7 +408,7 @@ def _open_store(store: Path | None, endpoint: str | None, user: str | None = Non
         return
     from ..kg.store import Store
 
-    with Store(store, read_only=read_only, upgrade=upgrade) as db:
+    with Store(store, read_only=read_only, upgrade=upgrade, create=False) as db:
         yield db
 
 

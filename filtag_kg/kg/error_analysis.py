@@ -5,7 +5,27 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .queries import run
+from ..errors import UserError
+from .queries import Query, run
+from .vocab import sparql_prefixes
+
+_EXPLAINED = Query.parse(sparql_prefixes() + """SELECT DISTINCT ?run ?selection WHERE { GRAPH ?g {
+    ?explanation ft:tagSelection ?selection ; prov:wasDerivedFrom ?run } }""", "explained-runs")
+
+
+def _check_explained(store: Any, selection: str | None, run_iri: str | None) -> None:
+    """A UserError when no explanation in the store is of `selection` (or `run`): an empty report
+    would otherwise read as a network without errors."""
+    explained = [(row["run"], row["selection"]) for row in run(_EXPLAINED, store).values()]
+    runs = {r for r, _ in explained}
+    if run_iri and run_iri not in runs:
+        raise UserError(f"no explanations of run {run_iri} in the store; runs with explanations: "
+                        f"{', '.join(sorted(runs)) or 'none (`filtag-kg evaluate` loads them)'}")
+    selections = {s for r, s in explained if not run_iri or r == run_iri}
+    if selection and selection not in selections:
+        raise UserError(f"no explanations with tag selection {selection!r} in the store; it has: "
+                        f"{', '.join(sorted(selections)) or 'none (`filtag-kg evaluate` loads them)'}")
+
 
 def _params(selection: str | None, run_iri: str | None, **more: Any) -> dict[str, Any]:
     params = {k: v for k, v in more.items() if v is not None}
@@ -22,6 +42,7 @@ def error_report(store: Any, selection: str, run_iri: str | None = None, top: in
     params = _params(selection, run_iri)
     pairs = run("errors-confused-pairs", store, params).values()
     if not pairs:
+        _check_explained(store, selection, run_iri)
         return lines[0] + " no misclassified held-out images with explanations in the store."
     lines.append("  most confused class pairs (true -> predicted: errors, filters tagged with both):")
     for row in pairs[:top]:

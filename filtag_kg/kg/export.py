@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,7 +27,7 @@ import numpy as np
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, serialize
 
 from ..errors import UserError
-from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
+from ..records import K_BEST, Q_QUANTILE, TagSet, default_file_mode, selection_label
 from .vocab import (
     DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, stable_hash,
 )
@@ -585,18 +586,49 @@ def write(
     is_path = isinstance(path_or_file, (str, os.PathLike))
     fmt = rdf_format(format, path_or_file if is_path else None)
     counted = _Counter(quads)
-    if fmt == "jsonld":
-        if is_path:
-            with open(path_or_file, "wb") as out:
-                _write_jsonld(counted, out, context)
-        else:
-            _write_jsonld(counted, path_or_file, context)
+    if not is_path:
+        _serialize(counted, path_or_file, fmt, context)
         return counted.n
-    assert isinstance(fmt, RdfFormat)
-    items: Iterable[Any] = counted if fmt.supports_datasets else (q.triple for q in counted)
-    prefixes = None if fmt in (RdfFormat.N_TRIPLES, RdfFormat.N_QUADS) else dict(PREFIXES)
-    serialize(items, os.fspath(path_or_file) if is_path else path_or_file, fmt, prefixes=prefixes)
+    target = Path(path_or_file)
+    if target.exists() and not target.is_file():  # a pipe or a device such as /dev/stdout: written into
+        try:
+            with open(target, "wb") as f:
+                _serialize(counted, f, fmt, context)
+        except OSError as e:
+            raise UserError(f"cannot write {target}: {e.strerror or e}") from None
+        return counted.n
+    # a regular file gets the whole file or nothing: written beside it under a temporary name, then renamed
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        os.close(fd)
+        os.chmod(tmp, default_file_mode())
+    except OSError as e:
+        raise UserError(f"cannot write {target}: {e.strerror or e}") from None
+    try:
+        _serialize(counted, tmp, fmt, context)
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {target}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return counted.n
+
+
+def _serialize(quads: Iterable[Quad], out: str | IO[bytes], fmt: RdfFormat | str, context: str | None) -> None:
+    """Stream the quads into a file (by path) or a binary stream in one format."""
+    if fmt == "jsonld":
+        if isinstance(out, str):
+            with open(out, "wb") as f:
+                _write_jsonld(quads, f, context)
+        else:
+            _write_jsonld(quads, out, context)
+        return
+    assert isinstance(fmt, RdfFormat)
+    items: Iterable[Any] = quads if fmt.supports_datasets else (q.triple for q in quads)
+    prefixes = None if fmt in (RdfFormat.N_TRIPLES, RdfFormat.N_QUADS) else dict(PREFIXES)
+    serialize(items, out, fmt, prefixes=prefixes)
 
 
 class _Counter:

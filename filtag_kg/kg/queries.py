@@ -214,7 +214,11 @@ def load(name_or_path: str | Path) -> Query:
     if path.suffix == ".rq" or path.is_file():
         if not path.is_file():
             raise UserError(f"query file {path} does not exist")
-        return Query.parse(path.read_text(encoding="utf-8"), path.stem, path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"query file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        return Query.parse(text, path.stem, path)
     name = str(name_or_path)
     bundled_file = resources.files("filtag_kg.queries") / f"{name}.rq"
     if "/" in name or not bundled_file.is_file():
@@ -302,6 +306,8 @@ def run(query: Query | str, store: Any, params: Mapping[str, object] | None = No
         return Results.of(store.query(text, use_default_graph_as_union=True))
     except SyntaxError as e:
         raise UserError(f"query {query.name!r} is not valid SPARQL: {e}") from None
+    except OSError as e:  # raised while the results are read, e.g. by a SERVICE call that fails
+        raise UserError(f"query {query.name!r} failed while running: {e}") from None
 
 
 def python_value(term: Term | None) -> Any:

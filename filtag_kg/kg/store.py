@@ -47,7 +47,7 @@ from pyoxigraph import (
 
 from ..config import default_store_path
 from ..errors import UserError
-from .vocab import FT
+from .vocab import FT, iri
 
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
 COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only during a load)
@@ -72,12 +72,18 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, read_only: bool = False,
-                 upgrade: bool = False) -> None:
-        """Open (or create) the store at `path`. A store filled before 2026-12-01, whose tags link
-        to their selection (ft:inSelection), is refused (the queries would miss its tags) unless
-        `upgrade`: then it opens for its `upgrade()`."""
+                 upgrade: bool = False, create: bool = True) -> None:
+        """Open the store at `path`, creating it if `create` (commands that only read or remove
+        refuse a path with no store, so a mistyped one is named instead of created). A store
+        filled before 2026-12-01, whose tags link to their selection (ft:inSelection), is refused
+        (the queries would miss its tags) unless `upgrade`: then it opens for its `upgrade()` or
+        for dropping graphs. Read-only, a store whose load or drop is under way or was interrupted
+        is refused, as its graphs are half there, unless it is being rebuilt (which leaves the
+        old store as it was until the swap)."""
         self.path = Path(path) if path is not None else default_store_path()
         self.read_only = read_only
+        if not create and not self.path.is_dir():
+            raise UserError(f"no store at {self.path} (a load or `filtag-kg import-filtag` makes one)")
         if not read_only:
             _finish_swap(self.path)
         try:
@@ -94,6 +100,11 @@ class Store:
             raise UserError(f"cannot open the store at {self.path}{hint}: {e}") from None
         if not read_only:
             self._recover()
+        elif _half_changed(self.path):
+            del self.oxigraph
+            raise UserError(f"the store at {self.path} is being changed by a load or drop, or one was interrupted: "
+                            f"its graphs are half there; wait for it, or open the store for writing once to finish or "
+                            f"undo it (e.g. `filtag-kg upgrade --store {self.path}`)")
         legacy = self.legacy_graphs()
         if legacy and (read_only or not upgrade):
             del self.oxigraph  # released at once (the error's traceback keeps this object)
@@ -171,6 +182,9 @@ class Store:
             spool = _Spool(target, Path(tmp))
             try:
                 self.oxigraph.bulk_extend(spool.split(_as_quads(quads_or_graph), self.oxigraph, progress, fresh))
+                for g in spool.fresh:  # (graphs it replaces are checked as they are spooled)
+                    if next(self.oxigraph.quads_for_pattern(None, LEGACY_TAG_LINK, None, NamedNode(g)), None):
+                        raise _legacy_data(g)
                 if not self._replace(spool, journal, progress):
                     return spool.count
             except _SwapPending:
@@ -476,6 +490,20 @@ def _finish_swap(path: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+def _half_changed(path: Path) -> bool:
+    """Whether the journal of the store at `path` names a load or drop that has changed the store
+    in place and is not finished (a rebuild leaves the old store untouched until its swap, unless
+    the load streamed new graphs into it first)."""
+    try:
+        entry = json.loads((path / JOURNAL).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    rebuilding = _beside(path, REBUILDING).exists()
+    return not (rebuilding and ("drop" in entry or not entry.get("fresh")))
+
+
 def _beside(path: Path, suffix: str) -> Path:
     """The sibling of a store directory named with `suffix`: beside the directory itself where
     `path` is a symbolic link to it, which then points to the rebuilt store."""
@@ -519,6 +547,11 @@ class RemoteStore:
     ) -> None:
         import requests
 
+        for url in (query_url, update_url, store_url):
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise UserError(f"endpoint URL {url!r}: expected http:// or https://")
+        if not timeout > 0 or retries < 0:
+            raise UserError(f"timeout must be more than 0 s and retries at least 0, got {timeout} and {retries}")
         self.query_url, self.update_url, self.store_url = query_url, update_url, store_url
         self.auth, self.timeout, self.retries, self.backoff = auth, timeout, retries, backoff
         self.session = requests.Session()
@@ -779,6 +812,8 @@ class _Spool:
                         continue
                     path = self.directory / f"{len(self.existing)}.nt"
                     self.existing[g.value] = (open(path, "w", encoding="utf-8"), [0])
+                if q.predicate == LEGACY_TAG_LINK:
+                    raise _legacy_data(g.value)
                 file, size = self.existing[g.value]
                 line = _line(q)
                 if store is None:  # a push counts distinct triples, as the server will
@@ -907,6 +942,13 @@ def _fingerprint(quads: Iterable[Quad]) -> tuple[int, int]:
     return count, total
 
 
+def _legacy_data(graph: str) -> UserError:
+    """Loading tags linked the way of before 2026-12-01 would make the store one to upgrade."""
+    return UserError(f"the data for graph {graph} links tags to their selection (ft:inSelection), as exports of "
+                     "filtag-kg before 2026-12-01 did, which the queries no longer read: export the run again "
+                     "with this filtag-kg (or load it into a store of that version and `filtag-kg upgrade` it)")
+
+
 def _as_quads(data: Loadable) -> Iterable[Quad]:
     """Quads from quads, triples (in the default graph until routed) or an rdflib graph."""
     if hasattr(data, "serialize") and hasattr(data, "triples"):  # rdflib Graph / Dataset
@@ -917,4 +959,4 @@ def _as_quads(data: Loadable) -> Iterable[Quad]:
 
 
 def _node(graph: NamedNode | str) -> NamedNode:
-    return graph if isinstance(graph, NamedNode) else NamedNode(str(graph))
+    return graph if isinstance(graph, NamedNode) else iri(str(graph), "graph or run")

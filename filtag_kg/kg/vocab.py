@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from pyoxigraph import NamedNode
 
+from ..errors import UserError
 from ..records import number_text
 
 NNO = "https://w3id.org/nno/ontology#"
@@ -37,6 +38,14 @@ PREFIXES: dict[str, str] = {
 DEFAULT_BASE = "https://w3id.org/filtag-kg/id/"
 
 
+def iri(value: str, what: str = "IRI") -> NamedNode:
+    """`value` as an IRI; a UserError naming `what` (the option or role) if it is not an absolute IRI."""
+    try:
+        return NamedNode(value)
+    except ValueError as e:
+        raise UserError(f"{what} {value!r} is not an IRI ({e})") from None
+
+
 def sparql_prefixes() -> str:
     """PREFIX lines for all namespaces above, to put in front of a query."""
     return "".join(f"PREFIX {p}: <{ns}>\n" for p, ns in PREFIXES.items())
@@ -54,8 +63,8 @@ class Minter:
 
     def __init__(self, base: str = DEFAULT_BASE) -> None:
         if not base.endswith(("/", "#")):
-            raise ValueError(f"base IRI must end with '/' or '#': {base!r}")
-        self.base = base
+            raise UserError(f"base IRI must end with '/' or '#': {base!r}")
+        self.base = iri(base, "base IRI").value
 
     def _iri(self, *parts: str) -> NamedNode:
         return NamedNode(self.base + "/".join(map(_segment, parts)))

@@ -1,0 +1,141 @@
+"""Bad input to the knowledge-graph commands: named in a clear message, with a non-zero exit, and
+never a changed store (found by exploratory testing of the CLI)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pyoxigraph as ox
+import pytest
+
+from filtag_kg.errors import UserError
+from filtag_kg.kg import queries
+from filtag_kg.kg.export import export_tags, write
+from filtag_kg.kg.store import JOURNAL, RemoteStore, Store
+from filtag_kg.kg.vocab import Minter
+from filtag_kg.records import TagSet
+
+from kg_helpers import run_iri
+
+FT = "https://w3id.org/filtag-kg/ontology#"
+RunCli = Callable[..., tuple[int, str, str]]
+
+
+def test_data_of_the_earlier_format_is_refused_by_load_and_its_graphs_can_be_dropped(
+    tmp_path: Path, run_a: TagSet, run_cli: RunCli,
+) -> None:
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+        before = set(store.quads())
+    legacy = tmp_path / "legacy.nq"
+    legacy.write_text(f"<http://t1> <{FT}inSelection> <http://s1> <http://legacy> .\n")
+    for graph in ("http://legacy", run_iri(run_a)):  # a new graph, and one the store has (replaced)
+        code, _, err = run_cli("load", legacy, "--store", path, "--graph", graph)
+        assert code == 2 and "links tags to their selection (ft:inSelection)" in err and "export the run again" in err
+        with Store(path, read_only=True) as store:
+            assert set(store.quads()) == before
+    # a store that holds such graphs all the same (filled by an earlier filtag-kg) can drop them
+    with Store(path) as store:
+        store.oxigraph.add(ox.Quad(ox.NamedNode("http://t1"), ox.NamedNode(FT + "inSelection"),
+                                   ox.NamedNode("http://s1"), ox.NamedNode("http://legacy")))
+    code, _, err = run_cli("query", "runs", "--store", path)
+    assert code == 2 and "upgrade it in place" in err
+    code, out, err = run_cli("drop", "http://legacy", "--store", path)
+    assert code == 0, err
+    with Store(path, read_only=True) as store:
+        assert set(store.quads()) == before
+
+
+def test_read_only_opening_refuses_a_store_in_the_middle_of_a_change(tmp_path: Path, run_a: TagSet) -> None:
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+    (path / JOURNAL).write_text('{"drop": "http://x"}')  # what a drop killed half-way leaves
+    with pytest.raises(UserError, match="being changed by a load or drop, or one was interrupted"):
+        Store(path, read_only=True)
+    Store(path).close()  # opened for writing, the drop is finished (nothing to remove here)
+    assert not (path / JOURNAL).exists()
+    Store(path, read_only=True).close()
+
+
+def test_commands_that_read_or_remove_do_not_create_a_store(tmp_path: Path, run_cli: RunCli) -> None:
+    missing = tmp_path / "no-such-store"
+    for args in (("drop", "http://g"), ("upgrade",), ("query", "runs"), ("errors",),
+                 ("link", "wordnet", "--run", "http://r")):
+        code, _, err = run_cli(*args, "--store", missing)
+        assert code == 2 and f"no store at {missing}" in err, (args, err)
+    assert not missing.exists()
+
+
+def test_iris_and_remote_options_are_checked(tmp_path: Path, run_a: TagSet, run_cli: RunCli) -> None:
+    with pytest.raises(UserError, match="base IRI 'http://x/a b/' is not an IRI"):
+        Minter("http://x/a b/")
+    with pytest.raises(UserError, match="must end with '/' or '#'"):
+        Minter("http://x/a")
+    (tmp_path / "t.nt").write_text("<http://a> <http://b> <http://c> .\n")
+    store = ("--store", tmp_path / "s")
+    for args, message in (
+        (("load", tmp_path / "t.nt", "--graph", "not an iri", *store), "graph or run 'not an iri' is not an IRI"),
+        (("drop", "--run", "x> } ; DROP ALL #", *store), "is not an IRI"),
+        (("query", "runs", "--endpoint", "notaurl"), "endpoint URL 'notaurl/query': expected http://"),
+        (("query", "runs", "--endpoint", "http://127.0.0.1:9", "--timeout", "0"), "--timeout"),
+        (("query", "runs", "--endpoint", "http://127.0.0.1:9", "--retries", "-1"), "--retries"),
+    ):
+        code, _, err = run_cli(*args)
+        assert code == 2 and message in err, (args, err)
+    with pytest.raises(UserError, match="timeout must be more than 0"):
+        RemoteStore.at("http://127.0.0.1:9", timeout=0)
+
+
+def test_query_files_and_failures_while_running_are_named(tmp_path: Path, run_a: TagSet) -> None:
+    bad = tmp_path / "bad.rq"
+    bad.write_bytes(b"SELECT * WHERE { ?s ?p \x9e }")
+    with pytest.raises(UserError, match="bad.rq is not UTF-8 text"):
+        queries.load(bad)
+    service = tmp_path / "service.rq"
+    service.write_text("SELECT * WHERE { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }")
+    with Store(tmp_path / "store") as store, pytest.raises(UserError, match="query 'service' failed while running"):
+        queries.run(queries.load(service), store)
+
+
+def test_export_to_a_path_writes_all_or_nothing(tmp_path: Path, run_a: TagSet) -> None:
+    with pytest.raises(UserError, match=f"cannot write {tmp_path / 'nodir' / 'x.ttl'}"):
+        write(export_tags(run_a), tmp_path / "nodir" / "x.ttl")
+
+    def failing():
+        yield from list(export_tags(run_a))[:100]
+        raise RuntimeError("interrupted")
+
+    (tmp_path / "x.trig").write_text("earlier")
+    with pytest.raises(RuntimeError):
+        write(failing(), tmp_path / "x.trig")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.trig"] and (tmp_path / "x.trig").read_text() == "earlier"
+    n = write(export_tags(run_a), tmp_path / "x.trig")
+    assert len(list(ox.parse(path=str(tmp_path / "x.trig"), format=ox.RdfFormat.TRIG))) == n
+    assert [p.name for p in tmp_path.iterdir()] == ["x.trig"]
+
+
+def test_export_to_a_fifo_writes_into_it_not_over_it(tmp_path: Path, run_a: TagSet) -> None:
+    import threading
+
+    fifo = tmp_path / "pipe.nt"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    n = write(export_tags(run_a), fifo)
+    reader.join(timeout=30)
+    assert fifo.is_fifo() and len(got[0].splitlines()) == n > 0
+
+
+def test_error_analysis_names_a_selection_or_run_it_has_no_explanations_of(tmp_path: Path, run_cli: RunCli) -> None:
+    Store(tmp_path / "store").close()
+    code, _, err = run_cli("errors", "--store", tmp_path / "store", "-s", "garbage")
+    assert code == 2 and "no explanations with tag selection 'garbage' in the store; it has: none" in err
+    code, _, err = run_cli("errors", "--store", tmp_path / "store", "--run", "http://nope")
+    assert code == 2 and "no explanations of run http://nope" in err
+    code, _, err = run_cli("errors", "--store", tmp_path / "store", "--top", "-1")
+    assert code == 2 and "--top" in err
