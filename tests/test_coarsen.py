@@ -166,6 +166,9 @@ def test_link_command_on_a_stored_run(
     code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "store", "--layer", "conv9")
     assert code == 2 and "conv9" in err
     code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "empty")
+    assert code == 2 and f"no store at {tmp_path / 'empty'}" in err and not (tmp_path / "empty").exists()
+    Store(tmp_path / "empty").close()
+    code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "empty")
     assert code == 2 and "holds 0 tagging runs" in err
 
 
