@@ -214,6 +214,8 @@ def parse_filtag_file(
     if header is None:
         raise UserError(f"{path}, line 1: expected a header such as 'filter tags k=1', got {lines[0][:60]!r}")
     k = int(header.group(1) or 1)
+    if k < 1:
+        raise UserError(f"{path}, line 1: k={k} in the header; the k of k-best tags is at least 1")
 
     per_filter: dict[int, tuple[int, list[str]]] = {}
     for number, line in enumerate(lines[1:], start=2):

@@ -4,6 +4,7 @@ loopback (read-only; updates only with basic auth), and the knowledge-graph CLI 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 from pathlib import Path
 
@@ -88,6 +89,30 @@ def test_publish_errors(store: Store, run_a: TagSet, tmp_path: Path) -> None:
         publish(store, run_iri(run_a), tmp_path, license="https://x.org/l", creator="x", issued="02/01/2026")
     with pytest.raises(UserError, match="--license"):
         publish(store, run_iri(run_a), tmp_path, license="CC-BY", creator="x")
+    with pytest.raises(UserError, match="--creator"):
+        publish(store, run_iri(run_a), tmp_path, license="https://x.org/l", creator=" ")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UserError, match=f"--out {tmp_path / 'a-file'}"):
+        publish(store, run_iri(run_a), tmp_path / "a-file", license="https://x.org/l", creator="x")
+
+
+def test_a_failed_publish_leaves_no_partial_file(
+    store: Store, run_a: TagSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "pub"
+    out.mkdir()
+    (out / "dataset.ttl").write_text("earlier")
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("filtag_kg.kg.fair.serialize", failing)  # the description, after the distributions
+    with pytest.raises(UserError, match="No space left on device"):
+        publish(store, run_iri(run_a), out, license="https://x.org/l", creator="x")
+    assert [p.name for p in out.iterdir()] == ["dataset.ttl"] and (out / "dataset.ttl").read_text() == "earlier"
+    monkeypatch.undo()
+    result = publish(store, run_iri(run_a), out, license="https://x.org/l", creator="x")
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in result.files) and len(result.files) == 5
 
 
 def test_serve_read_only(store: Store, run_a: TagSet, run_b: TagSet) -> None:
@@ -117,6 +142,20 @@ def test_serve_with_updates_needs_the_password(store: Store) -> None:
         assert requests.post(f"{url}/update", data=update, headers=headers,
                              auth=("filtag-kg", "open sesame")).status_code in (200, 204)
         assert len(RemoteStore.at(url)) == size + 1
+        port = int(url.rsplit(":", 1)[1])
+        for spelling in ("/%75pdate", "/upd%61te", "/update/", "//update", "/query/../update", "/./update"):
+            # sent as spelled (requests would normalise the path); Oxigraph resolves most of these to /update
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("POST", spelling, body=update.replace("1 }", "2 }"), headers=headers)
+            assert connection.getresponse().status == 401, spelling
+            connection.close()
+        assert requests.post(f"{url}/store", params={"graph": "http://y"}, data="<http://a> <http://p> 3 .",
+                             headers={"Content-Type": "application/n-triples"}).status_code == 401
+        assert requests.get(f"{url}/store", params={"graph": "http://example.org/g"}).status_code == 200
+        assert len(RemoteStore.at(url)) == size + 1
+        with pytest.raises(UserError, match=f"--port {url.rsplit(':', 1)[1]}: cannot listen"):
+            with serving(path, int(url.rsplit(":", 1)[1])):
+                pass
     with pytest.raises(UserError, match="no store"):
         with serving(path.parent / "nothing", free_port()):
             pass
@@ -149,6 +188,10 @@ def test_import_filtag_errors(tmp_path: Path, run_cli) -> None:
     assert code == 2 and "line 3" in err
     code, _, err = run_cli("import-filtag", bad, "--resolve", "crane", "--store", tmp_path / "s")
     assert code == 2 and "FILTER:LABEL=WNID" in err
+    zero = tmp_path / "zero.txt"
+    zero.write_text("filter tags k=0\n0:[' zebra ']\n")
+    code, _, err = run_cli("import-filtag", zero, "--store", tmp_path / "s")
+    assert code == 2 and f"{zero}, line 1: k=0" in err
     assert not (tmp_path / "s").exists()  # refused before a store is made
 
 

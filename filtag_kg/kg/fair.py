@@ -16,9 +16,12 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -82,10 +85,37 @@ def publish(
         raise UserError(f"--issued {issued!r}: expected a date YYYY-MM-DD") from None
     if not license.startswith(("http://", "https://")):
         raise UserError(f"--license {license!r}: give the license as an IRI, e.g. https://creativecommons.org/licenses/by/4.0/")
+    if not creator.strip():
+        raise UserError("--creator is empty: give the name of the person or organisation publishing")
+    if download_url is not None and not download_url.startswith(("http://", "https://")):
+        raise UserError(f"--download-url {download_url!r}: expected an http(s) URL")
     network, graphs = run_graphs(store, run)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".publishing-"))
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    try:  # all files are written in a staging folder, then moved into `out`: a failure leaves no partial file in `out`
+        staged = _write_publication(store, run, network, graphs, staging, license=license, creator=creator,
+                                    issued=issued, download_url=download_url, minter=minter)
+        files = []
+        for path in staged.files:
+            os.replace(path, out / path.name)
+            files.append(out / path.name)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Published(staged.dataset, staged.graphs, files)
+
+
+def _write_publication(
+    store: Store, run: str, network: NamedNode, graphs: list[NamedNode], out: Path, *, license: str, creator: str,
+    issued: str, download_url: str | None, minter: Minter,
+) -> Published:
+    """Write the distributions and the two descriptions of a run into the folder `out`."""
     run_id = run.rstrip("/").rsplit("/", 1)[-1]
     dataset = minter.dataset(f"tags-{run_id}")
-    out.mkdir(parents=True, exist_ok=True)
     result = Published(dataset, graphs)
 
     def all_quads() -> Iterator[Quad]:
@@ -241,8 +271,6 @@ def _schema_org(
 
 def oxigraph_binary() -> str:
     """The `oxigraph` server binary of PyPI's `oxigraph` package."""
-    import shutil
-
     beside = Path(sys.executable).parent / "oxigraph"
     found = str(beside) if beside.is_file() else shutil.which("oxigraph")
     if not found:
@@ -257,6 +285,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _check_port_free(port: int) -> None:
+    """Refuse a port that is out of range or that something already listens on."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise UserError(f"--port {port}: expected a TCP port from 1 to 65535")
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: a recent stop is no refusal
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e.strerror or e})") from None
 
 
 def wait_until_up(base: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -287,6 +329,7 @@ def serving(path: Path, port: int, allow_updates: bool = False, password: str | 
     """
     if not Path(path).is_dir():
         raise UserError(f"no store at {path}: load or import a run first")
+    _check_port_free(port)  # else the server behind would fail, or another server there would answer for it
     Store(path).close()  # finish or roll back a crashed load before serving
     inner_port = free_port() if allow_updates else port
     command = [oxigraph_binary(), "serve" if allow_updates else "serve-read-only", "--location", str(path),
@@ -321,7 +364,7 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
 
 
 def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
-    """A loopback proxy that forwards to `upstream`, asking basic auth for anything that writes."""
+    """A loopback proxy that forwards to `upstream`, asking basic auth for anything but a read."""
     import requests
 
     expected = "Basic " + base64.b64encode(f"filtag-kg:{password}".encode()).decode()
@@ -330,13 +373,21 @@ def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
         def log_message(self, *args: object) -> None:
             pass
 
-        def _writes(self) -> bool:
-            path = self.path.split("?", 1)[0].rstrip("/")
-            return path == "/update" or (path == "/store" and self.command not in ("GET", "HEAD"))
+        def _reads(self) -> bool:
+            """Only these requests, exactly so spelled, pass without auth: queries and graph store
+            reads. Anything else (updates, writes, and any other spelling of a path, such as
+            /%75pdate or /query/../update, that the server behind might resolve) needs the password."""
+            path = self.path.split("?", 1)[0]
+            return (path == "/query" and self.command in ("GET", "HEAD", "POST")) or (
+                path in ("/", "/store") and self.command in ("GET", "HEAD"))
 
         def _handle(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self._writes() and not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
+            try:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            except ValueError:
+                self._answer(400, b"bad Content-Length\n", "text/plain", {})
+                return
+            if not self._reads() and not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
                 self._answer(401, b"updates need HTTP basic auth (user filtag-kg)\n", "text/plain",
                              {"WWW-Authenticate": 'Basic realm="filtag-kg updates"'})
                 return
