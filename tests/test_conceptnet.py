@@ -221,6 +221,18 @@ def test_dump_reader(tmp_path: Path) -> None:
     bad.write_text("/a/x\t/r/IsA\t/c/en/dog\t/c/en/animal\t{\"weight\": 1}\n/a/y\t/r/IsA\t/c/en/dog\n")
     with pytest.raises(UserError, match="line 2: expected 5 tab-separated fields"):
         read_dump(bad, ["/c/en/dog"])
+    plain_named_gz = tmp_path / "plain.csv.gz"
+    plain_named_gz.write_text("/a/x\t/r/IsA\t/c/en/dog\t/c/en/animal\t{}\n")
+    with pytest.raises(UserError, match=f"ConceptNet dump {plain_named_gz} is not gzip-compressed UTF-8 text"):
+        read_dump(plain_named_gz, ["/c/en/dog"])
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(path.read_bytes()[:-20])  # a download that stopped early
+    with pytest.raises(UserError, match=f"ConceptNet dump {cut} is not gzip-compressed"):
+        read_dump(cut, ["/c/en/dog"])
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("/a/x\t/r/IsA\t/c/en/b\u00e4r\t/c/en/animal\t{}\n".encode("latin-1"))
+    with pytest.raises(UserError, match=f"ConceptNet dump {latin} is not UTF-8 text"):
+        read_dump(latin, ["/c/en/dog"])
 
 
 def test_graph_and_shared_neighbours(api: StandIn, tmp_path: Path) -> None:
@@ -294,3 +306,32 @@ def test_unreachable_api_gives_up_but_uses_the_cache(api: StandIn, tmp_path: Pat
     assert all("ConnectionError" in result.missing[c] for c in concepts[:3])
     assert result.missing["/c/en/b"] == result.missing["/c/en/zz"] == "not tried: the 3 concepts before it failed"
     assert [e.end for e in result.edges["/c/en/zebra"]] == ["/c/en/animal", "/c/en/equine", "/c/en/zoo"]
+
+
+def test_link_command_keeps_the_graph_when_concepts_are_missing(api: StandIn, tmp_path: Path, cli_ok, run_cli) -> None:
+    from filtag_kg.kg.export import export_tags
+    from filtag_kg.kg.store import Store
+
+    classes = ["bear", "cat", "dog"]
+    stats = ActivationStats.empty(["conv"], classes, {"conv": 3}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(3), {"conv": np.eye(3)})
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(filtag_kg.tag(stats, k=1)))
+    options = ("link", "conceptnet", "--store", tmp_path / "store", "--api", api.url,
+               "--interval", "0", "--timeout", "1", "--retries", "0")
+    out = cli_ok(*options, "--cache", tmp_path / "cache")
+    assert "edges of 3 concepts" in out and "0 missing" in out
+    with Store(tmp_path / "store") as store:
+        before = set(store.quads())
+    api.script["/c/en/cat"] = ["500"]
+    code, out, err = run_cli(*options, "--cache", tmp_path / "empty-cache")
+    assert code == 2 and "missing /c/en/cat" in out
+    assert "1 of 3 concepts could not be fetched, so the store is unchanged" in err and "--partial" in err
+    with Store(tmp_path / "store") as store:
+        assert set(store.quads()) == before
+    api.script["/c/en/cat"] = ["500"]
+    cli_ok(*options, "--cache", tmp_path / "cache-2", "--partial")
+    with Store(tmp_path / "store") as store:
+        after = set(store.quads())
+    lost = {q for q in before - after if q.subject.value.endswith("/c/en/cat") or "/c/en/cat/" in q.subject.value}
+    assert lost and after < before  # with --partial the cat's edges are gone, as asked

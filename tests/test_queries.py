@@ -130,6 +130,7 @@ def test_unknown_query_names_the_bundled_ones(tmp_path) -> None:
          "SELECT ?x ?whereabouts WHERE {"),
         ("ASK { ?x ?p ?o }", "ASK {"),
         ("DESCRIBE ?x", "DESCRIBE ?x\n"),
+        ("CONSTRUCT WHERE { ?x ?p ?o }", "CONSTRUCT WHERE { ?x ?p ?o }\n"),  # no VALUES in a short form's template
     ],
 )
 def test_values_block_opens_the_where_group(text: str, head: str) -> None:
@@ -536,6 +537,9 @@ def test_query_command_errors_exit_2(store_dir, run_cli) -> None:
     code, out, err = run_cli("query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=two",
                              "--store", store_dir)
     assert code == 2 and out == "" and "Error: parameter 'filter' (integer): cannot use 'two'" in err
+    code, out, err = run_cli("query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=1",
+                             "--param", "filter=2", "--store", store_dir)
+    assert code == 2 and out == "" and "--param filter is given twice ('1' and '2')" in err
 
 
 def test_graph_command_writes_the_class_class_graph(store_dir, runs: dict[str, TagSet], tmp_path, cli_ok) -> None:

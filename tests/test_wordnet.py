@@ -100,6 +100,9 @@ def test_mapping_file_overrides(wn: WordNet, tmp_path: Path) -> None:
     path.write_text("cow\tcow.n.02\textra\n")
     with pytest.raises(UserError, match="line 1"):
         read_mapping(path)
+    path.write_bytes("cow\tcow.n.02 # K\u00fch\n".encode("latin-1"))
+    with pytest.raises(UserError, match=f"mapping file {path} is not UTF-8 text"):
+        read_mapping(path)
     with pytest.raises(UserError, match="not classes of 'animal-shape': unicorn"):
         link_classes(ANIMALS, None, wn, "animal-shape", {"unicorn": "horse.n.01"})
 

@@ -317,7 +317,7 @@ def register(cli: click.Group) -> None:
 
     @cli.command("serve")
     @_store_option
-    @click.option("--port", default=7878, show_default=True, help="Port on 127.0.0.1.")
+    @click.option("--port", default=7878, show_default=True, type=click.IntRange(1, 65535), help="Port on 127.0.0.1.")
     @click.option("--allow-updates", is_flag=True,
                   help=f"Accept SPARQL updates and graph store writes, with HTTP basic auth (user 'filtag-kg', "
                        f"password from ${PASSWORD_ENV}, else one printed at start).")
@@ -350,7 +350,12 @@ def register(cli: click.Group) -> None:
             click.echo(_describe_queries(), nl=False)
             return
         query = queries.load(name)
-        values = dict(_split_param(p) for p in params)
+        values: dict[str, str] = {}
+        for item in params:
+            key, value = _split_param(item)
+            if key in values:
+                raise UserError(f"--param {key} is given twice ({values[key]!r} and {value!r}); give each once")
+            values[key] = value
         with _open_store(store, endpoint, user, timeout, retries) as db:
             click.echo(queries.run(query, db, values).serialize(fmt), nl=False)
 

@@ -77,10 +77,14 @@ def register(cli: click.Group) -> None:
                   help="Seconds to wait for one API answer.")
     @click.option("--retries", type=click.IntRange(0), default=4, show_default=True,
                   help="Retries of a request after a timeout, 429 or 5xx (exponential backoff).")
+    @click.option("--partial", is_flag=True,
+                  help="Write the graph even when some concepts could not be fetched (without their edges).")
     def link_conceptnet_command(store: Path | None, endpoint: str | None, run: str | None, dump: Path | None,
                                 api: str, offline: bool, cache: Path | None, interval: float, timeout: float,
-                                retries: int) -> None:
-        """Link classes to ConceptNet concepts and import their IsA, PartOf, … edges with weights."""
+                                retries: int, partial: bool) -> None:
+        """Link classes to ConceptNet concepts and import their IsA, PartOf, … edges with weights.
+        The run's ConceptNet graph is replaced only when every concept was fetched (or with --partial),
+        so an API that is down does not empty a graph an earlier run filled."""
         from ..kg.coarsen import minter_of_run, tags_from_store
         from ..kg.conceptnet import ConceptNetClient, link_conceptnet
 
@@ -89,6 +93,10 @@ def register(cli: click.Group) -> None:
             tags, ids = tags_from_store(db, iri)
             client = None if dump else ConceptNetClient(api, cache, offline, interval, timeout, retries)
             result = link_conceptnet(tags, client, dump, minter_of_run(iri), ids)
-            n = db.load(result.quads, result.graph)
             click.echo(result.edges.summary())
+            if result.edges.missing and not partial:
+                raise UserError(f"{len(result.edges.missing)} of {len(set(result.concepts.values()))} concepts "
+                                f"could not be fetched, so the store is unchanged: run again (what was fetched is "
+                                f"cached), or pass --partial to write the graph without them")
+            n = db.load(result.quads, result.graph)
             click.echo(f"{n} triples in graph <{result.graph.value}>")

@@ -27,6 +27,7 @@ import os
 import re
 import time
 import unicodedata
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,6 +267,16 @@ def read_dump(path: str | os.PathLike[str], concepts: Iterable[str], relations: 
         raise UserError(f"ConceptNet dump {path} does not exist")
     wanted = set(concepts)
     result = EdgeSet(edges={c: [] for c in sorted(wanted)})
+    try:
+        _read_dump_lines(path, wanted, relations, result)
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise UserError(f"ConceptNet dump {path} is not {'gzip-compressed ' if path.suffix == '.gz' else ''}"
+                        f"UTF-8 text in the assertions format ({e})") from None
+    return result
+
+
+def _read_dump_lines(path: Path, wanted: set[str], relations: Sequence[str], result: EdgeSet) -> None:
+    """Add the edges of the `wanted` concepts in the dump at `path` to `result`."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
         for number, line in enumerate(tqdm(f, desc="ConceptNet dump", unit=" lines", disable=None), start=1):
@@ -285,7 +296,6 @@ def read_dump(path: str | os.PathLike[str], concepts: Iterable[str], relations: 
                 continue
             for concept in {edge.start, edge.end} & wanted:
                 result.edges[concept].append(edge)
-    return result
 
 
 def conceptnet_quads(

@@ -352,8 +352,8 @@ def _where_brace(text: str) -> int | None:
                 continue
         if c == "{":
             if depth == 0 and (seen_where or first is None):
-                if seen_where:
-                    return i
+                if seen_where:  # CONSTRUCT WHERE { … } (no template) takes no VALUES inside: it goes after
+                    return None if first is None and _query_form(text) == "CONSTRUCT" else i
                 first = i
             depth += 1
         elif c == "}":

@@ -288,7 +288,11 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, str]:
     if not path.is_file():
         raise UserError(f"mapping file {path} does not exist")
     out: dict[str, str] = {}
-    text = "\n".join(line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines())
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"mapping file {path} is not UTF-8 text ({e})") from None
+    text = "\n".join(line.split("#", 1)[0] for line in raw.splitlines())
     for number, row in enumerate(csv.reader(io.StringIO(text), delimiter="\t" if "\t" in text else ","), start=1):
         if not row or not "".join(row).strip():
             continue
