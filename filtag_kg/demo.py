@@ -48,7 +48,9 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     from .errors import UserError
     from .explain import evaluate
     from .kg.error_analysis import error_report
-    from .kg.store import Store
+    from .kg.export import run_ids
+    from .kg.store import Store, run_graphs
+    from .kg.vocab import Minter
     from .models import default_model, default_model_info, default_model_path
     from .tagging import tag
 
@@ -72,6 +74,7 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     click.echo(f"Collected {stats.n_images:,} training and {len(stats.heldout or [])} held-out images over "
                f"{len(stats.layers)} conv layers ({sum(stats.n_filters.values())} filters) in {seconds:.1f} s")
     tags = tag(stats, k=DEMO_K, q=DEMO_Q)
+    previous = _previous_run(out / "tags")
     tags.save(out / "tags")
     click.echo(f"{len(tags):,} tags (k={', '.join(map(str, DEMO_K))}; q={', '.join(f'{q:g}' for q in DEMO_Q)}%) "
                f"-> {out / 'tags'}\n")
@@ -86,8 +89,16 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
                f"in {out / 'evaluation'})")
     n = load_explanations(tags, stats, store)
     click.echo(f"\n{n:,} triples (network, tags, explanations) loaded into the store {store or 'in the data folder'}")
+    this_run = Minter().run(run_ids(tags).tagging).value
     with Store(store) as db:
-        click.echo(error_report(db, "k-best 5", top=3))
+        if previous is not None and previous != this_run:  # each demo collects anew: one demo run in the store
+            try:
+                for graph in run_graphs(db, previous):
+                    db.drop(graph)
+                click.echo(f"(replaced the previous demo run {previous})")
+            except UserError:
+                pass  # no longer in the store
+        click.echo(error_report(db, "k-best 5", this_run, top=3))
 
     try:
         from .kg.coarsen import coarse_groups_summary
@@ -97,3 +108,17 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
         click.echo(f"\n(WordNet step skipped: {e})")
     click.echo("\nNext: `filtag-kg query --list`, `filtag-kg errors`, `filtag-kg explain --heldout ID`.")
     return out
+
+
+def _previous_run(tags_dir: Path) -> str | None:
+    """The run IRI of the tag set an earlier demo left in `tags_dir` (None if there is none)."""
+    from .errors import UserError
+    from .kg.export import run_ids
+    from .kg.vocab import Minter
+
+    if not tags_dir.is_dir():
+        return None
+    try:
+        return Minter().run(run_ids(TagSet.load(tags_dir)).tagging).value
+    except (UserError, OSError, ValueError):
+        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from itertools import combinations
+from itertools import chain, combinations
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +97,7 @@ def test_coarsen_tagset_counts_and_summary(wn: WordNet, animal_tags: filtag_kg.T
     assert result.counts() == {"filters": 6, "tagged": 4, "multi_tag": 3, "specific_all": 3, "specific_share": 3}
     text = coarse_groups_summary(animal_tags, "conv2", wn)
     assert "carnivore (02075296-n): filter 0 — bear, cat, dog" in text
-    assert "ruminant (02399000-n): filter 2 — bird, cow, giraffe, sheep" in text
+    assert "ruminant (02399000-n): filter 2 — cow, giraffe, sheep (also tagged: bird)" in text  # a bird is no ruminant
     assert "3 with several tags; of these 3 (100%)" in text
     # conv1: all ten classes on filter 0 → only 'vertebrate' covers all, 'placental' 9 of 10
     first = coarsen(animal_tags, wn, "conv1", ("k-best", 1)).filters[0]
@@ -177,37 +177,43 @@ def test_link_command_on_a_stored_run(
 FT = "https://w3id.org/filtag-kg/ontology#"
 
 
-@pytest.fixture(scope="module")
-def semantic_store(wn: WordNet, animal_tags: filtag_kg.TagSet) -> pyoxigraph.Store:
-    """The animal run, its WordNet links, and images/explanations in the shape the coarse queries expect."""
+# image: true class, predicted class, the classes its explanation counts (k-best 1 tags of its active filters)
+IMAGES = {"a": ("bear", "bear", {"bear": 2, "cat": 1, "dog": 1, "cow": 1, "giraffe": 1, "sheep": 1, "bird": 1}),
+          "b": ("zebra", "horse", {"horse": 1, "zebra": 1}), "c": ("bear", "giraffe", {"bear": 1}),
+          "d": ("cow", "sheep", {"cow": 1})}
+
+
+def semantic_quads(wn: WordNet, tags: filtag_kg.TagSet, images: dict) -> list[pyoxigraph.Quad]:
+    """A run, its WordNet links, and images/explanations in the shape the coarse queries expect."""
     from filtag_kg.kg.vocab import Minter
 
-    minter, ids = Minter(), run_ids(animal_tags)
-    store = pyoxigraph.Store()
-    store.extend(export_tags(animal_tags))
-    store.extend(link_wordnet(animal_tags, wn).quads)
+    minter, ids = Minter(), run_ids(tags)
+    quads = list(export_tags(tags)) + link_wordnet(tags, wn).quads
     g = minter.run_graph(ids.tagging, "explanations")
     node = pyoxigraph.NamedNode
 
     def cls(label: str) -> pyoxigraph.NamedNode:
         return minter.image_class("animal-shape", label)
 
-    # image: true class, predicted class, the classes its explanation counts (k-best 1 tags of its active filters)
-    images = {"a": ("bear", "bear", {"bear": 2, "cat": 1, "dog": 1, "cow": 1, "giraffe": 1, "sheep": 1, "bird": 1}),
-              "b": ("zebra", "horse", {"horse": 1, "zebra": 1}), "c": ("bear", "giraffe", {"bear": 1}),
-              "d": ("cow", "sheep", {"cow": 1})}
     for name, (true, predicted, counts) in images.items():
         image = minter.image("animal-shape", name)
-        explanation = node(f"https://example.org/explanation/{name}/k-best/1")
-        quads = [(image, "trueClass", cls(true)), (image, "predictedClass", cls(predicted)),
-                 (explanation, "image", image), (explanation, "tagSelection", pyoxigraph.Literal("k-best 1"))]
+        explanation = node(f"https://example.org/{ids.tagging}/explanation/{name}/k-best/1")
+        triples = [(image, "trueClass", cls(true)), (image, "predictedClass", cls(predicted)),
+                   (explanation, "image", image), (explanation, "tagSelection", pyoxigraph.Literal("k-best 1"))]
         for label, count in counts.items():
-            class_count = node(f"https://example.org/explanation/{name}/k-best/1/count/{label}")
-            quads += [(explanation, "hasClassCount", class_count), (class_count, "countedClass", cls(label)),
-                      (class_count, "count", pyoxigraph.Literal(count))]
-        for s, p, o in quads:
-            store.add(pyoxigraph.Quad(s, node(FT + p), o, g))
-        store.add(pyoxigraph.Quad(explanation, node("http://www.w3.org/ns/prov#wasDerivedFrom"), minter.run(ids.tagging), g))
+            class_count = node(f"{explanation.value}/count/{label}")
+            triples += [(explanation, "hasClassCount", class_count), (class_count, "countedClass", cls(label)),
+                        (class_count, "count", pyoxigraph.Literal(count))]
+        quads += [pyoxigraph.Quad(s, node(FT + p), o, g) for s, p, o in triples]
+        quads.append(pyoxigraph.Quad(explanation, node("http://www.w3.org/ns/prov#wasDerivedFrom"),
+                                     minter.run(ids.tagging), g))
+    return quads
+
+
+@pytest.fixture(scope="module")
+def semantic_store(wn: WordNet, animal_tags: filtag_kg.TagSet) -> pyoxigraph.Store:
+    store = pyoxigraph.Store()
+    store.extend(semantic_quads(wn, animal_tags, IMAGES))
     return store
 
 
@@ -323,3 +329,38 @@ def test_link_command_keeps_the_runs_own_base(
     assert minter_of_run(base + "run/abc").base == base
     with pytest.raises(UserError, match="not a run IRI"):
         minter_of_run(base + "model/abc")
+
+
+def test_a_second_network_on_the_same_images_changes_no_semantic_answer_about_the_first(
+    wn: WordNet, animal_tags: filtag_kg.TagSet, semantic_store: pyoxigraph.Store,
+) -> None:
+    """Each run's WordNet graph repeats the synsets, images are shared by the runs on a data set, and
+    the union default graph repeats a triple once per graph that holds it (Oxigraph 0.5): each run's
+    answers must stay its own."""
+    import copy
+
+    from filtag_kg.kg.vocab import Minter
+
+    other = copy.deepcopy(animal_tags)
+    other.manifest["model"] = {"name": "other", "hash": "cd" * 32}
+    other_images = {"a": ("bear", "cat", IMAGES["a"][2]), "b": ("zebra", "zebra", {"zebra": 2}),
+                    "c": ("bear", "bear", {"bear": 1}), "d": ("cow", "horse", {"cow": 1, "horse": 1})}
+    alone = pyoxigraph.Store()
+    alone.extend(semantic_quads(wn, other, other_images))
+    both = pyoxigraph.Store()
+    both.extend(chain(semantic_store, alone))
+    runs = [(Minter().run(run_ids(t).tagging).value, single) for t, single in ((animal_tags, semantic_store), (other, alone))]
+    cases = (("semantic-layer-groups", {"layer": "conv2"}),
+             ("semantic-filters-under-concept", {"concept": WN30 + "02370806-n", "share": 0.5}),
+             ("coarse-image-explanation", {"image": Minter().image("animal-shape", "a")}),
+             ("coarse-errors", {}))
+    def canonical(rows: list[dict]) -> list[dict]:  # GROUP_CONCAT order is unspecified
+        return [{k: sorted(v.replace(",", " ").split()) if k in ("filterIndices", "classesUnder", "classes") else v
+                 for k, v in r.items()} for r in rows]
+
+    for name, params in cases:
+        for run, single in runs:
+            got = canonical(query_rows(name, both, **params, run=run))
+            assert got == canonical(query_rows(name, single, **params)) and got, name
+    errors = {r["image"].rsplit("/", 1)[1]: r["commonLabel"] for r in query_rows("coarse-errors", both, run=runs[1][0])}
+    assert errors == {"a": "carnivore", "d": "ungulate"}

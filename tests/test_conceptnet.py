@@ -25,6 +25,8 @@ from filtag_kg.kg.conceptnet import (
 )
 from filtag_kg.records import ActivationStats
 
+from kg_helpers import run_iri
+
 GRAPH = pyoxigraph.NamedNode("https://example.org/graph/conceptnet")
 
 
@@ -293,6 +295,18 @@ def test_link_command_from_dump(tmp_path: Path, cli_ok) -> None:
         shared = queries.run("semantic-conceptnet-neighbours", store, {"layer": "conv", "filter": 0}).values()
     assert [r["label"].value for r in rows] == classes  # all three are animals in the dump
     assert [(r["neighbourLabel"], r["tags"], r["totalWeight"]) for r in shared] == [("animal", 3, 4.5)]
+    # a second network tagged on the same classes, linked too: its graph repeats the edges, and the
+    # first run's answer stays the same (the union default graph repeats a triple per graph holding it)
+    other = filtag_kg.tag(stats, k=1)
+    other.manifest["model"] = {"name": "other", "hash": "0" * 64}
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(other))
+    first, second = shared[0]["run"], run_iri(other)
+    cli_ok("link", "conceptnet", "--store", tmp_path / "store", "--dump", tmp_path / "dump.csv.gz", "--run", second)
+    with Store(tmp_path / "store") as store:
+        for run in (first, second):
+            again = queries.run("semantic-conceptnet-neighbours", store, {"layer": "conv", "filter": 0, "run": run})
+            assert [(r["neighbourLabel"], r["tags"], r["totalWeight"]) for r in again.values()] == [("animal", 3, 4.5)]
 
 
 def test_unreachable_api_gives_up_but_uses_the_cache(api: StandIn, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from itertools import chain
 
 import numpy as np
@@ -15,6 +16,8 @@ from filtag_kg.kg.explanations import explanations_graph, export_explanations
 from filtag_kg.kg.export import export_tags, validate
 from filtag_kg.kg.queries import run
 from filtag_kg.records import HeldOut
+
+from kg_helpers import run_iri
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +84,35 @@ def test_error_report_text(case) -> None:
     assert "1 images whose prediction is not the top tag" in text
     with pytest.raises(UserError, match="no explanations with tag selection 'k-best 7' in the store; it has: k-best 1"):
         error_report(store, "k-best 7")  # not "no misclassified images": nothing of k-best 7 was explained
+
+
+ERROR_QUERIES = ("errors-confused-pairs", "errors-both-tags-active", "errors-explanation-disagrees",
+                 "errors-misclassified")
+
+
+def test_a_second_network_on_the_same_images_changes_no_answer_about_the_first(case) -> None:
+    """Image nodes are shared by every run on the data set, and the union default graph repeats a
+    triple once per graph that holds it (Oxigraph 0.5): each run's answers must stay its own."""
+    tags, heldout, store = case
+    other = copy.deepcopy(tags)  # the same tags, as if of another network …
+    other.manifest["model"] = {"name": "other-cnn", "hash": "0" * 64}
+    other_heldout = copy.deepcopy(heldout)  # … that gets a right, takes b (a cow) for a dog, c right
+    other_heldout.top_classes = np.array([[1, 0, 2, -1, -1], [1, 2, 0, -1, -1], [0, 2, 1, -1, -1]])
+    alone = Store()
+    alone.extend(chain(export_tags(other), export_explanations(other, other_heldout)))
+    both = Store()
+    both.extend(chain(store, alone))
+    first, second = (run_iri(t) for t in (tags, other))
+    assert first != second
+    for name in ERROR_QUERIES:
+        params = {"errors-explanation-disagrees": {"n": 1}, "errors-misclassified": {"class": "cow"}}.get(name, {})
+        for iri, single in ((first, store), (second, alone)):
+            assert run(name, both, {**params, "run": iri}).values() == run(name, single, params).values(), name
+        assert len(run(name, both, params)) == len(run(name, store, params)) + len(run(name, alone, params)), name
+    for iri, single in ((first, store), (second, alone)):
+        assert error_report(both, "k-best 1", run_iri=iri) == error_report(single, "k-best 1")
+    assert "cow -> dog: 1 errors" in error_report(both, "k-best 1", run_iri=second)
+    # without a run: each run's report in turn, never their counts added up
+    assert error_report(both, "k-best 1") == "\n\n".join(
+        f"Run {iri}:\n{error_report(single, 'k-best 1')}" for iri, single in sorted(
+            ((first, store), (second, alone)), key=lambda pair: pair[0]))

@@ -168,7 +168,7 @@ def register(cli: click.Group) -> None:
     @cli.command()
     @_store_option
     @click.option("--selection", "-s", default="k-best 5", show_default=True, help="The tag selection to analyse.")
-    @click.option("--run", "run_iri", help="IRI of the tagging run (default: all runs with explanations).")
+    @click.option("--run", "run_iri", help="IRI of the tagging run (default: each run with explanations in turn).")
     @click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="How many confused pairs to list.")
     def errors(store: Path | None, selection: str, run_iri: str | None, top: int) -> None:
         """Error analysis of the network through SPARQL over the explanations in the store."""

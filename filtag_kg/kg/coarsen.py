@@ -170,7 +170,8 @@ def coarse_groups_summary(tags: TagSet, layer: str, wordnet: WordNet | None = No
     top noun are counted on one line."""
     wordnet = wordnet or WordNet.load()
     selection = next((s for s in tags.selections if s[0] == K_BEST), tags.selections[0])
-    result = coarsen(tags, wordnet, layer, selection)
+    links = link_tags(tags, wordnet)
+    result = coarsen(tags, wordnet, layer, selection, links=links)
     groups: dict[Synset, list[FilterConcepts]] = defaultdict(list)
     for f in result.filters:
         if f.share is not None:
@@ -180,8 +181,13 @@ def coarse_groups_summary(tags: TagSet, layer: str, wordnet: WordNet | None = No
                     key=lambda g: (-len(g[1]), -wordnet.depth(g[0]), g[0].offset()))
     lines = [f"WordNet coarse groups — {layer_summary(result)}"]
     for synset, members in ranked[:limit]:
-        classes = sorted({tags.classes[c] for f in members for c in f.classes})
-        names = ", ".join(classes[:8]) + (" …" if len(classes) > 8 else "")
+        classes = {c for f in members for c in f.classes}
+        inside = sorted(tags.classes[c] for c in classes
+                        if links.links[c].synset is not None and synset in wordnet.ancestors(links.links[c].synset))
+        outside = sorted(tags.classes[c] for c in classes if tags.classes[c] not in inside)
+        names = ", ".join(inside[:8]) + (" …" if len(inside) > 8 else "")
+        if outside:  # the concept covers only a share of the tags: name the others, apart
+            names += f" (also tagged: {', '.join(outside[:4])}{' …' if len(outside) > 4 else ''})"
         lines.append(f"  {wordnet.name(synset)} ({synset.offset():08d}-n): filter{'s' * (len(members) > 1)} "
                      f"{', '.join(str(f.filter) for f in members)} — {names}")
     if len(ranked) > limit:

@@ -37,7 +37,18 @@ def _params(selection: str | None, run_iri: str | None, **more: Any) -> dict[str
 
 
 def error_report(store: Any, selection: str, run_iri: str | None = None, top: int = 5, n: int = 1) -> str:
-    """What the explanations in the store say about the network's errors, for one tag selection."""
+    """What the explanations in the store say about the network's errors, for one tag selection:
+    of one run, or of each run with explanations of the selection in turn (their counts are not added
+    up: two runs may be of two networks)."""
+    if run_iri is None:
+        runs = sorted({row["run"] for row in run(_EXPLAINED, store).values() if row["selection"] == selection})
+        if len(runs) > 1:
+            return "\n\n".join(f"Run {r}:\n" + _run_report(store, selection, r, top, n) for r in runs)
+    return _run_report(store, selection, run_iri, top, n)
+
+
+def _run_report(store: Any, selection: str, run_iri: str | None, top: int, n: int) -> str:
+    """The report of `error_report` for one run (or whichever runs the store has, with None)."""
     lines = [f"Error analysis (tag selection {selection}):"]
     params = _params(selection, run_iri)
     pairs = run("errors-confused-pairs", store, params).values()

@@ -570,7 +570,9 @@ class RemoteStore:
         """Run a query with SPARQLWrapper; SELECT/ASK give pyoxigraph results, CONSTRUCT/DESCRIBE triples.
 
         `default_graph` (an IRI or a list) names the default graph explicitly; otherwise, with
-        `union`, the default graph is the union of all named graphs.
+        `union`, the default graph is the union of all named graphs. Either way GRAPH patterns see
+        every named graph (the protocol gives a request with default-graph-uri only the named graphs
+        it lists in named-graph-uri).
         """
         from SPARQLWrapper import JSON, POST, TURTLE, URLENCODED, SPARQLWrapper
 
@@ -585,10 +587,11 @@ class RemoteStore:
                     f"before 2026-12-01: their tags link to their selection (ft:inSelection), which the queries no "
                     f"longer read; upgrade them on the server with `filtag-kg upgrade --endpoint URL`")
             self._checked = True
+        named = [g.value for g in self.graphs()] if default is not None or union else []
         if default is not None:
             defaults = [_node(g).value for g in (default if isinstance(default, list) else [default])]
         else:
-            defaults = [g.value for g in self.graphs()] if union else []
+            defaults = named
         wrapper = SPARQLWrapper(self.query_url)
         wrapper.setQuery(sparql)
         wrapper.setMethod(POST)
@@ -598,6 +601,8 @@ class RemoteStore:
             wrapper.setCredentials(*self.auth)
         for g in defaults:
             wrapper.addDefaultGraph(g)
+        for g in named:  # a request that names its default graph has only the named graphs it names too
+            wrapper.addNamedGraph(g)
         form = wrapper.queryType
         wrapper.setReturnFormat(TURTLE if form in ("CONSTRUCT", "DESCRIBE") else JSON)
         body = self._retry(lambda: wrapper.query().response.read(), f"query at {self.query_url}")
