@@ -87,17 +87,18 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     click.echo("\n" + hits_table(result))
     click.echo(f"(evaluated in {seconds:.2f} s; table and plots: {', '.join(p.name for p in written[:3])} … "
                f"in {out / 'evaluation'})")
-    n = load_explanations(tags, stats, store)
-    click.echo(f"\n{n:,} triples (network, tags, explanations) loaded into the store {store or 'in the data folder'}")
     this_run = Minter().run(run_ids(tags).tagging).value
-    with Store(store) as db:
-        if previous is not None and previous != this_run:  # each demo collects anew: one demo run in the store
+    if previous is not None and previous != this_run:  # each demo collects anew: one demo run in the store
+        with Store(store) as db:
             try:
                 for graph in run_graphs(db, previous):
                     db.drop(graph)
-                click.echo(f"(replaced the previous demo run {previous})")
+                click.echo(f"\n(the previous demo run {previous} is replaced)")
             except UserError:
                 pass  # no longer in the store
+    n = load_explanations(tags, stats, store)
+    click.echo(f"\n{n:,} triples (network, tags, explanations) loaded into the store {store or 'in the data folder'}")
+    with Store(store) as db:
         click.echo(error_report(db, "k-best 5", this_run, top=3))
 
     try:

@@ -28,7 +28,7 @@ def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path, cli
         assert (demo / "evaluation" / name).stat().st_size > 1000
     # a second demo collects anew (a new run): it replaces its first run, so its report is of one run
     again = cli_ok("demo", "--out", demo, "--store", store)
-    assert "(replaced the previous demo run https://w3id.org/filtag-kg/id/run/" in again
+    assert "(the previous demo run https://w3id.org/filtag-kg/id/run/" in again and "is replaced)" in again
     assert again.count("most confused class pairs") == 1
     assert len(cli_ok("query", "runs", "--store", store, "--format", "csv").strip().splitlines()) == 1 + 1
 

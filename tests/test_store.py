@@ -160,6 +160,28 @@ def _siblings(path: Path) -> list[str]:
     return sorted(p.name for p in path.parent.iterdir() if p != path)
 
 
+def test_a_smaller_graph_is_dropped_by_rebuilding_only_when_the_rest_is_smaller_still(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, graph, rest = _with_extras(tmp_path / "store", run_a, run_b)
+    n, kept = store.count(graph), len(rest)
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", 10**9)  # the big-graph rule never applies
+    monkeypatch.setattr(store_module, "REBUILD_SMALL_MIN_QUADS", n)
+    inode = os.stat(store.path).st_ino
+    assert kept >= n  # run a's graph and more: the rest outweighs the graph, so removal
+    assert store.drop(graph) == n and os.stat(store.path).st_ino == inode and _snapshot(store) == rest
+    store.drop(export_graphs(run_a).run)  # now the rest (network, classes, extras) is smaller: rebuilding
+    rest = {q for q in store.quads() if q.graph_name != graph}
+    store.load(export_tags(run_b))
+    assert len(rest) < n
+    inode = os.stat(store.path).st_ino
+    assert store.drop(graph) == n and os.stat(store.path).st_ino != inode and _snapshot(store) == rest
+    monkeypatch.setattr(store_module, "REBUILD_SMALL_MIN_QUADS", n + 1)  # a graph below both sizes: removal
+    store.load(export_tags(run_b))
+    inode = os.stat(store.path).st_ino
+    assert store.drop(graph) == n and os.stat(store.path).st_ino == inode
+
+
 def test_a_graph_outweighing_the_rest_is_dropped_by_rebuilding_the_store(
     tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

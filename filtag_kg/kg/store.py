@@ -56,6 +56,7 @@ BACKUP = "filtag-kg-backup-"  # file name prefix of the triples a load removes a
 OPTIMIZE_MIN_QUADS = 1_000_000  # loads and drops from this size on are followed by a compaction
 REBUILD_MIN_QUADS = 1_000_000  # graphs from this size on are dropped or replaced by rebuilding the store ...
 REBUILD_MAX_KEPT = 4  # ... if the rest of the store has fewer than this many times their quads
+REBUILD_SMALL_MIN_QUADS = 100_000  # smaller graphs from this size on, if the rest has fewer quads than they
 REBUILDING = ".filtag-kg-rebuild"  # suffix of the store directory's sibling a drop or load rebuilds it in
 RETIRED = ".filtag-kg-retired"  # suffix of the old store directory between the swap and its removal
 REBUILT = "filtag-kg-rebuilt"  # file in a rebuilt store directory once it is complete
@@ -363,10 +364,16 @@ class Store:
         from tqdm import tqdm
 
         # 2 = this attribute + getrefcount's argument (CPython); any other count means removal instead
-        if size < REBUILD_MIN_QUADS or not isinstance(self.oxigraph, OxStore) or sys.getrefcount(self.oxigraph) != 2:
+        if size >= REBUILD_MIN_QUADS:
+            max_kept = REBUILD_MAX_KEPT
+        elif size >= REBUILD_SMALL_MIN_QUADS:  # removal is fast enough unless the rest is small (the demo's run)
+            max_kept = 1
+        else:
+            return False
+        if not isinstance(self.oxigraph, OxStore) or sys.getrefcount(self.oxigraph) != 2:
             return False
         others = [h for h in [DefaultGraph(), *self.oxigraph.named_graphs()] if h not in graphs]
-        kept, limit = 0, REBUILD_MAX_KEPT * size
+        kept, limit = 0, max_kept * size
         for h in others:  # counted up to the limit; no reference to a query result may outlive its line
             if kept < limit:
                 kept += int(next(iter(self.oxigraph.query(
