@@ -48,9 +48,8 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     from .errors import UserError
     from .explain import evaluate
     from .kg.error_analysis import error_report
-    from .kg.export import run_ids
+    from .kg.export import run_iri
     from .kg.store import Store, run_graphs
-    from .kg.vocab import Minter
     from .models import default_model, default_model_info, default_model_path
     from .tagging import tag
 
@@ -87,7 +86,7 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     click.echo("\n" + hits_table(result))
     click.echo(f"(evaluated in {seconds:.2f} s; table and plots: {', '.join(p.name for p in written[:3])} … "
                f"in {out / 'evaluation'})")
-    this_run = Minter().run(run_ids(tags).tagging).value
+    this_run = run_iri(tags)
     if previous is not None and previous != this_run:  # each demo collects anew: one demo run in the store
         with Store(store) as db:
             try:
@@ -114,12 +113,11 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
 def _previous_run(tags_dir: Path) -> str | None:
     """The run IRI of the tag set an earlier demo left in `tags_dir` (None if there is none)."""
     from .errors import UserError
-    from .kg.export import run_ids
-    from .kg.vocab import Minter
+    from .kg.export import run_iri
 
     if not tags_dir.is_dir():
         return None
     try:
-        return Minter().run(run_ids(TagSet.load(tags_dir)).tagging).value
+        return run_iri(TagSet.load(tags_dir))
     except (UserError, OSError, ValueError):
         return None

@@ -316,7 +316,7 @@ def default_model(seed: int = 0, retrain: bool = False) -> LoadedModel:
     """The default CNN from the cache, trained (≈1 minute on 2 cores) and cached the first time."""
     import keras
 
-    from .records import _atomic_write
+    from .records import atomic_write
 
     path = default_model_path(seed)
     info_path = path.with_suffix(".json")
@@ -326,7 +326,7 @@ def default_model(seed: int = 0, retrain: bool = False) -> LoadedModel:
         tmp = path.with_name(f".{path.stem}.tmp.keras")
         model.save(tmp)
         os.replace(tmp, path)
-        _atomic_write(info_path, lambda f: f.write(json.dumps(info, indent=1).encode()))
+        atomic_write(info_path, lambda f: f.write(json.dumps(info, indent=1).encode()))
     model = keras.models.load_model(path, compile=False)
     return LoadedModel(
         model, DEFAULT_MODEL_NAME, DEFAULT_MODEL_NAME, str(path), input_spec_of(model),

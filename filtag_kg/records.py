@@ -227,8 +227,8 @@ class ActivationStats:
         # the arrays file carries its own copy of the manifest, so that arrays and manifest (with a
         # checkpoint's progress) always agree, even if the process dies between the two writes
         arrays[MANIFEST_NAME] = np.array(text)
-        _atomic_write(directory / ARRAYS_NAME, lambda f: np.savez(f, **arrays))
-        _atomic_write(directory / MANIFEST_NAME, lambda f: f.write(text.encode()))
+        atomic_write(directory / ARRAYS_NAME, lambda f: np.savez(f, **arrays))
+        atomic_write(directory / MANIFEST_NAME, lambda f: f.write(text.encode()))
         return directory
 
     @classmethod
@@ -370,8 +370,8 @@ class TagSet:
             n_filters=[self.n_filters[m] for m in self.layers],
             selections=[[m, p] for m, p in self.selections],
         )
-        _atomic_write(directory / TAGS_NAME, lambda f: f.write(text.getvalue().encode()))
-        _atomic_write(directory / MANIFEST_NAME, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+        atomic_write(directory / TAGS_NAME, lambda f: f.write(text.getvalue().encode()))
+        atomic_write(directory / MANIFEST_NAME, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
         return directory
 
     @classmethod
@@ -447,11 +447,11 @@ def selection_label(method: str, parameter: float) -> str:
     return f"{method} {number_text(parameter)}"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same directory, then rename: never a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(fd, default_file_mode())  # mkstemp makes it 0600; the result is shared like any file
+        os.chmod(fd, _default_file_mode())  # mkstemp makes it 0600; the result is shared like any file
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -462,7 +462,7 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def default_file_mode() -> int:
+def _default_file_mode() -> int:
     """The mode `open` gives a new file under the process's umask (reading the umask means setting
     it, so it is set back at once); for files written through a temporary file, which is 0600."""
     mask = os.umask(0o022)

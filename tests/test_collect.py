@@ -362,7 +362,7 @@ def test_death_between_the_two_checkpoint_files_loses_nothing(
     from filtag_kg import records
 
     model, source, whole = split_run
-    real_write = records._atomic_write
+    real_write = records.atomic_write
     manifests = {"n": 0}
 
     def dying_write(path, write):
@@ -372,10 +372,10 @@ def test_death_between_the_two_checkpoint_files_loses_nothing(
                 raise KeyboardInterrupt
         real_write(path, write)
 
-    monkeypatch.setattr(records, "_atomic_write", dying_write)
+    monkeypatch.setattr(records, "atomic_write", dying_write)
     with pytest.raises(KeyboardInterrupt):
         filtag_kg.collect(model, source, batch_size=4, output=tmp_path, checkpoint_every=1, progress=False)
-    monkeypatch.setattr(records, "_atomic_write", real_write)
+    monkeypatch.setattr(records, "atomic_write", real_write)
     resumed = filtag_kg.collect(model, source, batch_size=4, output=tmp_path, progress=False)
     for m in whole.layers:
         np.testing.assert_allclose(resumed.sums[m], whole.sums[m], rtol=1e-12)

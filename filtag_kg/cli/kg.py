@@ -77,6 +77,16 @@ def _base_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--base", help="Base IRI of minted nodes (default https://w3id.org/filtag-kg/id/).")(f)
 
 
+# HTTP options of every command that talks to a SPARQL server
+_HTTP_OPTIONS = (
+    click.option("--user", help=f"HTTP basic auth user (password from ${PASSWORD_ENV} or a prompt)."),
+    click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
+                 help="Seconds per HTTP request."),
+    click.option("--retries", default=4, show_default=True, type=click.IntRange(0),
+                 help="Retries of transient HTTP errors."),
+)
+
+
 def _remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed((
         click.option("--endpoint", required=True,
@@ -84,11 +94,7 @@ def _remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--query-url", help="Query endpoint, if not ENDPOINT/query."),
         click.option("--update-url", help="Update endpoint, if not ENDPOINT/update."),
         click.option("--store-url", help="Graph Store Protocol endpoint, if not ENDPOINT/store (Fuseki: /ds/data)."),
-        click.option("--user", help=f"HTTP basic auth user (password from ${PASSWORD_ENV} or a prompt)."),
-        click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
-                     help="Seconds per HTTP request."),
-        click.option("--retries", default=4, show_default=True, type=click.IntRange(0),
-                     help="Retries of transient HTTP errors."),
+        *_HTTP_OPTIONS,
     )):
         f = option(f)
     return f
@@ -274,7 +280,7 @@ def register(cli: click.Group) -> None:
         ImageNet labels become wnids; ambiguous and unknown labels are reported, never guessed.
         """
         from ..imagenet import parse_filtag_file
-        from ..kg.export import export_tags, run_ids
+        from ..kg.export import export_tags, run_iri
         from ..kg.store import Store
 
         resolve = {}
@@ -291,7 +297,7 @@ def register(cli: click.Group) -> None:
         with Store(store) as db:
             n = db.load(export_tags(tags, minter, progress=True))
             click.echo(f"{len(tags):,} tags of {model} {layer}: {n:,} statements loaded into {db.path}")
-        click.echo(f"run: {minter.run(run_ids(tags).tagging).value}")
+        click.echo(f"run: {run_iri(tags, minter)}")
 
     @cli.command("publish")
     @_store_option
@@ -389,11 +395,7 @@ def _query_remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed((
         click.option("--endpoint", help="Use this SPARQL server (base URL; Oxigraph: /query and /update below "
                                         "it) instead of the embedded store."),
-        click.option("--user", help=f"HTTP basic auth user (password from ${PASSWORD_ENV} or a prompt)."),
-        click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
-                     help="Seconds per HTTP request."),
-        click.option("--retries", default=4, show_default=True, type=click.IntRange(0),
-                     help="Retries of transient HTTP errors."),
+        *_HTTP_OPTIONS,
     )):
         f = option(f)
     return f

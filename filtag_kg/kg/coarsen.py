@@ -182,9 +182,10 @@ def coarse_groups_summary(tags: TagSet, layer: str, wordnet: WordNet | None = No
     lines = [f"WordNet coarse groups — {layer_summary(result)}"]
     for synset, members in ranked[:limit]:
         classes = {c for f in members for c in f.classes}
-        inside = sorted(tags.classes[c] for c in classes
-                        if links.links[c].synset is not None and synset in wordnet.ancestors(links.links[c].synset))
-        outside = sorted(tags.classes[c] for c in classes if tags.classes[c] not in inside)
+        under = {c for c in classes if links.links[c].synset is not None
+                 and synset in wordnet.ancestors(links.links[c].synset)}
+        inside = sorted(tags.classes[c] for c in under)
+        outside = sorted(tags.classes[c] for c in classes - under)
         names = ", ".join(inside[:8]) + (" …" if len(inside) > 8 else "")
         if outside:  # the concept covers only a share of the tags: name the others, apart
             names += f" (also tagged: {', '.join(outside[:4])}{' …' if len(outside) > 4 else ''})"

@@ -15,7 +15,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,7 +26,7 @@ import numpy as np
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, serialize
 
 from ..errors import UserError
-from ..records import K_BEST, Q_QUANTILE, TagSet, default_file_mode, selection_label
+from ..records import K_BEST, Q_QUANTILE, TagSet, atomic_write, selection_label
 from .vocab import (
     DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, stable_hash,
 )
@@ -167,6 +166,11 @@ class RunIds:
     model: str
     collection: str
     tagging: str
+
+
+def run_iri(tags: TagSet, minter: Minter | None = None) -> str:
+    """The IRI of a TagSet's tagging run (under `minter`'s base, by default the default base)."""
+    return (minter or Minter()).run(run_ids(tags).tagging).value
 
 
 def run_ids(tags: TagSet) -> RunIds:
@@ -590,40 +594,21 @@ def write(
         _serialize(counted, path_or_file, fmt, context)
         return counted.n
     target = Path(path_or_file)
-    if target.exists() and not target.is_file():  # a pipe or a device such as /dev/stdout: written into
-        try:
+    try:
+        if target.exists() and not target.is_file():  # a pipe or a device such as /dev/stdout: written into
             with open(target, "wb") as f:
                 _serialize(counted, f, fmt, context)
-        except OSError as e:
-            raise UserError(f"cannot write {target}: {e.strerror or e}") from None
-        return counted.n
-    # a regular file gets the whole file or nothing: written beside it under a temporary name, then renamed
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        os.close(fd)
-        os.chmod(tmp, default_file_mode())
+        else:  # a regular file gets the whole file or nothing
+            atomic_write(target, lambda f: _serialize(counted, f, fmt, context))
     except OSError as e:
         raise UserError(f"cannot write {target}: {e.strerror or e}") from None
-    try:
-        _serialize(counted, tmp, fmt, context)
-        os.replace(tmp, target)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {target}: {e.strerror or e}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return counted.n
 
 
-def _serialize(quads: Iterable[Quad], out: str | IO[bytes], fmt: RdfFormat | str, context: str | None) -> None:
-    """Stream the quads into a file (by path) or a binary stream in one format."""
+def _serialize(quads: Iterable[Quad], out: IO[bytes], fmt: RdfFormat | str, context: str | None) -> None:
+    """Stream the quads into a binary stream in one format."""
     if fmt == "jsonld":
-        if isinstance(out, str):
-            with open(out, "wb") as f:
-                _write_jsonld(quads, f, context)
-        else:
-            _write_jsonld(quads, out, context)
+        _write_jsonld(quads, out, context)
         return
     assert isinstance(fmt, RdfFormat)
     items: Iterable[Any] = quads if fmt.supports_datasets else (q.triple for q in quads)

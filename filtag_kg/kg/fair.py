@@ -98,10 +98,9 @@ def publish(
     try:  # all files are written in a staging folder, then moved into `out`: a failure leaves no partial file in `out`
         staged = _write_publication(store, run, network, graphs, staging, license=license, creator=creator,
                                     issued=issued, download_url=download_url, minter=minter)
-        files = []
-        for path in staged.files:
-            os.replace(path, out / path.name)
-            files.append(out / path.name)
+        files = [out / path.name for path in staged.files]
+        for path, moved in zip(staged.files, files):
+            os.replace(path, moved)
     except OSError as e:
         raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     finally:
