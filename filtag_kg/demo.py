@@ -51,7 +51,7 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     from .kg.export import run_iri
     from .kg.store import Store, run_graphs
     from .models import default_model, default_model_info, default_model_path
-    from .tagging import tag
+    from .tagging import plot_class_means, tag
 
     out = out or demo_dir()
     try:
@@ -75,8 +75,9 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     tags = tag(stats, k=DEMO_K, q=DEMO_Q)
     previous = _previous_run(out / "tags")
     tags.save(out / "tags")
+    plot_class_means(stats, tags, out / "tags")
     click.echo(f"{len(tags):,} tags (k={', '.join(map(str, DEMO_K))}; q={', '.join(f'{q:g}' for q in DEMO_Q)}%) "
-               f"-> {out / 'tags'}\n")
+               f"-> {out / 'tags'}, with a heatmap of z per layer (z-*.png)\n")
     click.echo(layer_summary(stats, tags, stats.layers[-1]))
 
     start = time.perf_counter()

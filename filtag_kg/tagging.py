@@ -11,7 +11,10 @@ layer; here p is at least 1, so a small q always means "the best filter or few".
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -105,3 +108,62 @@ def _as_list(value: float | Iterable[float] | None) -> list[float]:
     if isinstance(value, (int, float, np.integer, np.floating)):
         return [value]
     return list(value)
+
+
+PLOT_PATTERN = "z-[0-9][0-9][0-9]-*.png"  # the heatmaps of `plot_class_means`: z-{position in the network:03d}-{layer}.png
+
+
+def heatmap_layout(z: np.ndarray) -> np.ndarray:
+    """The filter order of a z heatmap: grouped by the class each filter responds to most (in class
+    order), within a group by that highest z, descending; so class-specific filters form a diagonal."""
+    best = np.argmax(z, axis=0)
+    return np.lexsort((np.arange(z.shape[1]), -z[best, np.arange(z.shape[1])], best))
+
+
+def plot_class_means(stats: ActivationStats, tags: TagSet, directory: str | os.PathLike[str]) -> list[Path]:
+    """One PNG heatmap per tagged layer of z_c(m,i) (classes × filters, filters in `heatmap_layout`
+    order), the tags of the tag set's first selection outlined; heatmaps of layers no longer tagged
+    are removed, so the folder shows this tag set only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    method, parameter = tags.selections[0]
+    first = tags.select(method, parameter)
+    present = np.flatnonzero(stats.counts > 0)
+    names = [stats.classes[i] for i in present]
+    written = []
+    for li in sorted(set(tags.layer_index.tolist())):
+        layer = tags.layers[li]
+        z = stats.class_means(layer)[present]
+        order = heatmap_layout(z)
+        column = np.empty_like(order)
+        column[order] = np.arange(len(order))
+        row = np.searchsorted(present, first.class_index[first.layer_index == li])
+        x = column[first.filter_index[first.layer_index == li]]
+        n_classes, n_filters = z.shape
+        fig, ax = plt.subplots(figsize=(min(16, 3 + n_filters / 12), min(14, 2 + n_classes / 4)))
+        image = ax.imshow(z[:, order], aspect="auto", interpolation="nearest", cmap="viridis")
+        small = n_classes * n_filters <= 20_000
+        ax.scatter(x, row, s=30 if small else 2, marker="s" if small else ".", facecolors="none" if small else "red",
+                   edgecolors="red", linewidths=1)
+        if n_filters <= 64:
+            ax.set_xticks(np.arange(n_filters), [str(i) for i in order], fontsize=6, rotation=90)
+        if n_classes <= 60:
+            ax.set_yticks(np.arange(n_classes), names, fontsize=7)
+        ax.set_xlabel("filter index, grouped by the class of highest z" if n_filters <= 64 else
+                      "filters, grouped by the class of highest z")
+        ax.set_ylabel("class")
+        ax.set_title(f"z_c(m,i) of layer {layer}; red: the tags of {method} {parameter:g}", fontsize=10)
+        fig.colorbar(image, ax=ax, label="z (mean scaled activation)")
+        fig.tight_layout()
+        path = directory / f"z-{stats.layers.index(layer):03d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', layer)}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    for stale in set(directory.glob(PLOT_PATTERN)) - set(written):
+        stale.unlink()
+    return written

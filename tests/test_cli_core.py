@@ -19,6 +19,10 @@ def test_collect_tag_and_errors(run_cli, default_model, tmp_path, cli_ok) -> Non
     assert tags.selections == [("k-best", 1), ("k-best", 2), ("q-quantile", 10.0)]
     # 10 classes x (1 + 2 + round(0.1*32)=3 | round(0.1*64)=6) per layer
     assert len(tags) == 10 * (1 + 2 + 3) + 10 * (1 + 2 + 6)
+    heatmaps = sorted(p.name for p in (tmp_path / "tags").glob("z-*.png"))
+    assert heatmaps == ["z-000-conv4.png", "z-001-conv5.png"]
+    cli_ok("tag", stats_dir, "-l", "conv5", "--no-plots", "--out", tmp_path / "no-plots")
+    assert not list((tmp_path / "no-plots").glob("*.png"))
 
     code, _, err = run_cli("tag", stats_dir, "-k", "40", "--out", tmp_path / "bad")
     assert code == 2 and "k=40 is larger than the 32 filters of layer 'conv4'" in err

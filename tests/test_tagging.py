@@ -8,7 +8,7 @@ import pytest
 import filtag_kg
 from filtag_kg.errors import UserError
 from filtag_kg.records import ActivationStats, TagSet
-from filtag_kg.tagging import quantile_count
+from filtag_kg.tagging import heatmap_layout, plot_class_means, quantile_count
 
 
 def random_stats(seed: int = 0, ties: bool = False) -> ActivationStats:
@@ -162,3 +162,24 @@ def test_artifacts_are_readable_as_the_umask_allows(tmp_path) -> None:
         os.umask(old)
     assert {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "stats").iterdir()} == {
         "arrays.npz": 0o640, "manifest.json": 0o640}
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_heatmap_layout_groups_filters_by_their_best_class(ties: bool) -> None:
+    z = random_stats(1, ties=ties).class_means("b")[:3]
+    best = [min(range(3), key=lambda c: (-z[c, i], c)) for i in range(z.shape[1])]  # first class of highest z
+    expected = sorted(range(z.shape[1]), key=lambda i: (best[i], -z[best[i], i], i))
+    assert heatmap_layout(z).tolist() == expected
+
+
+def test_heatmaps_one_per_tagged_layer_and_stale_ones_removed(tmp_path) -> None:
+    stats = random_stats()
+    stats.layers[1] = "block/b"  # a name that is not a file name
+    stats.sums["block/b"] = stats.sums.pop("b")
+    stats.n_filters["block/b"] = stats.n_filters.pop("b")
+    (tmp_path / "z-notes.png").write_bytes(b"the user's")
+    written = plot_class_means(stats, filtag_kg.tag(stats, k=[2, 1]), tmp_path)
+    assert [p.name for p in written] == ["z-000-a.png", "z-001-block_b.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in written)
+    plot_class_means(stats, filtag_kg.tag(stats, layers=["a"]), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["z-000-a.png", "z-notes.png"]

@@ -106,9 +106,13 @@ def register(cli: click.Group) -> None:
     @click.option("-q", "qs", multiple=True, type=float, help="q-quantile: tag the top q percent of a layer's filters (repeatable).")
     @click.option("--layer", "-l", "layers", multiple=True, help="Only these layers, names or glob patterns (repeatable; default: all collected).")
     @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for tags.csv + manifest.json.")
-    def tag(stats_dir: str, ks: tuple[int, ...], qs: tuple[float, ...], layers: tuple[str, ...], out: str) -> None:
+    @click.option("--plots/--no-plots", default=True, show_default=True,
+                  help="Also a heatmap of z per layer (z-NNN-LAYER.png, classes × filters, the first selection's tags in red).")
+    def tag(stats_dir: str, ks: tuple[int, ...], qs: tuple[float, ...], layers: tuple[str, ...], out: str,
+            plots: bool) -> None:
         """Tag filters with classes from collected statistics (default: k=1)."""
         from ..records import ARRAYS_NAME, ActivationStats
+        from ..tagging import plot_class_means
         from ..tagging import tag as run_tag
 
         if (Path(out) / ARRAYS_NAME).exists():
@@ -119,6 +123,9 @@ def register(cli: click.Group) -> None:
         tags = run_tag(stats, k=list(ks) or None, q=list(qs) or None, layers=list(layers) or None)
         tags.save(out)
         click.echo(f"{len(tags):,} tags ({', '.join(f'{m} {p:g}' for m, p in tags.selections)}) -> {out}")
+        written = plot_class_means(stats, tags, out) if plots else []
+        if written:
+            click.echo(f"heatmaps of z: {written[0].name}" + (f" … {written[-1].name}" if len(written) > 1 else ""))
 
     @cli.command()
     @click.option("--out", "-o", type=click.Path(file_okay=False),
