@@ -27,7 +27,7 @@ import numpy as np
 
 from .data import ImageSource, InputSpec, array_source
 from .errors import UserError
-from .models import LoadedModel, input_spec_of, iter_layers, select_layers
+from .models import LoadedModel, class_count, input_spec_of, iter_layers, select_layers
 from .records import MANIFEST_NAME, ActivationStats, HeldOut
 
 if TYPE_CHECKING:
@@ -99,8 +99,7 @@ def make_step(features: "keras.Model", n_layers: int) -> Any:
     """
     import tensorflow as tf
 
-    n_out = int(features.outputs[-1].shape[-1])
-    top = min(TOP, n_out)
+    top = min(TOP, int(features.outputs[n_layers].shape[-1]))
 
     def scaled_means(a: tf.Tensor) -> tf.Tensor:
         a = tf.cast(a, tf.float32)
@@ -136,7 +135,7 @@ def collect(
     model: "keras.Model | LoadedModel",
     source: ImageSource | np.ndarray,
     labels: Sequence[int] | np.ndarray | None = None,
-    layers: Sequence[str] | None = None,
+    layers: str | Sequence[str] | None = None,
     batch_size: int = 64,
     splits: Sequence[str] | None = None,
     output: str | Path | None = None,
@@ -147,7 +146,7 @@ def collect(
     """Collect FilTag statistics of `model`'s conv layers over a labelled image source.
 
     `source` is an ImageSource (see filtag_kg.data) or an image array with `labels`. `layers` are
-    names or glob patterns (default: every conv layer). The "train" split gives the class sums
+    names or glob patterns (default: every conv layer; one string is one pattern). The "train" split gives the class sums
     z_c(m,i); the "heldout" split, when present, per-image records. With `output`, the result is
     saved there, checkpoints are written atomically every `checkpoint_every` batches, and a run
     that was interrupted resumes from its last checkpoint. `shard=(i, n)` processes the images whose
@@ -156,12 +155,12 @@ def collect(
     if not isinstance(model, LoadedModel):
         model = LoadedModel(model, model.name, "keras", "python", input_spec_of(model))
     keras_model, spec = model.model, model.input_spec
+    n_out = class_count(keras_model)
     if isinstance(source, np.ndarray):
         if labels is None:
             raise UserError("an image array needs labels (one class index per image)")
-        source = array_source(source, labels, classes=model.classes or None)
-    names = select_layers(keras_model, list(layers) if layers else None)
-    n_out = int(keras_model.outputs[0].shape[-1])
+        source = array_source(source, labels, classes=model.classes or [str(c) for c in range(n_out)])
+    names = select_layers(keras_model, layers)
     classes = _check_classes(source, n_out)
     if batch_size < 1 or checkpoint_every < 1:
         raise UserError(f"batch size and checkpoint interval must be at least 1, got {batch_size} and {checkpoint_every}")
@@ -183,7 +182,9 @@ def collect(
         "model": model.describe(),
         "dataset": {
             "name": source.name, "label_space": source.label_space, "root": source.root, "wnids": source.wnids,
+            "images_sha256": source.image_list_sha256(),
         },
+        "layers": names,
         "split": {"collected": splits, **source.split_info},
         "batch_size": batch_size,
         "shard": list(shard) if shard else None,
@@ -242,6 +243,7 @@ def _run_split(
     from tqdm.auto import tqdm
 
     start = state["position"]
+    skipped_before = state.get("skipped", [])  # unreadable images before the checkpoint this run resumed from
     expected = split.positions(start, shard)
     seen = np.ones(len(split), bool)
     seen[expected] = False
@@ -267,10 +269,11 @@ def _run_split(
             stats.add_batch(labels_np, means_np)
         batches_since += 1
         if out_dir is not None and batches_since >= checkpoint_every:
+            state["skipped"] = skipped_before + [split.ids[i] for i in np.flatnonzero(~seen[:state["position"]])]
             _checkpoint(out_dir, stats, state, split.name)
             batches_since = 0
     bar.close()
-    skipped = [split.ids[i] for i in np.flatnonzero(~seen)]
+    skipped = skipped_before + [split.ids[i] for i in np.flatnonzero(~seen)]
     stats.manifest.setdefault("skipped", {})[split.name] = skipped
     if skipped:
         print(f"warning: {len(skipped)} unreadable image(s) skipped in split {split.name!r}, e.g. {skipped[:3]}",
@@ -285,25 +288,28 @@ def _pad(a: np.ndarray) -> np.ndarray:
     return np.concatenate([a, np.full((a.shape[0], TOP - a.shape[1]), fill, a.dtype)], axis=1)
 
 
-_IDENTITY_KEYS = ("dataset", "split", "batch_size", "shard")
+_IDENTITY = {"model": "model", "precision": "precision (--mixed-precision)", "layers": "layers",
+             "dataset": "data set (its name, folder or images)", "split": "split (fraction, seed, held-out)",
+             "batch_size": "batch size", "shard": "shard"}
 
 
 def _identity(manifest: dict[str, Any]) -> str:
-    """What a checkpoint must share with the run resuming it: model, data set, split, batch size, shard."""
-    return json.dumps([manifest["model"]["hash"], [manifest[k] for k in _IDENTITY_KEYS]], sort_keys=True)
+    """What a checkpoint must share with the run resuming it: model, precision, layers, data set
+    (with its image list), split, batch size and shard (the keys of _IDENTITY, in that order)."""
+    return json.dumps([manifest["model"]["hash"], manifest["model"].get("precision"),
+                       *(manifest.get(k) for k in list(_IDENTITY)[2:])], sort_keys=True)
 
 
 def _difference(saved_identity: str | None, manifest: dict[str, Any]) -> str:
-    """Which part of the identity a checkpoint does not share with this run, as option-like words."""
+    """Which parts of the identity a checkpoint does not share with this run, as option-like words."""
     try:
-        saved_hash, saved = json.loads(saved_identity or "")
+        saved = json.loads(saved_identity or "")
     except (ValueError, TypeError):
         return "record"
-    _, now = json.loads(_identity(manifest))
-    names = {"dataset": "data set", "split": "split (fraction, seed, held-out)", "batch_size": "batch size", "shard": "shard"}
-    differ = (["model"] if saved_hash != manifest["model"]["hash"] else []) + [
-        names[k] for k, a, b in zip(_IDENTITY_KEYS, saved, now) if a != b]
-    return ", ".join(differ) or "record"
+    now = json.loads(_identity(manifest))
+    if not isinstance(saved, list) or len(saved) != len(now):
+        return "record"
+    return ", ".join(name for name, a, b in zip(_IDENTITY.values(), saved, now) if a != b) or "record"
 
 
 def _checkpoint(out_dir: Path, stats: ActivationStats, state: dict[str, Any], split_name: str) -> None:
@@ -312,7 +318,8 @@ def _checkpoint(out_dir: Path, stats: ActivationStats, state: dict[str, Any], sp
     stats.heldout = HeldOut.concatenate(parts) if parts else None
     parts[:] = [stats.heldout] if parts else []  # joined once: the next checkpoint adds only the new batches
     stats.manifest["complete"] = False
-    stats.manifest["progress"] = {"split": split_name, "position": state["position"], "identity": _identity(stats.manifest)}
+    stats.manifest["progress"] = {"split": split_name, "position": state["position"], "skipped": state["skipped"],
+                                  "identity": _identity(stats.manifest)}
     stats.save(out_dir)
 
 
@@ -325,10 +332,12 @@ def _resume(out_dir: Path, manifest: dict[str, Any]) -> tuple[ActivationStats, d
         raise UserError(f"{out_dir} already holds a finished collection; choose another output folder or delete it")
     progress = saved.manifest.get("progress") or {}
     if progress.get("identity") != _identity(manifest):
-        raise UserError(f"{out_dir} holds a checkpoint of a different run (its {_difference(progress.get('identity'), manifest)} "
-                        "differs); resume with the same settings, or choose another output folder")
+        raise UserError(f"{out_dir} holds a checkpoint of a different run (not the same: "
+                        f"{_difference(progress.get('identity'), manifest)}); resume with the same settings, "
+                        "or choose another output folder")
     print(f"resuming from checkpoint in {out_dir}: split {progress['split']!r}, image {progress['position']}",
           file=sys.stderr)
     parts = [saved.heldout] if saved.heldout is not None else []
     saved.heldout = None
-    return saved, {"split": progress["split"], "position": progress["position"], "heldout_parts": parts}
+    return saved, {"split": progress["split"], "position": progress["position"], "skipped": progress.get("skipped", []),
+                   "heldout_parts": parts}

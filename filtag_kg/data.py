@@ -8,7 +8,9 @@ so that a run can be sharded and resumed by position.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import os
 import pickle
 import re
@@ -86,6 +88,16 @@ class ImageSource:
 
     def __post_init__(self) -> None:
         self.label_space = self.label_space or self.name
+
+    def image_list_sha256(self) -> str:
+        """SHA-256 of every split's image ids and labels, in order: the images a run reads. A checkpoint
+        or shard must share it with the run that resumes or joins it (a folder whose files changed does not)."""
+        digest = hashlib.sha256()
+        for name in sorted(self.splits):
+            split = self.splits[name]
+            digest.update(json.dumps([name, split.ids]).encode())
+            digest.update(np.asarray(split.labels, "<i8").tobytes())
+        return digest.hexdigest()
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
@@ -236,17 +248,26 @@ def _list_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise UserError(f"image folder {root} has no class sub-folders (expected ROOT/<class>/<image>.jpg)")
+    for d in class_dirs:
+        if _printable(d.name) != d.name:
+            raise UserError(f"class folder {_printable(str(d))}: its name is not valid UTF-8; rename it")
     files = []
     for d in class_dirs:
-        images = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        images = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(d).parts))  # no hidden ones
         if not images:
             raise UserError(f"class folder {d} has no JPEG or PNG images")
         files.append(images)
     return [d.name for d in class_dirs], files
 
 
+def _printable(text: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by Python as surrogates) as \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _folder_split(name: str, root: Path, paths: list[Path], labels: np.ndarray) -> Split:
-    path_strings = [str(p) for p in paths]
+    path_strings = [os.fsencode(p) for p in paths]  # bytes: any file name the system has, UTF-8 or not
 
     def make(spec: InputSpec, batch_size: int, positions: np.ndarray) -> "tf.data.Dataset":
         import tensorflow as tf
@@ -265,7 +286,7 @@ def _folder_split(name: str, root: Path, paths: list[Path], labels: np.ndarray) 
         ds = ds.map(load, num_parallel_calls=PARALLEL_CALLS, deterministic=True).ignore_errors()
         return _prefetched(ds.batch(batch_size))
 
-    return Split(name, [str(p.relative_to(root)) for p in paths], labels, make)
+    return Split(name, [_printable(str(p.relative_to(root))) for p in paths], labels, make)
 
 
 def image_folder(
@@ -343,7 +364,7 @@ def image_files(paths: Sequence[str | Path], classes: Sequence[str]) -> ImageSou
     index = _class_index(list(classes))
     labels = np.asarray([index.get(f.resolve().parent.name, -1) for f in files], np.int64)
     split = _folder_split("heldout", Path("/"), [f.resolve() for f in files], labels)
-    split.ids = [str(f) for f in files]
+    split.ids = [_printable(str(f)) for f in files]
     return ImageSource(name="images", classes=list(classes), splits={"heldout": split})
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,7 +83,7 @@ def conv_layers(model: "keras.Model") -> list[str]:
     return [name for name, layer in iter_layers(model) if layer.__class__.__name__ in CONV_TYPES]
 
 
-def select_layers(model: "keras.Model", patterns: list[str] | None = None) -> list[str]:
+def select_layers(model: "keras.Model", patterns: str | Sequence[str] | None = None) -> list[str]:
     """The conv layers to collect: all of them, or those matching names or glob patterns (in network order)."""
     convs = conv_layers(model)
     if not convs:
@@ -90,11 +91,13 @@ def select_layers(model: "keras.Model", patterns: list[str] | None = None) -> li
     return match_layers(convs, patterns, "conv layer")
 
 
-def match_layers(names: list[str], patterns: list[str] | None, what: str = "layer") -> list[str]:
-    """The `names` matching any of the names or glob patterns (all without patterns), in their order;
-    a pattern that matches none is a UserError listing the names."""
+def match_layers(names: list[str], patterns: str | Sequence[str] | None, what: str = "layer") -> list[str]:
+    """The `names` matching any of the names or glob patterns (all without patterns; one string is
+    one pattern), in their order; a pattern that matches none is a UserError listing the names."""
     if not patterns:
         return list(names)
+    if isinstance(patterns, str):
+        patterns = [patterns]
     chosen: set[str] = set()
     for pattern in patterns:
         matched = [c for c in names if fnmatch.fnmatchcase(c, pattern) or c.split("/")[-1] == pattern]
@@ -157,6 +160,15 @@ def input_spec_of(model: "keras.Model") -> InputSpec:
             "[batch, height, width, channels]"
         )
     return InputSpec(int(shape[1]), int(shape[2]), int(shape[3]))
+
+
+def class_count(model: "keras.Model") -> int:
+    """The number of classes the model scores: its first output, which must be [batch, classes]."""
+    shape = tuple(model.outputs[0].shape)
+    if len(shape) != 2 or not shape[1]:
+        raise UserError(f"model {model.name!r}: its first output has shape {shape}; filtag-kg takes it as the "
+                        "class scores and needs [batch, classes]")
+    return int(shape[1])
 
 
 def load_saved(path: str | Path) -> LoadedModel:
@@ -224,6 +236,8 @@ def with_mixed_precision(loaded: LoadedModel) -> LoadedModel:
     import keras
 
     def clone(layer: Any) -> Any:
+        if isinstance(layer, keras.Sequential):  # rebuilt from its own input shape
+            return keras.models.clone_model(layer, clone_function=clone)
         if isinstance(layer, keras.Model):  # nested: built on its own input tensors, so input names (and the hash) stay
             return keras.models.clone_model(layer, input_tensors=layer.input, clone_function=clone)
         return layer.__class__.from_config({**layer.get_config(), "dtype": "mixed_float16"})

@@ -156,8 +156,8 @@ class ActivationStats:
     @classmethod
     def merge_shards(cls, shards: Mapping[str, ActivationStats]) -> ActivationStats:
         """The statistics of a whole collection from those of its shards (`collect --shard i/n`), given
-        by their folders: refuses unfinished parts, parts of another collection (model, data set,
-        split or layers differ), and shards repeated or missing, naming the folders."""
+        by their folders: refuses unfinished parts, parts of another collection (model, precision,
+        data set, split or layers differ), and shards repeated or missing, naming the folders."""
         if not shards:
             raise UserError("no shards to merge")
         (first_path, first), *rest = shards.items()
@@ -176,7 +176,9 @@ class ActivationStats:
             if index in seen:
                 raise UserError(f"{seen[index]} and {path} are both shard {index}/{n}")
             seen[index] = path
-            for what, key in (("model", lambda m: m.get("model", {}).get("hash")), ("data set", lambda m: m.get("dataset")),
+            for what, key in (("model", lambda m: m.get("model", {}).get("hash")),
+                              ("precision", lambda m: m.get("model", {}).get("precision")),
+                              ("data set", lambda m: m.get("dataset")),
                               ("train/held-out split", lambda m: m.get("split"))):
                 if key(part.manifest) != key(first.manifest):
                     raise UserError(f"{path} and {first_path} are not shards of one collection: their {what} differs")

@@ -44,18 +44,18 @@ def tag(
     stats: ActivationStats,
     k: int | Iterable[int] | None = None,
     q: float | Iterable[float] | None = None,
-    layers: Sequence[str] | None = None,
+    layers: str | Sequence[str] | None = None,
 ) -> TagSet:
     """Tag the filters of `stats` with k-best and/or q-quantile selection; several k and q in one go.
 
     With neither k nor q, k = 1; a k or q given twice counts once. `layers` are names or glob
-    patterns (default: all collected). Classes without images in the statistics get no tags.
+    patterns (default: all collected; one string is one pattern). Classes without images in the statistics get no tags.
     """
     ks = _as_list(k)
     qs = _as_list(q)
     if not ks and not qs:
         ks = [1]
-    layers = match_layers(stats.layers, list(layers) if layers is not None else None, "collected layer")
+    layers = match_layers(stats.layers, layers, "collected layer")
     for kv in ks:
         if int(kv) != kv or kv < 1:
             raise TaggingError(f"k must be a whole number of at least 1, got {kv}")

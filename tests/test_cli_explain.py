@@ -71,5 +71,11 @@ def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path, cli
     assert code == 0 and "lacks the tagged layer(s) conv2, conv3, conv4, conv5; explaining with conv1" in err
     code, _, err = run_cli("evaluate", "--tags", demo / "tags", "--stats", tmp_path / "conv1", "--store", tmp_path / "ev1" / "hits.csv")
     assert code == 2 and "hits.csv" in err and "evaluated for" not in _  # the store fails before the work
+    renamed = TagSet.load(tmp_path / "conv1-tags")
+    renamed.classes = ["grizzly", *renamed.classes[1:]]
+    renamed.save(tmp_path / "renamed-tags")
+    code, _, err = run_cli("evaluate", "--tags", tmp_path / "renamed-tags", "--stats", tmp_path / "conv1", "--no-store")
+    assert code == 2 and "are of other classes than the tags in" in err and "(class 0: 'bear' vs 'grizzly')" in err
     assert TagSet.load(demo / "tags").selections[0] == ("k-best", 1)
+    assert sorted(p.name for p in (demo / "tags").glob("z-*.png"))[-1] == "z-004-conv5.png"
     np.testing.assert_array_equal(stats.heldout.labels, held.labels)

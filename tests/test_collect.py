@@ -114,6 +114,10 @@ def test_merge_refuses_what_is_not_all_shards_of_one_collection(split_run, data)
     stranger.manifest["dataset"]["name"] = "other"
     with pytest.raises(UserError, match="s0 are not shards of one collection: their data set differs"):
         ActivationStats.merge_shards({"s0": parts[0], "x1": stranger})
+    float16 = ActivationStats(**{**parts[1].__dict__, "manifest": {
+        **parts[1].manifest, "model": {**parts[1].manifest["model"], "precision": "mixed_float16"}}})
+    with pytest.raises(UserError, match="s0 are not shards of one collection: their precision differs"):
+        ActivationStats.merge_shards({"s0": parts[0], "h1": float16})
     three = filtag_kg.collect(model, source, batch_size=4, shard=(1, 3), progress=False)
     with pytest.raises(UserError, match="shards of different splittings"):
         ActivationStats.merge_shards({"s0": parts[0], "t1": three})
@@ -296,6 +300,22 @@ def test_mixed_precision_twin_computes_in_float16_with_the_same_identity(
         assert not np.array_equal(half.class_means(m), full.class_means(m))  # it did compute in float16
 
 
+def test_mixed_precision_of_a_saved_sequential_model(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A Sequential model read from a file has no input tensor of its own to clone on."""
+    from filtag_kg.models import load_saved, with_mixed_precision
+
+    keras.utils.set_random_seed(2)
+    base = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(4, 3, name="s1")], name="base")
+    keras.Sequential([keras.Input((12, 12, 3)), base, keras.layers.Conv2D(3, 3, name="c2"),
+                      keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)], name="seq").save(tmp_path / "s.keras")
+    loaded = load_saved(tmp_path / "s.keras")
+    mixed = with_mixed_precision(loaded)
+    assert mixed.describe()["hash"] == loaded.describe()["hash"]
+    images, labels = data
+    half = filtag_kg.collect(mixed, images, labels=labels, progress=False)
+    assert half.layers == ["base/s1", "c2"] and half.manifest["model"]["precision"] == "mixed_float16"
+
+
 def test_killed_collection_resumes_to_same_numbers(tmp_path) -> None:
     """A real SIGKILL of `filtag-kg collect` after a checkpoint; the rerun resumes and matches."""
     import os
@@ -380,3 +400,101 @@ def test_death_between_the_two_checkpoint_files_loses_nothing(
     for m in whole.layers:
         np.testing.assert_allclose(resumed.sums[m], whole.sums[m], rtol=1e-12)
     np.testing.assert_array_equal(resumed.counts, whole.counts)
+
+
+def test_resume_only_the_same_run_and_keep_the_images_skipped_before(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint of other layers, precision or folder contents is refused; unreadable images
+    skipped before the checkpoint are still listed after the resume."""
+    from PIL import Image
+
+    from filtag_kg.models import LoadedModel, input_spec_of, with_mixed_precision
+
+    root = tmp_path / "images"
+    rng = np.random.default_rng(4)
+    for name in ("alpha", "beta"):
+        (root / name).mkdir(parents=True)
+        for j in range(4):
+            Image.fromarray(rng.integers(0, 255, size=(12, 12, 3), dtype=np.uint8)).save(root / name / f"{j}.png")
+    (root / "alpha" / "4-broken.png").write_bytes(b"not a png")  # position 4 of 9
+    model = small_model(n_classes=2)
+    whole = filtag_kg.collect(model, image_folder(root, fraction=1.0), batch_size=2, progress=False)
+    assert whole.manifest["skipped"]["train"] == ["alpha/4-broken.png"]
+
+    real_make_step = collect_module.make_step
+    calls = {"n": 0}
+
+    def make_failing_step(*args, **kwargs):
+        step = real_make_step(*args, **kwargs)
+
+        def failing(images):
+            calls["n"] += 1
+            if calls["n"] == 4:  # after three checkpoints, the third past the broken image
+                raise KeyboardInterrupt
+            return step(images)
+
+        return failing
+
+    out = tmp_path / "stats"
+    monkeypatch.setattr(collect_module, "make_step", make_failing_step)
+    with pytest.raises(KeyboardInterrupt):
+        filtag_kg.collect(model, image_folder(root, fraction=1.0), batch_size=2, output=out, checkpoint_every=1,
+                          progress=False)
+    monkeypatch.setattr(collect_module, "make_step", real_make_step)
+    assert ActivationStats.load(out).manifest["progress"]["skipped"] == ["alpha/4-broken.png"]
+
+    def resume(model=model, **kwargs) -> ActivationStats:
+        return filtag_kg.collect(model, image_folder(root, fraction=1.0), **{"batch_size": 2, "output": out,
+                                 "progress": False, **kwargs})
+
+    with pytest.raises(UserError, match=r"not the same: layers\)"):
+        resume(layers="sep")
+    mixed = with_mixed_precision(LoadedModel(model, model.name, "keras", "python", input_spec_of(model)))
+    with pytest.raises(UserError, match=r"not the same: precision \(--mixed-precision\)\)"):
+        resume(model=mixed)
+    (root / "beta" / "4.png").write_bytes((root / "beta" / "0.png").read_bytes())
+    with pytest.raises(UserError, match=r"not the same: data set \(its name, folder or images\)\)"):
+        resume()
+    (root / "beta" / "4.png").unlink()
+    resumed = resume()
+    assert resumed.manifest["skipped"]["train"] == ["alpha/4-broken.png"]
+    np.testing.assert_allclose(resumed.sums["sep"], whole.sums["sep"], rtol=1e-12)
+
+
+def test_hidden_files_are_left_out_and_any_file_name_is_read(tmp_path) -> None:
+    import os
+
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    for name in ("alpha", "beta"):
+        (tmp_path / name / ".thumbnails").mkdir(parents=True)
+        for j in range(2):
+            Image.fromarray(rng.integers(0, 255, size=(12, 12, 3), dtype=np.uint8)).save(tmp_path / name / f"{j}.png")
+        (tmp_path / name / ".thumbnails" / "0.png").write_bytes((tmp_path / name / "0.png").read_bytes())
+        (tmp_path / name / "._0.png").write_bytes(b"macOS resource fork")
+    latin1 = tmp_path / "beta" / os.fsdecode(b"caf\xe9.png")  # not UTF-8
+    latin1.write_bytes((tmp_path / "alpha" / "0.png").read_bytes())
+    stats = filtag_kg.collect(small_model(n_classes=2), image_folder(tmp_path, fraction=1.0), progress=False)
+    assert stats.counts.tolist() == [2, 3]
+    assert stats.manifest["skipped"]["train"] == []
+    (tmp_path / os.fsdecode(b"gamma-\xff")).mkdir()
+    with pytest.raises(UserError, match=r"gamma-\\xff: its name is not valid UTF-8"):
+        image_folder(tmp_path)
+
+
+def test_model_outputs_labels_and_layer_strings(data: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = data
+    model = small_model()
+    stats = filtag_kg.collect(model, images[:10], labels=[0, 1] * 5, layers="sep", progress=False)  # class 2: none
+    assert stats.layers == ["sep"] and stats.classes == ["0", "1", "2"] and stats.counts.tolist() == [5, 5, 0]
+    assert filtag_kg.tag(stats, layers="sep").layers == ["sep"]
+
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, name="c")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(x)
+    two_heads = keras.Model(inputs, [keras.layers.Dense(3, activation="softmax")(pooled), keras.layers.Dense(7)(pooled)])
+    stats = filtag_kg.collect(two_heads, images[:25], labels=labels[:25], progress=False)  # the first output: 3 classes
+    assert stats.classes == ["0", "1", "2"]
+    with pytest.raises(UserError, match=r"its first output has shape \(None, 10, 10, 4\); .* needs \[batch, classes\]"):
+        filtag_kg.collect(keras.Model(inputs, x, name="maps"), images, labels=labels, progress=False)

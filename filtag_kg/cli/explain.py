@@ -32,6 +32,10 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
             raise UserError(f"{stats_dir} is an unfinished collection; run its `filtag-kg collect` again to finish it")
         if stats.manifest.get("model", {}).get("hash") != tags.manifest.get("model", {}).get("hash"):
             raise UserError(f"the statistics in {stats_dir} are of another model than the tags in {tags_dir}")
+        if stats.classes != tags.classes:
+            differ = next((f"class {i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(stats.classes, tags.classes))
+                           if a != b), f"{len(stats.classes)} vs {len(tags.classes)} classes")
+            raise UserError(f"the statistics in {stats_dir} are of other classes than the tags in {tags_dir} ({differ})")
     if need_stats and (stats is None or stats.heldout is None):
         raise UserError(f"no held-out records in {stats_dir}: collect with a held-out split, or pass --stats")
     if need_stats:
