@@ -207,7 +207,7 @@ def _timed_drop(path: str, k: list[int], q: list[float], way: str) -> dict[str, 
     if way == "removal":
         store_module.REBUILD_MIN_QUADS = 2**63
     with Store(path) as store:
-        (graph,), = store._rows(f"SELECT ?g WHERE {{ GRAPH ?g {{ ?run a <{FT}TaggingRun> }} }}")
+        (graph,), = store.rows(f"SELECT ?g WHERE {{ GRAPH ?g {{ ?run a <{FT}TaggingRun> }} }}")
         before = len(store)
         start = time.perf_counter()
         store.drop(graph)

@@ -165,7 +165,14 @@ def array_source(
         if hx.shape[1:] != images.shape[1:] or hy.shape != (len(hx),):
             raise UserError("held-out images and labels must match the training images' shape, one label each")
         splits["heldout"] = _array_split("heldout", hx, hy, [str(i) for i in range(len(hx))])
-    return ImageSource(name=name, classes=classes, splits=splits)
+    return ImageSource(name=name, classes=classes, splits=splits, label_space=own_label_space(name, classes))
+
+
+def own_label_space(name: str, classes: Sequence[str]) -> str:
+    """The label space of a data set known only by its name: the name and a hash of its class list,
+    so that data sets named alike (two folders called 'train') with other classes never share the
+    class nodes of the knowledge graph, while the same classes under the same name do."""
+    return f"{name}-{hashlib.sha256(json.dumps(list(classes)).encode()).hexdigest()[:8]}"
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -348,7 +355,7 @@ def image_folder(
         split_info = {"fraction": fraction, "seed": seed}
     return ImageSource(
         name=name or root.name, classes=classes, splits=splits, wnids=wnids, root=str(root), split_info=split_info,
-        label_space="imagenet1k" if len(classes) == 1000 and wnids else (name or root.name),
+        label_space="imagenet1k" if len(classes) == 1000 and wnids else own_label_space(name or root.name, classes),
     )
 
 

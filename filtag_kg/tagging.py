@@ -98,7 +98,7 @@ def tag(
         score=cat("score", np.float64),
         rank=cat("rank", np.int32),
         selection_index=cat("sel", np.int16),
-        manifest=dict(stats.manifest),
+        manifest={**stats.manifest, "n_images": stats.n_images},  # the images z is computed from
     )
 
 

@@ -18,7 +18,7 @@ import filtag_kg
 from filtag_kg.errors import UserError
 from filtag_kg.imagenet import parse_filtag_file
 from filtag_kg.kg.export import (
-    class_key, export_graphs, export_tags, jsonld_context, label_space, rdf_format, run_ids, tag_signature, validate,
+    export_graphs, export_tags, jsonld_context, label_space, rdf_format, run_ids, tag_class_keys, tag_signature, validate,
     write,
 )
 from filtag_kg.kg.vocab import FT, NNO, Minter, sparql_prefixes
@@ -296,14 +296,72 @@ def test_selection_and_summary_nodes_repeat_the_tagsets_numbers(tags: TagSet, qu
         SELECT ?label ?layer ?signature WHERE {
           ?s a ft:Selection ; rdfs:label ?label ; ft:hasLayerSummary ?x .
           ?x ft:summaryOf/rdfs:label ?layer ; ft:filterTagSignature ?signature }""")
-    minter, space = Minter(), label_space(tags)
+    minter, space, keys = Minter(), label_space(tags), tag_class_keys(tags)
     expected = set()
     for m, p in tags.selections:
         for layer in tags.layers:
             matrix = tags.tag_matrix(layer, m, p)
             for i in np.flatnonzero(matrix.any(axis=1)):
-                iris = [minter.image_class(space, class_key(tags, c)).value for c in np.flatnonzero(matrix[i])]
+                iris = [minter.image_class(space, keys[c]).value for c in np.flatnonzero(matrix[i])]
                 expected.add((f"{m} {p:g}", layer, str(tag_signature(int(i), iris))))
     assert set(signatures) == expected
     summary = next(q.object for q in quads if q.predicate.value == FT + "hasLayerSummary")
     assert not validate([q for q in quads if not (q.object == summary and q.predicate.value == FT + "hasLayerSummary")])[0]
+
+
+def test_distinct_classes_get_distinct_iris() -> None:
+    """Labels whose readable IRI segment coincides, and a label given twice, still name distinct classes."""
+    from filtag_kg.kg.vocab import class_keys
+
+    labels = ["α-helix", "β-helix", "elephant", "elephant 🐘", "great white shark", "crane", "crane", "cat"]
+    keys = class_keys(labels, [None] * 7 + ["n02121808"])
+    assert keys[2] == "elephant" and keys[4] == "great white shark" and keys[7] == "n02121808"  # no clash: as before
+    assert keys[5:7] == ["crane~5", "crane~6"]
+    iris = [Minter().image_class("space", key).value for key in keys]
+    assert len(set(iris)) == len(labels)
+    stats = ActivationStats.empty(["conv1"], labels, {"conv1": 4}, {"dataset": {"label_space": "space"}})
+    stats.add_batch(np.arange(16) % 8, {"conv1": np.random.default_rng(0).random((16, 4))})
+    store = _store(list(export_tags(filtag_kg.tag(stats, k=1))))
+    assert _rows(store, "SELECT (COUNT(DISTINCT ?c) AS ?n) WHERE { ?c ft:classIndex ?i }") == [('8',)]
+    assert _rows(store, "SELECT (COUNT(*) AS ?n) WHERE { ?t ft:class ?c }") == [('8',)]  # one k=1 tag per class
+
+
+def test_a_label_space_held_with_other_classes_is_not_replaced(tmp_path: Path, run_a: TagSet, run_cli) -> None:
+    from filtag_kg.kg.store import Store
+
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+        before = set(store.quads())
+    other = synthetic_tags(seed=5)
+    other.classes = ["lion", *other.classes[1:]]  # same label space 'animal-shape', another class 0
+    other.save(tmp_path / "other")
+    code, _, err = run_cli("load", tmp_path / "other", "--store", path)
+    assert code == 2 and ("holds the label space 'animal-shape' with other classes (class 0: 'bear' in the store, "
+                          "'lion' here)") in err
+    with Store(path, read_only=True) as store:
+        assert set(store.quads()) == before
+    synthetic_tags(seed=5).save(tmp_path / "same")  # the same classes: loads beside run a
+    assert run_cli("load", tmp_path / "same", "--store", path)[0] == 0
+
+
+def test_folders_named_alike_with_other_classes_have_label_spaces_of_their_own(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from filtag_kg.data import image_folder
+
+    spaces = []
+    for where, classes in (("a", ["cat", "dog"]), ("b", ["cat", "emu"]), ("c", ["cat", "dog"])):
+        for name in classes:
+            (tmp_path / where / "train" / name).mkdir(parents=True)
+            Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / where / "train" / name / "0.png")
+        spaces.append(image_folder(tmp_path / where / "train").label_space)
+    assert spaces[0].startswith("train-") and spaces[0] != spaces[1] and spaces[0] == spaces[2]
+
+
+def test_a_collections_split_and_image_count_reach_the_graph() -> None:
+    """Statistics as `collect` leaves them in memory: the split names what it collected, no image count."""
+    stats = synthetic_stats()
+    stats.manifest["split"] = {"collected": ["train", "heldout"], "fraction": 0.8, "seed": 0}
+    store = _store(list(export_tags(filtag_kg.tag(stats, k=1))))
+    assert set(_rows(store, "SELECT ?s ?n WHERE { ?r ft:split ?s ; ft:imageCount ?n }")) == {("train", "60")}

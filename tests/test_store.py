@@ -90,7 +90,9 @@ class _StopRemoving:
         self.inner.remove(quad)
 
 
-def test_an_interrupted_drop_is_finished_before_anything_else(tmp_path: Path, run_a: TagSet, run_b: TagSet) -> None:
+def test_an_interrupted_drop_is_finished_before_anything_else(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, cli_ok: Callable[..., str],
+) -> None:
     store = Store(tmp_path / "store")
     store.load(export_tags(run_a))
     before = _snapshot(store)
@@ -107,6 +109,8 @@ def test_an_interrupted_drop_is_finished_before_anything_else(tmp_path: Path, ru
             store.close()
             del real
             gc.collect()  # the traceback holds the pyoxigraph store (and its lock) otherwise
+            out = cli_ok("drop", graph.value, "--store", tmp_path / "store")  # the same drop again: finished
+            assert out == f"dropped {graph.value} (finishing the interrupted drop)\n"
             store = Store(tmp_path / "store")
         else:
             store.load(export_tags(run_a))  # unchanged, so this load writes nothing itself
@@ -198,11 +202,25 @@ def test_a_graph_outweighing_the_rest_is_dropped_by_rebuilding_the_store(
     assert store.drop(graph) == n and os.stat(store.path).st_ino == inode and _snapshot(store) == rest
     blocker.unlink()
     store.load(export_tags(run_b))
+    (store.path / "notes.txt").write_text("a file of the user's, which the swap would take away: removal")
+    assert store.drop(graph) == n and os.stat(store.path).st_ino == inode and _snapshot(store) == rest
+    (store.path / "notes.txt").unlink()
+    store.load(export_tags(run_b))
     assert store.drop(graph) == n and os.stat(store.path).st_ino != inode  # a new directory took its place
     assert _snapshot(store) == rest and ox.NamedNode("https://example.org/empty") in store.graphs()
     assert _siblings(store.path) == [] and not list(store.path.glob("filtag-kg-*"))
     store.load(export_tags(run_b))  # the rebuilt store works as any other
     assert _count(store) == len(run_a) + len(run_b)
+
+
+def test_a_store_is_not_made_in_a_folder_of_other_files(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("my notes")
+    with pytest.raises(UserError, match=r"project holds other files \(notes.txt\) and no store; a store needs a folder"):
+        Store(tmp_path / "project")
+    assert os.listdir(tmp_path / "project") == ["notes.txt"]
+    (tmp_path / "empty").mkdir()
+    Store(tmp_path / "empty").close()  # an empty folder is fine
 
 
 def test_a_store_behind_a_symbolic_link_is_rebuilt_where_it_is_with_its_mode(
@@ -731,6 +749,43 @@ def test_push_replace_drop_and_union_queries(
     triple = ox.Triple(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("x"))
     assert remote.load([triple, triple], "http://example.org/twice") == 2  # the server keeps one
     assert remote.count("http://example.org/twice") == 1
+
+
+def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again(
+    oxigraph: str, tmp_path: Path, run_a: TagSet, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    run_cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    remote = RemoteStore.at(oxigraph, timeout=10)
+    graphs = sorted(g.value for g in export_graphs(run_a))
+    real_put, puts = RemoteStore._put, []
+
+    def killed_at_the_third_graph(self, body, graph, size):  # the marker, two graphs, then SIGKILL
+        puts.append(graph)
+        if len(puts) == 4:
+            raise KeyboardInterrupt
+        real_put(self, body, graph, size)
+
+    def killed_push() -> list[str]:
+        puts.clear()
+        monkeypatch.setattr(RemoteStore, "_put", killed_at_the_third_graph)
+        monkeypatch.setattr(RemoteStore, "_drop_quietly", lambda self, graphs: None)  # no chance to clean up
+        with pytest.raises(KeyboardInterrupt):
+            remote.load(export_tags(run_a))
+        monkeypatch.undo()
+        return remote.unfinished_pushes()
+
+    left = killed_push()
+    assert len(left) == 2 and set(left) < set(graphs) and {g.value for g in remote.graphs()} == set(left)
+    remote.drop(left[0])
+    assert remote.unfinished_pushes() == [left[1]]
+    remote.drop(left[1])  # all of it gone: so is the marker
+    assert remote.unfinished_pushes() == [] and remote.rows("SELECT ?g WHERE { GRAPH ?g { ?s ?p ?o } }") == []
+    assert killed_push() == left
+    run_a.save(tmp_path / "tags")
+    code, _, err = run_cli("push", tmp_path / "tags", "--endpoint", oxigraph)
+    assert code == 0 and f"a push that did not finish (killed, or still running elsewhere) put graph(s) {', '.join(left)}" in err
+    assert remote.unfinished_pushes() == [] and sorted(g.value for g in remote.graphs()) == graphs
+    assert _count(remote) == len(run_a)
 
 
 def test_remote_store_of_the_earlier_format_is_refused_until_upgraded(

@@ -34,11 +34,13 @@ def _minter(base: str | None) -> Any:
 
 def _source_quads(
     source: Path, base: str | None, progress: bool = True, similar_classes: int = SIMILAR_CLASSES,
+    into: Any = None,
 ) -> Iterator[Any]:
-    """Quads of a tag-set folder (exported on the fly) or of an RDF file (parsed as it streams)."""
+    """Quads of a tag-set folder (exported on the fly) or of an RDF file (parsed as it streams).
+    `into`: the store they go to, which must not hold the tag set's label space with other classes."""
     from pyoxigraph import RdfFormat
 
-    from ..kg.export import export_tags, rdf_format
+    from ..kg.export import check_label_space, export_tags, rdf_format
     from ..records import TagSet
 
     if source.is_dir():
@@ -46,7 +48,10 @@ def _source_quads(
             tags = TagSet.load(source)
         except FileNotFoundError as e:
             raise UserError(str(e)) from None
-        return export_tags(tags, _minter(base), progress=progress, similar_classes=similar_classes)
+        minter = _minter(base)
+        if into is not None:
+            check_label_space(into, tags, minter)
+        return export_tags(tags, minter, progress=progress, similar_classes=similar_classes)
     fmt = rdf_format(None, source)
     return _parsed(source, RdfFormat.JSON_LD if fmt == "jsonld" else fmt)
 
@@ -175,7 +180,7 @@ def register(cli: click.Group) -> None:
         from ..kg.store import Store
 
         with Store(store) as db:
-            n = db.load(_source_quads(source, base, similar_classes=similar_classes), graph, progress=True,
+            n = db.load(_source_quads(source, base, similar_classes=similar_classes, into=db), graph, progress=True,
                         optimize=optimize)
             click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
 
@@ -199,11 +204,13 @@ def register(cli: click.Group) -> None:
         # a store of before 2026-12-01 opens too: its graphs can be dropped without upgrading them first
         with _open_store(store, endpoint, user, timeout, retries, read_only=False, upgrade=True) as db:
             present = {g.value for g in db.graphs()}
-            missing = [g for g in graphs if g not in present]
+            if db.finished_drop in graphs:  # this very drop, interrupted before: finished when the store opened
+                click.echo(f"dropped {db.finished_drop} (finishing the interrupted drop)")
+            missing = [g for g in graphs if g not in present and g != db.finished_drop]
             if missing:
                 raise UserError(f"not in {endpoint or db.path}: graph(s) {', '.join(missing)}; nothing dropped")
             chosen = list(dict.fromkeys([*graphs, *(g.value for g in run_graphs(db, run))] if run else graphs))
-            for g in chosen:
+            for g in (g for g in chosen if g in present):
                 n = db.drop(g, progress=True)
                 click.echo(f"dropped {g} ({n:,} statements)")
 
@@ -239,7 +246,9 @@ def register(cli: click.Group) -> None:
                      graphs: tuple[str, ...], base: str | None) -> None:
         """Push a tag set, an RDF file, or graphs of the embedded store to a SPARQL 1.1 server.
 
-        Each graph is replaced whole; a push that fails leaves the server's graphs as they were.
+        Each graph is replaced whole; a push that fails leaves the server's graphs as they were. One
+        killed outright (no chance to clean up) may leave the new graphs it had put in place: the next
+        push names them, and pushing the same again completes it.
         """
         import itertools
 
@@ -248,10 +257,15 @@ def register(cli: click.Group) -> None:
         from ..kg.store import Store
 
         remote = _remote(endpoint, query_url, update_url, store_url, user, timeout, retries)
+        left = remote.unfinished_pushes()
+        if left:
+            click.echo(f"warning: a push that did not finish (killed, or still running elsewhere) put graph(s) "
+                       f"{', '.join(left)} on the server without the rest of its graphs; push the same again to "
+                       "complete it, or drop them", err=True)
         if source is not None:
             if len(graphs) > 1:
                 raise UserError("--graph: give at most one graph when pushing a SOURCE")
-            n = remote.load(_source_quads(source, base), graphs[0] if graphs else None, progress=True)
+            n = remote.load(_source_quads(source, base, into=remote), graphs[0] if graphs else None, progress=True)
         else:
             with Store(store, read_only=True) as db:
                 present = db.graphs()
@@ -280,7 +294,7 @@ def register(cli: click.Group) -> None:
         ImageNet labels become wnids; ambiguous and unknown labels are reported, never guessed.
         """
         from ..imagenet import parse_filtag_file
-        from ..kg.export import export_tags, run_iri
+        from ..kg.export import check_label_space, export_tags, run_iri
         from ..kg.store import Store
 
         resolve = {}
@@ -295,6 +309,7 @@ def register(cli: click.Group) -> None:
             tags.save(out)
         minter = _minter(base)
         with Store(store) as db:
+            check_label_space(db, tags, minter)
             n = db.load(export_tags(tags, minter, progress=True))
             click.echo(f"{len(tags):,} tags of {model} {layer}: {n:,} statements loaded into {db.path}")
         click.echo(f"run: {run_iri(tags, minter)}")

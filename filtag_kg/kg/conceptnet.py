@@ -363,11 +363,11 @@ def link_conceptnet(
     """Link a run's classes to ConceptNet terms (from their labels) and import the edges of those terms
     from `dump` when given, else through `client` (default: the public API with the on-disk cache).
     `ids`: those of a run read back from a store."""
-    from .export import class_key, label_space, run_ids
+    from .export import label_space, run_ids, tag_class_keys
 
     minter = minter or Minter()
     ids = ids or run_ids(tags)
-    concepts = {class_key(tags, i): concept_uri(label) for i, label in enumerate(tags.classes)}
+    concepts = {key: concept_uri(label) for key, label in zip(tag_class_keys(tags), tags.classes)}
     if dump is not None:
         edges = read_dump(dump, concepts.values())
     else:

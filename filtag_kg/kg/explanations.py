@@ -28,7 +28,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 from ..errors import UserError
 from ..explain import explain
 from ..records import ActivationStats, HeldOut, TagSet, selection_label
-from .export import A, _double, class_key, export_tags, label_space, run_ids
+from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys
 from .vocab import DCTERMS, FT, PROV, Minter
 
 
@@ -62,7 +62,7 @@ def export_explanations(
     run = minter.run(ids.tagging)
     space = label_space(tags)
     dataset = str((tags.manifest.get("dataset") or {}).get("name") or space)
-    keys = [class_key(tags, c) for c in range(len(tags.classes))]
+    keys = tag_class_keys(tags)
     classes = [minter.image_class(space, key) for key in keys]
     filters = {m: [minter.filter(ids.model, m, i) for i in range(tags.n_filters[m])] for m in tags.layers}
     images = [minter.image(dataset, image_id) for image_id in heldout.image_ids]
@@ -112,4 +112,5 @@ def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.Path
     if stats.heldout is None:
         raise UserError("no held-out records to explain (collect with a held-out split)")
     with Store(store) as db:
+        check_label_space(db, tags)
         return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout)))

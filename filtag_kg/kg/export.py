@@ -28,7 +28,7 @@ from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, serialize
 from ..errors import UserError
 from ..records import K_BEST, Q_QUANTILE, TagSet, atomic_write, selection_label
 from .vocab import (
-    DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, stable_hash,
+    DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, class_keys, stable_hash,
 )
 
 # Keras layer classes the NNO ontology has a class of the same name for (checked against NNO's
@@ -215,6 +215,25 @@ def export_graphs(tags: TagSet, minter: Minter | None = None) -> ExportGraphs:
     )
 
 
+def check_label_space(store: Any, tags: TagSet, minter: Minter | None = None) -> None:
+    """Refuse a tag set whose label space the store (embedded or remote) holds with other classes:
+    loading it would replace the classes graph that other runs share, and change their answers.
+    (Data sets named alike, e.g. two folders called 'train', get label spaces of their own from
+    their class lists, see `filtag_kg.data`; this catches tag sets of a name given twice.)"""
+    graph = export_graphs(tags, minter).classes
+    held = dict(store.rows(f"SELECT ?index ?label WHERE {{ GRAPH <{graph.value}> {{ "
+                           f"?class <{FT}classIndex> ?index ; <{RDFS}label> ?label }} }}"))
+    if not held:
+        return
+    ours = {str(i): label for i, label in enumerate(tags.classes)}
+    if held != ours:
+        differ = next((f"class {i}: {held.get(str(i))!r} in the store, {ours.get(str(i))!r} here"
+                       for i in range(max(len(held), len(ours))) if held.get(str(i)) != ours.get(str(i))))
+        raise UserError(f"the store holds the label space {label_space(tags)!r} with other classes ({differ}); "
+                        "loading this tag set would change the classes of the runs there. Give its data set a "
+                        "label space of its own (the manifest's dataset.label_space) and load it again")
+
+
 SIMILAR_CLASSES = 20  # classes per class summary, most shared filters first
 SIGNATURE_INDEX_LIMIT = 2**16  # filter indices a tag signature holds (its low 16 bits)
 
@@ -235,7 +254,7 @@ def export_tags(
     graphs = export_graphs(tags, minter)
     space = label_space(tags)
     filters = yield from _network(tags, minter, ids.model, graphs.network)
-    keys = [class_key(tags, c) for c in range(len(tags.classes))]
+    keys = tag_class_keys(tags)
     classes = yield from _classes(tags, minter, space, keys, graphs.classes)
     run = yield from _provenance(tags, minter, ids, space, graphs.run)
     yield from _summaries(tags, minter, ids, keys, classes, run, graphs.run, similar_classes)
@@ -305,12 +324,9 @@ def _layer(entry: Mapping[str, Any], layer: NamedNode, g: NamedNode) -> Iterator
         yield Quad(layer, P.ft_activationFunction, Literal(str(entry["activation"])), g)
 
 
-def class_key(tags: TagSet, index: int) -> str:
-    """The IRI key of class `index`: its wnid where the manifest has one, else its label."""
-    wnids = (tags.manifest.get("dataset") or {}).get("wnids")
-    if wnids and index < len(wnids) and wnids[index]:
-        return str(wnids[index])
-    return tags.classes[index]
+def tag_class_keys(tags: TagSet) -> list[str]:
+    """The IRI keys of a TagSet's classes (`vocab.class_keys`, with the manifest's wnids)."""
+    return class_keys(tags.classes, (tags.manifest.get("dataset") or {}).get("wnids"))
 
 
 def _classes(tags: TagSet, minter: Minter, space: str, keys: list[str], g: NamedNode) -> Iterator[Quad]:
@@ -353,8 +369,9 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
         yield Quad(run, P.used, network, g)
         if dataset is not None:
             yield Quad(run, P.used, dataset, g)
-        if split.get("name"):
-            yield Quad(run, P.ft_split, Literal(str(split["name"])), g)
+        name = split.get("name") or ("train" if "train" in (split.get("collected") or []) else None)  # z's split
+        if name:
+            yield Quad(run, P.ft_split, Literal(str(name)), g)
         if split.get("fraction") is not None:
             yield Quad(run, P.ft_splitFraction, _decimal(split["fraction"]), g)
         if split.get("seed") is not None:

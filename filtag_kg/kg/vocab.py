@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
+from collections.abc import Sequence
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -56,6 +58,22 @@ def slug(text: str) -> str:
     """A readable, IRI-safe path segment for a name (spaces and punctuation become '_')."""
     s = re.sub(r"[^A-Za-z0-9._~-]+", "_", text.strip()).strip("_")
     return s or "_" + hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def class_keys(labels: Sequence[str], wnids: Sequence[str | None] | None = None) -> list[str]:
+    """The IRI key of each class: its wnid where it has one, else its label. A label that `slug`
+    changes (dropping what an IRI segment cannot hold readably) and whose slug another class has
+    too gets a hash of itself appended, and a label given to several classes their indices, so that
+    distinct classes never share an IRI ("α-helix" and "β-helix", "elephant" and "elephant 🐘")."""
+    keys = [str(wnids[i]) if wnids and i < len(wnids) and wnids[i] else label for i, label in enumerate(labels)]
+    per_slug = Counter(slug(k) for k in set(keys))
+    per_key = Counter(keys)
+    out = []
+    for i, key in enumerate(keys):
+        if per_slug[slug(key)] > 1 and slug(key) != key:
+            key = f"{key}~{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+        out.append(f"{key}~{i}" if per_key[keys[i]] > 1 else key)
+    return out
 
 
 class Minter:

@@ -38,7 +38,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 
 from ..config import cache_dir
 from ..errors import UserError
-from .vocab import FT, RDF, SKOS, Minter
+from .vocab import FT, RDF, SKOS, Minter, class_keys
 
 if TYPE_CHECKING:
     from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
@@ -256,7 +256,7 @@ class ClassLink:
 
     class_index: int
     label: str
-    key: str  # the class IRI key: wnid where there is one, else the label
+    key: str  # the class IRI key (vocab.class_keys): wnid where there is one, else the label
     synset: Synset | None
     method: str  # "wnid" | "lemma" | "mapping" | "none"
 
@@ -315,9 +315,9 @@ def link_classes(
     if unknown:
         raise UserError(f"mapping names labels that are not classes of {space!r}: {', '.join(sorted(unknown))}")
     report = LinkReport(space=space, links=[])
-    for i, label in enumerate(classes):
+    keys = class_keys(classes, wnids)
+    for i, (label, key) in enumerate(zip(classes, keys)):
         wnid = wnids[i] if wnids else None
-        key = wnid or label
         if label in mapping:
             synset, method = wordnet.synset(mapping[label]), "mapping"
         elif wnid:
