@@ -194,15 +194,16 @@ def parse_filtag_file(
     """Read a FilTag tag file into a TagSet of the 1,000 ImageNet classes, with a report.
 
     `resolve` maps "FILTER:label" (e.g. "424:crane") to a wnid, for the ambiguous labels the report
-    lists. A label that appears as many times in one filter as it has classes (`maillot` twice) is
-    tagged with all of them. Scores are NaN (the files have none), ranks 1 (k-best tags).
-    Malformed lines raise UserError naming the file and line number.
+    lists; one that names no label of the file raises UserError (the report's line numbers are
+    easily taken for filters). A label that appears as many times in one filter as it has classes
+    (`maillot` twice) is tagged with all of them. Scores are NaN (the files have none), ranks 1
+    (k-best tags). Malformed lines raise UserError naming the file and line number.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such tag file")
     index = imagenet_index()
-    resolve = dict(resolve or {})
+    choices = _resolve_keys(resolve or {})
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -234,6 +235,7 @@ def parse_filtag_file(
         raise UserError(f"{path}: filters {missing[:10]} are missing (the file lists 0..{n_filters - 1})")
 
     report = ImportReport(path=str(path), n_filters=n_filters)
+    used: set[tuple[int, str]] = set()
     filters: list[int] = []
     classes: list[int] = []
     for filt in range(n_filters):
@@ -248,11 +250,13 @@ def parse_filtag_file(
             if not found:
                 report.unknown.append(LabelIssue(number, filt, label, ()))
                 continue
-            chosen = resolve.get(f"{filt}:{label}")
+            chosen = choices.get((filt, label))
             if chosen is not None:
-                if chosen not in wnids:
-                    raise UserError(f"resolve {filt}:{label}={chosen}: not one of {', '.join(wnids)}")
-                found = [index.index_of_wnid(chosen)]
+                option, wnid = chosen
+                if wnid not in wnids:
+                    raise UserError(f"--resolve {option}: not one of {', '.join(wnids)}")
+                used.add((filt, label))
+                found = [index.index_of_wnid(wnid)]
             elif len(found) > 1:
                 if times == len(found):
                     report.resolved.append(LabelIssue(number, filt, label, wnids))
@@ -262,6 +266,10 @@ def parse_filtag_file(
             filters.extend([filt] * len(found))
             classes.extend(found)
     report.n_tags = len(classes)
+    unmatched = [_unmatched(option, filt, label, per_filter) for (filt, label), (option, _) in choices.items()
+                 if (filt, label) not in used]
+    if unmatched:
+        raise UserError(f"{path}: " + "; ".join(unmatched))
 
     n = len(classes)
     tags = TagSet(
@@ -288,6 +296,34 @@ def parse_filtag_file(
         },
     )
     return tags, report
+
+
+def _resolve_keys(resolve: dict[str, str]) -> dict[tuple[int, str], tuple[str, str]]:
+    """`resolve` by (filter, label), each with its "FILTER:LABEL=WNID" for messages and its wnid."""
+    choices: dict[tuple[int, str], tuple[str, str]] = {}
+    for key, wnid in resolve.items():
+        filt, sep, label = key.partition(":")
+        option = f"{key}={wnid}"
+        if not sep or not filt.strip().isdigit() or not label.strip():
+            raise UserError(f"--resolve {option}: expected FILTER:LABEL=WNID, e.g. 424:crane=n02012849")
+        choices[int(filt), label.strip()] = (option, wnid.strip())
+    return choices
+
+
+def _unmatched(option: str, filt: int, label: str, per_filter: dict[int, tuple[int, list[str]]]) -> str:
+    """Why `--resolve option` chose no class: the filter is not in the file, or has no such (ImageNet)
+    label; and which filters have the label (FILTER is a filter index, not the report's line number)."""
+    if filt not in per_filter:
+        problem = f"the file has no filter {filt} (it lists 0..{max(per_filter)})"
+    elif label in per_filter[filt][1]:
+        problem = f"{label!r} is not an ImageNet-1k label"
+    else:
+        problem = f"filter {filt} (line {per_filter[filt][0]}) has no label {label!r}"
+    where = [f"{f} (line {number})" for f, (number, labels) in sorted(per_filter.items()) if label in labels]
+    if not where:
+        return f"--resolve {option} matches nothing: {problem}; no filter has the label {label!r}"
+    return (f"--resolve {option} matches nothing: {problem}; {label!r} is in filter"
+            f"{'s' if len(where) > 1 else ''} {', '.join(where[:10])}{' …' if len(where) > 10 else ''}")
 
 
 def _parse_line(path: Path, number: int, line: str) -> tuple[int, list[str]]:

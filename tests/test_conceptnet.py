@@ -20,7 +20,7 @@ import pytest
 import filtag_kg
 from filtag_kg.errors import UserError
 from filtag_kg.kg.conceptnet import (
-    CN, ConceptNetClient, Edge, concept_uri, conceptnet_quads, fetch_edges, link_conceptnet, read_dump,
+    CN, ConceptNetClient, Edge, concept_uri, conceptnet_quads, fetch_edges, link_conceptnet, node, read_dump,
     shared_neighbours, term_of,
 )
 from filtag_kg.records import ActivationStats
@@ -307,6 +307,57 @@ def test_link_command_from_dump(tmp_path: Path, cli_ok) -> None:
         for run in (first, second):
             again = queries.run("semantic-conceptnet-neighbours", store, {"layer": "conv", "filter": 0, "run": run})
             assert [(r["neighbourLabel"], r["tags"], r["totalWeight"]) for r in again.values()] == [("animal", 3, 4.5)]
+
+
+def test_neighbour_weight_counts_each_class_once_whatever_the_selections(tmp_path: Path) -> None:
+    """A class tags a filter in several selections of a run (k-best 2 holds the k-best 1 tags): its
+    edges count once in totalWeight, as the class counts once in tags."""
+    from filtag_kg.kg import queries
+    from filtag_kg.kg.export import export_tags
+
+    classes = ["bear", "cat", "dog"]
+    stats = ActivationStats.empty(["conv"], classes, {"conv": 3}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(3), {"conv": np.array([[1.0, 0, 0], [1.0, 0, 0], [0.5, 1.0, 0]])})  # dog: second best 0
+    write_dump(tmp_path / "dump.csv.gz")
+
+    def animal(tags: filtag_kg.TagSet) -> list[tuple[str, int, float, list[str]]]:
+        store = pyoxigraph.Store()
+        store.extend(export_tags(tags))
+        store.extend(link_conceptnet(tags, dump=tmp_path / "dump.csv.gz").quads)
+        rows = queries.run("semantic-conceptnet-neighbours", store, {"layer": "conv", "filter": 0}).values()
+        return [(r["neighbourLabel"], r["tags"], r["totalWeight"], sorted(r["classes"].split(", "))) for r in rows]
+
+    # IsA animal: bear 1.0, cat 1.5, dog 2.0 (write_dump)
+    assert animal(filtag_kg.tag(stats, k=1)) == [("animal", 2, 2.5, ["bear", "cat"])]
+    # four selections: k-best 1 and q-quantile 34 (1 filter) tag filter 0 with bear and cat, k-best 2
+    # and q-quantile 50 (2 filters) with bear, cat and dog
+    assert animal(filtag_kg.tag(stats, k=[1, 2], q=[34.0, 50.0])) == [("animal", 3, 4.5, ["bear", "cat", "dog"])]
+
+
+def test_percent_sign_in_a_term(tmp_path: Path, cli_ok) -> None:
+    """ConceptNet URIs are plain text: a '%' is a percent sign, encoded as %25 (it stopped `link
+    conceptnet --dump` with "Invalid IRI percent encoding"), and no other URI gets the same IRI."""
+    from filtag_kg.kg.export import export_tags
+    from filtag_kg.kg.store import Store
+
+    assert node("/c/en/100%_beef").value == f"{CN}/c/en/100%25_beef"
+    assert node("/c/en/a%2C").value == f"{CN}/c/en/a%252C" != node("/c/en/a,").value == f"{CN}/c/en/a%2C"
+    stats = ActivationStats.empty(["conv"], ["cow", "dog"], {"conv": 2}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(2), {"conv": np.eye(2)})
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(filtag_kg.tag(stats, k=1)))
+    with gzip.open(tmp_path / "dump.csv.gz", "wt", encoding="utf-8") as f:
+        f.write("/a/[/r/RelatedTo/,/c/en/cow/,/c/en/100%_beef/]\t/r/RelatedTo\t/c/en/cow\t/c/en/100%_beef\t"
+                '{"weight": 1.0}\n')
+    out = cli_ok("link", "conceptnet", "--store", tmp_path / "store", "--dump", tmp_path / "dump.csv.gz")
+    assert "edges of 2 concepts (1 edges), 0 missing" in out
+    with Store(tmp_path / "store") as store:
+        rows = list(store.query(f"""SELECT ?label ?w WHERE {{
+            <{CN}/c/en/cow> <{CN}/r/RelatedTo> ?beef . ?beef <http://www.w3.org/2000/01/rdf-schema#label> ?label .
+            <{CN}/a/%5B/r/RelatedTo/%2C/c/en/cow/%2C/c/en/100%25_beef/%5D>
+                <http://www.w3.org/1999/02/22-rdf-syntax-ns#object> ?beef ;
+                <https://w3id.org/filtag-kg/ontology#weight> ?w }}"""))
+    assert [(r["label"].value, float(r["w"].value)) for r in rows] == [("100% beef", 1.0)]
 
 
 def test_unreachable_api_gives_up_but_uses_the_cache(api: StandIn, tmp_path: Path) -> None:

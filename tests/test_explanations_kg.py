@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from itertools import chain
 
 import numpy as np
@@ -10,12 +11,15 @@ import pytest
 from pyoxigraph import Store
 from test_explain import hand_case
 
+import filtag_kg
 from filtag_kg.errors import UserError
+from filtag_kg.kg.coarsen import link_wordnet
 from filtag_kg.kg.error_analysis import error_report
 from filtag_kg.kg.explanations import explanations_graph, export_explanations
 from filtag_kg.kg.export import export_tags, validate
 from filtag_kg.kg.queries import run
-from filtag_kg.records import HeldOut
+from filtag_kg.kg.vocab import FT, PROV
+from filtag_kg.records import ActivationStats, HeldOut
 
 from kg_helpers import run_iri
 
@@ -116,3 +120,27 @@ def test_a_second_network_on_the_same_images_changes_no_answer_about_the_first(c
     assert error_report(both, "k-best 1") == "\n\n".join(
         f"Run {iri}:\n{error_report(single, 'k-best 1')}" for iri, single in sorted(
             ((first, store), (second, alone)), key=lambda pair: pair[0]))
+
+
+def test_a_run_linked_to_wordnet_only_is_no_run_with_explanations(case, wn) -> None:
+    """A run's coarse concepts (`link wordnet`) carry ft:tagSelection and prov:wasDerivedFrom as
+    explanations do, but explain no image: the report must not take such a run for an explained one."""
+    tags, _, store = case
+    stats = ActivationStats.empty(["l1"], tags.classes, {"l1": 3}, manifest={
+        "dataset": {"name": "toy", "label_space": "toy"}, "model": {"name": "other-cnn", "hash": "0" * 64}})
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.9, 0.5, 0.1], [0.8, 0.6, 0.1], [0.1, 0.5, 0.7]])
+    other = filtag_kg.tag(stats, k=[1, 2])  # tags only, no explanations
+    linked = Store()
+    linked.extend(chain(store, export_tags(other), link_wordnet(other, wn).quads))
+    first, second = run_iri(tags), run_iri(other)
+    # the nodes the report must not count: coarse concepts of run 2's k-best 2
+    assert linked.query(f"""ASK {{ ?c a <{FT}CoarseConcept> ; <{FT}tagSelection> "k-best 2" ;
+                                     <{PROV}wasDerivedFrom> <{second}> }}""", use_default_graph_as_union=True)
+    with pytest.raises(UserError, match=re.escape(f"no explanations of run {second} in the store; "
+                                                  f"runs with explanations: {first}") + "$"):
+        error_report(linked, "k-best 2", run_iri=second)
+    with pytest.raises(UserError, match="no explanations with tag selection 'k-best 2' in the store; "
+                                        "it has: k-best 1$"):
+        error_report(linked, "k-best 2")
+    assert error_report(linked, "k-best 1") == error_report(store, "k-best 1")  # not a report per run

@@ -68,6 +68,36 @@ def test_resolve_maps_ambiguous_labels(filtag_vgg16_file: Path) -> None:
         parse_filtag_file(filtag_vgg16_file, resolve={"424:crane": "n01440764"})
 
 
+def test_resolve_that_matches_no_label_is_an_error(filtag_vgg16_file: Path) -> None:
+    """The report says "line 374, filter 372": a --resolve with the line number (or a typo) must not
+    leave the crane out silently."""
+    with pytest.raises(UserError) as error:
+        parse_filtag_file(filtag_vgg16_file, resolve={"374:crane": "n02012849", "999:crane": "n03126707",
+                                                      "424:crane": "n03126707"})
+    assert str(error.value) == (
+        f"{filtag_vgg16_file}: --resolve 374:crane=n02012849 matches nothing: filter 374 (line 376) has no "
+        "label 'crane'; 'crane' is in filters 372 (line 374), 424 (line 426); --resolve 999:crane=n03126707 "
+        "matches nothing: the file has no filter 999 (it lists 0..511); 'crane' is in filters 372 (line 374), "
+        "424 (line 426)")
+    with pytest.raises(UserError, match="--resolve 372:zebra=n02391049 matches nothing: filter 372 .* "
+                                        r"has no label 'zebra'; 'zebra' is in filter 96 \(line 98\)$"):
+        parse_filtag_file(filtag_vgg16_file, resolve={"372:zebra": "n02391049"})
+    tags, report = parse_filtag_file(filtag_vgg16_file, resolve={" 372 : crane ": "n02012849"})  # spaces are fine
+    assert report.n_tags == 999 and 134 in tags.class_index.tolist()
+
+
+def test_resolve_of_an_unknown_label_or_without_a_filter_index(tmp_path: Path) -> None:
+    path = _write(tmp_path, "filter tags k=1\n0:[' unicorn ', ' zebra ']\n1:[]\n")
+    with pytest.raises(UserError, match="--resolve 0:unicorn=n02391049 matches nothing: 'unicorn' is not an "
+                                        r"ImageNet-1k label; 'unicorn' is in filter 0 \(line 2\)$"):
+        parse_filtag_file(path, model="TinyNet", layer="conv", resolve={"0:unicorn": "n02391049"})
+    with pytest.raises(UserError, match="--resolve 1:giraffe=n0 matches nothing: filter 1 .* "
+                                        "no filter has the label 'giraffe'$"):
+        parse_filtag_file(path, model="TinyNet", layer="conv", resolve={"1:giraffe": "n0"})
+    with pytest.raises(UserError, match="--resolve crane=n0: expected FILTER:LABEL=WNID"):
+        parse_filtag_file(path, model="TinyNet", layer="conv", resolve={"crane": "n0"})
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "tags.txt"
     path.write_text(text)

@@ -21,7 +21,7 @@ import filtag_kg
 from filtag_kg.data import ANIMAL_SHAPE_CLASSES
 from filtag_kg.errors import UserError
 from filtag_kg.kg import queries
-from filtag_kg.kg.queries import Query, Results
+from filtag_kg.kg.queries import Parameter, Query, Results
 from filtag_kg.kg.vocab import FT, RDFS, XSD
 from filtag_kg.records import K_BEST, Q_QUANTILE, ActivationStats, TagSet
 
@@ -79,6 +79,18 @@ def test_bad_headers_are_reported(text: str, message: str) -> None:
         Query.parse(text, "bad")
 
 
+@pytest.mark.parametrize(("text", "form"), [
+    ("# the first\n# a comment that describes it\n# the third\nSELECT * WHERE { ?s ?p ?o }", "SELECT"),
+    ("PREFIX describe: <http://example.org/describe#>\nselect ?describe WHERE { ?describe describe:p 1 }", "SELECT"),
+    ('ASK { ?s <http://example.org/select> "construct" }  # describe', "ASK"),
+    ("CONSTRUCT WHERE { ?s ?p ?o }", "CONSTRUCT"),
+    ("DESCRIBE <http://example.org/x>", "DESCRIBE"),
+    ("# SELECT\nINSERT DATA { <http://a> <http://b> <http://c> }", ""),
+])
+def test_the_query_form_is_read_past_comments_iris_strings_and_names(text: str, form: str) -> None:
+    assert queries.query_form(text) == form
+
+
 def test_values_become_typed_terms() -> None:
     q = queries.load("filter-tags")
     terms = q.bind({"layer": "block5_conv3", "filter": "7", "run": "ft:KBest"})
@@ -96,9 +108,11 @@ def test_values_become_typed_terms() -> None:
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"layer": "a", "filter": "seven"}, "parameter 'filter' \\(integer\\)"),
-        ({"layer": "a", "filter": 1.5}, "whole number"),
-        ({"layer": "a", "filter": 1, "run": "http://a/b> } DROP ALL"}, "parameter 'run' \\(iri\\)"),
+        ({"layer": "a", "filter": "seven"}, "^--param filter=seven: expected a whole number$"),
+        ({"layer": "a", "filter": 1.5}, "^--param filter=1.5: expected a whole number$"),
+        ({"layer": "a", "filter": 1, "run": "http://a/b> } DROP ALL"},
+         "^--param run=http://a/b> } DROP ALL: expected an absolute IRI, <IRI>, or a prefixed name such as "
+         "ft:KBest \\(Invalid IRI code point '>'\\)$"),
         ({"layer": "a"}, "needs --param filter="),
         ({"layer": "a", "filter": 1, "run": BlankNode("b")}, "must be an IRI or a literal"),
         ({"layer": "a", "filter": 1, "nope": 1}, "has no parameter nope"),
@@ -107,6 +121,25 @@ def test_values_become_typed_terms() -> None:
 def test_bad_values_are_user_errors(values: dict[str, object], message: str) -> None:
     with pytest.raises(UserError, match=message):
         queries.load("filter-tags").bind(values)
+
+
+@pytest.mark.parametrize(
+    "kind, value, expected",
+    [
+        ("decimal", "five", "a decimal number, e.g. 2.5"),
+        ("decimal", "inf", "a decimal number, e.g. 2.5"),
+        ("integer", "2.5", "a whole number"),
+        ("double", "high", "a number, e.g. 0.67"),
+        ("boolean", "yes", "true or false"),
+        ("iri", "zebra",
+         "an absolute IRI, <IRI>, or a prefixed name such as ft:KBest (No scheme found in an absolute IRI)"),
+    ],
+)
+def test_a_value_of_the_wrong_type_says_what_was_expected(kind: str, value: str, expected: str) -> None:
+    """Not Python's reason ("[<class 'decimal.ConversionSyntax'>]"): the option and what its type takes."""
+    with pytest.raises(UserError) as error:
+        Parameter("p", kind, True, "").term(value)
+    assert str(error.value) == f"--param p={value}: expected {expected}"
 
 
 def test_unknown_query_names_the_bundled_ones(tmp_path) -> None:
@@ -280,6 +313,26 @@ def test_runs_and_networks(store: Store, runs: dict[str, TagSet]) -> None:
         ("net-a", 3, 40, 1), ("net-b", 3, 40, 1)]
     only_b = rows("runs", store, network=listed[0]["network"] if listed[0]["title"] == "net-b" else listed[1]["network"])
     assert [r["title"] for r in only_b] == ["net-b"]
+
+
+def test_networks_count_the_filters_of_conv_layers_only() -> None:
+    """A Dense layer's units are in the manifest's `filters` too (ft:filterCount), but are no filters;
+    a tagged layer the manifest does not describe (no Keras class) has its tagged filters."""
+    from filtag_kg.kg.export import export_tags
+
+    tags = synthetic_tags(2, "net-c")
+    described = [e for e in tags.manifest["model"]["layers"] if e["name"] != "conv2d_2"]  # conv2d_2: undescribed
+    tags.manifest["model"]["layers"] = [
+        {"name": "image", "type": "InputLayer", "index": 0, "filters": None, "kernel_size": None, "params": 0,
+         "activation": None},
+        *described,
+        {"name": "predictions", "type": "Dense", "index": 6, "filters": 10, "kernel_size": None, "params": 170,
+         "activation": "softmax"},
+    ]
+    store = Store()
+    store.extend(export_tags(tags))
+    assert [(n["title"], n["layers"], n["filters"]) for n in rows("networks", store)] == [
+        ("net-c", 5, 8 + 16 + 16)]  # layers: image, conv2d, conv2d_1, predictions, conv2d_2
 
 
 def test_filter_tags(store: Store, runs: dict[str, TagSet]) -> None:
@@ -536,7 +589,10 @@ def test_query_command_prints_csv_and_json(store_dir, runs: dict[str, TagSet], c
 def test_query_command_errors_exit_2(store_dir, run_cli) -> None:
     code, out, err = run_cli("query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=two",
                              "--store", store_dir)
-    assert code == 2 and out == "" and "Error: parameter 'filter' (integer): cannot use 'two'" in err
+    assert code == 2 and out == "" and "Error: --param filter=two: expected a whole number\n" == err
+    code, out, err = run_cli("query", "similar-classes", "--param", "class=zebra", "--param", "parameter=five",
+                             "--store", store_dir)
+    assert code == 2 and out == "" and "Error: --param parameter=five: expected a decimal number, e.g. 2.5\n" == err
     code, out, err = run_cli("query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=1",
                              "--param", "filter=2", "--store", store_dir)
     assert code == 2 and out == "" and "--param filter is given twice ('1' and '2')" in err

@@ -740,6 +740,8 @@ def test_push_replace_drop_and_union_queries(
     question = sparql_prefixes() + """SELECT ?label (COUNT(?t) AS ?n) WHERE {
         ?t a ft:Tag ; ft:class/rdfs:label ?label } GROUP BY ?label ORDER BY ?label"""
     assert [tuple(r) for r in remote.query(question)] == [tuple(r) for r in local.query(question)]
+    commented = "# the tags per class\n# (a comment that describes the query)\n# of both runs\n" + question
+    assert [tuple(r) for r in remote.query(commented)] == [tuple(r) for r in local.query(question)]
     assert bool(remote.query(sparql_prefixes() + "ASK { ?r a ft:TaggingRun }"))
     assert not bool(remote.query(sparql_prefixes() + "ASK { ?r a ft:TaggingRun }", union=False))
     run_graph_b = export_graphs(run_b).run

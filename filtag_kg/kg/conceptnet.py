@@ -68,8 +68,11 @@ def term_of(uri: str) -> str:
 
 
 def node(uri: str) -> NamedNode:
-    """The IRI of a ConceptNet URI (/c/…, /r/…, /a/[…]) under http://conceptnet.io, IRI-safe."""
-    return NamedNode(CN + quote(uri, safe="/_-.~:%"))
+    """The IRI of a ConceptNet URI (/c/…, /r/…, /a/[…]) under http://conceptnet.io, IRI-safe.
+
+    ConceptNet URIs are plain Unicode text, so a '%' in one is a percent sign (/c/en/100%_beef):
+    it is encoded as %25 like any other character outside the path's safe set."""
+    return NamedNode(CN + quote(uri, safe="/_-.~:"))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ from ..errors import UserError
 from .queries import Query, run
 from .vocab import sparql_prefixes
 
+# ft:Explanation only: a run's coarse concepts (`filtag-kg link wordnet`) carry a tag selection and
+# the run too, but explain no image
 _EXPLAINED = Query.parse(sparql_prefixes() + """SELECT DISTINCT ?run ?selection WHERE { GRAPH ?g {
-    ?explanation ft:tagSelection ?selection ; prov:wasDerivedFrom ?run } }""", "explained-runs")
+    ?explanation a ft:Explanation ; ft:tagSelection ?selection ; prov:wasDerivedFrom ?run } }""", "explained-runs")
 
 
 def _check_explained(store: Any, selection: str | None, run_iri: str | None) -> None:

@@ -54,6 +54,14 @@ from .vocab import PREFIXES, XSD
 Term = Union[NamedNode, BlankNode, Literal, Triple]
 
 PARAM_TYPES = ("iri", "string", "integer", "decimal", "double", "boolean")
+# what a value of each type must look like, for the message when one cannot be converted
+_EXPECTED = {
+    "iri": "an absolute IRI, <IRI>, or a prefixed name such as ft:KBest",
+    "integer": "a whole number",
+    "decimal": "a decimal number, e.g. 2.5",
+    "double": "a number, e.g. 0.67",
+    "boolean": "true or false",
+}
 FORMATS = ("table", "csv", "tsv", "json")
 
 _HEADER = re.compile(r"^#\s?(\w+):\s*(.*)$")
@@ -81,7 +89,8 @@ class Parameter:
         try:
             return self._convert(value)
         except (ValueError, InvalidOperation, TypeError) as e:
-            raise UserError(f"parameter {self.name!r} ({self.type}): cannot use {value!r}: {e}") from None
+            why = f" ({e})" if self.type == "iri" else ""  # pyoxigraph names what is wrong with the IRI
+            raise UserError(f"--param {self.name}={value}: expected {_EXPECTED[self.type]}{why}") from None
 
     def _convert(self, value: object) -> Term:
         if self.type == "string":
@@ -91,12 +100,12 @@ class Parameter:
             return NamedNode(expand_iri(str(text)))
         if self.type == "integer":
             if isinstance(text, float) and not text.is_integer():
-                raise ValueError("not a whole number")
+                raise ValueError
             return Literal(int(text))  # type: ignore[call-overload]
         if self.type == "decimal":
             number = Decimal(str(text))
             if not number.is_finite():
-                raise ValueError("not a finite number")
+                raise ValueError
             # canonical form ("5.0" -> "5"), as oxigraph stores decimals, so triple patterns match
             return Literal(f"{number.normalize():f}", datatype=NamedNode(XSD + "decimal"))
         if self.type == "double":
@@ -104,7 +113,7 @@ class Parameter:
         if isinstance(text, bool):
             return Literal(text)
         if str(text).lower() not in ("true", "false", "1", "0"):
-            raise ValueError("expected true or false")
+            raise ValueError
         return Literal(str(text).lower() in ("true", "1"))
 
 
@@ -353,7 +362,7 @@ def _where_brace(text: str) -> int | None:
         if c == "{":
             if depth == 0 and (seen_where or first is None):
                 if seen_where:  # CONSTRUCT WHERE { … } (no template) takes no VALUES inside: it goes after
-                    return None if first is None and _query_form(text) == "CONSTRUCT" else i
+                    return None if first is None and query_form(text) == "CONSTRUCT" else i
                 first = i
             depth += 1
         elif c == "}":
@@ -361,11 +370,16 @@ def _where_brace(text: str) -> int | None:
         elif depth == 0 and _WHERE.match(text, i):
             seen_where = True
         i += 1
-    return None if _query_form(text) in ("CONSTRUCT", "DESCRIBE") else first
+    return None if query_form(text) in ("CONSTRUCT", "DESCRIBE") else first
 
 
-def _query_form(text: str) -> str:
-    m = re.search(r"\b(SELECT|ASK|CONSTRUCT|DESCRIBE)\b", _strip_comments(text), re.IGNORECASE)
+_NO_KEYWORDS = re.compile(r"""<[^<>"{}|^`\\\s]*>|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*""")
+
+
+def query_form(text: str) -> str:
+    """SELECT, ASK, CONSTRUCT or DESCRIBE ('' if none): the first such keyword outside IRIs, strings,
+    comments and prefixed names (a comment saying 'describes' or a prefix `describe:` is no query form)."""
+    m = re.search(r"(?<![\w:?$])(SELECT|ASK|CONSTRUCT|DESCRIBE)(?![\w:])", _NO_KEYWORDS.sub(" ", text), re.IGNORECASE)
     return m.group(1).upper() if m else ""
 
 

@@ -50,6 +50,7 @@ from pyoxigraph import (
 
 from ..config import default_store_path
 from ..errors import UserError
+from .queries import query_form
 from .vocab import FT, iri
 
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
@@ -634,7 +635,7 @@ class RemoteStore:
             wrapper.addDefaultGraph(g)
         for g in named:  # a request that names its default graph has only the named graphs it names too
             wrapper.addNamedGraph(g)
-        form = wrapper.queryType
+        form = query_form(sparql)  # SPARQLWrapper's own guess takes a word of a comment for the form
         wrapper.setReturnFormat(TURTLE if form in ("CONSTRUCT", "DESCRIBE") else JSON)
         body = self._retry(lambda: wrapper.query().response.read(), f"query at {self.query_url}")
         if form in ("CONSTRUCT", "DESCRIBE"):
