@@ -123,9 +123,8 @@ def test_merge_refuses_what_is_not_all_shards_of_one_collection(split_run, data)
         ActivationStats.merge_shards({"s0": parts[0], "t1": three})
 
 
-def test_interrupted_run_resumes_to_same_numbers(split_run, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model, source, whole = split_run
-
+def interrupted_at_batch(n: int):
+    """A `make_step` whose step raises KeyboardInterrupt on its n-th batch (as Ctrl-C would)."""
     real_make_step = collect_module.make_step
     calls = {"n": 0}
 
@@ -134,13 +133,21 @@ def test_interrupted_run_resumes_to_same_numbers(split_run, tmp_path, monkeypatc
 
         def failing(images):
             calls["n"] += 1
-            if calls["n"] == 10:  # 3rd held-out batch, after checkpoints in both splits
+            if calls["n"] == n:
                 raise KeyboardInterrupt
             return step(images)
 
         return failing
 
-    monkeypatch.setattr(collect_module, "make_step", make_failing_step)
+    return make_failing_step
+
+
+def test_interrupted_run_resumes_to_same_numbers(split_run, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, source, whole = split_run
+
+    real_make_step = collect_module.make_step
+    # interrupted at the 3rd held-out batch, after checkpoints in both splits
+    monkeypatch.setattr(collect_module, "make_step", interrupted_at_batch(10))
     with pytest.raises(KeyboardInterrupt):
         filtag_kg.collect(model, source, batch_size=4, output=tmp_path, checkpoint_every=2, progress=False)
     partial = ActivationStats.load(tmp_path)
@@ -422,21 +429,9 @@ def test_resume_only_the_same_run_and_keep_the_images_skipped_before(
     assert whole.manifest["skipped"]["train"] == ["alpha/4-broken.png"]
 
     real_make_step = collect_module.make_step
-    calls = {"n": 0}
-
-    def make_failing_step(*args, **kwargs):
-        step = real_make_step(*args, **kwargs)
-
-        def failing(images):
-            calls["n"] += 1
-            if calls["n"] == 4:  # after three checkpoints, the third past the broken image
-                raise KeyboardInterrupt
-            return step(images)
-
-        return failing
-
     out = tmp_path / "stats"
-    monkeypatch.setattr(collect_module, "make_step", make_failing_step)
+    # interrupted after three checkpoints, the third past the broken image
+    monkeypatch.setattr(collect_module, "make_step", interrupted_at_batch(4))
     with pytest.raises(KeyboardInterrupt):
         filtag_kg.collect(model, image_folder(root, fraction=1.0), batch_size=2, output=out, checkpoint_every=1,
                           progress=False)
