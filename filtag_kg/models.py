@@ -187,16 +187,25 @@ def load_saved(path: str | Path) -> LoadedModel:
     return LoadedModel(model, model.name, "keras", str(path.resolve()), input_spec_of(model))
 
 
+RANDOM_WEIGHTS_SEED = 0  # random weights (weights none) are drawn seeded, so a run resumes and shards merge
+
+
 def load_application(name: str, weights: str | None = "imagenet") -> LoadedModel:
-    """A keras.applications model by name, weights 'imagenet' (downloaded by Keras), a file, or None."""
+    """A keras.applications model by name, weights 'imagenet' (downloaded by Keras), a file, or None
+    ('none': random weights, the same in every process: Keras' global random seed is set)."""
     import keras
 
     if name not in APPLICATIONS:
         raise UserError(f"unknown model {name!r}; known: {', '.join(APPLICATIONS)} (or a .keras/.h5 file)")
     module_name, ctor, size = APPLICATIONS[name]
     module = getattr(keras.applications, module_name)
-    if weights not in (None, "none", "imagenet") and not Path(weights).is_file():
-        raise UserError(f"weights file {weights} does not exist")
+    if weights not in (None, "none", "imagenet"):
+        if not Path(weights).is_file():
+            raise UserError(f"weights file {weights} does not exist")
+        weights = str(Path(weights).resolve())  # recorded: found again from any folder
+    if weights in (None, "none"):
+        weights = "none"
+        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)  # the same random weights in every process
     try:
         model = getattr(module, ctor)(weights=None if weights == "none" else weights, input_shape=(size, size, 3))
     except Exception as e:
@@ -206,7 +215,9 @@ def load_application(name: str, weights: str | None = "imagenet") -> LoadedModel
                 f"when online; offline, download the weights file elsewhere and pass it with --weights FILE "
                 f"(or --weights none for random weights)"
             ) from e
-        raise UserError(f"could not build {name} with weights {weights}: {e}") from e
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__  # Keras appends whole weight arrays
+        raise UserError(f"could not build {name} with weights {weights}: "
+                        f"{reason[:300]}{' …' if len(reason) > 300 else ''}") from e
     from .imagenet import imagenet_index
 
     return LoadedModel(

@@ -164,6 +164,13 @@ def plot_class_means(stats: ActivationStats, tags: TagSet, directory: str | os.P
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
-    for stale in set(directory.glob(PLOT_PATTERN)) - set(written):
-        stale.unlink()
+    remove_heatmaps(directory, keep=written)
     return written
+
+
+def remove_heatmaps(directory: str | os.PathLike[str], keep: Sequence[Path] = ()) -> list[Path]:
+    """Remove the heatmaps `plot_class_means` wrote into `directory` (but those in `keep`), so
+    that a tag set written there is not shown with an earlier one's; returns none (nothing written)."""
+    for stale in set(Path(directory).glob(PLOT_PATTERN)) - set(keep):
+        stale.unlink()
+    return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from filtag_kg.records import ActivationStats, TagSet
 
@@ -21,8 +22,8 @@ def test_collect_tag_and_errors(run_cli, default_model, tmp_path, cli_ok) -> Non
     assert len(tags) == 10 * (1 + 2 + 3) + 10 * (1 + 2 + 6)
     heatmaps = sorted(p.name for p in (tmp_path / "tags").glob("z-*.png"))
     assert heatmaps == ["z-000-conv4.png", "z-001-conv5.png"]
-    cli_ok("tag", stats_dir, "-l", "conv5", "--no-plots", "--out", tmp_path / "no-plots")
-    assert not list((tmp_path / "no-plots").glob("*.png"))
+    cli_ok("tag", stats_dir, "-l", "conv5", "--no-plots", "--out", tmp_path / "tags")  # the earlier ones go
+    assert not list((tmp_path / "tags").glob("*.png"))
 
     code, _, err = run_cli("tag", stats_dir, "-k", "40", "--out", tmp_path / "bad")
     assert code == 2 and "k=40 is larger than the 32 filters of layer 'conv4'" in err
@@ -102,3 +103,21 @@ def test_imagenet_weights_offline_say_how_to_pass_a_file(run_cli, tmp_path, monk
     monkeypatch.delenv("no_proxy", raising=False)
     code, _, err = run_cli("collect", "--model", "MobileNetV2", "--out", tmp_path / "o")
     assert code == 2 and "could not get the ImageNet weights of MobileNetV2" in err and "--weights FILE" in err
+
+
+def test_application_weights_random_seeded_from_a_file_or_refused_briefly(run_cli, tmp_path, monkeypatch) -> None:
+    """Random weights are the same on every build (a resumed run or a shard finds its model again); a
+    weights file is recorded by its absolute path; another model's weights get a short message."""
+    from filtag_kg.errors import UserError
+    from filtag_kg.models import load_application
+
+    first, second = (load_application("MobileNetV2", "none").model for _ in range(2))
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights()))
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other.save_weights(tmp_path / "other.weights.h5")
+    monkeypatch.chdir(tmp_path)  # given relative, named (and recorded) absolute
+    with pytest.raises(UserError, match=f"could not build MobileNetV2 with weights {tmp_path}/other.weights.h5: ") as error:
+        load_application("MobileNetV2", "other.weights.h5")
+    assert len(str(error.value)) < 500
+    code, _, err = run_cli("collect", "--heldout", tmp_path, "--out", tmp_path / "o")
+    assert code == 2 and f"--heldout {tmp_path}: the embedded default data set holds out its own images" in err

@@ -71,6 +71,9 @@ def register(cli: click.Group) -> None:
         """Collect the activation statistics z_c(m,i) of every conv filter over a labelled image set."""
         from ..collection import collect as run_collect
 
+        if data == DEFAULT and heldout is not None:  # before the model is loaded (or trained)
+            raise UserError(f"--heldout {heldout}: the embedded default data set holds out its own images "
+                            "(--fraction); --heldout goes with a --data folder")
         loaded = load_model_option(model, weights, mixed_precision)
         source = load_source(data, loaded, heldout, fraction, seed)
         start = time.perf_counter()
@@ -112,7 +115,7 @@ def register(cli: click.Group) -> None:
             plots: bool) -> None:
         """Tag filters with classes from collected statistics (default: k=1)."""
         from ..records import ARRAYS_NAME, ActivationStats
-        from ..tagging import plot_class_means
+        from ..tagging import plot_class_means, remove_heatmaps
         from ..tagging import tag as run_tag
 
         if (Path(out) / ARRAYS_NAME).exists():
@@ -123,7 +126,7 @@ def register(cli: click.Group) -> None:
         tags = run_tag(stats, k=list(ks) or None, q=list(qs) or None, layers=list(layers) or None)
         tags.save(out)
         click.echo(f"{len(tags):,} tags ({', '.join(f'{m} {p:g}' for m, p in tags.selections)}) -> {out}")
-        written = plot_class_means(stats, tags, out) if plots else []
+        written = plot_class_means(stats, tags, out) if plots else remove_heatmaps(out)
         if written:
             click.echo(f"heatmaps of z: {written[0].name}" + (f" … {written[-1].name}" if len(written) > 1 else ""))
 
