@@ -86,6 +86,8 @@ def test_error_report_text(case) -> None:
     assert "dog -> cat: 1 errors, 1 shared filters" in text
     assert "of 1 misclassified images" in text and "in 1 (100%)" in text
     assert "1 images whose prediction is not the top tag" in text
+    assert len(run("errors-explanation-disagrees", store, {"n": 0})) == 4  # b: two top tags tie
+    assert "3 images whose prediction is not the top tag" in error_report(store, "k-best 1", n=0)
     with pytest.raises(UserError, match="no explanations with tag selection 'k-best 7' in the store; it has: k-best 1"):
         error_report(store, "k-best 7")  # not "no misclassified images": nothing of k-best 7 was explained
 

@@ -13,6 +13,8 @@ import pyshacl
 import pytest
 import rdflib
 import requests
+
+import filtag_kg
 from filtag_kg.errors import UserError
 from filtag_kg.kg.export import bundled_path, export_graphs, export_tags
 from filtag_kg.kg.fair import free_port, publish, serving
@@ -22,6 +24,7 @@ from filtag_kg.records import TagSet
 
 from kg_helpers import TAG_COUNT, run_iri
 from oxigraph_server import oxigraph  # noqa: F401  (fixture)
+from test_export import synthetic_stats
 
 DCAT = rdflib.Namespace("http://www.w3.org/ns/dcat#")
 SPDX = rdflib.Namespace("http://spdx.org/rdf/terms#")
@@ -91,6 +94,12 @@ def test_publish_errors(store: Store, run_a: TagSet, tmp_path: Path) -> None:
         publish(store, run_iri(run_a), tmp_path, license="CC-BY", creator="x")
     with pytest.raises(UserError, match="--creator"):
         publish(store, run_iri(run_a), tmp_path, license="https://x.org/l", creator=" ")
+    with pytest.raises(UserError, match="--license 'https://x.org/{by}' is not an IRI"):
+        publish(store, run_iri(run_a), tmp_path, license="https://x.org/{by}", creator="x")
+    for url in ("https://x.org/my data/", "https://x.org/d?v=1"):
+        with pytest.raises(UserError, match="--download-url"):
+            publish(store, run_iri(run_a), tmp_path / "pub", license="https://x.org/l", creator="x", download_url=url)
+    assert not (tmp_path / "pub").exists()  # refused before anything is written
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(UserError, match=f"--out {tmp_path / 'a-file'}"):
         publish(store, run_iri(run_a), tmp_path / "a-file", license="https://x.org/l", creator="x")
@@ -111,8 +120,19 @@ def test_a_failed_publish_leaves_no_partial_file(
         publish(store, run_iri(run_a), out, license="https://x.org/l", creator="x")
     assert [p.name for p in out.iterdir()] == ["dataset.ttl"] and (out / "dataset.ttl").read_text() == "earlier"
     monkeypatch.undo()
+    (out / ".publishing-killed").mkdir()  # what a publish killed outright leaves
+    (out / ".publishing-killed" / "part.nq").write_text("half")
     result = publish(store, run_iri(run_a), out, license="https://x.org/l", creator="x")
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in result.files) and len(result.files) == 5
+
+
+def test_the_description_states_each_triple_once(store: Store, run_a: TagSet, tmp_path: Path) -> None:
+    """Another tagging of the same collection puts the collection's description in a second graph."""
+    again = filtag_kg.tag(synthetic_stats(seed=0), k=[2])  # run_a's statistics, another selection
+    store.load(export_tags(again))
+    publish(store, run_iri(run_a), tmp_path, license="https://x.org/l", creator="x")
+    triples = list(ox.parse(path=str(tmp_path / "dataset.ttl"), format=ox.RdfFormat.TURTLE))  # as written
+    assert len(triples) == len(set(triples))
 
 
 def test_serve_read_only(store: Store, run_a: TagSet, run_b: TagSet) -> None:
@@ -152,6 +172,14 @@ def test_serve_with_updates_needs_the_password(store: Store) -> None:
         assert requests.post(f"{url}/store", params={"graph": "http://y"}, data="<http://a> <http://p> 3 .",
                              headers={"Content-Type": "application/n-triples"}).status_code == 401
         assert requests.get(f"{url}/store", params={"graph": "http://example.org/g"}).status_code == 200
+        chunked = requests.post(f"{url}/query", data=iter([b"SELECT (COUNT(*) AS ?n) ", b"WHERE { ?s ?p ?o }"]),
+                                headers={"Content-Type": "application/sparql-query", "Accept": "text/csv"})
+        assert chunked.status_code == 200 and chunked.text.splitlines()[0] == "n"
+        chunked = requests.put(f"{url}/store", params={"graph": "http://z"}, data=iter([b"<http://a> ", b"<http://p> \"4\" ."]),
+                               headers={"Content-Type": "application/n-triples"}, auth=("filtag-kg", "open sesame"))
+        assert chunked.status_code in (200, 201, 204), chunked.text
+        assert RemoteStore.at(url).count("http://z") == 1
+        size += 1
         assert len(RemoteStore.at(url)) == size + 1
         with pytest.raises(UserError, match=f"--port {url.rsplit(':', 1)[1]}: cannot listen"):
             with serving(path, int(url.rsplit(":", 1)[1])):

@@ -788,6 +788,20 @@ def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again
     assert code == 0 and f"a push that did not finish (killed, or still running elsewhere) put graph(s) {', '.join(left)}" in err
     assert remote.unfinished_pushes() == [] and sorted(g.value for g in remote.graphs()) == graphs
     assert _count(remote) == len(run_a)
+    # killed after uploading a changed graph beside the old one, before the commit: the staging copy stays ...
+    staged = f"SELECT DISTINCT ?g WHERE {{ GRAPH ?g {{ ?s ?p ?o }} FILTER STRSTARTS(STR(?g), '{STAGING}') }}"
+
+    def killed(self, sparql):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RemoteStore, "update", killed)
+    monkeypatch.setattr(RemoteStore, "_drop_quietly", lambda self, graphs: None)
+    with pytest.raises(KeyboardInterrupt):
+        remote.load(export_tags(run_a, similar_classes=2))
+    monkeypatch.undo()
+    assert len(remote.rows(staged)) == 2  # the changed run graph's copy and the marker
+    remote.load(export_tags(run_a))  # ... until the next push
+    assert remote.rows(staged) == [] and _count(remote) == len(run_a)
 
 
 def test_remote_store_of_the_earlier_format_is_refused_until_upgraded(

@@ -105,6 +105,14 @@ def test_mapping_file_overrides(wn: WordNet, tmp_path: Path) -> None:
         read_mapping(path)
     with pytest.raises(UserError, match="not classes of 'animal-shape': unicorn"):
         link_classes(ANIMALS, None, wn, "animal-shape", {"unicorn": "horse.n.01"})
+    path.write_text("\ufeffbear\tbear.n.01\n")  # a byte-order mark, as some editors write
+    assert read_mapping(path) == {"bear": "bear.n.01"}
+    path.write_text("bear\tbear.n.01\ncow\tcow.n.02\nbear\tcow.n.01\n")
+    with pytest.raises(UserError, match="line 3: 'bear' is mapped to bear.n.01 already, here to cow.n.01"):
+        read_mapping(path)
+    for verb_or_adjective in ("run.v.01", "red.s.01"):
+        with pytest.raises(UserError, match=f"'{verb_or_adjective}' is not a noun synset"):
+            link_classes(ANIMALS, None, wn, "animal-shape", {"bear": verb_or_adjective})
 
 
 def test_skos_graph_walks_the_hierarchy(wn: WordNet) -> None:

@@ -73,8 +73,9 @@ def _run_report(store: Any, selection: str, run_iri: str | None, top: int, n: in
         lines.append(f"    e.g. image {example['id']}: a {example['true']} taken for a {example['predicted']}; "
                      f"{example['trueCount']} active filters tagged {example['true']}, "
                      f"{example['predictedCount']} tagged {example['predicted']}")
-    disagree = run("errors-explanation-disagrees", store, {**params, "n": n}).values()
-    wrong = sum(1 for r in disagree if not r["correct"])
+    # one row per top tag where several tie: counted by image
+    disagree = {r["id"]: r["correct"] for r in run("errors-explanation-disagrees", store, {**params, "n": n}).values()}
+    wrong = sum(1 for correct in disagree.values() if not correct)
     lines.append(f"  {len(disagree)} images whose prediction is not the top tag of their active filters "
                  f"({wrong} of them misclassified)")
     return "\n".join(lines)

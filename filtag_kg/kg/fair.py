@@ -36,7 +36,7 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, serialize
 from ..errors import UserError
 from .export import media_type, rdf_format, write
 from .store import Store
-from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, XSD, Minter, sparql_prefixes
+from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, XSD, Minter, iri, sparql_prefixes
 
 SPDX = "http://spdx.org/rdf/terms#"
 IANA = "https://www.iana.org/assignments/media-types/"
@@ -85,13 +85,19 @@ def publish(
         raise UserError(f"--issued {issued!r}: expected a date YYYY-MM-DD") from None
     if not license.startswith(("http://", "https://")):
         raise UserError(f"--license {license!r}: give the license as an IRI, e.g. https://creativecommons.org/licenses/by/4.0/")
+    iri(license, "--license")
     if not creator.strip():
         raise UserError("--creator is empty: give the name of the person or organisation publishing")
-    if download_url is not None and not download_url.startswith(("http://", "https://")):
-        raise UserError(f"--download-url {download_url!r}: expected an http(s) URL")
+    if download_url is not None:
+        if not download_url.startswith(("http://", "https://")) or "?" in download_url or "#" in download_url:
+            raise UserError(f"--download-url {download_url!r}: expected the http(s) URL of the folder the files "
+                            "will be in, without query or fragment")
+        iri(download_url, "--download-url")
     network, graphs = run_graphs(store, run)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        for left in out.glob(".publishing-*"):  # of a publish that was killed
+            shutil.rmtree(left, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(dir=out, prefix=".publishing-"))
     except OSError as e:
         raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
@@ -232,7 +238,7 @@ def _context_quads(store: Store, run: str, network: NamedNode, graphs: list[Name
                 used.add(q.object)
     for node in used:  # the data set and the label space, without the classes
         keep += [Quad(q.subject, q.predicate, q.object) for q in store.oxigraph.quads_for_pattern(node, None, None, None)]
-    return keep
+    return list(dict.fromkeys(keep))  # each once, though several graphs hold some (a collection with two taggings)
 
 
 def _schema_org(
@@ -382,21 +388,34 @@ def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
 
         def _handle(self) -> None:
             try:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self._body()
             except ValueError:
-                self._answer(400, b"bad Content-Length\n", "text/plain", {})
+                self._answer(400, b"bad Content-Length or chunk size\n", "text/plain", {})
                 return
             if not self._reads() and not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
                 self._answer(401, b"updates need HTTP basic auth (user filtag-kg)\n", "text/plain",
                              {"WWW-Authenticate": 'Basic realm="filtag-kg updates"'})
                 return
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization")}
+            headers = {k: v for k, v in self.headers.items()  # the body goes on whole, with its own length
+                       if k.lower() not in ("host", "authorization", "transfer-encoding", "content-length")}
             try:
                 r = requests.request(self.command, upstream + self.path, data=body, headers=headers, timeout=300)
             except requests.RequestException as e:
                 self._answer(502, f"upstream error: {e}\n".encode(), "text/plain", {})
                 return
             self._answer(r.status_code, r.content, r.headers.get("Content-Type", "text/plain"), {})
+
+        def _body(self) -> bytes:
+            """The request body, sent with a Content-Length or in chunks."""
+            if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip(), 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after the chunk
+            while self.rfile.readline().strip():  # trailer lines, up to the empty one
+                pass
+            return b"".join(chunks)
 
         def _answer(self, status: int, payload: bytes, kind: str, extra: dict[str, str]) -> None:
             self.send_response(status)

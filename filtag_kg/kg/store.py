@@ -54,7 +54,8 @@ from .queries import query_form
 from .vocab import FT, iri
 
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
-PUSHES = STAGING + "pushes"  # a push's marker graph (a staging graph) names the new graphs it puts in place
+PUSHES = STAGING + "pushes"  # a push's marker graph (a staging graph) names the new graphs it puts in place ...
+STAGES = STAGING + "stages"  # ... and the staging graphs it uploads
 COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only during a load)
 JOURNAL = "filtag-kg-load.json"  # beside the store directory's data files
 BACKUP = "filtag-kg-backup-"  # file name prefix of the triples a load removes and adds (for its rollback)
@@ -690,9 +691,11 @@ class RemoteStore:
             written: list[str] = []  # new graphs already in place
             committed = False
             try:
-                if fresh:  # named first, so that a push killed before its commit is known (`unfinished_pushes`)
-                    (Path(tmp) / "marker.nt").write_text("".join(f"<{marker}> <{PUSHES}> <{g}> .\n" for g in fresh))
-                    self._put(Path(tmp) / "marker.nt", marker, len(fresh))
+                if fresh or staging:  # named first, so that what a push killed before its commit left is known
+                    (Path(tmp) / "marker.nt").write_text("".join(
+                        [f"<{marker}> <{PUSHES}> <{g}> .\n" for g in fresh] +
+                        [f"<{marker}> <{STAGES}> <{g}> .\n" for g in staging.values()]))
+                    self._put(Path(tmp) / "marker.nt", marker, len(fresh) + len(staging))
                 for g in fresh:  # a graph the server lacks: one PUT straight into place
                     written.append(g)
                     self._put(files[g][0], g, sizes[g])
@@ -719,13 +722,16 @@ class RemoteStore:
                        if g in present})
 
     def _forget_pushes(self, done: set[str]) -> None:
-        """Drop the markers of unfinished pushes whose graphs are all pushed again (`done`) or gone."""
-        rows = self.rows(f"SELECT ?m ?g WHERE {{ GRAPH ?m {{ ?m <{PUSHES}> ?g }} }}")
+        """Drop the markers of unfinished pushes whose new graphs are all pushed again (`done`) or gone,
+        with the staging graphs they name."""
+        rows = self.rows(f"SELECT ?m ?p ?g WHERE {{ GRAPH ?m {{ ?m ?p ?g }} FILTER(?p IN (<{PUSHES}>, <{STAGES}>)) }}")
         present = {g.value for g in self.graphs()}
-        named: dict[str, set[str]] = {}
-        for m, g in rows:
-            named.setdefault(m, set()).add(g)
-        self._drop_quietly(m for m, graphs in named.items() if all(g in done or g not in present for g in graphs))
+        named: dict[str, list[tuple[str, str]]] = {}
+        for m, p, g in rows:
+            named.setdefault(m, []).append((p, g))
+        for m, graphs in named.items():
+            if all(g in done or g not in present for p, g in graphs if p == PUSHES):
+                self._drop_quietly([*(g for p, g in graphs if p == STAGES), m])
 
     def _holds(self, graph: str, path: Path) -> bool:
         """Whether the server's graph already holds exactly the triples of an N-Triples file."""

@@ -210,6 +210,9 @@ class WordNet:
             synset = None
         if synset is None:
             raise UserError(f"{name!r} is not a WordNet 3.0 synset (give a name like cow.n.02, 02403454-n or a wnid)")
+        if synset.pos() != "n":  # classes are things: coarsening walks the noun hierarchy
+            raise UserError(f"{name!r} is not a noun synset ({synset.name()}: {synset.definition()}); "
+                            "map classes to nouns, like cow.n.02")
         return synset
 
     def noun_senses(self, label: str) -> list[Synset]:
@@ -289,7 +292,7 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, str]:
         raise UserError(f"mapping file {path} does not exist")
     out: dict[str, str] = {}
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_text(encoding="utf-8-sig")  # a byte-order mark would stick to the first label
     except UnicodeDecodeError as e:
         raise UserError(f"mapping file {path} is not UTF-8 text ({e})") from None
     text = "\n".join(line.split("#", 1)[0] for line in raw.splitlines())
@@ -298,7 +301,10 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, str]:
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
             raise UserError(f"{path}, line {number}: expected 'label<TAB>synset', got {row!r}")
-        out[row[0].strip()] = row[1].strip()
+        label, synset = row[0].strip(), row[1].strip()
+        if out.get(label, synset) != synset:
+            raise UserError(f"{path}, line {number}: {label!r} is mapped to {out[label]} already, here to {synset}")
+        out[label] = synset
     return out
 
 
