@@ -255,11 +255,10 @@ def _list_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise UserError(f"image folder {root} has no class sub-folders (expected ROOT/<class>/<image>.jpg)")
+    files = []
     for d in class_dirs:
         if _printable(d.name) != d.name:
             raise UserError(f"class folder {_printable(str(d))}: its name is not valid UTF-8; rename it")
-    files = []
-    for d in class_dirs:
         images = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                         and not any(part.startswith(".") for part in p.relative_to(d).parts))  # no hidden ones
         if not images:

@@ -168,9 +168,8 @@ def plot_class_means(stats: ActivationStats, tags: TagSet, directory: str | os.P
     return written
 
 
-def remove_heatmaps(directory: str | os.PathLike[str], keep: Sequence[Path] = ()) -> list[Path]:
+def remove_heatmaps(directory: str | os.PathLike[str], keep: Sequence[Path] = ()) -> None:
     """Remove the heatmaps `plot_class_means` wrote into `directory` (but those in `keep`), so
-    that a tag set written there is not shown with an earlier one's; returns none (nothing written)."""
+    that a tag set written there is not shown with an earlier one's."""
     for stale in set(Path(directory).glob(PLOT_PATTERN)) - set(keep):
         stale.unlink()
-    return []

@@ -126,8 +126,9 @@ def register(cli: click.Group) -> None:
         tags = run_tag(stats, k=list(ks) or None, q=list(qs) or None, layers=list(layers) or None)
         tags.save(out)
         click.echo(f"{len(tags):,} tags ({', '.join(f'{m} {p:g}' for m, p in tags.selections)}) -> {out}")
-        written = plot_class_means(stats, tags, out) if plots else remove_heatmaps(out)
-        if written:
+        if not plots:
+            remove_heatmaps(out)
+        elif written := plot_class_means(stats, tags, out):
             click.echo(f"heatmaps of z: {written[0].name}" + (f" … {written[-1].name}" if len(written) > 1 else ""))
 
     @cli.command()

@@ -300,7 +300,7 @@ def register(cli: click.Group) -> None:
         resolve = {}
         for item in resolutions:
             key, sep, wnid = item.partition("=")
-            if not sep or ":" not in key:
+            if not sep:  # FILTER:LABEL is checked by parse_filtag_file
                 raise UserError(f"--resolve {item!r}: expected FILTER:LABEL=WNID, e.g. 424:crane=n02012849")
             resolve[key.strip()] = wnid.strip()
         tags, report = parse_filtag_file(file, model=model, layer=layer, resolve=resolve)

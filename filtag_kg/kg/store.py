@@ -718,20 +718,23 @@ class RemoteStore:
         """Graphs that pushes killed before their commit (with no chance to clean up) put in place,
         while others of theirs never arrived. Pushing the same again completes them; `drop` removes them."""
         present = {g.value for g in self.graphs()}
-        return sorted({g for _, g in self.rows(f"SELECT ?m ?g WHERE {{ GRAPH ?m {{ ?m <{PUSHES}> ?g }} }}")
-                       if g in present})
+        return sorted({g for pushed, _ in self._push_markers().values() for g in pushed if g in present})
 
     def _forget_pushes(self, done: set[str]) -> None:
         """Drop the markers of unfinished pushes whose new graphs are all pushed again (`done`) or gone,
         with the staging graphs they name."""
-        rows = self.rows(f"SELECT ?m ?p ?g WHERE {{ GRAPH ?m {{ ?m ?p ?g }} FILTER(?p IN (<{PUSHES}>, <{STAGES}>)) }}")
         present = {g.value for g in self.graphs()}
-        named: dict[str, list[tuple[str, str]]] = {}
-        for m, p, g in rows:
-            named.setdefault(m, []).append((p, g))
-        for m, graphs in named.items():
-            if all(g in done or g not in present for p, g in graphs if p == PUSHES):
-                self._drop_quietly([*(g for p, g in graphs if p == STAGES), m])
+        for marker, (pushed, staged) in self._push_markers().items():
+            if all(g in done or g not in present for g in pushed):
+                self._drop_quietly([*staged, marker])
+
+    def _push_markers(self) -> dict[str, tuple[list[str], list[str]]]:
+        """The marker graphs of pushes on the server: each with the new graphs and staging graphs it names."""
+        markers: dict[str, tuple[list[str], list[str]]] = {}
+        for m, p, g in self.rows(f"SELECT ?m ?p ?g WHERE {{ GRAPH ?m {{ ?m ?p ?g }} "
+                                 f"FILTER(?p IN (<{PUSHES}>, <{STAGES}>)) }}"):
+            markers.setdefault(m, ([], []))[p == STAGES].append(g)
+        return markers
 
     def _holds(self, graph: str, path: Path) -> bool:
         """Whether the server's graph already holds exactly the triples of an N-Triples file."""
