@@ -761,9 +761,9 @@ def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again
     graphs = sorted(g.value for g in export_graphs(run_a))
     real_put, puts = RemoteStore._put, []
 
-    def killed_at_the_third_graph(self, body, graph, size):  # the marker, two graphs, then SIGKILL
+    def killed_at_the_third_graph(self, body, graph, size):  # two graphs, then SIGKILL
         puts.append(graph)
-        if len(puts) == 4:
+        if len(puts) == 3:
             raise KeyboardInterrupt
         real_put(self, body, graph, size)
 
@@ -791,10 +791,10 @@ def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again
     # killed after uploading a changed graph beside the old one, before the commit: the staging copy stays ...
     staged = f"SELECT DISTINCT ?g WHERE {{ GRAPH ?g {{ ?s ?p ?o }} FILTER STRSTARTS(STR(?g), '{STAGING}') }}"
 
-    def killed(self, sparql):
+    def killed(self, staging, receipt):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(RemoteStore, "update", killed)
+    monkeypatch.setattr(RemoteStore, "_commit", killed)
     monkeypatch.setattr(RemoteStore, "_drop_quietly", lambda self, graphs: None)
     with pytest.raises(KeyboardInterrupt):
         remote.load(export_tags(run_a, similar_classes=2))
@@ -802,6 +802,40 @@ def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again
     assert len(remote.rows(staged)) == 2  # the changed run graph's copy and the marker
     remote.load(export_tags(run_a))  # ... until the next push
     assert remote.rows(staged) == [] and _count(remote) == len(run_a)
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_a_running_push_is_left_alone_by_others_or_changes_nothing_once_taken_for_dead(
+    oxigraph: str, run_a: TagSet, run_b: TagSet, stale: bool, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    remote = RemoteStore.at(oxigraph, timeout=10)
+    remote.load(export_tags(run_a))
+    every_quad = "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }"
+    before = {tuple(row) for row in remote.rows(every_quad)}
+    real_commit = RemoteStore._commit
+
+    def another_client_pushes_first(self, staging, receipt):  # with its staging graphs uploaded, before its commit
+        if stale:  # the other client takes the push for dead (a laptop asleep for an hour, say)
+            monkeypatch.setattr("filtag_kg.kg.store.STALE_AFTER", "PT0S")
+        RemoteStore.at(oxigraph).load(export_tags(run_b))
+        monkeypatch.undo()
+        real_commit(self, staging, receipt)
+
+    monkeypatch.setattr(RemoteStore, "_commit", another_client_pushes_first)
+    changed = export_tags(run_a, similar_classes=2)
+    if stale:
+        with pytest.raises(RemoteError, match="another client removed this push's staging graphs.*nothing was replaced"):
+            remote.load(changed)
+        expected = before
+    else:
+        remote.load(changed)
+        pushed = ox.Store()
+        pushed.extend(export_tags(run_a, similar_classes=2))
+        expected = {tuple(term.value for term in row) for row in pushed.query(every_quad)}
+    b_graphs = {g.value for g in export_graphs(run_b)}  # the network's and classes' graphs among them
+    assert {tuple(row) for row in remote.rows(every_quad) if row[3] not in b_graphs} == \
+        {row for row in expected if row[3] not in b_graphs}
+    assert remote.rows(f"SELECT ?g WHERE {{ GRAPH ?g {{ }} FILTER STRSTARTS(STR(?g), '{STAGING}') }}") == []
 
 
 def test_remote_store_of_the_earlier_format_is_refused_until_upgraded(

@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress, islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,11 +51,15 @@ from pyoxigraph import (
 from ..config import default_store_path
 from ..errors import UserError
 from .queries import query_form
-from .vocab import FT, iri
+from .vocab import FT, XSD, iri
 
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
-PUSHES = STAGING + "pushes"  # a push's marker graph (a staging graph) names the new graphs it puts in place ...
-STAGES = STAGING + "stages"  # ... and the staging graphs it uploads
+PUSHES = STAGING + "pushes"  # a push's marker graph (a staging graph) names the new graphs it puts in place,
+REPLACES = STAGING + "replaces"  # ... the graphs whose content it replaces,
+STAGES = STAGING + "stages"  # ... the staging graphs it uploads and its receipt,
+ALIVE = STAGING + "alive"  # ... and when it last made progress, in the server's time
+COMMITTED = STAGING + "committed"  # in a push's receipt graph: its commit took place
+STALE_AFTER = "PT1H"  # a push that made no progress for this long is taken for dead (an xsd:dayTimeDuration)
 COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only during a load)
 JOURNAL = "filtag-kg-load.json"  # beside the store directory's data files
 BACKUP = "filtag-kg-backup-"  # file name prefix of the triples a load removes and adds (for its rollback)
@@ -687,53 +691,88 @@ class RemoteStore:
             fresh = [g for g in files if g not in present]
             changed = [g for g in files if g in present and not self._holds(g, files[g][0])]
             staging = {g: f"{STAGING}{token}:{i}" for i, g in enumerate(changed)}
-            marker = f"{STAGING}{token}:push"
+            marker, receipt = f"{STAGING}{token}:push", f"{STAGING}{token}:receipt"
             written: list[str] = []  # new graphs already in place
             committed = False
             try:
                 if fresh or staging:  # named first, so that what a push killed before its commit left is known
-                    (Path(tmp) / "marker.nt").write_text("".join(
-                        [f"<{marker}> <{PUSHES}> <{g}> .\n" for g in fresh] +
-                        [f"<{marker}> <{STAGES}> <{g}> .\n" for g in staging.values()]))
-                    self._put(Path(tmp) / "marker.nt", marker, len(fresh) + len(staging))
+                    self._mark(marker, fresh, changed, [*staging.values(), receipt])
                 for g in fresh:  # a graph the server lacks: one PUT straight into place
                     written.append(g)
                     self._put(files[g][0], g, sizes[g])
+                    self._beat(marker)
                 for g, s in staging.items():  # a graph the server has: PUT beside it first
                     self._put(files[g][0], s, sizes[g])
+                    self._beat(marker)
                 if staging:
-                    # one update, one transaction; idempotent, so retrying it after a lost answer is safe
-                    self.update(" ; ".join(f"DROP SILENT GRAPH <{g}> ; ADD <{s}> TO <{g}>" for g, s in staging.items()))
+                    self._commit(staging, receipt)
                     for g in staging:
                         if self.count(g) != sizes[g]:
                             raise RemoteError(f"push to {self.store_url}: graph {g} has {self.count(g)} triples "
                                               f"after the commit, expected {sizes[g]}")
                 committed = True
             finally:
-                self._drop_quietly(list(staging.values()) + ([] if committed else written) + [marker])
+                self._drop_quietly(list(staging.values()) + ([] if committed else written) + [receipt, marker])
         self._forget_pushes(set(files))
         return n
 
     def unfinished_pushes(self) -> list[str]:
-        """Graphs that pushes killed before their commit (with no chance to clean up) put in place,
-        while others of theirs never arrived. Pushing the same again completes them; `drop` removes them."""
+        """Graphs that pushes killed before their commit (with no chance to clean up), or still running
+        elsewhere, put in place while others of theirs never arrived. Pushing the same again completes
+        them; `drop` removes them."""
         present = {g.value for g in self.graphs()}
-        return sorted({g for pushed, _ in self._push_markers().values() for g in pushed if g in present})
+        return sorted({g for push in self._push_markers().values() for g in push.pushed if g in present})
 
-    def _forget_pushes(self, done: set[str]) -> None:
-        """Drop the markers of unfinished pushes whose new graphs are all pushed again (`done`) or gone,
-        with the staging graphs they name."""
+    def _mark(self, marker: str, fresh: list[str], replaced: list[str], staged: list[str]) -> None:
+        """Write a push's marker graph: what it will put in place, replace and stage, and that it is alive."""
+        named = [f"<{marker}> <{PUSHES}> <{g}> ." for g in fresh] + [f"<{marker}> <{REPLACES}> <{g}> ." for g in replaced]
+        named += [f"<{marker}> <{STAGES}> <{g}> ." for g in staged]
+        self.update(f"INSERT {{ GRAPH <{marker}> {{ {' '.join(named)} <{marker}> <{ALIVE}> ?now }} }} "
+                    f"WHERE {{ BIND(NOW() AS ?now) }}")
+
+    def _beat(self, marker: str) -> None:
+        """Mark a push alive now, so that other clients leave its staging graphs alone."""
+        self.update(f"DELETE {{ GRAPH <{marker}> {{ <{marker}> <{ALIVE}> ?then }} }} "
+                    f"INSERT {{ GRAPH <{marker}> {{ <{marker}> <{ALIVE}> ?now }} }} "
+                    f"WHERE {{ GRAPH <{marker}> {{ <{marker}> <{ALIVE}> ?then }} BIND(NOW() AS ?now) }}")
+
+    def _commit(self, staging: dict[str, str], receipt: str) -> None:
+        """Replace each graph by its staging copy in one update, one transaction, only if every staging
+        copy is still there (another client may have taken the push for dead and removed them); the
+        update leaves a receipt when it took place. Idempotent, so retrying it after a lost answer is safe."""
+        guard = " ".join(f"{{ SELECT * WHERE {{ GRAPH <{s}> {{ ?s{i} ?p{i} ?o{i} }} }} LIMIT 1 }}"
+                         for i, s in enumerate(staging.values()))
+        replace = [f"DELETE {{ GRAPH <{g}> {{ ?s ?p ?o }} }} WHERE {{ {guard} GRAPH <{g}> {{ ?s ?p ?o }} }} ; "
+                   f"INSERT {{ GRAPH <{g}> {{ ?s ?p ?o }} }} WHERE {{ {guard} GRAPH <{s}> {{ ?s ?p ?o }} }}"
+                   for g, s in staging.items()]
+        self.update(" ; ".join([*replace, f"INSERT {{ GRAPH <{receipt}> {{ <{receipt}> <{COMMITTED}> true }} }} "
+                                          f"WHERE {{ {guard} }}"]))
+        if not self.rows(f"SELECT ?done WHERE {{ GRAPH <{receipt}> {{ <{receipt}> <{COMMITTED}> ?done }} }}"):
+            raise RemoteError(f"push to {self.store_url}: another client removed this push's staging graphs "
+                              f"before its commit (it took the push for dead); nothing was replaced: push again")
+
+    def _forget_pushes(self, done: set[str], dropped: str | None = None) -> None:
+        """Drop the markers of other pushes, with the staging graphs they name, that this push (of the
+        graphs `done`) or this drop made pointless: those that would write only graphs in `done`, those
+        one of whose new graphs was `dropped` and which left none of the others, and those that made no
+        progress for STALE_AFTER and left no new graph but in `done`."""
         present = {g.value for g in self.graphs()}
-        for marker, (pushed, staged) in self._push_markers().items():
-            if all(g in done or g not in present for g in pushed):
-                self._drop_quietly([*staged, marker])
+        for marker, push in self._push_markers().items():
+            left = {g for g in push.pushed if g in present} - done
+            if push.pushed | push.replaced <= done or (dropped in push.pushed or push.stale) and not left:
+                self._drop_quietly([*push.staged, marker])
 
-    def _push_markers(self) -> dict[str, tuple[list[str], list[str]]]:
-        """The marker graphs of pushes on the server: each with the new graphs and staging graphs it names."""
-        markers: dict[str, tuple[list[str], list[str]]] = {}
-        for m, p, g in self.rows(f"SELECT ?m ?p ?g WHERE {{ GRAPH ?m {{ ?m ?p ?g }} "
-                                 f"FILTER(?p IN (<{PUSHES}>, <{STAGES}>)) }}"):
-            markers.setdefault(m, ([], []))[p == STAGES].append(g)
+    def _push_markers(self) -> dict[str, _Push]:
+        """The marker graphs of pushes on the server, with what each names and whether it is stale."""
+        markers: dict[str, _Push] = {}
+        rows = self.rows(
+            f"SELECT ?m ?p ?g ?stale WHERE {{ GRAPH ?m {{ ?m ?p ?g FILTER(?p IN (<{PUSHES}>, <{REPLACES}>, <{STAGES}>)) "
+            f"OPTIONAL {{ ?m <{ALIVE}> ?alive }} }} "
+            f"BIND(!BOUND(?alive) || ?alive < NOW() - \"{STALE_AFTER}\"^^<{XSD}dayTimeDuration> AS ?stale) }}")
+        for m, p, g, stale in rows:  # a retried marking may have left two times: the later one counts
+            push = markers.setdefault(m, _Push(stale == "true"))
+            push.stale &= stale == "true"
+            {PUSHES: push.pushed, REPLACES: push.replaced, STAGES: push.staged}[p].add(g)
         return markers
 
     def _holds(self, graph: str, path: Path) -> bool:
@@ -766,7 +805,7 @@ class RemoteStore:
         on the server (`progress` has nothing to show); returns its number of triples."""
         n = self.count(graph)
         self.update(f"DROP SILENT GRAPH <{_node(graph).value}>")
-        self._forget_pushes(set())
+        self._forget_pushes(set(), dropped=_node(graph).value)
         return n
 
     def close(self) -> None:
@@ -834,6 +873,15 @@ class RemoteStore:
                 self.update(f"DROP SILENT GRAPH <{g}>")
             except RemoteError:
                 pass  # an unreachable server keeps a staging graph; graphs() hides it
+
+
+@dataclass
+class _Push:
+    """A push as its marker graph tells: stale (no progress for STALE_AFTER), and the graphs it names."""
+    stale: bool
+    pushed: set[str] = field(default_factory=set)
+    replaced: set[str] = field(default_factory=set)
+    staged: set[str] = field(default_factory=set)
 
 
 class _Transient(Exception):
