@@ -364,3 +364,24 @@ def test_a_second_network_on_the_same_images_changes_no_semantic_answer_about_th
             assert got == canonical(query_rows(name, single, **params)) and got, name
     errors = {r["image"].rsplit("/", 1)[1]: r["commonLabel"] for r in query_rows("coarse-errors", both, run=runs[1][0])}
     assert errors == {"a": "carnivore", "d": "ungulate"}
+
+
+def test_a_run_read_back_has_only_its_own_layers() -> None:
+    """The network graph describes the filters of every conv layer (of every run of the network), so
+    reading a run of one layer back gives that layer only, not the others with no tags of its own."""
+    from filtag_kg.kg.coarsen import tags_from_store
+    from filtag_kg.kg.vocab import Minter
+
+    model = {"name": "tiny", "hash": "ab" * 32, "layers": [
+        {"name": "conv1", "type": "Conv2D", "index": 0, "filters": 4},
+        {"name": "conv2", "type": "Conv2D", "index": 1, "filters": 6}]}
+    manifest = {"dataset": {"name": "Animal-Shape", "label_space": "animal-shape"}, "model": model}
+    stats = ActivationStats.empty(["conv2"], ANIMALS, {"conv2": 6}, manifest=manifest)
+    stats.add_batch(np.arange(10), {"conv2": np.random.default_rng(0).random((10, 6))})
+    tags = filtag_kg.tag(stats, k=1)
+    store = pyoxigraph.Store()
+    store.extend(export_tags(tags))
+    back, _ = tags_from_store(store, Minter().run(run_ids(tags).tagging).value)
+    assert back.layers == ["conv2"] and back.n_filters == {"conv2": 6}
+    assert sorted(zip(back.filter_index.tolist(), back.class_index.tolist())) == \
+        sorted(zip(tags.filter_index.tolist(), tags.class_index.tolist()))

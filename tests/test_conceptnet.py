@@ -400,3 +400,37 @@ def test_link_command_keeps_the_graph_when_concepts_are_missing(api: StandIn, tm
         after = set(store.quads())
     lost = {q for q in before - after if q.subject.value.endswith("/c/en/cat") or "/c/en/cat/" in q.subject.value}
     assert lost and after < before  # with --partial the cat's edges are gone, as asked
+
+
+def test_a_slash_in_a_label_separates_words(tmp_path: Path) -> None:
+    """A '/' in a label separates words, as in ConceptNet's own standardisation: kept, it made the rest
+    of the label a part of speech ('AC/DC' was linked to /c/en/ac/dc, labelled 'ac', without its edges)."""
+    assert concept_uri("AC/DC") == "/c/en/ac_dc" == term_of(concept_uri("AC/DC"))
+    assert concept_uri(" a / b ") == "/c/en/a_b"
+    stats = ActivationStats.empty(["conv"], ["AC/DC", "cat"], {"conv": 2}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(2), {"conv": np.eye(2)})
+    dump = tmp_path / "dump.csv"
+    dump.write_text('/a/[/r/IsA/,/c/en/ac_dc/,/c/en/band/]\t/r/IsA\t/c/en/ac_dc/n\t/c/en/band\t{"weight": 2.0}\n')
+    store = pyoxigraph.Store()
+    store.extend(link_conceptnet(filtag_kg.tag(stats, k=1), dump=dump).quads)
+    rows = store.query("""SELECT ?label ?other WHERE { ?class <http://www.w3.org/2004/02/skos/core#relatedMatch> ?c .
+        ?c <http://www.w3.org/2000/01/rdf-schema#label> ?label ; <http://conceptnet.io/r/IsA> ?other }""",
+                       use_default_graph_as_union=True)
+    assert [(r["label"].value, r["other"].value) for r in rows] == [("ac dc", f"{CN}/c/en/band")]
+
+
+def test_an_edge_weight_that_is_no_number_is_named(tmp_path: Path) -> None:
+    """A weight null or text in the dump or an API answer was a TypeError's traceback: the dump names its
+    line, and a concept whose answer has one is reported missing with the reason."""
+    dump = tmp_path / "dump.csv"
+    dump.write_text('/a/x\t/r/IsA\t/c/en/dog\t/c/en/animal\t{"weight": 2.0}\n'
+                    '/a/y\t/r/IsA\t/c/en/dog\t/c/en/pet\t{"weight": null}\n')
+    with pytest.raises(UserError, match=f"{dump}, line 2: edge /a/y has the weight None, not a number"):
+        read_dump(dump, ["/c/en/dog"])
+    offline = ConceptNetClient("http://127.0.0.1:9", tmp_path / "cache", offline=True)
+    bad = edge_json("IsA", "/c/en/cat", "/c/en/pet", 1.0) | {"weight": "heavy"}
+    cached = offline._cache_path("/c/en/cat")
+    cached.parent.mkdir(parents=True)
+    cached.write_text(json.dumps({"edges": [edge_json("IsA", "/c/en/cat", "/c/en/animal", 1.5), bad]}))
+    result = fetch_edges(["/c/en/cat"], offline)
+    assert not result.edges and "has the weight 'heavy', not a number" in result.missing["/c/en/cat"]

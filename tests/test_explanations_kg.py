@@ -146,3 +146,25 @@ def test_a_run_linked_to_wordnet_only_is_no_run_with_explanations(case, wn) -> N
                                         "it has: k-best 1$"):
         error_report(linked, "k-best 2")
     assert error_report(linked, "k-best 1") == error_report(store, "k-best 1")  # not a report per run
+
+
+def test_confused_pairs_of_classes_with_one_label_stay_apart() -> None:
+    """ImageNet has two cranes (bird, machine): their confusions with one class are two pairs, each with
+    its own errors and shared filters. Grouped by label they were one row with one pair's errors (1, not
+    2 images) and the filters of both (2 shared, where each pair shares 1)."""
+    stats = ActivationStats.empty(["l1"], ["crane", "crane", "cat"], {"l1": 3},
+                                  {"dataset": {"name": "toy", "label_space": "toy"}})
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.9, 0.1, 0.8], [0.1, 0.9, 0.8], [0.9, 0.8, 0.1]])
+    tags = filtag_kg.tag(stats, k=2)  # crane 0: filters 0, 2; crane 1: 1, 2; cat: 0, 1
+    heldout = HeldOut(
+        image_ids=["x", "y"], positions=np.arange(2), labels=np.array([0, 1]),  # both taken for a cat
+        top_classes=np.array([[2, 0, 1], [2, 1, 0]]), top_probs=np.array([[0.6, 0.3, 0.1]] * 2, np.float32),
+        vectors={"l1": np.array([[0.9, 0.1, 0.5], [0.1, 0.9, 0.5]], np.float32)},
+    )
+    store = Store()
+    store.extend(chain(export_tags(tags), export_explanations(tags, heldout)))
+    rows = run("errors-confused-pairs", store).values()
+    assert sorted((r["trueNode"].rsplit("/", 1)[1], r["predicted"], r["errors"], r["sharedFilters"]) for r in rows) \
+        == [("crane~0", "cat", 1, 1), ("crane~1", "cat", 1, 1)]
+    assert error_report(store, "k-best 2").count("crane -> cat: 1 errors, 1 shared filters") == 2

@@ -17,9 +17,10 @@ import rdflib
 import filtag_kg
 from filtag_kg.errors import UserError
 from filtag_kg.imagenet import parse_filtag_file
+from filtag_kg.kg import queries
 from filtag_kg.kg.export import (
-    export_graphs, export_tags, jsonld_context, label_space, rdf_format, run_ids, tag_class_keys, tag_signature, validate,
-    write,
+    export_graphs, export_tags, jsonld_context, label_space, rdf_format, run_ids, run_iri, tag_class_keys,
+    tag_signature, validate, write,
 )
 from filtag_kg.kg.vocab import FT, NNO, Minter, sparql_prefixes
 from filtag_kg.records import ActivationStats, TagSet
@@ -365,3 +366,61 @@ def test_a_collections_split_and_image_count_reach_the_graph() -> None:
     stats.manifest["split"] = {"collected": ["train", "heldout"], "fraction": 0.8, "seed": 0}
     store = _store(list(export_tags(filtag_kg.tag(stats, k=1))))
     assert set(_rows(store, "SELECT ?s ?n WHERE { ?r ft:split ?s ; ft:imageCount ?n }")) == {("train", "60")}
+
+
+def test_a_run_of_other_layers_keeps_the_filters_of_the_first(tmp_path: Path) -> None:
+    """The network graph is shared by a network's runs and each load replaces it: it describes the
+    filters of every conv layer, not only the tagged ones, so a run of other layers of the same
+    network leaves the first run's filters (a second FilTag file of VGG16 emptied the first's answers)."""
+    from filtag_kg.kg.store import Store
+
+    both = synthetic_tags()
+    stats = ActivationStats.empty(["conv2"], CLASSES, {"conv2": 12}, synthetic_stats().manifest)
+    stats.add_batch(np.arange(60) % 6, {"conv2": np.random.default_rng(1).random((60, 12))})
+    conv2 = filtag_kg.tag(stats, k=1)
+    network = export_graphs(both).network
+    assert network == export_graphs(conv2).network
+    assert ({q for q in export_tags(conv2) if q.graph_name == network}
+            == {q for q in export_tags(both) if q.graph_name == network})
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(both))
+        store.load(export_tags(conv2))
+        rows = queries.run("filter-tags", store, {"layer": "conv1", "filter": 3}).values()
+    expected = sorted((t.class_name, t.method, t.parameter) for t in both if t.layer == "conv1" and t.filter == 3)
+    assert expected and sorted((r["label"], "k-best" if r["method"].endswith("KBest") else "q-quantile",
+                                r["parameter"]) for r in rows) == expected
+
+
+def test_runs_on_data_sets_sharing_a_label_space_keep_their_data_set(tmp_path: Path) -> None:
+    """Data sets of other names share a label space (ImageNet's train and val folders, an imported
+    FilTag file), whose graph each load replaces: the data set is described in the run's graph, so
+    a run on another data set leaves the first run's (`runs` showed it without its data set)."""
+    from filtag_kg.kg.store import Store
+
+    first = synthetic_tags()
+    stats = synthetic_stats(seed=1)
+    stats.manifest["dataset"] = {**stats.manifest["dataset"], "name": "Animal-Shape, held-out half"}
+    second = filtag_kg.tag(stats, k=1)
+    classes = export_graphs(first).classes
+    assert classes == export_graphs(second).classes
+    assert ({q for q in export_tags(first) if q.graph_name == classes}
+            == {q for q in export_tags(second) if q.graph_name == classes})
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(first))
+        store.load(export_tags(second))
+        runs = {r["run"]: r["dataset"] for r in queries.run("runs", store).values()}
+    assert runs == {run_iri(first): "Animal-Shape", run_iri(second): "Animal-Shape, held-out half"}
+
+
+def test_rdfxml_refuses_a_literal_xml_cannot_hold(tmp_path: Path) -> None:
+    """pyoxigraph writes a control character of a class label as it is, into RDF/XML no XML parser reads
+    (rdflib: 'not well-formed (invalid token)'): refused by name, no file; the other formats hold it."""
+    stats = ActivationStats.empty(["conv1"], ["bell\x07", "cat"], {"conv1": 2}, {"dataset": {"label_space": "ctl"}})
+    stats.add_batch(np.arange(2), {"conv1": np.eye(2)})
+    quads = list(export_tags(filtag_kg.tag(stats, k=1)))
+    with pytest.raises(UserError, match=r"cannot write RDF/XML: 'bell\\x07' \(of <.*/classes/ctl/bell> "
+                                        r"<http://www.w3.org/2000/01/rdf-schema#label>\)"):
+        write(quads, tmp_path / "out.rdf")
+    assert list(tmp_path.iterdir()) == []
+    write(quads, tmp_path / "out.ttl")
+    assert len(rdflib.Graph().parse(tmp_path / "out.ttl", format="turtle")) == len(quads)

@@ -3,6 +3,8 @@ weights checked against tag matrices, and GraphML round trips."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import pytest
 from pyoxigraph import Store
@@ -109,3 +111,21 @@ def test_bad_requests_are_user_errors(tags: TagSet, store: Store) -> None:
         graphs.store_filter_class_graph(store, run_iri(tags), K_BEST, 7)
     single = tags.select(K_BEST, 1)
     assert graphs.filter_class_graph(single).number_of_edges() == len(single) > 0
+
+
+def test_graphml_refuses_what_xml_cannot_hold_and_a_selection_is_named_as_asked(
+    tmp_path: Path, store: Store, tags: TagSet,
+) -> None:
+    """networkx writes a control character of a class label as it is, into GraphML that no XML reader (its
+    own included) reads: refused by name, nothing written. A selection not in the store is named as asked
+    (q-quantile 25.0000001 read 'q-quantile 25', which the run has)."""
+    graph = nx.Graph()
+    graph.add_node("class:0", label="form\x0cfeed", index=0)
+    with pytest.raises(UserError, match=r"'form\\x0cfeed' \(of 'class:0'\) holds a character XML 1.0 does not allow"):
+        graphs.write_graphml(graph, tmp_path / "g.graphml")
+    assert not (tmp_path / "g.graphml").exists()
+    graph.nodes["class:0"]["label"] = "tab\tand new\nline"  # XML holds these
+    graphs.write_graphml(graph, tmp_path / "g.graphml")
+    assert nx.read_graphml(tmp_path / "g.graphml").nodes["class:0"]["label"] == "tab\tand new\nline"
+    with pytest.raises(UserError, match="with q-quantile 25.0000001 in the store"):
+        graphs.store_filter_class_graph(store, run_iri(tags), Q_QUANTILE, 25.0000001)

@@ -139,3 +139,21 @@ def test_error_analysis_names_a_selection_or_run_it_has_no_explanations_of(tmp_p
     assert code == 2 and "no explanations of run http://nope" in err
     code, _, err = run_cli("errors", "--store", tmp_path / "store", "--top", "-1")
     assert code == 2 and "--top" in err
+
+
+def test_a_run_option_that_is_no_iri_is_named_as_given(tmp_path: Path, run_a: TagSet, run_cli: RunCli) -> None:
+    """--run is checked as an IRI by the commands that take it: the queries' error named '--param run', an
+    option not given, and publish pasted the run into its query ('invalid SPARQL query: … expected OPTIONAL')."""
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+    for args in (("graph", "-o", tmp_path / "g.graphml"), ("link", "wordnet"), ("link", "conceptnet", "--offline"),
+                 ("errors",), ("publish", "--creator", "Me", "--out", tmp_path / "site")):
+        for run in ("nope", "http://x/run/a b"):
+            code, _, err = run_cli(*args, "--run", run, "--store", path)
+            assert code == 2 and f"--run {run!r} is not an IRI" in err and "--param" not in err, (args, err)
+    assert not (tmp_path / "site").exists() and not (tmp_path / "g.graphml").exists()
+    from filtag_kg.kg.fair import publish
+
+    with Store(path, read_only=True) as store, pytest.raises(UserError, match="--run 'nope' is not an IRI"):
+        publish(store, "nope", tmp_path / "site", license="https://example.org/l", creator="Me")

@@ -618,3 +618,21 @@ def test_query_command_on_an_endpoint(remote, store: Store, runs: dict[str, TagS
                  "--endpoint", endpoint, "--format", "tsv")
     here = queries.run("similar-classes", store, {"class": "zebra", "run": run_iri(runs["a"])})
     assert out == here.serialize("tsv")
+
+
+def test_similar_classes_of_two_classes_with_one_label_stay_apart() -> None:
+    """ImageNet has two maillots: their similar classes came interleaved by rank under one label, like
+    rows repeated ('1 bikini', '1 bikini'); each class's rows are now together, named by its node."""
+    from filtag_kg.kg.export import export_tags
+
+    stats = ActivationStats.empty(["conv"], ["maillot", "maillot", "bikini"], {"conv": 3},
+                                  {"dataset": {"label_space": "toy"}})
+    stats.counts[:] = 1
+    stats.sums["conv"] = np.array([[0.9, 0.8, 0.1], [0.9, 0.1, 0.8], [0.9, 0.8, 0.7]])
+    tags = filtag_kg.tag(stats, k=2)  # maillot 0: filters 0, 1; maillot 1: 0, 2; bikini: 0, 1
+    store = Store()
+    store.extend(export_tags(tags))
+    got = [(r["classNode"].rsplit("/", 1)[1], r["rank"], r["label"], r["sharedFilters"])
+           for r in rows("similar-classes", store, **{"class": "maillot"})]
+    assert got == [("maillot~0", 1, "bikini", 2), ("maillot~0", 2, "maillot", 1),
+                   ("maillot~1", 1, "maillot", 1), ("maillot~1", 2, "bikini", 1)]  # a tie: by class index

@@ -115,6 +115,20 @@ def test_mapping_file_overrides(wn: WordNet, tmp_path: Path) -> None:
             link_classes(ANIMALS, None, wn, "animal-shape", {"bear": verb_or_adjective})
 
 
+def test_a_label_with_a_hash_sign_can_be_mapped(tmp_path: Path) -> None:
+    """'#' starts a comment at a line's start or after the label, not inside it: 'C#' was cut to 'C'
+    and its line refused ("expected 'label<TAB>synset', got ['C']")."""
+    path = tmp_path / "map.tsv"
+    path.write_text("# label\tsynset\nC#\tlanguage.n.01\ncow\tcow.n.02  # the female\n #1 pick\tx.n.01\n"
+                    "bear\tn02131653\t# the animal\n")
+    assert read_mapping(path) == {"C#": "language.n.01", "cow": "cow.n.02", "bear": "n02131653"}
+    path.write_text('"comma, #2",comma.n.01 # a note, with a comma\nC#,language.n.01\n')
+    assert read_mapping(path) == {"comma, #2": "comma.n.01", "C#": "language.n.01"}
+    path.write_text("C#\t# no synset\n")
+    with pytest.raises(UserError, match="line 1: expected 'label<TAB>synset', got \\['C#', ''\\]"):
+        read_mapping(path)
+
+
 def test_skos_graph_walks_the_hierarchy(wn: WordNet) -> None:
     report = link_classes(ANIMALS, None, wn, "animal-shape")
     store = pyoxigraph.Store()

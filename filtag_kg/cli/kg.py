@@ -119,9 +119,12 @@ def _remote(endpoint: str, query_url: str | None, update_url: str | None, store_
 
 
 def _only_run(db: Any, run: str | None) -> str:
-    """The run given, or the only tagging run in the store."""
+    """The run given (checked as an IRI: the queries' '--param run' error named an option not given),
+    or the only tagging run in the store."""
+    from ..kg.vocab import iri
+
     if run:
-        return run
+        return iri(run, "--run").value
     rows = db.query("SELECT DISTINCT ?run WHERE { ?run a <https://w3id.org/filtag-kg/ontology#TaggingRun> }")
     runs = sorted(r["run"].value for r in rows)
     if len(runs) != 1:

@@ -303,12 +303,13 @@ def tags_from_store(store: Any, run: str) -> tuple[TagSet, RunIds]:
     if space is None:
         raise UserError(f"no tagging run {run} with a label space in the store")
     classes = sorted({(int(r["a"]), r["b"], r["c"]) for r in rows if r["part"] == "class"})
+    tag_rows = [r for r in rows if r["part"] == "tag"]
+    tagged = {r["a"] for r in tag_rows}  # the network describes the filters of layers other runs tagged too
     layers: dict[str, tuple[int, int, str]] = {}
     for r in rows:
-        if r["part"] == "layer":
+        if r["part"] == "layer" and r["a"] in tagged:
             layers[r["a"]] = (int(r["c"]) if r["c"] is not None else 0, int(r["b"]), r["d"])
     order = sorted(layers, key=lambda m: (layers[m][0], m))
-    tag_rows = [r for r in rows if r["part"] == "tag"]
     methods = {FT + "KBest": K_BEST, FT + "QQuantile": Q_QUANTILE}
     selections = sorted({(methods[r["d"]], float(r["e"])) for r in tag_rows})
     selections = [(m, int(p) if m == K_BEST else p) for m, p in selections]

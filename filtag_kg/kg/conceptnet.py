@@ -52,11 +52,13 @@ RELATIONS = ("IsA", "PartOf", "HasA", "RelatedTo", "Synonym", "SimilarTo", "AtLo
 
 
 def concept_uri(label: str, language: str = "en") -> str:
-    """The ConceptNet term of a label: /c/en/ + lower case, NFKC, runs of spaces/underscores → '_',
-    apostrophes and dots dropped (close to ConceptNet's own text standardisation)."""
+    """The ConceptNet term of a label: /c/en/ + lower case, NFKC, runs of spaces, underscores and
+    slashes → '_', apostrophes and dots dropped (close to ConceptNet's own text standardisation; a
+    '/' kept would make the rest of the label a part of speech: 'AC/DC' is /c/en/ac_dc, not the
+    term 'ac' of /c/en/ac/dc)."""
     text = unicodedata.normalize("NFKC", label).strip().lower()
     text = re.sub(r"['’.]", "", text)
-    text = re.sub(r"[\s_]+", "_", text).strip("_")
+    text = re.sub(r"[\s_/]+", "_", text).strip("_")
     if not text:
         raise UserError(f"label {label!r} gives an empty ConceptNet term")
     return f"/c/{language}/{text}"
@@ -111,11 +113,18 @@ class EdgeSet:
 
 
 def _edge(uri: str, rel: str, start: str, end: str, weight: Any, relations: Iterable[str]) -> Edge | None:
-    """An Edge from raw URIs when its relation is wanted and both ends are English terms, else None."""
+    """An Edge from raw URIs when its relation is wanted and both ends are English terms, else None.
+    A weight that is not a finite number raises FetchError (it was a TypeError's traceback)."""
     name = rel.strip("/").split("/")[-1]
     if name not in relations or not start.startswith("/c/en/") or not end.startswith("/c/en/"):
         return None
-    return Edge(uri, name, term_of(start), term_of(end), float(weight))
+    try:
+        number = math.nan if isinstance(weight, bool) else float(weight)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise FetchError(f"edge {uri} has the weight {weight!r}, not a number")
+    return Edge(uri, name, term_of(start), term_of(end), number)
 
 
 class FetchError(RuntimeError):
@@ -294,7 +303,10 @@ def _read_dump_lines(path: Path, wanted: set[str], relations: Sequence[str], res
                 weight = json.loads(info).get("weight", 1.0)
             except (ValueError, AttributeError):
                 raise UserError(f"{path}, line {number}: the metadata field is not a JSON object") from None
-            edge = _edge(uri, rel, start, end, weight, relations)
+            try:
+                edge = _edge(uri, rel, start, end, weight, relations)
+            except FetchError as e:
+                raise UserError(f"{path}, line {number}: {e}") from None
             if edge is None:
                 continue
             for concept in {edge.start, edge.end} & wanted:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import UserError
 from .queries import Query, run
-from .vocab import sparql_prefixes
+from .vocab import iri, sparql_prefixes
 
 # ft:Explanation only: a run's coarse concepts (`filtag-kg link wordnet`) carry a tag selection and
 # the run too, but explain no image
@@ -42,7 +42,9 @@ def error_report(store: Any, selection: str, run_iri: str | None = None, top: in
     """What the explanations in the store say about the network's errors, for one tag selection:
     of one run, or of each run with explanations of the selection in turn (their counts are not added
     up: two runs may be of two networks)."""
-    if run_iri is None:
+    if run_iri is not None:
+        iri(run_iri, "--run")  # checked here: the queries' error would name '--param run', an option not given
+    else:
         runs = sorted({row["run"] for row in run(_EXPLAINED, store).values() if row["selection"] == selection})
         if len(runs) > 1:
             return "\n\n".join(f"Run {r}:\n" + _run_report(store, selection, r, top, n) for r in runs)

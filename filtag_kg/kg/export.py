@@ -5,7 +5,7 @@ RDF formats, JSON-LD with the bundled @context.
 IRIs come from `Minter` and stable keys only, so exporting the same run twice gives the same graph.
 A run's quads go to three named graphs (see `export_graphs`): the network description (shared by
 all runs of that network), the label space (shared by all runs on that class list) and the run
-itself (provenance and tags). Reloading any of them replaces it with identical content.
+itself (its data set, provenance and tags). Reloading any of them replaces it with identical content.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,6 +27,7 @@ import numpy as np
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, serialize
 
 from ..errors import UserError
+from ..models import CONV_TYPES
 from ..records import K_BEST, Q_QUANTILE, TagSet, atomic_write, selection_label
 from .vocab import (
     DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, class_keys, stable_hash,
@@ -152,8 +154,8 @@ class ExportGraphs:
     """The named graphs one run's export writes to."""
 
     network: NamedNode  # the network's NNO description, shared by its runs
-    classes: NamedNode  # the data set and its label space, shared by runs on it
-    run: NamedNode  # provenance and tags of this run
+    classes: NamedNode  # the label space and its classes, shared by runs on it
+    run: NamedNode  # the data set, provenance and tags of this run
 
     def __iter__(self) -> Iterator[NamedNode]:
         return iter((self.network, self.classes, self.run))
@@ -262,9 +264,13 @@ def export_tags(
 
 
 def _network(tags: TagSet, minter: Minter, model_id: str, g: NamedNode) -> Iterator[Quad]:
-    """The FAIRnets-style description: network, model, layers in sequence, filters of tagged layers.
+    """The FAIRnets-style description: network, model, layers in sequence, the filters of every conv
+    layer the manifest describes and of every tagged layer.
 
-    Returns {(layer index in tags.layers, filter index): filter node} for the tag quads.
+    The graph is shared by all runs of the network and each load replaces it, so it must not depend
+    on which layers a run tagged: filters of tagged layers only would drop the filters of another
+    run's layers (a second FilTag file of VGG16, or a collection of other layers, emptied the first
+    run's answers). Returns {(layer index in tags.layers, filter index): filter node} for the tag quads.
     """
     manifest_model = tags.manifest.get("model") or {}
     network, model = minter.network(model_id), minter.model(model_id)
@@ -290,16 +296,18 @@ def _network(tags: TagSet, minter: Minter, model_id: str, g: NamedNode) -> Itera
         name = str(entry["name"])
         layer = minter.layer(model_id, name)
         yield from _layer(entry, layer, g)
-        if name in tags.n_filters:
-            li = tags.layers.index(name)
-            for i in range(tags.n_filters[name]):
-                node = minter.filter(model_id, name, i)
+        conv = entry.get("type") in CONV_TYPES and entry.get("filters") is not None
+        count = tags.n_filters.get(name, int(entry["filters"]) if conv else 0)
+        li = tags.layers.index(name) if name in tags.layers else None
+        for i in range(count):
+            node = minter.filter(model_id, name, i)
+            if li is not None:
                 filters[li, i] = node
-                yield Quad(layer, P.ft_hasFilter, node, g)
-                yield Quad(node, A, P.ft_Filter, g)
-                yield Quad(node, P.ft_filterIndex, Literal(i), g)
-                yield Quad(node, P.ft_ofLayer, layer, g)
-                yield Quad(node, LABEL, Literal(f"{name}#{i}"), g)
+            yield Quad(layer, P.ft_hasFilter, node, g)
+            yield Quad(node, A, P.ft_Filter, g)
+            yield Quad(node, P.ft_filterIndex, Literal(i), g)
+            yield Quad(node, P.ft_ofLayer, layer, g)
+            yield Quad(node, LABEL, Literal(f"{name}#{i}"), g)
     return filters
 
 
@@ -330,12 +338,10 @@ def tag_class_keys(tags: TagSet) -> list[str]:
 
 
 def _classes(tags: TagSet, minter: Minter, space: str, keys: list[str], g: NamedNode) -> Iterator[Quad]:
-    """The data set, its label space (skos:ConceptScheme) and one ft:ImageClass per class."""
+    """The label space (skos:ConceptScheme) and one ft:ImageClass per class. (Not the data set: data
+    sets of other names share a label space, ImageNet's train and val folders and an imported FilTag
+    file, and each load replaces this graph; `_provenance` describes it.)"""
     dataset_info = tags.manifest.get("dataset") or {}
-    if dataset_info.get("name"):
-        dataset = minter.dataset(str(dataset_info["name"]))
-        yield Quad(dataset, A, P.dataset, g)
-        yield Quad(dataset, P.title, Literal(str(dataset_info["name"])), g)
     scheme = minter.label_space(space)
     yield Quad(scheme, A, P.scheme, g)
     yield Quad(scheme, LABEL, Literal(space), g)
@@ -356,7 +362,7 @@ def _classes(tags: TagSet, minter: Minter, space: str, keys: list[str], g: Named
 
 
 def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedNode) -> Iterator[Quad]:
-    """The collection run (when the manifest records one) and the tagging run, with parameters."""
+    """The data set, the collection run (when the manifest records one) and the tagging run, with parameters."""
     manifest = tags.manifest
     network = minter.network(ids.model)
     dataset_info = manifest.get("dataset") or {}
@@ -379,6 +385,9 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
         if n_images is not None:
             yield Quad(run, P.ft_imageCount, Literal(int(n_images)), g)
 
+    if dataset is not None:  # in the run's graph: the label-space graph other data sets' runs replace
+        yield Quad(dataset, A, P.dataset, g)
+        yield Quad(dataset, P.title, Literal(str(dataset_info["name"])), g)
     run = minter.run(ids.tagging)
     yield Quad(run, A, P.ft_TaggingRun, g)
     yield Quad(run, LABEL, Literal(f"tagging run {ids.tagging}"), g)
@@ -629,8 +638,24 @@ def _serialize(quads: Iterable[Quad], out: IO[bytes], fmt: RdfFormat | str, cont
         return
     assert isinstance(fmt, RdfFormat)
     items: Iterable[Any] = quads if fmt.supports_datasets else (q.triple for q in quads)
+    if fmt == RdfFormat.RDF_XML:
+        items = _xml_safe(items)
     prefixes = None if fmt in (RdfFormat.N_TRIPLES, RdfFormat.N_QUADS) else dict(PREFIXES)
     serialize(items, out, fmt, prefixes=prefixes)
+
+
+# characters XML 1.0 has no place for, not even as character references
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_safe(triples: Iterable[Any]) -> Iterator[Any]:
+    """The triples, refusing by name a literal XML cannot hold (a control character such as U+0007 in
+    a class label): pyoxigraph writes it as it is, into RDF/XML that no XML parser reads."""
+    for t in triples:
+        if isinstance(t.object, Literal) and NOT_XML.search(t.object.value):
+            raise UserError(f"cannot write RDF/XML: {t.object.value!r} (of {t.subject} {t.predicate}) "
+                            "holds a character XML 1.0 does not allow; write Turtle, N-Triples or JSON-LD instead")
+        yield t
 
 
 class _Counter:

@@ -93,7 +93,7 @@ def publish(
             raise UserError(f"--download-url {download_url!r}: expected the http(s) URL of the folder the files "
                             "will be in, without query or fragment")
         iri(download_url, "--download-url")
-    network, graphs = run_graphs(store, run)
+    network, graphs = run_graphs(store, iri(run, "--run").value)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for left in out.glob(".publishing-*"):  # of a publish that was killed

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 import networkx as nx
 
 from ..errors import UserError
-from ..records import METHODS, TagSet
+from ..records import METHODS, TagSet, selection_label
 from . import queries
-from .export import METHOD_NODES
+from .export import METHOD_NODES, NOT_XML
 
 
 class Edge(NamedTuple):
@@ -78,7 +78,7 @@ def store_filter_class_graph(
     rows = queries.run("selection-tags", store, params).values()
     if not rows:
         where = f" in layer {layer!r}" if layer is not None else ""
-        raise UserError(f"no tags of run {run} with {method} {parameter:g}{where} in the store "
+        raise UserError(f"no tags of run {run} with {selection_label(method, parameter)}{where} in the store "
                         "(`filtag-kg query runs` lists the runs and their selections)")
     edges = (
         Edge(r["layer"], r["sequence"], int(r["filter"]), int(r["classIndex"]), r["class"], r["score"], int(r["rank"]))
@@ -96,14 +96,19 @@ def class_class_graph(filter_class: nx.Graph) -> nx.Graph:
 
 
 def write_graphml(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
-    """Write a graph as GraphML (attributes with None values are left out: GraphML has no null)."""
+    """Write a graph as GraphML (attributes with None values are left out: GraphML has no null).
+
+    A text that XML cannot hold (control characters such as U+0007 in a class label) is refused by
+    name: networkx writes it as it is, into a file no XML reader, networkx's own included, reads."""
     clean = graph.copy()
-    for _, data in clean.nodes(data=True):
+    items = [*clean.nodes(data=True), *(((a, b), data) for a, b, data in clean.edges(data=True))]
+    for where, data in items:
         for key in [k for k, v in data.items() if v is None]:
             del data[key]
-    for _, _, data in clean.edges(data=True):
-        for key in [k for k, v in data.items() if v is None]:
-            del data[key]
+        for text in (where if isinstance(where, tuple) else (where,)) + tuple(data.values()):
+            if isinstance(text, str) and NOT_XML.search(text):
+                raise UserError(f"cannot write {os.fspath(path)} as GraphML: {text!r} (of {where!r}) holds a "
+                                "character XML 1.0 does not allow")
     nx.write_graphml(clean, os.fspath(path))
 
 

@@ -21,7 +21,6 @@ Synset IRIs follow the Princeton WordNet RDF scheme `http://wordnet-rdf.princeto
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import shutil
@@ -286,7 +285,9 @@ class LinkReport:
 
 def read_mapping(path: str | os.PathLike[str]) -> dict[str, str]:
     """A user mapping file: one `label<TAB or comma>synset` per line (synset as cow.n.02, 02403454-n or
-    a wnid); '#' starts a comment. Returns label → synset reference."""
+    a wnid). A line starting with '#' is a comment, and so is the rest of a line from a '#' after the
+    label: a label may hold '#' ('C#'; cutting lines at any '#' left 'C' and refused the line).
+    Returns label → synset reference."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"mapping file {path} does not exist")
@@ -295,8 +296,11 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, str]:
         raw = path.read_text(encoding="utf-8-sig")  # a byte-order mark would stick to the first label
     except UnicodeDecodeError as e:
         raise UserError(f"mapping file {path} is not UTF-8 text ({e})") from None
-    text = "\n".join(line.split("#", 1)[0] for line in raw.splitlines())
-    for number, row in enumerate(csv.reader(io.StringIO(text), delimiter="\t" if "\t" in text else ","), start=1):
+    lines = [(number, line) for number, line in enumerate(raw.splitlines(), start=1)
+             if not line.lstrip().startswith("#")]
+    delimiter = "\t" if any("\t" in line for _, line in lines) else ","
+    for number, line in lines:
+        row = _without_comment(next(csv.reader([line], delimiter=delimiter), []))
         if not row or not "".join(row).strip():
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
@@ -306,6 +310,15 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, str]:
             raise UserError(f"{path}, line {number}: {label!r} is mapped to {out[label]} already, here to {synset}")
         out[label] = synset
     return out
+
+
+def _without_comment(row: list[str]) -> list[str]:
+    """A mapping row without its trailing comment: from the first '#' in a field after the label."""
+    for j in range(1, len(row)):
+        if "#" in row[j]:
+            head = row[j].split("#", 1)[0]
+            return row[:j] + ([head] if head.strip() or j == 1 else [])
+    return row
 
 
 def link_classes(
