@@ -205,7 +205,7 @@ def parse_filtag_file(
     index = imagenet_index()
     choices = _resolve_keys(resolve or {})
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark would hide the header
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file ({e})") from None
     lines = text.splitlines()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import shlex
 from itertools import chain, combinations
 from pathlib import Path
 
@@ -227,6 +228,28 @@ def test_filters_under_concept(semantic_store: pyoxigraph.Store) -> None:
     assert got == {("conv2", 1, 1.0), ("conv2", 2, 0.75), ("conv1", 0, 0.5)}
     second = next(r for r in rows if r["parameter"] == 1 and r["filter"] == 2)
     assert sorted(second["classesUnder"].split(", ")) == ["cow", "giraffe", "sheep"]  # not the bird
+
+
+def test_documented_share_example_finds_what_coarsening_covers_by_default(wn: WordNet) -> None:
+    """The example's share was 0.67, which left out a filter with 2 of its 3 tags under the concept
+    that coarsening's default share (2/3) picks for it."""
+    from filtag_kg.kg import queries
+    from filtag_kg.kg.wordnet import synset_iri
+
+    example = queries.load("semantic-filters-under-concept").example
+    share = float(next(p for p in shlex.split(example) if p.startswith("share=")).removeprefix("share="))
+    stats = ActivationStats.empty(["conv"], ANIMALS, {"conv": 2}, manifest={"dataset": {"label_space": "animal-shape"}})
+    means = np.zeros((10, 2))
+    means[:, 1] = 1.0
+    means[[ANIMALS.index(c) for c in ("bear", "cat", "cow")]] = [1.0, 0.0]  # filter 0: two carnivores and a cow
+    stats.add_batch(np.arange(10), {"conv": means})
+    tags = filtag_kg.tag(stats, k=1)
+    concept = coarsen(tags, wn, "conv", ("k-best", 1)).filters[0].share
+    assert (concept.synset.name(), concept.covered, concept.total) == ("carnivore.n.01", 2, 3)
+    store = pyoxigraph.Store()
+    store.extend(list(export_tags(tags)) + link_wordnet(tags, wn).quads)
+    rows = query_rows("semantic-filters-under-concept", store, concept=synset_iri(concept.synset).value, share=share)
+    assert [(r["filter"], r["under"], r["tags"]) for r in rows] == [(0, 2, 3)]
 
 
 def test_layer_groups(semantic_store: pyoxigraph.Store) -> None:

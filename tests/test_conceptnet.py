@@ -434,3 +434,27 @@ def test_an_edge_weight_that_is_no_number_is_named(tmp_path: Path) -> None:
     cached.write_text(json.dumps({"edges": [edge_json("IsA", "/c/en/cat", "/c/en/animal", 1.5), bad]}))
     result = fetch_edges(["/c/en/cat"], offline)
     assert not result.edges and "has the weight 'heavy', not a number" in result.missing["/c/en/cat"]
+
+
+def test_a_label_without_a_term_skips_its_class(tmp_path: Path, cli_ok) -> None:
+    """A label that gives an empty ConceptNet term ("...", "") stopped the whole run: its class is
+    skipped and reported by label (not as missing, which a re-run would fetch), the others are linked."""
+    from filtag_kg.kg.export import export_tags
+    from filtag_kg.kg.store import Store
+
+    classes = ["bear", "...", "cat", ""]
+    stats = ActivationStats.empty(["conv"], classes, {"conv": 4}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(4), {"conv": np.eye(4)})
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(filtag_kg.tag(stats, k=1)))
+    write_dump(tmp_path / "dump.csv.gz")
+    out = cli_ok("link", "conceptnet", "--store", tmp_path / "store", "--dump", tmp_path / "dump.csv.gz")
+    assert "edges of 2 concepts (3 edges), 0 missing, 2 classes skipped" in out
+    assert "skipped class '': its label gives an empty ConceptNet term" in out
+    assert "skipped class '...': its label gives an empty ConceptNet term" in out
+    with Store(tmp_path / "store") as store:
+        rows = list(store.query("""SELECT ?label ?concept WHERE {
+            ?c <http://www.w3.org/2004/02/skos/core#relatedMatch> ?concept ;
+               <http://www.w3.org/2000/01/rdf-schema#label> ?label } ORDER BY ?label"""))
+    assert [(r["label"].value, r["concept"].value) for r in rows] == [
+        ("bear", f"{CN}/c/en/bear"), ("cat", f"{CN}/c/en/cat")]

@@ -3,11 +3,13 @@ round-trips, and the export streams."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
 import tracemalloc
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyoxigraph as ox
@@ -325,6 +327,29 @@ def test_distinct_classes_get_distinct_iris() -> None:
     store = _store(list(export_tags(filtag_kg.tag(stats, k=1))))
     assert _rows(store, "SELECT (COUNT(DISTINCT ?c) AS ?n) WHERE { ?c ft:classIndex ?i }") == [('8',)]
     assert _rows(store, "SELECT (COUNT(*) AS ?n) WHERE { ?t ft:class ?c }") == [('8',)]  # one k=1 tag per class
+
+
+def test_labels_dot_and_dot_dot_give_no_dot_segments() -> None:
+    """Labels "." and ".." gave the IRIs …/classes/space/. and …/classes/space/.., which IRI normalisation
+    (RFC 3986 remove_dot_segments) turns into …/classes/space/ and …/classes/: such a segment becomes a
+    hash (not %2E, which normalisation decodes to a dot first), and no other IRI changes."""
+    minter = Minter()
+    space = minter.label_space("space").value
+    dot, dots = "_" + hashlib.sha1(b".").hexdigest()[:8], "_" + hashlib.sha1(b"..").hexdigest()[:8]
+    assert [minter.image_class("space", key).value for key in (".", "..", "...", ".a", "a.")] == [
+        f"{space}/{dot}", f"{space}/{dots}", f"{space}/...", f"{space}/.a", f"{space}/a."]
+    assert minter.layer("m", "..").value.endswith(f"/model/m/layer/{dots}")
+    assert minter.image("data", "..").value.endswith(f"/image/data/{dots}")
+    explanation = minter.explanation("r", "img", "k-best", 1)
+    assert minter.class_count(explanation, ".").value == f"{explanation.value}/count/{dot}"
+    labels = [".", "..", "cat"]
+    stats = ActivationStats.empty(["conv1"], labels, {"conv1": 3}, {"dataset": {"label_space": "space"}})
+    stats.add_batch(np.arange(3), {"conv1": np.eye(3)})
+    exported = list(export_tags(filtag_kg.tag(stats, k=1)))
+    nodes = {t.value for q in exported for t in (q.subject, q.object, q.graph_name) if isinstance(t, ox.NamedNode)}
+    assert not [n for n in nodes if {".", ".."} & set(urlsplit(n).path.split("/"))]
+    store = _store(exported)
+    assert _rows(store, "SELECT (COUNT(DISTINCT ?c) AS ?n) WHERE { ?c ft:classIndex ?i }") == [('3',)]
 
 
 def test_a_label_space_held_with_other_classes_is_not_replaced(tmp_path: Path, run_a: TagSet, run_cli) -> None:

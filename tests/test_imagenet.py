@@ -10,6 +10,7 @@ import pytest
 
 from filtag_kg.errors import UserError
 from filtag_kg.imagenet import imagenet_index, parse_filtag_file, vgg16_layers
+from filtag_kg.kg.export import run_iri
 
 
 def test_index_entries_and_ambiguous_labels() -> None:
@@ -112,6 +113,19 @@ def test_small_file_quotes_unknown_and_header_k(tmp_path: Path) -> None:
     assert [(i.line, i.filter, i.label, i.candidates) for i in report.unknown] == [(3, 1, "unicorn", ())]
     assert tags.manifest["model"]["layers"][0]["filters"] == 3
     assert math.isnan(next(iter(tags)).score)
+
+
+def test_byte_order_mark_is_read_like_the_file_without_it(tmp_path: Path) -> None:
+    """Editors on Windows save UTF-8 with a BOM; it must not hide the header or change the run."""
+    text = "filter tags k=2\n0:[' zebra ', ' unicorn ']\n1:[]\n"
+    plain, _ = parse_filtag_file(_write(tmp_path, text), model="TinyNet", layer="conv")
+    (tmp_path / "bom").mkdir()
+    path = tmp_path / "bom" / "tags.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    tags, report = parse_filtag_file(path, model="TinyNet", layer="conv")
+    assert tags.selections == [("k-best", 2)] and report.n_tags == 1
+    assert [i.label for i in report.unknown] == ["unicorn"]
+    assert tags.manifest == plain.manifest and run_iri(tags) == run_iri(plain)
 
 
 @pytest.mark.parametrize(

@@ -108,8 +108,8 @@ def test_values_become_typed_terms() -> None:
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"layer": "a", "filter": "seven"}, "^--param filter=seven: expected a whole number$"),
-        ({"layer": "a", "filter": 1.5}, "^--param filter=1.5: expected a whole number$"),
+        ({"layer": "a", "filter": "seven"}, "^--param filter=seven: expected a whole number in digits 0-9, e.g. 7$"),
+        ({"layer": "a", "filter": 1.5}, "^--param filter=1.5: expected a whole number in digits 0-9, e.g. 7$"),
         ({"layer": "a", "filter": 1, "run": "http://a/b> } DROP ALL"},
          "^--param run=http://a/b> } DROP ALL: expected an absolute IRI, <IRI>, or a prefixed name such as "
          "ft:KBest \\(Invalid IRI code point '>'\\)$"),
@@ -126,10 +126,10 @@ def test_bad_values_are_user_errors(values: dict[str, object], message: str) -> 
 @pytest.mark.parametrize(
     "kind, value, expected",
     [
-        ("decimal", "five", "a decimal number, e.g. 2.5"),
-        ("decimal", "inf", "a decimal number, e.g. 2.5"),
-        ("integer", "2.5", "a whole number"),
-        ("double", "high", "a number, e.g. 0.67"),
+        ("decimal", "five", "a decimal number in digits 0-9, e.g. 2.5"),
+        ("decimal", "inf", "a decimal number in digits 0-9, e.g. 2.5"),
+        ("integer", "2.5", "a whole number in digits 0-9, e.g. 7"),
+        ("double", "high", "a finite number in digits 0-9, e.g. 0.67"),
         ("boolean", "yes", "true or false"),
         ("iri", "zebra",
          "an absolute IRI, <IRI>, or a prefixed name such as ft:KBest (No scheme found in an absolute IRI)"),
@@ -140,6 +140,33 @@ def test_a_value_of_the_wrong_type_says_what_was_expected(kind: str, value: str,
     with pytest.raises(UserError) as error:
         Parameter("p", kind, True, "").term(value)
     assert str(error.value) == f"--param p={value}: expected {expected}"
+
+
+@pytest.mark.parametrize(
+    "kind, value",
+    [
+        ("double", "nan"), ("double", "-inf"), ("double", "Infinity"), ("double", "1e400"), ("double", float("nan")),
+        ("double", "1_000"), ("double", "\u0660.5"),
+        ("integer", "1_000"), ("integer", "\u0661\u0662"), ("integer", "\uff17"), ("integer", float("inf")),
+        ("decimal", "1_000.5"), ("decimal", "\u0661.5"), ("decimal", "NaN"),
+    ],
+)
+def test_numbers_python_reads_but_sparql_does_not_are_refused(kind: str, value: object) -> None:
+    """float() and int() took "nan", "inf", "1_000" and Arabic-Indic digits ("١٢" = 12): a double NaN
+    bound a share no filter reaches, without a word; the error names the parameter and the value."""
+    with pytest.raises(UserError) as error:
+        Parameter("p", kind, True, "").term(value)
+    assert str(error.value).startswith(f"--param p={value}: expected ") and "in digits 0-9" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "kind, value, expected",
+    [("integer", " +7 ", Literal(7)), ("integer", 3.0, Literal(3)), ("double", "-.5e1", Literal(-5.0)),
+     ("double", "1.", Literal(1.0)), ("double", 0.25, Literal(0.25)),
+     ("decimal", "2.50", Literal("2.5", datatype=NamedNode(XSD + "decimal")))],
+)
+def test_numbers_as_sparql_writes_them_are_taken(kind: str, value: object, expected: Literal) -> None:
+    assert Parameter("p", kind, True, "").term(value) == expected
 
 
 def test_unknown_query_names_the_bundled_ones(tmp_path) -> None:
@@ -589,10 +616,15 @@ def test_query_command_prints_csv_and_json(store_dir, runs: dict[str, TagSet], c
 def test_query_command_errors_exit_2(store_dir, run_cli) -> None:
     code, out, err = run_cli("query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=two",
                              "--store", store_dir)
-    assert code == 2 and out == "" and "Error: --param filter=two: expected a whole number\n" == err
+    assert code == 2 and out == "" and err == ("Error: --param filter=two: expected a whole number in digits 0-9, "
+                                               "e.g. 7\n")
     code, out, err = run_cli("query", "similar-classes", "--param", "class=zebra", "--param", "parameter=five",
                              "--store", store_dir)
-    assert code == 2 and out == "" and "Error: --param parameter=five: expected a decimal number, e.g. 2.5\n" == err
+    assert code == 2 and out == "" and err == ("Error: --param parameter=five: expected a decimal number in digits 0-9, "
+                                               "e.g. 2.5\n")
+    code, out, err = run_cli("query", "semantic-filters-under-concept", "--param", "concept=http://e/c",
+                             "--param", "share=nan", "--store", store_dir)
+    assert code == 2 and out == "" and err == "Error: --param share=nan: expected a finite number in digits 0-9, e.g. 0.67\n"
     code, out, err = run_cli("query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=1",
                              "--param", "filter=2", "--store", store_dir)
     assert code == 2 and out == "" and "--param filter is given twice ('1' and '2')" in err

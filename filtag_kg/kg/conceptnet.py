@@ -90,10 +90,13 @@ class Edge:
 
 @dataclass
 class EdgeSet:
-    """Edges per concept, and the concepts whose edges could not be fetched (with the reason)."""
+    """Edges per concept, the concepts whose edges could not be fetched (with the reason), and the
+    classes left unlinked because their label gives no term (by label, with the reason): these are
+    reported, but unlike missing concepts a re-run would not link them."""
 
     edges: dict[str, list[Edge]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def all_edges(self) -> list[Edge]:
         """Each edge once, in a stable order."""
@@ -102,14 +105,17 @@ class EdgeSet:
 
     def summary(self) -> str:
         lines = [f"ConceptNet: edges of {len(self.edges)} concepts ({len(self.all_edges())} edges), "
-                 f"{len(self.missing)} missing"]
-        missing = sorted(self.missing.items())
-        lines += [f"  missing {c}: {why}" for c, why in missing[:10]]
-        if len(missing) > 10:
-            lines.append(f"  … and {len(missing) - 10} more")
+                 f"{len(self.missing)} missing" + (f", {len(self.skipped)} classes skipped" if self.skipped else "")]
+        lines += _first_ten([f"  skipped class {label!r}: {why}" for label, why in sorted(self.skipped.items())])
+        lines += _first_ten([f"  missing {c}: {why}" for c, why in sorted(self.missing.items())])
         if self.missing:
             lines.append("  run again to fetch what is missing (what was fetched is cached)")
         return "\n".join(lines)
+
+
+def _first_ten(lines: list[str]) -> list[str]:
+    """At most ten report lines, then how many more there are (a broken API misses every concept)."""
+    return lines[:10] + [f"  … and {len(lines) - 10} more"] * (len(lines) > 10)
 
 
 def _edge(uri: str, rel: str, start: str, end: str, weight: Any, relations: Iterable[str]) -> Edge | None:
@@ -364,7 +370,7 @@ class ConceptNetLinking:
 
     graph: NamedNode
     quads: list[Quad]
-    concepts: dict[str, str]  # class key → concept
+    concepts: dict[str, str]  # class key → concept, of the classes linked
     edges: EdgeSet
 
 
@@ -377,16 +383,24 @@ def link_conceptnet(
 ) -> ConceptNetLinking:
     """Link a run's classes to ConceptNet terms (from their labels) and import the edges of those terms
     from `dump` when given, else through `client` (default: the public API with the on-disk cache).
+    A class whose label gives no term ("...") is left unlinked and reported in `edges.skipped`.
     `ids`: those of a run read back from a store."""
     from .export import label_space, run_ids, tag_class_keys
 
     minter = minter or Minter()
     ids = ids or run_ids(tags)
-    concepts = {key: concept_uri(label) for key, label in zip(tag_class_keys(tags), tags.classes)}
+    concepts: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for key, label in zip(tag_class_keys(tags), tags.classes):
+        try:
+            concepts[key] = concept_uri(label)
+        except UserError:  # nothing of the label is left for a term ("..."): one class must not stop the run
+            skipped[label] = "its label gives an empty ConceptNet term, so it is not linked"
     if dump is not None:
         edges = read_dump(dump, concepts.values())
     else:
         edges = fetch_edges(concepts.values(), client or ConceptNetClient())
+    edges.skipped = skipped
     graph = minter.run_graph(ids.tagging, "conceptnet")
     quads = list(conceptnet_quads(concepts, label_space(tags), edges, graph, minter))
     return ConceptNetLinking(graph, quads, concepts, edges)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,9 +58,9 @@ PARAM_TYPES = ("iri", "string", "integer", "decimal", "double", "boolean")
 # what a value of each type must look like, for the message when one cannot be converted
 _EXPECTED = {
     "iri": "an absolute IRI, <IRI>, or a prefixed name such as ft:KBest",
-    "integer": "a whole number",
-    "decimal": "a decimal number, e.g. 2.5",
-    "double": "a number, e.g. 0.67",
+    "integer": "a whole number in digits 0-9, e.g. 7",
+    "decimal": "a decimal number in digits 0-9, e.g. 2.5",
+    "double": "a finite number in digits 0-9, e.g. 0.67",
     "boolean": "true or false",
 }
 FORMATS = ("table", "csv", "tsv", "json")
@@ -68,6 +69,10 @@ _HEADER = re.compile(r"^#\s?(\w+):\s*(.*)$")
 _CONTINUATION = re.compile(r"^#\s{2,}(\S.*)$")
 _WHERE = re.compile(r"(?<![\w?$:])WHERE(?![\w-])", re.IGNORECASE)
 _IRIREF = re.compile(r"<[^<>\"{}|^`\\\x00-\x20]*>")
+# numbers as SPARQL writes them: int(), Decimal() and float() also take "1_000", other scripts' digits
+# ("١٢"), "nan" and "inf", which would bind a number nobody meant or one no FILTER compares with
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _PARAM = re.compile(r"^(\w+)\s*\(\s*(\w+)\s*(?:,\s*(required|optional)\s*)?\)\s*:\s*(.+)$")
 
 
@@ -99,17 +104,19 @@ class Parameter:
         if self.type == "iri":
             return NamedNode(expand_iri(str(text)))
         if self.type == "integer":
-            if isinstance(text, float) and not text.is_integer():
+            if not ((isinstance(text, float) and text.is_integer()) or _INTEGER.fullmatch(str(text))):
                 raise ValueError
             return Literal(int(text))  # type: ignore[call-overload]
+        if self.type in ("decimal", "double") and not _NUMBER.fullmatch(str(text)):
+            raise ValueError
         if self.type == "decimal":
             number = Decimal(str(text))
-            if not number.is_finite():
-                raise ValueError
             # canonical form ("5.0" -> "5"), as oxigraph stores decimals, so triple patterns match
             return Literal(f"{number.normalize():f}", datatype=NamedNode(XSD + "decimal"))
         if self.type == "double":
-            return Literal(float(text))  # type: ignore[arg-type]
+            if not math.isfinite(double := float(text)):  # type: ignore[arg-type]
+                raise ValueError  # "1e400"
+            return Literal(double)
         if isinstance(text, bool):
             return Literal(text)
         if str(text).lower() not in ("true", "false", "1", "0"):

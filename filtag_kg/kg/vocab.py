@@ -156,7 +156,12 @@ class Minter:
 
 @lru_cache(maxsize=65536)
 def _segment(part: str) -> str:
-    """A percent-encoded path segment (cached: the same layer, class and run names recur millions of times)."""
+    """A percent-encoded path segment (cached: the same layer, class and run names recur millions of times).
+    A segment "." or ".." becomes a hash, as `slug` names an empty name: as a dot segment, IRI
+    normalisation (RFC 3986 remove_dot_segments) would drop it, with the segment before it for "..",
+    giving another node's IRI; and normalisation decodes %2E to "." first."""
+    if part in (".", ".."):
+        return "_" + hashlib.sha1(part.encode()).hexdigest()[:8]
     return quote(part, safe="._~-")
 
 
