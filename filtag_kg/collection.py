@@ -14,6 +14,7 @@ are kept as well, for explanations and evaluation.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import numpy as np
 from .data import ImageSource, InputSpec, array_source
 from .errors import UserError
 from .models import LoadedModel, class_count, input_spec_of, iter_layers, select_layers
-from .records import MANIFEST_NAME, ActivationStats, HeldOut
+from .records import ARRAYS_NAME, MANIFEST_NAME, ActivationStats, HeldOut
 
 if TYPE_CHECKING:
     import keras
@@ -89,17 +90,19 @@ def _input_structure(inputs: list[Any]) -> Any:
 XLA_MIN_ELEMENTS = 50_000  # feature maps per image from which a fused XLA reduction beats TensorFlow's
 
 
-def make_step(features: "keras.Model", n_layers: int) -> Any:
+def make_step(features: "keras.Model", n_layers: int, channels_first: Sequence[bool] = ()) -> Any:
     """The compiled per-batch function: scaled feature-map means of every layer, and top-k predictions.
 
     The three reductions of a layer's output (min, max, per-filter mean) read the whole feature map;
     for large maps they are compiled with XLA into one fused pass (measured: VGG16 as fast as its bare
     forward pass), for small maps plain TensorFlow ops avoid XLA's per-call cost. The convolutions
-    stay with TensorFlow's own kernels.
+    stay with TensorFlow's own kernels. Outputs of the layers flagged in `channels_first`
+    ([batch, filters, h, w]) are transposed to filters-last first.
     """
     import tensorflow as tf
 
     top = min(TOP, int(features.outputs[n_layers].shape[-1]))
+    firsts = list(channels_first) or [False] * n_layers
 
     def scaled_means(a: tf.Tensor) -> tf.Tensor:
         a = tf.cast(a, tf.float32)
@@ -114,7 +117,8 @@ def make_step(features: "keras.Model", n_layers: int) -> Any:
     @tf.function(reduce_retracing=True)
     def step(images: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
         outputs = features(images, training=False)
-        means = [reduce(a) for reduce, a in zip(reducers, outputs[:n_layers])]
+        means = [reduce(tf.transpose(a, [0, 2, 3, 1]) if first else a)
+                 for reduce, a, first in zip(reducers, outputs[:n_layers], firsts)]
         best = tf.math.top_k(tf.cast(outputs[n_layers], tf.float32), k=top)
         return means, best.indices, best.values
 
@@ -133,11 +137,11 @@ def software_versions() -> dict[str, str]:
 
 def collect(
     model: "keras.Model | LoadedModel",
-    source: ImageSource | np.ndarray,
+    source: ImageSource | np.ndarray | Sequence[np.ndarray],
     labels: Sequence[int] | np.ndarray | None = None,
     layers: str | Sequence[str] | None = None,
     batch_size: int = 64,
-    splits: Sequence[str] | None = None,
+    splits: str | Sequence[str] | None = None,
     output: str | Path | None = None,
     checkpoint_every: int = 50,
     shard: tuple[int, int] | None = None,
@@ -145,27 +149,39 @@ def collect(
 ) -> ActivationStats:
     """Collect FilTag statistics of `model`'s conv layers over a labelled image source.
 
-    `source` is an ImageSource (see filtag_kg.data) or an image array with `labels`. `layers` are
-    names or glob patterns (default: every conv layer; one string is one pattern). The "train" split gives the class sums
-    z_c(m,i); the "heldout" split, when present, per-image records. With `output`, the result is
-    saved there, checkpoints are written atomically every `checkpoint_every` batches, and a run
-    that was interrupted resumes from its last checkpoint. `shard=(i, n)` processes the images whose
-    position is i modulo n, for runs spread over machines; `ActivationStats.merge` joins the shards.
+    `source` is an ImageSource (see filtag_kg.data) or images [n, h, w, c] (an array or a list of
+    them) with `labels`. `layers` are names or glob patterns (default: every conv layer; one string
+    is one pattern). The "train" split gives the class sums z_c(m,i); the "heldout" split, when
+    present, per-image records. With `output`, the result is saved there, checkpoints are written
+    atomically every `checkpoint_every` batches, and a run that was interrupted resumes from its
+    last checkpoint. `shard=(i, n)` processes the images whose position is i modulo n, for runs
+    spread over machines; `ActivationStats.merge` joins the shards.
     """
+    if isinstance(model, (str, os.PathLike)):
+        raise UserError(f"model {str(model)!r}: pass a keras.Model, or load it by name or file with "
+                        "filtag_kg.models.load_model")
     if not isinstance(model, LoadedModel):
         model = LoadedModel(model, model.name, "keras", "python", input_spec_of(model))
     keras_model, spec = model.model, model.input_spec
     n_out = class_count(keras_model)
-    if isinstance(source, np.ndarray):
+    if not isinstance(source, ImageSource):
         if labels is None:
-            raise UserError("an image array needs labels (one class index per image)")
+            raise UserError(f"images given as {type(source).__name__} need labels (one class index per image); "
+                            "or pass an ImageSource (filtag_kg.data)")
         source = array_source(source, labels, classes=model.classes or [str(c) for c in range(n_out)])
+    elif labels is not None:
+        raise UserError(f"labels are given with the image source {source.name!r}, which has its own")
     names = select_layers(keras_model, layers)
     classes = _check_classes(source, n_out)
-    if batch_size < 1 or checkpoint_every < 1:
-        raise UserError(f"batch size and checkpoint interval must be at least 1, got {batch_size} and {checkpoint_every}")
-    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
-        raise UserError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+    for what, value in (("batch size", batch_size), ("checkpoint interval", checkpoint_every)):
+        if not _is_whole(value) or value < 1:
+            raise UserError(f"the {what} must be a whole number of at least 1, got {value!r}")
+    if shard is not None and not (isinstance(shard, (tuple, list)) and len(shard) == 2 and all(map(_is_whole, shard))
+                                  and 0 <= shard[0] < shard[1]):
+        raise UserError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
+    batch_size = int(batch_size)  # numpy ints go into the JSON manifest as ints
+    shard = (int(shard[0]), int(shard[1])) if shard is not None else None
+    splits = [splits] if isinstance(splits, str) else splits  # one name is one split, as one layer pattern
     splits = list(splits) if splits is not None else [s for s in (TRAIN, HELDOUT) if s in source.splits]
     if not splits:
         raise UserError(f"data set {source.name!r} has neither a 'train' nor a 'heldout' split to collect")
@@ -176,8 +192,10 @@ def collect(
                         f"(split settings {source.split_info}); nothing to compute z from")
 
     features = feature_model(keras_model, names)
-    step = make_step(features, len(names))
-    n_filters = {m: int(features.outputs[j].shape[-1]) for j, m in enumerate(names)}
+    by_name = dict(iter_layers(keras_model))
+    firsts = [getattr(by_name[m], "data_format", None) == "channels_first" for m in names]  # e.g. models from PyTorch
+    step = make_step(features, len(names), firsts)
+    n_filters = {m: int(features.outputs[j].shape[1 if first else -1]) for j, (m, first) in enumerate(zip(names, firsts))}
     manifest = {
         "model": model.describe(),
         "dataset": {
@@ -221,6 +239,11 @@ def collect(
     if out_dir is not None:
         stats.save(out_dir)
     return stats
+
+
+def _is_whole(value: Any) -> bool:
+    """An int (Python or numpy), not a bool nor a float: counts and sizes handed to TensorFlow."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_classes(source: ImageSource, n_out: int) -> list[str]:
@@ -327,6 +350,9 @@ def _resume(out_dir: Path, manifest: dict[str, Any]) -> tuple[ActivationStats, d
     """The checkpointed statistics and position in `out_dir`, if they belong to this very run."""
     if not (out_dir / MANIFEST_NAME).is_file():
         return None
+    if not (out_dir / ARRAYS_NAME).is_file():
+        raise UserError(f"{out_dir} holds a {MANIFEST_NAME} but no statistics ({ARRAYS_NAME}): a tag set or "
+                        "another tool's files; choose another output folder")
     saved = ActivationStats.load(out_dir)
     if saved.manifest.get("complete", False):
         raise UserError(f"{out_dir} already holds a finished collection; choose another output folder or delete it")

@@ -11,16 +11,26 @@ from pathlib import Path
 
 import platformdirs
 
+from .errors import UserError
+
 
 def cache_dir() -> Path:
-    path = Path(os.environ.get("FILTAG_KG_CACHE") or platformdirs.user_cache_dir("filtag-kg"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder("FILTAG_KG_CACHE", platformdirs.user_cache_dir("filtag-kg"), "cache")
 
 
 def data_dir() -> Path:
-    path = Path(os.environ.get("FILTAG_KG_DATA") or platformdirs.user_data_dir("filtag-kg"))
-    path.mkdir(parents=True, exist_ok=True)
+    return _folder("FILTAG_KG_DATA", platformdirs.user_data_dir("filtag-kg"), "data")
+
+
+def _folder(variable: str, default: str, what: str) -> Path:
+    """The folder `variable` names (else `default`), made if missing; one that cannot be made (a file
+    is in the way, no permission) is named with the variable that moves it."""
+    path = Path(os.environ.get(variable) or default)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot use {path} as the filtag-kg {what} folder ({e.strerror or e}); "
+                        f"set {variable} to another folder") from e
     return path
 
 

@@ -145,27 +145,54 @@ def array_source(
 
     `heldout` = (images, labels) adds a held-out split (per-image records are kept for it).
     """
-    images = np.asarray(images)
-    labels_arr = np.asarray(labels)
-    if images.ndim != 4:
-        raise UserError(f"images must be an array [n, height, width, channels], got shape {images.shape}")
-    if labels_arr.shape != (len(images),):
-        raise UserError(f"labels must be one integer per image: {len(images)} images, labels shape {labels_arr.shape}")
-    if not np.issubdtype(labels_arr.dtype, np.integer) or (labels_arr.size and labels_arr.min() < 0):
-        raise UserError("labels must be non-negative integers (class indices)")
+    images = _finite_images("train", images)
+    labels_arr = _class_indices("labels", labels, len(images))
     n_classes = int(labels_arr.max()) + 1 if labels_arr.size else 0
     if classes is None:
         classes = [str(c) for c in range(n_classes)]
     classes = list(classes)
     if n_classes > len(classes):
-        raise UserError(f"label {n_classes - 1} has no class name; {len(classes)} classes given")
-    splits = {"train": _array_split("train", images, labels_arr.astype(np.int64), [str(i) for i in range(len(images))])}
+        raise UserError(f"label {n_classes - 1} is beyond the {len(classes)} classes (labels 0 … {len(classes) - 1})")
+    splits = {"train": _array_split("train", images, labels_arr, [str(i) for i in range(len(images))])}
     if heldout is not None:
-        hx, hy = np.asarray(heldout[0]), np.asarray(heldout[1]).astype(np.int64)
-        if hx.shape[1:] != images.shape[1:] or hy.shape != (len(hx),):
-            raise UserError("held-out images and labels must match the training images' shape, one label each")
+        hx = _finite_images("held-out", heldout[0])
+        if hx.shape[1:] != images.shape[1:]:
+            raise UserError(f"held-out images are {hx.shape[1:]}, the training images {images.shape[1:]}: they must match")
+        hy = _class_indices("held-out labels", heldout[1], len(hx))
         splits["heldout"] = _array_split("heldout", hx, hy, [str(i) for i in range(len(hx))])
     return ImageSource(name=name, classes=classes, splits=splits, label_space=own_label_space(name, classes))
+
+
+def _finite_images(which: str, images: Any) -> np.ndarray:
+    """`images` as an array [n, h, w, c] without NaN or infinite pixels: the activations of such an image
+    are NaN or arbitrary (ReLU turns NaN into 0), and one NaN image makes its class's z NaN."""
+    array = np.asarray(images)
+    if array.ndim != 4:
+        raise UserError(f"{which} images must be an array [n, height, width, channels], got "
+                        f"{type(images).__name__} of shape {array.shape}")
+    if array.dtype.kind in "fc":
+        bad = np.flatnonzero(~np.isfinite(array).all(axis=(1, 2, 3)))
+        if len(bad):
+            raise UserError(f"{which} image {int(bad[0])} has NaN or infinite pixels ({len(bad)} such image(s)); "
+                            "replace or drop them")
+    return array
+
+
+def _class_indices(which: str, labels: Any, n_images: int) -> np.ndarray:
+    """`labels` as int64 class indices, one per image; whole numbers stored as floats are taken, anything
+    else (fractions, negatives, text, booleans) is refused by its first offending value."""
+    array = np.asarray(labels)
+    if array.shape != (n_images,):
+        raise UserError(f"{which} must be one class index per image: {n_images} images, {which} of shape {array.shape}")
+    if array.dtype.kind in "iu":
+        valid = not array.size or array.min() >= 0
+    else:
+        valid = array.dtype.kind == "f" and bool(np.all(np.isfinite(array) & (array == np.round(array)) & (array >= 0)))
+    if not valid:
+        bad = next((v for v in array.tolist() if isinstance(v, bool) or not isinstance(v, (int, float))
+                     or not float(v).is_integer() or v < 0), array.dtype)
+        raise UserError(f"{which} must be non-negative whole numbers (class indices); got {bad!r}")
+    return array.astype(np.int64)
 
 
 def own_label_space(name: str, classes: Sequence[str]) -> str:
@@ -179,6 +206,8 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     """Indices of a seeded stratified (train, held-out) split, each sorted: same inputs, same split."""
     if not 0 < fraction <= 1:
         raise UserError(f"the training fraction must be in (0, 1], got {fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"the split's seed must be a non-negative whole number, got {seed!r}")
     rng = np.random.default_rng(seed)
     train: list[np.ndarray] = []
     held: list[np.ndarray] = []

@@ -111,14 +111,31 @@ class Explanation:
         }
 
 
+def explained_layers(tags: TagSet, heldout: HeldOut) -> list[str]:
+    """The layers explanations read: those carrying tags whose per-image vectors the records hold.
+    A layer without tags counts nothing, and as the last layer it would zero the 'last' scope."""
+    layers = [m for m in tags.tagged_layers if m in heldout.vectors]
+    if not layers:
+        raise UserError(f"the tagged layers ({', '.join(tags.tagged_layers) or 'none'}) have no per-image "
+                        f"activations in these held-out records (layers {', '.join(heldout.vectors) or 'none'})")
+    return layers
+
+
 def explain(tags: TagSet, heldout: HeldOut, selections: Sequence[tuple[str, float]] | None = None,
             images: Sequence[int] | None = None) -> list[Explanation]:
-    """Explanations of images of a HeldOut record (all, or the given positions), for each selection."""
-    index = np.arange(len(heldout)) if images is None else np.asarray(images, int)
-    order = filter_order({m: heldout.vectors[m][index] for m in tags.layers if m in heldout.vectors})
+    """Explanations of images of a HeldOut record (all, or the given positions), for each selection,
+    from the tagged layers the records hold."""
+    index = np.arange(len(heldout)) if images is None else np.asarray(images, int).ravel()
+    outside = index[(index < 0) | (index >= len(heldout))]
+    if len(outside):  # a negative position would count from the end
+        raise UserError(f"image position {int(outside[0])} is not among the {len(heldout)} held-out images "
+                        f"(0 … {len(heldout) - 1})")
+    chosen = _known_selections(tags, selections or tags.selections)
+    layers = explained_layers(tags, heldout)
+    order = filter_order({m: heldout.vectors[m][index] for m in layers})
     out = []
-    for method, parameter in selections or tags.selections:
-        per_layer = tag_counts(tags, order, method, parameter)
+    for method, parameter in chosen:
+        per_layer = tag_counts(tags, order, method, parameter, layers)
         total = sum(per_layer.values())
         actives = {m: order[m][:, :active_count(method, parameter, tags.n_filters[m])] for m in per_layer}
         for row, i in enumerate(index):
@@ -131,6 +148,16 @@ def explain(tags: TagSet, heldout: HeldOut, selections: Sequence[tuple[str, floa
                 counts=total[row],
             ))
     return out
+
+
+def _known_selections(tags: TagSet, selections: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """`selections` as given, each one the tag set has (else a UserError listing those it has)."""
+    chosen = [(method, parameter) for method, parameter in selections]
+    for method, parameter in chosen:
+        if (method, parameter) not in tags.selections:
+            have = ", ".join(f"{m} {p:g}" for m, p in tags.selections)
+            raise UserError(f"selection {method} {parameter} is not in the tag set; it has: {have}")
+    return chosen
 
 
 @dataclass
@@ -158,17 +185,19 @@ class Evaluation:
         return out
 
 
-def evaluate(tags: TagSet, heldout: HeldOut, max_n: int = MAX_N, per_class_n: int = 1) -> Evaluation:
-    """Hits@n (n = 1…max_n) against prediction and truth, from all layers and the last layer alone.
+def evaluate(tags: TagSet, heldout: HeldOut | None, max_n: int = MAX_N, per_class_n: int = 1) -> Evaluation:
+    """Hits@n (n = 1…max_n) against prediction and truth, from all tagged layers and the last of them alone.
 
     Per-class hit rates (Hits@per_class_n against the true class) are correlated with per-class
     accuracy (Pearson and Spearman, with p-values): the paper's evidence that tags explain.
     """
     from scipy import stats as sps
 
-    if len(heldout) == 0:
+    if heldout is None or len(heldout) == 0:
         raise UserError("no held-out images to evaluate on (collect with a held-out split)")
-    layers = [m for m in tags.layers if m in heldout.vectors and tags.n_filters.get(m)]
+    if not 1 <= per_class_n <= max_n:  # per_class_n 0 read the hits at max_n
+        raise UserError(f"per_class_n must be in 1 … max_n ({max_n}), got {per_class_n}")
+    layers = explained_layers(tags, heldout)
     last = layers[-1]
     n_classes = len(tags.classes)
     labels = heldout.labels

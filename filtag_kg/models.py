@@ -10,6 +10,8 @@ import fnmatch
 import hashlib
 import json
 import os
+import secrets
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -128,7 +130,7 @@ def describe_layers(model: "keras.Model") -> list[dict[str, Any]]:
 
 
 def _output_channels(layer: Any) -> int:
-    return int(layer.output.shape[-1])
+    return int(layer.output.shape[1 if getattr(layer, "data_format", None) == "channels_first" else -1])
 
 
 def model_hash(model: "keras.Model") -> str:
@@ -230,12 +232,22 @@ def load_model(spec: str | None = None, weights: str | None = "imagenet", mixed_
     """One entry point for the CLI: None → the default CNN, a path → saved model, a name → application;
     `mixed_precision` → its float16 twin (`with_mixed_precision`)."""
     if spec is None or spec == DEFAULT_MODEL_NAME:
+        _own_weights(DEFAULT_MODEL_NAME, weights)
         loaded = default_model()
     elif spec.endswith((".keras", ".h5")) or os.sep in spec:
+        _own_weights(spec, weights)
         loaded = load_saved(spec)
     else:
         loaded = load_application(spec, weights)
     return with_mixed_precision(loaded) if mixed_precision else loaded
+
+
+def _own_weights(model: str, weights: str | None) -> None:
+    """Refuse weights other than the default for a model that brings its own (the default CNN, a
+    saved file): they were ignored, so `--weights none` still gave the trained model."""
+    if weights not in (None, "imagenet"):
+        raise UserError(f"--weights {weights}: only keras.applications models take weights; "
+                        f"the model {model} has its own")
 
 
 def with_mixed_precision(loaded: LoadedModel) -> LoadedModel:
@@ -262,12 +274,14 @@ def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -
     """The model a collection's manifest describes, checked against its hash (same architecture and weights)."""
     family, source = model_info.get("family"), str(model_info.get("source") or "")
     if family == DEFAULT_MODEL_NAME:
+        _own_weights(DEFAULT_MODEL_NAME, weights)
         loaded = default_model()
     elif source.startswith("keras.applications:"):
         name = model_info.get("name") or ""
         recorded = source.split("weights=", 1)[-1].rstrip(")") if "weights=" in source else "imagenet"
         loaded = load_application(name, weights or recorded)
     elif source and Path(source).is_file():
+        _own_weights(source, weights)
         loaded = load_saved(source)
     else:
         raise UserError(f"cannot find the model of this run ({model_info.get('name')}, from {source!r}); pass --model")
@@ -345,18 +359,54 @@ def default_model(seed: int = 0, retrain: bool = False) -> LoadedModel:
 
     path = default_model_path(seed)
     info_path = path.with_suffix(".json")
-    if retrain or not path.is_file() or not info_path.is_file():
+    model = None
+    if not retrain and path.is_file() and info_path.is_file():
+        model = _cached_default(path, info_path)
+    if model is None:
+        _check_writable(path.parent)  # before the half minute of training, not after
         model, info = train_default_model(seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.keras")
-        model.save(tmp)
-        os.replace(tmp, path)
+        # a name of this process's own: runs started together on a fresh cache (shards) each train
+        # and save; with one shared name one moved away the file another was writing, or half of it
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp.keras")
+        try:
+            model.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         atomic_write(info_path, lambda f: f.write(json.dumps(info, indent=1).encode()))
-    model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     return LoadedModel(
         model, DEFAULT_MODEL_NAME, DEFAULT_MODEL_NAME, str(path), input_spec_of(model),
         classes=list(ANIMAL_SHAPE_CLASSES),
     )
+
+
+def _check_writable(folder: Path) -> None:
+    """Make `folder` and write a probe file into it; a UserError names it and how to move the cache."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".filtag-kg-probe-").close()
+    except OSError as e:
+        raise UserError(f"cannot cache the default model in {folder} ({e.strerror or e}); "
+                        "set FILTAG_KG_CACHE to a folder you can write") from e
+
+
+def _cached_default(path: Path, info_path: Path) -> "keras.Model | None":
+    """The cached default model, or None (with a warning) when it or its metrics file is damaged:
+    the cache is filtag-kg's own, so a damaged copy is trained again rather than reported."""
+    import keras
+
+    try:
+        info = json.loads(info_path.read_text())
+        if isinstance(info, dict) and {"heldout_accuracy", "train_seconds"} <= info.keys():
+            return keras.models.load_model(path, compile=False)
+    except Exception:  # Keras says 'File not found' of a damaged file, or raises zip/HDF5 errors
+        pass
+    print(f"warning: the cached default model {path} or its metrics {info_path.name} is unreadable; "
+          "training it again", file=sys.stderr)
+    return None
 
 
 def default_model_info(seed: int = 0) -> dict[str, Any]:

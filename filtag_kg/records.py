@@ -254,6 +254,8 @@ class ActivationStats:
         with np.load(directory / ARRAYS_NAME, allow_pickle=False) as z:
             text = str(z[MANIFEST_NAME]) if MANIFEST_NAME in z.files else (directory / MANIFEST_NAME).read_text()
             manifest = json.loads(text)
+            if not isinstance(manifest, dict):
+                raise ValueError(f"its manifest is a JSON {type(manifest).__name__}, not an object")
             if manifest.get("artifact_version") != ARTIFACT_VERSION:
                 raise UserError(f"{directory}: statistics of artifact version {manifest.get('artifact_version')!r}; "
                                 f"this filtag-kg reads version {ARTIFACT_VERSION}")
@@ -274,6 +276,10 @@ class ActivationStats:
         classes = list(manifest["classes"])
         if any(sums[m].shape != (len(classes), n_filters[m]) for m in layers) or counts.shape != (len(classes),):
             raise ValueError("array shapes disagree with the manifest's classes and filter counts")
+        if counts.dtype.kind not in "iu" or (counts < 0).any() or any(sums[m].dtype.kind != "f" for m in layers):
+            raise ValueError("class counts must be non-negative integers and sums floats")
+        if heldout is not None:
+            _check_heldout(heldout, n_filters, len(classes))
         return cls(
             layers=layers,
             classes=classes,
@@ -283,6 +289,21 @@ class ActivationStats:
             heldout=heldout,
             manifest={k: v for k, v in manifest.items() if k != "heldout_image_ids"},
         )
+
+
+def _check_heldout(heldout: HeldOut, n_filters: Mapping[str, int], n_classes: int) -> None:
+    """Raise ValueError unless the held-out arrays have one row per image id, the manifest's filter
+    counts, and class indices in range (-1: unknown truth, or no prediction in a top-k slot)."""
+    n = len(heldout.image_ids)
+    shapes = [heldout.positions.shape == (n,), heldout.labels.shape == (n,),
+              heldout.top_classes.ndim == 2 and heldout.top_classes.shape[0] == n,
+              heldout.top_probs.shape == heldout.top_classes.shape,
+              *(heldout.vectors[m].shape == (n, n_filters[m]) for m in heldout.vectors)]
+    if not all(shapes):
+        raise ValueError(f"the held-out arrays disagree with the manifest's {n} held-out image ids and filter counts")
+    for name, values in (("labels", heldout.labels), ("top classes", heldout.top_classes)):
+        if values.dtype.kind not in "iu" or (values.size and (values.min() < -1 or values.max() >= n_classes)):
+            raise ValueError(f"held-out {name} must be class indices below {n_classes}")
 
 
 class Tag(NamedTuple):
@@ -320,6 +341,12 @@ class TagSet:
 
     def __len__(self) -> int:
         return len(self.filter_index)
+
+    @property
+    def tagged_layers(self) -> list[str]:
+        """The layers that carry tags, in network order (`tag --layer` tags some; `layers` lists all collected)."""
+        tagged = set(self.layer_index.tolist())
+        return [m for i, m in enumerate(self.layers) if i in tagged]
 
     def __iter__(self) -> Iterator[Tag]:
         for li, fi, ci, s, r, si in zip(
@@ -370,7 +397,7 @@ class TagSet:
         manifest.update(
             artifact_version=ARTIFACT_VERSION, kind="tags", layers=self.layers, classes=self.classes,
             n_filters=[self.n_filters[m] for m in self.layers],
-            selections=[[m, p] for m, p in self.selections],
+            selections=[[m, p] for m, p in self.selections], n_tags=len(self),
         )
         atomic_write(directory / TAGS_NAME, lambda f: f.write(text.getvalue().encode()))
         atomic_write(directory / MANIFEST_NAME, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
@@ -396,6 +423,11 @@ class TagSet:
         import csv
 
         manifest = json.loads((directory / MANIFEST_NAME).read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError(f"{MANIFEST_NAME} is a JSON {type(manifest).__name__}, not an object")
+        if manifest.get("artifact_version") != ARTIFACT_VERSION:
+            raise UserError(f"{directory}: a tag set of artifact version {manifest.get('artifact_version')!r}; "
+                            f"this filtag-kg reads version {ARTIFACT_VERSION}")
         layers, classes = list(manifest["layers"]), list(manifest["classes"])
         selections = [(m, int(p) if m == K_BEST else float(p)) for m, p in manifest["selections"]]
         if len(set(selections)) < len(selections) or not {m for m, _ in selections} <= set(METHODS):
@@ -403,7 +435,12 @@ class TagSet:
         layer_pos = {m: i for i, m in enumerate(layers)}
         sel_pos = {(m, float(p)): i for i, (m, p) in enumerate(selections)}
         with (directory / TAGS_NAME).open(newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            if not set(TAG_COLUMNS) <= set(reader.fieldnames or ()):
+                raise ValueError(f"{TAGS_NAME} lacks the header row {','.join(TAG_COLUMNS)}")
+            rows = list(reader)
+        if manifest.get("n_tags", len(rows)) != len(rows):  # a file cut at a line's end reads, with tags missing
+            raise ValueError(f"{TAGS_NAME} has {len(rows)} tags, the manifest says {manifest['n_tags']}: truncated?")
         for line, r in enumerate(rows, start=2):
             if r["layer"] not in layer_pos or (r["method"], float(r["parameter"])) not in sel_pos:
                 raise ValueError(f"{TAGS_NAME} line {line}: layer {r['layer']!r} or selection "
@@ -417,7 +454,7 @@ class TagSet:
             score=np.array([float(r["score"]) for r in rows], np.float64),
             rank=np.array([int(r["rank"]) for r in rows], np.int32),
             selection_index=np.array([sel_pos[(r["method"], float(r["parameter"]))] for r in rows], np.int16),
-            manifest={k: v for k, v in manifest.items() if k not in ("kind", "selections")},
+            manifest={k: v for k, v in manifest.items() if k not in ("kind", "selections", "n_tags")},
         )
         limits = np.array([tags.n_filters[m] for m in layers])[tags.layer_index]
         bad = np.flatnonzero((tags.filter_index < 0) | (tags.filter_index >= limits) | (tags.class_index < 0)

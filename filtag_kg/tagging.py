@@ -51,25 +51,28 @@ def tag(
     With neither k nor q, k = 1; a k or q given twice counts once. `layers` are names or glob
     patterns (default: all collected; one string is one pattern). Classes without images in the statistics get no tags.
     """
-    ks = _as_list(k)
-    qs = _as_list(q)
+    ks = _as_list(k, "k")
+    qs = _as_list(q, "q")
     if not ks and not qs:
         ks = [1]
     layers = match_layers(stats.layers, layers, "collected layer")
     for kv in ks:
-        if int(kv) != kv or kv < 1:
-            raise TaggingError(f"k must be a whole number of at least 1, got {kv}")
+        if not float(kv).is_integer() or kv < 1:
+            raise TaggingError(f"k must be a whole number of at least 1, got {kv!r}")
         for m in layers:
             if kv > stats.n_filters[m]:
                 raise TaggingError(f"k={int(kv)} is larger than the {stats.n_filters[m]} filters of layer {m!r}")
     for qv in qs:
         if not 0 < qv <= 100:
-            raise TaggingError(f"q must be in (0, 100], got {qv}")
+            raise TaggingError(f"q must be in (0, 100], got {qv!r}")
 
     # a k or q given twice is one selection (dict keys keep the order given)
     selections: list[tuple[str, float]] = list(dict.fromkeys(
         [(K_BEST, int(kv)) for kv in ks] + [(Q_QUANTILE, float(qv)) for qv in qs]))
     present = np.flatnonzero(stats.counts > 0)
+    if not len(present):  # an empty tag set would explain nothing, and evaluate would say so only later
+        raise TaggingError("the statistics hold no training images (collected with the held-out split only?); "
+                           "there is no z to tag from")
     cols: dict[str, list[np.ndarray]] = {n: [] for n in ("layer", "filter", "class", "score", "rank", "sel")}
     for li, m in ((stats.layers.index(m), m) for m in layers):
         z = stats.class_means(m)[present]
@@ -102,12 +105,20 @@ def tag(
     )
 
 
-def _as_list(value: float | Iterable[float] | None) -> list[float]:
+def _as_list(value: float | Iterable[float] | None, name: str) -> list[float]:
+    """One k or q, or several, as a list of numbers; text and booleans (True is not k=1) are refused by value."""
     if value is None:
         return []
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return [value]
-    return list(value)
+    if isinstance(value, np.ndarray):
+        values = value.ravel().tolist()
+    elif isinstance(value, (int, float, np.number, np.bool_, str, bytes)):
+        values = [value]
+    else:
+        values = list(value)
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TaggingError(f"{name} must be a number, got {v!r}")
+    return values
 
 
 PLOT_PATTERN = "z-[0-9][0-9][0-9]-*.png"  # the heatmaps of `plot_class_means`: z-{position in the network:03d}-{layer}.png

@@ -121,3 +121,54 @@ def test_application_weights_random_seeded_from_a_file_or_refused_briefly(run_cl
     assert len(str(error.value)) < 500
     code, _, err = run_cli("collect", "--heldout", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and f"--heldout {tmp_path}: the embedded default data set holds out its own images" in err
+
+
+def test_negative_seed_and_unusable_cache_folder_are_named(run_cli, tmp_path, monkeypatch) -> None:
+    """A negative --seed ended in numpy's traceback; a cache folder that is a file in the OSError's
+    'File exists' without saying which folder or how to move it."""
+    from filtag_kg.data import stratified_split
+    from filtag_kg.errors import UserError
+
+    code, _, err = run_cli("collect", "--seed", "-1", "--out", tmp_path / "o")
+    assert code == 2 and "'--seed': -1 is not in the range x>=0" in err
+    for seed in (-1, 1.5):
+        with pytest.raises(UserError, match=f"the split's seed must be a non-negative whole number, got {seed}"):
+            stratified_split(np.zeros(4, np.int64), 0.5, seed)
+    (tmp_path / "cache").write_text("")
+    monkeypatch.setenv("FILTAG_KG_CACHE", str(tmp_path / "cache"))
+    code, _, err = run_cli("collect", "--out", tmp_path / "o")
+    assert code == 2 and f"cannot use {tmp_path / 'cache'} as the filtag-kg cache folder" in err
+    assert "set FILTAG_KG_CACHE to another folder" in err and not (tmp_path / "o").exists()
+
+
+def test_weights_of_a_model_with_its_own_and_a_tag_folder_as_out_are_refused(run_cli, default_model, tmp_path,
+                                                                           cli_ok) -> None:
+    """--weights none with the default CNN or a model file was ignored (the trained weights were
+    used); collect --out into a tag set's folder said 'no statistics here'."""
+    model_file = tmp_path / "m.keras"
+    default_model.model.save(model_file)
+    for model in ("default", str(model_file)):
+        code, _, err = run_cli("collect", "--model", model, "--weights", "none", "--out", tmp_path / "o")
+        assert code == 2 and "--weights none: only keras.applications models take weights; the model" in err
+    assert not (tmp_path / "o").exists()
+    import filtag_kg
+
+    stats = ActivationStats.empty(["conv5"], default_model.classes, {"conv5": 64},
+                                  {"model": {"name": "default-cnn", "family": "default-cnn"}})
+    stats.counts[:] = 1
+    filtag_kg.tag(stats).save(tmp_path / "tags")
+    code, _, err = run_cli("collect", "--out", tmp_path / "tags", "--layer", "conv5")
+    assert code == 2 and "tags holds a manifest.json but no statistics (arrays.npz): a tag set" in err
+    code, _, err = run_cli("explain", "--tags", tmp_path / "tags", "--weights", "none", tmp_path / "m.keras")
+    assert code == 2 and "--weights none: only keras.applications models take weights" in err
+
+
+def test_split_options_with_a_heldout_folder_are_refused(run_cli, tmp_path) -> None:
+    """With --heldout, --fraction and --seed were ignored: all of --data went to training."""
+    (tmp_path / "held" / "cat").mkdir(parents=True)
+    code, _, err = run_cli("collect", "--data", tmp_path, "--heldout", tmp_path / "held", "--fraction", "0.5",
+                           "--out", tmp_path / "o")
+    assert code == 2 and f"--fraction split --data into training and held-out images, but --heldout {tmp_path / 'held'}" in err
+    code, _, err = run_cli("collect", "--data", tmp_path, "--heldout", tmp_path / "held", "--seed", "0", "--fraction",
+                           "0.8", "--out", tmp_path / "o")
+    assert code == 2 and "leave out --fraction and --seed" in err and not (tmp_path / "o").exists()

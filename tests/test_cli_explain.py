@@ -79,3 +79,27 @@ def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path, cli
     assert TagSet.load(demo / "tags").selections[0] == ("k-best", 1)
     assert sorted(p.name for p in (demo / "tags").glob("z-*.png"))[-1] == "z-004-conv5.png"
     np.testing.assert_array_equal(stats.heldout.labels, held.labels)
+
+
+def test_explain_heldout_with_statistics_of_some_layers_and_repeats(run_cli, tmp_path) -> None:
+    """The CLI warned 'explaining with l2' and then failed on l1 (its tags); an id or selection given
+    twice was explained twice; a missing default stats folder was called one without held-out records."""
+    import filtag_kg
+    from filtag_kg.records import HeldOut
+
+    stats = ActivationStats.empty(["l1", "l2"], ["cat", "dog"], {"l1": 3, "l2": 2})
+    stats.counts[:] = 1
+    stats.sums["l1"], stats.sums["l2"] = np.array([[0.9, 0.1, 0.2], [0.1, 0.2, 0.8]]), np.array([[0.7, 0.1], [0.2, 0.6]])
+    filtag_kg.tag(stats, k=1).save(tmp_path / "tags")
+    only_l2 = ActivationStats.empty(["l2"], ["cat", "dog"], {"l2": 2})
+    only_l2.counts[:] = 1
+    only_l2.heldout = HeldOut(["i0"], np.arange(1), np.array([1]), np.array([[1, 0, -1, -1, -1]]),
+                              np.array([[0.8, 0.2, 0, 0, 0]], np.float32), {"l2": np.array([[0.1, 0.9]], np.float32)})
+    only_l2.save(tmp_path / "l2")
+    code, out, err = run_cli("explain", "--tags", tmp_path / "tags", "--stats", tmp_path / "l2", "--heldout", "i0",
+                             "--heldout", "i0", "-s", "k 1", "-s", "k-best 1")
+    assert code == 0, err
+    assert "lacks the tagged layer(s) l1; explaining with l2" in err
+    assert out == "i0: predicted dog (80%); true dog — active filters tagged (k-best 1): dog 1\n"
+    code, _, err = run_cli("explain", "--tags", tmp_path / "tags", "--heldout", "i0")
+    assert code == 2 and f"no statistics in {tmp_path / 'stats'} (the default: 'stats' beside the tags)" in err

@@ -228,7 +228,7 @@ def test_bad_input_is_named(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> No
         image_folder(tmp_path)
     with pytest.raises(UserError, match=r"the train images are 6×6×3 \(height×width×channels\) but the model takes 12×12×3"):
         filtag_kg.collect(model, images[:, :6, :6], labels=labels, progress=False)
-    with pytest.raises(UserError, match="batch size and checkpoint interval must be at least 1, got 0"):
+    with pytest.raises(UserError, match="the batch size must be a whole number of at least 1, got 0"):
         filtag_kg.collect(model, images, labels=labels, batch_size=0, progress=False)
     with pytest.raises(UserError, match="'train' split of 'arrays' has no images in this shard"):
         filtag_kg.collect(model, images[:2], labels=[0, 2], shard=(2, 3), progress=False)
@@ -493,3 +493,69 @@ def test_model_outputs_labels_and_layer_strings(data: tuple[np.ndarray, np.ndarr
     assert stats.classes == ["0", "1", "2"]
     with pytest.raises(UserError, match=r"its first output has shape \(None, 10, 10, 4\); .* needs \[batch, classes\]"):
         filtag_kg.collect(keras.Model(inputs, x, name="maps"), images, labels=labels, progress=False)
+
+
+def test_non_finite_pixels_are_refused_by_image(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A NaN pixel gave finite but arbitrary means (ReLU maps NaN to 0), an infinite one NaN vectors
+    and NaN z for its whole class; both are refused, naming the image."""
+    images, labels = data
+    model = small_model()
+    nan, inf = images.copy(), images[:5].copy()
+    nan[3, 4, 4, 0], nan[7, 0, 0, 2] = np.nan, np.nan
+    inf[2, 1, 1, 1] = -np.inf
+    with pytest.raises(UserError, match=r"train image 3 has NaN or infinite pixels \(2 such image"):
+        filtag_kg.collect(model, nan, labels=labels, progress=False)
+    with pytest.raises(UserError, match="held-out image 2 has NaN or infinite pixels"):
+        array_source(images, labels, heldout=(inf, labels[:5]))
+
+
+def test_images_and_labels_as_a_scikit_learn_user_passes_them(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A list of images, whole-number float labels, numpy sizes and one split name give the numbers of
+    the array case; other types are refused by value instead of a TensorFlow or attribute error."""
+    images, labels = data
+    model = small_model()
+    reference = filtag_kg.collect(model, images, labels=labels, batch_size=8, progress=False)
+    same = filtag_kg.collect(model, list(images), labels=labels.astype(np.float64), batch_size=np.int64(8),
+                             splits="train", shard=(np.int64(0), np.int64(1)), progress=False)
+    for m in reference.layers:
+        np.testing.assert_array_equal(same.sums[m], reference.sums[m])
+    assert same.manifest["batch_size"] == 8 and same.manifest["shard"] == [0, 1]
+    for bad, value in (([0.5] + [0] * 36, "0.5"), (["0"] * 37, "'0'"), ([True] * 37, "True"), ([-1] + [0] * 36, "-1")):
+        with pytest.raises(UserError, match=f"labels must be non-negative whole numbers .*; got {value}$"):
+            filtag_kg.collect(model, images, labels=bad, progress=False)
+    for size in (2.5, "8", True):
+        with pytest.raises(UserError, match=f"batch size must be a whole number of at least 1, got {size!r}"):
+            filtag_kg.collect(model, images, labels=labels, batch_size=size, progress=False)
+    with pytest.raises(UserError, match="shard must be"):
+        filtag_kg.collect(model, images, labels=labels, shard=3, progress=False)
+    with pytest.raises(UserError, match=r"label 3 is beyond the 3 classes \(labels 0 … 2"):  # was: '3 classes given'
+        filtag_kg.collect(model, images, labels=np.r_[labels[:-1], 3], progress=False)
+    with pytest.raises(UserError, match="labels are given with the image source 'arrays'"):
+        filtag_kg.collect(model, array_source(images, labels), labels=labels, progress=False)
+    with pytest.raises(UserError, match="model 'VGG16': pass a keras.Model"):
+        filtag_kg.collect("VGG16", images, labels=labels, progress=False)
+    with pytest.raises(UserError, match="images must be an array .*got generator"):
+        filtag_kg.collect(model, (x for x in images), labels=labels, progress=False)
+
+
+def test_channels_first_layers_are_read_by_their_filter_axis(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A channels_first conv layer ([batch, filters, h, w], as in models ported from PyTorch) was read
+    with the last axis as filters: 10 'filters' of width for a layer of 4, and z over the wrong axis."""
+    images, labels = data
+
+    def build(data_format: str) -> keras.Model:
+        keras.utils.set_random_seed(1)
+        inputs = keras.Input((3, 12, 12) if data_format == "channels_first" else (12, 12, 3))
+        x = keras.layers.Conv2D(4, 3, activation="relu", name="c1", data_format=data_format)(inputs)
+        x = keras.layers.DepthwiseConv2D(3, name="dw", data_format=data_format)(x)
+        x = keras.layers.GlobalAveragePooling2D(data_format=data_format)(x)
+        return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+    first, last = build("channels_first"), build("channels_last")
+    last.set_weights(first.get_weights())
+    ported = filtag_kg.collect(first, images.transpose(0, 3, 1, 2), labels=labels, progress=False)
+    reference = filtag_kg.collect(last, images, labels=labels, progress=False)
+    assert ported.n_filters == reference.n_filters == {"c1": 4, "dw": 4}
+    for m in ported.layers:
+        np.testing.assert_allclose(ported.class_means(m), reference.class_means(m), atol=1e-6)
+    assert [d["filters"] for d in ported.manifest["model"]["layers"]][1:3] == [4, 4]

@@ -57,3 +57,77 @@ def test_default_tags_mean_something(default_stats) -> None:
             continue
         others = np.delete(z[:, t.filter], t.class_index).mean()
         assert t.score >= 1.3 * others and t.score - others >= 0.05, (t, others)
+
+
+def test_damaged_cached_default_model_is_trained_again(tmp_path, monkeypatch, capsys) -> None:
+    """A cut-off cached model gave Keras' 'File not found' traceback, a metrics file without the
+    metrics a KeyError in the demo; both are trained again (here: a stand-in for the training)."""
+    from filtag_kg import models
+
+    monkeypatch.setenv("FILTAG_KG_CACHE", str(tmp_path))
+    trained = []
+
+    def quick_training(seed: int = 0) -> tuple:
+        import keras
+
+        trained.append(seed)
+        keras.utils.set_random_seed(seed)
+        return models.build_default_cnn(), {"heldout_accuracy": 0.5, "train_seconds": 1.0, "epochs": 0, "seed": seed}
+
+    monkeypatch.setattr(models, "train_default_model", quick_training)
+    first = models.default_model()
+    path = models.default_model_path()
+    assert trained == [0] and path.is_file()
+    path.write_bytes(path.read_bytes()[:1000])
+    again = models.default_model()
+    assert trained == [0, 0] and again.describe()["hash"] == first.describe()["hash"]
+    assert f"the cached default model {path} or its metrics" in capsys.readouterr().err
+    path.with_suffix(".json").write_text("{}")
+    models.default_model()
+    assert trained == [0, 0, 0] and models.default_model_info()["heldout_accuracy"] == 0.5
+    models.default_model()
+    assert trained == [0, 0, 0]  # a sound cache is used
+
+
+def test_unwritable_model_cache_is_named_before_training(tmp_path, monkeypatch) -> None:
+    """The half minute of training was lost to 'models: File exists' when the cache could not take it."""
+    from filtag_kg import models
+    from filtag_kg.errors import UserError
+
+    monkeypatch.setenv("FILTAG_KG_CACHE", str(tmp_path))
+    (tmp_path / "models").write_text("in the way")
+    monkeypatch.setattr(models, "train_default_model", lambda seed=0: pytest.fail("trained before the check"))
+    with pytest.raises(UserError, match=f"cannot cache the default model in {tmp_path / 'models'} .*FILTAG_KG_CACHE"):
+        models.default_model()
+
+
+def test_runs_training_the_default_model_together_each_keep_their_file(tmp_path, monkeypatch) -> None:
+    """Two runs started together on a fresh cache (shards) both train; while the first wrote its
+    file the second saved and renamed the same temporary name, so the first failed (FileNotFoundError)
+    or left a broken zip as the cached model. Here the second run happens inside the first's save."""
+    import keras
+
+    from filtag_kg import models
+
+    monkeypatch.setenv("FILTAG_KG_CACHE", str(tmp_path))
+    runs = []
+
+    def training(seed: int = 0) -> tuple:
+        keras.utils.set_random_seed(seed)
+        model = models.build_default_cnn()
+        if not runs:  # the first run: another one trains and caches while this one saves
+            save = model.save
+
+            def save_while_another_run_caches(filepath, *args, **kwargs) -> None:
+                save(filepath, *args, **kwargs)
+                models.default_model()
+
+            model.save = save_while_another_run_caches
+        runs.append(seed)
+        return model, {"heldout_accuracy": 0.5, "train_seconds": 1.0}
+
+    monkeypatch.setattr(models, "train_default_model", training)
+    first = models.default_model()
+    assert len(runs) == 2 and sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "default-cnn-v1-seed0.json", "default-cnn-v1-seed0.keras"]
+    assert models.default_model().describe()["hash"] == first.describe()["hash"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import filtag_kg
+from filtag_kg.errors import UserError
 from filtag_kg.explain import evaluate, explain, hits_at
 from filtag_kg.records import ActivationStats, HeldOut
 
@@ -90,3 +92,45 @@ def test_default_model_hits_follow_the_paper(default_stats) -> None:
     assert best[0] >= 0.5 and best[2] >= 0.85  # tags explain most predictions within the top 3
     # the tags explain the classification: per-class hit rate correlates with per-class accuracy
     assert result.correlation[("k-best", 5, "all", "true")]["spearman_rho"] > 0
+
+
+def test_tags_of_some_layers_explain_with_those_layers() -> None:
+    """`tag --layer l1` keeps l2 in the tag set's layers without tags: the 'last' scope read l2 and
+    every hit rate there was 0; explaining records without l2 failed although l2 carries no tags."""
+    tags, heldout = hand_case()
+    stats = ActivationStats.empty(["l1", "l2"], tags.classes, tags.n_filters)
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.9, 0.1, 0.2], [0.8, 0.3, 0.1], [0.1, 0.2, 0.7]])
+    only_l1 = filtag_kg.tag(stats, k=1, layers="l1")
+    assert only_l1.layers == ["l1", "l2"] and only_l1.tagged_layers == ["l1"]
+    result = evaluate(only_l1, heldout, max_n=3)
+    # a: l1 filter 0 (cat, dog), predicted cat and true dog: both rank 1; b: l1 filter 2 (cow): predicted and true cow
+    for scope in ("all", "last"):
+        for target in ("predicted", "true"):
+            np.testing.assert_array_equal(result.hits[("k-best", 1, scope, target)], [1, 1, 1])
+    without_l2 = HeldOut(heldout.image_ids, heldout.positions, heldout.labels, heldout.top_classes, heldout.top_probs,
+                         {"l1": heldout.vectors["l1"]})
+    a, _ = explain(only_l1, without_l2)
+    assert a.active == {"l1": [0]} and a.counts.tolist() == [1, 1, 0]
+    with pytest.raises(UserError, match=r"the tagged layers \(l1, l2\) have no per-image activations .*\(layers l9\)"):
+        evaluate(tags, HeldOut(heldout.image_ids, heldout.positions, heldout.labels, heldout.top_classes,
+                               heldout.top_probs, {"l9": heldout.vectors["l1"]}))
+
+
+def test_bad_positions_selections_and_per_class_n_are_named() -> None:
+    """per_class_n=0 reported the hit rates at max_n as per-class Hits@0; position -1 explained the
+    last image; an unknown selection or position and records of None were tracebacks."""
+    tags, heldout = hand_case()
+    with pytest.raises(UserError, match=r"per_class_n must be in 1 … max_n \(3\), got 0"):
+        evaluate(tags, heldout, max_n=3, per_class_n=0)
+    with pytest.raises(UserError, match="got 4"):
+        evaluate(tags, heldout, max_n=3, per_class_n=4)
+    with pytest.raises(UserError, match="no held-out images to evaluate on"):
+        evaluate(tags, None)
+    with pytest.raises(UserError, match=r"image position -1 is not among the 2 held-out images \(0 … 1\)"):
+        explain(tags, heldout, images=[-1])
+    with pytest.raises(UserError, match="image position 2 is not"):
+        explain(tags, heldout, images=[0, 2])
+    with pytest.raises(UserError, match="selection k-best 2 is not in the tag set; it has: k-best 1"):
+        explain(tags, heldout, selections=[("k-best", 2)])
+    assert [e.image_id for e in explain(tags, heldout, selections=[["k-best", 1]], images=[1])] == ["b"]

@@ -183,3 +183,86 @@ def test_heatmaps_one_per_tagged_layer_and_stale_ones_removed(tmp_path) -> None:
     assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in written)
     plot_class_means(stats, filtag_kg.tag(stats, layers=["a"]), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["z-000-a.png", "z-notes.png"]
+
+
+def test_k_and_q_of_other_types_are_refused_by_value() -> None:
+    """Text, booleans and infinities got misleading messages ("got 2" for '2') or tracebacks; numpy
+    scalars and 0-d arrays are numbers."""
+    stats = random_stats()
+    for kwargs, message in ((dict(k="2"), "k must be a number, got '2'"), (dict(q="5"), "q must be a number, got '5'"),
+                            (dict(k=True), "k must be a number, got True"), (dict(q=[5, False]), "got False"),
+                            (dict(k=float("inf")), "k must be a whole number of at least 1, got inf"),
+                            (dict(k=float("nan")), "got nan")):
+        with pytest.raises(UserError, match=message):
+            filtag_kg.tag(stats, **kwargs)
+    tags = filtag_kg.tag(stats, k=np.array(2), q=np.array([25.0, 5.0]))
+    assert tags.selections == [("k-best", 2), ("q-quantile", 25.0), ("q-quantile", 5.0)]
+
+
+def test_tag_set_cut_at_a_line_end_or_of_another_version_is_refused(tmp_path) -> None:
+    """A tags.csv cut at the end of a line read as a tag set with tags missing (wrong hit rates);
+    an empty one as a tag set without tags; a newer artifact version was read silently."""
+    import json
+
+    filtag_kg.tag(random_stats(), k=[1, 2]).save(tmp_path)
+    csv_path, manifest_path = tmp_path / "tags.csv", tmp_path / "manifest.json"
+    lines = csv_path.read_text().splitlines(keepends=True)
+    assert json.loads(manifest_path.read_text())["n_tags"] == len(lines) - 1 == len(TagSet.load(tmp_path))
+    csv_path.write_text("".join(lines[:-3]))
+    with pytest.raises(UserError, match=f"tags.csv has {len(lines) - 4} tags, the manifest says {len(lines) - 1}"):
+        TagSet.load(tmp_path)
+    csv_path.write_text("")
+    with pytest.raises(UserError, match="tags.csv lacks the header row"):
+        TagSet.load(tmp_path)
+    csv_path.write_text("".join(lines))
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "artifact_version": 2}))
+    with pytest.raises(UserError, match="a tag set of artifact version 2; this filtag-kg reads version 1"):
+        TagSet.load(tmp_path)
+    manifest_path.write_text("[]")
+    with pytest.raises(UserError, match="unreadable tag set .*manifest.json is a JSON list"):
+        TagSet.load(tmp_path)
+
+
+def test_statistics_with_edited_arrays_or_manifest_are_refused(tmp_path) -> None:
+    """A manifest that is not a JSON object gave an AttributeError; held-out arrays of other lengths
+    or class indices out of range loaded and failed (or counted wrong) later."""
+    import json
+
+    stats = random_stats()
+    stats.heldout = filtag_kg.HeldOut(
+        image_ids=["p", "q"], positions=np.arange(2), labels=np.array([0, 2]),
+        top_classes=np.array([[0, 1, 2, 3, -1]] * 2), top_probs=np.full((2, 5), 0.2, np.float32),
+        vectors={"a": np.zeros((2, 7), np.float32), "b": np.zeros((2, 40), np.float32)})
+    stats.save(tmp_path / "good")
+    assert len(ActivationStats.load(tmp_path / "good").heldout) == 2
+
+    def edited(name: str, change) -> str:
+        with np.load(tmp_path / "good" / "arrays.npz") as z:
+            arrays = dict(z)
+        change(arrays)
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "arrays.npz", **arrays)
+        (tmp_path / name / "manifest.json").write_text(str(arrays["manifest.json"]))
+        return str(tmp_path / name)
+
+    cases = {
+        "list": (lambda a: a.update({"manifest.json": np.array("[1]")}), "its manifest is a JSON list"),
+        "labels": (lambda a: a.update({"heldout/labels": np.array([0])}), "held-out arrays disagree"),
+        "vectors": (lambda a: a.update({"heldout/vectors/1": np.zeros((2, 7), np.float32)}), "held-out arrays disagree"),
+        "ids": (lambda a: a.update({"manifest.json": np.array(json.dumps(
+            {**json.loads(str(a["manifest.json"])), "heldout_image_ids": ["p"]}))}), "held-out arrays disagree"),
+        "top": (lambda a: a.update({"heldout/top_classes": np.full((2, 5), 4)}), "top classes must be class indices below 4"),
+        "counts": (lambda a: a.update({"counts": -a["counts"]}), "counts must be non-negative integers"),
+    }
+    for name, (change, message) in cases.items():
+        with pytest.raises(UserError, match=f"{name}: unreadable statistics .*{message}"):
+            ActivationStats.load(edited(name, change))
+
+
+def test_statistics_without_training_images_are_not_tagged() -> None:
+    """Statistics of the held-out split alone gave an empty tag set ('0 tags'), refused only by evaluate."""
+    stats = random_stats()
+    stats.counts[:] = 0
+    with pytest.raises(UserError, match="the statistics hold no training images"):
+        filtag_kg.tag(stats, k=1)

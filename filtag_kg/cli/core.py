@@ -55,7 +55,7 @@ def register(cli: click.Group) -> None:
     @click.option("--heldout", type=click.Path(exists=True, file_okay=False),
                   help="A second folder of the same layout used as held-out split (instead of splitting --data).")
     @click.option("--fraction", default=0.8, show_default=True, help="Share of each class used for tagging; the rest is held out.")
-    @click.option("--seed", default=0, show_default=True, help="Seed of the train/held-out split.")
+    @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the train/held-out split.")
     @click.option("--layer", "-l", "layers", multiple=True, help="Conv layer name or glob pattern (repeatable); default: all conv layers.")
     @click.option("--batch-size", "-b", default=64, show_default=True, type=click.IntRange(min=1))
     @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
@@ -74,6 +74,12 @@ def register(cli: click.Group) -> None:
         if data == DEFAULT and heldout is not None:  # before the model is loaded (or trained)
             raise UserError(f"--heldout {heldout}: the embedded default data set holds out its own images "
                             "(--fraction); --heldout goes with a --data folder")
+        context = click.get_current_context()
+        splitting = [f"--{name}" for name in ("fraction", "seed")
+                     if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if heldout is not None and splitting:  # they would be ignored: --data is all training images
+            raise UserError(f"{' and '.join(splitting)} split --data into training and held-out images, but "
+                            f"--heldout {heldout} gives the held-out images; leave out {' and '.join(splitting)}")
         loaded = load_model_option(model, weights, mixed_precision)
         source = load_source(data, loaded, heldout, fraction, seed)
         start = time.perf_counter()

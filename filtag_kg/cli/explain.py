@@ -36,16 +36,19 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
             differ = next((f"class {i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(stats.classes, tags.classes))
                            if a != b), f"{len(stats.classes)} vs {len(tags.classes)} classes")
             raise UserError(f"the statistics in {stats_dir} are of other classes than the tags in {tags_dir} ({differ})")
-    if need_stats and (stats is None or stats.heldout is None):
+    if need_stats and stats is None:
+        raise UserError(f"no statistics in {stats_dir} (the default: 'stats' beside the tags); pass --stats")
+    if need_stats and stats.heldout is None:
         raise UserError(f"no held-out records in {stats_dir}: collect with a held-out split, or pass --stats")
     if need_stats:
-        common = [m for m in tags.layers if m in stats.layers]
+        tagged = tags.tagged_layers
+        common = [m for m in tagged if m in stats.layers]
         if not common:
-            raise UserError(f"the tags in {tags_dir} (layers {', '.join(tags.layers)}) and the statistics in "
-                            f"{stats_dir} (layers {', '.join(stats.layers)}) share no layer")
-        if len(common) < len(tags.layers):
+            raise UserError(f"the tags in {tags_dir} (tagged layers {', '.join(tagged) or 'none'}) and the statistics "
+                            f"in {stats_dir} (layers {', '.join(stats.layers)}) share no layer")
+        if len(common) < len(tagged):
             click.echo(f"warning: {stats_dir} lacks the tagged layer(s) "
-                       f"{', '.join(m for m in tags.layers if m not in common)}; explaining with {', '.join(common)}",
+                       f"{', '.join(m for m in tagged if m not in common)}; explaining with {', '.join(common)}",
                        err=True)
     return tags, stats
 
@@ -65,7 +68,7 @@ def _selections(tags: Any, selection: tuple[str, ...]) -> list[tuple[str, float]
             have = ", ".join(f"{m} {p:g}" for m, p in tags.selections)
             raise UserError(f"--selection {text!r} is not in the tag set; it has: {have}")
         chosen.append(key)
-    return chosen
+    return list(dict.fromkeys(chosen))  # 'k 5' and 'k-best 5' are one selection, explained once
 
 
 def register(cli: click.Group) -> None:
@@ -98,6 +101,7 @@ def register(cli: click.Group) -> None:
 
         if not images and not heldout_ids:
             raise UserError("give image files to explain, or --heldout ID for images of the held-out split")
+        images, heldout_ids = tuple(dict.fromkeys(images)), tuple(dict.fromkeys(heldout_ids))  # each explained once
         tags, stats = _tags_and_stats(tags_dir, stats_dir, need_stats=bool(heldout_ids))
         chosen = _selections(tags, selection)
         explanations = []
@@ -119,7 +123,7 @@ def register(cli: click.Group) -> None:
             if recorded.get("hash") and loaded.describe().get("hash") != recorded["hash"]:
                 click.echo(f"warning: the model {loaded.name!r} is not the one the tags were made with "
                            "(its architecture or weights differ)", err=True)
-            records = collect(loaded, image_files(images, tags.classes), layers=tags.layers, splits=["heldout"],
+            records = collect(loaded, image_files(images, tags.classes), layers=tags.tagged_layers, splits=["heldout"],
                               progress=False)
             if records.heldout is None:
                 raise UserError("none of the images could be decoded")
