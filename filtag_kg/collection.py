@@ -150,12 +150,12 @@ def collect(
     """Collect FilTag statistics of `model`'s conv layers over a labelled image source.
 
     `source` is an ImageSource (see filtag_kg.data) or images [n, h, w, c] (an array or a list of
-    them) with `labels`. `layers` are names or glob patterns (default: every conv layer; one string
-    is one pattern). The "train" split gives the class sums z_c(m,i); the "heldout" split, when
-    present, per-image records. With `output`, the result is saved there, checkpoints are written
-    atomically every `checkpoint_every` batches, and a run that was interrupted resumes from its
-    last checkpoint. `shard=(i, n)` processes the images whose position is i modulo n, for runs
-    spread over machines; `ActivationStats.merge` joins the shards.
+    them; [n, c, h, w] for a channels-first model) with `labels`. `layers` are names or glob patterns
+    (default: every conv layer; one string is one pattern). The "train" split gives the class sums
+    z_c(m,i); the "heldout" split, when present, per-image records. With `output`, the result is
+    saved there, checkpoints are written atomically every `checkpoint_every` batches, and a run that
+    was interrupted resumes from its last checkpoint. `shard=(i, n)` processes the images whose
+    position is i modulo n, for runs spread over machines; `ActivationStats.merge` joins the shards.
     """
     if isinstance(model, (str, os.PathLike)):
         raise UserError(f"model {str(model)!r}: pass a keras.Model, or load it by name or file with "

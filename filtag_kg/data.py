@@ -37,12 +37,26 @@ PREFETCH_BATCHES = 2  # batches prepared while the model runs on the current one
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a model wants as input: spatial size, channels, and its family's preprocessing."""
+    """What a model wants as input: spatial size, channels, its family's preprocessing, and whether it
+    takes images channels-first ([batch, channels, height, width], as models ported from PyTorch)."""
 
     height: int
     width: int
     channels: int
     preprocess: Preprocess | None = None
+    channels_first: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """One image's shape as the model takes it."""
+        if self.channels_first:
+            return self.channels, self.height, self.width
+        return self.height, self.width, self.channels
+
+    @property
+    def layout(self) -> str:
+        """The axes of `shape` in words, for messages."""
+        return "channels×height×width" if self.channels_first else "height×width×channels"
 
 
 @dataclass
@@ -121,9 +135,9 @@ def _array_split(name: str, images: np.ndarray, labels: np.ndarray, ids: list[st
     def make(spec: InputSpec, batch_size: int, positions: np.ndarray) -> "tf.data.Dataset":
         import tensorflow as tf
 
-        if images.shape[1:] != (spec.height, spec.width, spec.channels):
-            raise UserError(f"the {name} images are {'×'.join(map(str, images.shape[1:]))} (height×width×channels) "
-                            f"but the model takes {spec.height}×{spec.width}×{spec.channels}")
+        if images.shape[1:] != spec.shape:
+            raise UserError(f"the {name} images are {'×'.join(map(str, images.shape[1:]))} ({spec.layout}) "
+                            f"but the model takes {'×'.join(map(str, spec.shape))}")
         ds = tf.data.Dataset.from_tensor_slices((images[positions], labels[positions], positions))
         ds = ds.batch(batch_size)
         if spec.preprocess is not None:
@@ -141,7 +155,8 @@ def array_source(
     heldout: tuple[np.ndarray, Sequence[int] | np.ndarray] | None = None,
     name: str = "arrays",
 ) -> ImageSource:
-    """Images already shaped for the model ([n, h, w, c]) with integer labels; no preprocessing applied.
+    """Images already shaped for the model ([n, h, w, c], or [n, c, h, w] for a channels-first model) with
+    integer labels; no preprocessing applied.
 
     `heldout` = (images, labels) adds a held-out split (per-image records are kept for it).
     """
@@ -168,7 +183,8 @@ def _finite_images(which: str, images: Any) -> np.ndarray:
     are NaN or arbitrary (ReLU turns NaN into 0), and one NaN image makes its class's z NaN."""
     array = np.asarray(images)
     if array.ndim != 4:
-        raise UserError(f"{which} images must be an array [n, height, width, channels], got "
+        raise UserError(f"{which} images must be an array [n, height, width, channels] (or [n, channels, height, "
+                        f"width] for a channels-first model), got "
                         f"{type(images).__name__} of shape {array.shape}")
     if array.dtype.kind in "fc":
         bad = np.flatnonzero(~np.isfinite(array).all(axis=(1, 2, 3)))
@@ -314,6 +330,8 @@ def _folder_split(name: str, root: Path, paths: list[Path], labels: np.ndarray) 
             image = tf.ensure_shape(image, (spec.height, spec.width, spec.channels))
             if spec.preprocess is not None:
                 image = spec.preprocess(image)
+            if spec.channels_first:  # files decode height×width×channels
+                image = tf.transpose(image, [2, 0, 1])
             return image, label, position
 
         chosen = [path_strings[p] for p in positions]

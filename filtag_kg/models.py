@@ -155,12 +155,18 @@ def _without_dtypes(config: Any) -> Any:
 
 # -- loading -------------------------------------------------------------------------------------
 def input_spec_of(model: "keras.Model") -> InputSpec:
+    """The input size and layout of a model: channels-first ([batch, channels, height, width]) when its
+    first layer with a data format (a conv or pooling layer, in network order) is channels_first."""
     shape = model.inputs[0].shape
-    if len(shape) != 4 or shape[1] is None or shape[2] is None:
+    formats = (getattr(layer, "data_format", None) for _, layer in iter_layers(model))
+    first = next((f for f in formats if f is not None), None) == "channels_first"
+    if len(shape) != 4 or None in tuple(shape[1:]):
         raise UserError(
             f"model {model.name!r} takes input of shape {tuple(shape)}; filtag-kg needs fixed-size images "
-            "[batch, height, width, channels]"
+            f"[batch, {'channels, height, width' if first else 'height, width, channels'}]"
         )
+    if first:
+        return InputSpec(int(shape[2]), int(shape[3]), int(shape[1]), channels_first=True)
     return InputSpec(int(shape[1]), int(shape[2]), int(shape[3]))
 
 

@@ -99,6 +99,7 @@ class ActivationStats:
     counts: np.ndarray  # int64 [n_classes]
     heldout: HeldOut | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None  # where `load` read them from, for messages; None for statistics made in memory
 
     @classmethod
     def empty(
@@ -124,6 +125,23 @@ class ActivationStats:
             raise KeyError(f"layer {layer!r} is not in these statistics; layers: {', '.join(self.layers)}")
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.sums[layer] / self.counts[:, None]
+
+    @property
+    def origin(self) -> str:
+        """How messages name these statistics: by their folder, when loaded from one."""
+        return f"the statistics in {self.folder}" if self.folder is not None else "these statistics"
+
+    def require_complete(self) -> None:
+        """Refuse the checkpoint of an interrupted collection (manifest 'complete': false, only ever read
+        from a folder), whose z covers only the images read before the interruption; the message says how
+        to finish. Statistics made in memory without a 'complete' entry pass."""
+        if self.manifest.get("complete", True):
+            return
+        progress = self.manifest.get("progress") or {}
+        stopped = f", stopped in split {progress['split']!r} at image {progress['position']}" if progress else ""
+        raise UserError(f"{self.origin} are an unfinished collection (a checkpoint{stopped}); finish them by resuming "
+                        f"the collection: run the same `filtag-kg collect` with --out {self.folder or 'their folder'} "
+                        "(or filtag_kg.collect with that output folder) and the same settings again")
 
     def add_batch(self, labels: np.ndarray, means: Mapping[str, np.ndarray]) -> None:
         """Add one batch of per-image means (float [batch, n_filters] per layer) to the sums."""
@@ -164,8 +182,7 @@ class ActivationStats:
         seen: dict[int, str] = {}
         count = None
         for path, part in shards.items():
-            if not part.manifest.get("complete", True):
-                raise UserError(f"{path} is an unfinished collection; run its `collect` again to finish it")
+            part.require_complete()
             shard = part.manifest.get("shard")
             if not shard:
                 raise UserError(f"{path} is not a shard (collected without --shard); there is nothing to merge it with")
@@ -288,6 +305,7 @@ class ActivationStats:
             counts=counts,
             heldout=heldout,
             manifest={k: v for k, v in manifest.items() if k != "heldout_image_ids"},
+            folder=directory,
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -50,7 +51,10 @@ def tag(
 
     With neither k nor q, k = 1; a k or q given twice counts once. `layers` are names or glob
     patterns (default: all collected; one string is one pattern). Classes without images in the statistics get no tags.
+    An unfinished collection (an interrupted run's checkpoint) is refused; the statistics of one shard are
+    tagged with a warning on stderr, as they cover only part of the images.
     """
+    stats.require_complete()
     ks = _as_list(k, "k")
     qs = _as_list(q, "q")
     if not ks and not qs:
@@ -73,6 +77,7 @@ def tag(
     if not len(present):  # an empty tag set would explain nothing, and evaluate would say so only later
         raise TaggingError("the statistics hold no training images (collected with the held-out split only?); "
                            "there is no z to tag from")
+    _warn_if_shard(stats)
     cols: dict[str, list[np.ndarray]] = {n: [] for n in ("layer", "filter", "class", "score", "rank", "sel")}
     for li, m in ((stats.layers.index(m), m) for m in layers):
         z = stats.class_means(m)[present]
@@ -103,6 +108,17 @@ def tag(
         selection_index=cat("sel", np.int16),
         manifest={**stats.manifest, "n_images": stats.n_images},  # the images z is computed from
     )
+
+
+def _warn_if_shard(stats: ActivationStats) -> None:
+    """Warn on stderr when `stats` are those of one shard (`collect --shard i/n`, not merged): their z
+    is computed from about 1/n of the images, so tags made from them differ from the whole collection's."""
+    shard = stats.manifest.get("shard")
+    if shard:
+        index, count = int(shard[0]), int(shard[1])
+        print(f"warning: {stats.origin} are those of shard {index} of {count} only (collect --shard {index}/{count}), "
+              f"about 1/{count} of the images; merge the {count} shards first (`filtag-kg merge OUT SHARD…`, or "
+              "ActivationStats.merge_shards) and tag the merged statistics", file=sys.stderr)
 
 
 def _as_list(value: float | Iterable[float] | None, name: str) -> list[float]:

@@ -172,3 +172,21 @@ def test_split_options_with_a_heldout_folder_are_refused(run_cli, tmp_path) -> N
     code, _, err = run_cli("collect", "--data", tmp_path, "--heldout", tmp_path / "held", "--seed", "0", "--fraction",
                            "0.8", "--out", tmp_path / "o")
     assert code == 2 and "leave out --fraction and --seed" in err and not (tmp_path / "o").exists()
+
+
+def test_tag_refuses_an_unfinished_collection_and_warns_of_a_shard(run_cli, tmp_path) -> None:
+    """`tag` checks a checkpoint as the library does (one check, in filtag_kg.tag), and said nothing
+    when given the statistics of one shard, before `merge`."""
+    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 3})
+    stats.counts[:] = 1
+    stats.manifest.update(complete=False, progress={"split": "train", "position": 2})
+    stats.save(tmp_path / "partial")
+    code, _, err = run_cli("tag", tmp_path / "partial", "--out", tmp_path / "tags")
+    assert code == 2 and f"the statistics in {tmp_path / 'partial'} are an unfinished collection" in err
+    assert "finish them by resuming the collection" in err and not (tmp_path / "tags").exists()
+    stats.manifest.update(complete=True, progress=None, shard=[0, 2])
+    stats.save(tmp_path / "s0")
+    code, out, err = run_cli("tag", tmp_path / "s0", "--no-plots", "--out", tmp_path / "tags")
+    assert code == 0 and "2 tags (k-best 1)" in out
+    assert f"warning: the statistics in {tmp_path / 's0'} are those of shard 0 of 2 only (collect --shard 0/2)" in err
+    assert "merge the 2 shards first" in err

@@ -103,3 +103,27 @@ def test_explain_heldout_with_statistics_of_some_layers_and_repeats(run_cli, tmp
     assert out == "i0: predicted dog (80%); true dog — active filters tagged (k-best 1): dog 1\n"
     code, _, err = run_cli("explain", "--tags", tmp_path / "tags", "--heldout", "i0")
     assert code == 2 and f"no statistics in {tmp_path / 'stats'} (the default: 'stats' beside the tags)" in err
+
+
+def test_explain_checks_its_json_file_before_the_work(run_cli, tmp_path) -> None:
+    """`explain --json PATH` printed the explanations and only then failed (exit 1) on PATH's missing folder."""
+    import filtag_kg
+    from filtag_kg.records import HeldOut
+
+    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 2})
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.7, 0.1], [0.2, 0.6]])
+    stats.heldout = HeldOut(["i0"], np.arange(1), np.array([1]), np.array([[1, 0, -1, -1, -1]]),
+                            np.array([[0.8, 0.2, 0, 0, 0]], np.float32), {"l1": np.array([[0.1, 0.9]], np.float32)})
+    stats.save(tmp_path / "stats")
+    filtag_kg.tag(stats, k=1).save(tmp_path / "tags")
+    missing = tmp_path / "missing" / "e.json"
+    code, out, err = run_cli("explain", "--tags", tmp_path / "tags", "--heldout", "i0", "--json", missing)
+    assert (code, out) == (2, "") and f"Error: --json {missing}: the folder {missing.parent} does not exist" in err
+    (tmp_path / "file").write_text("")
+    code, out, err = run_cli("explain", "--tags", tmp_path / "tags", "--heldout", "i0",
+                             "--json", tmp_path / "file" / "e.json")
+    assert (code, out) == (2, "") and f"e.json: {tmp_path / 'file'} is not a folder" in err
+    code, out, err = run_cli("explain", "--tags", tmp_path / "tags", "--heldout", "i0", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    assert out.startswith("i0: predicted dog") and json.loads((tmp_path / "e.json").read_text())[0]["image"] == "i0"

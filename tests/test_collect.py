@@ -153,6 +153,8 @@ def test_interrupted_run_resumes_to_same_numbers(split_run, tmp_path, monkeypatc
     partial = ActivationStats.load(tmp_path)
     assert partial.manifest["complete"] is False
     assert partial.manifest["progress"]["split"] == "heldout"
+    with pytest.raises(UserError, match="are an unfinished collection .*resuming the collection"):
+        filtag_kg.tag(partial)  # its z covers the images read before the interruption only
     monkeypatch.setattr(collect_module, "make_step", real_make_step)
     resumed = filtag_kg.collect(model, source, batch_size=4, output=tmp_path, checkpoint_every=2, progress=False)
     for m in whole.layers:
@@ -559,3 +561,27 @@ def test_channels_first_layers_are_read_by_their_filter_axis(data: tuple[np.ndar
     for m in ported.layers:
         np.testing.assert_allclose(ported.class_means(m), reference.class_means(m), atol=1e-6)
     assert [d["filters"] for d in ported.manifest["model"]["layers"]][1:3] == [4, 4]
+
+
+def test_channels_first_model_collects_from_an_image_folder(tmp_path) -> None:
+    """The input [batch, channels, h, w] of a channels_first model was read as h×w×channels, so folder
+    images were decoded with 14 'channels' and failed; now they are resized to (h, w) and transposed."""
+    from PIL import Image
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((3, 10, 14))  # not square: height and width cannot be swapped unnoticed
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1", data_format="channels_first")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(data_format="channels_first")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    images = np.random.default_rng(7).integers(0, 255, size=(6, 10, 14, 3), dtype=np.uint8)
+    labels = np.arange(6) % 2
+    for j, (image, label) in enumerate(zip(images, labels)):
+        (tmp_path / "ab"[label]).mkdir(exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "ab"[label] / f"{j}.png")
+    folder = filtag_kg.collect(model, image_folder(tmp_path, fraction=1.0), batch_size=4, progress=False)
+    chw = filtag_kg.collect(model, images.transpose(0, 3, 1, 2), labels=labels, batch_size=4, progress=False)
+    assert folder.manifest["skipped"]["train"] == [] and folder.counts.tolist() == [3, 3]
+    np.testing.assert_allclose(folder.class_means("c1"), chw.class_means("c1"), atol=1e-6)
+    with pytest.raises(UserError, match=r"the train images are 10×14×3 \(channels×height×width\) but the model "
+                                        r"takes 3×10×14"):
+        filtag_kg.collect(model, images, labels=labels, progress=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -266,3 +268,34 @@ def test_statistics_without_training_images_are_not_tagged() -> None:
     stats.counts[:] = 0
     with pytest.raises(UserError, match="the statistics hold no training images"):
         filtag_kg.tag(stats, k=1)
+
+
+def test_an_unfinished_collection_is_refused_as_by_the_cli(tmp_path) -> None:
+    """Statistics loaded from an interrupted run's checkpoint were tagged from Python without a word
+    (only `filtag-kg tag` refused them); statistics made in memory carry no 'complete' and still tag."""
+    stats = random_stats()
+    stats.manifest.update(complete=False, progress={"split": "train", "position": 8})
+    stats.save(tmp_path / "stats")
+    message = (f"the statistics in {tmp_path / 'stats'} are an unfinished collection (a checkpoint, stopped in "
+               f"split 'train' at image 8); finish them by resuming the collection: run the same `filtag-kg "
+               f"collect` with --out {tmp_path / 'stats'}")
+    with pytest.raises(UserError, match=re.escape(message)):
+        filtag_kg.tag(ActivationStats.load(tmp_path / "stats"), k=1)
+    assert "complete" not in random_stats().manifest and len(filtag_kg.tag(random_stats(), k=1)) == 6
+
+
+def test_the_statistics_of_one_shard_are_tagged_with_a_warning(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tagging one shard's statistics (before `filtag-kg merge`) gave no hint that z covers part of the images."""
+    shard = random_stats()
+    shard.manifest["shard"] = [1, 3]
+    shard.save(tmp_path / "s1")
+    tags = filtag_kg.tag(ActivationStats.load(tmp_path / "s1"), k=1)
+    assert len(tags) == 6 and tags.manifest["shard"] == [1, 3]
+    err = capsys.readouterr().err
+    assert f"warning: the statistics in {tmp_path / 's1'} are those of shard 1 of 3 only (collect --shard 1/3)" in err
+    assert "merge the 3 shards first (`filtag-kg merge OUT SHARD…`" in err
+    filtag_kg.tag(random_stats(), k=1)  # a whole collection (shard None, or no entry): no warning
+    whole = random_stats()
+    whole.manifest["shard"] = None
+    filtag_kg.tag(whole, k=1)
+    assert capsys.readouterr().err == ""

@@ -127,8 +127,7 @@ def register(cli: click.Group) -> None:
         if (Path(out) / ARRAYS_NAME).exists():
             raise UserError(f"--out {out} holds statistics; write the tags into a folder of their own")
         stats = ActivationStats.load(stats_dir)
-        if not stats.manifest.get("complete", True):
-            raise UserError(f"{stats_dir} is an unfinished collection; run `filtag-kg collect` again to finish it")
+        # the library refuses an unfinished collection and warns of a single shard's statistics
         tags = run_tag(stats, k=list(ks) or None, q=list(qs) or None, layers=list(layers) or None)
         tags.save(out)
         click.echo(f"{len(tags):,} tags ({', '.join(f'{m} {p:g}' for m, p in tags.selections)}) -> {out}")

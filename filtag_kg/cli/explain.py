@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,7 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
     stats_dir = stats_dir or tags_dir.parent / "stats"
     if (stats_dir / "manifest.json").is_file():
         stats = ActivationStats.load(stats_dir)
-        if not stats.manifest.get("complete", True):
-            raise UserError(f"{stats_dir} is an unfinished collection; run its `filtag-kg collect` again to finish it")
+        stats.require_complete()
         if stats.manifest.get("model", {}).get("hash") != tags.manifest.get("model", {}).get("hash"):
             raise UserError(f"the statistics in {stats_dir} are of another model than the tags in {tags_dir}")
         if stats.classes != tags.classes:
@@ -51,6 +51,19 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
                        f"{', '.join(m for m in tagged if m not in common)}; explaining with {', '.join(common)}",
                        err=True)
     return tags, stats
+
+
+def _check_output_file(option: str, path: Path) -> None:
+    """Refuse an output file whose folder is missing or cannot be written, before any work (not after
+    the results were printed)."""
+    folder = path.parent
+    if not folder.is_dir():
+        problem = f"{folder} is not a folder" if folder.exists() else f"the folder {folder} does not exist"
+        raise UserError(f"{option} {path}: {problem}")
+    try:
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".filtag-kg-probe-").close()
+    except OSError as e:
+        raise UserError(f"{option} {path}: cannot write into {folder} ({e.strerror or e})") from e
 
 
 def _selections(tags: Any, selection: tuple[str, ...]) -> list[tuple[str, float]]:
@@ -101,6 +114,8 @@ def register(cli: click.Group) -> None:
 
         if not images and not heldout_ids:
             raise UserError("give image files to explain, or --heldout ID for images of the held-out split")
+        if json_out is not None:
+            _check_output_file("--json", json_out)
         images, heldout_ids = tuple(dict.fromkeys(images)), tuple(dict.fromkeys(heldout_ids))  # each explained once
         tags, stats = _tags_and_stats(tags_dir, stats_dir, need_stats=bool(heldout_ids))
         chosen = _selections(tags, selection)
