@@ -83,6 +83,11 @@ def test_iris_and_remote_options_are_checked(tmp_path: Path, run_a: TagSet, run_
         (("query", "runs", "--endpoint", "notaurl"), "endpoint URL 'notaurl/query': expected http://"),
         (("query", "runs", "--endpoint", "http://127.0.0.1:9", "--timeout", "0"), "--timeout"),
         (("query", "runs", "--endpoint", "http://127.0.0.1:9", "--retries", "-1"), "--retries"),
+        # a timeout no socket takes (an OverflowError traceback before)
+        (("query", "runs", "--endpoint", "http://127.0.0.1:9", "--timeout", "inf"), "timeout must be more than 0 s "
+         "and at most a year (31,536,000 s), and retries at least 0, got inf"),
+        (("push", tmp_path / "t.nt", "--graph", "http://g", "--endpoint", "http://127.0.0.1:9", "--timeout", "1e10"),
+         "got 10000000000.0"),
     ):
         code, _, err = run_cli(*args)
         assert code == 2 and message in err, (args, err)
@@ -157,3 +162,18 @@ def test_a_run_option_that_is_no_iri_is_named_as_given(tmp_path: Path, run_a: Ta
 
     with Store(path, read_only=True) as store, pytest.raises(UserError, match="--run 'nope' is not an IRI"):
         publish(store, "nope", tmp_path / "site", license="https://example.org/l", creator="Me")
+
+
+def test_a_password_that_cannot_be_asked_for_is_named(monkeypatch: pytest.MonkeyPatch, run_cli: RunCli) -> None:
+    """--user without $FILTAG_KG_PASSWORD and with no terminal to ask on (a cron job, CI): standard
+    input ends at the prompt. It said 'Aborted.' (exit 130) as for a Ctrl-C."""
+    import io
+
+    def ended(prompt: str = "") -> str:
+        raise EOFError  # as getpass at the end of a standard input that is not a terminal
+
+    monkeypatch.delenv("FILTAG_KG_PASSWORD", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    monkeypatch.setattr("getpass.getpass", ended)
+    code, _, err = run_cli("query", "runs", "--endpoint", "http://127.0.0.1:9", "--user", "bob")
+    assert code == 2 and "--user bob: no password: set $FILTAG_KG_PASSWORD, or give it on standard input" in err

@@ -12,6 +12,7 @@ import base64
 import gc
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +149,45 @@ def test_drop_command_removes_a_run_or_named_graphs(
         assert _snapshot(store) == before
 
 
+@pytest.mark.parametrize("by", ["run", "graphs"])
+def test_a_drop_interrupted_and_run_again_drops_all_its_graphs(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., tuple[int, str, str]], by: str,
+) -> None:
+    """Ctrl-C in `drop --run` while it removes the graph holding the run: the same command again
+    finishes the drop. Before, the graphs were dropped by IRI, so .../wordnet came after .../tags and
+    stayed, and the command again said 'the store holds no tagging run' (exit 2) with it left. The
+    same for graphs named one by one: again, those it had dropped were 'not in' the store (exit 2)."""
+    path = tmp_path / "store"
+    tags = export_graphs(run_b).run
+    beside = [ox.NamedNode(tags.value.removesuffix("tags") + part) for part in ("explanations", "wordnet")]
+    args = ["--run", run_iri(run_b)] if by == "run" else [g.value for g in [*beside, tags]]
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+        before = _snapshot(store)
+        store.load(export_tags(run_b))
+        store.load(ox.Quad(ox.NamedNode("https://example.org/s"), ox.NamedNode("https://example.org/p"),
+                           ox.Literal("x"), g) for g in beside)
+    remove = Store._remove_graph
+
+    def interrupted(self: Store, g: ox.NamedNode, progress: bool = False) -> tuple[int, bool]:
+        if g != tags:
+            return remove(self, g, progress)
+        for q in list(self.oxigraph.quads_for_pattern(None, None, None, g))[:10]:
+            self.oxigraph.remove(q)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "_remove_graph", interrupted)
+    code, out, _ = run_cli("drop", *args, "--store", path)
+    assert code == 130 and out == "".join(f"dropped {g.value} (1 statements)\n" for g in beside)
+    monkeypatch.undo()
+    gc.collect()
+    code, out, err = run_cli("drop", *args, "--store", path)
+    assert (code, out) == (0, f"dropped {tags.value} (finishing the interrupted drop)\n"), err
+    with Store(path, read_only=True) as store:
+        assert _snapshot(store) == before
+
+
 def _with_extras(path: Path, run_a: TagSet, run_b: TagSet) -> tuple[Store, ox.NamedNode, set[ox.Quad]]:
     """A store holding two runs, a default-graph triple and an empty named graph; returns it, the
     graph of run b and the quads that are not in that graph."""
@@ -213,6 +253,106 @@ def test_a_graph_outweighing_the_rest_is_dropped_by_rebuilding_the_store(
     assert _count(store) == len(run_a) + len(run_b)
 
 
+def test_the_files_of_a_killed_bulk_load_are_removed(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyoxigraph's bulk loader leaves its bulk-N.sst files in the store directory when the load is
+    killed or the disk fills up; they stayed for good and, taken for the user's files, made every
+    later drop of a big graph remove it quad by quad instead of rebuilding."""
+    path = tmp_path / "store"
+    store, graph, rest = _with_extras(path, run_a, run_b)
+    store.close()
+    left = path / "bulk-259515625222076063814838300784861189567.sst"
+    left.write_bytes(b"\0" * 4096)
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", 1)
+    with Store(path) as store:
+        assert not left.exists()
+        inode = os.stat(path).st_ino
+        store.drop(graph)
+        assert os.stat(path).st_ino != inode and _snapshot(store) == rest
+
+
+class _FullDisk:
+    """A file open for writing on a full disk: writes fail as the kernel's do (ENOSPC, naming no file)."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.name = file, file.name
+
+    def write(self, _: Any) -> None:
+        raise OSError(28, os.strerror(28))
+
+    writelines = write
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@pytest.mark.parametrize("full", [r"filtag-kg-backup-.*\.new\.nt", r"\d+\.nt"])  # beside the store, spooled
+def test_a_full_disk_is_named_by_the_file_a_load_could_not_write(
+    tmp_path: Path, run_a: TagSet, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., tuple[int, str, str]],
+    full: str,
+) -> None:
+    """An error of a write names no file, so a load that filled the disk (seen on a small tmpfs)
+    said only 'Error: No space left on device'."""
+    path, tags = tmp_path / "store", tmp_path / "tags"
+    run_a.save(tags)
+    with Store(path) as store:
+        store.load(export_tags(run_a, similar_classes=2))
+        before = _snapshot(store)
+    real = open
+
+    def filling(file: Any, mode: str = "r", **kwargs: Any) -> Any:
+        opened = real(file, mode, **kwargs)
+        return _FullDisk(opened) if "w" in mode and re.fullmatch(full, Path(file).name) else opened
+
+    monkeypatch.setattr(store_module, "open", filling, raising=False)
+    code, _, err = run_cli("load", tags, "--similar-classes", "4", "--store", path)
+    written = re.search(r"^Error: (.*): No space left on device\n\Z", err, re.MULTILINE)
+    assert code == 1 and written and re.fullmatch(full, Path(written[1]).name), err
+    folder = Path(written[1]).parent
+    assert folder == path if "backup" in full else folder.name.startswith("filtag-kg-load-")
+    with Store(path, read_only=True) as store:
+        assert _snapshot(store) == before
+
+
+def test_a_store_directory_that_cannot_be_renamed_is_not_rebuilt(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store directory that is a mount point (a volume of its own; seen on a tmpfs) cannot be
+    renamed: the swap of a rebuild failed ('Device or resource busy') and left the complete copy,
+    which every later opening for writing tried to swap in again, failing the same way, so the
+    store was never written to again. Now the copy is given up for removal, and a mount point is
+    not copied at all."""
+    path = tmp_path / "store"
+    store, graph, rest = _with_extras(path, run_a, run_b)
+    n = store.count(graph)
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", n)
+    rename, tried = Path.rename, []
+
+    def busy(self: Path, target: Any) -> Path:
+        if self == path.resolve():
+            tried.append(self)
+            raise OSError(16, os.strerror(16), str(self), str(target))
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", busy)
+    inode = os.stat(path).st_ino
+    assert store.drop(graph) == n and tried and os.stat(path).st_ino == inode
+    assert _snapshot(store) == rest and _siblings(path) == []
+    store.load(export_tags(run_b))
+    store.close()
+    tried.clear()
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == path.resolve())
+    with Store(path) as store:
+        assert store.drop(graph) == n and not tried and _snapshot(store) == rest and _siblings(path) == []
+
+
 def test_a_store_is_not_made_in_a_folder_of_other_files(tmp_path: Path) -> None:
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "notes.txt").write_text("my notes")
@@ -268,6 +408,32 @@ def test_a_drop_interrupted_while_rebuilding_is_finished_when_the_store_is_opene
         store = Store(path)
         assert _snapshot(store) == rest and _siblings(path) == [] and not list(path.glob("filtag-kg-*")), crashed
         store.load(export_tags(run_b))
+
+
+def test_a_drop_command_interrupted_during_its_swap_says_so(
+    tmp_path: Path, run_a: TagSet, run_b: TagSet, monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    """Ctrl-C while the rebuilt copy takes the store's place: the command names the pending swap
+    (closing the store after it was an AttributeError traceback), and the next opening finishes it."""
+    path = tmp_path / "store"
+    store, graph, rest = _with_extras(path, run_a, run_b)
+    monkeypatch.setattr(store_module, "REBUILD_MIN_QUADS", store.count(graph))
+    store.close()
+    swap = store_module._finish_swap
+
+    def interrupted(at: Path) -> None:  # only the swap of a complete copy (opening the store swaps too)
+        if (store_module._beside(at, store_module.REBUILDING) / store_module.REBUILT).exists():
+            raise KeyboardInterrupt
+        swap(at)
+
+    monkeypatch.setattr(store_module, "_finish_swap", interrupted)
+    code, _, err = run_cli("drop", graph.value, "--store", path)
+    assert code == 2 and "it does when the store is next opened" in err and "Traceback" not in err
+    monkeypatch.setattr(store_module, "_finish_swap", swap)
+    gc.collect()
+    with Store(path) as store:
+        assert _snapshot(store) == rest and _siblings(path) == []
 
 
 def test_a_crashed_loads_big_new_graph_is_rolled_back_by_rebuilding(
@@ -896,6 +1062,65 @@ class _Proxy:
         self.server.server_close()
 
 
+@pytest.mark.parametrize("page", [b"<html><body>Welcome to nginx</body></html>", b"{}",
+                                  b'{"head": {"vars": ["g"]}, "results": {"bindings": [{"g": 1}]}}'])
+def test_an_answer_that_is_not_query_results_is_named(
+    page: bytes, run_cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    """A URL that is no SPARQL endpoint (a web page, a proxy's answer, broken JSON): a message naming
+    it, exit 2. Before: 'Error: Expecting value: line 1 column 1 (char 0)' (exit 1), or a KeyError or
+    SyntaxError traceback."""
+    empty = b'{"head": {"vars": ["g"]}, "results": {"bindings": []}}'
+    for what, policy in [
+        ("every answer", lambda *_: (200, page)),
+        ("SPARQLWrapper's queries", lambda m, p, headers: (  # those of RemoteStore.rows accept only this
+            200, empty if headers.get("Accept") == "application/sparql-results+json" else page)),
+    ]:
+        web = _Proxy("http://127.0.0.1:9", policy)
+        try:
+            code, _, err = run_cli("query", "runs", "--endpoint", web.url, "--retries", "0")
+        finally:
+            web.close()
+        assert code == 2 and f"query at {web.url}/query: the answer is not SPARQL JSON results" in err, what
+        assert "is this a SPARQL query endpoint" in err and repr(page[:20])[:-1] in err, what
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_that_would_turn_a_request_into_a_get_is_named(
+    oxigraph: str, run_a: TagSet, status: int,  # noqa: F811
+) -> None:
+    """An endpoint that moved (e.g. http to https): by 301, 302 or 303 a POST or PUT would follow as a
+    GET, and the server's answer to that misled ('406 Not Acceptable: The accept header does not
+    provide any accepted format'); a redirect that keeps the method (307, 308) is followed."""
+
+    class Moved(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _handle(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Location", oxigraph + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PUT = _handle
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    moved = RemoteStore.at(f"http://127.0.0.1:{server.server_address[1]}", retries=0)
+    try:
+        if status in (307, 308):
+            assert moved.load(export_tags(run_a)) == len(RemoteStore.at(oxigraph))
+        else:
+            with pytest.raises(RemoteError, match=f"{status} .*: the server redirects to {oxigraph}/query; give"):
+                moved.load(export_tags(run_a))
+            assert len(RemoteStore.at(oxigraph)) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_failed_push_leaves_the_remote_graph_as_it_was(oxigraph: str, run_a: TagSet, run_b: TagSet) -> None:  # noqa: F811
     direct = RemoteStore.at(oxigraph)
     direct.load(export_tags(run_a))
@@ -931,6 +1156,84 @@ def test_failed_push_leaves_the_remote_graph_as_it_was(oxigraph: str, run_a: Tag
     with pytest.raises(RuntimeError, match="interrupted"):
         direct.load(_failing(export_tags(run_b), after=100), run_graph)
     assert (direct.count(run_graph), len(direct)) == before
+
+
+@pytest.mark.parametrize("gateway", [False, True])
+def test_a_graph_a_push_puts_in_place_after_it_failed_is_named(
+    oxigraph: str, run_a: TagSet, gateway: bool,  # noqa: F811
+) -> None:
+    """A PUT that times out, or that a gateway in front of the server gave up waiting for (504), may
+    still be carried out after the failed push dropped its graphs (seen with a 0.4 M-triple graph and
+    --timeout 2: the server committed it 10 s later). Its marker now stays, so the graph is named
+    by the next push; before, it stayed on the server unnamed."""
+    import time
+
+    landed = threading.Event()
+
+    def late(path: str, body: bytes, headers: dict[str, str], wait: float) -> None:
+        time.sleep(wait)  # the server writes the graph after the client gave up
+        requests.put(oxigraph + path, data=body, headers=headers, timeout=10)
+        landed.set()
+
+    class Slow(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _handle(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            if self.command == "PUT" and not landed.is_set():
+                if not gateway:  # no answer before the client's timeout
+                    late(self.path, body, headers, 1.0)
+                    return
+                threading.Thread(target=late, args=(self.path, body, headers, 0.5)).start()
+                status, payload = 504, b"gateway timeout"
+            else:
+                r = requests.request(self.command, oxigraph + self.path, data=body, headers=headers, timeout=10)
+                status, payload = r.status_code, r.content
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = _handle
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RemoteError, match=f"{'504' if gateway else 'Read timed out'}.*may still carry it out"):
+            RemoteStore.at(f"http://127.0.0.1:{server.server_address[1]}", timeout=0.3, retries=0).load(
+                export_tags(run_a))
+        assert landed.wait(10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    direct = RemoteStore.at(oxigraph)
+    pushed = [g.value for g in direct.graphs()]
+    assert len(pushed) == 1 and direct.unfinished_pushes() == pushed
+    direct.load(export_tags(run_a))  # pushing the same again completes it and forgets the marker
+    assert direct.unfinished_pushes() == [] and not direct.rows(
+        f"SELECT ?g WHERE {{ GRAPH ?g {{ ?s ?p ?o }} FILTER(STRSTARTS(STR(?g), '{STAGING}')) }}")
+
+
+def test_a_timeout_under_a_second_holds_for_queries_too(oxigraph: str) -> None:  # noqa: F811
+    """SPARQLWrapper takes whole seconds: 0.5 became 0, which it takes for no timeout at all, so a
+    slow server kept the query waiting (here 3 s); the timeout is now rounded up to a second."""
+    import time
+
+    def slow_queries(method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        if headers.get("Accept") != "application/sparql-results+json":  # SPARQLWrapper's, not RemoteStore.rows'
+            time.sleep(3)
+        return None
+
+    proxy = _Proxy(oxigraph, slow_queries)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RemoteError, match="timed out"):
+            RemoteStore.at(proxy.url, timeout=0.5, retries=0).query("ASK {}")
+        assert time.monotonic() - started < 2.5
+    finally:
+        proxy.close()
 
 
 def test_transient_errors_are_retried(oxigraph: str, run_a: TagSet) -> None:  # noqa: F811

@@ -10,6 +10,7 @@ graph (filter-class / class-class graphs as GraphML).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,7 +113,14 @@ def _remote(endpoint: str, query_url: str | None, update_url: str | None, store_
     base = endpoint.rstrip("/")
     auth = None
     if user:
-        password = os.environ.get(PASSWORD_ENV) or click.prompt(f"password for {user}", hide_input=True)
+        password = os.environ.get(PASSWORD_ENV)
+        try:
+            password = password or click.prompt(f"password for {user}", hide_input=True)
+        except click.exceptions.Abort:
+            if sys.stdin.isatty():  # Ctrl-C at the prompt
+                raise
+            raise UserError(f"--user {user}: no password: set ${PASSWORD_ENV}, or give it on standard input "
+                            "(which ended)") from None
         auth = (user, password)
     return RemoteStore(query_url or f"{base}/query", update_url or f"{base}/update", store_url or f"{base}/store",
                        auth=auth, timeout=timeout, retries=retries)
@@ -200,21 +208,33 @@ def register(cli: click.Group) -> None:
         a million statements or more that outweighs the rest is dropped by rebuilding the store
         without it (seconds for a full-size VGG16 run), a smaller one statement by statement; a drop
         that is interrupted is finished before the next load or drop, or when the store is next opened."""
+        import json
+
         from ..kg.store import run_graphs
 
         if not graphs and not run:
             raise UserError("name the graphs to drop (IRIs) or a tagging run (--run IRI)")
+        request = json.dumps({"graphs": graphs, "run": run})
         # a store of before 2026-12-01 opens too: its graphs can be dropped without upgrading them first
         with _open_store(store, endpoint, user, timeout, retries, read_only=False, upgrade=True) as db:
             present = {g.value for g in db.graphs()}
-            if db.finished_drop in graphs:  # this very drop, interrupted before: finished when the store opened
+            # this very drop, interrupted before: the graph it was dropping was finished when the store
+            # opened, and the graphs it names that are gone are gone by it
+            again = db.finished_drop is not None and db.finished_request == request
+            if again or db.finished_drop in graphs:
                 click.echo(f"dropped {db.finished_drop} (finishing the interrupted drop)")
-            missing = [g for g in graphs if g not in present and g != db.finished_drop]
+            missing = [g for g in graphs if g not in present and g != db.finished_drop and not again]
             if missing:
                 raise UserError(f"not in {endpoint or db.path}: graph(s) {', '.join(missing)}; nothing dropped")
-            chosen = list(dict.fromkeys([*graphs, *(g.value for g in run_graphs(db, run))] if run else graphs))
+            chosen = list(dict.fromkeys(graphs))
+            if run:
+                try:  # the run's graphs, the one holding it last
+                    chosen = list(dict.fromkeys([*chosen, *(g.value for g in run_graphs(db, run))]))
+                except UserError:
+                    if not again:  # (else the graph holding the run was the one finished)
+                        raise
             for g in (g for g in chosen if g in present):
-                n = db.drop(g, progress=True)
+                n = db.drop(g, progress=True, request=request)
                 click.echo(f"dropped {g} ({n:,} statements)")
 
     @cli.command("upgrade")
@@ -250,8 +270,9 @@ def register(cli: click.Group) -> None:
         """Push a tag set, an RDF file, or graphs of the embedded store to a SPARQL 1.1 server.
 
         Each graph is replaced whole; a push that fails leaves the server's graphs as they were. One
-        killed outright (no chance to clean up) may leave the new graphs it had put in place: the next
-        push names them, and pushing the same again completes it.
+        killed outright (no chance to clean up), or failing on a request that got no answer (a
+        timeout: the server may still carry it out), may leave new graphs in place: the next push
+        names them, and pushing the same again completes it.
         """
         import itertools
 

@@ -20,15 +20,18 @@ Loading replaces whole named graphs (reloading a run is idempotent) and is all-o
 * remote: a graph the server lacks is PUT (Graph Store HTTP Protocol) in one request; a graph it
   has is PUT into a staging graph first and replaced by one SPARQL update (one transaction on the
   server) once all uploads are complete. Every upload is verified by counting; if anything fails,
-  the new graphs are dropped again and the existing ones were never touched. Transient HTTP errors
-  are retried with exponential backoff. A marker graph names a push's new graphs until it is done,
-  so those of a push killed outright are known (`unfinished_pushes`); staging them too would have
-  the server copy every new graph once more (measured: 928,000 triples, PUT 59 s, ADD 55 s).
+  the new graphs are dropped again and the existing ones were never touched (a request that got
+  no answer may still be carried out later: the push's marker then stays to name what it puts in
+  place). Transient HTTP errors are retried with exponential backoff. A marker graph names a
+  push's new graphs until it is done, so those of a push killed outright are known
+  (`unfinished_pushes`); staging them too would have the server copy every new graph once more
+  (measured: 928,000 triples, PUT 59 s, ADD 55 s).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -37,10 +40,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress, islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import numpy as np
 from pyoxigraph import (
@@ -70,6 +74,7 @@ REBUILD_SMALL_MIN_QUADS = 100_000  # smaller graphs from this size on, if the re
 REBUILDING = ".filtag-kg-rebuild"  # suffix of the store directory's sibling a drop or load rebuilds it in
 RETIRED = ".filtag-kg-retired"  # suffix of the old store directory between the swap and its removal
 REBUILT = "filtag-kg-rebuilt"  # file in a rebuilt store directory once it is complete
+BULK_FILE = re.compile(r"bulk-\d+\.sst")  # pyoxigraph's bulk loader writes these, then moves them into RocksDB
 # the files of a store directory: RocksDB's (under pyoxigraph) and filtag-kg's own; a rebuild replaces
 # the directory, so it is done only where nothing else is
 STORE_FILE = re.compile(r"CURRENT|IDENTITY|LOCK|LOG(\.old\.\d+)?|MANIFEST-\d+|OPTIONS-\d+(\.dbtmp)?|\d+\.(sst|log|blob)"
@@ -98,6 +103,7 @@ class Store:
         self.path = Path(path) if path is not None else default_store_path()
         self.read_only = read_only
         self.finished_drop: str | None = None  # the graph of an interrupted drop that opening finished
+        self.finished_request: str | None = None  # ... and the `request` that drop was part of
         if not create and not self.path.is_dir():
             raise UserError(f"no store at {self.path} (a load or `filtag-kg import-filtag` makes one)")
         if not read_only:
@@ -261,7 +267,8 @@ class Store:
         """The rows of a SELECT over the dataset as stored, each value an IRI or a lexical form."""
         return [[term.value for term in row] for row in self.oxigraph.query(sparql)]
 
-    def drop(self, graph: NamedNode | str, progress: bool = False, optimize: bool | None = None) -> int:
+    def drop(self, graph: NamedNode | str, progress: bool = False, optimize: bool | None = None,
+             request: str | None = None) -> int:
         """Remove a named graph (nothing happens if it is not there); returns its number of quads.
         Once the journal has named the graph, it is removed quad by quad, so memory stays flat
         however big the graph; a graph of at least REBUILD_MIN_QUADS quads whose store holds fewer
@@ -271,12 +278,15 @@ class Store:
         next load or drop, or when the store is next opened. `optimize` compacts the store
         afterwards, by default (None) after drops of at least OPTIMIZE_MIN_QUADS quads by removal:
         deletions leave tombstones that keep the disk space (a full-size VGG16 run graph: 7.8 GB
-        before, 0.2 GB after, 37 s); a rebuilt store has none."""
+        before, 0.2 GB after, 37 s); a rebuilt store has none. `request` names the drop of several
+        graphs this one is part of (e.g. a run's): the journal keeps it, and a store opened after
+        the drop was interrupted tells it (`finished_request`), so that the same request made again
+        knows its graphs that are gone were dropped by it."""
         g = _node(graph)
         if not self.oxigraph.contains_named_graph(g):
             return 0
         self._finish_unfinished()
-        self._write_journal({"drop": g.value})
+        self._write_journal({"drop": g.value, "request": request})
         removed, rebuilt = self._remove_graph(g, progress)
         self.oxigraph.flush()
         self._journal_path.unlink()
@@ -285,10 +295,11 @@ class Store:
         return removed
 
     def close(self) -> None:
-        """Flush and release the store (its files stay)."""
-        if not self.read_only:
-            self.oxigraph.flush()
-        del self.oxigraph
+        """Flush and release the store (its files stay). A rebuild whose swap is pending
+        (`_SwapPending`) has released it already."""
+        oxigraph = self.__dict__.pop("oxigraph", None)
+        if oxigraph is not None and not self.read_only:
+            oxigraph.flush()
 
     def __enter__(self) -> Store:
         return self
@@ -303,7 +314,7 @@ class Store:
 
     def _write_journal(self, entry: dict[str, Any]) -> None:
         tmp = self._journal_path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
+        with _writing(tmp) as f:
             json.dump(entry, f)
             f.flush()
             os.fsync(f.fileno())
@@ -316,7 +327,7 @@ class Store:
             entry = json.loads(self._journal_path.read_text())
             if "drop" in entry:
                 self._remove_graph(NamedNode(entry["drop"]))
-                self.finished_drop = entry["drop"]
+                self.finished_drop, self.finished_request = entry["drop"], entry.get("request")
             else:
                 load = NamedNode(STAGING + entry["token"])
                 committed = self.oxigraph.query(f"ASK {{ GRAPH {COMMITS} {{ {load} a <{STAGING}Commit> }} }}")
@@ -381,8 +392,9 @@ class Store:
         takes the store directory's place (`_finish_swap`, which also finishes a swap that a crash
         interrupted; an incomplete copy is discarded). Nothing happens if the copy cannot be
         written (the folder holding the store is read-only, the disk is full), if something else
-        holds the pyoxigraph store, which must be closed for the swap, or if the store directory
-        holds files that are not the store's (`STORE_FILE`), which the swap would take away."""
+        holds the pyoxigraph store, which must be closed for the swap, if the store directory
+        holds files that are not the store's (`STORE_FILE`), which the swap would take away, or if
+        it cannot be renamed (a mount point)."""
         from tqdm import tqdm
 
         # 2 = this attribute + getrefcount's argument (CPython); any other count means removal instead
@@ -395,6 +407,8 @@ class Store:
         if not isinstance(self.oxigraph, OxStore) or sys.getrefcount(self.oxigraph) != 2:
             return False
         if _foreign_files(self.path):  # the swap would take them away
+            return False
+        if os.path.ismount(self.path.resolve()):  # the swap cannot rename it
             return False
         others = [h for h in [DefaultGraph(), *self.oxigraph.named_graphs()] if h not in graphs]
         kept, limit = 0, max_kept * size
@@ -443,7 +457,9 @@ class Store:
                 OxStore(str(self.path))  # ... unless a query or iterator still reads it: then this fails
             except OSError:
                 raise _SwapPending("it is still read from in this process") from None
-            _finish_swap(self.path)
+            if not _finish_swap(self.path):  # the store directory cannot be renamed: removal instead
+                self.oxigraph = OxStore(str(self.path))
+                return False
         except BaseException as e:  # the copy is complete: opening the store finishes the swap
             raise _SwapPending(f"the store at {self.path} was rebuilt, but the copy could not take its place yet "
                                f"({e or type(e).__name__}); it does when the store is next opened") from None
@@ -452,9 +468,13 @@ class Store:
 
     def _cleanup(self) -> None:
         """Remove the files of removed and added triples, commit markers and staging graphs no load
-        needs any more."""
+        needs any more, and the files a bulk load killed or failed (a full disk) left unmoved: they
+        would stay for good, as big as the load, and block rebuilds (`_foreign_files`)."""
         for backup in self.path.glob(f"{BACKUP}*.nt"):
             backup.unlink()
+        for left in self.path.iterdir():
+            if BULK_FILE.fullmatch(left.name):
+                left.unlink()
         for g in list(self.oxigraph.named_graphs()):
             if isinstance(g, NamedNode) and (g.value.startswith(STAGING) or g == COMMITS):
                 self.oxigraph.remove_graph(g)
@@ -462,17 +482,19 @@ class Store:
 
 
 def run_graphs(store: Store | RemoteStore, run: NamedNode | str) -> list[NamedNode]:
-    """The named graphs of one tagging run: the graph holding the run and the graphs minted beside
-    it (explanations, WordNet and ConceptNet links), not the network and class graphs, which
-    other runs share. Raises UserError if the store has no such run."""
+    """The named graphs of one tagging run: the graphs minted beside it (explanations, WordNet and
+    ConceptNet links), then the graph holding the run, not the network and class graphs, which
+    other runs share. Raises UserError if the store has no such run. Dropped in this order, an
+    interrupted drop leaves the run to be found again while any of its graphs is left."""
     r = _node(run)
     holding = store.rows(f"SELECT DISTINCT ?g WHERE {{ GRAPH ?g {{ {r} a <{FT}TaggingRun> }} }}")
     if not holding:
         raise UserError(f"the store holds no tagging run {r.value} (see `filtag-kg query runs`)")
     found = {g for g, in holding}
     minted = {g.removesuffix("tags") for g in found if g.endswith("/tags")}  # e.g. …/graph/RUN_ID/
-    return [g for g in store.graphs() if g.value in found or any(
+    graphs = [g for g in store.graphs() if g.value in found or any(
         g.value.startswith(p) and "/" not in g.value.removeprefix(p) for p in minted)]
+    return sorted(graphs, key=lambda g: g.value in found)  # stable: by IRI otherwise
 
 
 def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool) -> int:
@@ -505,20 +527,30 @@ def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool
     return relinked
 
 
-def _finish_swap(path: Path) -> None:
+def _finish_swap(path: Path) -> bool:
     """Put a store rebuilt by a drop or load (`Store._rebuild`) in the place of the old one, or
-    finish doing so after a crash; discard an incomplete rebuild and a retired store."""
+    finish doing so after a crash; discard an incomplete rebuild and a retired store. A complete
+    one is discarded too if the store directory cannot be renamed (a mount point: the store was
+    never opened for writing again, 'Device or resource busy'); the old store's journal then has
+    its drop or load done again, by removal. Returns whether a rebuilt store took the place."""
     fresh, retired, path = _beside(path, REBUILDING), _beside(path, RETIRED), path.resolve()
+    swapped = False
     if (fresh / REBUILT).exists():
         if path.exists():
             shutil.rmtree(retired, ignore_errors=True)
-            path.rename(retired)
+            try:
+                path.rename(retired)
+            except OSError:
+                shutil.rmtree(fresh)
+                return False
         fresh.rename(path)
         _fsync(str(path.parent))
         (path / REBUILT).unlink()
+        swapped = True
     elif fresh.is_dir():
         shutil.rmtree(fresh)
     shutil.rmtree(retired, ignore_errors=True)
+    return swapped
 
 
 def _half_changed(path: Path) -> bool:
@@ -547,6 +579,22 @@ def _beside(path: Path, suffix: str) -> Path:
     return real.with_name(real.name + suffix)
 
 
+@contextmanager
+def _writing(path: str | os.PathLike[str]) -> Iterator[TextIO]:
+    """A text file open for writing whose errors while writing or closing it (a full disk) name
+    it, as those of opening it do."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            yield f
+    except OSError as e:
+        raise _named(e, path) from None
+
+
+def _named(error: OSError, path: str | os.PathLike[str]) -> OSError:
+    """`error`, naming `path` if it names no file (an error of a write names none)."""
+    return error if error.filename else OSError(error.errno, error.strerror, str(path))
+
+
 def _fsync(path: str) -> None:
     """Make a file's content, or a directory's entries, durable."""
     fd = os.open(path, os.O_RDONLY)
@@ -565,6 +613,10 @@ class RemoteError(UserError):
     """A remote SPARQL server refused a request or could not be reached (after retries)."""
 
 
+class _NoAnswer(RemoteError):
+    """A request got no answer (a timeout, a broken connection), so the server may still carry it out."""
+
+
 class RemoteStore:
     """A SPARQL 1.1 server: SPARQLWrapper for queries, the Graph Store HTTP Protocol (requests) for
     pushing graphs, SPARQL 1.1 Update for deletes and commits.
@@ -576,6 +628,7 @@ class RemoteStore:
     """
 
     TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
+    MAX_TIMEOUT = 365 * 24 * 3600  # seconds (a socket takes no timeout of 10^10 s or more)
 
     def __init__(
         self, query_url: str, update_url: str | None = None, store_url: str | None = None, *,
@@ -586,8 +639,9 @@ class RemoteStore:
         for url in (query_url, update_url, store_url):
             if url is not None and not url.startswith(("http://", "https://")):
                 raise UserError(f"endpoint URL {url!r}: expected http:// or https://")
-        if not timeout > 0 or retries < 0:
-            raise UserError(f"timeout must be more than 0 s and retries at least 0, got {timeout} and {retries}")
+        if not 0 < timeout <= self.MAX_TIMEOUT or retries < 0:
+            raise UserError(f"timeout must be more than 0 s and at most a year ({self.MAX_TIMEOUT:,} s), and "
+                            f"retries at least 0, got {timeout} and {retries}")
         self.query_url, self.update_url, self.store_url = query_url, update_url, store_url
         self.auth, self.timeout, self.retries, self.backoff = auth, timeout, retries, backoff
         self.session = requests.Session()
@@ -595,6 +649,7 @@ class RemoteStore:
             self.session.auth = auth
         self._checked = False  # whether the server's graphs were checked for the format of before 2026-12-01
         self.finished_drop: str | None = None  # never set: a server drops a graph in one request
+        self.finished_request: str | None = None  # never set either
 
     @classmethod
     def at(cls, base: str, **kwargs: Any) -> RemoteStore:
@@ -633,7 +688,7 @@ class RemoteStore:
         wrapper.setQuery(sparql)
         wrapper.setMethod(POST)
         wrapper.setRequestMethod(URLENCODED)
-        wrapper.setTimeout(int(self.timeout))
+        wrapper.setTimeout(math.ceil(self.timeout))  # whole seconds: int() made 0.5 s 0, which is no timeout
         if self.auth is not None:
             wrapper.setCredentials(*self.auth)
         for g in defaults:
@@ -643,9 +698,18 @@ class RemoteStore:
         form = query_form(sparql)  # SPARQLWrapper's own guess takes a word of a comment for the form
         wrapper.setReturnFormat(TURTLE if form in ("CONSTRUCT", "DESCRIBE") else JSON)
         body = self._retry(lambda: wrapper.query().response.read(), f"query at {self.query_url}")
-        if form in ("CONSTRUCT", "DESCRIBE"):
-            return list(parse(body, format=RdfFormat.TURTLE))
-        return parse_query_results(body, format=QueryResultsFormat.JSON)
+        try:
+            if form in ("CONSTRUCT", "DESCRIBE"):
+                return list(parse(body, format=RdfFormat.TURTLE))
+            results = parse_query_results(body, format=QueryResultsFormat.JSON)
+            if isinstance(results, QuerySolutions):  # parsed as they are read: read once here, not in the caller
+                for _ in results:
+                    pass
+                results = parse_query_results(body, format=QueryResultsFormat.JSON)
+            return results
+        except SyntaxError as e:
+            expected = "Turtle" if form in ("CONSTRUCT", "DESCRIBE") else "SPARQL JSON results"
+            raise _not_results(self.query_url, expected, body, e) from None
 
     def graphs(self) -> list[NamedNode]:
         """The named graphs holding triples (the store's own staging graphs left out), sorted."""
@@ -693,7 +757,7 @@ class RemoteStore:
             staging = {g: f"{STAGING}{token}:{i}" for i, g in enumerate(changed)}
             marker, receipt = f"{STAGING}{token}:push", f"{STAGING}{token}:receipt"
             written: list[str] = []  # new graphs already in place
-            committed = False
+            committed = unsure = False
             try:
                 if fresh or staging:  # named first, so that what a push killed before its commit left is known
                     self._mark(marker, fresh, changed, [*staging.values(), receipt])
@@ -711,8 +775,15 @@ class RemoteStore:
                             raise RemoteError(f"push to {self.store_url}: graph {g} has {self.count(g)} triples "
                                               f"after the commit, expected {sizes[g]}")
                 committed = True
+            except _NoAnswer as e:  # e.g. a PUT that timed out: the server may put its graph in place later,
+                unsure = True  # after the graphs are dropped below, so the marker stays to name it
+                raise RemoteError(
+                    f"{e}; with no answer, the server may still carry it out: the graphs it then puts in place "
+                    "are named by the next push as those of an unfinished one (push the same again to complete "
+                    "it, or drop them); a longer timeout may be needed") from None
             finally:
-                self._drop_quietly(list(staging.values()) + ([] if committed else written) + [receipt, marker])
+                self._drop_quietly([*staging.values(), *([] if committed else written), receipt,
+                                    *([] if unsure else [marker])])
         self._forget_pushes(set(files))
         return n
 
@@ -800,9 +871,10 @@ class RemoteStore:
         self._request("POST", self.update_url, data=sparql.encode("utf-8"),
                       headers={"Content-Type": "application/sparql-update"})
 
-    def drop(self, graph: NamedNode | str, progress: bool = False) -> int:
+    def drop(self, graph: NamedNode | str, progress: bool = False, request: str | None = None) -> int:
         """Remove a named graph (nothing happens if it is not there) with one update, one transaction
-        on the server (`progress` has nothing to show); returns its number of triples."""
+        on the server, so never half (`progress` has nothing to show, `request` nothing to keep);
+        returns its number of triples."""
         n = self.count(graph)
         self.update(f"DROP SILENT GRAPH <{_node(graph).value}>")
         self._forget_pushes(set(), dropped=_node(graph).value)
@@ -822,8 +894,11 @@ class RemoteStore:
         """The rows of a SELECT over the dataset as stored, each value an IRI or a lexical form."""
         response = self._request("POST", self.query_url, data={"query": sparql},
                                  headers={"Accept": "application/sparql-results+json"})
-        results = response.json()
-        return [[row[name]["value"] for name in results["head"]["vars"]] for row in results["results"]["bindings"]]
+        try:
+            results = response.json()
+            return [[row[name]["value"] for name in results["head"]["vars"]] for row in results["results"]["bindings"]]
+        except (ValueError, KeyError, TypeError) as e:  # e.g. a web page: the URL is no SPARQL endpoint
+            raise _not_results(self.query_url, "SPARQL JSON results", response.content, e) from None
 
     def _request(self, method: str, url: str, body_file: Path | None = None, **kwargs: Any) -> Any:
         """One HTTP request with retries; `body_file` is streamed (opened again for each attempt)."""
@@ -835,8 +910,13 @@ class RemoteStore:
             else:
                 with open(body_file, "rb") as body:
                     response = self.session.request(method, url, timeout=self.timeout, data=body, **kwargs)
+            for hop in response.history:  # a redirect by 301, 302 or 303 turns a POST or PUT into a GET
+                if hop.request.method != response.request.method:  # ... whose answer would mislead
+                    raise RemoteError(f"{method} {url}: {hop.status_code} {hop.reason}: the server redirects to "
+                                      f"{hop.headers.get('Location')}; give the endpoint it names (--endpoint, or "
+                                      "--query-url, --update-url, --store-url)")
             if response.status_code in self.TRANSIENT:
-                raise _Transient(f"{response.status_code} {response.reason}")
+                raise _Transient(response.status_code, response.reason)
             if response.status_code >= 400:
                 raise RemoteError(f"{method} {url}: {response.status_code} {response.reason}: {response.text[:300]}")
             return response
@@ -848,6 +928,7 @@ class RemoteStore:
         import urllib.error
 
         import requests
+        from urllib3.exceptions import ConnectTimeoutError
 
         for attempt in range(self.retries + 1):
             try:
@@ -865,7 +946,12 @@ class RemoteStore:
                 raise
             if attempt < self.retries:
                 time.sleep(self.backoff * 2**attempt)
-        raise RemoteError(f"{what}: failed after {self.retries + 1} attempts: {error}")
+        # the server answered, or never got the request (refused, or not connected in time), or may carry it out
+        # (also when a gateway in front of it timed out: 504)
+        unsent = isinstance(getattr(error.args[0] if error.args else None, "reason", None), ConnectTimeoutError)
+        answered = isinstance(error, urllib.error.HTTPError) or isinstance(error, _Transient) and error.status != 504
+        raise (RemoteError if answered or unsent else _NoAnswer)(
+            f"{what}: failed after {self.retries + 1} attempts: {error}")
 
     def _drop_quietly(self, graphs: Iterable[str]) -> None:
         for g in graphs:
@@ -873,6 +959,13 @@ class RemoteStore:
                 self.update(f"DROP SILENT GRAPH <{g}>")
             except RemoteError:
                 pass  # an unreachable server keeps a staging graph; graphs() hides it
+
+
+def _not_results(url: str, expected: str, body: bytes, error: Exception) -> RemoteError:
+    """A server's answer to a query that is not what a SPARQL endpoint gives (a login page, a proxy's
+    error page, the home page of a wrong URL)."""
+    return RemoteError(f"query at {url}: the answer is not {expected} ({type(error).__name__}: {error}): is this "
+                       f"a SPARQL query endpoint (see --endpoint, --query-url)? It begins {body[:200]!r}")
 
 
 @dataclass
@@ -885,7 +978,11 @@ class _Push:
 
 
 class _Transient(Exception):
-    """An HTTP answer worth retrying."""
+    """An HTTP answer worth retrying (`status`: its code)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
 
 
 class _Spool:
@@ -937,11 +1034,17 @@ class _Spool:
                     if hash(line) in seen:
                         continue
                     seen.add(hash(line))
-                file.write(line)
+                try:
+                    file.write(line)
+                except OSError as e:
+                    raise _named(e, file.name) from None
                 size[0] += 1
         finally:
             for file, _ in self.existing.values():
-                file.close()
+                try:
+                    file.close()
+                except OSError as e:  # its last write
+                    raise _named(e, file.name) from None
 
     def write(self, quads: Iterable[Quad], progress: bool) -> int:
         """Write every quad to its graph's file (a push: no store, so no graph is passed on)."""
@@ -978,7 +1081,7 @@ def _diff(path: Path, graph: NamedNode, store: OxStore, prefix: str, progress: b
 
     canonical = Path(f"{prefix}.new.nt")
     parts = []
-    with open(canonical, "w", encoding="utf-8") as out:
+    with _writing(canonical) as out:
         for batch in _canonical(parse(path=str(path), format=RdfFormat.N_TRIPLES)):
             parts.append(_keys(batch))
             out.writelines(map(_line, batch))
@@ -987,7 +1090,7 @@ def _diff(path: Path, graph: NamedNode, store: OxStore, prefix: str, progress: b
     incoming = np.sort(new_keys)
     change = _Change(Path(f"{prefix}.remove.nt"), Path(f"{prefix}.add.nt"))
     kept = [np.empty(0, dtype="S16")]
-    with open(change.remove, "w", encoding="utf-8") as out:
+    with _writing(change.remove) as out:
         quads = iter(tqdm(store.quads_for_pattern(None, None, None, graph), disable=not progress,
                           desc=f"compare {graph.value}", unit=" quads", mininterval=1.0))
         while batch := list(islice(quads, _BATCH)):
@@ -999,7 +1102,7 @@ def _diff(path: Path, graph: NamedNode, store: OxStore, prefix: str, progress: b
         removed = out.tell() > 0
     del incoming
     to_add = ~np.isin(new_keys, np.concatenate(kept))
-    with open(canonical, encoding="utf-8") as lines, open(change.add, "w", encoding="utf-8") as out:
+    with open(canonical, encoding="utf-8") as lines, _writing(change.add) as out:
         out.writelines(compress(lines, to_add))
     canonical.unlink()
     if not removed and not to_add.any():
