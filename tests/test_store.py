@@ -802,6 +802,20 @@ def test_bad_input_is_a_user_error(tmp_path: Path) -> None:
     assert len(reader) == 1
 
 
+@pytest.mark.parametrize("damage", ["", "{\"dro", "[1, 2]"])
+def test_a_damaged_journal_is_named_and_the_store_usable_without_it(tmp_path: Path, damage: str) -> None:
+    triple = ox.Triple(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("x"))
+    with Store(tmp_path / "store") as store:
+        store.load([triple], "http://g")
+    journal = tmp_path / "store" / JOURNAL
+    journal.write_text(damage)  # empty, cut, or another file: a JSON traceback on every opening before
+    with pytest.raises(UserError, match=f"{journal}: the journal of an interrupted load or drop cannot be read"):
+        Store(tmp_path / "store")
+    journal.unlink()
+    with Store(tmp_path / "store") as store:
+        assert len(store) == 1
+
+
 def test_rdflib_graphs_load(tmp_path: Path) -> None:
     import rdflib
 

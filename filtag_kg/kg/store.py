@@ -324,7 +324,7 @@ class Store:
         """Finish what a crashed load or drop left: roll back an uncommitted load, finish a drop,
         remove leftovers."""
         if self._journal_path.exists():
-            entry = json.loads(self._journal_path.read_text())
+            entry = self._read_journal()
             if "drop" in entry:
                 self._remove_graph(NamedNode(entry["drop"]))
                 self.finished_drop, self.finished_request = entry["drop"], entry.get("request")
@@ -335,6 +335,20 @@ class Store:
                     self._rollback(entry)
             self._journal_path.unlink()
         self._cleanup()
+
+    def _read_journal(self) -> dict[str, Any]:
+        """The journal of an interrupted load or drop. It is written whole or not at all, so one that
+        does not read was damaged outside filtag-kg: what to undo or finish is then unknown."""
+        try:
+            entry = json.loads(self._journal_path.read_text(encoding="utf-8"))
+            if isinstance(entry, dict) and ("drop" in entry or "token" in entry):
+                return entry
+            problem = "not a journal of filtag-kg"
+        except (ValueError, OSError) as e:
+            problem = str(e)
+        raise UserError(f"{self._journal_path}: the journal of an interrupted load or drop cannot be read ({problem}), "
+                        "so it is unknown what to undo or finish; remove the file to use the store as it is, "
+                        "then load or drop again what was interrupted")
 
     def _finish_unfinished(self) -> None:
         """Before a load or drop: finish what an interrupted one left in this process (its journal
