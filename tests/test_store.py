@@ -931,6 +931,9 @@ def test_push_replace_drop_and_union_queries(
     triple = ox.Triple(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("x"))
     assert remote.load([triple, triple], "http://example.org/twice") == 2  # the server keeps one
     assert remote.count("http://example.org/twice") == 1
+    remote.update("CREATE GRAPH <http://example.org/empty>")  # a graph holding no triple is not listed
+    assert "http://example.org/empty" not in {g.value for g in remote.graphs()}
+    assert "http://example.org/twice" in {g.value for g in remote.graphs()}
 
 
 def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again(
