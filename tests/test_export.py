@@ -8,7 +8,10 @@ import io
 import json
 import math
 import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -393,23 +396,30 @@ def test_a_collections_split_and_image_count_reach_the_graph() -> None:
     assert set(_rows(store, "SELECT ?s ?n WHERE { ?r ft:split ?s ; ft:imageCount ?n }")) == {("train", "60")}
 
 
+@contextmanager
+def _loaded_one_after_the_other(tmp_path: Path, first: TagSet, second: TagSet, shared: str) -> Iterator[Any]:
+    """A store loaded with `first`, then `second`, whose exports give their `shared` graph (network,
+    classes) the same IRI and the same content: the second load replaces it and must lose nothing."""
+    from filtag_kg.kg.store import Store
+
+    graph = getattr(export_graphs(first), shared)
+    assert graph == getattr(export_graphs(second), shared)
+    assert {q for q in export_tags(first) if q.graph_name == graph} == {q for q in export_tags(second) if q.graph_name == graph}
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(first))
+        store.load(export_tags(second))
+        yield store
+
+
 def test_a_run_of_other_layers_keeps_the_filters_of_the_first(tmp_path: Path) -> None:
     """The network graph is shared by a network's runs and each load replaces it: it describes the
     filters of every conv layer, not only the tagged ones, so a run of other layers of the same
     network leaves the first run's filters (a second FilTag file of VGG16 emptied the first's answers)."""
-    from filtag_kg.kg.store import Store
-
     both = synthetic_tags()
     stats = ActivationStats.empty(["conv2"], CLASSES, {"conv2": 12}, synthetic_stats().manifest)
     stats.add_batch(np.arange(60) % 6, {"conv2": np.random.default_rng(1).random((60, 12))})
     conv2 = filtag_kg.tag(stats, k=1)
-    network = export_graphs(both).network
-    assert network == export_graphs(conv2).network
-    assert ({q for q in export_tags(conv2) if q.graph_name == network}
-            == {q for q in export_tags(both) if q.graph_name == network})
-    with Store(tmp_path / "store") as store:
-        store.load(export_tags(both))
-        store.load(export_tags(conv2))
+    with _loaded_one_after_the_other(tmp_path, both, conv2, "network") as store:
         rows = queries.run("filter-tags", store, {"layer": "conv1", "filter": 3}).values()
     expected = sorted((t.class_name, t.method, t.parameter) for t in both if t.layer == "conv1" and t.filter == 3)
     assert expected and sorted((r["label"], "k-best" if r["method"].endswith("KBest") else "q-quantile",
@@ -420,19 +430,11 @@ def test_runs_on_data_sets_sharing_a_label_space_keep_their_data_set(tmp_path: P
     """Data sets of other names share a label space (ImageNet's train and val folders, an imported
     FilTag file), whose graph each load replaces: the data set is described in the run's graph, so
     a run on another data set leaves the first run's (`runs` showed it without its data set)."""
-    from filtag_kg.kg.store import Store
-
     first = synthetic_tags()
     stats = synthetic_stats(seed=1)
     stats.manifest["dataset"] = {**stats.manifest["dataset"], "name": "Animal-Shape, held-out half"}
     second = filtag_kg.tag(stats, k=1)
-    classes = export_graphs(first).classes
-    assert classes == export_graphs(second).classes
-    assert ({q for q in export_tags(first) if q.graph_name == classes}
-            == {q for q in export_tags(second) if q.graph_name == classes})
-    with Store(tmp_path / "store") as store:
-        store.load(export_tags(first))
-        store.load(export_tags(second))
+    with _loaded_one_after_the_other(tmp_path, first, second, "classes") as store:
         runs = {r["run"]: r["dataset"] for r in queries.run("runs", store).values()}
     assert runs == {run_iri(first): "Animal-Shape", run_iri(second): "Animal-Shape, held-out half"}
 
