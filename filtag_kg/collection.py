@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import probe_writable
 from .data import ImageSource, InputSpec, array_source
 from .errors import UserError
 from .models import LoadedModel, class_count, input_spec_of, iter_layers, select_layers
@@ -213,9 +213,7 @@ def collect(
     out_dir = Path(output) if output is not None else None
     if out_dir is not None:
         try:  # a folder that cannot be written fails now, not after the collection
-            out_dir.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".filtag-kg-probe-")
-            probe.close()
+            probe_writable(out_dir)
         except OSError as e:
             raise UserError(f"cannot write the statistics into {out_dir}: {e.strerror or e}") from e
         resumed = _resume(out_dir, manifest)

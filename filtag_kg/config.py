@@ -7,6 +7,7 @@ FILTAG_KG_CACHE and FILTAG_KG_DATA.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -32,6 +33,14 @@ def _folder(variable: str, default: str, what: str) -> Path:
         raise UserError(f"cannot use {path} as the filtag-kg {what} folder ({e.strerror or e}); "
                         f"set {variable} to another folder") from e
     return path
+
+
+def probe_writable(folder: Path, make: bool = True) -> None:
+    """Make `folder` (with `make`) and write a probe file into it, raising OSError if it cannot be
+    written: checked before work whose result would be lost (training, a collection, explanations)."""
+    if make:
+        folder.mkdir(parents=True, exist_ok=True)
+    tempfile.NamedTemporaryFile(dir=folder, prefix=".filtag-kg-probe-").close()
 
 
 def default_store_path() -> Path:

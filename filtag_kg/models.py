@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import cache_dir
+from .config import cache_dir, probe_writable
 from .data import ANIMAL_SHAPE_CLASSES, InputSpec, animal_shape
 from .errors import UserError
 
@@ -389,11 +389,8 @@ def default_model(seed: int = 0, retrain: bool = False) -> LoadedModel:
 
 def _check_writable(folder: Path) -> None:
     """Make `folder` and write a probe file into it; a UserError names it and how to move the cache."""
-    import tempfile
-
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.NamedTemporaryFile(dir=folder, prefix=".filtag-kg-probe-").close()
+        probe_writable(folder)
     except OSError as e:
         raise UserError(f"cannot cache the default model in {folder} ({e.strerror or e}); "
                         "set FILTAG_KG_CACHE to a folder you can write") from e

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ..config import probe_writable
 from ..errors import UserError
 from .kg import _store_option
 
@@ -61,7 +61,7 @@ def _check_output_file(option: str, path: Path) -> None:
         problem = f"{folder} is not a folder" if folder.exists() else f"the folder {folder} does not exist"
         raise UserError(f"{option} {path}: {problem}")
     try:
-        tempfile.NamedTemporaryFile(dir=folder, prefix=".filtag-kg-probe-").close()
+        probe_writable(folder, make=False)
     except OSError as e:
         raise UserError(f"{option} {path}: cannot write into {folder} ({e.strerror or e})") from e
 
