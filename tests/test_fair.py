@@ -6,6 +6,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -18,7 +24,7 @@ import filtag_kg
 from filtag_kg.errors import UserError
 from filtag_kg.kg.export import bundled_path, export_graphs, export_tags
 from filtag_kg.kg.fair import free_port, publish, serving
-from filtag_kg.kg.store import RemoteStore, Store
+from filtag_kg.kg.store import JOURNAL, RemoteStore, Store
 from filtag_kg.kg.vocab import FT, sparql_prefixes
 from filtag_kg.records import TagSet
 
@@ -187,6 +193,146 @@ def test_serve_with_updates_needs_the_password(store: Store) -> None:
     with pytest.raises(UserError, match="no store"):
         with serving(path.parent / "nothing", free_port()):
             pass
+
+
+def test_the_proxy_tells_wrong_credentials_and_answers_options(store: Store) -> None:
+    path, size = store.path, len(store)
+    store.close()
+    with serving(path, free_port(), allow_updates=True, password="open sesame") as (url, _):
+        update = "INSERT DATA { GRAPH <http://example.org/g> { <http://a> <http://p> 1 } }"
+        headers = {"Content-Type": "application/sparql-update"}
+        missing = requests.post(f"{url}/update", data=update, headers=headers)
+        assert missing.status_code == 401 and "wrong" not in missing.text and "need HTTP basic auth" in missing.text
+        for auth in (("filtag-kg", "wrong"), ("someone", "open sesame")):
+            wrong = requests.post(f"{url}/update", data=update, headers=headers, auth=auth)
+            assert wrong.status_code == 401 and wrong.text.startswith("wrong credentials"), auth
+            assert wrong.headers["WWW-Authenticate"] == 'Basic realm="filtag-kg updates"'
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=10)
+        connection.request("POST", "/update", body=update, headers={**headers, "Authorization": "Basic pässe"})
+        wrong = connection.getresponse()  # not base64, not ASCII: no crash of the handler, no answer missing
+        assert wrong.status == 401 and wrong.read().startswith(b"wrong credentials")
+        connection.close()
+        for where in ("/update", "/store", "/query"):  # answered by the proxy: nothing reaches the server
+            options = requests.options(f"{url}{where}", data=update, headers=headers)
+            assert options.status_code == 204 and options.content == b"", where
+            assert "OPTIONS" in options.headers["Allow"] and "POST" in options.headers["Allow"]
+        assert len(RemoteStore.at(url)) == size
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state_and_parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except OSError:  # ended meanwhile
+            continue
+        if int(state_and_parent[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, ended and waiting to be reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (and the server dies with its parent on Linux)")
+@pytest.mark.parametrize(("sent", "allow_updates"), [(signal.SIGKILL, True), (signal.SIGTERM, False), (signal.SIGHUP, True)],
+                         ids=["SIGKILL-updates", "SIGTERM-read-only", "SIGHUP-updates"])
+def test_serve_leaves_no_server_behind(tmp_path: Path, sent: signal.Signals, allow_updates: bool) -> None:
+    """`serve` killed outright or sent SIGTERM or SIGHUP (it alone, not its process group) stops its
+    Oxigraph server, which would keep the port and, with updates, the store's write lock."""
+    path = tmp_path / "store"
+    with Store(path) as db:
+        db.load([ox.Quad(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("1"), ox.NamedNode("http://g"))])
+    port = free_port()
+    command = [sys.executable, "-m", "filtag_kg", "serve", "--store", str(path), "--port", str(port)]
+    with subprocess.Popen(command + ["--allow-updates"] * allow_updates, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as serve:
+        servers: list[int] = []
+        try:
+            started = serve.stdout.readline()
+            if "SPARQL endpoint" not in started:
+                serve.kill()
+                pytest.fail(f"serve did not start: {started}{serve.stderr.read()}")
+            (server,) = servers = _children(serve.pid)
+            serve.send_signal(sent)
+            deadline = time.monotonic() + 5
+            while _running(server) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _running(server), f"the server outlived `serve` sent {sent.name}"
+            serve.wait(timeout=10)
+        finally:
+            if serve.poll() is None:
+                serve.kill()
+            for pid in servers:
+                if _running(pid):
+                    os.kill(pid, signal.SIGKILL)
+        said = serve.stdout.read()
+    if sent != signal.SIGKILL:  # stopped as by Ctrl-C
+        assert serve.returncode == 0 and said.splitlines()[-1:] == [f"stopped ({sent.name})"], said
+    with serving(path, port, allow_updates=allow_updates):  # the port and the store are free again
+        pass
+
+
+RO_SERVE = """
+import json, sys
+from pathlib import Path
+import requests
+from filtag_kg.errors import UserError
+from filtag_kg.kg.fair import free_port, serving
+root, out = Path(sys.argv[1]), {}
+with serving(root / "clean", free_port()) as (url, _):
+    out["rows"] = requests.get(url + "/query", params={"query": "SELECT ?o { ?s ?p ?o }"}, headers={"Accept": "text/csv"}).text
+for name, updates in (("unfinished", False), ("clean", True)):
+    try:
+        with serving(root / name, free_port(), allow_updates=updates):
+            out[name, updates] = "served"
+    except UserError as e:
+        out[name, updates] = str(e)
+print(json.dumps({str(k): v for k, v in out.items()}))
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) for a read-only bind mount")
+def test_serve_a_store_on_a_read_only_file_system(tmp_path: Path) -> None:
+    """Served read-only, a store is opened for writing only to finish an interrupted load or drop,
+    so a store on a read-only file system (or not the user's) serves; one with something to finish
+    is refused with what to do. Root writes through chmod, so the store is bind-mounted read-only
+    in a mount namespace of its own."""
+    quad = ox.Quad(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("kept"), ox.NamedNode("http://g"))
+    dropped = ox.NamedNode("http://dropped")
+    root = tmp_path / "ro"
+    with Store(root / "clean") as db:
+        db.load([quad])
+    shutil.copytree(root / "clean", root / "unfinished")
+    (root / "unfinished" / JOURNAL).write_text(json.dumps({"drop": dropped.value}))
+    with Store(tmp_path / "writable") as db:  # a drop interrupted: served read-only, it is finished first
+        db.load([quad, ox.Quad(quad.subject, quad.predicate, ox.Literal("gone"), dropped)])
+    (tmp_path / "writable" / JOURNAL).write_text(json.dumps({"drop": dropped.value}))
+    with serving(tmp_path / "writable", free_port()) as (url, _):
+        assert RemoteStore.at(url).graphs() == [quad.graph_name]
+    assert not (tmp_path / "writable" / JOURNAL).exists()
+
+    mounted = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 77; exec "$2" -c "$3" "$1"',
+         "sh", str(root), sys.executable, RO_SERVE], capture_output=True, text=True, timeout=120)
+    if mounted.returncode == 77 or mounted.stderr.startswith("unshare:"):
+        pytest.skip(f"no read-only bind mount here: {mounted.stderr.strip()}")
+    assert mounted.returncode == 0, mounted.stderr
+    out = json.loads(mounted.stdout)
+    assert out["rows"].split() == ["o", "kept"]
+    unfinished = root / "unfinished"
+    assert out[str(("unfinished", False))] == (
+        f"the store at {unfinished} has an interrupted load or drop to finish before it can be served, and cannot "
+        f"be written to here (read-only file system or folder): open it for writing once where it can be, e.g. "
+        f"`filtag-kg upgrade --store {unfinished}` as its owner, then serve it")
+    assert out[str(("clean", True))].startswith(f"--allow-updates: cannot write to the store at {root / 'clean'}")
 
 
 # -- CLI -----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ HTTP basic auth (a small proxy in front of the server) when asked for.
 from __future__ import annotations
 
 import base64
+import ctypes
 import datetime as dt
 import hashlib
 import hmac
@@ -19,6 +20,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +37,7 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, serialize
 
 from ..errors import UserError
 from .export import media_type, rdf_format, write
-from .store import Store
+from .store import Store, unfinished
 from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, XSD, Minter, iri, sparql_prefixes
 
 SPDX = "http://spdx.org/rdf/terms#"
@@ -332,14 +334,16 @@ def serving(path: Path, port: int, allow_updates: bool = False, password: str | 
     proxy that passes queries (and graph store reads) freely and asks HTTP basic auth (user
     'filtag-kg') for /update and graph store writes.
     """
-    if not Path(path).is_dir():
+    path = Path(path)
+    if not path.is_dir():
         raise UserError(f"no store at {path}: load or import a run first")
     _check_port_free(port)  # else the server behind would fail, or another server there would answer for it
-    Store(path).close()  # finish or roll back a crashed load before serving
+    _prepare_store(path, allow_updates)
     inner_port = free_port() if allow_updates else port
     command = [oxigraph_binary(), "serve" if allow_updates else "serve-read-only", "--location", str(path),
                "--bind", f"127.0.0.1:{inner_port}", "--union-default-graph"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=_dying_with_parent())
     inner = f"http://127.0.0.1:{inner_port}"
     proxy: ThreadingHTTPServer | None = None
     try:
@@ -358,6 +362,41 @@ def serving(path: Path, port: int, allow_updates: bool = False, password: str | 
         stop_process(process)
 
 
+def _prepare_store(path: Path, allow_updates: bool) -> None:
+    """Open the store at `path` for writing only where needed: to finish or roll back an interrupted
+    load or drop (its journal) or a rebuild's swap, and for updates (the server writes anyway).
+    Otherwise it is only checked read-only, so that a store on a read-only file system, or one
+    this user may not write to, can be served."""
+    if not (unfinished(path) or allow_updates):
+        Store(path, read_only=True).close()  # refuses a store of the format before 2026-12-01, as writing does
+        return
+    if not os.access(path, os.W_OK):
+        if allow_updates:
+            raise UserError(f"--allow-updates: cannot write to the store at {path} (read-only file system or "
+                            "folder): serve it read-only, without --allow-updates")
+        raise UserError(f"the store at {path} has an interrupted load or drop to finish before it can be served, "
+                        f"and cannot be written to here (read-only file system or folder): open it for writing once "
+                        f"where it can be, e.g. `filtag-kg upgrade --store {path}` as its owner, then serve it")
+    Store(path).close()
+
+
+def _dying_with_parent() -> Callable[[], None] | None:
+    """On Linux, a `preexec_fn` that has the child terminated (SIGTERM) when the thread that
+    started it ends, so a server outlives no parent killed outright (SIGKILL) or by a signal it
+    does not handle; elsewhere None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before that: nobody would stop this child
+            os._exit(1)
+
+    return die_with_parent
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """Terminate a server process, killing it if it does not end within `timeout` seconds."""
     process.terminate()
@@ -372,7 +411,7 @@ def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
     """A loopback proxy that forwards to `upstream`, asking basic auth for anything but a read."""
     import requests
 
-    expected = "Basic " + base64.b64encode(f"filtag-kg:{password}".encode()).decode()
+    expected = b"Basic " + base64.b64encode(f"filtag-kg:{password}".encode())  # bytes: a header may hold any octet
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -392,9 +431,19 @@ def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
             except ValueError:
                 self._answer(400, b"bad Content-Length or chunk size\n", "text/plain", {})
                 return
-            if not self._reads() and not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
-                self._answer(401, b"updates need HTTP basic auth (user filtag-kg)\n", "text/plain",
-                             {"WWW-Authenticate": 'Basic realm="filtag-kg updates"'})
+            if self.command == "OPTIONS":
+                # answered here, nothing forwarded; no CORS headers (as Oxigraph without --cors), so
+                # browsers send no cross-origin request after it
+                self.send_response(204)
+                self.send_header("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
+                self.end_headers()
+                return
+            given = self.headers.get("Authorization")
+            if not self._reads() and not hmac.compare_digest((given or "").encode("latin-1"), expected):
+                message = (b"updates need HTTP basic auth (user filtag-kg)\n" if given is None else
+                           b"wrong credentials: updates need HTTP basic auth with user filtag-kg and the password "
+                           b"`filtag-kg serve` printed or took from $FILTAG_KG_PASSWORD\n")
+                self._answer(401, message, "text/plain", {"WWW-Authenticate": 'Basic realm="filtag-kg updates"'})
                 return
             headers = {k: v for k, v in self.headers.items()  # the body goes on whole, with its own length
                        if k.lower() not in ("host", "authorization", "transfer-encoding", "content-length")}
@@ -426,7 +475,7 @@ def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
     try:
         return ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -434,20 +483,34 @@ def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
         raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e})") from None
 
 
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP: stop serving as Ctrl-C does (a BaseException, like KeyboardInterrupt)."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    """Signal handler: unwind `serving`, which stops the server."""
+    raise _Stopped(signal.Signals(signum).name)
+
+
 def serve(path: Path, port: int, allow_updates: bool = False, password: str | None = None,
           echo: Callable[[str], Any] = print) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM), printing the endpoint."""
-    import signal
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that the server process is stopped too
-    with serving(path, port, allow_updates, password) as (url, secret):
-        echo(f"SPARQL endpoint: {url}/query (store {path}, default graph = union of the named graphs)")
-        if secret is None:
-            echo("read-only; use --allow-updates to accept updates")
-        else:
-            echo(f"updates: {url}/update and {url}/store, HTTP basic auth user 'filtag-kg' password {secret}")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            echo("stopped")
+    """Serve until interrupted (Ctrl-C, SIGTERM or SIGHUP), printing the endpoint; the server
+    process is stopped then too (and, on Linux, ends with this process however it ends)."""
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with serving(path, port, allow_updates, password) as (url, secret):
+            echo(f"SPARQL endpoint: {url}/query (store {path}, default graph = union of the named graphs)")
+            if secret is None:
+                echo("read-only; use --allow-updates to accept updates")
+            else:
+                echo(f"updates: {url}/update and {url}/store, HTTP basic auth user 'filtag-kg' password {secret}")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                echo("stopped")
+    except _Stopped as stopped:
+        echo(f"stopped ({stopped})")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

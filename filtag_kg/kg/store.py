@@ -495,6 +495,12 @@ class Store:
         self.oxigraph.flush()
 
 
+def unfinished(path: Path) -> bool:
+    """Whether the store at `path` has an interrupted load or drop (its journal) or a rebuild's swap to
+    finish, which only an opening for writing does."""
+    return (path / JOURNAL).exists() or (_beside(path, REBUILDING) / REBUILT).exists()
+
+
 def run_graphs(store: Store | RemoteStore, run: NamedNode | str) -> list[NamedNode]:
     """The named graphs of one tagging run: the graphs minted beside it (explanations, WordNet and
     ConceptNet links), then the graph holding the run, not the network and class graphs, which
