@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import socket
 import sys
 import time
 from pathlib import Path
@@ -217,6 +218,12 @@ def test_the_proxy_tells_wrong_credentials_and_answers_options(store: Store) -> 
             assert options.status_code == 204 and options.content == b"", where
             assert "OPTIONS" in options.headers["Allow"] and "POST" in options.headers["Allow"]
         assert len(RemoteStore.at(url)) == size
+        for where, status in (("/update", 401), ("/store?default", 200)):  # headers only, as HTTP has it
+            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as raw:
+                raw.sendall(f"HEAD {where} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                answer = b"".join(iter(lambda: raw.recv(65536), b""))
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(f"HTTP/1.0 {status}".encode()) and body == b"", (where, answer)
 
 
 def _children(pid: int) -> list[int]:

@@ -452,7 +452,10 @@ def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
             except requests.RequestException as e:
                 self._answer(502, f"upstream error: {e}\n".encode(), "text/plain", {})
                 return
-            self._answer(r.status_code, r.content, r.headers.get("Content-Type", "text/plain"), {})
+            # a HEAD answer has no body, but the length the server gives its GET answer
+            length = {"Content-Length": r.headers["Content-Length"]} if self.command == "HEAD" and \
+                "Content-Length" in r.headers else {}
+            self._answer(r.status_code, r.content, r.headers.get("Content-Type", "text/plain"), length)
 
         def _body(self) -> bytes:
             """The request body, sent with a Content-Length or in chunks."""
@@ -467,13 +470,15 @@ def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
             return b"".join(chunks)
 
         def _answer(self, status: int, payload: bytes, kind: str, extra: dict[str, str]) -> None:
+            """Answer with `payload`, or, to a HEAD request, with its headers only (`extra` may give
+            the Content-Length another answer's body would have)."""
             self.send_response(status)
             self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(payload)))
-            for k, v in extra.items():
+            for k, v in {"Content-Length": str(len(payload)), **extra}.items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(payload)
+            if self.command != "HEAD":
+                self.wfile.write(payload)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
