@@ -52,6 +52,15 @@ def test_bundled_set_covers_the_issue_and_headers_are_complete() -> None:
                 assert f"{p.name}=" in q.example, (q.name, p.name)
 
 
+def test_image_example_names_a_held_out_image_of_the_embedded_default() -> None:
+    # only held-out images have explanations: the example must answer on the demo's store
+    from filtag_kg.data import animal_shape
+
+    example = {q.name: q for q in queries.bundled()}["coarse-image-explanation"].example
+    image_id = example.split("/image/animal-shape/")[1].split()[0]
+    assert image_id in animal_shape().split("heldout").ids
+
+
 def test_header_parsing_with_continuations_and_optional_parameters() -> None:
     q = Query.parse(
         "# title: A test\n# description: first line\n#   second line\n"
