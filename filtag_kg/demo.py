@@ -70,7 +70,7 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
     stats = collect(loaded, source)
     seconds = time.perf_counter() - start
     stats.save(out / "stats")
-    click.echo(f"Collected {stats.n_images:,} training and {len(stats.heldout or [])} held-out images over "
+    click.echo(f"Collected {stats.n_images:,} training and {len(stats.heldout or []):,} held-out images over "
                f"{len(stats.layers)} conv layers ({sum(stats.n_filters.values())} filters) in {seconds:.1f} s")
     tags = tag(stats, k=DEMO_K, q=DEMO_Q)
     previous = _previous_run(out / "tags")

@@ -290,7 +290,7 @@ def hits_table(result: Evaluation, ns: tuple[int, ...] = (1, 3, 5, 10)) -> str:
     """Hits@n against the prediction, all layers and last layer, one row per selection."""
     ns = tuple(n for n in ns if n <= len(next(iter(result.hits.values()))))
     header = f"{'selection':<16}" + "".join(f"{f'all@{n}':>8}" for n in ns) + "".join(f"{f'last@{n}':>9}" for n in ns)
-    lines = [f"Hits@n against the network's prediction ({result.n_images} held-out images, "
+    lines = [f"Hits@n against the network's prediction ({result.n_images:,} held-out images, "
              f"accuracy {result.accuracy:.1%}):", header]
     for method, p in dict.fromkeys((m, p) for m, p, _, _ in result.hits):
         cells = [result.hits[(method, p, scope, "predicted")][n - 1] for scope in ("all", "last") for n in ns]

@@ -17,7 +17,7 @@ def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path, cli
     store = tmp_path / "store"
     out = cli_ok("demo", "--out", demo, "--store", store)
     assert "Layer conv5 (64 filters)" in out and "  zebra " in out
-    assert "Hits@n against the network's prediction (2000 held-out images" in out
+    assert "Hits@n against the network's prediction (2,000 held-out images" in out
     assert "Error analysis (tag selection k-best 5)" in out and "most confused class pairs" in out
     assert "WordNet coarse groups" in out
     assert "ungulate" in out or "equine" in out or "placental" in out  # real hypernyms of the animals

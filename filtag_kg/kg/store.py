@@ -1034,7 +1034,8 @@ class _Spool:
                 self.count += 1
                 g = self.target or q.graph_name
                 if not isinstance(g, NamedNode):
-                    raise UserError("the store keeps data in named graphs only: give a graph to load into")
+                    raise UserError("the store keeps data in named graphs only: give a graph to load triples into "
+                                    "(--graph; from Python, the graph argument of load)")
                 if g.value in self.fresh:
                     yield q if self.target is None else Quad(q.subject, q.predicate, q.object, g)
                     continue
