@@ -252,6 +252,32 @@ def test_documented_share_example_finds_what_coarsening_covers_by_default(wn: Wo
     assert [(r["filter"], r["under"], r["tags"]) for r in rows] == [(0, 2, 3)]
 
 
+def test_the_share_is_compared_as_coarsening_compares_it() -> None:
+    """7 of 50 tags under a concept is a share of 0.14, but 0.14 * 50 is 7.000000000000001 in floating
+    point: coarsening allows 1e-9 for that (math.ceil(share * n - 1e-9)), and the query must too."""
+    labels = [f"class{c}" for c in range(50)]
+    stats = ActivationStats.empty(["conv"], labels, {"conv": 2}, manifest={"dataset": {"label_space": "many"}})
+    means = np.zeros((50, 2))
+    means[:, 0] = 1.0  # filter 0 is every class's best: 50 tags
+    stats.add_batch(np.arange(50), {"conv": means})
+    store = pyoxigraph.Store()
+    store.extend(export_tags(filtag_kg.tag(stats, k=1)))
+    classes = {row["c"].value: int(row["i"].value) for row in store.query(
+        "SELECT ?c ?i WHERE { ?c <https://w3id.org/filtag-kg/ontology#classIndex> ?i }",
+        use_default_graph_as_union=True)}
+    assert len(classes) == 50
+    skos, ex = "http://www.w3.org/2004/02/skos/core#", "http://example.org/"
+    graph = pyoxigraph.NamedNode(f"{ex}links")
+    for c, i in classes.items():
+        synset = pyoxigraph.NamedNode(f"{ex}under" if i < 7 else f"{ex}elsewhere")
+        store.add(pyoxigraph.Quad(pyoxigraph.NamedNode(c), pyoxigraph.NamedNode(f"{skos}exactMatch"), synset, graph))
+    store.add(pyoxigraph.Quad(pyoxigraph.NamedNode(f"{ex}under"), pyoxigraph.NamedNode(f"{skos}broader"),
+                              pyoxigraph.NamedNode(f"{ex}concept"), graph))
+    assert math.ceil(0.14 * 50 - 1e-9) == 7 < 0.14 * 50  # coarsening takes 7 of 50 as a share of 0.14
+    rows = query_rows("semantic-filters-under-concept", store, concept=f"{ex}concept", share=0.14)
+    assert [(r["filter"], r["under"], r["tags"]) for r in rows] == [(0, 7, 50)]
+
+
 def test_layer_groups(semantic_store: pyoxigraph.Store) -> None:
     rows = [r for r in query_rows("semantic-layer-groups", semantic_store, layer="conv2") if r["selection"] == "k-best 1"]
     assert sorted((r["label"], r["filters"], r["filterIndices"]) for r in rows) == [
