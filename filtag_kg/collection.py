@@ -28,7 +28,7 @@ import numpy as np
 from .config import probe_writable
 from .data import ImageSource, InputSpec, array_source
 from .errors import UserError
-from .models import LoadedModel, class_count, input_spec_of, iter_layers, select_layers
+from .models import LoadedModel, class_count, input_spec_of, is_channels_first, iter_layers, select_layers
 from .records import ARRAYS_NAME, MANIFEST_NAME, ActivationStats, HeldOut
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ def collect(
 
     features = feature_model(keras_model, names)
     by_name = dict(iter_layers(keras_model))
-    firsts = [getattr(by_name[m], "data_format", None) == "channels_first" for m in names]  # e.g. models from PyTorch
+    firsts = [is_channels_first(by_name[m]) for m in names]
     step = make_step(features, len(names), firsts)
     n_filters = {m: int(features.outputs[j].shape[1 if first else -1]) for j, (m, first) in enumerate(zip(names, firsts))}
     manifest = {

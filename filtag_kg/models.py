@@ -129,8 +129,13 @@ def describe_layers(model: "keras.Model") -> list[dict[str, Any]]:
     return out
 
 
+def is_channels_first(layer: Any) -> bool:
+    """Whether a layer's outputs are [batch, channels, height, width] (e.g. models ported from PyTorch)."""
+    return getattr(layer, "data_format", None) == "channels_first"
+
+
 def _output_channels(layer: Any) -> int:
-    return int(layer.output.shape[1 if getattr(layer, "data_format", None) == "channels_first" else -1])
+    return int(layer.output.shape[1 if is_channels_first(layer) else -1])
 
 
 def model_hash(model: "keras.Model") -> str:

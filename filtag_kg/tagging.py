@@ -163,8 +163,8 @@ def plot_class_means(stats: ActivationStats, tags: TagSet, directory: str | os.P
     present = np.flatnonzero(stats.counts > 0)
     names = [stats.classes[i] for i in present]
     written = []
-    for li in sorted(set(tags.layer_index.tolist())):
-        layer = tags.layers[li]
+    for layer in tags.tagged_layers:
+        li = tags.layers.index(layer)
         z = stats.class_means(layer)[present]
         order = heatmap_layout(z)
         column = np.empty_like(order)

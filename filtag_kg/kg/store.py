@@ -793,9 +793,7 @@ class RemoteStore:
                 if staging:
                     self._commit(staging, receipt)
                     for g in staging:
-                        if self.count(g) != sizes[g]:
-                            raise RemoteError(f"push to {self.store_url}: graph {g} has {self.count(g)} triples "
-                                              f"after the commit, expected {sizes[g]}")
+                        self._check_count(g, sizes[g], "commit")
                 committed = True
             except _NoAnswer as e:  # e.g. a PUT that timed out: the server may put its graph in place later,
                 unsure = True  # after the graphs are dropped below, so the marker stays to name it
@@ -884,9 +882,13 @@ class RemoteStore:
         assert self.store_url is not None
         self._request("PUT", self.store_url, body_file=body, params={"graph": graph},
                       headers={"Content-Type": "application/n-triples"})
-        if self.count(graph) != size:
-            raise RemoteError(f"push to {self.store_url}: graph {graph} has {self.count(graph)} triples "
-                              f"after the upload, expected {size}")
+        self._check_count(graph, size, "upload")
+
+    def _check_count(self, graph: str, size: int, step: str) -> None:
+        """Raise RemoteError unless the server's graph holds `size` triples after a push's `step`."""
+        n = self.count(graph)
+        if n != size:
+            raise RemoteError(f"push to {self.store_url}: graph {graph} has {n} triples after the {step}, expected {size}")
 
     def update(self, sparql: str) -> None:
         """Run a SPARQL 1.1 update."""

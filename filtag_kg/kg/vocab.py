@@ -57,7 +57,12 @@ def sparql_prefixes() -> str:
 def slug(text: str) -> str:
     """A readable, IRI-safe path segment for a name (spaces and punctuation become '_')."""
     s = re.sub(r"[^A-Za-z0-9._~-]+", "_", text.strip()).strip("_")
-    return s or "_" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return s or _hashed(text)
+
+
+def _hashed(text: str) -> str:
+    """A path segment standing for a name that cannot be one as it is (empty, '.' or '..')."""
+    return "_" + hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def class_keys(labels: Sequence[str], wnids: Sequence[str | None] | None = None) -> list[str]:
@@ -161,7 +166,7 @@ def _segment(part: str) -> str:
     normalisation (RFC 3986 remove_dot_segments) would drop it, with the segment before it for "..",
     giving another node's IRI; and normalisation decodes %2E to "." first."""
     if part in (".", ".."):
-        return "_" + hashlib.sha1(part.encode()).hexdigest()[:8]
+        return _hashed(part)
     return quote(part, safe="._~-")
 
 
