@@ -27,7 +27,7 @@ from filtag_kg.kg.export import (
     export_graphs, export_tags, jsonld_context, label_space, rdf_format, run_ids, run_iri, tag_class_keys,
     tag_signature, validate, write,
 )
-from filtag_kg.kg.vocab import FT, NNO, Minter, sparql_prefixes
+from filtag_kg.kg.vocab import FT, NNO, Minter, layer_keys, sparql_prefixes
 from filtag_kg.records import ActivationStats, TagSet
 
 CLASSES = ["bear", "bird", "cat", "cow", "dog", "elephant"]
@@ -451,3 +451,26 @@ def test_rdfxml_refuses_a_literal_xml_cannot_hold(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     write(quads, tmp_path / "out.ttl")
     assert len(rdflib.Graph().parse(tmp_path / "out.ttl", format="turtle")) == len(quads)
+
+
+def test_layers_whose_names_slug_alike_get_distinct_iris() -> None:
+    """'conv 1' and 'conv_1', or a nested 'backbone/conv' and a layer 'backbone_conv', have the same
+    readable IRI segment: they shared their layer and filter nodes, so each filter had two layers and
+    each layer the other's tags. The name the slug changes gets a hash of itself; the others keep their IRIs."""
+    names = ["conv 1", "conv_1", "backbone/conv", "backbone_conv", "block 2"]
+    described = [{"name": n, "type": "Conv2D", "index": i, "filters": 3} for i, n in enumerate(names)]
+    stats = ActivationStats.empty(names, ["a", "b"], dict.fromkeys(names, 3),
+                                  {"model": {"hash": "0" * 64, "layers": described}, "dataset": {"label_space": "s"}})
+    stats.add_batch(np.arange(4) % 2, {n: np.random.default_rng(i).random((4, 3)) for i, n in enumerate(names)})
+    tags = filtag_kg.tag(stats, k=1)
+    keys = layer_keys(names)
+    assert keys["conv_1"] == "conv_1" and keys["backbone_conv"] == "backbone_conv" and keys["block 2"] == "block_2"
+    assert keys["conv 1"].startswith("conv_1~") and keys["backbone/conv"].startswith("backbone_conv~")
+    store = _store(list(export_tags(tags)))
+    assert _rows(store, "SELECT (COUNT(DISTINCT ?l) AS ?n) WHERE { ?l a nno:Conv2D }") == [("5",)]
+    assert _rows(store, "SELECT (COUNT(*) AS ?n) WHERE { ?f ft:ofLayer ?l }") == [("15",)]  # one layer per filter
+    # each tag's filter lies in the layer of its layer summary, under that layer's name
+    assert sorted(_rows(store, """
+        SELECT ?name (COUNT(*) AS ?n) WHERE {
+          ?t ft:filter/ft:ofLayer ?l ; ft:inLayerSummary/ft:summaryOf ?l . ?l rdfs:label ?name } GROUP BY ?name""")) == \
+        sorted((n, "2") for n in names)  # k=1: one tag per class and layer

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
-from .export import RunIds, label_space, run_ids
+from .export import RunIds, label_space, run_ids, tag_layer_keys
 from .vocab import FT, PROV, RDF, Minter
 from .wordnet import LinkReport, WordNet, link_classes, synset_iri, wordnet_quads
 
@@ -198,11 +198,11 @@ def coarse_groups_summary(tags: TagSet, layer: str, wordnet: WordNet | None = No
     return "\n".join(lines)
 
 
-def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: NamedNode,
+def coarsening_quads(result: LayerConcepts, layer_key: str, model_id: str, run_id: str, graph: NamedNode,
                      minter: Minter | None = None) -> Iterator[Quad]:
     """Each filter's concepts as ft:CoarseConcept nodes: the filter (ft:coarsens), concept (synset IRI), coverage, the
     coverage asked for (ft:minCoverage: 1 for `all`, the share for `share`), depth, coherence and the
-    tag selection they summarise."""
+    tag selection they summarise. `layer_key`: the layer's IRI key (`export.tag_layer_keys`)."""
     minter = minter or Minter()
     selection = selection_label(*result.selection)
     p = {n: NamedNode(FT + n) for n in ("coarsens", "concept", "coverage", "minCoverage", "coveredCount",
@@ -213,10 +213,10 @@ def coarsening_quads(result: LayerConcepts, model_id: str, run_id: str, graph: N
         for kind, concept, wanted in (("all", f.all, 1.0), ("share", f.share, result.share)):
             if concept is None:
                 continue
-            node = minter.coarse_concept(run_id, result.layer, f.filter, selection, kind)
+            node = minter.coarse_concept(run_id, layer_key, f.filter, selection, kind)
             for predicate, obj in (
                 (a, kind_class),
-                (p["coarsens"], minter.filter(model_id, result.layer, f.filter)),
+                (p["coarsens"], minter.filter(model_id, layer_key, f.filter)),
                 (p["concept"], synset_iri(concept.synset)),
                 (p["coverage"], Literal(float(concept.coverage))),
                 (p["minCoverage"], Literal(float(wanted))),
@@ -258,11 +258,12 @@ def link_wordnet(
     links = link_tags(tags, wordnet, mapping)
     quads = list(wordnet_quads(links, wordnet, graph, minter))
     results = []
+    keys = tag_layer_keys(tags)
     for layer in layers or tags.layers:
         for selection in tags.selections:
             result = coarsen(tags, wordnet, layer, selection, share, links)
             results.append(result)
-            quads.extend(coarsening_quads(result, ids.model, ids.tagging, graph, minter))
+            quads.extend(coarsening_quads(result, keys[layer], ids.model, ids.tagging, graph, minter))
     return WordNetLinking(graph, quads, links, results)
 
 

@@ -28,7 +28,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 from ..errors import UserError
 from ..explain import explain
 from ..records import ActivationStats, HeldOut, TagSet, selection_label
-from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys
+from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys, tag_layer_keys
 from .vocab import DCTERMS, FT, PROV, Minter
 
 
@@ -64,7 +64,8 @@ def export_explanations(
     dataset = str((tags.manifest.get("dataset") or {}).get("name") or space)
     keys = tag_class_keys(tags)
     classes = [minter.image_class(space, key) for key in keys]
-    filters = {m: [minter.filter(ids.model, m, i) for i in range(tags.n_filters[m])] for m in tags.layers}
+    layers = tag_layer_keys(tags)
+    filters = {m: [minter.filter(ids.model, layers[m], i) for i in range(tags.n_filters[m])] for m in tags.layers}
     images = [minter.image(dataset, image_id) for image_id in heldout.image_ids]
     for i, image in enumerate(images):
         predicted = int(heldout.top_classes[i, 0])

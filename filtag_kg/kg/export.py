@@ -30,7 +30,7 @@ from ..errors import UserError
 from ..models import CONV_TYPES
 from ..records import K_BEST, Q_QUANTILE, TagSet, atomic_write, selection_label
 from .vocab import (
-    DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, class_keys, stable_hash,
+    DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, class_keys, layer_keys, stable_hash,
 )
 
 # Keras layer classes the NNO ontology has a class of the same name for (checked against NNO's
@@ -255,15 +255,16 @@ def export_tags(
     ids = run_ids(tags)
     graphs = export_graphs(tags, minter)
     space = label_space(tags)
-    filters = yield from _network(tags, minter, ids.model, graphs.network)
+    layers = tag_layer_keys(tags)
+    filters = yield from _network(tags, minter, ids.model, layers, graphs.network)
     keys = tag_class_keys(tags)
     classes = yield from _classes(tags, minter, space, keys, graphs.classes)
     run = yield from _provenance(tags, minter, ids, space, graphs.run)
-    yield from _summaries(tags, minter, ids, keys, classes, run, graphs.run, similar_classes)
-    yield from _tag_quads(tags, minter, ids.tagging, keys, filters, classes, run, graphs.run, progress)
+    yield from _summaries(tags, minter, ids, layers, keys, classes, run, graphs.run, similar_classes)
+    yield from _tag_quads(tags, minter, ids.tagging, layers, keys, filters, classes, run, graphs.run, progress)
 
 
-def _network(tags: TagSet, minter: Minter, model_id: str, g: NamedNode) -> Iterator[Quad]:
+def _network(tags: TagSet, minter: Minter, model_id: str, layers: Mapping[str, str], g: NamedNode) -> Iterator[Quad]:
     """The FAIRnets-style description: network, model, layers in sequence, the filters of every conv
     layer the manifest describes and of every tagged layer.
 
@@ -290,17 +291,17 @@ def _network(tags: TagSet, minter: Minter, model_id: str, g: NamedNode) -> Itera
     for name in tags.layers:  # tagged layers the manifest does not describe
         described.setdefault(name, {"name": name, "type": None, "index": None, "filters": tags.n_filters[name]})
     for name in described:
-        yield Quad(model, P.nno_hasLayer, minter.layer(model_id, name), g)
+        yield Quad(model, P.nno_hasLayer, minter.layer(model_id, layers[name]), g)
     filters: dict[tuple[int, int], NamedNode] = {}
     for entry in described.values():
         name = str(entry["name"])
-        layer = minter.layer(model_id, name)
+        layer = minter.layer(model_id, layers[name])
         yield from _layer(entry, layer, g)
         conv = entry.get("type") in CONV_TYPES and entry.get("filters") is not None
         count = tags.n_filters.get(name, int(entry["filters"]) if conv else 0)
         li = tags.layers.index(name) if name in tags.layers else None
         for i in range(count):
-            node = minter.filter(model_id, name, i)
+            node = minter.filter(model_id, layers[name], i)
             if li is not None:
                 filters[li, i] = node
             yield Quad(layer, P.ft_hasFilter, node, g)
@@ -330,6 +331,13 @@ def _layer(entry: Mapping[str, Any], layer: NamedNode, g: NamedNode) -> Iterator
         yield Quad(layer, P.ft_parameterCount, Literal(int(entry["params"])), g)
     if entry.get("activation"):
         yield Quad(layer, P.ft_activationFunction, Literal(str(entry["activation"])), g)
+
+
+def tag_layer_keys(tags: TagSet) -> dict[str, str]:
+    """The IRI keys of the layers of a TagSet's network (`vocab.layer_keys` over every layer its
+    manifest describes and every tagged layer)."""
+    described = [str(e["name"]) for e in (tags.manifest.get("model") or {}).get("layers") or []]
+    return layer_keys([*described, *tags.layers])
 
 
 def tag_class_keys(tags: TagSet) -> list[str]:
@@ -413,8 +421,8 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
 
 
 def _summaries(
-    tags: TagSet, minter: Minter, ids: RunIds, keys: list[str], classes: list[NamedNode], run: NamedNode,
-    g: NamedNode, similar_classes: int,
+    tags: TagSet, minter: Minter, ids: RunIds, layers: Mapping[str, str], keys: list[str], classes: list[NamedNode],
+    run: NamedNode, g: NamedNode, similar_classes: int,
 ) -> Iterator[Quad]:
     """Index and summary nodes computed from the TagSet, so that aggregate queries are look-ups.
 
@@ -452,10 +460,10 @@ def _summaries(
             fi, ci, scores = tags.filter_index[keep], tags.class_index[keep], tags.score[keep]
             per_filter = np.bincount(fi, minlength=tags.n_filters[name])
             specific = np.flatnonzero(per_filter[fi] == 1)  # positions in keep of the filters' only tags
-            summary = minter.layer_summary(ids.tagging, method, parameter, name)
+            summary = minter.layer_summary(ids.tagging, method, parameter, layers[name])
             yield Quad(summary, A, P.ft_LayerSummary, g)
             yield Quad(node, P.ft_hasLayerSummary, summary, g)
-            yield Quad(summary, P.ft_summaryOf, minter.layer(ids.model, name), g)
+            yield Quad(summary, P.ft_summaryOf, minter.layer(ids.model, layers[name]), g)
             yield Quad(summary, P.ft_selectedTagCount, Literal(len(keep)), g)
             yield Quad(summary, P.ft_taggedFilterCount, Literal(int((per_filter > 0).sum())), g)
             yield Quad(summary, P.ft_taggedClassCount,
@@ -467,7 +475,7 @@ def _summaries(
                 yield Quad(summary, P.ft_meanScore, _double(float(scored.mean())), g)
                 yield Quad(summary, P.ft_maxScore, _double(float(scored.max())), g)
             for f, c in zip(fi[specific].tolist(), ci[specific].tolist()):
-                tag = minter.tag(ids.tagging, name, f, keys[c], method, parameter)
+                tag = minter.tag(ids.tagging, layers[name], f, keys[c], method, parameter)
                 yield Quad(summary, P.ft_classSpecificTag, tag, g)
             order = np.lexsort((ci, fi))
             fi, ci = fi[order], ci[order]
@@ -530,19 +538,20 @@ def _class_summaries(
 
 
 def _tag_quads(
-    tags: TagSet, minter: Minter, run_id: str, keys: list[str], filters: Mapping[tuple[int, int], NamedNode],
-    classes: list[NamedNode], run: NamedNode, g: NamedNode, progress: bool,
+    tags: TagSet, minter: Minter, run_id: str, layers: Mapping[str, str], keys: list[str],
+    filters: Mapping[tuple[int, int], NamedNode], classes: list[NamedNode], run: NamedNode, g: NamedNode, progress: bool,
 ) -> Iterator[Quad]:
     from tqdm import tqdm
 
     selection_quads = [(METHOD_NODES[m], *_parameter_term(m, p)) for m, p in tags.selections]
-    summaries = [[minter.layer_summary(run_id, m, p, name) for name in tags.layers] for m, p in tags.selections]
+    layer_of = [layers[name] for name in tags.layers]
+    summaries = [[minter.layer_summary(run_id, m, p, layer) for layer in layer_of] for m, p in tags.selections]
     columns = zip(tags.layer_index.tolist(), tags.filter_index.tolist(), tags.class_index.tolist(),
                   tags.score.tolist(), tags.rank.tolist(), tags.selection_index.tolist())
     for li, fi, ci, score, rank, si in tqdm(columns, total=len(tags), disable=not progress, desc="export",
                                             unit="tag", mininterval=1.0):
         method, parameter = tags.selections[si]
-        node = minter.tag(run_id, tags.layers[li], fi, keys[ci], method, parameter)
+        node = minter.tag(run_id, layer_of[li], fi, keys[ci], method, parameter)
         method_node, parameter_predicate, parameter_value = selection_quads[si]
         yield Quad(node, A, P.ft_Tag, g)
         yield Quad(node, P.ft_filter, filters[li, fi], g)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -62,7 +62,12 @@ def slug(text: str) -> str:
 
 def _hashed(text: str) -> str:
     """A path segment standing for a name that cannot be one as it is (empty, '.' or '..')."""
-    return "_" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return "_" + _digest(text)
+
+
+def _digest(text: str) -> str:
+    """8 hex digits of a name's SHA-1: what keeps apart names whose slugs are alike."""
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def class_keys(labels: Sequence[str], wnids: Sequence[str | None] | None = None) -> list[str]:
@@ -76,13 +81,25 @@ def class_keys(labels: Sequence[str], wnids: Sequence[str | None] | None = None)
     out = []
     for i, key in enumerate(keys):
         if per_slug[slug(key)] > 1 and slug(key) != key:
-            key = f"{key}~{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+            key = f"{key}~{_digest(key)}"
         out.append(f"{key}~{i}" if per_key[keys[i]] > 1 else key)
     return out
 
 
+def layer_keys(names: Iterable[str]) -> dict[str, str]:
+    """The IRI key of each of a model's layers (nested ones named 'outer/inner'): its `slug`, with a
+    hash of the name appended where the slug changes the name and another layer's name has the same
+    slug ('conv 1' and 'conv_1', a nested 'backbone/conv' and a layer 'backbone_conv'), so that
+    distinct layers never share an IRI. Give it every layer of the model: its keys are then the
+    same whichever layers a run tagged."""
+    unique = list(dict.fromkeys(names))
+    per_slug = Counter(slug(n) for n in unique)
+    return {n: slug(n) if per_slug[slug(n)] == 1 or slug(n) == n else f"{slug(n)}~{_digest(n)}" for n in unique}
+
+
 class Minter:
-    """Mints the IRIs of one knowledge graph under `base` (which ends with '/' or '#')."""
+    """Mints the IRIs of one knowledge graph under `base` (which ends with '/' or '#'). Layers are
+    named by their key (`layer_keys`), classes by theirs (`class_keys`)."""
 
     def __init__(self, base: str = DEFAULT_BASE) -> None:
         if not base.endswith(("/", "#")):
@@ -99,11 +116,11 @@ class Minter:
     def model(self, model_id: str) -> NamedNode:
         return self._iri("model", model_id)
 
-    def layer(self, model_id: str, layer_name: str) -> NamedNode:
-        return self._iri("model", model_id, "layer", slug(layer_name))
+    def layer(self, model_id: str, layer: str) -> NamedNode:
+        return self._iri("model", model_id, "layer", slug(layer))
 
-    def filter(self, model_id: str, layer_name: str, index: int) -> NamedNode:
-        return self._iri("model", model_id, "layer", slug(layer_name), "filter", str(int(index)))
+    def filter(self, model_id: str, layer: str, index: int) -> NamedNode:
+        return self._iri("model", model_id, "layer", slug(layer), "filter", str(int(index)))
 
     # classes live in a label space (a data set's class list, e.g. "imagenet1k", "animal-shape")
     def label_space(self, space: str) -> NamedNode:
@@ -121,16 +138,16 @@ class Minter:
         """The named graph holding one run's records (`part`: tags, explanations, links …)."""
         return self._iri("graph", run_id, part)
 
-    def tag(self, run_id: str, layer_name: str, index: int, key: str, method: str, parameter: float) -> NamedNode:
-        return self._iri("run", run_id, "tag", slug(layer_name), str(int(index)), slug(key), method, number_text(parameter))
+    def tag(self, run_id: str, layer: str, index: int, key: str, method: str, parameter: float) -> NamedNode:
+        return self._iri("run", run_id, "tag", slug(layer), str(int(index)), slug(key), method, number_text(parameter))
 
     def selection(self, run_id: str, method: str, parameter: float) -> NamedNode:
         """One selection (k-best k, q-quantile q) of a tagging run: the index node its tags link to."""
         return self._iri("run", run_id, "selection", method, number_text(parameter))
 
-    def layer_summary(self, run_id: str, method: str, parameter: float, layer_name: str) -> NamedNode:
+    def layer_summary(self, run_id: str, method: str, parameter: float, layer: str) -> NamedNode:
         """The summary of one selection's tags in one layer."""
-        return self._iri("run", run_id, "selection", method, number_text(parameter), "layer", slug(layer_name))
+        return self._iri("run", run_id, "selection", method, number_text(parameter), "layer", slug(layer))
 
     def class_summary(self, run_id: str, method: str, parameter: float, key: str) -> NamedNode:
         """The summary of one selection's tags of one class (its key: wnid or label)."""
@@ -140,9 +157,9 @@ class Minter:
         """The `rank`-th most similar class of a class summary."""
         return NamedNode(f"{summary.value}/similar/{int(rank)}")
 
-    def coarse_concept(self, run_id: str, layer_name: str, index: int, selection: str, kind: str) -> NamedNode:
+    def coarse_concept(self, run_id: str, layer: str, index: int, selection: str, kind: str) -> NamedNode:
         """A coarse-concept link of one filter (under its run, like tags); `kind` is 'all' or 'share'."""
-        return self._iri("run", run_id, "coarse", slug(layer_name), str(int(index)), slug(selection), kind)
+        return self._iri("run", run_id, "coarse", slug(layer), str(int(index)), slug(selection), kind)
 
     def explanation(self, run_id: str, image_id: str, method: str, parameter: float) -> NamedNode:
         """The explanation of one image by one selection (k-best k, q-quantile q) of a tagging run."""
