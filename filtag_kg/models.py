@@ -13,7 +13,9 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,7 +222,8 @@ def load_application(name: str, weights: str | None = "imagenet") -> LoadedModel
         weights = "none"
         keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)  # the same random weights in every process
     try:
-        model = getattr(module, ctor)(weights=None if weights == "none" else weights, input_shape=(size, size, 3))
+        with _fresh_layer_names():
+            model = getattr(module, ctor)(weights=None if weights == "none" else weights, input_shape=(size, size, 3))
     except Exception as e:
         if weights == "imagenet":
             raise UserError(
@@ -237,6 +240,22 @@ def load_application(name: str, weights: str | None = "imagenet") -> LoadedModel
         model, name, module_name, f"keras.applications:{ctor} (weights={weights})",
         InputSpec(size, size, 3, module.preprocess_input), classes=list(imagenet_index().keras_labels),
     )
+
+
+@contextmanager
+def _fresh_layer_names() -> Iterator[None]:
+    """Keras' automatic layer names counted from scratch, as in a fresh process: they are part of the
+    architecture (so of the model hash and the layer IRIs), and a model built again in the same process
+    got other names ('input_layer_1', 'global_average_pooling2d_1'), hence another identity.
+    Keras has no public way to reset these counters but `clear_session`, which resets all its state."""
+    from keras.src.backend.common import global_state
+
+    held = global_state.get_global_attribute("object_name_uids")
+    global_state.set_global_attribute("object_name_uids", defaultdict(int))
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute("object_name_uids", held)
 
 
 def load_model(spec: str | None = None, weights: str | None = "imagenet", mixed_precision: bool = False) -> LoadedModel:

@@ -106,13 +106,15 @@ def test_imagenet_weights_offline_say_how_to_pass_a_file(run_cli, tmp_path, monk
 
 
 def test_application_weights_random_seeded_from_a_file_or_refused_briefly(run_cli, tmp_path, monkeypatch) -> None:
-    """Random weights are the same on every build (a resumed run or a shard finds its model again); a
-    weights file is recorded by its absolute path; another model's weights get a short message."""
+    """Random weights and layer names are the same on every build, in one process too (a resumed run or
+    a shard finds its model again, a notebook the same network); a weights file is recorded by its absolute path; another model's weights get a short message."""
     from filtag_kg.errors import UserError
-    from filtag_kg.models import load_application
+    from filtag_kg.models import load_application, model_hash
 
     first, second = (load_application("MobileNetV2", "none").model for _ in range(2))
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights()))
+    assert [layer.name for layer in first.layers] == [layer.name for layer in second.layers]
+    assert model_hash(first) == model_hash(second)  # auto-named layers got '_1' the second time
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     other.save_weights(tmp_path / "other.weights.h5")
     monkeypatch.chdir(tmp_path)  # given relative, named (and recorded) absolute
