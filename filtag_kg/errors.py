@@ -5,3 +5,8 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """Bad input (a file, option or value); the message names it and says what would work."""
+
+
+class InterruptedAfterCommit(KeyboardInterrupt):
+    """Ctrl-C after the work was committed (during the compaction that follows): the message says what
+    is done, so that "Aborted." does not send the user to do it again."""

@@ -1298,3 +1298,30 @@ def test_unreachable_server_is_a_clear_error() -> None:
     remote = RemoteStore.at(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01, timeout=2)
     with pytest.raises(RemoteError, match="failed after 2 attempts"):
         len(remote)
+
+
+class _CompactionInterrupted:
+    """A pyoxigraph store whose compaction is interrupted by Ctrl-C."""
+
+    def __init__(self, path: str) -> None:
+        self.inner = ox.Store(path)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def optimize(self) -> None:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_the_compaction_after_a_load_says_the_load_is_complete(
+    tmp_path: Path, run_a: TagSet, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    """The load is committed before the compaction: Ctrl-C there printed 'Aborted.', as if nothing was loaded."""
+    source = tmp_path / "run.nq"
+    source.write_bytes(ox.serialize(export_tags(run_a), format=ox.RdfFormat.N_QUADS))
+    monkeypatch.setattr(store_module, "OxStore", _CompactionInterrupted)
+    code, _, err = run_cli("load", source, "--store", tmp_path / "store", "--optimize")
+    assert code == 130 and "Interrupted: the load is complete; only the compaction after it was interrupted" in err
+    monkeypatch.undo()
+    with Store(tmp_path / "store", read_only=True) as store:
+        assert len(store) == sum(1 for _ in export_tags(run_a))

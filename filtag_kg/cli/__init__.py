@@ -27,12 +27,13 @@ for module in (core, kg, semantic, explain):
 
 def main() -> None:
     """Console entry point: library errors that name bad input become a clean message and exit 2."""
-    from ..errors import UserError
+    from ..errors import InterruptedAfterCommit, UserError
 
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort as e:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
+        click.echo(f"Interrupted: {e.__cause__}" if isinstance(e.__cause__, InterruptedAfterCommit) else "Aborted.",
+                   err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()

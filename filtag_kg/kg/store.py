@@ -53,7 +53,7 @@ from pyoxigraph import (
 )
 
 from ..config import default_store_path
-from ..errors import UserError
+from ..errors import InterruptedAfterCommit, UserError
 from .queries import query_form
 from .vocab import FT, XSD, iri
 
@@ -225,7 +225,7 @@ class Store:
             self._journal_path.unlink(missing_ok=True)
             self._cleanup()
         if optimize or (optimize is None and spool.count >= OPTIMIZE_MIN_QUADS):
-            self.oxigraph.optimize()
+            self._compact("load")
         return spool.count
 
     def _replace(self, spool: _Spool, journal: dict[str, Any], progress: bool) -> bool:
@@ -291,8 +291,17 @@ class Store:
         self.oxigraph.flush()
         self._journal_path.unlink()
         if optimize or (optimize is None and removed >= OPTIMIZE_MIN_QUADS and not rebuilt):
-            self.oxigraph.optimize()
+            self._compact("drop")
         return removed
+
+    def _compact(self, done: str) -> None:
+        """Compact the store after a committed `done` (load or drop); Ctrl-C during it leaves the
+        store complete and says so."""
+        try:
+            self.oxigraph.optimize()
+        except KeyboardInterrupt:
+            raise InterruptedAfterCommit(f"the {done} is complete; only the compaction after it was interrupted "
+                                         "(it makes look-ups faster, and the next big load or drop does it)") from None
 
     def close(self) -> None:
         """Flush and release the store (its files stay). A rebuild whose swap is pending
