@@ -16,7 +16,7 @@ import filtag_kg
 from filtag_kg.data import ANIMAL_SHAPE_CLASSES
 from filtag_kg.errors import UserError
 from filtag_kg.imagenet import imagenet_index, parse_filtag_file
-from filtag_kg.kg.coarsen import coarse_groups_summary, coarsen, coarsen_filter, link_wordnet
+from filtag_kg.kg.coarsen import coarse_groups_summary, coarsen, coarsen_filter, layer_summary, link_wordnet
 from filtag_kg.kg.export import export_tags, run_ids
 from filtag_kg.kg.wordnet import WN30, WordNet
 from filtag_kg.records import ActivationStats
@@ -255,13 +255,16 @@ def test_documented_share_example_finds_what_coarsening_covers_by_default(wn: Wo
 def test_the_share_is_compared_as_coarsening_compares_it() -> None:
     """7 of 50 tags under a concept is a share of 0.14, but 0.14 * 50 is 7.000000000000001 in floating
     point: coarsening allows 1e-9 for that (math.ceil(share * n - 1e-9)), and the query must too."""
+    from filtag_kg.kg.vocab import Minter
+
     labels = [f"class{c}" for c in range(50)]
     stats = ActivationStats.empty(["conv"], labels, {"conv": 2}, manifest={"dataset": {"label_space": "many"}})
     means = np.zeros((50, 2))
     means[:, 0] = 1.0  # filter 0 is every class's best: 50 tags
     stats.add_batch(np.arange(50), {"conv": means})
     store = pyoxigraph.Store()
-    store.extend(export_tags(filtag_kg.tag(stats, k=1)))
+    tags = filtag_kg.tag(stats, k=1)
+    store.extend(export_tags(tags))
     classes = {row["c"].value: int(row["i"].value) for row in store.query(
         "SELECT ?c ?i WHERE { ?c <https://w3id.org/filtag-kg/ontology#classIndex> ?i }",
         use_default_graph_as_union=True)}
@@ -273,6 +276,9 @@ def test_the_share_is_compared_as_coarsening_compares_it() -> None:
         store.add(pyoxigraph.Quad(pyoxigraph.NamedNode(c), pyoxigraph.NamedNode(f"{skos}exactMatch"), synset, graph))
     store.add(pyoxigraph.Quad(pyoxigraph.NamedNode(f"{ex}under"), pyoxigraph.NamedNode(f"{skos}broader"),
                               pyoxigraph.NamedNode(f"{ex}concept"), graph))
+    run = Minter().run(run_ids(tags).tagging)  # the graph is the run's, as its coarse concepts say
+    store.add(pyoxigraph.Quad(pyoxigraph.NamedNode(f"{ex}coarse"),
+                              pyoxigraph.NamedNode("http://www.w3.org/ns/prov#wasDerivedFrom"), run, graph))
     assert math.ceil(0.14 * 50 - 1e-9) == 7 < 0.14 * 50  # coarsening takes 7 of 50 as a share of 0.14
     rows = query_rows("semantic-filters-under-concept", store, concept=f"{ex}concept", share=0.14)
     assert [(r["filter"], r["under"], r["tags"]) for r in rows] == [(0, 7, 50)]
@@ -434,3 +440,108 @@ def test_a_run_read_back_has_only_its_own_layers() -> None:
     assert back.layers == ["conv2"] and back.n_filters == {"conv2": 6}
     assert sorted(zip(back.filter_index.tolist(), back.class_index.tolist())) == \
         sorted(zip(tags.filter_index.tolist(), tags.class_index.tolist()))
+
+
+def test_link_command_with_layer_keeps_the_other_layers(
+    wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path, cli_ok,
+) -> None:
+    """`link wordnet --layer conv2` coarsens conv2 again and keeps conv1's coarse concepts (it replaced
+    the run's WordNet graph, so the other layers' concepts were gone and their groups with them)."""
+    from filtag_kg.kg.store import Store
+
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(animal_tags))
+    cli_ok("link", "wordnet", "--store", tmp_path / "store")
+    graph = link_wordnet(animal_tags, wn).graph
+
+    def coarse(store: Store) -> dict[str, set[tuple[str, str, str]]]:
+        rows = store.query(f"""SELECT ?layer ?c ?p ?o WHERE {{ GRAPH <{graph.value}> {{ ?c a <{FT}CoarseConcept> ;
+            <{FT}coarsens> ?f ; ?p ?o }} ?f <{FT}ofLayer>/<http://www.w3.org/2000/01/rdf-schema#label> ?layer }}""")
+        out: dict[str, set[tuple[str, str, str]]] = {"conv1": set(), "conv2": set()}
+        for r in rows:
+            out[r["layer"].value].add((r["c"].value, r["p"].value, str(r["o"])))
+        return out
+
+    with Store(tmp_path / "store") as store:
+        before = coarse(store)
+        groups = query_rows("semantic-layer-groups", store, layer="conv1")
+    cli_ok("link", "wordnet", "--store", tmp_path / "store", "--layer", "conv2", "--share", "0.75")
+    with Store(tmp_path / "store") as store:
+        after = coarse(store)
+        assert query_rows("semantic-layer-groups", store, layer="conv1") == groups  # labels of the synsets too
+    assert len(before["conv1"]) == 3 * 2 * 11 and after["conv1"] == before["conv1"]  # 3 filter-selections, all + share
+    shares = {o for _, p, o in after["conv2"] if p == FT + "minCoverage"}
+    assert shares == {str(pyoxigraph.Literal(1.0)), str(pyoxigraph.Literal(0.75))}
+    assert [(r["selection"], r["label"], r["filters"]) for r in groups] == [
+        ("k-best 1", "placental", 1), ("k-best 2", "placental", 2)]
+    # with the mammals mapped elsewhere, conv1's kept concept (placental) is still described in the graph
+    mapping = tmp_path / "mapping.tsv"
+    mapping.write_text("".join(f"{a}\tcar.n.01\n" for a in ANIMALS if a != "bird"))
+    cli_ok("link", "wordnet", "--store", tmp_path / "store", "--layer", "conv2", "--mapping", mapping)
+    with Store(tmp_path / "store") as store:
+        assert query_rows("semantic-layer-groups", store, layer="conv1") == groups
+
+
+def test_link_command_names_the_mapping_line_of_an_unknown_synset(
+    animal_tags: filtag_kg.TagSet, tmp_path: Path, run_cli,
+) -> None:
+    """`link wordnet --mapping` names the file and line of a synset WordNet does not have."""
+    from filtag_kg.kg.store import Store
+
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(animal_tags))
+    mapping = tmp_path / "mapping.tsv"
+    mapping.write_text("cow\tcow.n.02\nbear\tn99999999\n")
+    code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "store", "--mapping", mapping)
+    assert code == 2 and f"{mapping}, line 2: wnid n99999999 is not a noun synset of WordNet 3.0" in err
+
+
+def test_a_filter_tagged_only_with_unlinked_classes_counts_as_tagged(wn: WordNet) -> None:
+    """The layer summary counted only filters with a tag linked to WordNet as tagged: a filter whose
+    only tag is a class WordNet lacks ('plugh') was left out ('2 of 4 filters tagged' for 3)."""
+    classes = ["horse", "zebra", "xyzzy", "plugh", "cat"]
+    stats = ActivationStats.empty(["conv"], classes, {"conv": 4}, manifest={"dataset": {"label_space": "toy"}})
+    means = np.zeros((5, 4))
+    means[[0, 1, 2], 0] = means[3, 1] = means[4, 2] = 1.0  # filter 3 untagged
+    stats.add_batch(np.arange(5), {"conv": means})
+    result = coarsen(filtag_kg.tag(stats, k=1), wn)
+    assert result.counts() == {"filters": 4, "tagged": 3, "multi_tag": 1, "specific_all": 1, "specific_share": 1}
+    assert layer_summary(result).startswith("conv (k-best 1): 3 of 4 filters tagged, 1 with several tags")
+
+
+def test_filters_under_concept_follow_the_runs_own_class_links(wn: WordNet, animal_tags: filtag_kg.TagSet) -> None:
+    """Two runs of the same classes, the second linked with a mapping (bird → dog): the first run's
+    filters were counted with the second run's links too (its bird tag lay under dog), since every
+    run's WordNet graph links the shared class nodes."""
+    import copy
+
+    other = copy.deepcopy(animal_tags)
+    other.manifest["model"] = {"name": "other", "hash": "cd" * 32}
+    store = pyoxigraph.Store()
+    for tags, mapping in ((animal_tags, None), (other, {"bird": "dog.n.01"})):
+        store.extend(export_tags(tags))
+        store.extend(link_wordnet(tags, wn, mapping).quads)
+    dog = WN30 + "02084071-n"
+    runs = {run_ids(t).tagging: name for t, name in ((animal_tags, "first"), (other, "second"))}
+    rows = query_rows("semantic-filters-under-concept", store, concept=dog, share=0.1)
+    got = sorted((runs[r["run"].rsplit("/", 1)[1]], r["parameter"], r["layer"], r["filter"], r["under"],
+                  sorted(r["classesUnder"].split(", "))) for r in rows)
+    first = [row for row in got if row[0] == "first"]
+    assert first == [("first", 1, "conv1", 0, 1, ["dog"]), ("first", 1, "conv2", 0, 1, ["dog"]),
+                     ("first", 2, "conv1", 0, 1, ["dog"]), ("first", 2, "conv1", 1, 1, ["dog"]),
+                     ("first", 2, "conv2", 0, 1, ["dog"]), ("first", 2, "conv2", 1, 1, ["dog"])]
+    second = [row[1:] for row in got if row[0] == "second"]
+    assert second == [(1, "conv1", 0, 2, ["bird", "dog"]), (1, "conv2", 0, 1, ["dog"]), (1, "conv2", 2, 1, ["bird"]),
+                      (2, "conv1", 0, 2, ["bird", "dog"]), (2, "conv1", 1, 2, ["bird", "dog"]),
+                      (2, "conv2", 0, 2, ["bird", "dog"]), (2, "conv2", 1, 1, ["dog"]), (2, "conv2", 2, 1, ["bird"])]
+
+
+def test_layer_groups_of_a_run_coarsened_with_share_1(wn: WordNet, animal_tags: filtag_kg.TagSet) -> None:
+    """`link wordnet --share 1`: a filter's 'share' link asks coverage 1 like its 'all' link, and the
+    query took the share links as those asking less than 1, so it found no group at all."""
+    store = pyoxigraph.Store()
+    store.extend(export_tags(animal_tags))
+    store.extend(link_wordnet(animal_tags, wn, share=1.0).quads)
+    rows = [r for r in query_rows("semantic-layer-groups", store, layer="conv2") if r["selection"] == "k-best 1"]
+    assert sorted((r["label"], r["filters"], r["filterIndices"], r["meanCoverage"]) for r in rows) == [
+        ("carnivore", 1, "0", 1.0), ("elephant", 1, "3", 1.0), ("equine", 1, "1", 1.0), ("vertebrate", 1, "2", 1.0)]

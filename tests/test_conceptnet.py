@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -19,6 +20,7 @@ import pytest
 
 import filtag_kg
 from filtag_kg.errors import UserError
+from filtag_kg.imagenet import imagenet_index
 from filtag_kg.kg.conceptnet import (
     CN, ConceptNetClient, Edge, concept_uri, conceptnet_quads, fetch_edges, link_conceptnet, node, read_dump,
     shared_neighbours, term_of,
@@ -135,7 +137,7 @@ def client(api: StandIn, cache: Path, **kwargs: object) -> ConceptNetClient:
 def test_concept_uris() -> None:
     assert concept_uri("French_horn") == "/c/en/french_horn"
     assert concept_uri(" great white  shark ") == "/c/en/great_white_shark"
-    assert concept_uri("potter's_wheel") == "/c/en/potters_wheel"
+    assert concept_uri("potter's_wheel") == "/c/en/potter's_wheel"
     assert term_of("/c/en/dog/n/wn/animal") == "/c/en/dog"
     with pytest.raises(UserError):
         concept_uri(" '. ")
@@ -406,7 +408,7 @@ def test_a_slash_in_a_label_separates_words(tmp_path: Path) -> None:
     """A '/' in a label separates words, as in ConceptNet's own standardisation: kept, it made the rest
     of the label a part of speech ('AC/DC' was linked to /c/en/ac/dc, labelled 'ac', without its edges)."""
     assert concept_uri("AC/DC") == "/c/en/ac_dc" == term_of(concept_uri("AC/DC"))
-    assert concept_uri(" a / b ") == "/c/en/a_b"
+    assert concept_uri(" x / y ") == "/c/en/x_y"
     stats = ActivationStats.empty(["conv"], ["AC/DC", "cat"], {"conv": 2}, manifest={"dataset": {"label_space": "toy"}})
     stats.add_batch(np.arange(2), {"conv": np.eye(2)})
     dump = tmp_path / "dump.csv"
@@ -458,3 +460,71 @@ def test_a_label_without_a_term_skips_its_class(tmp_path: Path, cli_ok) -> None:
                <http://www.w3.org/2000/01/rdf-schema#label> ?label } ORDER BY ?label"""))
     assert [(r["label"].value, r["concept"].value) for r in rows] == [
         ("bear", f"{CN}/c/en/bear"), ("cat", f"{CN}/c/en/cat")]
+
+
+def test_terms_are_standardised_as_conceptnet_does(tmp_path: Path) -> None:
+    """Labels become the terms ConceptNet has (its text standardisation: words split at hyphens,
+    apostrophes inside words kept, English articles dropped). Hyphens kept ('hen-of-the-woods') and
+    apostrophes dropped ('potters_wheel') made terms ConceptNet has not: 24 ImageNet classes got no edges."""
+    assert [concept_uri(label) for label in ("hen-of-the-woods", "potter's_wheel", "jack-o'-lantern", "Shih-Tzu",
+                                             "German_short-haired_pointer", "St. Bernard", "to go", "the")] == [
+        "/c/en/hen_of_woods", "/c/en/potter's_wheel", "/c/en/jack_o_lantern", "/c/en/shih_tzu",
+        "/c/en/german_short_haired_pointer", "/c/en/st_bernard", "/c/en/go", "/c/en/the"]
+    labels = imagenet_index().keras_labels
+    assert sum("-" in concept_uri(label) for label in labels) == 0
+    assert concept_uri("yellow_lady's_slipper") == "/c/en/yellow_lady's_slipper"
+    classes = ["hen-of-the-woods", "potter's_wheel"]
+    stats = ActivationStats.empty(["conv"], classes, {"conv": 1}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(2), {"conv": np.ones((2, 1))})
+    dump = tmp_path / "dump.csv"
+    dump.write_text("/a/x\t/r/IsA\t/c/en/hen_of_woods/n\t/c/en/mushroom\t{\"weight\": 1.0}\n"
+                    "/a/y\t/r/UsedFor\t/c/en/potter's_wheel/n\t/c/en/pottery\t{\"weight\": 2.0}\n")
+    edges = link_conceptnet(filtag_kg.tag(stats, k=1), dump=dump).edges
+    assert {c: [e.end for e in found] for c, found in edges.edges.items()} == {
+        "/c/en/hen_of_woods": ["/c/en/mushroom"], "/c/en/potter's_wheel": ["/c/en/pottery"]}
+
+
+def test_a_damaged_cache_entry_is_fetched_again(api: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached answer cut short or edited was a JSONDecodeError's (or KeyError's) traceback: it is
+    fetched again, and offline it is reported missing with its file. Two runs caching the same concept
+    at once each write a file of their own (they shared one .tmp: FileNotFoundError for the second)."""
+    import filtag_kg.kg.conceptnet as conceptnet
+
+    fetch = client(api, tmp_path, page_size=10)
+    path = fetch._cache_path("/c/en/cat")  # in tmp_path
+    for damaged in ('{"edges": [', '{"edges": [{"@id": "/a/x"}]}', '["edges"]'):
+        path.write_text(damaged)
+        result = fetch_edges(["/c/en/cat"], client(api, tmp_path, offline=True))
+        assert result.missing == {"/c/en/cat": f"offline, and its cached answer {path} is damaged "
+                                                "(not the JSON this client writes)"}
+        before = api.requests["/c/en/cat"]
+        assert [e.end for e in fetch.edges("/c/en/cat")] == ["/c/en/animal", "/c/en/pet", "/c/en/carnivore"]
+        assert api.requests["/c/en/cat"] == before + 1
+    path.unlink()
+    replace, nested = os.replace, []
+
+    def other_run_in_between(src: str, dst: str) -> None:  # a second run caches the concept meanwhile
+        if not nested:
+            nested.append([])
+            nested[0] = client(api, tmp_path, page_size=10).edges("/c/en/cat")
+        replace(src, dst)
+
+    monkeypatch.setattr(conceptnet.os, "replace", other_run_in_between)
+    assert fetch.edges("/c/en/cat") == nested[0] and len(nested[0]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_class_named_by_its_wnid_is_linked_by_its_imagenet_name(tmp_path: Path) -> None:
+    """An image folder of wnid sub-folders (an ImageNet subset) names its classes by wnid: they were
+    linked to /c/en/n01440764 and the like, terms ConceptNet has not (no edges, nothing reported)."""
+    classes = ["n01440764", "n02102040", "n99999999"]
+    stats = ActivationStats.empty(["conv"], classes, {"conv": 1},
+                                  manifest={"dataset": {"label_space": "subset", "wnids": classes}})
+    stats.add_batch(np.arange(3), {"conv": np.ones((3, 1))})
+    dump = tmp_path / "dump.csv"
+    dump.write_text('/a/x\t/r/IsA\t/c/en/tench\t/c/en/fish\t{"weight": 1.0}\n'
+                    '/a/y\t/r/IsA\t/c/en/english_springer\t/c/en/dog\t{"weight": 2.0}\n')
+    result = link_conceptnet(filtag_kg.tag(stats, k=1), dump=dump)
+    assert sorted(result.concepts.values()) == ["/c/en/english_springer", "/c/en/tench"]
+    assert len(result.edges.all_edges()) == 2
+    assert result.edges.skipped == {"n99999999": "its label is a wnid of no ImageNet-1k class, which names no word to link"}

@@ -195,3 +195,15 @@ def test_other_wordnet_versions_are_refused(tmp_path: Path) -> None:
             WordNet.load(tmp_path)
     finally:
         install_copy(DEBIAN_WORDNET)  # put the Debian copy back for the other tests
+
+
+def test_a_synset_no_noun_of_wordnet_is_named_with_its_line(wn: WordNet, tmp_path: Path) -> None:
+    """A mapping to a synset WordNet does not have was refused by linking with the synset alone
+    ("wnid n99999999 is not a noun synset"): which file and line is said, as the file is read."""
+    path = tmp_path / "map.tsv"
+    for wrong, why in (("n99999999", "wnid n99999999 is not a noun synset of WordNet 3.0"),
+                       ("1440764", "'1440764' is not a WordNet 3.0 synset"), ("run.v.01", "'run.v.01' is not a noun synset")):
+        path.write_text(f"# label\tsynset\ncow\tcow.n.02\nbear\t{wrong}\n")
+        with pytest.raises(UserError, match=f"^{path}, line 3: {why}"):
+            read_mapping(path, wn)
+        assert read_mapping(path) == {"cow": "cow.n.02", "bear": wrong}  # without WordNet: read only

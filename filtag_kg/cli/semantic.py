@@ -41,11 +41,12 @@ def register(cli: click.Group) -> None:
                   help="File of 'label<TAB>synset' lines overriding the sense of labels without a wnid.")
     @click.option("--share", type=click.FloatRange(0, 1, min_open=True), default=2 / 3, show_default="2/3",
                   help="Share of a filter's tags the 'share' concept must cover.")
-    @click.option("--layer", "layers", multiple=True, help="Coarsen only these layers (repeatable).")
+    @click.option("--layer", "layers", multiple=True,
+                  help="Coarsen only these layers (repeatable); the coarse concepts of the others stay as they are.")
     def link_wordnet_command(store: Path | None, endpoint: str | None, run: str | None, wordnet_dir: Path | None,
                              mapping: Path | None, share: float, layers: tuple[str, ...]) -> None:
         """Link classes to WordNet synsets, add their hypernym closure and each filter's coarse concepts."""
-        from ..kg.coarsen import layer_summary, link_wordnet, minter_of_run, tags_from_store
+        from ..kg.coarsen import layer_summary, link_wordnet, minter_of_run, other_layers_concepts, tags_from_store
         from ..kg.wordnet import WordNet, read_mapping
 
         with _open_store(store, endpoint, read_only=False) as db:
@@ -55,8 +56,10 @@ def register(cli: click.Group) -> None:
             if unknown:
                 raise UserError(f"--layer {', '.join(sorted(unknown))}: not tagged in run {iri}; layers: {', '.join(tags.layers)}")
             wordnet = WordNet.load(wordnet_dir)
-            result = link_wordnet(tags, wordnet, read_mapping(mapping) if mapping else None, share, layers or None,
-                                  minter_of_run(iri), ids)
+            minter = minter_of_run(iri)
+            kept = other_layers_concepts(db, minter.run_graph(ids.tagging, "wordnet"), layers) if layers else []
+            result = link_wordnet(tags, wordnet, read_mapping(mapping, wordnet) if mapping else None, share, layers or None,
+                                  minter, ids, kept)
             n = db.load(result.quads, result.graph)
             click.echo(f"WordNet 3.0 from {wordnet.source}")
             click.echo(result.links.summary())

@@ -20,20 +20,20 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pyoxigraph import Literal, NamedNode, Quad
+from pyoxigraph import Literal, NamedNode, Quad, Triple
 from tqdm import tqdm
 
 from ..errors import UserError
 from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
 from .export import RunIds, label_space, run_ids, tag_layer_keys
 from .vocab import FT, PROV, RDF, Minter
-from .wordnet import LinkReport, WordNet, link_classes, synset_iri, wordnet_quads
+from .wordnet import LinkReport, WordNet, closure, link_classes, offset_of_iri, synset_iri, synset_quads, wordnet_quads
 
 if TYPE_CHECKING:
     from nltk.corpus.reader.wordnet import Synset
@@ -82,11 +82,12 @@ class LayerConcepts:
         return concept is not None and concept.synset not in self.generic
 
     def counts(self) -> dict[str, int]:
-        """Filters with tags, with several tags, and multi-tag filters whose concept is specific."""
+        """Filters with tags (linked to WordNet or not: a filter tagged only with classes WordNet lacks
+        is tagged too), with several linked tags, and multi-tag filters whose concept is specific."""
         multi = [f for f in self.filters if len(f.synsets) > 1]
         return {
             "filters": len(self.filters),
-            "tagged": sum(1 for f in self.filters if f.synsets),
+            "tagged": sum(1 for f in self.filters if f.classes),
             "multi_tag": len(multi),
             "specific_all": sum(self.specific(f.all) for f in multi),
             "specific_share": sum(self.specific(f.share) for f in multi),
@@ -248,15 +249,25 @@ def link_wordnet(
     layers: Sequence[str] | None = None,
     minter: Minter | None = None,
     ids: RunIds | None = None,
+    kept: Iterable[Triple] = (),
 ) -> WordNetLinking:
     """Link a run's classes to WordNet and coarsen its filters (every layer and selection by default),
-    as quads for the run's "wordnet" named graph (`ids`: those of a run read back from a store)."""
+    as quads for the run's "wordnet" named graph (`ids`: those of a run read back from a store).
+    `kept`: coarse concepts of other layers to keep in the graph (`other_layers_concepts`), with the
+    SKOS description of their synsets."""
     wordnet = wordnet or WordNet.load()
     minter = minter or Minter()
     ids = ids or run_ids(tags)
     graph = minter.run_graph(ids.tagging, "wordnet")
     links = link_tags(tags, wordnet, mapping)
     quads = list(wordnet_quads(links, wordnet, graph, minter))
+    others = [Quad(t.subject, t.predicate, t.object, graph) for t in kept]
+    if others:  # their synsets are described in the graph too, whatever the classes link to now
+        described = set(closure(wordnet, (link.synset for link in links.linked)))
+        concepts = [wordnet.synset("{:08d}-{}".format(*offset_of_iri(q.object.value)))
+                    for q in others if q.predicate.value == FT + "concept"]
+        quads += others
+        quads += synset_quads(wordnet, [s for s in closure(wordnet, concepts) if s not in described], graph)
     results = []
     keys = tag_layer_keys(tags)
     for layer in layers or tags.layers:
@@ -265,6 +276,20 @@ def link_wordnet(
             results.append(result)
             quads.extend(coarsening_quads(result, keys[layer], ids.model, ids.tagging, graph, minter))
     return WordNetLinking(graph, quads, links, results)
+
+
+def other_layers_concepts(store: Any, graph: NamedNode, layers: Sequence[str]) -> list[Triple]:
+    """The coarse concepts a run's WordNet graph in `store` holds for filters of layers other than
+    `layers`: `link wordnet --layer` coarsens only its layers and keeps these (it replaced the graph,
+    so the concepts of every other layer were lost)."""
+    query = f"""PREFIX ft: <{FT}>
+        PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>
+        CONSTRUCT {{ ?link ?p ?o }} WHERE {{
+          GRAPH <{graph.value}> {{ ?link a ft:CoarseConcept ; ft:coarsens ?filter ; ?p ?o }}
+          ?filter ft:ofLayer/rdfs:label ?layer .
+          FILTER(?layer NOT IN ({", ".join(str(Literal(m)) for m in layers)}))
+        }}"""
+    return list(store.query(query))
 
 
 _RUN_QUERY = """

@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import os
-import re
+import tempfile
 import time
 import unicodedata
 import zlib
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urljoin
 
+import regex
 from pyoxigraph import Literal, NamedNode, Quad
 from tqdm import tqdm
 
@@ -49,16 +50,28 @@ if TYPE_CHECKING:
 CN = "http://conceptnet.io"
 DEFAULT_API = "https://api.conceptnet.io"
 RELATIONS = ("IsA", "PartOf", "HasA", "RelatedTo", "Synonym", "SimilarTo", "AtLocation", "UsedFor")
+# a word of wordfreq's simple_tokenize (ConceptNet's tokenizer; Unicode word segmentation by the
+# `regex` module, which NLTK requires): a word character or symbol, then what no word break separates
+_WORD = regex.compile(r"[\w\p{So}](?:\B\S|\p{M})*", regex.V1 | regex.WORD)
+_ARTICLES = frozenset({"a", "an", "the"})  # ConceptNet's English stopwords
 
 
 def concept_uri(label: str, language: str = "en") -> str:
-    """The ConceptNet term of a label: /c/en/ + lower case, NFKC, runs of spaces, underscores and
-    slashes → '_', apostrophes and dots dropped (close to ConceptNet's own text standardisation; a
-    '/' kept would make the rest of the label a part of speech: 'AC/DC' is /c/en/ac_dc, not the
-    term 'ac' of /c/en/ac/dc)."""
-    text = unicodedata.normalize("NFKC", label).strip().lower()
-    text = re.sub(r"['’.]", "", text)
-    text = re.sub(r"[\s_/]+", "_", text).strip("_")
+    """The ConceptNet term of a label, standardised as ConceptNet standardises text
+    (`conceptnet5.nodes.standardized_concept_uri`): '_' read as a space, NFC, split into words by
+    Unicode word segmentation (wordfreq's `simple_tokenize`: a hyphen, '/', '.' or '%' between words
+    separates them, an apostrophe inside a word stays), lower case, then for English the articles
+    'a', 'an', 'the' and a leading 'to' dropped (unless nothing else is left), joined by '_'. So
+    'hen-of-the-woods' is /c/en/hen_of_woods, 'potter's_wheel' /c/en/potter's_wheel and 'AC/DC'
+    /c/en/ac_dc: terms ConceptNet has, where keeping the hyphens or dropping the apostrophe gave
+    terms it has not (24 of the 1,000 ImageNet labels got no edges)."""
+    words = [w.strip("'").casefold() for w in _WORD.findall(unicodedata.normalize("NFC", label.replace("_", " ")))]
+    if language == "en":
+        kept = [w for w in words if w not in _ARTICLES]
+        while kept and kept[0] == "to":
+            kept = kept[1:]
+        words = kept or words
+    text = "_".join(words)
     if not text:
         raise UserError(f"label {label!r} gives an empty ConceptNet term")
     return f"/c/{language}/{text}"
@@ -133,6 +146,18 @@ def _edge(uri: str, rel: str, start: str, end: str, weight: Any, relations: Iter
     return Edge(uri, name, term_of(start), term_of(end), number)
 
 
+def _cached_edges(path: Path) -> list[dict[str, Any]] | None:
+    """The raw edges of a cached answer; None when there is none, or when it is damaged (cut short,
+    edited, of another program: a JSONDecodeError's traceback before), so that it is fetched again."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))["edges"]
+        for e in raw:
+            e["@id"], e["rel"]["@id"], e["start"]["@id"], e["end"]["@id"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return raw if isinstance(raw, list) else None
+
+
 class FetchError(RuntimeError):
     """A concept's edges could not be fetched (after retries, or offline without a cached answer)."""
 
@@ -176,15 +201,18 @@ class ConceptNetClient:
     def edges(self, concept: str) -> list[Edge]:
         """All edges of `concept` with another English term, of the wanted relations (cached)."""
         path = self._cache_path(concept)
-        if path.is_file():
-            raw = json.loads(path.read_text())["edges"]
-        elif self.offline:
-            raise FetchError("offline and not in the cache")
-        else:
+        raw = _cached_edges(path)
+        if raw is None and self.offline:
+            raise FetchError("offline and not in the cache" if not path.exists() else
+                             f"offline, and its cached answer {path} is damaged (not the JSON this client writes)")
+        if raw is None:
             raw = self._fetch_all(concept)
             self.cache.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"concept": concept, "base_url": self.base_url, "edges": raw}))
+            # a file of its own: two runs fetching the same concept shared one .tmp file, so one moved the
+            # other's half-written answer into place and then failed to find its own (FileNotFoundError)
+            fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=self.cache)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"concept": concept, "base_url": self.base_url, "edges": raw}, f)
             os.replace(tmp, path)  # only complete answers are cached
         out = []
         for e in raw:
@@ -383,17 +411,28 @@ def link_conceptnet(
 ) -> ConceptNetLinking:
     """Link a run's classes to ConceptNet terms (from their labels) and import the edges of those terms
     from `dump` when given, else through `client` (default: the public API with the on-disk cache).
-    A class whose label gives no term ("...") is left unlinked and reported in `edges.skipped`.
+    A class whose label gives no term ("...") is left unlinked and reported in `edges.skipped`. A class
+    whose label is its wnid (an image folder of wnid sub-folders) is linked by its ImageNet-1k name
+    (its label gave the term /c/en/n01440764, which ConceptNet has not), or skipped when it has none.
     `ids`: those of a run read back from a store."""
+    from ..imagenet import imagenet_index
     from .export import label_space, run_ids, tag_class_keys
 
     minter = minter or Minter()
     ids = ids or run_ids(tags)
     concepts: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    for key, label in zip(tag_class_keys(tags), tags.classes):
+    wnids = (tags.manifest.get("dataset") or {}).get("wnids") or [None] * len(tags.classes)
+    for key, label, wnid in zip(tag_class_keys(tags), tags.classes, wnids):
+        text = label
+        if wnid and label == wnid:
+            try:
+                text = imagenet_index().keras_labels[imagenet_index().index_of_wnid(wnid)]
+            except UserError:
+                skipped[label] = "its label is a wnid of no ImageNet-1k class, which names no word to link"
+                continue
         try:
-            concepts[key] = concept_uri(label)
+            concepts[key] = concept_uri(text)
         except UserError:  # nothing of the label is left for a term ("..."): one class must not stop the run
             skipped[label] = "its label gives an empty ConceptNet term, so it is not linked"
     if dump is not None:
