@@ -133,7 +133,9 @@ class ImportReport:
         return "\n".join(lines)
 
 
-_HEADER = re.compile(r"^\s*filter\s+tags\b(?:.*?\bk\s*=\s*(\d+))?", re.IGNORECASE)
+_HEADER = re.compile(r"^\s*filter\s+tags\b(.*)", re.IGNORECASE)
+_HEADER_K = re.compile(r"\bk\s*=\s*(\w[\w.]*)", re.IGNORECASE)
+_HEADER_Q = re.compile(r"\bq\s*=", re.IGNORECASE)
 _LINE = re.compile(r"^\s*(\d+)\s*:\s*(\[.*\])\s*$")
 
 # VGG16 as in keras.applications (include_top=True): (block, convs, filters)
@@ -165,6 +167,7 @@ def _model_manifest(model: str, layer: str, n_filters: int) -> dict[str, Any]:
     """The model part of the manifest. Weights are not available here, so the model hash is the
     SHA-256 of the architecture description plus "keras.applications <model> imagenet weights"."""
     if model.upper() == "VGG16":
+        model = "VGG16"  # one network however it is spelled: 'vgg16' hashed apart from 'VGG16'
         layers = vgg16_layers()
         if layer not in {entry["name"] for entry in layers}:
             raise UserError(f"--layer {layer!r} is not a layer of VGG16; conv layers: "
@@ -214,9 +217,7 @@ def parse_filtag_file(
     header = _HEADER.match(lines[0])
     if header is None:
         raise UserError(f"{path}, line 1: expected a header such as 'filter tags k=1', got {lines[0][:60]!r}")
-    k = int(header.group(1) or 1)
-    if k < 1:
-        raise UserError(f"{path}, line 1: k={k} in the header; the k of k-best tags is at least 1")
+    k = _header_k(path, header.group(1))
 
     per_filter: dict[int, tuple[int, list[str]]] = {}
     for number, line in enumerate(lines[1:], start=2):
@@ -296,6 +297,21 @@ def parse_filtag_file(
         },
     )
     return tags, report
+
+
+def _header_k(path: Path, rest: str) -> int:
+    """The k of the header's `k=N` (1 when it names none). A q= (q-quantile tags) or a k that is not a
+    whole number is refused: 'q=5' was imported as k-best 1, 'k=1.5' as k-best 1, without a word."""
+    if _HEADER_Q.search(rest):
+        raise UserError(f"{path}, line 1: the header names q= (q-quantile tags); only k-best tag files "
+                        "(header 'filter tags k=N') can be imported")
+    given = _HEADER_K.search(rest)
+    if given is None:
+        return 1
+    if not re.fullmatch(r"[0-9]+", given.group(1)) or int(given.group(1)) < 1:
+        raise UserError(f"{path}, line 1: k={given.group(1)} in the header; the k of k-best tags is a whole "
+                        "number, at least 1")
+    return int(given.group(1))
 
 
 def _resolve_keys(resolve: dict[str, str]) -> dict[tuple[int, str], tuple[str, str]]:

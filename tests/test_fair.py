@@ -3,6 +3,7 @@ loopback (read-only; updates only with basic auth), and the knowledge-graph CLI 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import http.client
 import json
@@ -397,3 +398,16 @@ def test_export_load_and_push_commands(oxigraph: str, run_a: TagSet, tmp_path: P
     assert int(next(iter(remote.query(TAG_COUNT)))["n"].value) == len(run_a)
     cli_ok("push", str(tmp_path / "run.ttl"), "--endpoint", oxigraph, "--graph", "https://example.org/g")
     assert remote.count("https://example.org/g") == Store(tmp_path / "s1").count(ox.NamedNode("https://example.org/g"))
+
+
+def test_issued_is_an_xsd_date(store: Store, run_a: TagSet, tmp_path: Path) -> None:
+    """--issued takes YYYY-MM-DD only: Python's fromisoformat also took 20261202 and 2026-W49-3, which
+    were written as they were, an ill-typed xsd:date in dataset.ttl and a datePublished search engines misread."""
+    for issued in ("20261202", "2026-W49-3", "2026-12-2", "２０２６-12-02"):
+        with pytest.raises(UserError, match=f"--issued '{issued}': expected a date YYYY-MM-DD"):
+            publish(store, run_iri(run_a), tmp_path / "pub", license="https://x.org/l", creator="x", issued=issued)
+    assert not (tmp_path / "pub").exists()
+    publish(store, run_iri(run_a), tmp_path / "pub", license="https://x.org/l", creator="x", issued="2026-12-02")
+    issued = next(rdflib.Graph().parse(tmp_path / "pub" / "dataset.ttl").objects(None, rdflib.DCTERMS.issued))
+    assert issued.datatype == rdflib.XSD.date and issued.toPython() == dt.date(2026, 12, 2)
+    assert json.loads((tmp_path / "pub" / "dataset.jsonld").read_text())["datePublished"] == "2026-12-02"

@@ -129,3 +129,22 @@ def test_graphml_refuses_what_xml_cannot_hold_and_a_selection_is_named_as_asked(
     assert nx.read_graphml(tmp_path / "g.graphml").nodes["class:0"]["label"] == "tab\tand new\nline"
     with pytest.raises(UserError, match="with q-quantile 25.0000001 in the store"):
         graphs.store_filter_class_graph(store, run_iri(tags), Q_QUANTILE, 25.0000001)
+
+
+def test_tags_without_scores_give_the_same_graph_by_both_routes(tmp_path: Path) -> None:
+    """An imported FilTag file has no scores (NaN): its TagSet's graph had score NaN on every edge (and
+    GraphML 'nan'), the store route none, so the two routes gave different graphs of one run."""
+    from filtag_kg.imagenet import parse_filtag_file
+
+    path = tmp_path / "tags.txt"
+    path.write_text("filter tags k=1\n0:[' zebra ', ' crane ', ' crane ']\n1:[]\n2:[' tench ']\n")
+    tags, _ = parse_filtag_file(path, model="TinyNet", layer="conv")
+    store = Store()
+    store.extend(export_tags(tags))
+    from_tags = graphs.filter_class_graph(tags)
+    from_store = graphs.store_filter_class_graph(store, run_iri(tags), K_BEST, 1)
+    assert dict(from_store.nodes(data=True)) == dict(from_tags.nodes(data=True))
+    assert _edges(from_tags) == _edges(from_store) and len(_edges(from_tags)) == 4
+    assert all(d == {"score": None, "rank": 1} for d in _edges(from_tags).values())
+    graphs.write_graphml(from_tags, tmp_path / "g.graphml")
+    assert "nan" not in (tmp_path / "g.graphml").read_text()

@@ -155,3 +155,36 @@ def test_vgg16_layer_checks(tmp_path: Path) -> None:
         parse_filtag_file(path)
     with pytest.raises(UserError, match="no such tag file"):
         parse_filtag_file(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("filter tags q=5", "the header names q= \\(q-quantile tags\\); only k-best tag files"),
+        ("filter tags k=1 q=5", "the header names q="),
+        ("filter tags k=1.5", "k=1.5 in the header; the k of k-best tags is a whole number, at least 1"),
+        ("filter tags k=five", "k=five in the header"),
+        ("filter tags k=0", "k=0 in the header"),
+    ],
+)
+def test_a_header_of_other_tags_is_refused(tmp_path: Path, header: str, message: str) -> None:
+    """A header naming q-quantile tags or a k that is not a whole number was read as k-best 1."""
+    path = _write(tmp_path, f"{header}\n0:[' zebra ']\n")
+    with pytest.raises(UserError, match=f"^{path}, line 1: {message}"):
+        parse_filtag_file(path, model="TinyNet", layer="conv")
+
+
+def test_header_k_next_to_other_text(tmp_path: Path) -> None:
+    for header, k in (("filter tags k=1", 1), ("Filter tags (k = 25)", 25), ("filter tags", 1), ("filter tags, k=3;", 3)):
+        tags, _ = parse_filtag_file(_write(tmp_path, f"{header}\n0:[' zebra ']\n"), model="TinyNet", layer="conv")
+        assert tags.selections == [("k-best", k)]
+
+
+def test_vgg16_spelled_otherwise_is_the_same_network(tmp_path: Path) -> None:
+    """--model vgg16 read the file as Keras' VGG16 (its layers) but hashed the name as given: another
+    network, and the tags of another layer imported as VGG16 landed on a network of their own."""
+    path = _write(tmp_path, "filter tags k=1\n" + "".join(f"{i}:[' zebra ']\n" for i in range(512)))
+    tags = {name: parse_filtag_file(path, model=name)[0] for name in ("VGG16", "vgg16", "Vgg16")}
+    assert {t.manifest["model"]["name"] for t in tags.values()} == {"VGG16"}
+    assert len({t.manifest["model"]["hash"] for t in tags.values()}) == 1
+    assert len({run_iri(t) for t in tags.values()}) == 1

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -81,7 +82,9 @@ def publish(
     """Write the distributions of a run, `dataset.ttl` (DCAT) and `dataset.jsonld` (schema.org) to `out`."""
     minter = minter or Minter()
     issued = issued or dt.date.today().isoformat()
-    try:
+    try:  # only YYYY-MM-DD is an xsd:date: fromisoformat alone took 20261202 and 2026-W49-3 as they were
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", issued, re.ASCII):
+            raise ValueError(issued)
         dt.date.fromisoformat(issued)
     except ValueError:
         raise UserError(f"--issued {issued!r}: expected a date YYYY-MM-DD") from None

@@ -11,6 +11,7 @@ Both come from a TagSet in memory or from a store (one run's selection, via the 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -118,7 +119,9 @@ def _build(edges: Iterable[Edge], method: str, parameter: float) -> nx.Graph:
         f, c = filter_node(e.layer, e.index), class_node(e.class_index)
         graph.add_node(f, bipartite=0, kind="filter", layer=e.layer, index=e.index, sequence=e.sequence)
         graph.add_node(c, bipartite=1, kind="class", label=e.class_label, index=e.class_index)
-        graph.add_edge(f, c, score=None if e.score is None else float(e.score), rank=e.rank)
+        # no score (a tag file imported without scores: NaN) is None, as the store route reads it
+        score = None if e.score is None or math.isnan(e.score) else float(e.score)
+        graph.add_edge(f, c, score=score, rank=e.rank)
     return graph
 
 
