@@ -5,17 +5,15 @@ N-Quads, TriG and JSON-LD, a DCAT description (dataset.ttl: dataset, distributio
 byte sizes and SHA-256 checksums, license, creator, issue date, the NNO description of the network
 and the run's provenance) and a schema.org Dataset (dataset.jsonld) for web indexing.
 
-`serving` runs Oxigraph's server on 127.0.0.1 over the store: read-only, or with updates behind
-HTTP basic auth (a small proxy in front of the server) when asked for.
+`serving` serves the store on 127.0.0.1: read-only by Oxigraph's server, or, when asked for, with
+updates behind HTTP basic auth by the endpoint of `filtag_kg.kg.endpoint`, in this process.
 """
 
 from __future__ import annotations
 
-import base64
 import ctypes
 import datetime as dt
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -30,13 +28,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, serialize
 
 from ..errors import UserError
+from .endpoint import sparql_endpoint
 from .export import media_type, rdf_format, write
 from .store import Store, unfinished
 from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, XSD, Minter, iri, sparql_prefixes
@@ -333,35 +331,34 @@ def wait_until_up(base: str, process: subprocess.Popen[bytes], timeout: float = 
 def serving(path: Path, port: int, allow_updates: bool = False, password: str | None = None) -> Iterator[tuple[str, str | None]]:
     """Serve the store at `path` on 127.0.0.1:`port`; yield (URL, password or None).
 
-    Read-only: `oxigraph serve-read-only`. With updates: `oxigraph serve` on an internal port behind a
-    proxy that passes queries (and graph store reads) freely and asks HTTP basic auth (user
-    'filtag-kg') for /update and graph store writes.
+    Read-only: `oxigraph serve-read-only`. With updates: the store served from this process
+    (`endpoint.sparql_endpoint`), which asks HTTP basic auth (user 'filtag-kg') for updates and
+    graph store writes; no other port reaches the store.
     """
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"no store at {path}: load or import a run first")
-    _check_port_free(port)  # else the server behind would fail, or another server there would answer for it
+    _check_port_free(port)  # else the server would fail, or another server there would answer for it
     _prepare_store(path, allow_updates)
-    inner_port = free_port() if allow_updates else port
-    command = [oxigraph_binary(), "serve" if allow_updates else "serve-read-only", "--location", str(path),
-               "--bind", f"127.0.0.1:{inner_port}", "--union-default-graph"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               preexec_fn=_dying_with_parent())
-    inner = f"http://127.0.0.1:{inner_port}"
-    proxy: ThreadingHTTPServer | None = None
-    try:
-        wait_until_up(inner, process)
-        if not allow_updates:
-            yield f"http://127.0.0.1:{port}", None
-            return
+    url = f"http://127.0.0.1:{port}"
+    if allow_updates:
         password = password or secrets.token_urlsafe(12)
-        proxy = _auth_proxy(port, inner, password)
-        threading.Thread(target=proxy.serve_forever, daemon=True).start()
-        yield f"http://127.0.0.1:{port}", password
+        with Store(path) as store:
+            server = sparql_endpoint(store.oxigraph, port, password)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            try:
+                yield url, password
+            finally:
+                server.shutdown()
+                server.server_close()
+        return
+    process = subprocess.Popen([oxigraph_binary(), "serve-read-only", "--location", str(path), "--bind",
+                                f"127.0.0.1:{port}", "--union-default-graph"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_dying_with_parent())
+    try:
+        wait_until_up(url, process)
+        yield url, None
     finally:
-        if proxy is not None:
-            proxy.shutdown()
-            proxy.server_close()
         stop_process(process)
 
 
@@ -408,87 +405,6 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def _auth_proxy(port: int, upstream: str, password: str) -> ThreadingHTTPServer:
-    """A loopback proxy that forwards to `upstream`, asking basic auth for anything but a read."""
-    import requests
-
-    expected = b"Basic " + base64.b64encode(f"filtag-kg:{password}".encode())  # bytes: a header may hold any octet
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _reads(self) -> bool:
-            """Only these requests, exactly so spelled, pass without auth: queries and graph store
-            reads. Anything else (updates, writes, and any other spelling of a path, such as
-            /%75pdate or /query/../update, that the server behind might resolve) needs the password."""
-            path = self.path.split("?", 1)[0]
-            return (path == "/query" and self.command in ("GET", "HEAD", "POST")) or (
-                path in ("/", "/store") and self.command in ("GET", "HEAD"))
-
-        def _handle(self) -> None:
-            try:
-                body = self._body()
-            except ValueError:
-                self._answer(400, b"bad Content-Length or chunk size\n", "text/plain", {})
-                return
-            if self.command == "OPTIONS":
-                # answered here, nothing forwarded; no CORS headers (as Oxigraph without --cors), so
-                # browsers send no cross-origin request after it
-                self.send_response(204)
-                self.send_header("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
-                self.end_headers()
-                return
-            given = self.headers.get("Authorization")
-            if not self._reads() and not hmac.compare_digest((given or "").encode("latin-1"), expected):
-                message = (b"updates need HTTP basic auth (user filtag-kg)\n" if given is None else
-                           b"wrong credentials: updates need HTTP basic auth with user filtag-kg and the password "
-                           b"`filtag-kg serve` printed or took from $FILTAG_KG_PASSWORD\n")
-                self._answer(401, message, "text/plain", {"WWW-Authenticate": 'Basic realm="filtag-kg updates"'})
-                return
-            headers = {k: v for k, v in self.headers.items()  # the body goes on whole, with its own length
-                       if k.lower() not in ("host", "authorization", "transfer-encoding", "content-length")}
-            try:
-                r = requests.request(self.command, upstream + self.path, data=body, headers=headers, timeout=300)
-            except requests.RequestException as e:
-                self._answer(502, f"upstream error: {e}\n".encode(), "text/plain", {})
-                return
-            # a HEAD answer has no body, but the length the server gives its GET answer
-            length = {"Content-Length": r.headers["Content-Length"]} if self.command == "HEAD" and \
-                "Content-Length" in r.headers else {}
-            self._answer(r.status_code, r.content, r.headers.get("Content-Type", "text/plain"), length)
-
-        def _body(self) -> bytes:
-            """The request body, sent with a Content-Length or in chunks."""
-            if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip(), 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()  # the CRLF after the chunk
-            while self.rfile.readline().strip():  # trailer lines, up to the empty one
-                pass
-            return b"".join(chunks)
-
-        def _answer(self, status: int, payload: bytes, kind: str, extra: dict[str, str]) -> None:
-            """Answer with `payload`, or, to a HEAD request, with its headers only (`extra` may give
-            the Content-Length another answer's body would have)."""
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            for k, v in {"Content-Length": str(len(payload)), **extra}.items():
-                self.send_header(k, v)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _handle
-
-    try:
-        return ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    except OSError as e:
-        raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e})") from None
 
 
 class _Stopped(BaseException):

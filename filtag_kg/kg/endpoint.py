@@ -1,0 +1,261 @@
+"""The SPARQL endpoint of `filtag-kg serve --allow-updates`: the embedded store served from this
+process on loopback, by the SPARQL 1.1 Protocol (/query, /update) and the Graph Store HTTP
+Protocol (/store), reads open to all and updates behind HTTP basic auth (user `filtag-kg`).
+
+It replaces an Oxigraph server behind an auth proxy: that server's own port, on loopback too, took
+updates from anyone who found it, such as another user of the machine, or a web page whose script
+posts a form to loopback ports (browsers send such a request without asking). Here the store is
+reached through this port only. Queries and updates run on pyoxigraph, the engine of Oxigraph's
+server, with the default graph the union of the named graphs, as `oxigraph serve
+--union-default-graph` answers (a query naming `default-graph-uri`s gets those). Read-only
+serving still runs `oxigraph serve-read-only`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from pyoxigraph import (
+    DefaultGraph, NamedNode, QueryResultsFormat, QueryTriples, RdfFormat, Store, serialize,
+)
+
+from ..errors import UserError
+
+USER = "filtag-kg"
+STAGING = "urn:filtag-kg:serve:"  # a PUT's new content before it replaces the graph; left only by a crash
+RESULT_FORMATS = (QueryResultsFormat.JSON, QueryResultsFormat.XML, QueryResultsFormat.CSV, QueryResultsFormat.TSV)
+TRIPLE_FORMATS = (RdfFormat.TURTLE, RdfFormat.N_TRIPLES, RdfFormat.RDF_XML, RdfFormat.N3, RdfFormat.JSON_LD)
+QUAD_FORMATS = (RdfFormat.N_QUADS, RdfFormat.TRIG)
+F = TypeVar("F", QueryResultsFormat, RdfFormat)
+
+
+class _Refused(Exception):
+    """A request answered with an HTTP error status and a plain-text reason."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.headers = status, headers or {}
+
+
+def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServer:
+    """An HTTP server (not yet serving: call its `serve_forever`) on 127.0.0.1:`port` over `store`;
+    updates need the password. Staging graphs a crash left are removed first."""
+    for g in list(store.named_graphs()):
+        if isinstance(g, NamedNode) and g.value.startswith(STAGING):
+            store.remove_graph(g)
+    expected = b"Basic " + base64.b64encode(f"{USER}:{password}".encode())  # bytes: a header may hold any octet
+    writing = threading.Lock()  # a PUT's check for its graph and its replacement, apart from other writes
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _handle(self) -> None:
+            url = urlsplit(self.path)
+            params = parse_qs(url.query, keep_blank_values=True)
+            try:
+                body = self._body()
+                if self.command == "OPTIONS":  # no CORS headers, so browsers send no cross-origin request after it
+                    self._answer(204, b"", None, {"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
+                    return
+                if not _reads(url.path, self.command):
+                    self._authorize()
+                if url.path == "/query":
+                    self._answer(200, *_query(store, self.command, params, body, self.headers))
+                elif url.path == "/update":
+                    with writing:
+                        _update(store, self.command, params, body, self.headers)
+                    self._answer(204, b"", None)
+                elif url.path == "/store":
+                    with writing:
+                        self._answer(*_graph_store(store, self.command, params, body, self.headers))
+                elif url.path == "/" and self.command in ("GET", "HEAD"):
+                    self._answer(200, b"filtag-kg SPARQL endpoint: /query (SPARQL 1.1 queries), /update (updates, "
+                                      b"HTTP basic auth), /store (Graph Store HTTP Protocol; writes need the auth)\n",
+                                 "text/plain")
+                else:
+                    raise _Refused(404, f"no such service: {url.path} (services: /query, /update, /store)")
+            except _Refused as e:
+                self._answer(e.status, f"{e}\n".encode(), "text/plain", e.headers)
+            except SyntaxError as e:  # a query, update or RDF payload that does not parse
+                self._answer(400, f"{e}\n".encode(), "text/plain")
+            except OSError as e:  # e.g. an update's graph that does not exist
+                self._answer(500, f"{e}\n".encode(), "text/plain")
+
+        def _authorize(self) -> None:
+            given = self.headers.get("Authorization")
+            if not hmac.compare_digest((given or "").encode("latin-1", "replace"), expected):
+                raise _Refused(401, "updates need HTTP basic auth (user filtag-kg)" if given is None else
+                               "wrong credentials: updates need HTTP basic auth with user filtag-kg and the password "
+                               "`filtag-kg serve` printed or took from $FILTAG_KG_PASSWORD",
+                               {"WWW-Authenticate": 'Basic realm="filtag-kg updates"'})
+
+        def _body(self) -> bytes:
+            """The request body, sent with a Content-Length or in chunks."""
+            try:
+                if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0].strip(), 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()  # the CRLF after the chunk
+                while self.rfile.readline().strip():  # trailer lines, up to the empty one
+                    pass
+                return b"".join(chunks)
+            except ValueError:
+                raise _Refused(400, "bad Content-Length or chunk size") from None
+
+        def _answer(self, status: int, payload: bytes, kind: str | None, extra: dict[str, str] | None = None) -> None:
+            """Answer with `payload`; to a HEAD request with its headers only."""
+            self.send_response(status)
+            if kind is not None:
+                self.send_header("Content-Type", kind)
+            for k, v in {"Content-Length": str(len(payload)), **(extra or {})}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as e:
+        raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e.strerror or e})") from None
+
+
+def _reads(path: str, method: str) -> bool:
+    """Requests that pass without auth: queries, graph store reads and the service description."""
+    return (path == "/query" and method in ("GET", "HEAD", "POST")) or (path in ("/", "/store") and method in ("GET", "HEAD"))
+
+
+def _query(store: Store, method: str, params: dict[str, list[str]], body: bytes, headers: Any) -> tuple[bytes, str]:
+    """Run a query (GET ?query=, POST of a form or of the query itself) and serialize its results
+    as the Accept header asks (default: SPARQL JSON results, Turtle for graphs)."""
+    kind = _media_type(headers.get("Content-Type"))
+    if method == "POST" and kind == "application/x-www-form-urlencoded":
+        params = {**params, **parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)}
+        text = _one(params, "query")
+    elif method == "POST":
+        if kind != "application/sparql-query":
+            raise _Refused(415, f"a query is POSTed as application/sparql-query or a form, not {kind or 'without a type'}")
+        text = body.decode("utf-8")
+    else:
+        text = _one(params, "query")
+    defaults, named = params.get("default-graph-uri", []), params.get("named-graph-uri", [])
+    results = store.query(
+        text, use_default_graph_as_union=not defaults, default_graph=[_iri(g, "default-graph-uri") for g in defaults]
+        or None, named_graphs=[_iri(g, "named-graph-uri") for g in named] or None)
+    if isinstance(results, QueryTriples):
+        fmt = _negotiate(headers.get("Accept"), TRIPLE_FORMATS, RdfFormat.from_media_type)
+        return results.serialize(format=fmt), fmt.media_type
+    chosen = _negotiate(headers.get("Accept"), RESULT_FORMATS, QueryResultsFormat.from_media_type)
+    return results.serialize(format=chosen), chosen.media_type
+
+
+def _update(store: Store, method: str, params: dict[str, list[str]], body: bytes, headers: Any) -> None:
+    """Run an update (POST of a form or of the update itself), in one transaction."""
+    kind = _media_type(headers.get("Content-Type"))
+    if method != "POST":
+        raise _Refused(405, "updates are POSTed", {"Allow": "POST"})
+    if kind == "application/x-www-form-urlencoded":
+        params = {**params, **parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)}
+        text = _one(params, "update")
+    elif kind == "application/sparql-update":
+        text = body.decode("utf-8")
+    else:
+        raise _Refused(415, f"an update is POSTed as application/sparql-update or a form, not {kind or 'without a type'}")
+    if params.get("using-graph-uri") or params.get("using-named-graph-uri"):
+        raise _Refused(400, "using-graph-uri and using-named-graph-uri are not supported: say USING in the update")
+    store.update(text)
+
+
+def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: bytes,
+                 headers: Any) -> tuple[int, bytes, str | None]:
+    """The Graph Store HTTP Protocol on ?graph=IRI or ?default (GET of neither: the whole dataset)."""
+    if "graph" in params:
+        graph: NamedNode | DefaultGraph | None = _iri(_one(params, "graph"), "graph")
+    else:
+        graph = DefaultGraph() if "default" in params else None
+    exists = graph is None or isinstance(graph, DefaultGraph) or store.contains_named_graph(graph)
+    if method in ("GET", "HEAD"):
+        if not exists:
+            raise _Refused(404, f"no graph {graph}")
+        if graph is None:
+            fmt = _negotiate(headers.get("Accept"), QUAD_FORMATS, RdfFormat.from_media_type)
+            return 200, serialize(store, format=fmt), fmt.media_type
+        fmt = _negotiate(headers.get("Accept"), TRIPLE_FORMATS, RdfFormat.from_media_type)
+        return 200, serialize((q.triple for q in store.quads_for_pattern(None, None, None, graph)), format=fmt), \
+            fmt.media_type
+    if graph is None:
+        raise _Refused(400, "name the graph: ?graph=IRI or ?default")
+    if method == "DELETE":
+        if not exists:
+            raise _Refused(404, f"no graph {graph}")
+        store.update(f"DROP {'DEFAULT' if isinstance(graph, DefaultGraph) else f'GRAPH {graph}'}")
+        return 204, b"", None
+    if method not in ("PUT", "POST"):
+        raise _Refused(405, f"{method} is not a graph store method", {"Allow": "GET, HEAD, PUT, POST, DELETE"})
+    kind = _media_type(headers.get("Content-Type"))
+    fmt = RdfFormat.from_media_type(kind) if kind else None
+    if fmt is None or fmt in QUAD_FORMATS:
+        raise _Refused(415, f"unsupported RDF media type {kind or '(none)'}: send "
+                            f"{', '.join(f.media_type for f in TRIPLE_FORMATS)}")
+    if method == "POST" or not exists:  # into the graph as it is: one transaction
+        store.load(body, format=fmt, to_graph=graph)
+        return (201 if not exists else 204), b"", None
+    staging = NamedNode(f"{STAGING}{uuid.uuid4().hex}")  # parsed whole before the graph is touched
+    store.load(body, format=fmt, to_graph=staging)
+    target = "DEFAULT" if isinstance(graph, DefaultGraph) else f"GRAPH {graph}"
+    store.update(f"MOVE SILENT GRAPH {staging} TO {target}")  # the replacement: one transaction
+    return 204, b"", None
+
+
+def _iri(value: str, name: str) -> NamedNode:
+    try:
+        return NamedNode(value)
+    except ValueError as e:
+        raise _Refused(400, f"{name} {value!r} is not an IRI ({e})") from None
+
+
+def _one(params: dict[str, list[str]], name: str) -> str:
+    values = params.get(name, [])
+    if len(values) != 1:
+        raise _Refused(400, f"expected one {name} parameter, got {len(values)}")
+    return values[0]
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";")[0].strip().lower()
+
+
+def _negotiate(accept: str | None, formats: Sequence[F], parse: Callable[[str], F | None]) -> F:
+    """The format the Accept header prefers among `formats` (the first of them for */* or no header)."""
+    ranges = []
+    for i, part in enumerate((accept or "*/*").split(",")):
+        media, *options = (p.strip() for p in part.split(";"))
+        quality = next((o[2:] for o in options if o.startswith("q=")), "1")
+        try:
+            q = float(quality)
+        except ValueError:
+            q = 0.0
+        if q > 0 and media:
+            ranges.append((-q, i, media.lower()))
+    for _, _, media in sorted(ranges):
+        if media == "*/*":
+            return formats[0]
+        if media.endswith("/*"):
+            found = next((f for f in formats if f.media_type.startswith(media[:-1])), None)
+        else:
+            parsed = parse(media)
+            found = parsed if parsed in formats else None
+        if found is not None:
+            return found
+    raise _Refused(406, f"cannot answer in {accept}: available {', '.join(f.media_type for f in formats)}")
