@@ -163,7 +163,7 @@ def vgg16_layers() -> list[dict[str, Any]]:
     return layers
 
 
-def _model_manifest(model: str, layer: str, n_filters: int) -> dict[str, Any]:
+def _model_manifest(model: str, layer: str, n_filters: int, path: Path) -> dict[str, Any]:
     """The model part of the manifest. Weights are not available here, so the model hash is the
     SHA-256 of the architecture description plus "keras.applications <model> imagenet weights"."""
     if model.upper() == "VGG16":
@@ -174,7 +174,7 @@ def _model_manifest(model: str, layer: str, n_filters: int) -> dict[str, Any]:
                             + ", ".join(e["name"] for e in layers if e["type"] == "Conv2D"))
         declared = next(e["filters"] for e in layers if e["name"] == layer)
         if declared != n_filters:
-            raise UserError(f"VGG16 layer {layer!r} has {declared} filters, the file has {n_filters}")
+            raise UserError(f"--layer {layer}: VGG16's layer {layer} has {declared} filters, {path} has {n_filters}")
     else:
         layers = [dict(name=layer, type="Conv2D", index=None, filters=n_filters, kernel_size=None, params=None,
                        activation=None)]
@@ -285,7 +285,7 @@ def parse_filtag_file(
         rank=np.ones(n, np.int32),
         selection_index=np.zeros(n, np.int16),
         manifest={
-            "model": _model_manifest(model, layer, n_filters),
+            "model": _model_manifest(model, layer, n_filters, path),
             "dataset": {"name": "ImageNet (ILSVRC-2012)", "label_space": LABEL_SPACE, "root": None,
                         "wnids": list(index.wnids)},
             "split": {"name": "train", "fraction": None, "seed": None},

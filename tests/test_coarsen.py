@@ -485,7 +485,8 @@ def test_link_command_with_layer_keeps_the_other_layers(
 def test_link_command_names_the_mapping_line_of_an_unknown_synset(
     animal_tags: filtag_kg.TagSet, tmp_path: Path, run_cli,
 ) -> None:
-    """`link wordnet --mapping` names the file and line of a synset WordNet does not have."""
+    """`link wordnet --mapping` names the file and line of a synset WordNet does not have, and of a
+    label that is no class of the run (the message named neither the file nor the line)."""
     from filtag_kg.kg.store import Store
 
     with Store(tmp_path / "store") as store:
@@ -494,6 +495,9 @@ def test_link_command_names_the_mapping_line_of_an_unknown_synset(
     mapping.write_text("cow\tcow.n.02\nbear\tn99999999\n")
     code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "store", "--mapping", mapping)
     assert code == 2 and f"{mapping}, line 2: wnid n99999999 is not a noun synset of WordNet 3.0" in err
+    mapping.write_text("cow\tcow.n.02\nunicorn\thorse.n.01\n")
+    code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "store", "--mapping", mapping)
+    assert code == 2 and f"{mapping}, line 2: 'unicorn' is not a class of this run" in err
 
 
 def test_a_filter_tagged_only_with_unlinked_classes_counts_as_tagged(wn: WordNet) -> None:

@@ -151,7 +151,7 @@ def test_vgg16_layer_checks(tmp_path: Path) -> None:
     path = _write(tmp_path, "filter tags k=1\n0:[' zebra ']\n")
     with pytest.raises(UserError, match="not a layer of VGG16"):
         parse_filtag_file(path, layer="conv9")
-    with pytest.raises(UserError, match="has 512 filters, the file has 1"):
+    with pytest.raises(UserError, match=f"--layer block5_conv3: VGG16's layer block5_conv3 has 512 filters, {path} has 1"):
         parse_filtag_file(path)
     with pytest.raises(UserError, match="no such tag file"):
         parse_filtag_file(tmp_path / "missing.txt")

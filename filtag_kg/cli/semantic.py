@@ -58,7 +58,7 @@ def register(cli: click.Group) -> None:
             wordnet = WordNet.load(wordnet_dir)
             minter = minter_of_run(iri)
             kept = other_layers_concepts(db, minter.run_graph(ids.tagging, "wordnet"), layers) if layers else []
-            result = link_wordnet(tags, wordnet, read_mapping(mapping, wordnet) if mapping else None, share, layers or None,
+            result = link_wordnet(tags, wordnet, read_mapping(mapping, wordnet, tags.classes) if mapping else None, share, layers or None,
                                   minter, ids, kept)
             n = db.load(result.quads, result.graph)
             click.echo(f"WordNet 3.0 from {wordnet.source}")

@@ -283,12 +283,14 @@ class LinkReport:
         return "\n".join(lines)
 
 
-def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None) -> dict[str, str]:
+def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None,
+                 classes: Sequence[str] | None = None) -> dict[str, str]:
     """A user mapping file: one `label<TAB or comma>synset` per line (synset as cow.n.02, 02403454-n or
     a wnid). A line starting with '#' is a comment, and so is the rest of a line from a '#' after the
     label: a label may hold '#' ('C#'; cutting lines at any '#' left 'C' and refused the line).
     With `wordnet`, each synset is looked up as the line is read, so that one that is no noun synset
-    is named with its file and line (linking named only the synset, not where it came from).
+    is named with its file and line (linking named only the synset, not where it came from); with
+    `classes`, so is a label that is none of them.
     Returns label → synset reference."""
     path = Path(path)
     if not path.is_file():
@@ -310,6 +312,8 @@ def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None) -
         label, synset = row[0].strip(), row[1].strip()
         if out.get(label, synset) != synset:
             raise UserError(f"{path}, line {number}: {label!r} is mapped to {out[label]} already, here to {synset}")
+        if classes is not None and label not in classes:
+            raise UserError(f"{path}, line {number}: {label!r} is not a class of this run")
         if wordnet is not None:
             try:
                 wordnet.synset(synset)
