@@ -134,6 +134,25 @@ def test_a_failed_publish_leaves_no_partial_file(
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in result.files) and len(result.files) == 5
 
 
+def test_a_publish_into_a_folder_another_publish_writes_to_is_refused(
+    store: Store, run_a: TagSet, tmp_path: Path,
+) -> None:
+    """It took the other's staging folder for a killed publish's and deleted it mid-write."""
+    import fcntl
+
+    out = tmp_path / "pub"
+    (out / ".publishing-running").mkdir(parents=True)
+    other = os.open(out, os.O_RDONLY)  # as the running publish holds it
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match=f"--out {out}: another publish is writing there"):
+            publish(store, run_iri(run_a), out, license="https://x.org/l", creator="x")
+        assert [p.name for p in out.iterdir()] == [".publishing-running"]
+    finally:
+        os.close(other)
+    assert len(publish(store, run_iri(run_a), out, license="https://x.org/l", creator="x").files) == 5
+
+
 def test_the_description_states_each_triple_once(store: Store, run_a: TagSet, tmp_path: Path) -> None:
     """Another tagging of the same collection puts the collection's description in a second graph."""
     again = filtag_kg.tag(synthetic_stats(seed=0), k=[2])  # run_a's statistics, another selection
