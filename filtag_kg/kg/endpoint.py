@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from pyoxigraph import (
@@ -34,6 +34,7 @@ RESULT_FORMATS = (QueryResultsFormat.JSON, QueryResultsFormat.XML, QueryResultsF
 TRIPLE_FORMATS = (RdfFormat.TURTLE, RdfFormat.N_TRIPLES, RdfFormat.RDF_XML, RdfFormat.N3, RdfFormat.JSON_LD)
 QUAD_FORMATS = (RdfFormat.N_QUADS, RdfFormat.TRIG)
 F = TypeVar("F", QueryResultsFormat, RdfFormat)
+Payload = bytes | Callable[[BinaryIO], object]  # an answer's body, or what writes it
 
 
 class _Refused(Exception):
@@ -86,7 +87,7 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
                 self._answer(e.status, f"{e}\n".encode(), "text/plain", e.headers)
             except SyntaxError as e:  # a query, update or RDF payload that does not parse
                 self._answer(400, f"{e}\n".encode(), "text/plain")
-            except OSError as e:  # e.g. an update's graph that does not exist
+            except Exception as e:  # e.g. an update's graph that does not exist (OSError): answered, not dropped
                 self._answer(500, f"{e}\n".encode(), "text/plain")
 
         def _authorize(self) -> None:
@@ -112,16 +113,23 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
             except ValueError:
                 raise _Refused(400, "bad Content-Length or chunk size") from None
 
-        def _answer(self, status: int, payload: bytes, kind: str | None, extra: dict[str, str] | None = None) -> None:
-            """Answer with `payload`; to a HEAD request with its headers only."""
+        def _answer(self, status: int, payload: Payload, kind: str | None, extra: dict[str, str] | None = None) -> None:
+            """Answer with `payload`, bytes or a function writing them (streamed, without a length: a
+            graph of millions of triples is not held in memory; HTTP/1.0 ends the body by closing);
+            to a HEAD request with the headers only."""
             self.send_response(status)
             if kind is not None:
                 self.send_header("Content-Type", kind)
-            for k, v in {"Content-Length": str(len(payload)), **(extra or {})}.items():
+            length = {"Content-Length": str(len(payload))} if isinstance(payload, bytes) else {}
+            for k, v in {**length, **(extra or {})}.items():
                 self.send_header(k, v)
             self.end_headers()
-            if self.command != "HEAD":
+            if self.command == "HEAD":
+                return
+            if isinstance(payload, bytes):
                 self.wfile.write(payload)
+            else:
+                payload(self.wfile)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
@@ -178,7 +186,7 @@ def _update(store: Store, method: str, params: dict[str, list[str]], body: bytes
 
 
 def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: bytes,
-                 headers: Any) -> tuple[int, bytes, str | None]:
+                 headers: Any) -> tuple[int, Payload, str | None]:
     """The Graph Store HTTP Protocol on ?graph=IRI or ?default (GET of neither: the whole dataset)."""
     if "graph" in params:
         graph: NamedNode | DefaultGraph | None = _iri(_one(params, "graph"), "graph")
@@ -190,10 +198,10 @@ def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: 
             raise _Refused(404, f"no graph {graph}")
         if graph is None:
             fmt = _negotiate(headers.get("Accept"), QUAD_FORMATS, RdfFormat.from_media_type)
-            return 200, serialize(store, format=fmt), fmt.media_type
+            return 200, lambda out: serialize(store, out, fmt), fmt.media_type
         fmt = _negotiate(headers.get("Accept"), TRIPLE_FORMATS, RdfFormat.from_media_type)
-        return 200, serialize((q.triple for q in store.quads_for_pattern(None, None, None, graph)), format=fmt), \
-            fmt.media_type
+        triples = (q.triple for q in store.quads_for_pattern(None, None, None, graph))
+        return 200, lambda out: serialize(triples, out, fmt), fmt.media_type
     if graph is None:
         raise _Refused(400, "name the graph: ?graph=IRI or ?default")
     if method == "DELETE":
