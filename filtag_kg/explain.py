@@ -118,14 +118,28 @@ def explained_layers(tags: TagSet, heldout: HeldOut) -> list[str]:
     if not layers:
         raise UserError(f"the tagged layers ({', '.join(tags.tagged_layers) or 'none'}) have no per-image "
                         f"activations in these held-out records (layers {', '.join(heldout.vectors) or 'none'})")
+    for m in layers:  # records of another network (no model hash to tell) failed in a matrix product
+        if heldout.vectors[m].shape[1] != tags.n_filters[m]:
+            raise UserError(f"layer {m!r} has {tags.n_filters[m]} filters in the tag set but "
+                            f"{heldout.vectors[m].shape[1]} in the held-out records: they are of different networks")
     return layers
+
+
+def require_true_classes(heldout: HeldOut, purpose: str) -> None:
+    """Refuse records with images of unknown true class (label -1: an image file outside a class folder),
+    which `purpose` needs: their label would index the last class (numpy) or break the class counts."""
+    unknown = np.flatnonzero(heldout.labels < 0)
+    if len(unknown):
+        raise UserError(f"{len(unknown)} of the {len(heldout)} images have no known true class (e.g. "
+                        f"{heldout.image_ids[unknown[0]]}); {purpose} needs the true class of every image: "
+                        "put image files in folders named after their classes")
 
 
 def explain(tags: TagSet, heldout: HeldOut, selections: Sequence[tuple[str, float]] | None = None,
             images: Sequence[int] | None = None) -> list[Explanation]:
     """Explanations of images of a HeldOut record (all, or the given positions), for each selection,
     from the tagged layers the records hold."""
-    index = np.arange(len(heldout)) if images is None else np.asarray(images, int).ravel()
+    index = np.arange(len(heldout)) if images is None else _positions(images)
     outside = index[(index < 0) | (index >= len(heldout))]
     if len(outside):  # a negative position would count from the end
         raise UserError(f"image position {int(outside[0])} is not among the {len(heldout)} held-out images "
@@ -148,6 +162,17 @@ def explain(tags: TagSet, heldout: HeldOut, selections: Sequence[tuple[str, floa
                 counts=total[row],
             ))
     return out
+
+
+def _positions(images: Sequence[int]) -> np.ndarray:
+    """Image positions as int64, each a whole number: numpy turned the id '17' into position 17, 0.9 into 0
+    and True into 1, so that another image was explained silently."""
+    values = np.asarray(images).ravel().tolist()
+    bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, int)), None)
+    if bad is not None:
+        raise UserError(f"images are positions in the held-out records (whole numbers), got {bad!r}; "
+                        "the position of an image id is heldout.image_ids.index(id)")
+    return np.asarray(values, np.int64)
 
 
 def _known_selections(tags: TagSet, selections: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -195,6 +220,9 @@ def evaluate(tags: TagSet, heldout: HeldOut | None, max_n: int = MAX_N, per_clas
 
     if heldout is None or len(heldout) == 0:
         raise UserError("no held-out images to evaluate on (collect with a held-out split)")
+    require_true_classes(heldout, "evaluation (Hits@n against the true class, per-class accuracy)")
+    if isinstance(max_n, bool) or not isinstance(max_n, (int, np.integer)) or max_n < 1:
+        raise UserError(f"max_n must be a whole number of at least 1, got {max_n!r}")  # 0 blamed per_class_n
     if not 1 <= per_class_n <= max_n:  # per_class_n 0 read the hits at max_n
         raise UserError(f"per_class_n must be in 1 … max_n ({max_n}), got {per_class_n}")
     layers = explained_layers(tags, heldout)
@@ -255,7 +283,8 @@ def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
         ax.set_xlabel("n")
         ax.set_ylabel("Hits@n")
         ax.set_ylim(0, 1.02)
-        ax.set_xlim(1, n_max)
+        if n_max > 1:  # a single n: matplotlib warned of identical limits
+            ax.set_xlim(1, n_max)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Hits@n of tag-based explanations ({result.n_images} held-out images)")

@@ -83,7 +83,8 @@ def test_demo_then_explain_evaluate_errors(run_cli, default_model, tmp_path, cli
 
 def test_explain_heldout_with_statistics_of_some_layers_and_repeats(run_cli, tmp_path) -> None:
     """The CLI warned 'explaining with l2' and then failed on l1 (its tags); an id or selection given
-    twice was explained twice; a missing default stats folder was called one without held-out records."""
+    twice was explained twice; a missing default stats folder was called one without held-out records;
+    --model or --weights with --heldout only were ignored without a word."""
     import filtag_kg
     from filtag_kg.records import HeldOut
 
@@ -103,6 +104,10 @@ def test_explain_heldout_with_statistics_of_some_layers_and_repeats(run_cli, tmp
     assert out == "i0: predicted dog (80%); true dog — active filters tagged (k-best 1): dog 1\n"
     code, _, err = run_cli("explain", "--tags", tmp_path / "tags", "--heldout", "i0")
     assert code == 2 and f"no statistics in {tmp_path / 'stats'} (the default: 'stats' beside the tags)" in err
+    for option in ("--model", "--weights"):  # ignored: the records hold the collection's own predictions
+        code, _, err = run_cli("explain", "--tags", tmp_path / "tags", "--stats", tmp_path / "l2", "--heldout", "i0",
+                               option, "other.keras")
+        assert code == 2 and f"Error: {option} applies to image files; --heldout explains the records" in err, err
 
 
 def test_explain_checks_its_json_file_before_the_work(run_cli, tmp_path) -> None:
@@ -127,3 +132,82 @@ def test_explain_checks_its_json_file_before_the_work(run_cli, tmp_path) -> None
     code, out, err = run_cli("explain", "--tags", tmp_path / "tags", "--heldout", "i0", "--json", tmp_path / "e.json")
     assert code == 0, err
     assert out.startswith("i0: predicted dog") and json.loads((tmp_path / "e.json").read_text())[0]["image"] == "i0"
+
+
+def test_errors_takes_the_selections_explain_takes_and_stats_given_are_named(run_cli, tmp_path) -> None:
+    """`errors -s 'k 1'` (or 'k=1', 'q 10.0') found no explanations though explain and evaluate take these
+    spellings; an empty --stats folder was reported as the missing default ('pass --stats', which was given)."""
+    import filtag_kg
+    from filtag_kg.kg.explanations import load_explanations
+    from filtag_kg.records import HeldOut
+
+    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 2}, {"dataset": {"name": "toy", "label_space": "toy"}})
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.7, 0.1], [0.2, 0.6]])
+    stats.heldout = HeldOut(["i0"], np.arange(1), np.array([1]), np.array([[0, 1, -1, -1, -1]]),  # a dog taken for a cat
+                            np.array([[0.8, 0.2, 0, 0, 0]], np.float32), {"l1": np.array([[0.1, 0.9]], np.float32)})
+    tags = filtag_kg.tag(stats, k=1, q=50)
+    load_explanations(tags, stats, tmp_path / "store")
+    code, expected, err = run_cli("errors", "--store", tmp_path / "store", "-s", "k-best 1")
+    assert code == 0, err
+    assert "dog -> cat: 1 errors, 0 shared filters" in expected
+    for spelling in ("k 1", "k=1", " k-best 1 "):
+        assert run_cli("errors", "--store", tmp_path / "store", "-s", spelling)[1] == expected
+    code, out, err = run_cli("errors", "--store", tmp_path / "store", "-s", "q 50.0")
+    assert code == 0 and out.startswith("Error analysis (tag selection q-quantile 50):"), err
+    code, _, err = run_cli("errors", "--store", tmp_path / "store", "-s", "k-best one")
+    assert code == 2 and "--selection 'k-best one': expected e.g. 'k-best 5' or 'q-quantile 10'" in err
+
+    stats.save(tmp_path / "stats")
+    tags.save(tmp_path / "tags")
+    (tmp_path / "empty").mkdir()
+    for command in (("explain", "--heldout", "i0"), ("evaluate", "--no-store")):
+        code, out, err = run_cli(*command, "--tags", tmp_path / "tags", "--stats", tmp_path / "empty")
+        assert (code, out) == (2, "") and f"Error: {tmp_path / 'empty'}: no statistics here (expected" in err, err
+
+
+def test_evaluate_counts_images_with_thousands_separators(run_cli, tmp_path) -> None:
+    """The table said '1,200 held-out images' and the line after it '1200 held-out images evaluated'."""
+    import filtag_kg
+    from filtag_kg.records import HeldOut
+
+    rng = np.random.default_rng(0)
+    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 3})
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.7, 0.1, 0.3], [0.2, 0.6, 0.1]])
+    labels = rng.integers(0, 2, 1200)
+    stats.heldout = HeldOut([str(i) for i in range(1200)], np.arange(1200), labels, np.stack([labels, 1 - labels], 1),
+                            np.tile(np.float32([0.9, 0.1]), (1200, 1)), {"l1": rng.random((1200, 3), np.float32)})
+    stats.save(tmp_path / "stats")
+    filtag_kg.tag(stats, k=1).save(tmp_path / "tags")
+    code, out, err = run_cli("evaluate", "--tags", tmp_path / "tags", "--no-store", "--out", tmp_path / "ev")
+    assert code == 0, err
+    assert "(1,200 held-out images, accuracy 100.0%)" in out and "\n1,200 held-out images evaluated for 1 selections" in out
+
+
+def test_held_out_images_of_another_split_of_the_tags_data_set_are_warned_of(run_cli, tmp_path) -> None:
+    """`evaluate --stats` of a collection of the same data set with another --seed evaluated without a word
+    on held-out images that were among the images the tags were made from (Hits@n optimistic)."""
+    import filtag_kg
+    from filtag_kg.records import HeldOut
+
+    def stats_of(seed: int) -> ActivationStats:
+        stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 2}, {
+            "dataset": {"name": "toy", "label_space": "toy", "root": "/data/toy", "images_sha256": f"{seed}" * 64},
+            "split": {"collected": ["train", "heldout"], "fraction": 0.8, "seed": seed}})
+        stats.counts[:] = 1
+        stats.sums["l1"] = np.array([[0.7, 0.1], [0.2, 0.6]])
+        stats.heldout = HeldOut(["i0"], np.arange(1), np.array([1]), np.array([[1, 0, -1, -1, -1]]),
+                                np.array([[0.8, 0.2, 0, 0, 0]], np.float32), {"l1": np.array([[0.1, 0.9]], np.float32)})
+        return stats
+
+    stats_of(0).save(tmp_path / "stats")
+    stats_of(1).save(tmp_path / "seed1")
+    filtag_kg.tag(stats_of(0), k=1).save(tmp_path / "tags")
+    code, _, err = run_cli("evaluate", "--tags", tmp_path / "tags", "--no-store", "--out", tmp_path / "ev")
+    assert code == 0 and "warning" not in err, err
+    code, _, err = run_cli("evaluate", "--tags", tmp_path / "tags", "--stats", tmp_path / "seed1", "--no-store",
+                           "--out", tmp_path / "ev")
+    assert code == 0 and (f"warning: the held-out images in {tmp_path / 'seed1'} are split from the data set of the "
+                          f"tags in {tmp_path / 'tags'} with seed 1 and fraction 0.8, the tags' z with seed 0 and "
+                          "fraction 0.8: some held-out images are images the tags were made from") in err, err

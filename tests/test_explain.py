@@ -134,3 +134,57 @@ def test_bad_positions_selections_and_per_class_n_are_named() -> None:
     with pytest.raises(UserError, match="selection k-best 2 is not in the tag set; it has: k-best 1"):
         explain(tags, heldout, selections=[("k-best", 2)])
     assert [e.image_id for e in explain(tags, heldout, selections=[["k-best", 1]], images=[1])] == ["b"]
+
+
+def test_images_of_unknown_class_are_refused_by_evaluation() -> None:
+    """Image files outside class folders have label -1: evaluate failed with numpy's 'list argument must
+    have no negative elements' (and Hits@n against the truth read the last class); explain explains them."""
+    tags, heldout = hand_case()
+    heldout.labels = np.array([-1, 2])
+    with pytest.raises(UserError, match=r"^1 of the 2 images have no known true class \(e\.g\. a\); evaluation "):
+        evaluate(tags, heldout, max_n=3)
+    a, _ = explain(tags, heldout)
+    assert a.true_class is None and a.to_json(tags.classes)["true"] is None
+
+
+def test_image_positions_must_be_whole_numbers() -> None:
+    """numpy converted images=['1'] (an id) to position 1, 0.9 to 0 and True to 1: another image was
+    explained without a word."""
+    tags, heldout = hand_case()
+    heldout.image_ids = ["1", "0"]  # ids that read as positions of the other image
+    for bad, shown in (("1", "'1'"), (0.9, "0.9"), (True, "True")):
+        with pytest.raises(UserError, match=rf"^images are positions in the held-out records \(whole numbers\), "
+                                            rf"got {shown}; the position of an image id is heldout"):
+            explain(tags, heldout, images=[bad])
+    assert [e.image_id for e in explain(tags, heldout, images=np.array([1, 0]))] == ["0", "1"]
+    assert explain(tags, heldout, images=[]) == []
+
+
+def test_max_n_is_checked_and_one_n_plots_without_warnings(tmp_path) -> None:
+    """max_n=0 was reported as a bad per_class_n (the default 1, not given); with max_n=1 (or one class)
+    the Hits@n plot set identical x limits, a matplotlib UserWarning on every `evaluate --max-n 1`."""
+    import warnings
+
+    from filtag_kg.explain import write_evaluation
+
+    tags, heldout = hand_case()
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(UserError, match=rf"^max_n must be a whole number of at least 1, got {bad!r}$"):
+            evaluate(tags, heldout, max_n=bad)
+    result = evaluate(tags, heldout, max_n=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        written = write_evaluation(result, tmp_path)
+    assert [p.name for p in written][:3] == ["hits.csv", "per-class.csv", "evaluation-hits.png"]
+    assert (tmp_path / "hits.csv").read_text().splitlines()[0].startswith("method,parameter,scope,target,hits@1,pearson")
+
+
+def test_records_of_another_layer_size_are_named() -> None:
+    """Held-out records whose layer has other filters than the tag set's (another network, no model
+    hash to tell) failed in numpy's matmul ('mismatch in its core dimension')."""
+    tags, heldout = hand_case()
+    heldout.vectors["l2"] = np.zeros((2, 5), np.float32)
+    for run in (explain, evaluate):
+        with pytest.raises(UserError, match=r"^layer 'l2' has 4 filters in the tag set but 5 in the held-out "
+                                            r"records: they are of different networks$"):
+            run(tags, heldout)

@@ -8,7 +8,7 @@ from itertools import chain
 
 import numpy as np
 import pytest
-from pyoxigraph import Store
+from pyoxigraph import NamedNode, Store
 from test_explain import hand_case
 
 import filtag_kg
@@ -168,3 +168,41 @@ def test_confused_pairs_of_classes_with_one_label_stay_apart() -> None:
     assert sorted((r["trueNode"].rsplit("/", 1)[1], r["predicted"], r["errors"], r["sharedFilters"]) for r in rows) \
         == [("crane~0", "cat", 1, 1), ("crane~1", "cat", 1, 1)]
     assert error_report(store, "k-best 2").count("crane -> cat: 1 errors, 1 shared filters") == 2
+
+
+def test_images_of_unknown_class_are_not_exported_as_the_last_class(case) -> None:
+    """Label -1 (an image file outside a class folder) indexed the class list from its end: image a went
+    into the graph as a cow, the last class, and as misclassified."""
+    tags, heldout, _ = case
+    unknown = copy.deepcopy(heldout)
+    unknown.labels = np.array([-1, 2, 0])
+    with pytest.raises(UserError, match=r"^1 of the 3 images have no known true class \(e\.g\. a\); the graph "):
+        list(export_explanations(tags, unknown))
+
+
+def test_report_of_a_network_without_errors_still_counts_disagreeing_explanations(case) -> None:
+    """With no misclassified image the report stopped at 'no misclassified held-out images' and left out
+    the correct predictions its tags do not explain (image c: a cat whose active filters say cow)."""
+    tags, heldout, _ = case
+    store = Store()
+    store.extend(chain(export_tags(tags), export_explanations(tags, heldout.order(np.array([1, 2])))))  # b, c
+    assert error_report(store, "k-best 1") == (
+        "Error analysis (tag selection k-best 1): no misclassified held-out images with explanations in the store.\n"
+        "  1 images whose prediction is not the top tag of their active filters (0 of them misclassified)")
+
+
+def test_images_of_another_data_set_keep_their_data_set_in_their_iri(case, tmp_path) -> None:
+    """`evaluate --tags T --stats S` with S collected on another data set (a test folder, same model
+    and classes) named S's images as images of T's data set: image 'a' of the test folder became
+    <image/toy/a>, the node of another image, which other runs on 'toy' describe."""
+    from filtag_kg.kg.explanations import load_explanations
+    from filtag_kg.kg.store import Store as FiltagStore
+
+    tags, heldout, _ = case
+    stats = ActivationStats.empty(tags.layers, tags.classes, tags.n_filters,
+                                  {"dataset": {"name": "toy-test", "label_space": "toy-test"}})
+    stats.heldout = heldout
+    load_explanations(tags, stats, tmp_path / "store")
+    with FiltagStore(tmp_path / "store", read_only=True, create=False) as db:
+        images = sorted({q.object.value for q in db.oxigraph.quads_for_pattern(None, NamedNode(FT + "image"), None)})
+    assert images == [f"https://w3id.org/filtag-kg/id/image/toy-test/{i}" for i in ("a", "b", "c")]

@@ -26,8 +26,9 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
     stats = None
     if stats_dir is not None and not stats_dir.is_dir():
         raise UserError(f"--stats {stats_dir}: no such folder")
+    given = stats_dir is not None
     stats_dir = stats_dir or tags_dir.parent / "stats"
-    if (stats_dir / "manifest.json").is_file():
+    if given or (stats_dir / "manifest.json").is_file():  # a --stats folder without them is named as such
         stats = ActivationStats.load(stats_dir)
         stats.require_complete()
         if stats.manifest.get("model", {}).get("hash") != tags.manifest.get("model", {}).get("hash"):
@@ -50,7 +51,25 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
             click.echo(f"warning: {stats_dir} lacks the tagged layer(s) "
                        f"{', '.join(m for m in tagged if m not in common)}; explaining with {', '.join(common)}",
                        err=True)
+        _warn_if_split_differs(tags, stats, tags_dir, stats_dir)
     return tags, stats
+
+
+def _warn_if_split_differs(tags: Any, stats: Any, tags_dir: Path, stats_dir: Path) -> None:
+    """Warn when the held-out images are of the tags' data set split otherwise (another --seed or
+    --fraction): some of them are training images the tags were made from, so Hits@n is optimistic."""
+    def split(manifest: dict[str, Any]) -> tuple[Any, Any]:
+        return (manifest.get("split") or {}).get("fraction"), (manifest.get("split") or {}).get("seed")
+
+    def data(manifest: dict[str, Any]) -> tuple[Any, ...]:  # its images_sha256 covers the split too
+        return tuple((manifest.get("dataset") or {}).get(key) for key in ("name", "label_space", "root"))
+
+    if data(stats.manifest) == data(tags.manifest) and split(stats.manifest) != split(tags.manifest):
+        (fraction, seed), (tag_fraction, tag_seed) = split(stats.manifest), split(tags.manifest)
+        click.echo(f"warning: the held-out images in {stats_dir} are split from the data set of the tags in {tags_dir} "
+                   f"with seed {seed} and fraction {fraction}, the tags' z with seed {tag_seed} and fraction "
+                   f"{tag_fraction}: some held-out images are images the tags were made from (Hits@n is optimistic)",
+                   err=True)
 
 
 def _check_output_file(option: str, path: Path) -> None:
@@ -66,17 +85,22 @@ def _check_output_file(option: str, path: Path) -> None:
         raise UserError(f"{option} {path}: cannot write into {folder} ({e.strerror or e})") from e
 
 
+def _parse_selection(text: str) -> tuple[str, float]:
+    """(method, k or q) of a --selection as written: 'k-best 5', 'k 5', 'k=5', 'q-quantile 10', 'q 10.0'."""
+    method, _, value = text.strip().replace("=", " ").partition(" ")
+    method = {"k": "k-best", "q": "q-quantile"}.get(method, method)
+    try:
+        return method, int(value) if method == "k-best" else float(value)
+    except ValueError:
+        raise UserError(f"--selection {text!r}: expected e.g. 'k-best 5' or 'q-quantile 10'") from None
+
+
 def _selections(tags: Any, selection: tuple[str, ...]) -> list[tuple[str, float]]:
     if not selection:
         return list(tags.selections)
     chosen = []
     for text in selection:
-        method, _, value = text.replace("=", " ").partition(" ")
-        method = {"k": "k-best", "q": "q-quantile"}.get(method, method)
-        try:
-            key = (method, int(value) if method == "k-best" else float(value))
-        except ValueError:
-            raise UserError(f"--selection {text!r}: expected e.g. 'k-best 5' or 'q-quantile 10'") from None
+        key = _parse_selection(text)
         if key not in tags.selections:
             have = ", ".join(f"{m} {p:g}" for m, p in tags.selections)
             raise UserError(f"--selection {text!r} is not in the tag set; it has: {have}")
@@ -114,6 +138,9 @@ def register(cli: click.Group) -> None:
 
         if not images and not heldout_ids:
             raise UserError("give image files to explain, or --heldout ID for images of the held-out split")
+        if not images and (model or weights):  # held-out records carry their collection's predictions: ignored
+            raise UserError(f"{'--model' if model else '--weights'} applies to image files; --heldout explains the "
+                            "records of the collection, made with its own model")
         if json_out is not None:
             _check_output_file("--json", json_out)
         images, heldout_ids = tuple(dict.fromkeys(images)), tuple(dict.fromkeys(heldout_ids))  # each explained once
@@ -182,7 +209,7 @@ def register(cli: click.Group) -> None:
         seconds = time.perf_counter() - start
         write_evaluation(result, out)
         click.echo(hits_table(result))
-        click.echo(f"{result.n_images} held-out images evaluated for {len(tags.selections)} selections in {seconds:.2f} s "
+        click.echo(f"{result.n_images:,} held-out images evaluated for {len(tags.selections)} selections in {seconds:.2f} s "
                    f"({result.n_images * len(tags.selections) / max(seconds, 1e-9):,.0f} image-selections/s) -> {out}")
         if not no_store:
             n = load_explanations(tags, stats, store)
@@ -197,9 +224,11 @@ def register(cli: click.Group) -> None:
         """Error analysis of the network through SPARQL over the explanations in the store."""
         from ..kg.error_analysis import error_report
         from ..kg.store import Store
+        from ..records import selection_label
 
+        label = selection_label(*_parse_selection(selection))  # 'k 5' as explain and evaluate take it: 'k-best 5'
         with Store(store, read_only=True, create=False) as db:
-            click.echo(error_report(db, selection, run_iri, top=top))
+            click.echo(error_report(db, label, run_iri, top=top))
 
 
 def _default_tags() -> Path:

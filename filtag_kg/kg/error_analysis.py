@@ -56,10 +56,23 @@ def _run_report(store: Any, selection: str, run_iri: str | None, top: int, n: in
     lines = [f"Error analysis (tag selection {selection}):"]
     params = _params(selection, run_iri)
     pairs = run("errors-confused-pairs", store, params).values()
-    if not pairs:
+    if not pairs:  # the explanations that disagree with correct predictions are still worth a line
         _check_explained(store, selection, run_iri)
-        return lines[0] + " no misclassified held-out images with explanations in the store."
-    lines.append("  most confused class pairs (true -> predicted: errors, filters tagged with both):")
+        lines[0] += " no misclassified held-out images with explanations in the store."
+    else:
+        lines += _misclassified_lines(store, params, pairs, top)
+    # one row per top tag where several tie: counted by image
+    disagree = {r["id"]: r["correct"] for r in run("errors-explanation-disagrees", store, {**params, "n": n}).values()}
+    wrong = sum(1 for correct in disagree.values() if not correct)
+    lines.append(f"  {len(disagree)} images whose prediction is not the top tag of their active filters "
+                 f"({wrong} of them misclassified)")
+    return "\n".join(lines)
+
+
+def _misclassified_lines(store: Any, params: dict[str, Any], pairs: list[dict[str, Any]], top: int) -> list[str]:
+    """The report's lines on misclassified images: the most confused pairs, and which classes their
+    active filters were tagged with."""
+    lines = ["  most confused class pairs (true -> predicted: errors, filters tagged with both):"]
     for row in pairs[:top]:
         lines.append(f"    {row['true']} -> {row['predicted']}: {row['errors']} errors, "
                      f"{row['sharedFilters']} shared filters")
@@ -75,9 +88,4 @@ def _run_report(store: Any, selection: str, run_iri: str | None, top: int, n: in
         lines.append(f"    e.g. image {example['id']}: a {example['true']} taken for a {example['predicted']}; "
                      f"{example['trueCount']} active filters tagged {example['true']}, "
                      f"{example['predictedCount']} tagged {example['predicted']}")
-    # one row per top tag where several tie: counted by image
-    disagree = {r["id"]: r["correct"] for r in run("errors-explanation-disagrees", store, {**params, "n": n}).values()}
-    wrong = sum(1 for correct in disagree.values() if not correct)
-    lines.append(f"  {len(disagree)} images whose prediction is not the top tag of their active filters "
-                 f"({wrong} of them misclassified)")
-    return "\n".join(lines)
+    return lines

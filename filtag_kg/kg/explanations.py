@@ -26,7 +26,7 @@ from itertools import chain
 from pyoxigraph import Literal, NamedNode, Quad
 
 from ..errors import UserError
-from ..explain import explain
+from ..explain import explain, require_true_classes
 from ..records import ActivationStats, HeldOut, TagSet, selection_label
 from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys, tag_layer_keys
 from .vocab import DCTERMS, FT, PROV, Minter
@@ -53,15 +53,18 @@ def explanations_graph(tags: TagSet, minter: Minter | None = None) -> NamedNode:
 
 def export_explanations(
     tags: TagSet, heldout: HeldOut, minter: Minter | None = None,
-    selections: Sequence[tuple[str, float]] | None = None,
+    selections: Sequence[tuple[str, float]] | None = None, dataset: str | None = None,
 ) -> Iterator[Quad]:
-    """Stream the explanations of every held-out image for each selection (default: all of the run's)."""
+    """Stream the explanations of every held-out image for each selection (default: all of the run's).
+    `dataset`: the name of the data set the images are of, which their IRIs carry (default: the one
+    the tags were made on)."""
+    require_true_classes(heldout, "the graph (ft:trueClass, ft:correct of each explained image)")
     minter = minter or Minter()
     ids = run_ids(tags)
     g = explanations_graph(tags, minter)
     run = minter.run(ids.tagging)
     space = label_space(tags)
-    dataset = str((tags.manifest.get("dataset") or {}).get("name") or space)
+    dataset = str(dataset or (tags.manifest.get("dataset") or {}).get("name") or space)
     keys = tag_class_keys(tags)
     classes = [minter.image_class(space, key) for key in keys]
     layers = tag_layer_keys(tags)
@@ -107,11 +110,14 @@ def export_explanations(
 
 
 def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.PathLike[str] | None = None) -> int:
-    """Load the tag run and its held-out explanations into the embedded store (replacing older copies)."""
+    """Load the tag run and its held-out explanations into the embedded store (replacing older copies).
+    The images are named as images of the statistics' data set, which may be another than the tags'
+    (`evaluate --stats` of a collection on a test folder): an image id means another image there."""
     from .store import Store
 
     if stats.heldout is None:
         raise UserError("no held-out records to explain (collect with a held-out split)")
+    dataset = (stats.manifest.get("dataset") or {}).get("name")
     with Store(store) as db:
         check_label_space(db, tags)
-        return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout)))
+        return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout, dataset=dataset)))
