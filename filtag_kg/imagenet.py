@@ -163,9 +163,14 @@ def vgg16_layers() -> list[dict[str, Any]]:
     return layers
 
 
+ARCHITECTURE_ONLY = "architecture"  # a manifest's `hash_of` when its model hash cannot cover weights
+
+
 def _model_manifest(model: str, layer: str, n_filters: int, path: Path) -> dict[str, Any]:
     """The model part of the manifest. Weights are not available here, so the model hash is the
-    SHA-256 of the architecture description plus "keras.applications <model> imagenet weights"."""
+    SHA-256 of the architecture description plus "keras.applications <model> imagenet weights", and
+    says so (`hash_of`): no model can be checked against it. The source names the model as a
+    collection's manifest does, so that `explain IMAGE` finds it."""
     if model.upper() == "VGG16":
         model = "VGG16"  # one network however it is spelled: 'vgg16' hashed apart from 'VGG16'
         layers = vgg16_layers()
@@ -183,7 +188,8 @@ def _model_manifest(model: str, layer: str, n_filters: int, path: Path) -> dict[
         "name": model,
         "hash": hashlib.sha256(description.encode()).hexdigest(),
         "family": model,
-        "source": f"keras.applications.{model} (weights='imagenet'); hash of the architecture description",
+        "hash_of": ARCHITECTURE_ONLY,
+        "source": f"keras.applications:{model} (weights=imagenet)",
         "layers": layers,
     }
 

@@ -25,6 +25,7 @@ import numpy as np
 from .config import cache_dir, probe_writable
 from .data import ANIMAL_SHAPE_CLASSES, InputSpec, animal_shape
 from .errors import UserError
+from .imagenet import ARCHITECTURE_ONLY
 
 if TYPE_CHECKING:
     import keras
@@ -307,9 +308,8 @@ def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -
         _own_weights(DEFAULT_MODEL_NAME, weights)
         loaded = default_model()
     elif source.startswith("keras.applications:"):
-        name = model_info.get("name") or ""
         recorded = source.split("weights=", 1)[-1].rstrip(")") if "weights=" in source else "imagenet"
-        loaded = load_application(name, weights or recorded)
+        loaded = load_application(model_info.get("name") or "", weights or recorded)
     elif source and Path(source).is_file():
         _own_weights(source, weights)
         loaded = load_saved(source)
@@ -317,7 +317,8 @@ def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -
         raise UserError(f"cannot find the model of this run ({model_info.get('name')}, from {source!r}); pass --model")
     if model_info.get("precision") == "mixed_float16":
         loaded = with_mixed_precision(loaded)
-    if model_info.get("hash") and model_hash(loaded.model) != model_info["hash"]:
+    if model_info.get("hash") and model_info.get("hash_of") != ARCHITECTURE_ONLY and \
+            model_hash(loaded.model) != model_info["hash"]:
         raise UserError(
             f"the model found for this run ({loaded.source}) is not the one the tags were made with "
             "(its architecture or weights differ); pass the right one with --model"

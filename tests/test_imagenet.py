@@ -188,3 +188,20 @@ def test_vgg16_spelled_otherwise_is_the_same_network(tmp_path: Path) -> None:
     assert {t.manifest["model"]["name"] for t in tags.values()} == {"VGG16"}
     assert len({t.manifest["model"]["hash"] for t in tags.values()}) == 1
     assert len({run_iri(t) for t in tags.values()}) == 1
+
+
+def test_an_image_is_explained_with_imported_tags(tmp_path: Path, run_cli) -> None:
+    """`explain IMAGE --tags DIR` of `import-filtag -o DIR`: the import's model source was not read
+    ('cannot find the model of this run (VGG16 …); pass --model'), and its model hash, of the
+    architecture only, made every model 'not the one the tags were made with'."""
+    from PIL import Image
+
+    path = tmp_path / "tags.txt"
+    path.write_text("filter tags k=1\n" + "".join(f"{i}:[{' zebra ' if i == 7 else ''!r}]\n".replace("['']", "[]")
+                                                  for i in range(512)))
+    code, _, err = run_cli("import-filtag", path, "-o", tmp_path / "tags")
+    assert code == 0, err
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    code, out, err = run_cli("explain", tmp_path / "x.png", "--tags", tmp_path / "tags", "--weights", "none")
+    assert code == 0 and "not the one the tags were made with" not in err, err
+    assert "x.png: predicted " in out and "active filters tagged (k-best 1)" in out
