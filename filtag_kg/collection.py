@@ -90,8 +90,9 @@ def _input_structure(inputs: list[Any]) -> Any:
 XLA_MIN_ELEMENTS = 50_000  # feature maps per image from which a fused XLA reduction beats TensorFlow's
 
 
-def make_step(features: "keras.Model", n_layers: int, channels_first: Sequence[bool] = ()) -> Any:
-    """The compiled per-batch function: scaled feature-map means of every layer, and top-k predictions.
+def make_step(features: "keras.Model", n_layers: int, channels_first: Sequence[bool] = (), logits: bool = False) -> Any:
+    """The compiled per-batch function: scaled feature-map means of every layer, and top-k predictions
+    (with `logits`, the model's scores are turned into probabilities by softmax first).
 
     The three reductions of a layer's output (min, max, per-filter mean) read the whole feature map;
     for large maps they are compiled with XLA into one fused pass (measured: VGG16 as fast as its bare
@@ -119,10 +120,19 @@ def make_step(features: "keras.Model", n_layers: int, channels_first: Sequence[b
         outputs = features(images, training=False)
         means = [reduce(tf.transpose(a, [0, 2, 3, 1]) if first else a)
                  for reduce, a, first in zip(reducers, outputs[:n_layers], firsts)]
-        best = tf.math.top_k(tf.cast(outputs[n_layers], tf.float32), k=top)
+        scores = tf.cast(outputs[n_layers], tf.float32)
+        best = tf.math.top_k(tf.nn.softmax(scores) if logits else scores, k=top)
         return means, best.indices, best.values
 
     return step
+
+
+def outputs_logits(model: "keras.Model") -> bool:
+    """Whether the model's class scores are logits: its output layer has a linear activation (a Dense
+    layer without softmax, as models trained with `from_logits=True` end). Their top scores were kept as
+    probabilities: an explanation said 'predicted cat (310%)' and the graph's confidence left [0, 1]."""
+    history = getattr(model.outputs[0], "_keras_history", None)  # (layer, node, tensor) that made the output
+    return getattr(getattr(getattr(history, "operation", None), "activation", None), "__name__", None) == "linear"
 
 
 def software_versions() -> dict[str, str]:
@@ -185,6 +195,8 @@ def collect(
     splits = list(splits) if splits is not None else [s for s in (TRAIN, HELDOUT) if s in source.splits]
     if not splits:
         raise UserError(f"data set {source.name!r} has neither a 'train' nor a 'heldout' split to collect")
+    for name in splits:  # now, not after the splits before it were collected (hours, for ImageNet's training images)
+        source.split(name)
     if TRAIN in splits and splits[0] != TRAIN:
         raise UserError(f"splits {splits}: the 'train' split (class sums) must come first")
     if TRAIN in splits and not len(source.split(TRAIN).positions(0, shard)):
@@ -194,7 +206,7 @@ def collect(
     features = feature_model(keras_model, names)
     by_name = dict(iter_layers(keras_model))
     firsts = [is_channels_first(by_name[m]) for m in names]
-    step = make_step(features, len(names), firsts)
+    step = make_step(features, len(names), firsts, logits=outputs_logits(keras_model))
     n_filters = {m: int(features.outputs[j].shape[1 if first else -1]) for j, (m, first) in enumerate(zip(names, firsts))}
     manifest = {
         "model": model.describe(),
@@ -229,6 +241,8 @@ def collect(
     if TRAIN in splits and stats.n_images == 0:
         raise UserError(f"none of the images of the 'train' split of {source.name!r} could be read "
                         f"(skipped: {stats.manifest['skipped'][TRAIN][:3]} …); nothing to compute z from")
+    if TRAIN in splits:
+        _warn_of_unread_classes(source.split(TRAIN), shard, stats)
     parts = progress_state["heldout_parts"]
     stats.heldout = HeldOut.concatenate(parts) if parts and any(len(p) for p in parts) else None
     stats.manifest["complete"] = True
@@ -237,6 +251,17 @@ def collect(
     if out_dir is not None:
         stats.save(out_dir)
     return stats
+
+
+def _warn_of_unread_classes(split: Any, shard: tuple[int, int] | None, stats: ActivationStats) -> None:
+    """Warn on stderr of classes with training images none of which could be read: they have no z and
+    get no tags, which the list of skipped files alone does not tell (e.g. a class folder of broken files)."""
+    listed = np.bincount(split.labels[split.positions(0, shard)], minlength=len(stats.classes))
+    lost = np.flatnonzero((listed > 0) & (stats.counts == 0))
+    if len(lost):
+        print(f"warning: no training image of class(es) {', '.join(repr(stats.classes[c]) for c in lost[:10])}"
+              f"{' …' if len(lost) > 10 else ''} could be read ({int(listed[lost].sum())} image(s)): "
+              "they have no z and get no tags", file=sys.stderr)
 
 
 def _is_whole(value: Any) -> bool:

@@ -165,7 +165,7 @@ def array_source(
     n_classes = int(labels_arr.max()) + 1 if labels_arr.size else 0
     if classes is None:
         classes = [str(c) for c in range(n_classes)]
-    classes = list(classes)
+    classes = _class_names(classes)
     if n_classes > len(classes):
         raise UserError(f"label {n_classes - 1} is beyond the {len(classes)} classes (labels 0 … {len(classes) - 1})")
     splits = {"train": _array_split("train", images, labels_arr, [str(i) for i in range(len(images))])}
@@ -178,15 +178,38 @@ def array_source(
     return ImageSource(name=name, classes=classes, splits=splits, label_space=own_label_space(name, classes))
 
 
+def _class_names(classes: Any) -> list[str]:
+    """A class list as text: whole numbers (`np.arange(10)`, a LabelEncoder's integer classes) become their
+    digits, as the classes of unnamed labels are; anything else but text is refused by value. Numbers were
+    kept: numpy ints broke the manifest's JSON, Python ints the knowledge-graph export."""
+    names = []
+    for c in classes:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)):
+            c = str(int(c))
+        if not isinstance(c, str):
+            raise UserError(f"class names must be text (or whole numbers), got {c!r}")
+        names.append(str(c))  # np.str_ as str
+    return names
+
+
 def _finite_images(which: str, images: Any) -> np.ndarray:
-    """`images` as an array [n, h, w, c] without NaN or infinite pixels: the activations of such an image
-    are NaN or arbitrary (ReLU turns NaN into 0), and one NaN image makes its class's z NaN."""
-    array = np.asarray(images)
+    """`images` as an array [n, h, w, c] of real numbers without NaN or infinite pixels: the activations of
+    such an image are NaN or arbitrary (ReLU turns NaN into 0), and one NaN image makes its class's z NaN.
+    Text, objects and complex numbers are refused here, not by TensorFlow once the model is set up (or,
+    for complex pixels, with the imaginary parts silently dropped)."""
+    try:
+        array = np.asarray(images)
+    except ValueError as e:  # numpy: "inhomogeneous shape", a list of images of different sizes
+        raise UserError(f"{which} images must all have one shape, to stack as [n, height, width, channels]: "
+                        f"{e}") from None
     if array.ndim != 4:
         raise UserError(f"{which} images must be an array [n, height, width, channels] (or [n, channels, height, "
                         f"width] for a channels-first model), got "
                         f"{type(images).__name__} of shape {array.shape}")
-    if array.dtype.kind in "fc":
+    if array.dtype.kind not in "biuf":
+        raise UserError(f"{which} images must be numbers (bool, integer or float pixels), got an array of dtype "
+                        f"{array.dtype}; convert them, e.g. np.asarray(images, dtype=np.float32)")
+    if array.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(array).all(axis=(1, 2, 3)))
         if len(bad):
             raise UserError(f"{which} image {int(bad[0])} has NaN or infinite pixels ({len(bad)} such image(s)); "
@@ -219,7 +242,9 @@ def own_label_space(name: str, classes: Sequence[str]) -> str:
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a seeded stratified (train, held-out) split, each sorted: same inputs, same split."""
+    """Indices of a seeded stratified (train, held-out) split, each sorted: same inputs, same split.
+    Each class keeps round(fraction·n) images for training, at least one: a class whose share rounded
+    to 0 (one image at fraction 0.5, a few at 0.1) had no z, so no tags, and nothing said so."""
     if not 0 < fraction <= 1:
         raise UserError(f"the training fraction must be in (0, 1], got {fraction}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -230,7 +255,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
-        n_train = int(round(fraction * len(idx)))
+        n_train = max(1, int(round(fraction * len(idx))))
         train.append(idx[:n_train])
         held.append(idx[n_train:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
@@ -317,6 +342,29 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _decode(raw: "tf.Tensor", channels: int) -> "tf.Tensor":
+    """An image file's bytes as uint8 [height, width, channels]. For one channel, PNGs and JPEGs of one or
+    three components decode to gray themselves; CMYK JPEGs (and GIF, BMP or WebP data under a JPEG or PNG
+    name) decode only to RGB, so they are converted with the luma weights of tf.image.rgb_to_grayscale:
+    before, TensorFlow refused them and they were skipped as unreadable."""
+    import tensorflow as tf
+
+    def direct() -> tf.Tensor:
+        return tf.io.decode_image(raw, channels=channels, expand_animations=False)
+
+    if channels != 1:
+        return direct()
+
+    def from_rgb() -> tf.Tensor:
+        rgb = tf.cast(tf.io.decode_image(raw, channels=3, expand_animations=False), tf.float32)
+        return tf.cast(tf.round(tf.image.rgb_to_grayscale(rgb)), tf.uint8)
+
+    is_jpeg = tf.io.is_jpeg(raw)
+    gray_itself = tf.cond(is_jpeg, lambda: tf.io.extract_jpeg_shape(raw)[2] != 4,
+                          lambda: tf.strings.substr(raw, 0, 8) == b"\x89PNG\r\n\x1a\n")
+    return tf.cond(gray_itself, direct, from_rgb)
+
+
 def _folder_split(name: str, root: Path, paths: list[Path], labels: np.ndarray) -> Split:
     path_strings = [os.fsencode(p) for p in paths]  # bytes: any file name the system has, UTF-8 or not
 
@@ -324,8 +372,7 @@ def _folder_split(name: str, root: Path, paths: list[Path], labels: np.ndarray) 
         import tensorflow as tf
 
         def load(path: tf.Tensor, label: tf.Tensor, position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            raw = tf.io.read_file(path)
-            image = tf.io.decode_image(raw, channels=spec.channels, expand_animations=False)
+            image = _decode(tf.io.read_file(path), spec.channels)
             image = tf.image.resize(tf.cast(image, tf.float32), (spec.height, spec.width))
             image = tf.ensure_shape(image, (spec.height, spec.width, spec.channels))
             if spec.preprocess is not None:
@@ -355,9 +402,11 @@ def image_folder(
     `classes` is the model's output class list: each folder name must be one of its entries (or the
     wnid of one, for ImageNet); without it, the sorted folder names are the classes. `heldout` names a
     second folder of the same layout as held-out split; otherwise the images are split stratified and
-    seeded, `fraction` for training (1.0: no held-out split).
+    seeded, `fraction` for training (1.0: no held-out split). The folders are recorded by absolute path
+    (as given, symbolic links kept), so that a run resumed or a shard collected from another working
+    directory, or with the path spelled otherwise ('imgs/', './imgs'), reads as the same data set.
     """
-    root = Path(root)
+    root = Path(os.path.abspath(root))
     folder_names, files = _list_folder(root)
     wnids: list[str | None] | None = None
     if classes is None:
@@ -365,13 +414,18 @@ def image_folder(
         if all(WNID.match(n) for n in folder_names):
             wnids = list(folder_names)
     elif len(classes) == 1000:
-        wnids = _imagenet_wnids(list(classes))
-    classes = list(classes)
+        wnids = _imagenet_wnids(_class_names(classes))
+    classes = _class_names(classes)
     index = _class_index(classes)
+    shared = _shared_labels(classes)
 
     def labels_of(names: list[str], where: Path) -> list[int]:
         out = []
         for n in names:
+            if n in shared:
+                raise UserError(f"class folder {where / n} names {len(shared[n])} of the model's classes (indices "
+                                f"{', '.join(map(str, shared[n]))}{_wnids_text(wnids, shared[n])}); name the folder by "
+                                "the wnid of its class")
             if n not in index:
                 raise UserError(
                     f"class folder {where / n} does not match any of the model's {len(classes)} classes "
@@ -385,7 +439,7 @@ def image_folder(
     labels = np.asarray([lab for lab, fs in zip(folder_labels, files) for _ in fs], np.int64)
     splits: dict[str, Split] = {}
     if heldout is not None:
-        held_root = Path(heldout)
+        held_root = Path(os.path.abspath(heldout))
         held_names, held_files = _list_folder(held_root)
         held_labels = labels_of(held_names, held_root)
         held_paths = [p for fs in held_files for p in fs]
@@ -401,7 +455,7 @@ def image_folder(
         split_info = {"fraction": fraction, "seed": seed}
     return ImageSource(
         name=name or root.name, classes=classes, splits=splits, wnids=wnids, root=str(root), split_info=split_info,
-        label_space="imagenet1k" if len(classes) == 1000 and wnids else own_label_space(name or root.name, classes),
+        label_space="imagenet1k" if _imagenet_wnids(classes) else own_label_space(name or root.name, classes),
     )
 
 
@@ -415,26 +469,45 @@ def image_files(paths: Sequence[str | Path], classes: Sequence[str]) -> ImageSou
         if f.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"image file {f}: expected a JPEG or PNG file")
     index = _class_index(list(classes))
-    labels = np.asarray([index.get(f.resolve().parent.name, -1) for f in files], np.int64)
+    # the folder the path names, not a symbolic link's target's: as image_folder reads class folders of links
+    labels = np.asarray([index.get(Path(os.path.abspath(f)).parent.name, -1) for f in files], np.int64)
     split = _folder_split("heldout", Path("/"), [f.resolve() for f in files], labels)
     split.ids = [_printable(str(f)) for f in files]
     return ImageSource(name="images", classes=list(classes), splits={"heldout": split})
 
 
 def _class_index(classes: list[str]) -> dict[str, int]:
-    """Map class labels, and the wnids of ImageNet classes, to class indices."""
-    index = {c: i for i, c in enumerate(classes)}
-    if len(classes) == 1000:
-        for i, w in enumerate(_imagenet_wnids(classes) or []):
-            if w:
-                index.setdefault(w, i)
+    """Map class labels, and the wnids of ImageNet classes, to class indices. A label several classes
+    share (ImageNet's two 'crane's and 'maillot's) maps to none: it went to the last of them, so the
+    bird crane's images were counted as the machine's."""
+    shared = _shared_labels(classes)
+    index = {c: i for i, c in enumerate(classes) if c not in shared}
+    for i, w in enumerate(_imagenet_wnids(classes) or []):
+        index.setdefault(w, i)
     return index
 
 
+def _shared_labels(classes: list[str]) -> dict[str, list[int]]:
+    """The labels that several classes share, with their class indices."""
+    where: dict[str, list[int]] = {}
+    for i, c in enumerate(classes):
+        where.setdefault(c, []).append(i)
+    return {c: idx for c, idx in where.items() if len(idx) > 1}
+
+
+def _wnids_text(wnids: list[str | None] | None, indices: list[int]) -> str:
+    """': wnids n…, n…' for classes with known wnids (for messages), else ''."""
+    known = [w for w in (wnids[i] for i in indices) if w] if wnids else []
+    return f": wnids {', '.join(known)}" if known else ""
+
+
 def _imagenet_wnids(classes: list[str]) -> list[str | None] | None:
-    """The wnids of ImageNet-1k classes in index order, when `classes` is the ImageNet class list."""
+    """The wnids of ImageNet-1k classes in index order, when `classes` is the ImageNet class list (Keras'
+    labels, or the wnids). Any 1,000 classes were taken for ImageNet's: a model of 1,000 classes of its
+    own got ImageNet's wnids and label space, so its classes were ImageNet's in the graph."""
     if len(classes) != 1000:
         return None
     from .imagenet import imagenet_index
 
-    return list(imagenet_index().wnids)
+    index = imagenet_index()
+    return list(index.wnids) if tuple(classes) in (index.keras_labels, index.wnids) else None

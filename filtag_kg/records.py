@@ -35,7 +35,8 @@ class HeldOut:
     """Per-image records of the held-out split: what explanations and evaluation need.
 
     `vectors[layer]` is float32 [n_images, n_filters] of scaled feature-map means ā(m,i,d);
-    `top_classes`/`top_probs` are the model's top-5 predictions, `labels` the true class indices,
+    `top_classes`/`top_probs` are the model's top-5 predictions (probabilities: the softmax of the scores
+    of a model ending in logits), `labels` the true class indices,
     `image_ids` a stable id per image (file path relative to the data root, or an index), and
     `positions` each image's position in its split (records of shards merge in that order).
     """

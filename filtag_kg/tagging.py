@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import UserError
 from .models import match_layers
-from .records import K_BEST, Q_QUANTILE, ActivationStats, TagSet
+from .records import K_BEST, Q_QUANTILE, ActivationStats, TagSet, selection_label
 
 
 class TaggingError(UserError):
@@ -112,9 +112,10 @@ def tag(
 
 def _warn_if_shard(stats: ActivationStats) -> None:
     """Warn on stderr when `stats` are those of one shard (`collect --shard i/n`, not merged): their z
-    is computed from about 1/n of the images, so tags made from them differ from the whole collection's."""
+    is computed from about 1/n of the images, so tags made from them differ from the whole collection's.
+    The one shard of `--shard 0/1` is the whole collection: no warning."""
     shard = stats.manifest.get("shard")
-    if shard:
+    if shard and int(shard[1]) > 1:
         index, count = int(shard[0]), int(shard[1])
         print(f"warning: {stats.origin} are those of shard {index} of {count} only (collect --shard {index}/{count}), "
               f"about 1/{count} of the images; merge the {count} shards first (`filtag-kg merge OUT SHARD…`, or "
@@ -184,7 +185,7 @@ def plot_class_means(stats: ActivationStats, tags: TagSet, directory: str | os.P
         ax.set_xlabel("filter index, grouped by the class of highest z" if n_filters <= 64 else
                       "filters, grouped by the class of highest z")
         ax.set_ylabel("class")
-        ax.set_title(f"z_c(m,i) of layer {layer}; red: the tags of {method} {parameter:g}", fontsize=10)
+        ax.set_title(f"z_c(m,i) of layer {layer}; red: the tags of {selection_label(method, parameter)}", fontsize=10)
         fig.colorbar(image, ax=ax, label="z (mean scaled activation)")
         fig.tight_layout()
         path = directory / f"z-{stats.layers.index(layer):03d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', layer)}.png"

@@ -192,3 +192,42 @@ def test_tag_refuses_an_unfinished_collection_and_warns_of_a_shard(run_cli, tmp_
     assert code == 0 and "2 tags (k-best 1)" in out
     assert f"warning: the statistics in {tmp_path / 's0'} are those of shard 0 of 2 only (collect --shard 0/2)" in err
     assert "merge the 2 shards first" in err
+
+
+def write_pngs(root, per_class: dict[str, int], size: int = 28) -> None:
+    """Class folders of random grayscale PNGs (the default CNN's input size)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for name, count in per_class.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for j in range(count):
+            Image.fromarray(rng.integers(0, 255, size=(size, size), dtype=np.uint8)).save(root / name / f"{j}.png")
+
+
+def test_shards_of_one_folder_spelled_two_ways_merge(run_cli, default_model, tmp_path, cli_ok, monkeypatch) -> None:
+    """The folder is one data set whether given relative, absolute or with a trailing slash: shards
+    collected from two working directories were refused by merge ('their data set differs')."""
+    write_pngs(tmp_path / "imgs", {"cat": 3, "dog": 3})
+    monkeypatch.chdir(tmp_path)
+    cli_ok("collect", "--data", "imgs", "--fraction", "1", "--shard", "0/2", "-l", "conv5", "--out", "s0")
+    monkeypatch.chdir(tmp_path / "imgs")
+    cli_ok("collect", "--data", f"{tmp_path}/imgs/", "--fraction", "1", "--shard", "1/2", "-l", "conv5",
+           "--out", tmp_path / "s1")
+    assert "merged 2 shards: 6 images" in cli_ok("merge", tmp_path / "m", tmp_path / "s0", tmp_path / "s1")
+    merged = ActivationStats.load(tmp_path / "m")
+    assert merged.manifest["dataset"]["root"] == str(tmp_path / "imgs") and merged.manifest["dataset"]["name"] == "imgs"
+
+
+def test_tag_names_selections_as_the_tag_set_does(run_cli, tmp_path) -> None:
+    """The summary line printed q=33.3333333 as 'q-quantile 33.3333' and q=0.00001 as '1e-05': names
+    no --selection of the tag set matches."""
+    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 3})
+    stats.counts[:] = 1
+    stats.save(tmp_path / "stats")
+    code, out, err = run_cli("tag", tmp_path / "stats", "-q", "33.3333333", "-q", "0.00001", "-k", "2", "--no-plots",
+                             "--out", tmp_path / "tags")
+    assert code == 0, err
+    assert "8 tags (k-best 2, q-quantile 33.3333333, q-quantile 0.00001)" in out
+    assert {r.split(",")[-1] for r in (tmp_path / "tags" / "tags.csv").read_text().splitlines()[1:]} == {
+        "33.3333333", "0.00001", "2"}

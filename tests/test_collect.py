@@ -585,3 +585,189 @@ def test_channels_first_model_collects_from_an_image_folder(tmp_path) -> None:
     with pytest.raises(UserError, match=r"the train images are 10×14×3 \(channels×height×width\) but the model "
                                         r"takes 3×10×14"):
         filtag_kg.collect(model, images, labels=labels, progress=False)
+
+
+def test_single_files_take_their_class_from_the_folder_a_link_is_in(tmp_path) -> None:
+    """Class folders of symbolic links into a pool of images: image_folder labels a link by its own
+    folder; image_files (explain) took the target's folder ('pool': unknown truth)."""
+    from PIL import Image
+
+    from filtag_kg.data import image_files
+
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "links" / "beta").mkdir(parents=True)
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "pool" / "x.png")
+    (tmp_path / "links" / "beta" / "x.png").symlink_to(tmp_path / "pool" / "x.png")
+    assert image_folder(tmp_path / "links", ["alpha", "beta"], fraction=1.0).split("train").labels.tolist() == [1]
+    held = image_files([tmp_path / "links" / "beta" / "x.png", tmp_path / "pool" / "x.png"], ["alpha", "beta"])
+    assert held.split("heldout").labels.tolist() == [1, -1]
+
+
+def test_a_class_of_unreadable_files_is_named(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A class folder whose files are all broken left the class without z and tags, and only the
+    skipped files were listed; now the class is named."""
+    from PIL import Image
+
+    for name in ("alpha", "beta", "gamma"):
+        (tmp_path / name).mkdir()
+    for j in range(3):
+        Image.fromarray(np.full((12, 12, 3), 40 * j, np.uint8)).save(tmp_path / "alpha" / f"{j}.png")
+    (tmp_path / "beta" / "a.png").write_bytes(b"not a png")
+    (tmp_path / "beta" / "b.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (tmp_path / "gamma" / "c.png").write_bytes(b"")
+    stats = filtag_kg.collect(small_model(n_classes=3), image_folder(tmp_path, fraction=1.0), progress=False)
+    assert stats.counts.tolist() == [3, 0, 0]
+    err = capsys.readouterr().err
+    assert ("warning: no training image of class(es) 'beta', 'gamma' could be read (3 image(s)): "
+            "they have no z and get no tags") in err
+    filtag_kg.collect(small_model(n_classes=3), array_source(np.zeros((2, 12, 12, 3)), [0, 2]), progress=False)
+    assert "no training image" not in capsys.readouterr().err  # classes without images are no loss
+
+
+def test_images_of_other_shapes_or_kinds_are_refused_by_name(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Images of different sizes gave numpy's 'inhomogeneous shape' ValueError; text or object pixels
+    a TensorFlow conversion error once the model was set up; complex ones were collected without
+    their imaginary parts. Each is a UserError naming the split, before any work."""
+    images, labels = data
+    with pytest.raises(UserError, match="train images must all have one shape, to stack as"):
+        array_source([images[0], images[1, :8]], [0, 1])
+    for dtype, shown in ((object, "object"), (str, "<U32"), (np.complex64, "complex64")):
+        with pytest.raises(UserError, match=f"held-out images must be numbers .*got an array of dtype {shown};"):
+            array_source(images, labels, heldout=(images[:2].astype(dtype), [0, 1]))
+    same = array_source(images > 0, labels)  # booleans are numbers
+    assert same.split("train").ids == [str(i) for i in range(37)]
+
+
+def test_cmyk_jpegs_and_other_formats_read_for_a_grayscale_model(tmp_path) -> None:
+    """TensorFlow decodes a CMYK JPEG, and GIF, BMP or WebP data under an image name, to RGB only: for a
+    one-channel model they were skipped as unreadable. They are now converted to gray, the same as the
+    grayscale files' pixels (GIF, BMP: lossless) or close to them (the CMYK JPEG's own compression)."""
+    from PIL import Image
+
+    from filtag_kg.data import image_files
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x)))
+    gray = Image.fromarray(np.random.default_rng(5).integers(0, 255, size=(12, 12), dtype=np.uint8))
+    (tmp_path / "a").mkdir()
+    files = {"gray.png": (gray, "PNG"), "gif.png": (gray, "GIF"), "bmp.jpg": (gray, "BMP"),
+             "gray.jpg": (gray, "JPEG"), "cmyk.jpg": (gray.convert("CMYK"), "JPEG")}
+    for name, (image, kind) in files.items():
+        image.save(tmp_path / "a" / name, kind, **({"quality": 100} if kind == "JPEG" else {}))
+    stats = filtag_kg.collect(model, image_files([tmp_path / "a" / n for n in files], ["a", "b"]), splits="heldout",
+                              progress=False)
+    assert stats.manifest["skipped"]["heldout"] == [] and len(stats.heldout) == 5
+    v = dict(zip(files, stats.heldout.vectors["c1"]))
+    np.testing.assert_array_equal(v["gif.png"], v["gray.png"])
+    np.testing.assert_array_equal(v["bmp.jpg"], v["gray.png"])
+    np.testing.assert_allclose(v["cmyk.jpg"], v["gray.jpg"], atol=0.02)
+
+
+def test_a_folder_named_by_a_label_two_classes_share_is_refused(tmp_path) -> None:
+    """ImageNet has two 'crane's (bird 134, machine 517) and two 'maillot's: a folder 'crane' went to the
+    machine, so the birds' images counted for it. It is refused (its wnid folder reads); a single file
+    under it has unknown truth."""
+    from PIL import Image
+
+    from filtag_kg.data import image_files
+    from filtag_kg.imagenet import imagenet_index
+
+    classes = list(imagenet_index().keras_labels)
+    for folder in ("crane", "n02012849", "tench"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / folder / "x.png")
+    with pytest.raises(UserError, match=r"class folder .*/crane names 2 of the model's classes \(indices 134, 517: "
+                                        r"wnids n02012849, n03126707\); name the folder by the wnid of its class"):
+        image_folder(tmp_path, classes)
+    held = image_files([tmp_path / f / "x.png" for f in ("crane", "n02012849", "tench")], classes)
+    assert held.split("heldout").labels.tolist() == [-1, 134, 0]
+    (tmp_path / "crane" / "x.png").unlink()
+    (tmp_path / "crane").rmdir()
+    assert image_folder(tmp_path, classes, fraction=1.0).split("train").labels.tolist() == [134, 0]
+
+
+def test_an_unknown_split_is_refused_before_any_work(split_run, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """splits=['train', 'test'] collected the whole training split, then failed on 'test', its checkpoint
+    resumable only with the same wrong splits; now nothing runs."""
+    model, source, _ = split_run
+    monkeypatch.setattr(collect_module, "make_step", lambda *a, **k: pytest.fail("a split was collected"))
+    with pytest.raises(UserError, match="data set 'arrays' has no split 'test'; it has: train, heldout"):
+        filtag_kg.collect(model, source, splits=["train", "test"], output=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_each_class_keeps_a_training_image_in_a_split() -> None:
+    """A class whose share rounded to no training image (1 image at fraction 0.5: round(0.5) = 0) had
+    no z and got no tags, silently; it keeps one. Other classes split as before."""
+    from filtag_kg.data import stratified_split
+
+    labels = np.repeat([0, 1, 2], [1, 10, 3])
+    train, held = stratified_split(labels, 0.1, seed=0)
+    assert np.bincount(labels[train]).tolist() == [1, 1, 1] and np.bincount(labels[held]).tolist() == [0, 9, 2]
+    train, held = stratified_split(labels, 0.5, seed=0)
+    assert np.bincount(labels[train]).tolist() == [1, 5, 2] and len(held) == 6
+
+
+def test_logits_of_a_model_without_softmax_are_kept_as_probabilities(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A model ending in a linear Dense layer (trained with from_logits=True) gave its raw scores as the
+    top-5 'probabilities': explanations said 'predicted 2 (310%)', and the graph's confidence left [0, 1]."""
+    images, labels = data
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(inputs)
+    logits = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    source = array_source(images[:20], labels[:20], heldout=(images[20:], labels[20:]))
+    stats = filtag_kg.collect(logits, source, progress=False)
+    scores = logits.predict(images[20:], verbose=0)
+    probs = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(stats.heldout.top_classes[:, :3], np.argsort(-scores, axis=1, kind="stable"))
+    np.testing.assert_allclose(stats.heldout.top_probs[:, :3], -np.sort(-probs, axis=1), rtol=1e-5)
+    softmaxed = filtag_kg.collect(small_model(), source, progress=False)  # a softmax output stays as it is
+    np.testing.assert_allclose(softmaxed.heldout.top_probs[:, 0],
+                               small_model().predict(images[20:], verbose=0).max(axis=1), rtol=1e-5)
+
+
+def test_a_model_of_1000_classes_of_its_own_is_not_imagenet(tmp_path) -> None:
+    """Any 1,000 classes were taken for ImageNet's: a folder 'n01440764' matched class 0 of a model with
+    other classes, which got ImageNet's wnids and its label space (one set of class nodes in the graph)."""
+    from PIL import Image
+
+    from filtag_kg.imagenet import imagenet_index
+
+    own = [f"class{i:04d}" for i in range(1000)]
+    for folder in ("class0003", "n01440764"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / folder / "x.png")
+    with pytest.raises(UserError, match="class folder .*n01440764 does not match any of the model's 1000 classes"):
+        image_folder(tmp_path, own)
+    (tmp_path / "n01440764" / "x.png").unlink()
+    (tmp_path / "n01440764").rmdir()
+    source = image_folder(tmp_path, own, fraction=1.0, name="mine")
+    assert source.wnids is None and source.label_space.startswith("mine-")
+    assert source.split("train").labels.tolist() == [3]
+    imagenet = list(imagenet_index().keras_labels)
+    (tmp_path / "n01440764").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "n01440764" / "x.png")
+    (tmp_path / "class0003" / "x.png").unlink()
+    (tmp_path / "class0003").rmdir()
+    source = image_folder(tmp_path, imagenet, fraction=1.0)
+    assert source.label_space == "imagenet1k" and source.wnids[0] == "n01440764"
+    assert source.split("train").labels.tolist() == [0]
+
+
+def test_class_names_given_as_numbers_are_text(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    """classes=np.arange(3) broke the label space's JSON (int64); Python ints got through to the
+    artifacts and broke the knowledge-graph export ('int' object has no attribute 'strip')."""
+    from filtag_kg.kg.export import export_tags
+
+    images, labels = data
+    stats = filtag_kg.collect(small_model(), array_source(images, labels, classes=np.arange(3)), progress=False)
+    assert stats.classes == ["0", "1", "2"]
+    stats.save(tmp_path / "stats")
+    tags = filtag_kg.tag(ActivationStats.load(tmp_path / "stats"), k=1)
+    assert tags.classes == ["0", "1", "2"] and len(list(export_tags(tags))) > 0
+    assert array_source(images, labels, classes=[7, np.str_("b"), "c"]).classes == ["7", "b", "c"]
+    with pytest.raises(UserError, match=r"class names must be text \(or whole numbers\), got 1.5"):
+        array_source(images, labels, classes=["a", 1.5, "c"])

@@ -298,4 +298,6 @@ def test_the_statistics_of_one_shard_are_tagged_with_a_warning(tmp_path, capsys:
     whole = random_stats()
     whole.manifest["shard"] = None
     filtag_kg.tag(whole, k=1)
+    whole.manifest["shard"] = [0, 1]  # `collect --shard 0/1`: the one shard is all images (it said 'merge the 1 shards')
+    filtag_kg.tag(whole, k=1)
     assert capsys.readouterr().err == ""

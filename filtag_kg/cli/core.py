@@ -120,7 +120,7 @@ def register(cli: click.Group) -> None:
     def tag(stats_dir: str, ks: tuple[int, ...], qs: tuple[float, ...], layers: tuple[str, ...], out: str,
             plots: bool) -> None:
         """Tag filters with classes from collected statistics (default: k=1)."""
-        from ..records import ARRAYS_NAME, ActivationStats
+        from ..records import ARRAYS_NAME, ActivationStats, selection_label
         from ..tagging import plot_class_means, remove_heatmaps
         from ..tagging import tag as run_tag
 
@@ -130,7 +130,8 @@ def register(cli: click.Group) -> None:
         # the library refuses an unfinished collection and warns of a single shard's statistics
         tags = run_tag(stats, k=list(ks) or None, q=list(qs) or None, layers=list(layers) or None)
         tags.save(out)
-        click.echo(f"{len(tags):,} tags ({', '.join(f'{m} {p:g}' for m, p in tags.selections)}) -> {out}")
+        # selections named as in tags.csv and the graph (`:g` cut q=33.3333333 to 33.3333, a selection not in the set)
+        click.echo(f"{len(tags):,} tags ({', '.join(selection_label(m, p) for m, p in tags.selections)}) -> {out}")
         if not plots:
             remove_heatmaps(out)
         elif written := plot_class_means(stats, tags, out):
