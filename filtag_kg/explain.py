@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .records import K_BEST, HeldOut, TagSet
+from .records import K_BEST, HeldOut, TagSet, selection_label
 from .tagging import quantile_count
 
 MAX_N = 50
@@ -98,7 +98,7 @@ class Explanation:
         tags = ", ".join(f"{classes[k]} {n}" for k, n, _ in self.ranking()[:top]) or "none"
         more = " …" if len(self.ranking()) > top else ""
         return (f"{self.image_id}: predicted {classes[c]} ({p:.0%}){truth} — active filters tagged "
-                f"({self.method} {self.parameter:g}): {tags}{more}")
+                f"({selection_label(self.method, self.parameter)}): {tags}{more}")
 
     def to_json(self, classes: Sequence[str]) -> dict[str, Any]:
         return {
@@ -180,7 +180,7 @@ def _known_selections(tags: TagSet, selections: Sequence[tuple[str, float]]) -> 
     chosen = [(method, parameter) for method, parameter in selections]
     for method, parameter in chosen:
         if (method, parameter) not in tags.selections:
-            have = ", ".join(f"{m} {p:g}" for m, p in tags.selections)
+            have = ", ".join(selection_label(m, p) for m, p in tags.selections)
             raise UserError(f"selection {method} {parameter} is not in the tag set; it has: {have}")
     return chosen
 
@@ -339,7 +339,7 @@ def write_evaluation(result: Evaluation, out: Path) -> list[Path]:
     with (out / "per-class.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         keys = list(result.per_class)
-        writer.writerow(["class", "accuracy", *(f"{m} {p:g} {s} {t}" for m, p, s, t in keys)])
+        writer.writerow(["class", "accuracy", *(f"{selection_label(m, p)} {s} {t}" for m, p, s, t in keys)])
         for c, name in enumerate(result.classes):
             writer.writerow([name, result.class_accuracy[c], *(result.per_class[k][c] for k in keys)])
     plots = plot_evaluation(result, str(out / "evaluation"))

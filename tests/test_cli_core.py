@@ -231,3 +231,10 @@ def test_tag_names_selections_as_the_tag_set_does(run_cli, tmp_path) -> None:
     assert "8 tags (k-best 2, q-quantile 33.3333333, q-quantile 0.00001)" in out
     assert {r.split(",")[-1] for r in (tmp_path / "tags" / "tags.csv").read_text().splitlines()[1:]} == {
         "33.3333333", "0.00001", "2"}
+
+
+def test_a_fraction_outside_0_1_is_named_before_the_model_loads(run_cli, tmp_path) -> None:
+    """--fraction 0 or 1.5 was refused only after the model had loaded, by a message without the option."""
+    for value in ("0", "1.5", "nan"):
+        code, _, err = run_cli("collect", "--fraction", value, "--out", tmp_path / "o")
+        assert code == 2 and "--fraction" in err and not (tmp_path / "o").exists(), (value, err)

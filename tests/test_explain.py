@@ -188,3 +188,17 @@ def test_records_of_another_layer_size_are_named() -> None:
         with pytest.raises(UserError, match=r"^layer 'l2' has 4 filters in the tag set but 5 in the held-out "
                                             r"records: they are of different networks$"):
             run(tags, heldout)
+
+
+def test_selections_are_named_as_the_tag_set_names_them() -> None:
+    """q = 33.3333333 printed as 'q-quantile 33.3333' (`:g`), which names no selection of the tag set:
+    explanations, the list of selections in errors and the per-class table now say 'q-quantile 33.3333333'."""
+    tags, heldout = hand_case()
+    stats = ActivationStats.empty(["l1", "l2"], list(tags.classes), dict(tags.n_filters))
+    stats.counts[:] = 1
+    stats.sums["l1"], stats.sums["l2"] = np.eye(3), np.eye(3, 4)
+    thirds = filtag_kg.tag(stats, q=[33.3333333])
+    (explanation,) = explain(thirds, heldout, images=[0])
+    assert "(q-quantile 33.3333333)" in explanation.text(thirds.classes)
+    with pytest.raises(UserError, match=r"it has: q-quantile 33\.3333333$"):
+        explain(thirds, heldout, [("k-best", 1)])

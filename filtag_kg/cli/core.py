@@ -54,7 +54,8 @@ def register(cli: click.Group) -> None:
                        "(folder names: the model's class labels or ImageNet wnids).")
     @click.option("--heldout", type=click.Path(exists=True, file_okay=False),
                   help="A second folder of the same layout used as held-out split (instead of splitting --data).")
-    @click.option("--fraction", default=0.8, show_default=True, help="Share of each class used for tagging; the rest is held out.")
+    @click.option("--fraction", default=0.8, show_default=True,
+                  help="Share of each class used for tagging (0 < FRACTION <= 1); the rest is held out.")
     @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the train/held-out split.")
     @click.option("--layer", "-l", "layers", multiple=True, help="Conv layer name or glob pattern (repeatable); default: all conv layers.")
     @click.option("--batch-size", "-b", default=64, show_default=True, type=click.IntRange(min=1))
@@ -71,7 +72,9 @@ def register(cli: click.Group) -> None:
         """Collect the activation statistics z_c(m,i) of every conv filter over a labelled image set."""
         from ..collection import collect as run_collect
 
-        if data == DEFAULT and heldout is not None:  # before the model is loaded (or trained)
+        if not 0 < fraction <= 1:  # before the model is loaded (or trained); NaN too
+            raise UserError(f"--fraction {fraction}: expected a share of each class, 0 < FRACTION <= 1")
+        if data == DEFAULT and heldout is not None:
             raise UserError(f"--heldout {heldout}: the embedded default data set holds out its own images "
                             "(--fraction); --heldout goes with a --data folder")
         context = click.get_current_context()

@@ -11,6 +11,7 @@ import click
 
 from ..config import probe_writable
 from ..errors import UserError
+from ..records import selection_label
 from .kg import _store_option
 
 
@@ -102,7 +103,7 @@ def _selections(tags: Any, selection: tuple[str, ...]) -> list[tuple[str, float]
     for text in selection:
         key = _parse_selection(text)
         if key not in tags.selections:
-            have = ", ".join(f"{m} {p:g}" for m, p in tags.selections)
+            have = ", ".join(selection_label(m, p) for m, p in tags.selections)
             raise UserError(f"--selection {text!r} is not in the tag set; it has: {have}")
         chosen.append(key)
     return list(dict.fromkeys(chosen))  # 'k 5' and 'k-best 5' are one selection, explained once
@@ -226,8 +227,6 @@ def register(cli: click.Group) -> None:
         """Error analysis of the network through SPARQL over the explanations in the store."""
         from ..kg.error_analysis import error_report
         from ..kg.store import Store
-        from ..records import selection_label
-
         label = selection_label(*_parse_selection(selection))  # 'k 5' as explain and evaluate take it: 'k-best 5'
         with Store(store, read_only=True, create=False) as db:
             click.echo(error_report(db, label, run_iri, top=top))

@@ -158,7 +158,7 @@ def layer_summary(result: LayerConcepts) -> str:
     method, parameter = result.selection
     pct = (lambda x: f"{100 * x / c['multi_tag']:.0f}%") if c["multi_tag"] else (lambda x: "–")
     return (
-        f"{result.layer} ({method} {parameter:g}): {c['tagged']} of {c['filters']} filters tagged, "
+        f"{result.layer} ({selection_label(method, parameter)}): {c['tagged']} of {c['filters']} filters tagged, "
         f"{c['multi_tag']} with several tags; of these {c['specific_share']} ({pct(c['specific_share'])}) get a "
         f"concept covering ≥{result.share:.0%} of their tags that is more specific than the generic top nouns, "
         f"{c['specific_all']} ({pct(c['specific_all'])}) one covering all"

@@ -131,7 +131,7 @@ def _selection(tags: TagSet, method: str | None, parameter: float | None) -> tup
     for m, p in tags.selections:
         if m == method and parameter is not None and float(p) == float(parameter):
             return m, p
-    have = ", ".join(f"{m} {p:g}" for m, p in tags.selections)
+    have = ", ".join(selection_label(m, p) for m, p in tags.selections)
     raise UserError(f"name one selection of this tag set (method and parameter); it has: {have}")
 
 
