@@ -51,7 +51,8 @@ def register(cli: click.Group) -> None:
                   help="For keras.applications models: 'imagenet' (downloaded by Keras), 'none', or a weights file.")
     @click.option("--data", "-d", default=DEFAULT, show_default=True,
                   help="'default' (Animal-Shape, embedded) or a folder of class sub-folders of JPEG/PNG images "
-                       "(folder names: the model's class labels or ImageNet wnids).")
+                       "(folder names: the model's class labels or ImageNet wnids; ImageNet's two crane and two "
+                       "maillot classes by wnid only).")
     @click.option("--heldout", type=click.Path(exists=True, file_okay=False),
                   help="A second folder of the same layout used as held-out split (instead of splitting --data).")
     @click.option("--fraction", default=0.8, show_default=True,

@@ -133,7 +133,8 @@ def register(cli: click.Group) -> None:
         """Explain classifications by the tags of the filters an image activates.
 
         IMAGES are JPEG/PNG files (a file's parent folder names its true class, if it is one of the
-        model's classes); --heldout explains held-out images of the collection by id.
+        model's class labels or ImageNet wnids; else the true class is unknown); --heldout explains
+        held-out images of the collection by id.
         """
         from ..explain import explain as run_explain
 

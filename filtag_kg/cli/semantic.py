@@ -18,8 +18,10 @@ from .kg import _only_run, _open_store
 
 def _store_options(f: Any) -> Any:
     for option in reversed((
-        click.option("--store", type=click.Path(path_type=Path), help="Embedded store directory (default: the user's)."),
-        click.option("--endpoint", help="Base URL of a SPARQL server with /query, /update, /store (Oxigraph)."),
+        click.option("--store", type=click.Path(path_type=Path),
+                     help="Embedded store directory (default: 'store' in the filtag-kg data folder)."),
+        click.option("--endpoint", help="Base URL of a SPARQL server with /query, /update, /store (Oxigraph); "
+                                        "requests go without HTTP auth."),
         click.option("--run", "run", help="IRI of the tagging run (default: the only one in the store)."),
     )):
         f = option(f)
@@ -36,9 +38,11 @@ def register(cli: click.Group) -> None:
     @link.command("wordnet")
     @_store_options
     @click.option("--wordnet", "wordnet_dir", type=click.Path(path_type=Path),
-                  help="Directory of WordNet 3.0 dict files (default: NLTK data, else /usr/share/wordnet).")
+                  help="Directory of WordNet 3.0 dict files (default: $FILTAG_KG_WORDNET, else NLTK data, else "
+                       "/usr/share/wordnet).")
     @click.option("--mapping", type=click.Path(path_type=Path),
-                  help="File of 'label<TAB>synset' lines overriding the sense of labels without a wnid.")
+                  help="File of 'label<TAB>synset' lines (synset as cow.n.02, 02403454-n or a wnid) overriding "
+                       "the synset of those labels, wnid classes too.")
     @click.option("--share", type=click.FloatRange(0, 1, min_open=True), default=2 / 3, show_default="2/3",
                   help="Share of a filter's tags the 'share' concept must cover.")
     @click.option("--layer", "layers", multiple=True,
