@@ -165,7 +165,7 @@ def collect(
     z_c(m,i); the "heldout" split, when present, per-image records. With `output`, the result is
     saved there, checkpoints are written atomically every `checkpoint_every` batches, and a run that
     was interrupted resumes from its last checkpoint. `shard=(i, n)` processes the images whose
-    position is i modulo n, for runs spread over machines; `ActivationStats.merge` joins the shards.
+    position is i modulo n, for runs spread over machines; `ActivationStats.merge_shards` joins the shards.
     """
     if isinstance(model, (str, os.PathLike)):
         raise UserError(f"model {str(model)!r}: pass a keras.Model, or load it by name or file with "

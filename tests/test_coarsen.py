@@ -549,3 +549,20 @@ def test_layer_groups_of_a_run_coarsened_with_share_1(wn: WordNet, animal_tags: 
     rows = [r for r in query_rows("semantic-layer-groups", store, layer="conv2") if r["selection"] == "k-best 1"]
     assert sorted((r["label"], r["filters"], r["filterIndices"], r["meanCoverage"]) for r in rows) == [
         ("carnivore", 1, "0", 1.0), ("elephant", 1, "3", 1.0), ("equine", 1, "1", 1.0), ("vertebrate", 1, "2", 1.0)]
+
+
+def test_link_writes_to_a_server_that_asks_for_auth(animal_tags: filtag_kg.TagSet, tmp_path: Path, run_cli,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`link wordnet --endpoint` had no --user, so it could not write to `serve --allow-updates` (401)."""
+    from filtag_kg.kg.fair import free_port, serving
+    from filtag_kg.kg.store import RemoteStore, Store
+    from filtag_kg.kg.vocab import Minter
+
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(animal_tags))
+    monkeypatch.setenv("FILTAG_KG_PASSWORD", "open sesame")
+    with serving(tmp_path / "store", free_port(), allow_updates=True, password="open sesame") as (url, _):
+        code, out, err = run_cli("link", "wordnet", "--endpoint", url, "--user", "filtag-kg")
+        assert code == 0, err
+        wordnet_graph = Minter().run_graph(run_ids(animal_tags).tagging, "wordnet")
+        assert RemoteStore.at(url).count(wordnet_graph) > 0

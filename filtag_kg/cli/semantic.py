@@ -13,15 +13,15 @@ from typing import Any
 import click
 
 from ..errors import UserError
-from .kg import _only_run, _open_store
+from .kg import _HTTP_OPTIONS, _only_run, _open_store
 
 
 def _store_options(f: Any) -> Any:
     for option in reversed((
         click.option("--store", type=click.Path(path_type=Path),
                      help="Embedded store directory (default: 'store' in the filtag-kg data folder)."),
-        click.option("--endpoint", help="Base URL of a SPARQL server with /query, /update, /store (Oxigraph); "
-                                        "requests go without HTTP auth."),
+        click.option("--endpoint", help="Base URL of a SPARQL server with /query, /update, /store (Oxigraph)."),
+        _HTTP_OPTIONS[0],  # --user (the server's own --timeout and --retries are its defaults here)
         click.option("--run", "run", help="IRI of the tagging run (default: the only one in the store)."),
     )):
         f = option(f)
@@ -47,13 +47,14 @@ def register(cli: click.Group) -> None:
                   help="Share of a filter's tags the 'share' concept must cover.")
     @click.option("--layer", "layers", multiple=True,
                   help="Coarsen only these layers (repeatable); the coarse concepts of the others stay as they are.")
-    def link_wordnet_command(store: Path | None, endpoint: str | None, run: str | None, wordnet_dir: Path | None,
-                             mapping: Path | None, share: float, layers: tuple[str, ...]) -> None:
+    def link_wordnet_command(store: Path | None, endpoint: str | None, user: str | None, run: str | None,
+                             wordnet_dir: Path | None, mapping: Path | None, share: float,
+                             layers: tuple[str, ...]) -> None:
         """Link classes to WordNet synsets, add their hypernym closure and each filter's coarse concepts."""
         from ..kg.coarsen import layer_summary, link_wordnet, minter_of_run, other_layers_concepts, tags_from_store
         from ..kg.wordnet import WordNet, read_mapping
 
-        with _open_store(store, endpoint, read_only=False) as db:
+        with _open_store(store, endpoint, user, read_only=False) as db:
             iri = _only_run(db, run)
             tags, ids = tags_from_store(db, iri)
             unknown = set(layers) - set(tags.layers)
@@ -86,7 +87,8 @@ def register(cli: click.Group) -> None:
                   help="Retries of a request after a timeout, 429 or 5xx (exponential backoff).")
     @click.option("--partial", is_flag=True,
                   help="Write the graph even when some concepts could not be fetched (without their edges).")
-    def link_conceptnet_command(store: Path | None, endpoint: str | None, run: str | None, dump: Path | None,
+    def link_conceptnet_command(store: Path | None, endpoint: str | None, user: str | None, run: str | None,
+                                dump: Path | None,
                                 api: str, offline: bool, cache: Path | None, interval: float, timeout: float,
                                 retries: int, partial: bool) -> None:
         """Link classes to ConceptNet concepts and import their IsA, PartOf, … edges with weights.
@@ -95,7 +97,7 @@ def register(cli: click.Group) -> None:
         from ..kg.coarsen import minter_of_run, tags_from_store
         from ..kg.conceptnet import ConceptNetClient, link_conceptnet
 
-        with _open_store(store, endpoint, read_only=False) as db:
+        with _open_store(store, endpoint, user, read_only=False) as db:
             iri = _only_run(db, run)
             tags, ids = tags_from_store(db, iri)
             client = None if dump else ConceptNetClient(api, cache, offline, interval, timeout, retries)
