@@ -14,6 +14,8 @@ import json
 import os
 import pickle
 import re
+import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,14 +328,21 @@ def _list_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
     if not class_dirs:
         raise UserError(f"image folder {root} has no class sub-folders (expected ROOT/<class>/<image>.jpg)")
     files = []
+    ignored: Counter[str] = Counter()  # files of other kinds, by suffix
     for d in class_dirs:
         if _printable(d.name) != d.name:
             raise UserError(f"class folder {_printable(str(d))}: its name is not valid UTF-8; rename it")
-        images = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                        and not any(part.startswith(".") for part in p.relative_to(d).parts))  # no hidden ones
+        found = [p for p in d.rglob("*") if p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(d).parts)]  # no hidden ones
+        images = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+        ignored.update(p.suffix.lower() or "(none)" for p in found if p.suffix.lower() not in IMAGE_SUFFIXES)
         if not images:
             raise UserError(f"class folder {d} has no JPEG or PNG images")
         files.append(images)
+    if ignored:  # a folder of BMP or WebP images lost them without a word
+        kinds = ", ".join(f"{suffix} ×{n:,}" for suffix, n in ignored.most_common())
+        print(f"warning: {root}: {sum(ignored.values()):,} file(s) in the class folders are not JPEG or PNG and are "
+              f"left out ({kinds})", file=sys.stderr)
     return [d.name for d in class_dirs], files
 
 

@@ -771,3 +771,23 @@ def test_class_names_given_as_numbers_are_text(tmp_path, data: tuple[np.ndarray,
     assert array_source(images, labels, classes=[7, np.str_("b"), "c"]).classes == ["7", "b", "c"]
     with pytest.raises(UserError, match=r"class names must be text \(or whole numbers\), got 1.5"):
         array_source(images, labels, classes=["a", 1.5, "c"])
+
+
+def test_files_that_are_not_jpeg_or_png_are_reported(tmp_path, capsys) -> None:
+    """A class folder's BMP, WebP or other files were left out without a word (hidden files stay silent)."""
+    from PIL import Image
+
+    for name in ("alpha", "beta"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / "0.png")
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / "1.bmp")
+    (tmp_path / "beta" / "notes").write_text("x")
+    (tmp_path / "beta" / ".DS_Store").write_text("x")
+    image_folder(tmp_path)
+    assert f"warning: {tmp_path}: 3 file(s) in the class folders are not JPEG or PNG and are left out " \
+           "(.bmp ×2, (none) ×1)" in capsys.readouterr().err
+    (tmp_path / "beta" / "notes").unlink()
+    for bmp in tmp_path.glob("*/1.bmp"):
+        bmp.unlink()
+    image_folder(tmp_path)
+    assert "warning" not in capsys.readouterr().err
