@@ -245,12 +245,26 @@ def collect(
         _warn_of_unread_classes(source.split(TRAIN), shard, stats)
     parts = progress_state["heldout_parts"]
     stats.heldout = HeldOut.concatenate(parts) if parts and any(len(p) for p in parts) else None
+    _warn_of_overflow(stats)
     stats.manifest["complete"] = True
     stats.manifest["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     stats.manifest.pop("progress", None)
     if out_dir is not None:
         stats.save(out_dir)
     return stats
+
+
+def _warn_of_overflow(stats: ActivationStats) -> None:
+    """Warn on stderr of layers whose scaled means are NaN or infinite: an activation overflowed (float16,
+    under --mixed-precision, ends at 65,504), so the min-max scaling of the images concerned failed and
+    the z and tags of those layers mean nothing; before, nothing said so."""
+    vectors = stats.heldout.vectors if stats.heldout is not None else {}
+    bad = [m for m in stats.layers if not (np.isfinite(stats.sums[m]).all() and np.isfinite(vectors.get(m, 0)).all())]
+    if bad:
+        cause = ("float16 overflowed: collect without --mixed-precision" if stats.manifest["model"].get("precision")
+                 == "mixed_float16" else "an activation overflowed")
+        print(f"warning: the scaled means of layer(s) {', '.join(bad)} are NaN or infinite for some images ({cause}); "
+              "their z and tags mean nothing", file=sys.stderr)
 
 
 def _warn_of_unread_classes(split: Any, shard: tuple[int, int] | None, stats: ActivationStats) -> None:

@@ -791,3 +791,21 @@ def test_files_that_are_not_jpeg_or_png_are_reported(tmp_path, capsys) -> None:
         bmp.unlink()
     image_folder(tmp_path)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_activations_overflowing_float16_are_warned_of(data: tuple[np.ndarray, np.ndarray], capsys) -> None:
+    """A layer whose float16 activations overflow to inf scales to NaN: its z and tags were NaN and
+    meaningless without a word. The same model in float32 is not warned of."""
+    from filtag_kg.models import LoadedModel, input_spec_of, with_mixed_precision
+
+    images, labels = data
+    model = small_model()
+    c1 = model.get_layer("c1")
+    c1.set_weights([np.full_like(w, 1e4) for w in c1.get_weights()])  # outputs far beyond float16's 65,504
+    loaded = LoadedModel(model, "small", "keras", "test", input_spec_of(model))
+    filtag_kg.collect(loaded, images[:8], labels=labels[:8], layers="c1", progress=False)
+    assert "warning" not in capsys.readouterr().err
+    half = filtag_kg.collect(with_mixed_precision(loaded), images[:8], labels=labels[:8], layers="c1", progress=False)
+    assert not np.isfinite(half.sums["c1"]).all()
+    assert ("warning: the scaled means of layer(s) c1 are NaN or infinite for some images (float16 overflowed: "
+            "collect without --mixed-precision)") in capsys.readouterr().err
