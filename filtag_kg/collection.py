@@ -13,11 +13,13 @@ are kept as well, for explanations and evaluation.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -223,35 +225,59 @@ def collect(
     stats = ActivationStats.empty(names, classes, n_filters, manifest)
     progress_state: dict[str, Any] = {"split": splits[0], "position": 0, "heldout_parts": []}
     out_dir = Path(output) if output is not None else None
-    if out_dir is not None:
-        try:  # a folder that cannot be written fails now, not after the collection
-            probe_writable(out_dir)
-        except OSError as e:
-            raise UserError(f"cannot write the statistics into {out_dir}: {e.strerror or e}") from e
-        resumed = _resume(out_dir, manifest)
+    with _claimed(out_dir):
+        resumed = _resume(out_dir, manifest) if out_dir is not None else None
         if resumed is not None:
             stats, progress_state = resumed
-    for split_name in splits[splits.index(progress_state["split"]):]:
-        if split_name != progress_state["split"]:
-            progress_state = {"split": split_name, "position": 0, "heldout_parts": progress_state["heldout_parts"]}
-        _run_split(
-            source.split(split_name), spec, step, stats, names, batch_size, progress_state, shard,
-            keep_images=split_name == HELDOUT, out_dir=out_dir, checkpoint_every=checkpoint_every, progress=progress,
-        )
-    if TRAIN in splits and stats.n_images == 0:
-        raise UserError(f"none of the images of the 'train' split of {source.name!r} could be read "
-                        f"(skipped: {stats.manifest['skipped'][TRAIN][:3]} …); nothing to compute z from")
-    if TRAIN in splits:
-        _warn_of_unread_classes(source.split(TRAIN), shard, stats)
-    parts = progress_state["heldout_parts"]
-    stats.heldout = HeldOut.concatenate(parts) if parts and any(len(p) for p in parts) else None
-    _warn_of_overflow(stats)
-    stats.manifest["complete"] = True
-    stats.manifest["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    stats.manifest.pop("progress", None)
-    if out_dir is not None:
-        stats.save(out_dir)
+        for split_name in splits[splits.index(progress_state["split"]):]:
+            if split_name != progress_state["split"]:
+                progress_state = {"split": split_name, "position": 0, "heldout_parts": progress_state["heldout_parts"]}
+            _run_split(
+                source.split(split_name), spec, step, stats, names, batch_size, progress_state, shard,
+                keep_images=split_name == HELDOUT, out_dir=out_dir, checkpoint_every=checkpoint_every,
+                progress=progress,
+            )
+        if TRAIN in splits and stats.n_images == 0:
+            raise UserError(f"none of the images of the 'train' split of {source.name!r} could be read "
+                            f"(skipped: {stats.manifest['skipped'][TRAIN][:3]} …); nothing to compute z from")
+        if TRAIN in splits:
+            _warn_of_unread_classes(source.split(TRAIN), shard, stats)
+        parts = progress_state["heldout_parts"]
+        stats.heldout = HeldOut.concatenate(parts) if parts and any(len(p) for p in parts) else None
+        _warn_of_overflow(stats)
+        stats.manifest["complete"] = True
+        stats.manifest["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stats.manifest.pop("progress", None)
+        if out_dir is not None:
+            stats.save(out_dir)
     return stats
+
+
+@contextmanager
+def _claimed(out_dir: Path | None) -> Iterator[None]:
+    """The output folder (if any), checked writable now, not after the collection, and locked for this
+    collection: a second one into it is refused (two wrote checkpoints over each other's), and the
+    temporary files of the checkpoints a killed run was writing (as large as the statistics) are removed."""
+    if out_dir is None:
+        yield
+        return
+    try:
+        probe_writable(out_dir)
+        folder = os.open(out_dir, os.O_RDONLY)
+    except OSError as e:
+        raise UserError(f"cannot write the statistics into {out_dir}: {e.strerror or e}") from e
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{out_dir}: another collection is writing there; wait for it to end or choose "
+                            "another output folder") from None
+        for name in (ARRAYS_NAME, MANIFEST_NAME):
+            for left in out_dir.glob(f".{name}.*.tmp"):  # records.atomic_write's
+                left.unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(folder)  # and so unlocked
 
 
 def _warn_of_overflow(stats: ActivationStats) -> None:

@@ -809,3 +809,26 @@ def test_activations_overflowing_float16_are_warned_of(data: tuple[np.ndarray, n
     assert not np.isfinite(half.sums["c1"]).all()
     assert ("warning: the scaled means of layer(s) c1 are NaN or infinite for some images (float16 overflowed: "
             "collect without --mixed-precision)") in capsys.readouterr().err
+
+
+def test_an_output_folder_takes_one_collection_at_a_time(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A second collection into a folder another one writes to is refused (they wrote checkpoints over each
+    other's); the temporary checkpoint files a killed run left (as large as the statistics) are removed."""
+    import fcntl
+    import os
+
+    images, labels = data
+    out = tmp_path / "stats"
+    out.mkdir()
+    (out / ".arrays.npz.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    (out / ".other-tool.tmp").write_bytes(b"not ours")
+    other = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)  # as a running collection holds it
+        with pytest.raises(UserError, match=f"{out}: another collection is writing there"):
+            filtag_kg.collect(small_model(), images[:8], labels=labels[:8], output=out, progress=False)
+        assert (out / ".arrays.npz.k1ll3d.tmp").exists()  # not touched while the other runs
+    finally:
+        os.close(other)
+    filtag_kg.collect(small_model(), images[:8], labels=labels[:8], output=out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [".other-tool.tmp", "arrays.npz", "manifest.json"]
