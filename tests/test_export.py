@@ -474,3 +474,19 @@ def test_layers_whose_names_slug_alike_get_distinct_iris() -> None:
         SELECT ?name (COUNT(*) AS ?n) WHERE {
           ?t ft:filter/ft:ofLayer ?l ; ft:inLayerSummary/ft:summaryOf ?l . ?l rdfs:label ?name } GROUP BY ?name""")) == \
         sorted((n, "2") for n in names)  # k=1: one tag per class and layer
+
+
+def test_rdfxml_keeps_carriage_returns(tmp_path: Path) -> None:
+    """pyoxigraph writes a carriage return of a literal as it is, and XML parsers turn line ends
+    into line feeds ('a\\r\\nb' came back as 'a\\nb' from rdflib, 'a\\rb' too): written as a character
+    reference, every RDF/XML reader gets the literal back."""
+    stats = ActivationStats.empty(["conv1"], ["two\r\nlines", "one\rline", "cat"], {"conv1": 3},
+                                  {"dataset": {"label_space": "cr"}, "model": {"name": "net\r"}})
+    stats.add_batch(np.arange(3), {"conv1": np.eye(3)})
+    quads = list(export_tags(filtag_kg.tag(stats, k=1)))
+    write(quads, tmp_path / "out.rdf")
+    back = rdflib.Graph().parse(tmp_path / "out.rdf", format="xml")
+    expected = rdflib.Graph().parse(data=ox.serialize((q.triple for q in quads), format=ox.RdfFormat.N_TRIPLES),
+                                    format="nt")
+    assert set(back) == set(expected)
+    assert {q.triple for q in ox.parse(path=str(tmp_path / "out.rdf"))} == {q.triple for q in quads}

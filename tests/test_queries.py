@@ -168,6 +168,14 @@ def test_numbers_python_reads_but_sparql_does_not_are_refused(kind: str, value: 
     assert str(error.value).startswith(f"--param p={value}: expected ") and "in digits 0-9" in str(error.value)
 
 
+def test_a_decimal_beyond_range_is_a_user_error() -> None:
+    """'1e10000000' is a decimal as SPARQL writes it, but beyond what Python's decimals hold: the
+    query command ended in a traceback (decimal.Overflow) instead of naming the parameter."""
+    with pytest.raises(UserError) as error:
+        Parameter("p", "decimal", True, "").term("1e10000000")
+    assert str(error.value) == "--param p=1e10000000: expected a decimal number in digits 0-9, e.g. 2.5 (out of range)"
+
+
 @pytest.mark.parametrize(
     "kind, value, expected",
     [("integer", " +7 ", Literal(7)), ("integer", 3.0, Literal(3)), ("double", "-.5e1", Literal(-5.0)),
@@ -176,6 +184,54 @@ def test_numbers_python_reads_but_sparql_does_not_are_refused(kind: str, value: 
 )
 def test_numbers_as_sparql_writes_them_are_taken(kind: str, value: object, expected: Literal) -> None:
     assert Parameter("p", kind, True, "").term(value) == expected
+
+
+@pytest.mark.parametrize(
+    "kind, value, expected",
+    [
+        ("decimal", Literal(1), Literal("1", datatype=NamedNode(XSD + "decimal"))),
+        ("decimal", Literal(2.5), Literal("2.5", datatype=NamedNode(XSD + "decimal"))),
+        ("decimal", Literal("25.0", datatype=NamedNode(XSD + "decimal")), Literal("25", datatype=NamedNode(XSD + "decimal"))),
+        ("integer", Literal("7", datatype=NamedNode(XSD + "decimal")), Literal(7)),
+        ("double", Literal(1), Literal(1.0)),
+        ("string", Literal("zebra"), Literal("zebra")),
+        ("string", Literal("zebra", language="en"), Literal("zebra", language="en")),
+        ("iri", NamedNode(FT + "KBest"), NamedNode(FT + "KBest")),
+        ("iri", Literal(FT + "KBest"), NamedNode(FT + "KBest")),
+    ],
+)
+def test_terms_given_as_rdf_become_terms_of_the_declared_type(kind: str, value: object, expected: object) -> None:
+    """A literal or IRI given as it is was bound as it was: the integer 1 for a decimal parameter
+    (ft:selectionParameter 1) or a literal for an IRI matched nothing, without a word."""
+    assert Parameter("p", kind, True, "").term(value) == expected
+
+
+@pytest.mark.parametrize(
+    "kind, value, expected",
+    [("integer", Literal(True), "a whole number"), ("decimal", Literal("zebra", language="en"), "a decimal number"),
+     ("integer", NamedNode("http://e/7"), "a whole number"), ("string", NamedNode("http://e/zebra"), "text")],
+)
+def test_terms_given_as_rdf_of_another_type_are_refused(kind: str, value: object, expected: str) -> None:
+    with pytest.raises(UserError, match=f"^--param p=.*: expected {expected}"):
+        Parameter("p", kind, True, "").term(value)
+
+
+def test_a_typed_literal_finds_what_its_value_finds(runs: dict[str, TagSet], store: Store) -> None:
+    a = run_iri(runs["a"])
+    as_text = rows("selection-tags", store, run=a, method=KB, parameter="3")
+    as_terms = rows("selection-tags", store, run=NamedNode(a), method=NamedNode(KB), parameter=Literal(3))
+    assert as_text and sorted(map(str, as_terms)) == sorted(map(str, as_text))
+
+
+def test_optional_parameters_given_as_none_stay_unbound(runs: dict[str, TagSet], store: Store) -> None:
+    """Python callers pass None for 'no value' (run=args.run): it was taken for the IRI 'None'."""
+    everything = rows("filter-tags", store, layer="conv2d", filter=3)
+    unbound = rows("filter-tags", store, layer="conv2d", filter=3, run=None)
+    assert everything and sorted(map(str, unbound)) == sorted(map(str, everything))
+    with pytest.raises(UserError, match=r"needs --param filter="):
+        queries.load("filter-tags").bind({"layer": "conv2d", "filter": None})
+    with pytest.raises(UserError, match=r"has no parameter nope"):
+        queries.load("filter-tags").bind({"layer": "conv2d", "filter": 1, "nope": None})
 
 
 def test_unknown_query_names_the_bundled_ones(tmp_path) -> None:
@@ -677,3 +733,38 @@ def test_similar_classes_of_two_classes_with_one_label_stay_apart() -> None:
            for r in rows("similar-classes", store, **{"class": "maillot"})]
     assert got == [("maillot~0", 1, "bikini", 2), ("maillot~0", 2, "maillot", 1),
                    ("maillot~1", 1, "maillot", 1), ("maillot~1", 2, "bikini", 1)]  # a tie: by class index
+
+
+def test_class_filters_of_two_classes_with_one_label_stay_apart() -> None:
+    """Two classes of one label (ImageNet's maillots): their rows came interleaved layer by layer
+    (maillot 0 in conv, maillot 1 in conv, maillot 0 in conv2 …); each class's rows are together."""
+    from filtag_kg.kg.export import export_tags
+
+    layers = {"conv": 3, "conv2": 3}
+    manifest = {"dataset": {"label_space": "toy"}, "model": {"layers": [
+        {"name": m, "type": "Conv2D", "index": i, "filters": n} for i, (m, n) in enumerate(layers.items())]}}
+    stats = ActivationStats.empty(list(layers), ["maillot", "maillot", "bikini"], layers, manifest)
+    stats.counts[:] = 1
+    for m in layers:
+        stats.sums[m] = np.array([[0.9, 0.8, 0.1], [0.9, 0.1, 0.8], [0.9, 0.8, 0.7]])
+    store = Store()
+    store.extend(export_tags(filtag_kg.tag(stats, k=2)))
+    got = [(r["classNode"].rsplit("/", 1)[1], r["layer"], sorted(r["indices"].split()))
+           for r in rows("class-filters", store, **{"class": "maillot"})]
+    assert got == [("maillot~0", "conv", ["0", "1"]), ("maillot~0", "conv2", ["0", "1"]),
+                   ("maillot~1", "conv", ["0", "2"]), ("maillot~1", "conv2", ["0", "2"])]
+
+
+def test_class_specific_filters_name_which_of_two_classes_with_one_label() -> None:
+    """Filters 0 and 1 are each specific to one of two maillots: both rows said 'maillot', so which
+    maillot (the swimsuit or the tights) a filter responds to was lost; `classNode` names it."""
+    from filtag_kg.kg.export import export_tags
+
+    stats = ActivationStats.empty(["conv"], ["maillot", "maillot", "bikini"], {"conv": 4},
+                                  {"dataset": {"label_space": "toy"}})
+    stats.counts[:] = 1
+    stats.sums["conv"] = np.array([[0.9, 0.1, 0.1, 0.0], [0.1, 0.9, 0.1, 0.0], [0.1, 0.1, 0.9, 0.0]])
+    store = Store()
+    store.extend(export_tags(filtag_kg.tag(stats, k=1)))
+    got = [(r["filter"], r["class"], r["classNode"].rsplit("/", 1)[1]) for r in rows("class-specific-filters", store)]
+    assert got == [(0, "maillot", "maillot~0"), (1, "maillot", "maillot~1"), (2, "bikini", "bikini")]

@@ -649,6 +649,7 @@ def _serialize(quads: Iterable[Quad], out: IO[bytes], fmt: RdfFormat | str, cont
     items: Iterable[Any] = quads if fmt.supports_datasets else (q.triple for q in quads)
     if fmt == RdfFormat.RDF_XML:
         items = _xml_safe(items)
+        out = _CarriageReturnsEscaped(out)
     prefixes = None if fmt in (RdfFormat.N_TRIPLES, RdfFormat.N_QUADS) else dict(PREFIXES)
     serialize(items, out, fmt, prefixes=prefixes)
 
@@ -665,6 +666,23 @@ def _xml_safe(triples: Iterable[Any]) -> Iterator[Any]:
             raise UserError(f"cannot write RDF/XML: {t.object.value!r} (of {t.subject} {t.predicate}) "
                             "holds a character XML 1.0 does not allow; write Turtle, N-Triples or JSON-LD instead")
         yield t
+
+
+class _CarriageReturnsEscaped:
+    """A binary stream writing RDF/XML with each carriage return as the reference &#13;. pyoxigraph
+    writes it as it is, and XML parsers read line ends as line feeds (a literal 'a\\r\\nb' came back
+    as 'a\\nb'); RDF/XML holds a carriage return nowhere but in literal text (its layout uses line
+    feeds and tabs, IRIs cannot hold one), where the reference stands for it."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+
+    def write(self, data: bytes) -> int:
+        self.out.write(bytes(data).replace(b"\r", b"&#13;"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 class _Counter:

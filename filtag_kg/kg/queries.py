@@ -12,7 +12,8 @@ A query file (`queries/*.rq`, or any file) starts with a comment header::
 A parameter `name` is the query variable `?name`. Values become RDF terms of the declared type and
 are never pasted into the query text as given: they are serialized by pyoxigraph (IRIs validated,
 literals escaped, so a string cannot close its literal) into a `VALUES` block that opens the WHERE
-group, for the embedded and the remote store alike. Optional parameters left out stay unbound.
+group, for the embedded and the remote store alike. Optional parameters left out (or given as None)
+stay unbound. An IRI or literal given as such is taken as a value of the declared type too.
 Queries are written against the union of the named graphs (see docs/graph-model.md).
 
 Why not pyoxigraph's `substitutions` for the embedded store: in pyoxigraph 0.5.13 the planner does
@@ -34,7 +35,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, Overflow
 from importlib import resources
 from pathlib import Path
 from typing import Any, Union
@@ -58,6 +59,7 @@ PARAM_TYPES = ("iri", "string", "integer", "decimal", "double", "boolean")
 # what a value of each type must look like, for the message when one cannot be converted
 _EXPECTED = {
     "iri": "an absolute IRI, <IRI>, or a prefixed name such as ft:KBest",
+    "string": "text",
     "integer": "a whole number in digits 0-9, e.g. 7",
     "decimal": "a decimal number in digits 0-9, e.g. 2.5",
     "double": "a finite number in digits 0-9, e.g. 0.67",
@@ -86,15 +88,25 @@ class Parameter:
     description: str
 
     def term(self, value: object) -> Term:
-        """The RDF term for `value` (a string from the command line, a Python value, an IRI or literal)."""
-        if isinstance(value, (NamedNode, Literal)):
-            return value
+        """The RDF term for `value` (a string from the command line, a Python value, an IRI or literal).
+
+        An IRI or literal given as such becomes a term of the declared type too, read from its text
+        as a command-line value is (the integer 1 for a decimal parameter is the decimal 1: bound as
+        it was, it matched no ft:selectionParameter); a language-tagged literal stays as it is for a
+        string parameter. An IRI is taken for an IRI parameter only."""
         if isinstance(value, (BlankNode, Triple)):
             raise UserError(f"parameter {self.name!r}: a value must be an IRI or a literal, not {value}")
+        if isinstance(value, NamedNode) and self.type == "iri":
+            return value
+        if isinstance(value, Literal) and value.language and self.type == "string":
+            return value
+        if isinstance(value, NamedNode) or (isinstance(value, Literal) and value.language):
+            raise UserError(f"--param {self.name}={value}: expected {_EXPECTED[self.type]}")
         try:
-            return self._convert(value)
-        except (ValueError, InvalidOperation, TypeError) as e:
-            why = f" ({e})" if self.type == "iri" else ""  # pyoxigraph names what is wrong with the IRI
+            return self._convert(value.value if isinstance(value, Literal) else value)
+        except (ValueError, InvalidOperation, Overflow, TypeError) as e:
+            # pyoxigraph names what is wrong with an IRI; a decimal's exponent can exceed Python's decimals
+            why = f" ({e})" if self.type == "iri" else " (out of range)" if isinstance(e, Overflow) else ""
             raise UserError(f"--param {self.name}={value}: expected {_EXPECTED[self.type]}{why}") from None
 
     def _convert(self, value: object) -> Term:
@@ -190,13 +202,14 @@ class Query:
         )
 
     def bind(self, values: Mapping[str, object] | None = None) -> dict[str, Term]:
-        """Check names and required parameters and convert the values to RDF terms."""
+        """Check names and required parameters and convert the values to RDF terms (None: not given)."""
         values = dict(values or {})
         declared = {p.name: p for p in self.parameters}
         unknown = sorted(set(values) - set(declared))
         if unknown:
             have = ", ".join(declared) or "none"
             raise UserError(f"query {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {have}")
+        values = {n: v for n, v in values.items() if v is not None}  # None: not given (run=args.run)
         missing = [p.name for p in self.parameters if p.required and p.name not in values]
         if missing:
             raise UserError(f"query {self.name!r} needs --param {' --param '.join(m + '=…' for m in missing)}")
