@@ -206,3 +206,18 @@ def test_images_of_another_data_set_keep_their_data_set_in_their_iri(case, tmp_p
     with FiltagStore(tmp_path / "store", read_only=True, create=False) as db:
         images = sorted({q.object.value for q in db.oxigraph.quads_for_pattern(None, NamedNode(FT + "image"), None)})
     assert images == [f"https://w3id.org/filtag-kg/id/image/toy-test/{i}" for i in ("a", "b", "c")]
+
+
+def test_data_sets_of_one_name_with_other_classes_do_not_share_images(case) -> None:
+    """Two folders called 'train' with other classes: image 'a' of each was <image/train/a>, one node
+    with two true classes (SHACL's ImageShape failed on the union). Images are keyed by label space."""
+    tags, heldout, _ = case
+
+    def images(dataset: dict[str, str]) -> set[str]:
+        return {q.object.value for q in export_explanations(tags, heldout, dataset=dataset)
+                if q.predicate.value == FT + "image"}
+
+    first = images({"name": "train", "label_space": "train-1a2b"})
+    second = images({"name": "train", "label_space": "train-3c4d"})
+    assert first and not first & second
+    assert images({"name": "train"}) == {f"https://w3id.org/filtag-kg/id/image/train/{i}" for i in ("a", "b", "c")}

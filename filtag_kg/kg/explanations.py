@@ -20,7 +20,8 @@ two predictions; queries that compare networks scope by the run (`prov:wasDerive
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 from itertools import chain
 
 from pyoxigraph import Literal, NamedNode, Quad
@@ -53,23 +54,23 @@ def explanations_graph(tags: TagSet, minter: Minter | None = None) -> NamedNode:
 
 def export_explanations(
     tags: TagSet, heldout: HeldOut, minter: Minter | None = None,
-    selections: Sequence[tuple[str, float]] | None = None, dataset: str | None = None,
+    selections: Sequence[tuple[str, float]] | None = None, dataset: Mapping[str, Any] | None = None,
 ) -> Iterator[Quad]:
     """Stream the explanations of every held-out image for each selection (default: all of the run's).
-    `dataset`: the name of the data set the images are of, which their IRIs carry (default: the one
-    the tags were made on)."""
+    `dataset`: the data set the images are of, as a manifest describes it (default: the one the tags
+    were made on); its `images_key` is in the images' IRIs."""
     require_true_classes(heldout, "the graph (ft:trueClass, ft:correct of each explained image)")
     minter = minter or Minter()
     ids = run_ids(tags)
     g = explanations_graph(tags, minter)
     run = minter.run(ids.tagging)
     space = label_space(tags)
-    dataset = str(dataset or (tags.manifest.get("dataset") or {}).get("name") or space)
+    key = images_key(dataset if dataset is not None else tags.manifest.get("dataset") or {"name": space})
     keys = tag_class_keys(tags)
     classes = [minter.image_class(space, key) for key in keys]
     layers = tag_layer_keys(tags)
     filters = {m: [minter.filter(ids.model, layers[m], i) for i in range(tags.n_filters[m])] for m in tags.layers}
-    images = [minter.image(dataset, image_id) for image_id in heldout.image_ids]
+    images = [minter.image(key, image_id) for image_id in heldout.image_ids]
     for i, image in enumerate(images):
         predicted = int(heldout.top_classes[i, 0])
         yield Quad(image, A, IMAGE, g)
@@ -109,6 +110,14 @@ def export_explanations(
                 yield Quad(count_node, CLASS_RANK, Literal(rank), g)
 
 
+def images_key(dataset: Mapping[str, Any]) -> str:
+    """The key of a data set's images in their IRIs (`<image/{key}/{id}>`): its label space, which
+    tells apart data sets of one name with other classes (two folders called 'train': the image
+    'cat/1.jpg' of each was one node with two true classes), else its name. The data sets of one label
+    space are ImageNet's, whose file names differ, or one data set split otherwise."""
+    return str(dataset.get("label_space") or dataset.get("name") or "images")
+
+
 def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.PathLike[str] | None = None) -> int:
     """Load the tag run and its held-out explanations into the embedded store (replacing older copies).
     The images are named as images of the statistics' data set, which may be another than the tags'
@@ -117,7 +126,7 @@ def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.Path
 
     if stats.heldout is None:
         raise UserError("no held-out records to explain (collect with a held-out split)")
-    dataset = (stats.manifest.get("dataset") or {}).get("name")
     with Store(store) as db:
         check_label_space(db, tags)
-        return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout, dataset=dataset)))
+        return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout,
+                                                                    dataset=stats.manifest.get("dataset"))))
