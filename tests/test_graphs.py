@@ -148,3 +148,21 @@ def test_tags_without_scores_give_the_same_graph_by_both_routes(tmp_path: Path) 
     assert all(d == {"score": None, "rank": 1} for d in _edges(from_tags).values())
     graphs.write_graphml(from_tags, tmp_path / "g.graphml")
     assert "nan" not in (tmp_path / "g.graphml").read_text()
+
+
+def test_a_layer_without_tags_is_an_error_by_both_routes(tmp_path: Path) -> None:
+    """The in-memory route gave an empty graph for a layer `tag --layer` left untagged, the store
+    route a UserError: both say so now."""
+    import filtag_kg
+    from filtag_kg.kg.store import Store as FiltagStore
+    from test_export import synthetic_stats
+
+    stats = synthetic_stats(seed=1)
+    tagged, untagged = stats.layers[0], stats.layers[1]
+    some = filtag_kg.tag(stats, k=1, layers=[tagged])
+    with pytest.raises(UserError, match=f"no tags with k-best 1 in layer\\(s\\) {untagged}; tagged layers: {tagged}"):
+        graphs.filter_class_graph(some, K_BEST, 1, layers=[untagged])
+    with FiltagStore(tmp_path / "store") as store:
+        store.load(export_tags(some))
+        with pytest.raises(UserError, match=f"no tags of run .* in layer '{untagged}'"):
+            graphs.store_filter_class_graph(store, run_iri(some), K_BEST, 1, untagged)

@@ -60,10 +60,13 @@ def filter_class_graph(
         for e in (tags.manifest.get("model") or {}).get("layers") or [] if e.get("index") is not None
     }
     wanted = _check_layers(layers, tags.layers)
-    edges = (
+    edges = [
         Edge(t.layer, sequence.get(t.layer), t.filter, t.class_index, t.class_name, t.score, t.rank)
         for t in one if t.layer in wanted
-    )
+    ]
+    if not edges:  # as the store route says (an untagged layer gave an empty graph here)
+        raise UserError(f"no tags with {selection_label(method, parameter)} in layer(s) {', '.join(wanted)}; "
+                        f"tagged layers: {', '.join(tags.tagged_layers)}")
     return _build(edges, method, parameter)
 
 
