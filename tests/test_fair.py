@@ -243,7 +243,7 @@ def test_the_endpoint_tells_wrong_credentials_and_answers_options(store: Store) 
                 raw.sendall(f"HEAD {where} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
                 answer = b"".join(iter(lambda: raw.recv(65536), b""))
             head, _, body = answer.partition(b"\r\n\r\n")
-            assert head.startswith(f"HTTP/1.0 {status}".encode()) and body == b"", (where, answer)
+            assert head.startswith(f"HTTP/1.1 {status}".encode()) and body == b"", (where, answer)
 
 
 def _children(pid: int) -> list[int]:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -987,6 +988,37 @@ def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again
     assert remote.rows(staged) == [] and _count(remote) == len(run_a)
 
 
+def test_a_store_served_for_pushes_lists_and_pushes_its_own_graphs_only(
+    oxigraph: str, tmp_path: Path, run_a: TagSet, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    run_cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    """A push into `serve --allow-updates` keeps its marker and staging copies in the served store
+    while it runs, or for good if killed before its commit; the store's graphs (`push`, `drop`, a
+    run's graphs) leave them out. Before, `push --store` of that store to another server failed:
+    'graph name urn:filtag-kg:staging:…:push is reserved for the store's own use'."""
+    from filtag_kg.kg.fair import free_port, serving
+
+    path = tmp_path / "served"
+    with Store(path) as db:
+        db.load(export_tags(run_a))
+    with serving(path, free_port(), allow_updates=True, password="pw") as (url, _):
+        def killed(self: RemoteStore, staging: dict[str, str], receipt: str) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(RemoteStore, "_commit", killed)
+        monkeypatch.setattr(RemoteStore, "_drop_quietly", lambda self, graphs: None)  # killed: no chance to clean up
+        with pytest.raises(KeyboardInterrupt):
+            RemoteStore.at(url, auth=("filtag-kg", "pw")).load(export_tags(run_a, similar_classes=2))
+        monkeypatch.undo()
+        with Store(path, read_only=True) as db:
+            assert db.graphs() == sorted(export_graphs(run_a), key=lambda g: g.value)
+            assert len(list(db.oxigraph.named_graphs())) == len(db.graphs()) + 2  # the marker, the changed graph's copy
+        code, out, err = run_cli("push", "--store", path, "--endpoint", oxigraph)
+    assert code == 0, err
+    assert RemoteStore.at(oxigraph).graphs() == sorted(export_graphs(run_a), key=lambda g: g.value)
+    assert _count(RemoteStore.at(oxigraph)) == len(run_a)
+
+
 @pytest.mark.parametrize("stale", [False, True])
 def test_a_running_push_is_left_alone_by_others_or_changes_nothing_once_taken_for_dead(
     oxigraph: str, run_a: TagSet, run_b: TagSet, stale: bool, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
@@ -1253,6 +1285,32 @@ def test_a_timeout_under_a_second_holds_for_queries_too(oxigraph: str) -> None: 
         proxy.close()
 
 
+def test_a_write_that_times_out_is_not_sent_again(oxigraph: str, run_a: TagSet) -> None:  # noqa: F811
+    """An update or upload the server took but did not answer in time is not sent again: it may still
+    be carried out, and was carried out once per attempt (a push's commit of 600,000 triples to `serve
+    --allow-updates`, 2 minutes each, queued 5 times: the push failed after 9 minutes)."""
+    import time
+
+    sent: Counter[str] = Counter()
+
+    def slow(method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        sent[path.split("?")[0]] += 1
+        if path.startswith("/update"):
+            time.sleep(1.5)
+        return None
+
+    RemoteStore.at(oxigraph).load(export_tags(run_a))
+    proxy = _Proxy(oxigraph, slow)
+    try:
+        remote = RemoteStore.at(proxy.url, timeout=0.5, retries=2, backoff=0.01)
+        with pytest.raises(RemoteError, match=f"POST {proxy.url}/update: no answer within 0.5 s, not sent again"):
+            remote.drop(export_graphs(run_a).run)
+        time.sleep(1.5)
+        assert sent["/update"] == 1
+    finally:
+        proxy.close()
+
+
 def test_transient_errors_are_retried(oxigraph: str, run_a: TagSet) -> None:  # noqa: F811
     answers = iter([(503, b"busy"), (502, b"bad gateway"), None, (503, b"busy")])
 
@@ -1273,6 +1331,76 @@ def test_transient_errors_are_retried(oxigraph: str, run_a: TagSet) -> None:  # 
             always_busy.close()
     finally:
         proxy.close()
+
+
+class _Cutting:
+    """A loopback HTTP server that answers RemoteStore.rows' graph list with `graph` (and lists no
+    legacy graph) and cuts off
+    every other answer halfway: a chunked one without its end, or (`closing`) one whose end is the
+    connection's, mid-line. Counts the requests it answered so (`cut`)."""
+
+    def __init__(self, graph: str, closing: bool = False) -> None:
+        rows = json.dumps({"head": {"vars": ["g"]}, "results": {"bindings": [{"g": {"type": "uri", "value": graph}}]}})
+        none = json.dumps({"head": {"vars": ["g"]}, "results": {"bindings": []}})
+        self.cut = 0
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+
+        def serve() -> None:
+            while True:
+                try:
+                    connection, _ = self.socket.accept()
+                except OSError:  # closed
+                    return
+                with connection:
+                    request = connection.recv(65536)
+                    while b"\r\n\r\n" not in request:
+                        request += connection.recv(65536)
+                    length = re.search(rb"Content-Length: (\d+)", request, re.IGNORECASE)
+                    while length and len(request.partition(b"\r\n\r\n")[2]) < int(length[1]):
+                        request += connection.recv(65536)
+                    if b"Accept: application/sparql-results+json\r\n" in request:  # no legacy graph, but `graph`
+                        answer = (none if b"inSelection" in request else rows).encode()
+                        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/sparql-results+json\r\n"
+                                           b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+                        continue
+                    self.cut += 1
+                    framing = b"Connection: close\r\n\r\n" if closing else b"Transfer-Encoding: chunked\r\n\r\n40\r\n"
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/n-triples\r\n" + framing
+                                       + b"<http://example.org/a> <http://exa")
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def test_an_answer_cut_off_is_retried_and_named() -> None:
+    """An answer cut off by a server that ended (killed, or its connection broken) is retried as
+    a broken connection is, then named: before, requests' ChunkedEncodingError or http.client's
+    IncompleteRead (SPARQLWrapper's queries) came out as a traceback, after no retry. Cut off where
+    a server ends its answers by closing, a graph the push compares is named as no N-Triples (before:
+    a SyntaxError traceback, as when `serve --allow-updates` was killed during a push)."""
+    graph = "http://example.org/g"
+    quads = [ox.Quad(ox.NamedNode("http://example.org/a"), ox.NamedNode("http://example.org/p"), ox.Literal(1),
+                     ox.NamedNode(graph))]
+    server = _Cutting(graph)
+    try:
+        remote = RemoteStore.at(server.url, retries=1, backoff=0.01)
+        for call in (lambda: remote.query("SELECT * WHERE { ?s ?p ?o }", union=False), lambda: remote.load(quads)):
+            before = server.cut
+            with pytest.raises(RemoteError, match="failed after 2 attempts: .*IncompleteRead"):
+                call()
+            assert server.cut - before == 2
+    finally:
+        server.close()
+    server = _Cutting(graph, closing=True)
+    try:
+        with pytest.raises(RemoteError, match=f"graph store at {server.url}/store: the answer is not N-Triples .*"
+                                              "is this a SPARQL graph store endpoint \\(see --endpoint, --store-url\\)"):
+            RemoteStore.at(server.url, retries=0).load(quads)
+    finally:
+        server.close()
 
 
 def test_basic_auth(oxigraph: str, run_a: TagSet) -> None:  # noqa: F811

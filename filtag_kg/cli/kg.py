@@ -369,8 +369,9 @@ def register(cli: click.Group) -> None:
     def serve_command(store: Path | None, port: int, allow_updates: bool) -> None:
         """Serve the store as a SPARQL endpoint on loopback (read-only unless --allow-updates).
         A read-only server answers from the store as it was when started: restart it to see what
-        later loads and drops changed (with --allow-updates it holds the store, and other commands
-        that write to it are refused until it stops). Serving read-only needs no write access to the
+        later loads and drops changed (one that rebuilt the store replaced its files: until restarted,
+        the server then answers with errors); with --allow-updates it holds the store, and other commands
+        that write to it are refused until it stops. Serving read-only needs no write access to the
         store unless a load or drop was interrupted (it is finished first). Stops on Ctrl-C, SIGTERM
         or SIGHUP."""
         from ..config import default_store_path

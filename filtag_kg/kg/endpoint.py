@@ -7,8 +7,9 @@ updates from anyone who found it, such as another user of the machine, or a web 
 posts a form to loopback ports (browsers send such a request without asking). Here the store is
 reached through this port only. Queries and updates run on pyoxigraph, the engine of Oxigraph's
 server, with the default graph the union of the named graphs, as `oxigraph serve
---union-default-graph` answers (a query naming `default-graph-uri`s gets those). Read-only
-serving still runs `oxigraph serve-read-only`.
+--union-default-graph` answers (a query naming graphs by `default-graph-uri` or `named-graph-uri`
+gets those and no others). Answers of unknown length are streamed in chunks, each answer closing its
+connection. Read-only serving still runs `oxigraph serve-read-only`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import base64
 import hmac
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -55,40 +56,52 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
     writing = threading.Lock()  # a PUT's check for its graph and its replacement, apart from other writes
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # for chunked answers; each answer still closes its connection
+
         def log_message(self, *args: object) -> None:
             pass
 
         def _handle(self) -> None:
+            self._unread, self._answered = True, False
+            try:
+                try:
+                    self._route()
+                except Exception as e:
+                    if self._answered:  # cut off: a chunked answer then lacks its end, which its client notices
+                        raise
+                    status, reason, headers = _error(e)
+                    self._answer(status, f"{reason}\n".encode(), "text/plain", headers)
+                self._discard()
+            except Exception:  # an answer cut off, or a client that went away: nothing more can be said to it
+                self.close_connection = True
+
+        def _route(self) -> None:
             url = urlsplit(self.path)
             params = parse_qs(url.query, keep_blank_values=True)
-            try:
-                body = self._body()
-                if self.command == "OPTIONS":  # no CORS headers, so browsers send no cross-origin request after it
-                    self._answer(204, b"", None, {"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
-                    return
-                if not _reads(url.path, self.command):
-                    self._authorize()
-                if url.path == "/query":
-                    self._answer(200, *_query(store, self.command, params, body, self.headers))
-                elif url.path == "/update":
-                    with writing:
-                        _update(store, self.command, params, body, self.headers)
-                    self._answer(204, b"", None)
-                elif url.path == "/store":
-                    with writing:
-                        self._answer(*_graph_store(store, self.command, params, body, self.headers))
-                elif url.path == "/" and self.command in ("GET", "HEAD"):
-                    self._answer(200, b"filtag-kg SPARQL endpoint: /query (SPARQL 1.1 queries), /update (updates, "
-                                      b"HTTP basic auth), /store (Graph Store HTTP Protocol; writes need the auth)\n",
-                                 "text/plain")
-                else:
-                    raise _Refused(404, f"no such service: {url.path} (services: /query, /update, /store)")
-            except _Refused as e:
-                self._answer(e.status, f"{e}\n".encode(), "text/plain", e.headers)
-            except SyntaxError as e:  # a query, update or RDF payload that does not parse
-                self._answer(400, f"{e}\n".encode(), "text/plain")
-            except Exception as e:  # e.g. an update's graph that does not exist (OSError): answered, not dropped
-                self._answer(500, f"{e}\n".encode(), "text/plain")
+            if self.command == "OPTIONS":  # no CORS headers, so browsers send no cross-origin request after it
+                self._answer(204, b"", None, {"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
+                return
+            reads = _reads(url.path, self.command)
+            if not reads:
+                self._authorize()  # before the body is read: no anonymous body is held in memory
+            body = self._body()
+            if url.path == "/query":
+                self._answer(200, *_query(store, self.command, params, body, self.headers))
+            elif url.path == "/update":
+                with writing:
+                    _update(store, self.command, params, body, self.headers)
+                self._answer(204, b"", None)
+            elif url.path == "/store" and reads:  # streamed without holding up writes
+                self._answer(*_graph_store(store, self.command, params, body, self.headers))
+            elif url.path == "/store":
+                with writing:
+                    self._answer(*_graph_store(store, self.command, params, body, self.headers))
+            elif url.path == "/" and self.command in ("GET", "HEAD"):
+                self._answer(200, b"filtag-kg SPARQL endpoint: /query (SPARQL 1.1 queries), /update (updates, "
+                                  b"HTTP basic auth), /store (Graph Store HTTP Protocol; writes need the auth)\n",
+                             "text/plain")
+            else:
+                raise _Refused(404, f"no such service: {url.path} (services: /query, /update, /store)")
 
         def _authorize(self) -> None:
             given = self.headers.get("Authorization")
@@ -100,34 +113,63 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
 
         def _body(self) -> bytes:
             """The request body, sent with a Content-Length or in chunks."""
+            return b"".join(self._pieces())
+
+        def _discard(self) -> None:
+            """Read to its end, keeping none of it, the body of a request answered without it (refused,
+            OPTIONS), so that its client, which sends all of it before reading, gets the answer instead
+            of a connection reset."""
+            for _ in self._pieces():
+                pass
+
+        def _pieces(self) -> Iterator[bytes]:
+            """The request body in pieces of at most 64 KiB, once."""
+            if not self._unread:
+                return
+            self._unread = False
             try:
                 if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
-                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                chunks = []
+                    left = int(self.headers.get("Content-Length") or 0)
+                    if left < 0:
+                        raise ValueError(left)
+                    while left and (piece := self.rfile.read(min(left, 65536))):
+                        left -= len(piece)
+                        yield piece
+                    return
                 while size := int(self.rfile.readline().split(b";")[0].strip(), 16):
-                    chunks.append(self.rfile.read(size))
+                    while size and (piece := self.rfile.read(min(size, 65536))):
+                        size -= len(piece)
+                        yield piece
                     self.rfile.readline()  # the CRLF after the chunk
                 while self.rfile.readline().strip():  # trailer lines, up to the empty one
                     pass
-                return b"".join(chunks)
             except ValueError:
                 raise _Refused(400, "bad Content-Length or chunk size") from None
 
         def _answer(self, status: int, payload: Payload, kind: str | None, extra: dict[str, str] | None = None) -> None:
-            """Answer with `payload`, bytes or a function writing them (streamed, without a length: a
-            graph of millions of triples is not held in memory; HTTP/1.0 ends the body by closing);
-            to a HEAD request with the headers only."""
+            """Answer with `payload`, bytes or a function writing them: streamed in chunks (a graph of
+            millions of triples is not held in memory, and a client can tell an answer cut off by an
+            error from a whole one), to an HTTP/1.0 client ended by closing; to a HEAD request with the
+            headers only. One request per connection."""
+            chunked = not isinstance(payload, bytes) and self.request_version != "HTTP/1.0"
             self.send_response(status)
             if kind is not None:
                 self.send_header("Content-Type", kind)
-            length = {"Content-Length": str(len(payload))} if isinstance(payload, bytes) else {}
-            for k, v in {**length, **(extra or {})}.items():
+            if isinstance(payload, bytes):
+                framing = {"Content-Length": str(len(payload))}
+            else:
+                framing = {"Transfer-Encoding": "chunked"} if chunked else {}
+            for k, v in {**framing, **(extra or {}), "Connection": "close"}.items():
                 self.send_header(k, v)
             self.end_headers()
+            self._answered = True
             if self.command == "HEAD":
                 return
             if isinstance(payload, bytes):
                 self.wfile.write(payload)
+            elif chunked:
+                payload(_Chunks(self.wfile))
+                self.wfile.write(b"0\r\n\r\n")
             else:
                 payload(self.wfile)
 
@@ -139,6 +181,30 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
         raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e.strerror or e})") from None
 
 
+class _Chunks:
+    """A writable stream sending what is written to it as HTTP/1.1 chunks."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self.out.write(b"%X\r\n%s\r\n" % (len(data), data))
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def _error(e: Exception) -> tuple[int, str, dict[str, str]]:
+    """The status, reason and headers answering a request that failed with `e`."""
+    if isinstance(e, _Refused):
+        return e.status, str(e), e.headers
+    if isinstance(e, SyntaxError):  # a query, update or RDF payload that does not parse
+        return 400, str(e), {}
+    return 500, str(e), {}  # e.g. an update's graph that does not exist (OSError): answered, not dropped
+
+
 def _reads(path: str, method: str) -> bool:
     """Requests that pass without auth: queries, graph store reads and the service description."""
     return (path == "/query" and method in ("GET", "HEAD", "POST")) or (path in ("/", "/store") and method in ("GET", "HEAD"))
@@ -148,6 +214,8 @@ def _query(store: Store, method: str, params: dict[str, list[str]], body: bytes,
     """Run a query (GET ?query=, POST of a form or of the query itself) and serialize its results
     as the Accept header asks (default: SPARQL JSON results, Turtle for graphs)."""
     kind = _media_type(headers.get("Content-Type"))
+    if method not in ("GET", "HEAD", "POST"):
+        raise _Refused(405, f"{method} is no way to ask a query: GET or POST it", {"Allow": "GET, HEAD, POST"})
     if method == "POST" and kind == "application/x-www-form-urlencoded":
         params = {**params, **parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)}
         text = _one(params, "query")
@@ -158,9 +226,11 @@ def _query(store: Store, method: str, params: dict[str, list[str]], body: bytes,
     else:
         text = _one(params, "query")
     defaults, named = params.get("default-graph-uri", []), params.get("named-graph-uri", [])
-    results = store.query(
-        text, use_default_graph_as_union=not defaults, default_graph=[_iri(g, "default-graph-uri") for g in defaults]
-        or None, named_graphs=[_iri(g, "named-graph-uri") for g in named] or None)
+    if defaults or named:  # the protocol's dataset: the graphs named and no others, as Oxigraph's server has it
+        results = store.query(text, default_graph=[_iri(g, "default-graph-uri") for g in defaults],
+                              named_graphs=[_iri(g, "named-graph-uri") for g in named])
+    else:
+        results = store.query(text, use_default_graph_as_union=True)
     if isinstance(results, QueryTriples):
         fmt = _negotiate(headers.get("Accept"), TRIPLE_FORMATS, RdfFormat.from_media_type)
         return results.serialize(format=fmt), fmt.media_type
@@ -218,12 +288,14 @@ def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: 
                             f"{', '.join(f.media_type for f in TRIPLE_FORMATS)}")
     if method == "POST" or not exists:  # into the graph as it is: one transaction
         store.load(body, format=fmt, to_graph=graph)
-        return (201 if not exists else 204), b"", None
-    staging = NamedNode(f"{STAGING}{uuid.uuid4().hex}")  # parsed whole before the graph is touched
-    store.load(body, format=fmt, to_graph=staging)
-    target = "DEFAULT" if isinstance(graph, DefaultGraph) else f"GRAPH {graph}"
-    store.update(f"MOVE SILENT GRAPH {staging} TO {target}")  # the replacement: one transaction
-    return 204, b"", None
+    else:
+        staging = NamedNode(f"{STAGING}{uuid.uuid4().hex}")  # parsed whole before the graph is touched
+        store.load(body, format=fmt, to_graph=staging)
+        target = "DEFAULT" if isinstance(graph, DefaultGraph) else f"GRAPH {graph}"
+        store.update(f"MOVE SILENT GRAPH {staging} TO {target}")  # the replacement: one transaction
+    if isinstance(graph, NamedNode):
+        store.add_graph(graph)  # given no triples, it exists too (empty): a 201 names a graph that is there
+    return (201 if not exists else 204), b"", None
 
 
 def _iri(value: str, name: str) -> NamedNode:

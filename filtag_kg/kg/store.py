@@ -22,8 +22,9 @@ Loading replaces whole named graphs (reloading a run is idempotent) and is all-o
   server) once all uploads are complete. Every upload is verified by counting; if anything fails,
   the new graphs are dropped again and the existing ones were never touched (a request that got
   no answer may still be carried out later: the push's marker then stays to name what it puts in
-  place). Transient HTTP errors are retried with exponential backoff. A marker graph names a
-  push's new graphs until it is done, so those of a push killed outright are known
+  place). Transient HTTP errors and answers cut off are retried with exponential backoff, but not
+  an update or upload that got no answer in time (the server may still be carrying it out). A
+  marker graph names a push's new graphs until it is done, so those of a push killed outright are known
   (`unfinished_pushes`); staging them too would have the server copy every new graph once more
   (measured: 928,000 triples, PUT 59 s, ADD 55 s).
 """
@@ -161,8 +162,11 @@ class Store:
             raise UserError(f"invalid SPARQL update: {e}") from None
 
     def graphs(self) -> list[NamedNode]:
-        """The named graphs, sorted by IRI."""
-        return sorted((g for g in self.oxigraph.named_graphs() if isinstance(g, NamedNode)), key=lambda g: g.value)
+        """The named graphs, sorted by IRI, but for the store's own (`_own`): a push into `serve
+        --allow-updates` of this store keeps its marker and staging graphs in it while it runs, or
+        for good if killed, until the store is next opened for writing."""
+        return sorted((g for g in self.oxigraph.named_graphs() if isinstance(g, NamedNode) and not _own(g)),
+                      key=lambda g: g.value)
 
     def quads(self, graph: NamedNode | None = None) -> Iterator[Quad]:
         """All quads, or those of one graph."""
@@ -499,7 +503,7 @@ class Store:
             if BULK_FILE.fullmatch(left.name):
                 left.unlink()
         for g in list(self.oxigraph.named_graphs()):
-            if isinstance(g, NamedNode) and (g.value.startswith(STAGING) or g == COMMITS):
+            if isinstance(g, NamedNode) and _own(g):
                 self.oxigraph.remove_graph(g)
         self.oxigraph.flush()
 
@@ -745,7 +749,7 @@ class RemoteStore:
         # the server's graph list, each checked for a first triple: not a scan of every triple
         # (an Oxigraph server holding 2 M quads in 5 graphs, best of 3: 621 ms scanning, 1.1 ms so)
         rows = self.rows("SELECT ?g WHERE { GRAPH ?g { } FILTER EXISTS { GRAPH ?g { ?s ?p ?o } } }")
-        return sorted((NamedNode(g) for g, in rows if not g.startswith(STAGING)), key=lambda g: g.value)
+        return sorted((g for g in (NamedNode(g) for g, in rows) if not _own(g)), key=lambda g: g.value)
 
     def count(self, graph: NamedNode | str) -> int:
         """Number of triples in one graph."""
@@ -883,7 +887,10 @@ class RemoteStore:
         response = self._request("GET", self.store_url, params={"graph": graph},
                                  headers={"Accept": "application/n-triples"})
         current = OxStore()
-        current.load(response.content, format=RdfFormat.N_TRIPLES, to_graph=NamedNode(graph))
+        try:
+            current.load(response.content, format=RdfFormat.N_TRIPLES, to_graph=NamedNode(graph))
+        except SyntaxError as e:
+            raise _not_results(self.store_url, "N-Triples", response.content, e, "graph store") from None
         return _unchanged(path, graph, current.quads_for_pattern(None, None, None, NamedNode(graph)))
 
     def _put(self, body: Path, graph: str, size: int) -> None:
@@ -940,11 +947,18 @@ class RemoteStore:
         import requests
 
         def send() -> requests.Response:
-            if body_file is None:
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-            else:
-                with open(body_file, "rb") as body:
-                    response = self.session.request(method, url, timeout=self.timeout, data=body, **kwargs)
+            try:
+                if body_file is None:
+                    response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+                else:
+                    with open(body_file, "rb") as body:
+                        response = self.session.request(method, url, timeout=self.timeout, data=body, **kwargs)
+            except requests.ReadTimeout as e:
+                if method == "GET" or url == self.query_url:  # a read: sent again
+                    raise
+                # a write the server took and may still be carrying out: sent again, it would be carried out once
+                # per attempt (a push's commit of 600,000 triples to `serve --allow-updates`: 2 minutes, 5 times)
+                raise _NoAnswer(f"{method} {url}: no answer within {self.timeout:g} s, not sent again ({e})") from None
             for hop in response.history:  # a redirect by 301, 302 or 303 turns a POST or PUT into a GET
                 if hop.request.method != response.request.method:  # ... whose answer would mislead
                     raise RemoteError(f"{method} {url}: {hop.status_code} {hop.reason}: the server redirects to "
@@ -959,7 +973,8 @@ class RemoteStore:
         return self._retry(send, f"{method} {url}")
 
     def _retry(self, call: Callable[[], T], what: str) -> T:
-        """Call, retrying transient failures (connection errors, timeouts, 5xx/429) with backoff."""
+        """Call, retrying transient failures (connection errors, timeouts, answers cut off, 5xx/429) with backoff."""
+        import http.client
         import urllib.error
 
         import requests
@@ -973,7 +988,8 @@ class RemoteStore:
                     raise RemoteError(f"{what}: {e.code} {e.reason}: {e.read()[:300]!r}") from None
                 error: Exception = e
             except (_Transient, requests.ConnectionError, requests.Timeout, urllib.error.URLError,
-                    TimeoutError, ConnectionError) as e:
+                    TimeoutError, ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    http.client.IncompleteRead) as e:  # the last two: an answer cut off (the server ended)
                 error = e
             except Exception as e:  # SPARQLWrapper wraps HTTP 400 etc. in its own exceptions
                 if type(e).__module__.startswith("SPARQLWrapper"):
@@ -996,11 +1012,13 @@ class RemoteStore:
                 pass  # an unreachable server keeps a staging graph; graphs() hides it
 
 
-def _not_results(url: str, expected: str, body: bytes, error: Exception) -> RemoteError:
-    """A server's answer to a query that is not what a SPARQL endpoint gives (a login page, a proxy's
-    error page, the home page of a wrong URL)."""
-    return RemoteError(f"query at {url}: the answer is not {expected} ({type(error).__name__}: {error}): is this "
-                       f"a SPARQL query endpoint (see --endpoint, --query-url)? It begins {body[:200]!r}")
+def _not_results(url: str, expected: str, body: bytes, error: Exception, what: str = "query") -> RemoteError:
+    """A server's answer to a query (or a graph store read, `what` 'graph store') that is not what a
+    SPARQL endpoint gives (a login page, a proxy's error page, the home page of a wrong URL, an
+    answer cut off by a server that ends it by closing)."""
+    option = "--store-url" if what == "graph store" else "--query-url"
+    return RemoteError(f"{what} at {url}: the answer is not {expected} ({type(error).__name__}: {error}): is this "
+                       f"a SPARQL {what} endpoint (see --endpoint, {option})? It begins {body[:200]!r}")
 
 
 @dataclass
@@ -1051,7 +1069,7 @@ class _Spool:
                     yield q if self.target is None else Quad(q.subject, q.predicate, q.object, g)
                     continue
                 if g.value not in self.existing:
-                    if g.value.startswith(STAGING) or g == COMMITS:
+                    if _own(g):
                         raise UserError(f"graph name {g.value} is reserved for the store's own use")
                     if store is not None and not store.contains_named_graph(g):
                         if on_fresh is not None:
@@ -1211,6 +1229,11 @@ def _as_quads(data: Loadable) -> Iterable[Quad]:
         text = data.serialize(format="nquads" if quads else "nt", encoding="utf-8")
         return parse(text, format=RdfFormat.N_QUADS if quads else RdfFormat.N_TRIPLES)
     return (q if isinstance(q, Quad) else Quad(q.subject, q.predicate, q.object, DefaultGraph()) for q in data)
+
+
+def _own(graph: NamedNode) -> bool:
+    """Whether a graph is one of the store's own: a load's commit markers, a load's or push's staging graphs."""
+    return graph.value.startswith(STAGING) or graph == COMMITS
 
 
 def _node(graph: NamedNode | str) -> NamedNode:
