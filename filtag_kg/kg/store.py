@@ -958,7 +958,9 @@ class RemoteStore:
                     raise
                 # a write the server took and may still be carrying out: sent again, it would be carried out once
                 # per attempt (a push's commit of 600,000 triples to `serve --allow-updates`: 2 minutes, 5 times)
-                raise _NoAnswer(f"{method} {url}: no answer within {self.timeout:g} s, not sent again ({e})") from None
+                raise _NoAnswer(f"{method} {url}: no answer within {self.timeout:g} s, not sent again ({e}); the "
+                                "server may still carry it out, and the next push names what it put in place. Big "
+                                "graphs need a larger --timeout (replacing 600,000 triples took 2 minutes)") from None
             for hop in response.history:  # a redirect by 301, 302 or 303 turns a POST or PUT into a GET
                 if hop.request.method != response.request.method:  # ... whose answer would mislead
                     raise RemoteError(f"{method} {url}: {hop.status_code} {hop.reason}: the server redirects to "
