@@ -13,7 +13,6 @@ are kept as well, for explanations and evaluation.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import probe_writable
+from .config import locked_folder
 from .data import ImageSource, InputSpec, array_source
 from .errors import UserError
 from .models import LoadedModel, class_count, input_spec_of, is_channels_first, iter_layers, select_layers
@@ -261,23 +260,13 @@ def _claimed(out_dir: Path | None) -> Iterator[None]:
     if out_dir is None:
         yield
         return
-    try:
-        probe_writable(out_dir)
-        folder = os.open(out_dir, os.O_RDONLY)
-    except OSError as e:
-        raise UserError(f"cannot write the statistics into {out_dir}: {e.strerror or e}") from e
-    try:
-        try:
-            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"{out_dir}: another collection is writing there; wait for it to end or choose "
-                            "another output folder") from None
+    with locked_folder(out_dir, f"cannot write the statistics into {out_dir}: {{reason}}",
+                       f"{out_dir}: another collection is writing there; wait for it to end or choose another "
+                       "output folder"):
         for name in (ARRAYS_NAME, MANIFEST_NAME):
             for left in out_dir.glob(f".{name}.*.tmp"):  # records.atomic_write's
                 left.unlink(missing_ok=True)
         yield
-    finally:
-        os.close(folder)  # and so unlocked
 
 
 def _warn_of_overflow(stats: ActivationStats) -> None:

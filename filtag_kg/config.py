@@ -6,8 +6,11 @@ FILTAG_KG_CACHE and FILTAG_KG_DATA.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
@@ -41,6 +44,27 @@ def probe_writable(folder: Path, make: bool = True) -> None:
     if make:
         folder.mkdir(parents=True, exist_ok=True)
     tempfile.NamedTemporaryFile(dir=folder, prefix=".filtag-kg-probe-").close()
+
+
+@contextmanager
+def locked_folder(folder: Path, unwritable: str, busy: str) -> Iterator[None]:
+    """Make `folder`, check it can be written and hold an exclusive lock on it for the block, so that
+    one process at a time writes there (flock: the lock ends with the process, however it ends).
+    `unwritable` (with `{reason}`) and `busy` are the UserErrors when it cannot be written, or when
+    another process holds it."""
+    try:
+        probe_writable(folder)
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError as e:
+        raise UserError(unwritable.replace("{reason}", str(e.strerror or e))) from e
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(busy) from None
+        yield
+    finally:
+        os.close(handle)  # and so unlocked
 
 
 def default_store_path() -> Path:

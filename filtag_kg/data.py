@@ -422,9 +422,9 @@ def image_folder(
         classes = folder_names
         if all(WNID.match(n) for n in folder_names):
             wnids = list(folder_names)
-    elif len(classes) == 1000:
-        wnids = _imagenet_wnids(_class_names(classes))
-    classes = _class_names(classes)
+    else:
+        classes = _class_names(classes)
+        wnids = _imagenet_wnids(classes)
     index = _class_index(classes)
     shared = _shared_labels(classes)
 

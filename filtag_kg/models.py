@@ -301,6 +301,12 @@ def with_mixed_precision(loaded: LoadedModel) -> LoadedModel:
     return replace(loaded, model=twin, precision="mixed_float16")
 
 
+def has_model_hash(model_info: dict[str, Any]) -> bool:
+    """Whether a manifest's model entry has a hash a model can be checked against: not an import's,
+    which covers the architecture only (`hash_of`)."""
+    return bool(model_info.get("hash")) and model_info.get("hash_of") != ARCHITECTURE_ONLY
+
+
 def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -> LoadedModel:
     """The model a collection's manifest describes, checked against its hash (same architecture and weights)."""
     family, source = model_info.get("family"), str(model_info.get("source") or "")
@@ -317,8 +323,7 @@ def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -
         raise UserError(f"cannot find the model of this run ({model_info.get('name')}, from {source!r}); pass --model")
     if model_info.get("precision") == "mixed_float16":
         loaded = with_mixed_precision(loaded)
-    if model_info.get("hash") and model_info.get("hash_of") != ARCHITECTURE_ONLY and \
-            model_hash(loaded.model) != model_info["hash"]:
+    if has_model_hash(model_info) and model_hash(loaded.model) != model_info["hash"]:
         raise UserError(
             f"the model found for this run ({loaded.source}) is not the one the tags were made with "
             "(its architecture or weights differ); pass the right one with --model"

@@ -159,14 +159,12 @@ def register(cli: click.Group) -> None:
         if images:
             from ..collection import collect
             from ..data import image_files
-            from ..imagenet import ARCHITECTURE_ONLY
-            from ..models import load_from_manifest
+            from ..models import has_model_hash, load_from_manifest
             from .core import load_model_option
 
             recorded = tags.manifest.get("model") or {}
             loaded = load_model_option(model, weights or "imagenet") if model else load_from_manifest(recorded, weights)
-            if recorded.get("hash") and recorded.get("hash_of") != ARCHITECTURE_ONLY and \
-                    loaded.describe().get("hash") != recorded["hash"]:
+            if has_model_hash(recorded) and loaded.describe().get("hash") != recorded["hash"]:
                 click.echo(f"warning: the model {loaded.name!r} is not the one the tags were made with "
                            "(its architecture or weights differ)", err=True)
             records = collect(loaded, image_files(images, tags.classes), layers=tags.tagged_layers, splits=["heldout"],

@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import unicodedata
 import zlib
@@ -41,7 +40,7 @@ from tqdm import tqdm
 
 from ..config import cache_dir
 from ..errors import UserError
-from ..records import TagSet
+from ..records import TagSet, atomic_write
 from .vocab import FT, RDF, RDFS, SKOS, Minter
 
 if TYPE_CHECKING:
@@ -208,12 +207,10 @@ class ConceptNetClient:
         if raw is None:
             raw = self._fetch_all(concept)
             self.cache.mkdir(parents=True, exist_ok=True)
-            # a file of its own: two runs fetching the same concept shared one .tmp file, so one moved the
-            # other's half-written answer into place and then failed to find its own (FileNotFoundError)
-            fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=self.cache)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"concept": concept, "base_url": self.base_url, "edges": raw}, f)
-            os.replace(tmp, path)  # only complete answers are cached
+            # through a temporary file of its own (two runs fetching the same concept shared one .tmp file, so
+            # one moved the other's half-written answer into place): only complete answers are cached
+            answer = json.dumps({"concept": concept, "base_url": self.base_url, "edges": raw}).encode()
+            atomic_write(path, lambda f: f.write(answer))
         out = []
         for e in raw:
             edge = _edge(e["@id"], e["rel"]["@id"], e["start"]["@id"], e["end"]["@id"], e.get("weight", 1.0),

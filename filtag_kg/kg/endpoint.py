@@ -28,9 +28,12 @@ from pyoxigraph import (
 )
 
 from ..errors import UserError
+from .store import STAGING as STORE_STAGING
 
 USER = "filtag-kg"
-STAGING = "urn:filtag-kg:serve:"  # a PUT's new content before it replaces the graph; left only by a crash
+# a PUT's new content before it replaces the graph: one of the store's own graphs (`store._own`), which
+# its listings leave out and which opening it for writing removes, should a crash leave one
+STAGING = STORE_STAGING + "serve:"
 RESULT_FORMATS = (QueryResultsFormat.JSON, QueryResultsFormat.XML, QueryResultsFormat.CSV, QueryResultsFormat.TSV)
 TRIPLE_FORMATS = (RdfFormat.TURTLE, RdfFormat.N_TRIPLES, RdfFormat.RDF_XML, RdfFormat.N3, RdfFormat.JSON_LD)
 QUAD_FORMATS = (RdfFormat.N_QUADS, RdfFormat.TRIG)
@@ -48,10 +51,7 @@ class _Refused(Exception):
 
 def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServer:
     """An HTTP server (not yet serving: call its `serve_forever`) on 127.0.0.1:`port` over `store`;
-    updates need the password. Staging graphs a crash left are removed first."""
-    for g in list(store.named_graphs()):
-        if isinstance(g, NamedNode) and g.value.startswith(STAGING):
-            store.remove_graph(g)
+    updates need the password."""
     expected = b"Basic " + base64.b64encode(f"{USER}:{password}".encode())  # bytes: a header may hold any octet
     writing = threading.Lock()  # a PUT's check for its graph and its replacement, apart from other writes
 
@@ -207,22 +207,17 @@ def _error(e: Exception) -> tuple[int, str, dict[str, str]]:
 
 def _reads(path: str, method: str) -> bool:
     """Requests that pass without auth: queries, graph store reads and the service description."""
-    return (path == "/query" and method in ("GET", "HEAD", "POST")) or (path in ("/", "/store") and method in ("GET", "HEAD"))
+    return (path == "/query" and method in ("GET", "HEAD", "POST")) or (
+        path in ("/", "/store") and method in ("GET", "HEAD"))
 
 
 def _query(store: Store, method: str, params: dict[str, list[str]], body: bytes, headers: Any) -> tuple[bytes, str]:
     """Run a query (GET ?query=, POST of a form or of the query itself) and serialize its results
     as the Accept header asks (default: SPARQL JSON results, Turtle for graphs)."""
-    kind = _media_type(headers.get("Content-Type"))
     if method not in ("GET", "HEAD", "POST"):
         raise _Refused(405, f"{method} is no way to ask a query: GET or POST it", {"Allow": "GET, HEAD, POST"})
-    if method == "POST" and kind == "application/x-www-form-urlencoded":
-        params = {**params, **parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)}
-        text = _one(params, "query")
-    elif method == "POST":
-        if kind != "application/sparql-query":
-            raise _Refused(415, f"a query is POSTed as application/sparql-query or a form, not {kind or 'without a type'}")
-        text = body.decode("utf-8")
+    if method == "POST":
+        text, params = _posted(params, body, headers, "query")
     else:
         text = _one(params, "query")
     defaults, named = params.get("default-graph-uri", []), params.get("named-graph-uri", [])
@@ -240,19 +235,25 @@ def _query(store: Store, method: str, params: dict[str, list[str]], body: bytes,
 
 def _update(store: Store, method: str, params: dict[str, list[str]], body: bytes, headers: Any) -> None:
     """Run an update (POST of a form or of the update itself), in one transaction."""
-    kind = _media_type(headers.get("Content-Type"))
     if method != "POST":
         raise _Refused(405, "updates are POSTed", {"Allow": "POST"})
-    if kind == "application/x-www-form-urlencoded":
-        params = {**params, **parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)}
-        text = _one(params, "update")
-    elif kind == "application/sparql-update":
-        text = body.decode("utf-8")
-    else:
-        raise _Refused(415, f"an update is POSTed as application/sparql-update or a form, not {kind or 'without a type'}")
+    text, params = _posted(params, body, headers, "update")
     if params.get("using-graph-uri") or params.get("using-named-graph-uri"):
         raise _Refused(400, "using-graph-uri and using-named-graph-uri are not supported: say USING in the update")
     store.update(text)
+
+
+def _posted(params: dict[str, list[str]], body: bytes, headers: Any, what: str) -> tuple[str, dict[str, list[str]]]:
+    """The query or update (`what`) of a POST, sent as a form (its fields join the URL's parameters,
+    returned with it) or directly as application/sparql-`what`."""
+    kind = _media_type(headers.get("Content-Type"))
+    if kind == "application/x-www-form-urlencoded":
+        params = {**params, **parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)}
+        return _one(params, what), params
+    if kind != f"application/sparql-{what}":
+        raise _Refused(415, f"{'an' if what == 'update' else 'a'} {what} is POSTed as application/sparql-{what} "
+                            f"or a form, not {kind or 'without a type'}")
+    return body.decode("utf-8"), params
 
 
 def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: bytes,
@@ -277,7 +278,7 @@ def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: 
     if method == "DELETE":
         if not exists:
             raise _Refused(404, f"no graph {graph}")
-        store.update(f"DROP {'DEFAULT' if isinstance(graph, DefaultGraph) else f'GRAPH {graph}'}")
+        store.update(f"DROP {_graph_ref(graph)}")
         return 204, b"", None
     if method not in ("PUT", "POST"):
         raise _Refused(405, f"{method} is not a graph store method", {"Allow": "GET, HEAD, PUT, POST, DELETE"})
@@ -291,11 +292,15 @@ def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: 
     else:
         staging = NamedNode(f"{STAGING}{uuid.uuid4().hex}")  # parsed whole before the graph is touched
         store.load(body, format=fmt, to_graph=staging)
-        target = "DEFAULT" if isinstance(graph, DefaultGraph) else f"GRAPH {graph}"
-        store.update(f"MOVE SILENT GRAPH {staging} TO {target}")  # the replacement: one transaction
+        store.update(f"MOVE SILENT GRAPH {staging} TO {_graph_ref(graph)}")  # the replacement: one transaction
     if isinstance(graph, NamedNode):
         store.add_graph(graph)  # given no triples, it exists too (empty): a 201 names a graph that is there
     return (201 if not exists else 204), b"", None
+
+
+def _graph_ref(graph: NamedNode | DefaultGraph) -> str:
+    """A graph as SPARQL Update names it: DEFAULT or GRAPH <iri>."""
+    return "DEFAULT" if isinstance(graph, DefaultGraph) else f"GRAPH {graph}"
 
 
 def _iri(value: str, name: str) -> NamedNode:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from typing import Any
 
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, serialize
 
+from ..config import locked_folder
 from ..errors import UserError
 from .endpoint import sparql_endpoint
 from .export import media_type, rdf_format, write
@@ -98,41 +98,25 @@ def publish(
                             "will be in, without query or fragment")
         iri(download_url, "--download-url")
     network, graphs = run_graphs(store, iri(run, "--run").value)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        folder = os.open(out, os.O_RDONLY)
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
-    try:
-        try:  # one publish per folder at a time: another's staging folder is not a leftover, nor are its files ours
-            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"--out {out}: another publish is writing there; wait for it to end") from None
-        return _publish_into(out, store, run, network, graphs, license=license, creator=creator, issued=issued,
-                             download_url=download_url, minter=minter)
-    finally:
-        os.close(folder)  # and so unlocked
-
-
-def _publish_into(out: Path, store: Store, run: str, network: NamedNode, graphs: list[NamedNode],
-                  **publication: Any) -> Published:
-    """Write the publication in a staging folder, then move its files into `out` (locked by the caller),
-    so that a failure leaves no partial file in `out`."""
-    try:
-        for left in out.glob(".publishing-*"):  # of a publish that was killed
-            shutil.rmtree(left, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(dir=out, prefix=".publishing-"))
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
-    try:
-        staged = _write_publication(store, run, network, graphs, staging, **publication)
-        files = [out / path.name for path in staged.files]
-        for path, moved in zip(staged.files, files):
-            os.replace(path, moved)
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # one publish per folder at a time: another's staging folder is not a leftover, nor are its files ours
+    with locked_folder(out, f"--out {out}: cannot write there ({{reason}})",
+                       f"--out {out}: another publish is writing there; wait for it to end"):
+        try:
+            for left in out.glob(".publishing-*"):  # of a publish that was killed
+                shutil.rmtree(left, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(dir=out, prefix=".publishing-"))
+        except OSError as e:
+            raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+        try:  # written in a staging folder, then moved into `out`: a failure leaves no partial file in `out`
+            staged = _write_publication(store, run, network, graphs, staging, license=license, creator=creator,
+                                        issued=issued, download_url=download_url, minter=minter)
+            files = [out / path.name for path in staged.files]
+            for path, moved in zip(staged.files, files):
+                os.replace(path, moved)
+        except OSError as e:
+            raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return Published(staged.dataset, staged.graphs, files)
 
 

@@ -76,11 +76,11 @@ def class_keys(labels: Sequence[str], wnids: Sequence[str | None] | None = None)
     too gets a hash of itself appended, and a label given to several classes their indices, so that
     distinct classes never share an IRI ("α-helix" and "β-helix", "elephant" and "elephant 🐘")."""
     keys = [str(wnids[i]) if wnids and i < len(wnids) and wnids[i] else label for i, label in enumerate(labels)]
-    per_slug = Counter(slug(k) for k in set(keys))
+    clash = _slugs_alike(keys)
     per_key = Counter(keys)
     out = []
     for i, key in enumerate(keys):
-        if per_slug[slug(key)] > 1 and slug(key) != key:
+        if key in clash:
             key = f"{key}~{_digest(key)}"
         out.append(f"{key}~{i}" if per_key[keys[i]] > 1 else key)
     return out
@@ -93,8 +93,16 @@ def layer_keys(names: Iterable[str]) -> dict[str, str]:
     distinct layers never share an IRI. Give it every layer of the model: its keys are then the
     same whichever layers a run tagged."""
     unique = list(dict.fromkeys(names))
+    clash = _slugs_alike(unique)
+    return {n: f"{slug(n)}~{_digest(n)}" if n in clash else slug(n) for n in unique}
+
+
+def _slugs_alike(names: Iterable[str]) -> set[str]:
+    """The names that `slug` changes and whose slug another of the (distinct) names has too: those that
+    need a hash of themselves to keep an IRI of their own."""
+    unique = set(names)
     per_slug = Counter(slug(n) for n in unique)
-    return {n: slug(n) if per_slug[slug(n)] == 1 or slug(n) == n else f"{slug(n)}~{_digest(n)}" for n in unique}
+    return {n for n in unique if per_slug[slug(n)] > 1 and slug(n) != n}
 
 
 class Minter:
