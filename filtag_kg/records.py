@@ -408,7 +408,11 @@ class TagSet:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
+        # Python 3.11's csv quotes a field with '\n' but not one with a lone '\r', which a reader takes
+        # for a line end (a class labelled 'a\rb' made a tags.csv that no longer loaded): a tag set
+        # with such a name is written with every field quoted
+        carriage_return = any("\r" in name for name in (*self.layers, *self.classes))
+        writer = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL if carriage_return else csv.QUOTE_MINIMAL)
         writer.writerow(TAG_COLUMNS)
         writer.writerows((t.layer, t.filter, t.class_index, t.class_name, repr(t.score), t.rank, t.method,
                           number_text(t.parameter)) for t in self)
@@ -518,6 +522,19 @@ def atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_output(path: Path, write: Any) -> None:
+    """Write a command's output file: a regular file whole or not at all (`atomic_write`), a pipe or
+    a device such as /dev/stdout written into; an OSError becomes a UserError naming the file."""
+    try:
+        if path.exists() and not path.is_file():
+            with open(path, "wb") as f:
+                write(f)
+        else:
+            atomic_write(path, write)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _default_file_mode() -> int:

@@ -363,15 +363,17 @@ def test_linked_graph_validates_against_the_shapes(wn: WordNet, animal_tags: fil
     assert not ok and "coverage" in report
 
 
+@pytest.mark.parametrize("base", ["https://example.org/kg/", "https://example.org/kg#"])
 def test_link_command_keeps_the_runs_own_base(
-    wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path, cli_ok,
+    wn: WordNet, animal_tags: filtag_kg.TagSet, tmp_path: Path, cli_ok, base: str,
 ) -> None:
-    """A run exported under another base gets its coarse concepts on its own filter nodes."""
+    """A run exported under another base gets its coarse concepts on its own filter nodes. (A base
+    ending with '#' was refused: "has no tags on filters of a model", as the model id was read from
+    a layer IRI by '/model/', which such a base has as '#model/'.)"""
     from filtag_kg.kg.coarsen import minter_of_run
     from filtag_kg.kg.store import Store
     from filtag_kg.kg.vocab import Minter
 
-    base = "https://example.org/kg/"
     with Store(tmp_path / "store") as store:
         store.load(export_tags(animal_tags, Minter(base)))
     cli_ok("link", "wordnet", "--store", tmp_path / "store")
@@ -566,3 +568,55 @@ def test_link_writes_to_a_server_that_asks_for_auth(animal_tags: filtag_kg.TagSe
         assert code == 0, err
         wordnet_graph = Minter().run_graph(run_ids(animal_tags).tagging, "wordnet")
         assert RemoteStore.at(url).count(wordnet_graph) > 0
+
+
+def test_coarse_image_queries_follow_the_runs_own_class_links(
+    wn: WordNet, animal_tags: filtag_kg.TagSet, semantic_store: pyoxigraph.Store,
+) -> None:
+    """A second run of the same classes linked with a mapping (zebra → horse, sheep → car): the first
+    run's coarse errors and image explanations went up from both runs' links (zebra for horse met at
+    'horse', the sheep also counted under 'car'), since every linked run's graph links the shared classes."""
+    import copy
+
+    from filtag_kg.kg.vocab import Minter
+
+    other = copy.deepcopy(animal_tags)
+    other.manifest["model"] = {"name": "other", "hash": "cd" * 32}
+    both = pyoxigraph.Store()
+    both.extend(chain(semantic_store, export_tags(other),
+                      link_wordnet(other, wn, {"zebra": "horse.n.01", "sheep": "car.n.01"}).quads))
+    run = Minter().run(run_ids(animal_tags).tagging).value
+
+    def canonical(rows: list[dict]) -> list[dict]:  # GROUP_CONCAT order is unspecified
+        return [{k: sorted(v.split(", ")) if k == "classes" else v for k, v in r.items()} for r in rows]
+
+    for name, params in (("coarse-errors", {}),
+                         ("coarse-image-explanation", {"image": Minter().image("animal-shape", "a")})):
+        got = canonical(query_rows(name, both, **params, run=run))
+        assert got and got == canonical(query_rows(name, semantic_store, **params)), name
+
+
+def test_link_refuses_a_run_whose_classes_were_named_by_an_older_version(tmp_path: Path, run_cli) -> None:
+    """A label space whose name is no IRI segment as it is ('my space') named its classes by the bare
+    slug before its key got a hash: linking such a stored run wrote its links to class nodes it does
+    not have. It is refused, naming what to do, and the store is left as it was."""
+    from filtag_kg.kg.store import Store
+    from filtag_kg.kg.vocab import name_key
+
+    stats = ActivationStats.empty(["conv"], ANIMALS, {"conv": 10}, manifest={"dataset": {"label_space": "my space"}})
+    stats.add_batch(np.arange(10), {"conv": np.eye(10)})
+    key = name_key("my space")
+
+    def old(term: pyoxigraph.NamedNode | pyoxigraph.Literal) -> pyoxigraph.NamedNode | pyoxigraph.Literal:
+        if isinstance(term, pyoxigraph.NamedNode):
+            return pyoxigraph.NamedNode(term.value.replace(key, "my_space"))
+        return term
+
+    with Store(tmp_path / "store") as store:
+        store.load(pyoxigraph.Quad(old(q.subject), q.predicate, old(q.object), old(q.graph_name))
+                   for q in export_tags(filtag_kg.tag(stats, k=1)))
+        before = set(store.quads())
+    code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "store")
+    assert code == 2 and "classes/my_space/bear> is not where this version" in err and "load its tag set again" in err
+    with Store(tmp_path / "store", read_only=True) as store:
+        assert set(store.quads()) == before

@@ -198,6 +198,44 @@ def test_every_format_round_trips(fmt: str, quads: list[ox.Quad]) -> None:
         assert {q.triple for q in back} == {q.triple for q in quads}
 
 
+@pytest.mark.parametrize("fmt", ["turtle", "ntriples", "rdfxml"])
+def test_a_triple_format_export_goes_back_into_its_graphs(
+    fmt: str, tags: TagSet, quads: list[ox.Quad], tmp_path: Path,
+) -> None:
+    """A Turtle export holds no graph names: loaded into one graph, its network and classes repeated
+    those the network and label-space graphs of other runs hold (the union gave each network row
+    twice). `export_in_graphs` puts every triple back into the graph the export gave it, under the
+    run's own base, and refuses a file that is not one tag set's export, or whose label space the
+    store holds with other classes."""
+    from filtag_kg.kg.export import export_in_graphs
+    from filtag_kg.kg.store import Store
+
+    out = io.BytesIO()
+    write(iter(quads), out, fmt)
+    parse_format = {"turtle": ox.RdfFormat.TURTLE, "ntriples": ox.RdfFormat.N_TRIPLES,
+                    "rdfxml": ox.RdfFormat.RDF_XML}[fmt]
+
+    def triples(data: bytes = out.getvalue()) -> Iterator[ox.Triple]:
+        return (q.triple for q in ox.parse(data, format=parse_format))
+
+    assert set(export_in_graphs(triples, "run.ttl")) == set(quads)
+    other_base = list(export_tags(tags, Minter("https://example.org/kg/")))
+    data = ox.serialize((q.triple for q in other_base), format=parse_format)
+    assert set(export_in_graphs(lambda: triples(data), "run.ttl")) == set(other_base)
+    two = ox.serialize((q.triple for q in [*quads, *export_tags(synthetic_tags(seed=3))]), format=parse_format)
+    with pytest.raises(UserError, match=r"run\.ttl: not the export of one tag set \(2 tagging runs\)"):
+        list(export_in_graphs(lambda: triples(two), "run.ttl"))
+    with Store(tmp_path / "store") as store:
+        store.load(export_in_graphs(triples, "run.ttl", into=store))
+        assert set(store.quads()) == set(_store(quads))  # (literals in the store's canonical form)
+        other = synthetic_tags(seed=5)
+        other.classes = ["lion", *other.classes[1:]]
+        lion = ox.serialize((q.triple for q in export_tags(other)), format=parse_format)
+        with pytest.raises(UserError, match="holds the label space 'animal-shape' with other classes .class 0: "
+                                            "'bear' in the store, 'lion' here.; loading this file lion.ttl"):
+            list(export_in_graphs(lambda: triples(lion), "lion.ttl", into=store))
+
+
 def test_jsonld_is_read_by_rdflib_with_the_published_context(quads: list[ox.Quad]) -> None:
     """An independent JSON-LD implementation reads the same dataset; the context is the bundled one."""
     out = io.BytesIO()
@@ -372,6 +410,55 @@ def test_a_label_space_held_with_other_classes_is_not_replaced(tmp_path: Path, r
         assert set(store.quads()) == before
     synthetic_tags(seed=5).save(tmp_path / "same")  # the same classes: loads beside run a
     assert run_cli("load", tmp_path / "same", "--store", path)[0] == 0
+
+
+def test_label_spaces_whose_names_slug_alike_share_no_nodes() -> None:
+    """Label spaces 'my space' and 'my_space' (other classes): the scheme and classes were named by the
+    slug, the graph by the raw name, so the two runs had graphs of their own (and no refusal) but one
+    node per class with two class indices. Scheme, classes, graph and images now share one key."""
+    def tags(space: str, classes: list[str]) -> TagSet:
+        stats = ActivationStats.empty(["conv"], classes, {"conv": 2}, {"dataset": {"label_space": space}})
+        stats.add_batch(np.arange(2), {"conv": np.eye(2)})
+        return filtag_kg.tag(stats, k=1)
+
+    spaced, underscored = tags("my space", ["cat", "dog"]), tags("my_space", ["dog", "cat"])
+    store = _store([*export_tags(spaced), *export_tags(underscored)])
+    assert _rows(store, "SELECT ?c WHERE { ?c ft:classIndex ?i } GROUP BY ?c HAVING (COUNT(DISTINCT ?i) > 1)") == []
+    assert len(_rows(store, "SELECT DISTINCT ?c WHERE { ?c ft:classIndex ?i }")) == 4
+    from filtag_kg.kg.vocab import name_key
+
+    minter = Minter()
+    key = name_key("my space")
+    assert key.startswith("my_space~") and name_key("my_space") == "my_space"
+    assert export_graphs(spaced).classes == minter.run_graph(key, "classes")
+    assert minter.label_space("my space").value.endswith(f"/classes/{key}")
+    assert minter.image("my space", "1").value.endswith(f"/image/{key}/1")
+
+
+def test_data_sets_whose_names_slug_alike_share_no_node() -> None:
+    """Data sets 'my data' and 'my_data' were one node <dataset/my_data> with both titles, so `runs`
+    listed each run twice, once with the other's data set."""
+    def tags(name: str) -> TagSet:
+        stats = ActivationStats.empty(["conv"], ["cat", "dog"], {"conv": 2}, {"dataset": {"name": name}})
+        stats.add_batch(np.arange(2), {"conv": np.eye(2)})
+        return filtag_kg.tag(stats, k=1)
+
+    store = _store([q for name in ("my data", "my_data") for q in export_tags(tags(name))])
+    rows = queries.run("runs", store, {}).values()
+    assert sorted(r["dataset"] for r in rows) == ["my data", "my_data"]
+
+
+def test_a_tag_set_with_line_breaks_in_its_labels_saves_and_exports(tmp_path: Path) -> None:
+    """Python 3.11's csv writer leaves a field with a lone carriage return unquoted, and the reader
+    takes it for a line end: a class labelled 'a\\rb' gave a tags.csv that `export` and `load`
+    refused as truncated ("tags.csv has 8 tags, the manifest says 7")."""
+    labels = ["cr\rx", "new\nline", "both\r\n", 'quote"d, comma', "plain"]
+    stats = ActivationStats.empty(["conv"], labels, {"conv": 3}, {"dataset": {"name": "odd"}})
+    stats.add_batch(np.arange(5), {"conv": np.random.default_rng(0).random((5, 3))})
+    tags = filtag_kg.tag(stats, k=1)
+    back = TagSet.load(tags.save(tmp_path / "tags"))
+    assert back.classes == labels and list(back) == list(tags)
+    assert set(export_tags(back)) == set(export_tags(tags))
 
 
 def test_folders_named_alike_with_other_classes_have_label_spaces_of_their_own(tmp_path: Path) -> None:

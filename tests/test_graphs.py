@@ -166,3 +166,17 @@ def test_a_layer_without_tags_is_an_error_by_both_routes(tmp_path: Path) -> None
         store.load(export_tags(some))
         with pytest.raises(UserError, match=f"no tags of run .* in layer '{untagged}'"):
             graphs.store_filter_class_graph(store, run_iri(some), K_BEST, 1, untagged)
+
+
+def test_graphml_is_written_whole_or_not_at_all(tags: TagSet, tmp_path: Path) -> None:
+    """networkx opens the file before it builds the XML: an error on the way (here a value GraphML has
+    no type for; as well Ctrl-C in a big class-class graph) left the file written before empty."""
+    path = tmp_path / "g.graphml"
+    graphs.write_graphml(graphs.filter_class_graph(tags, K_BEST, 1), path)
+    before = path.read_bytes()
+    broken = nx.Graph()
+    broken.add_node("a", tags=["not", "a", "GraphML value"])
+    with pytest.raises(nx.NetworkXError):
+        graphs.write_graphml(broken, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["g.graphml"]
+    assert graphs.write_graphml(graphs.filter_class_graph(tags, K_BEST, 1), Path("/dev/null")) is None

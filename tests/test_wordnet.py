@@ -45,6 +45,20 @@ def test_missing_or_wrong_directory_says_how_to_get_wordnet(tmp_path: Path) -> N
         WordNet.load(tmp_path / "nowhere")
     with pytest.raises(UserError, match="not a WordNet dict directory"):
         WordNet.load(tmp_path)
+    (tmp_path / "tags.ttl").write_text("")
+    with pytest.raises(UserError, match="WordNet directory .*tags.ttl is not a directory"):
+        WordNet.load(tmp_path / "tags.ttl")
+
+
+def test_a_directory_missing_files_nltk_reads_is_named(tmp_path: Path) -> None:
+    """A directory with data.noun and index.noun but not the other files was copied over the cache's
+    WordNet, and the error named the copy's missing file (…/nltk_data/corpora/wordnet/data.adj), not
+    the directory given."""
+    for name in ("data.noun", "index.noun", "noun.exc"):
+        (tmp_path / name).symlink_to(DEBIAN_WORDNET / name)
+    with pytest.raises(UserError, match=f"{tmp_path}: not a WordNet dict directory .no data.verb, data.adj, "
+                                        "data.adv, index.verb, index.adj, index.adv, verb.exc, adj.exc, adv.exc."):
+        WordNet.load(tmp_path)
 
 
 def test_synset_iris_keep_the_offset(wn: WordNet) -> None:
@@ -127,6 +141,24 @@ def test_a_label_with_a_hash_sign_can_be_mapped(tmp_path: Path) -> None:
     path.write_text("C#\t# no synset\n")
     with pytest.raises(UserError, match="line 1: expected 'label<TAB>synset', got \\['C#', ''\\]"):
         read_mapping(path)
+
+
+def test_a_label_with_spaces_around_it_can_be_mapped(tmp_path: Path) -> None:
+    """A class label with spaces around it ('  spaced  ', a folder name) was reported as unmatched
+    with "add it to a mapping file", but the file's labels were stripped, so its line was refused as
+    no class of the run. A label is taken as written where it is a class, else stripped."""
+    path = tmp_path / "map.tsv"
+    path.write_text("  spaced  \tspace.n.01\ncow \tcow.n.02\n")
+    assert read_mapping(path, classes=["  spaced  ", "cow"]) == {"  spaced  ": "space.n.01", "cow": "cow.n.02"}
+    assert read_mapping(path) == {"spaced": "space.n.01", "cow": "cow.n.02"}
+
+
+def test_labels_with_accents_link_to_their_ascii_lemmas(wn: WordNet) -> None:
+    """WordNet 3.0's lemmas are ASCII: 'café au lait' and 'crème brûlée' were reported as no WordNet
+    noun, though WordNet has cafe_au_lait and creme_brulee."""
+    report = link_classes(["café au lait", "crème brûlée", "piñata", "Ünïcödé"], None, wn, "food")
+    assert [(link.method, link.synset and link.synset.name()) for link in report.links] == [
+        ("lemma", "cafe_au_lait.n.01"), ("lemma", "creme_brulee.n.01"), ("lemma", "pinata.n.01"), ("none", None)]
 
 
 def test_skos_graph_walks_the_hierarchy(wn: WordNet) -> None:

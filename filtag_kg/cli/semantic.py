@@ -51,7 +51,8 @@ def register(cli: click.Group) -> None:
                              wordnet_dir: Path | None, mapping: Path | None, share: float,
                              layers: tuple[str, ...]) -> None:
         """Link classes to WordNet synsets, add their hypernym closure and each filter's coarse concepts."""
-        from ..kg.coarsen import layer_summary, link_wordnet, minter_of_run, other_layers_concepts, tags_from_store
+        from ..kg.coarsen import layer_summary, link_wordnet, other_layers_concepts, tags_from_store
+        from ..kg.vocab import minter_of_run
         from ..kg.wordnet import WordNet, read_mapping
 
         with _open_store(store, endpoint, user, read_only=False) as db:
@@ -94,8 +95,9 @@ def register(cli: click.Group) -> None:
         """Link classes to ConceptNet concepts and import their IsA, PartOf, … edges with weights.
         The run's ConceptNet graph is replaced only when every concept was fetched (or with --partial),
         so an API that is down does not empty a graph an earlier run filled."""
-        from ..kg.coarsen import minter_of_run, tags_from_store
+        from ..kg.coarsen import tags_from_store
         from ..kg.conceptnet import ConceptNetClient, link_conceptnet
+        from ..kg.vocab import minter_of_run
 
         with _open_store(store, endpoint, user, read_only=False) as db:
             iri = _only_run(db, run)

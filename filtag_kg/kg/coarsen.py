@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
 from .export import RunIds, label_space, run_ids, tag_layer_keys
-from .vocab import FT, PROV, RDF, Minter
+from .vocab import FT, PROV, RDF, Minter, class_keys, minter_of_run
 from .wordnet import LinkReport, WordNet, closure, link_classes, offset_of_iri, synset_iri, synset_quads, wordnet_quads
 
 if TYPE_CHECKING:
@@ -302,7 +302,7 @@ SELECT ?run ?part ?a ?b ?c ?d ?e ?f WHERE {
   { ?run ft:labelSpace/rdfs:label ?a . BIND("space" AS ?part) }
   UNION
   { ?run ft:labelSpace ?space . ?class skos:inScheme ?space ; ft:classIndex ?a ; rdfs:label ?b .
-    OPTIONAL { ?class ft:wnid ?c } BIND("class" AS ?part) }
+    OPTIONAL { ?class ft:wnid ?c } BIND(STR(?class) AS ?d) BIND("class" AS ?part) }
   UNION
   { ?tag prov:wasGeneratedBy ?run ; ft:filter ?filter ; ft:class/ft:classIndex ?c ; ft:method ?d ; ?selector ?e ;
          ft:rank ?f .
@@ -320,7 +320,9 @@ SELECT ?run ?part ?a ?b ?c ?d ?e ?f WHERE {
 def tags_from_store(store: Any, run: str) -> tuple[TagSet, RunIds]:
     """A tagging run read back from a store (embedded or remote) as a TagSet with the ids of its IRIs
     (model id from its layers' IRIs, run id from the run IRI),
-    so that links written for it land on the same class, filter and run nodes. Scores are NaN."""
+    so that links written for it land on the same class, filter and run nodes. Scores are NaN.
+    A run whose classes are not where this version mints them (a label space named by its raw name
+    before 2026-12-02) is refused: links written for it would miss its classes."""
     from . import queries
 
     query = queries.Query.parse("# param: run (iri): the tagging run\n" + _RUN_QUERY, "run-from-store")
@@ -328,7 +330,14 @@ def tags_from_store(store: Any, run: str) -> tuple[TagSet, RunIds]:
     space = next((r["a"] for r in rows if r["part"] == "space"), None)
     if space is None:
         raise UserError(f"no tagging run {run} with a label space in the store")
-    classes = sorted({(int(r["a"]), r["b"], r["c"]) for r in rows if r["part"] == "class"})
+    classes = sorted({(int(r["a"]), r["b"], r["c"], r["d"]) for r in rows if r["part"] == "class"})
+    labels, wnids = [label for _, label, _, _ in classes], [wnid for _, _, wnid, _ in classes]
+    minter = minter_of_run(run)
+    stale = next((node for (_, _, _, node), key in zip(classes, class_keys(labels, wnids))
+                  if minter.image_class(space, key).value != node), None)
+    if stale is not None:
+        raise UserError(f"run {run}: its class <{stale}> is not where this version of filtag-kg names the classes "
+                        f"of label space {space!r} ({minter.label_space(space).value}/…); load its tag set again")
     tag_rows = [r for r in rows if r["part"] == "tag"]
     tagged = {r["a"] for r in tag_rows}  # the network describes the filters of layers other runs tagged too
     layers: dict[str, tuple[int, int, str]] = {}
@@ -340,14 +349,14 @@ def tags_from_store(store: Any, run: str) -> tuple[TagSet, RunIds]:
     selections = sorted({(methods[r["d"]], float(r["e"])) for r in tag_rows})
     selections = [(m, int(p) if m == K_BEST else p) for m, p in selections]
     index = {(m, float(p)): i for i, (m, p) in enumerate(selections)}
-    model = re.search(r"/model/([^/]+)/layer/", layers[order[0]][2]) if order else None  # layer IRI
+    # the model id from a layer IRI, under the run's base (which may end with '#': no '/' before 'model')
+    model = re.match(re.escape(minter.base) + r"model/([^/]+)/layer/", layers[order[0]][2]) if order else None
     run_id = run.rsplit("/", 1)[-1]
     if model is None:
         raise UserError(f"run {run} has no tags on filters of a model in the store")
-    wnids = [c for _, _, c in classes]
     tags = TagSet(
         layers=order,
-        classes=[label for _, label, _ in classes],
+        classes=labels,
         n_filters={m: layers[m][1] for m in order},
         selections=selections,
         layer_index=np.array([order.index(r["a"]) for r in tag_rows], np.int32),
@@ -360,11 +369,3 @@ def tags_from_store(store: Any, run: str) -> tuple[TagSet, RunIds]:
     )
     return tags, RunIds(model.group(1), "", run_id)
 
-
-def minter_of_run(run: str) -> Minter:
-    """The Minter whose base the run IRI was minted under (`{base}run/{run_id}`), so that links
-    written for a run read back from a store land on its own nodes whatever base it was exported with."""
-    head, sep, run_id = run.rpartition("run/")
-    if not sep or not run_id or "/" in run_id:
-        raise UserError(f"{run!r} is not a run IRI of the form BASE/run/RUN_ID")
-    return Minter(head)

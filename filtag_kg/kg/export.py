@@ -16,7 +16,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, serialize
+from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, Triple, serialize
 
 from ..errors import UserError
 from ..models import CONV_TYPES
-from ..records import K_BEST, Q_QUANTILE, TagSet, atomic_write, selection_label
+from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label, write_output
 from .vocab import (
-    DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, class_keys, layer_keys, stable_hash,
+    DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, class_keys, layer_keys, minter_of_run,
+    stable_hash,
 )
 
 # Keras layer classes the NNO ontology has a class of the same name for (checked against NNO's
@@ -212,7 +213,7 @@ def export_graphs(tags: TagSet, minter: Minter | None = None) -> ExportGraphs:
     ids = run_ids(tags)
     return ExportGraphs(
         network=minter.run_graph(ids.model, "network"),
-        classes=minter.run_graph(label_space(tags), "classes"),
+        classes=minter.classes_graph(label_space(tags)),
         run=minter.run_graph(ids.tagging, "tags"),
     )
 
@@ -222,18 +223,67 @@ def check_label_space(store: Any, tags: TagSet, minter: Minter | None = None) ->
     loading it would replace the classes graph that other runs share, and change their answers.
     (Data sets named alike, e.g. two folders called 'train', get label spaces of their own from
     their class lists, see `filtag_kg.data`; this catches tag sets of a name given twice.)"""
-    graph = export_graphs(tags, minter).classes
+    _check_classes(store, export_graphs(tags, minter).classes, label_space(tags),
+                   {str(i): label for i, label in enumerate(tags.classes)}, "tag set")
+
+
+def _check_classes(store: Any, graph: NamedNode, space: str, ours: dict[str, str], what: str) -> None:
+    """`check_label_space` for the classes `ours` (index → label) of label space `space`, whose graph
+    is `graph`; `what` is being loaded."""
     held = dict(store.rows(f"SELECT ?index ?label WHERE {{ GRAPH <{graph.value}> {{ "
                            f"?class <{FT}classIndex> ?index ; <{RDFS}label> ?label }} }}"))
-    if not held:
-        return
-    ours = {str(i): label for i, label in enumerate(tags.classes)}
-    if held != ours:
+    if held and held != ours:
         differ = next((f"class {i}: {held.get(str(i))!r} in the store, {ours.get(str(i))!r} here"
                        for i in range(max(len(held), len(ours))) if held.get(str(i)) != ours.get(str(i))))
-        raise UserError(f"the store holds the label space {label_space(tags)!r} with other classes ({differ}); "
-                        "loading this tag set would change the classes of the runs there. Give its data set a "
+        raise UserError(f"the store holds the label space {space!r} with other classes ({differ}); "
+                        f"loading this {what} would change the classes of the runs there. Give its data set a "
                         "label space of its own (the manifest's dataset.label_space) and load it again")
+
+
+def export_in_graphs(triples: Callable[[], Iterable[Triple]], source: str, into: Any = None) -> Iterator[Quad]:
+    """The triples of one tag set's export written in a triple format (Turtle, N-Triples, RDF/XML,
+    which hold no graph names) in the named graphs `export_graphs` gave them: the network's, the label
+    space's and the run's. Loaded into one graph of its own instead, the export repeated the network
+    and classes that other runs' graphs describe (the union held them twice, and another version of
+    them beside). `triples` is called twice: a first pass finds the run, network and label space.
+    `source` names the file in errors; `into`: the store they go to, which must not hold the label
+    space with other classes (`check_label_space`)."""
+    runs, networks, models, spaces, labels, indices = set(), set(), set(), set(), {}, {}
+    for t in triples():
+        if t.predicate == A and t.object in (P.ft_TaggingRun, P.nno_NeuralNetwork):
+            (runs if t.object == P.ft_TaggingRun else networks).add(t.subject)
+        elif t.predicate == P.nno_hasModel:
+            models.add(t.object)
+        elif t.predicate == P.ft_labelSpace:
+            spaces.add(t.object)
+        elif t.predicate == LABEL and isinstance(t.object, Literal):
+            labels[t.subject] = t.object.value
+        elif t.predicate == P.ft_classIndex and isinstance(t.object, Literal):
+            indices[t.subject] = t.object.value
+    found = {"tagging run": runs, "network": networks, "model": models, "label space": spaces}
+    wrong = [f"{len(nodes)} {what}{'s' * (len(nodes) != 1)}" for what, nodes in found.items() if len(nodes) != 1]
+    if wrong or next(iter(spaces)) not in labels:
+        why = ", ".join(wrong) if wrong else "a label space without rdfs:label"
+        raise UserError(f"{source}: not the export of one tag set ({why}); load it into a graph of its own (--graph)")
+    (run,), (network,), (model,), (space,) = runs, networks, models, spaces
+    if not all(isinstance(node, NamedNode) for node in (run, network, model, space)):
+        raise UserError(f"{source}: its run, network, model or label space is a blank node, not an export's IRI")
+    minter = minter_of_run(run.value)
+    network_graph = minter.run_graph(network.value.rsplit("/", 1)[-1], "network")
+    classes_graph = minter.classes_graph(labels[space])
+    run_graph = minter.run_graph(run.value.rsplit("/", 1)[-1], "tags")
+    if into is not None:
+        classes = {index: labels.get(node) for node, index in indices.items()
+                   if node.value.startswith(space.value + "/")}
+        _check_classes(into, classes_graph, labels[space], classes, f"file {source}")
+    for t in triples():
+        subject = t.subject.value if isinstance(t.subject, NamedNode) else ""
+        if t.subject in (network, model) or subject.startswith(model.value + "/"):  # layers and filters
+            yield Quad(t.subject, t.predicate, t.object, network_graph)
+        elif t.subject == space or subject.startswith(space.value + "/"):  # classes
+            yield Quad(t.subject, t.predicate, t.object, classes_graph)
+        else:
+            yield Quad(t.subject, t.predicate, t.object, run_graph)
 
 
 SIMILAR_CLASSES = 20  # classes per class summary, most shared filters first
@@ -628,15 +678,7 @@ def write(
     if not is_path:
         _serialize(counted, path_or_file, fmt, context)
         return counted.n
-    target = Path(path_or_file)
-    try:
-        if target.exists() and not target.is_file():  # a pipe or a device such as /dev/stdout: written into
-            with open(target, "wb") as f:
-                _serialize(counted, f, fmt, context)
-        else:  # a regular file gets the whole file or nothing
-            atomic_write(target, lambda f: _serialize(counted, f, fmt, context))
-    except OSError as e:
-        raise UserError(f"cannot write {target}: {e.strerror or e}") from None
+    write_output(Path(path_or_file), lambda f: _serialize(counted, f, fmt, context))
     return counted.n
 
 

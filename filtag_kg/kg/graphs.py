@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import networkx as nx
 
 from ..errors import UserError
-from ..records import METHODS, TagSet, selection_label
+from ..records import METHODS, TagSet, selection_label, write_output
 from . import queries
 from .export import METHOD_NODES, NOT_XML
 
@@ -100,7 +101,9 @@ def class_class_graph(filter_class: nx.Graph) -> nx.Graph:
 
 
 def write_graphml(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
-    """Write a graph as GraphML (attributes with None values are left out: GraphML has no null).
+    """Write a graph as GraphML (attributes with None values are left out: GraphML has no null), the
+    whole file or nothing (networkx opens the file before it builds the XML, so an error or Ctrl-C on
+    the way left an existing file empty).
 
     A text that XML cannot hold (control characters such as U+0007 in a class label) is refused by
     name: networkx writes it as it is, into a file no XML reader, networkx's own included, reads."""
@@ -113,7 +116,7 @@ def write_graphml(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
             if isinstance(text, str) and NOT_XML.search(text):
                 raise UserError(f"cannot write {os.fspath(path)} as GraphML: {text!r} (of {where!r}) holds a "
                                 "character XML 1.0 does not allow")
-    nx.write_graphml(clean, os.fspath(path))
+    write_output(Path(path), lambda f: nx.write_graphml(clean, f))
 
 
 def _build(edges: Iterable[Edge], method: str, parameter: float) -> nx.Graph:

@@ -60,6 +60,17 @@ def slug(text: str) -> str:
     return s or _hashed(text)
 
 
+@lru_cache(maxsize=4096)
+def name_key(name: str) -> str:
+    """The IRI key of a name that other runs in a store may give otherwise (a label space, a data
+    set): its `slug` where that is the name itself, else the slug with a hash of the name appended
+    ('my space' → 'my_space~1a2b3c4d'), so that 'my space' and another run's 'my_space' never share
+    nodes or graphs (unlike `class_keys` and `layer_keys`, the other names are not at hand to hash
+    only on a clash)."""
+    key = slug(name)
+    return key if key == name else f"{key}~{_digest(name)}"
+
+
 def _hashed(text: str) -> str:
     """A path segment standing for a name that cannot be one as it is (empty, '.' or '..')."""
     return "_" + _digest(text)
@@ -130,13 +141,18 @@ class Minter:
     def filter(self, model_id: str, layer: str, index: int) -> NamedNode:
         return self._iri("model", model_id, "layer", slug(layer), "filter", str(int(index)))
 
-    # classes live in a label space (a data set's class list, e.g. "imagenet1k", "animal-shape")
+    # classes live in a label space (a data set's class list, e.g. "imagenet1k", "animal-shape"),
+    # named by its `name_key` in the IRIs of its scheme, classes, graph and images
     def label_space(self, space: str) -> NamedNode:
-        return self._iri("classes", slug(space))
+        return self._iri("classes", name_key(space))
 
     def image_class(self, space: str, key: str) -> NamedNode:
         """`key`: the wnid where there is one, else the label."""
-        return self._iri("classes", slug(space), slug(key))
+        return self._iri("classes", name_key(space), slug(key))
+
+    def classes_graph(self, space: str) -> NamedNode:
+        """The named graph of a label space: its scheme and classes, shared by the runs on it."""
+        return self.run_graph(name_key(space), "classes")
 
     # runs (prov:Activity) and what they generate; `run_id` is a hash of the run's inputs
     def run(self, run_id: str) -> NamedNode:
@@ -178,10 +194,20 @@ class Minter:
         return NamedNode(f"{explanation.value}/count/{_segment(slug(key))}")
 
     def image(self, dataset: str, image_id: str) -> NamedNode:
-        return self._iri("image", slug(dataset), image_id)
+        """An image; `dataset`: the key of its data set's images (`explanations.images_key`)."""
+        return self._iri("image", name_key(dataset), image_id)
 
     def dataset(self, name: str) -> NamedNode:
-        return self._iri("dataset", slug(name))
+        return self._iri("dataset", name_key(name))
+
+
+def minter_of_run(run: str) -> Minter:
+    """The Minter whose base the run IRI was minted under (`{base}run/{run_id}`), so that links
+    written for a run read back from a store land on its own nodes whatever base it was exported with."""
+    head, sep, run_id = run.rpartition("run/")
+    if not sep or not run_id or "/" in run_id:
+        raise UserError(f"{run!r} is not a run IRI of the form BASE/run/RUN_ID")
+    return Minter(head)
 
 
 @lru_cache(maxsize=65536)

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,6 +47,9 @@ WN30 = "http://wordnet-rdf.princeton.edu/wn30/"
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 _IRI = re.compile(re.escape(WN30) + r"(\d{8})-([nvasr])$")
 _NEEDED = re.compile(r"^(data|index)\.(noun|verb|adj|adv)$|^(noun|verb|adj|adv)\.exc$|^index\.sense$|^cntlist\.rev$")
+# the files of those NLTK's reader opens when it starts (it makes `lexnames` itself, see `install_copy`)
+_REQUIRED = tuple(f"{kind}.{pos}" for kind in ("data", "index") for pos in ("noun", "verb", "adj", "adv")) + tuple(
+    f"{pos}.exc" for pos in ("noun", "verb", "adj", "adv"))
 
 # lexnames(5WN): number, name, syntactic category (1 noun, 2 verb, 3 adjective, 4 adverb)
 LEXNAMES = (
@@ -93,8 +97,9 @@ def install_copy(source: Path) -> Path:
     """Copy the WordNet dict files of `source` (as real files) to <cache>/nltk_data/corpora/wordnet,
     adding `lexnames` when missing; a no-op when the copy is current (same files, sizes, times)."""
     names = sorted(p.name for p in source.iterdir() if _NEEDED.match(p.name))
-    if "data.noun" not in names or "index.noun" not in names:
-        raise UserError(f"{source}: not a WordNet dict directory (no data.noun / index.noun). {HOW_TO_GET}")
+    missing = [n for n in _REQUIRED if n not in names]
+    if missing:  # (NLTK's reader named the file missing in the copy, not here)
+        raise UserError(f"{source}: not a WordNet dict directory (no {', '.join(missing)}). {HOW_TO_GET}")
     target = cache_dir() / "nltk_data" / "corpora" / "wordnet"
     stamp = "".join(f"{source / n}\t{(source / n).stat().st_size}\t{(source / n).stat().st_mtime_ns}\n" for n in names)
     if not (target / ".source").is_file() or (target / ".source").read_text() != stamp:
@@ -137,7 +142,8 @@ def _open(directory: str | None) -> tuple[WordNetCorpusReader, str]:
     if directory:
         path = Path(directory)
         if not path.is_dir():
-            raise UserError(f"WordNet directory {path} does not exist. {HOW_TO_GET}")
+            raise UserError(f"WordNet directory {path} {'is not a directory' if path.exists() else 'does not exist'}. "
+                            f"{HOW_TO_GET}")
         install_copy(path)
         reader, source = _reader(nltk.data.find("corpora/wordnet")), f"directory {path}"
     else:
@@ -215,8 +221,11 @@ class WordNet:
         return synset
 
     def noun_senses(self, label: str) -> list[Synset]:
-        """The noun synsets of a label (spaces → '_', WordNet's morphology), in WordNet's sense order."""
-        return self.reader.synsets(re.sub(r"\s+", "_", label.strip()), "n")
+        """The noun synsets of a label (spaces → '_', WordNet's morphology), in WordNet's sense order.
+        Accents are dropped first: WordNet 3.0's lemmas are ASCII ('café au lait' is cafe_au_lait, and
+        was unmatched)."""
+        decomposed = unicodedata.normalize("NFKD", re.sub(r"\s+", "_", label.strip()))
+        return self.reader.synsets("".join(c for c in decomposed if not unicodedata.combining(c)), "n")
 
     def ancestors(self, synset: Synset) -> dict[Synset, int]:
         """Every hypernym (and instance hypernym) of `synset`, itself included, with its shortest distance."""
@@ -290,7 +299,8 @@ def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None,
     label: a label may hold '#' ('C#'; cutting lines at any '#' left 'C' and refused the line).
     With `wordnet`, each synset is looked up as the line is read, so that one that is no noun synset
     is named with its file and line (linking named only the synset, not where it came from); with
-    `classes`, so is a label that is none of them.
+    `classes`, so is a label that is none of them. A label is read without the spaces around it,
+    unless it is one of the `classes` as written ('  cat ': stripped, it could not be mapped at all).
     Returns label → synset reference."""
     path = Path(path)
     if not path.is_file():
@@ -309,7 +319,8 @@ def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None,
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
             raise UserError(f"{path}, line {number}: expected 'label<TAB>synset', got {row!r}")
-        label, synset = row[0].strip(), row[1].strip()
+        label = row[0] if classes is not None and row[0] in classes else row[0].strip()
+        synset = row[1].strip()
         if out.get(label, synset) != synset:
             raise UserError(f"{path}, line {number}: {label!r} is mapped to {out[label]} already, here to {synset}")
         if classes is not None and label not in classes:
