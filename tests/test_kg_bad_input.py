@@ -18,6 +18,7 @@ from filtag_kg.kg.vocab import Minter
 from filtag_kg.records import TagSet
 
 from kg_helpers import run_iri
+from oxigraph_server import oxigraph  # noqa: F401  (fixture)
 
 FT = "https://w3id.org/filtag-kg/ontology#"
 RunCli = Callable[..., tuple[int, str, str]]
@@ -62,12 +63,17 @@ def test_read_only_opening_refuses_a_store_in_the_middle_of_a_change(tmp_path: P
 
 
 def test_commands_that_read_or_remove_do_not_create_a_store(tmp_path: Path, run_cli: RunCli) -> None:
-    missing = tmp_path / "no-such-store"
+    """A missing path, or an existing folder without a store, is named as such and left as it was
+    (before: `drop` and `upgrade` made a store in an empty folder, and `query` failed there with
+    RocksDB's 'CURRENT: No such file')."""
+    missing, empty = tmp_path / "no-such-store", tmp_path / "empty"
+    empty.mkdir()
     for args in (("drop", "http://g"), ("upgrade",), ("query", "runs"), ("errors",),
                  ("link", "wordnet", "--run", "http://r")):
-        code, _, err = run_cli(*args, "--store", missing)
-        assert code == 2 and f"no store at {missing}" in err, (args, err)
-    assert not missing.exists()
+        for path in (missing, empty):
+            code, _, err = run_cli(*args, "--store", path)
+            assert code == 2 and f"no store at {path}" in err, (args, err)
+    assert not missing.exists() and list(empty.iterdir()) == []
 
 
 def test_iris_and_remote_options_are_checked(tmp_path: Path, run_a: TagSet, run_cli: RunCli) -> None:
@@ -179,3 +185,60 @@ def test_a_password_that_cannot_be_asked_for_is_named(monkeypatch: pytest.Monkey
     monkeypatch.setattr("getpass.getpass", ended)
     code, _, err = run_cli("query", "runs", "--endpoint", "http://127.0.0.1:9", "--user", "bob")
     assert code == 2 and "--user bob: no password: set $FILTAG_KG_PASSWORD, or give it on standard input" in err
+
+
+def test_an_rdf_file_named_without_its_format_is_loaded_with_format(tmp_path: Path, run_cli: RunCli) -> None:
+    """An RDF file whose name tells no format (a dump, data.txt) is named with the option that gives
+    it, and loads with --format (before: no such option, and the error named neither file nor option)."""
+    dump = tmp_path / "dump"
+    dump.write_text('<http://a> <http://p> "x" <http://g> .\n')
+    path = tmp_path / "store"
+    code, _, err = run_cli("load", dump, "--store", path)
+    assert code == 2 and f"{dump}: no RDF format given" in err and "--format" in err
+    code, _, err = run_cli("load", dump, "--store", path, "--format", "turtle")
+    assert code == 2 and f"{dump}: not valid Turtle" in err  # as told, not as guessed
+    code, _, err = run_cli("load", dump, "--store", path, "--format", "nquads")
+    assert code == 0, err
+    with Store(path, read_only=True) as store:
+        assert [g.value for g in store.graphs()] == ["http://g"]
+    code, _, err = run_cli("load", tmp_path, "--store", tmp_path / "other", "--format", "nquads")
+    assert code == 2 and "is a tag set folder, not an RDF file" in err
+
+
+def test_push_names_a_graph_that_is_no_iri(oxigraph: str, tmp_path: Path, run_a: TagSet,  # noqa: F811
+                                           run_cli: RunCli) -> None:
+    """`push --graph` of the store's graphs checks the IRI (before: a ValueError traceback, exit 1)."""
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+    code, _, err = run_cli("push", "--store", path, "--graph", "http://a b", "--endpoint", oxigraph)
+    assert code == 2 and "--graph 'http://a b' is not an IRI" in err
+    assert RemoteStore.at(oxigraph).graphs() == []
+
+
+def test_the_query_command_honours_from_on_the_embedded_store(tmp_path: Path, run_cli: RunCli) -> None:
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load([ox.Quad(ox.NamedNode(f"http://example.org/s{i}"), ox.NamedNode("http://example.org/p"),
+                            ox.Literal(i), ox.NamedNode(f"http://example.org/g{i}")) for i in (1, 2)])
+    asked = tmp_path / "from.rq"
+    asked.write_text("SELECT ?s FROM <http://example.org/g1> WHERE { ?s ?p ?o }")
+    code, out, err = run_cli("query", asked, "--store", path, "--format", "csv")
+    assert code == 0 and out.splitlines() == ["s", "http://example.org/s1"], err
+
+
+def test_a_turtle_export_loads_into_the_graphs_of_its_tag_set(tmp_path: Path, run_a: TagSet, run_cli: RunCli) -> None:
+    """`load run.ttl` puts an export back into the graphs loading its tag set fills (before: it needed
+    --graph, and the network and classes then sat twice in the union); other Turtle still needs --graph."""
+    run_a.save(tmp_path / "tags")
+    assert run_cli("export", tmp_path / "tags", "-o", tmp_path / "run.ttl")[0] == 0
+    for source, name in ((tmp_path / "tags", "folder"), (tmp_path / "run.ttl", "file")):
+        code, _, err = run_cli("load", source, "--store", tmp_path / name)
+        assert code == 0, err
+    with Store(tmp_path / "folder", read_only=True) as folder, Store(tmp_path / "file", read_only=True) as file:
+        assert len(folder.graphs()) == 3 and set(file.quads()) == set(folder.quads())
+    other = tmp_path / "other.ttl"
+    other.write_text("<http://example.org/a> <http://example.org/p> 1 .\n")
+    code, _, err = run_cli("load", other, "--store", tmp_path / "file")
+    assert code == 2 and f"{other}: not the export of one tag set" in err and "--graph" in err
+    assert run_cli("load", other, "--store", tmp_path / "file", "--graph", "http://example.org/g")[0] == 0

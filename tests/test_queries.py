@@ -100,6 +100,18 @@ def test_the_query_form_is_read_past_comments_iris_strings_and_names(text: str, 
     assert queries.query_form(text) == form
 
 
+@pytest.mark.parametrize(("text", "named"), [
+    ("SELECT * FROM <http://example.org/g> WHERE { ?s ?p ?o }", True),
+    ("select * from named <http://example.org/g> { GRAPH ?g { ?s ?p ?o } }", True),
+    ('SELECT * WHERE { ?s <http://example.org/from> "from" } # FROM', False),
+    ('SELECT * WHERE { ?s ?p """a long string\nFROM its second line""" }', False),
+    ("SELECT * WHERE { ?s ?p '''\nfrom '' here''' }", False),
+    ("PREFIX from: <http://example.org/>\nSELECT ?from WHERE { ?from from:p ?o }", False),
+])
+def test_a_dataset_clause_is_told_from_the_word_elsewhere(text: str, named: bool) -> None:
+    assert queries.names_dataset(text) is named
+
+
 def test_values_become_typed_terms() -> None:
     q = queries.load("filter-tags")
     terms = q.bind({"layer": "block5_conv3", "filter": "7", "run": "ft:KBest"})

@@ -35,16 +35,20 @@ def _minter(base: str | None) -> Any:
 
 def _source_quads(
     source: Path, base: str | None, progress: bool = True, similar_classes: int = SIMILAR_CLASSES,
-    into: Any = None,
+    into: Any = None, fmt: str | None = None, graph: str | None = None,
 ) -> Iterator[Any]:
-    """Quads of a tag-set folder (exported on the fly) or of an RDF file (parsed as it streams).
-    `into`: the store they go to, which must not hold the tag set's label space with other classes."""
+    """Quads of a tag-set folder (exported on the fly) or of an RDF file (parsed as it streams), in
+    `fmt` or the format its extension names. A file in a triple format goes whole into `graph` if
+    given, else it must be a tag set's export, whose triples go back into the graphs it was exported
+    from. `into`: the store they go to, which must not hold the tag set's label space with other classes."""
     from pyoxigraph import RdfFormat
 
-    from ..kg.export import check_label_space, export_tags, rdf_format
+    from ..kg.export import check_label_space, export_in_graphs, export_tags, rdf_format
     from ..records import TagSet
 
     if source.is_dir():
+        if fmt is not None:
+            raise UserError(f"--format {fmt}: {source} is a tag set folder, not an RDF file")
         try:
             tags = TagSet.load(source)
         except FileNotFoundError as e:
@@ -53,8 +57,14 @@ def _source_quads(
         if into is not None:
             check_label_space(into, tags, minter)
         return export_tags(tags, minter, progress=progress, similar_classes=similar_classes)
-    fmt = rdf_format(None, source)
-    return _parsed(source, RdfFormat.JSON_LD if fmt == "jsonld" else fmt)
+    try:
+        rdf = rdf_format(fmt, source)
+    except UserError as e:  # a file named without an RDF extension can still be loaded
+        raise UserError(f"--format {fmt}: {e}" if fmt else f"{source}: {e} (give it with --format)") from None
+    parse_format = RdfFormat.JSON_LD if rdf == "jsonld" else rdf
+    if graph is None and not parse_format.supports_datasets:
+        return export_in_graphs(lambda: (q.triple for q in _parsed(source, parse_format)), str(source), into)
+    return _parsed(source, parse_format)
 
 
 def _parsed(source: Path, fmt: Any) -> Iterator[Any]:
@@ -77,6 +87,11 @@ def _similar_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "--similar-classes", type=click.IntRange(min=0), default=SIMILAR_CLASSES, show_default=True,
         help="For a tag set: per class and selection, how many of the classes sharing most filters with it "
              "the export lists (the similar-classes query reads them).")(f)
+
+
+def _format_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--format", "-f", "fmt", help="RDF format of a SOURCE file: turtle, ntriples, nquads, trig, "
+                                                      "rdfxml or jsonld (default: from its extension).")(f)
 
 
 def _base_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -177,22 +192,24 @@ def register(cli: click.Group) -> None:
     @cli.command("load")
     @click.argument("source", type=click.Path(exists=True, path_type=Path))
     @_store_option
-    @click.option("--graph", help="Load everything into this named graph (needed for triple formats).")
+    @click.option("--graph", help="Load everything into this named graph (a file in a triple format that is not "
+                                  "a tag set's export needs one).")
+    @_format_option
     @_base_option
     @_similar_option
     @click.option("--optimize/--no-optimize", default=None,
                   help="Compact the store after loading, or not (default: after loads of a million quads or more). "
                        "Compacting makes queries several times faster after a big load and rewrites the whole store.")
     def load_command(
-        source: Path, store: Path | None, graph: str | None, base: str | None, similar_classes: int,
-        optimize: bool | None,
+        source: Path, store: Path | None, graph: str | None, fmt: str | None, base: str | None,
+        similar_classes: int, optimize: bool | None,
     ) -> None:
         """Load a tag set folder or an RDF file into the embedded store, replacing the graphs it fills."""
         from ..kg.store import Store
 
         with Store(store) as db:
-            n = db.load(_source_quads(source, base, similar_classes=similar_classes, into=db), graph, progress=True,
-                        optimize=optimize)
+            n = db.load(_source_quads(source, base, similar_classes=similar_classes, into=db, fmt=fmt, graph=graph), graph,
+                        progress=True, optimize=optimize)
             click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
 
     @cli.command("drop")
@@ -263,10 +280,11 @@ def register(cli: click.Group) -> None:
     @_store_option
     @click.option("--graph", "graphs", multiple=True,
                   help="With SOURCE: the one graph to push into. Without: the store's graphs to push (default all).")
+    @_format_option
     @_base_option
     def push_command(source: Path | None, endpoint: str, query_url: str | None, update_url: str | None,
                      store_url: str | None, user: str | None, timeout: float, retries: int, store: Path | None,
-                     graphs: tuple[str, ...], base: str | None) -> None:
+                     graphs: tuple[str, ...], fmt: str | None, base: str | None) -> None:
         """Push a tag set, an RDF file, or graphs of the embedded store to a SPARQL 1.1 server.
 
         Each graph is replaced whole; a push that fails leaves the server's graphs as they were. One
@@ -276,10 +294,11 @@ def register(cli: click.Group) -> None:
         """
         import itertools
 
-        from pyoxigraph import NamedNode
-
         from ..kg.store import Store
+        from ..kg.vocab import iri
 
+        if source is None and fmt is not None:
+            raise UserError(f"--format {fmt}: give the RDF file it is the format of (SOURCE)")
         remote = _remote(endpoint, query_url, update_url, store_url, user, timeout, retries)
         left = remote.unfinished_pushes()
         if left:
@@ -289,11 +308,13 @@ def register(cli: click.Group) -> None:
         if source is not None:
             if len(graphs) > 1:
                 raise UserError("--graph: give at most one graph when pushing a SOURCE")
-            n = remote.load(_source_quads(source, base, into=remote), graphs[0] if graphs else None, progress=True)
+            n = remote.load(_source_quads(source, base, into=remote, fmt=fmt, graph=graphs[0] if graphs else None),
+                            graphs[0] if graphs else None,
+                            progress=True)
         else:
             with Store(store, read_only=True) as db:
                 present = db.graphs()
-                chosen = [NamedNode(g) for g in graphs] if graphs else present
+                chosen = [iri(g, "--graph") for g in graphs] if graphs else present
                 missing = [g.value for g in chosen if g not in set(present)]
                 if missing:
                     raise UserError(f"--graph {', '.join(missing)}: not in the store {db.path}")

@@ -17,8 +17,10 @@ from __future__ import annotations
 import base64
 import hmac
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -37,6 +39,8 @@ STAGING = STORE_STAGING + "serve:"
 RESULT_FORMATS = (QueryResultsFormat.JSON, QueryResultsFormat.XML, QueryResultsFormat.CSV, QueryResultsFormat.TSV)
 TRIPLE_FORMATS = (RdfFormat.TURTLE, RdfFormat.N_TRIPLES, RdfFormat.RDF_XML, RdfFormat.N3, RdfFormat.JSON_LD)
 QUAD_FORMATS = (RdfFormat.N_QUADS, RdfFormat.TRIG)
+GRAPH_FORMATS = TRIPLE_FORMATS + QUAD_FORMATS  # a graph is answered in any of them (quads: in the default graph)
+FLUSH_EVERY = 1.0  # seconds: how often at most the store's writes are flushed from its write-ahead log
 F = TypeVar("F", QueryResultsFormat, RdfFormat)
 Payload = bytes | Callable[[BinaryIO], object]  # an answer's body, or what writes it
 
@@ -52,11 +56,11 @@ class _Refused(Exception):
 def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServer:
     """An HTTP server (not yet serving: call its `serve_forever`) on 127.0.0.1:`port` over `store`;
     updates need the password."""
-    expected = b"Basic " + base64.b64encode(f"{USER}:{password}".encode())  # bytes: a header may hold any octet
-    writing = threading.Lock()  # a PUT's check for its graph and its replacement, apart from other writes
+    expected = base64.b64encode(f"{USER}:{password}".encode())  # basic auth's credentials
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # for chunked answers; each answer still closes its connection
+        server: _Server
 
         def log_message(self, *args: object) -> None:
             pass
@@ -88,13 +92,13 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
             if url.path == "/query":
                 self._answer(200, *_query(store, self.command, params, body, self.headers))
             elif url.path == "/update":
-                with writing:
+                with self.server.writing():
                     _update(store, self.command, params, body, self.headers)
                 self._answer(204, b"", None)
             elif url.path == "/store" and reads:  # streamed without holding up writes
                 self._answer(*_graph_store(store, self.command, params, body, self.headers))
             elif url.path == "/store":
-                with writing:
+                with self.server.writing():
                     self._answer(*_graph_store(store, self.command, params, body, self.headers))
             elif url.path == "/" and self.command in ("GET", "HEAD"):
                 self._answer(200, b"filtag-kg SPARQL endpoint: /query (SPARQL 1.1 queries), /update (updates, "
@@ -105,7 +109,10 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
 
         def _authorize(self) -> None:
             given = self.headers.get("Authorization")
-            if not hmac.compare_digest((given or "").encode("latin-1", "replace"), expected):
+            scheme, _, credentials = (given or "").strip().partition(" ")
+            # the scheme in any case (RFC 9110); bytes, as a header may hold any octet
+            if not (scheme.lower() == "basic"
+                    and hmac.compare_digest(credentials.strip().encode("latin-1", "replace"), expected)):
                 raise _Refused(401, "updates need HTTP basic auth (user filtag-kg)" if given is None else
                                "wrong credentials: updates need HTTP basic auth with user filtag-kg and the password "
                                "`filtag-kg serve` printed or took from $FILTAG_KG_PASSWORD",
@@ -176,9 +183,44 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
     try:
-        return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        return _Server(("127.0.0.1", port), Handler, store)
     except OSError as e:
         raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e.strerror or e})") from None
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server over `store`, flushing the store's writes from RocksDB's write-ahead log into
+    its data files within about a second: a server killed outright (SIGKILL, a crash) then leaves
+    only the writes of its last moments in the log, which every read-only opening of the store
+    replays until it is next opened for writing (measured on the demo store after PUTs of 400,000
+    triples: 250 MB of log, 18 s per read-only opening instead of 0.3 s). Not after every write:
+    a flush takes some 35 ms (300 small updates took 11 s instead of 0.01 s)."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], store: Store) -> None:
+        super().__init__(address, handler)
+        self.store = store
+        self.lock = threading.Lock()  # a PUT's check for its graph and its replacement, apart from other writes
+        self.written = False  # whether the store took writes since its last flush
+        self.flushed = time.monotonic()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the write lock; the store may then have writes to flush, also if this one failed."""
+        with self.lock:
+            try:
+                yield
+            finally:
+                self.written = True
+
+    def service_actions(self) -> None:
+        """Flush writes at most every FLUSH_EVERY seconds (`serve_forever` calls this between requests
+        and every half second); a flush that fails (a full disk) is tried again, the writes stay in the log."""
+        if self.written and time.monotonic() - self.flushed >= FLUSH_EVERY:
+            self.written, self.flushed = False, time.monotonic()
+            try:
+                self.store.flush()
+            except OSError:
+                self.written = True
 
 
 class _Chunks:
@@ -227,7 +269,7 @@ def _query(store: Store, method: str, params: dict[str, list[str]], body: bytes,
     else:
         results = store.query(text, use_default_graph_as_union=True)
     if isinstance(results, QueryTriples):
-        fmt = _negotiate(headers.get("Accept"), TRIPLE_FORMATS, RdfFormat.from_media_type)
+        fmt = _negotiate(headers.get("Accept"), GRAPH_FORMATS, RdfFormat.from_media_type)
         return results.serialize(format=fmt), fmt.media_type
     chosen = _negotiate(headers.get("Accept"), RESULT_FORMATS, QueryResultsFormat.from_media_type)
     return results.serialize(format=chosen), chosen.media_type
@@ -270,7 +312,7 @@ def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: 
         if graph is None:
             fmt = _negotiate(headers.get("Accept"), QUAD_FORMATS, RdfFormat.from_media_type)
             return 200, lambda out: serialize(store, out, fmt), fmt.media_type
-        fmt = _negotiate(headers.get("Accept"), TRIPLE_FORMATS, RdfFormat.from_media_type)
+        fmt = _negotiate(headers.get("Accept"), GRAPH_FORMATS, RdfFormat.from_media_type)
         triples = (q.triple for q in store.quads_for_pattern(None, None, None, graph))
         return 200, lambda out: serialize(triples, out, fmt), fmt.media_type
     if graph is None:

@@ -332,7 +332,7 @@ def run(query: Query | str, store: Any, params: Mapping[str, object] | None = No
     if not isinstance(store, OxStore):
         raise TypeError(f"not a store the query runner knows: {type(store).__name__}")
     try:
-        return Results.of(store.query(text, use_default_graph_as_union=True))
+        return Results.of(store.query(text, use_default_graph_as_union=not names_dataset(text)))
     except SyntaxError as e:
         raise UserError(f"query {query.name!r} is not valid SPARQL: {e}") from None
     except OSError as e:  # raised while the results are read, e.g. by a SERVICE call that fails
@@ -393,7 +393,11 @@ def _where_brace(text: str) -> int | None:
     return None if query_form(text) in ("CONSTRUCT", "DESCRIBE") else first
 
 
-_NO_KEYWORDS = re.compile(r"""<[^<>"{}|^`\\\s]*>|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*""")
+# IRIs, strings (long ones first) and comments, where a word is no keyword
+_NO_KEYWORDS = re.compile("|".join((
+    r"""<[^<>"{}|^`\\\s]*>""",
+    r'"""(?:[^"\\]|\\.|"(?!""))*"""', r"'''(?:[^'\\]|\\.|'(?!''))*'''",
+    r'"(?:[^"\\\n]|\\.)*"', r"'(?:[^'\\\n]|\\.)*'", r"#[^\n]*")))
 
 
 def query_form(text: str) -> str:
@@ -401,6 +405,16 @@ def query_form(text: str) -> str:
     comments and prefixed names (a comment saying 'describes' or a prefix `describe:` is no query form)."""
     m = re.search(r"(?<![\w:?$])(SELECT|ASK|CONSTRUCT|DESCRIBE)(?![\w:])", _NO_KEYWORDS.sub(" ", text), re.IGNORECASE)
     return m.group(1).upper() if m else ""
+
+
+def names_dataset(sparql: str) -> bool:
+    """Whether a query names its dataset by FROM or FROM NAMED, which then replaces the union default
+    graph (pyoxigraph's union option, like the protocol's dataset, would override it). The keyword
+    stands nowhere else in a query: it is looked for outside IRIs, strings, comments and names."""
+    return _DATASET_CLAUSE.search(_NO_KEYWORDS.sub(" ", sparql)) is not None
+
+
+_DATASET_CLAUSE = re.compile(r"(?<![\w:?$@.\-\\%])FROM(?![\w:])", re.IGNORECASE)
 
 
 def _strip_comments(text: str) -> str:

@@ -55,7 +55,7 @@ from pyoxigraph import (
 
 from ..config import default_store_path
 from ..errors import InterruptedAfterCommit, UserError
-from .queries import query_form
+from .queries import names_dataset, query_form
 from .vocab import FT, XSD, iri
 
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
@@ -94,8 +94,8 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, read_only: bool = False,
                  upgrade: bool = False, create: bool = True) -> None:
-        """Open the store at `path`, creating it if `create` (commands that only read or remove
-        refuse a path with no store, so a mistyped one is named instead of created). A store
+        """Open the store at `path`, creating it if `create` and not `read_only` (commands that only
+        read or remove refuse a path with no store, so a mistyped one is named instead of created). A store
         filled before 2026-12-01, whose tags link to their selection (ft:inSelection), is refused
         (the queries would miss its tags) unless `upgrade`: then it opens for its `upgrade()` or
         for dropping graphs. Read-only, a store whose load or drop is under way or was interrupted
@@ -105,12 +105,16 @@ class Store:
         self.read_only = read_only
         self.finished_drop: str | None = None  # the graph of an interrupted drop that opening finished
         self.finished_request: str | None = None  # ... and the `request` that drop was part of
-        if not create and not self.path.is_dir():
+        if (read_only or not create) and not (self.path / "CURRENT").is_file() and not _swap_pending(self.path):
             raise UserError(f"no store at {self.path} (a load or `filtag-kg import-filtag` makes one)")
         if not read_only:
             _finish_swap(self.path)
         try:
             if read_only:
+                writer = _writer(self.path)
+                if writer is not None:  # RocksDB is not read beside a writer (pyoxigraph: "undefined behavior")
+                    raise UserError(f"the store at {self.path} is open for writing by process {writer} (`filtag-kg serve "
+                                    "--allow-updates`, a load or drop): ask that server (--endpoint), or wait for it")
                 self.oxigraph = OxStore.read_only(str(self.path))
             else:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -122,7 +126,7 @@ class Store:
                 self.oxigraph = OxStore(str(self.path))
         except OSError as e:
             hint = " (another process, e.g. `filtag-kg serve`, has it open)" if "lock" in str(e).lower() else ""
-            if (_beside(self.path, REBUILDING) / REBUILT).exists():
+            if _swap_pending(self.path):
                 hint = (" (a drop or load was interrupted while its rebuilt copy took the store's place: open it for "
                         f"writing once to finish that, e.g. `filtag-kg upgrade --store {self.path}`)")
             raise UserError(f"cannot open the store at {self.path}{hint}: {e}") from None
@@ -145,9 +149,10 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------------
     def query(self, sparql: str, **kwargs: Any) -> QuerySolutions | QueryBoolean | QueryTriples:
-        """Run a SPARQL query; the default graph is the union of the named graphs unless
-        `default_graph` is given. Other keyword arguments go to `pyoxigraph.Store.query`."""
-        if "default_graph" not in kwargs:
+        """Run a SPARQL query; the default graph is the union of the named graphs unless the query
+        names its dataset (FROM, FROM NAMED: then those graphs, as SPARQL 1.1 says) or `default_graph`
+        is given. Other keyword arguments go to `pyoxigraph.Store.query`."""
+        if "default_graph" not in kwargs and not names_dataset(sparql):
             kwargs.setdefault("use_default_graph_as_union", True)
         try:
             return self.oxigraph.query(sparql, **kwargs)
@@ -511,7 +516,7 @@ class Store:
 def unfinished(path: Path) -> bool:
     """Whether the store at `path` has an interrupted load or drop (its journal) or a rebuild's swap to
     finish, which only an opening for writing does."""
-    return (path / JOURNAL).exists() or (_beside(path, REBUILDING) / REBUILT).exists()
+    return (path / JOURNAL).exists() or _swap_pending(path)
 
 
 def run_graphs(store: Store | RemoteStore, run: NamedNode | str) -> list[NamedNode]:
@@ -586,6 +591,29 @@ def _finish_swap(path: Path) -> bool:
     return swapped
 
 
+def _writer(path: Path) -> int | None:
+    """The process, other than this one, that holds the store at `path` open for writing (RocksDB's
+    POSIX lock on its LOCK file, read from /proc/locks: probing the lock through a file descriptor
+    would release this process's own lock on closing it); None if none, or where that cannot be told."""
+    try:
+        lock = os.stat(path / "LOCK")
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    file = f"{os.major(lock.st_dev):02x}:{os.minor(lock.st_dev):02x}:{lock.st_ino}"
+    for line in table.splitlines():  # "1: POSIX  ADVISORY  WRITE 7317 fe:00:2180252 0 EOF"
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "POSIX" and fields[5] == file and fields[4] != str(os.getpid()):
+            return int(fields[4])
+    return None
+
+
+def _swap_pending(path: Path) -> bool:
+    """Whether a complete rebuilt store waits beside `path` to take its place (`_finish_swap`), also
+    when a crash left no store directory at `path` between the two renames."""
+    return (_beside(path, REBUILDING) / REBUILT).exists()
+
+
 def _half_changed(path: Path) -> bool:
     """Whether the journal of the store at `path` names a load or drop that has changed the store
     in place and is not finished (a rebuild leaves the old store untouched until its swap, unless
@@ -657,7 +685,7 @@ class RemoteStore:
     `query_url`, `update_url` and `store_url` are the three endpoints (Oxigraph: /query, /update,
     /store; Fuseki: /ds/query, /ds/update, /ds/data). `RemoteStore.at(base)` fills them in for an
     Oxigraph server. Queries see the union of the named graphs (named with default-graph-uri) as
-    default graph, like the embedded store, unless `union=False`.
+    default graph, like the embedded store, unless `union=False` or they name their dataset.
     """
 
     TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -695,9 +723,9 @@ class RemoteStore:
         """Run a query with SPARQLWrapper; SELECT/ASK give pyoxigraph results, CONSTRUCT/DESCRIBE triples.
 
         `default_graph` (an IRI or a list) names the default graph explicitly; otherwise, with
-        `union`, the default graph is the union of all named graphs. Either way GRAPH patterns see
-        every named graph (the protocol gives a request with default-graph-uri only the named graphs
-        it lists in named-graph-uri).
+        `union` and a query that does not name its dataset (FROM, FROM NAMED), the default graph is
+        the union of all named graphs. Either way GRAPH patterns see every named graph (the protocol
+        gives a request with default-graph-uri only the named graphs it lists in named-graph-uri).
         """
         from SPARQLWrapper import JSON, POST, TURTLE, URLENCODED, SPARQLWrapper
 
@@ -712,6 +740,7 @@ class RemoteStore:
                     f"before 2026-12-01: their tags link to their selection (ft:inSelection), which the queries no "
                     f"longer read; upgrade them on the server with `filtag-kg upgrade --endpoint URL`")
             self._checked = True
+        union = union and not names_dataset(sparql)  # a query naming its dataset gets it, as from the server
         named = [g.value for g in self.graphs()] if default is not None or union else []
         if default is not None:
             defaults = [_node(g).value for g in (default if isinstance(default, list) else [default])]
@@ -811,9 +840,8 @@ class RemoteStore:
             except _NoAnswer as e:  # e.g. a PUT that timed out: the server may put its graph in place later,
                 unsure = True  # after the graphs are dropped below, so the marker stays to name it
                 raise RemoteError(
-                    f"{e}; with no answer, the server may still carry it out: the graphs it then puts in place "
-                    "are named by the next push as those of an unfinished one (push the same again to complete "
-                    "it, or drop them); a longer timeout may be needed") from None
+                    f"{e}. Graphs a request of this push puts in place after it failed are named by the next push "
+                    "as those of an unfinished one (push the same again to complete it, or drop them)") from None
             finally:
                 self._drop_quietly([*staging.values(), *([] if committed else written), receipt,
                                     *([] if unsure else [marker])])
@@ -946,6 +974,8 @@ class RemoteStore:
         """One HTTP request with retries; `body_file` is streamed (opened again for each attempt)."""
         import requests
 
+        write = method != "GET" and url != self.query_url
+
         def send() -> requests.Response:
             try:
                 if body_file is None:
@@ -954,13 +984,13 @@ class RemoteStore:
                     with open(body_file, "rb") as body:
                         response = self.session.request(method, url, timeout=self.timeout, data=body, **kwargs)
             except requests.ReadTimeout as e:
-                if method == "GET" or url == self.query_url:  # a read: sent again
+                if not write:  # a read: sent again
                     raise
                 # a write the server took and may still be carrying out: sent again, it would be carried out once
                 # per attempt (a push's commit of 600,000 triples to `serve --allow-updates`: 2 minutes, 5 times)
                 raise _NoAnswer(f"{method} {url}: no answer within {self.timeout:g} s, not sent again ({e}); the "
-                                "server may still carry it out, and the next push names what it put in place. Big "
-                                "graphs need a larger --timeout (replacing 600,000 triples took 2 minutes)") from None
+                                "server may still carry it out (big graphs need a larger --timeout: replacing "
+                                "600,000 triples took 2 minutes)") from None
             for hop in response.history:  # a redirect by 301, 302 or 303 turns a POST or PUT into a GET
                 if hop.request.method != response.request.method:  # ... whose answer would mislead
                     raise RemoteError(f"{method} {url}: {hop.status_code} {hop.reason}: the server redirects to "
@@ -972,10 +1002,11 @@ class RemoteStore:
                 raise RemoteError(f"{method} {url}: {response.status_code} {response.reason}: {response.text[:300]}")
             return response
 
-        return self._retry(send, f"{method} {url}")
+        return self._retry(send, f"{method} {url}", write)
 
-    def _retry(self, call: Callable[[], T], what: str) -> T:
-        """Call, retrying transient failures (connection errors, timeouts, answers cut off, 5xx/429) with backoff."""
+    def _retry(self, call: Callable[[], T], what: str, write: bool = False) -> T:
+        """Call, retrying transient failures (connection errors, timeouts, answers cut off, 5xx/429) with
+        backoff; `write`: the call asks the server to change something, which it may do unanswered."""
         import http.client
         import urllib.error
 
@@ -1003,8 +1034,10 @@ class RemoteStore:
         # (also when a gateway in front of it timed out: 504)
         unsent = isinstance(getattr(error.args[0] if error.args else None, "reason", None), ConnectTimeoutError)
         answered = isinstance(error, urllib.error.HTTPError) or isinstance(error, _Transient) and error.status != 504
-        raise (RemoteError if answered or unsent else _NoAnswer)(
-            f"{what}: failed after {self.retries + 1} attempts: {error}")
+        failed = f"{what}: failed after {self.retries + 1} attempts: {error}"
+        if answered or unsent:
+            raise RemoteError(failed)
+        raise _NoAnswer(f"{failed}; the server may still carry it out" if write else failed)
 
     def _drop_quietly(self, graphs: Iterable[str]) -> None:
         for g in graphs:
