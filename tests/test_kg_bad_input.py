@@ -242,3 +242,24 @@ def test_a_turtle_export_loads_into_the_graphs_of_its_tag_set(tmp_path: Path, ru
     code, _, err = run_cli("load", other, "--store", tmp_path / "file")
     assert code == 2 and f"{other}: not the export of one tag set" in err and "--graph" in err
     assert run_cli("load", other, "--store", tmp_path / "file", "--graph", "http://example.org/g")[0] == 0
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM (kill, timeout) raised KeyboardInterrupt nowhere: a load or drop was cut off where it
+    stood, without the rollback Ctrl-C gets. Now it stops the command as Ctrl-C does (exit 130)."""
+    import signal
+    import time
+
+    nquads = tmp_path / "g.nq"
+    nquads.write_text("<http://example.org/s> <http://example.org/p> 1 <http://example.org/g> .\n")
+
+    def killed(self: Store, *args: object, **kwargs: object) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises in here
+        raise AssertionError("SIGTERM did not stop the load")
+
+    monkeypatch.setattr(Store, "load", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = run_cli("load", nquads, "--store", tmp_path / "store")
+    assert (code, err.strip()) == (130, "Aborted.")
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is this command's only

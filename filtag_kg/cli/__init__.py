@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
@@ -25,10 +26,18 @@ for module in (core, kg, semantic, explain):
     module.register(cli)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP (`kill`, `timeout`, a closed terminal): stop as Ctrl-C does, so that a load
+    or drop is rolled back and a collection checkpointed instead of cut off where it stood."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> None:
-    """Console entry point: library errors that name bad input become a clean message and exit 2."""
+    """Console entry point: library errors that name bad input become a clean message and exit 2;
+    Ctrl-C, SIGTERM and SIGHUP stop a command the same way (exit 130)."""
     from ..errors import InterruptedAfterCommit, UserError
 
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort as e:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
@@ -48,3 +57,6 @@ def main() -> None:
         where = f"{e.filename}: " if e.filename else ""
         click.echo(f"Error: {where}{e.strerror or e}", err=True)
         sys.exit(1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
