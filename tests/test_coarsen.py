@@ -223,6 +223,8 @@ def test_filters_under_concept(semantic_store: pyoxigraph.Store) -> None:
     rows = [r for r in query_rows("semantic-filters-under-concept", semantic_store, concept=carnivore) if r["parameter"] == 1]
     assert [(r["layer"], r["filter"], r["tags"], r["under"], sorted(r["classesUnder"].split(", "))) for r in rows] == [
         ("conv2", 0, 3, 3, ["bear", "cat", "dog"])]
+    prefixed = query_rows("semantic-filters-under-concept", semantic_store, concept="wn:02075296-n")
+    assert [r for r in prefixed if r["parameter"] == 1] == rows  # the docs' wn: prefix (matched nothing before)
     rows = query_rows("semantic-filters-under-concept", semantic_store, concept=ungulate, share=0.5)
     got = {(r["layer"], r["filter"], float(r["coverage"])) for r in rows if r["parameter"] == 1}
     assert got == {("conv2", 1, 1.0), ("conv2", 2, 0.75), ("conv1", 0, 0.5)}

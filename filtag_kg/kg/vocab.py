@@ -31,10 +31,11 @@ OWL = "http://www.w3.org/2002/07/owl#"
 XSD = "http://www.w3.org/2001/XMLSchema#"
 SH = "http://www.w3.org/ns/shacl#"
 FOAF = "http://xmlns.com/foaf/0.1/"
+WN30 = "http://wordnet-rdf.princeton.edu/wn30/"  # Princeton WordNet 3.0 RDF synsets ({offset:08d}-{pos})
 
 PREFIXES: dict[str, str] = {
     "nno": NNO, "ft": FT, "prov": PROV, "dcterms": DCTERMS, "dcat": DCAT, "skos": SKOS,
-    "schema": SCHEMA, "rdf": RDF, "rdfs": RDFS, "owl": OWL, "xsd": XSD, "foaf": FOAF,
+    "schema": SCHEMA, "rdf": RDF, "rdfs": RDFS, "owl": OWL, "xsd": XSD, "foaf": FOAF, "wn": WN30,
 }
 
 DEFAULT_BASE = "https://w3id.org/filtag-kg/id/"

@@ -38,12 +38,11 @@ from pyoxigraph import Literal, NamedNode, Quad
 
 from ..config import cache_dir
 from ..errors import UserError
-from .vocab import FT, RDF, SKOS, Minter, class_keys
+from .vocab import FT, RDF, SKOS, WN30, Minter, class_keys
 
 if TYPE_CHECKING:
     from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
 
-WN30 = "http://wordnet-rdf.princeton.edu/wn30/"
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 _IRI = re.compile(re.escape(WN30) + r"(\d{8})-([nvasr])$")
 _NEEDED = re.compile(r"^(data|index)\.(noun|verb|adj|adv)$|^(noun|verb|adj|adv)\.exc$|^index\.sense$|^cntlist\.rev$")
