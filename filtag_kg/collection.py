@@ -43,17 +43,17 @@ TRAIN, HELDOUT = "train", "heldout"
 def feature_model(model: "keras.Model", layers: Sequence[str]) -> "keras.Model":
     """A model from the input to the chosen layers' outputs and the predictions.
 
-    Layers of nested models ('base/block1_conv1', any depth) are reached by rebuilding the outer
-    network on new inputs with the same layer objects (same weights): a functional model with
-    `keras.models.clone_model(call_function=...)`, a Sequential one layer by layer. A nested model
+    The outputs are those of the layers' calls within `model`, found by rebuilding the network on new
+    inputs with the same layer objects (same weights): a functional model with
+    `keras.models.clone_model(call_function=...)`, a Sequential one layer by layer. A layer's own
+    `output` is that of its first call anywhere: for layers called before in another model (a model
+    built from another's layers) it was not connected to this model's inputs, or was another graph's.
+    Layers of nested models ('base/block1_conv1', any depth) are reached the same way: a nested model
     with chosen layers is called as its own multi-output twin (this function, one level down), so
     every chosen output is a tensor of one graph.
     """
     import keras
 
-    if all("/" not in name for name in layers):
-        by_name = dict(iter_layers(model))
-        return keras.Model(_input_structure(model.inputs), [*(by_name[name].output for name in layers), *model.outputs])
     wanted = set(layers)
     found: dict[str, Any] = {}
 
@@ -325,28 +325,43 @@ def _run_split(
     bar = tqdm(total=len(split), initial=start, desc=f"collect {split.name}", unit="img", disable=None if progress else True,
                leave=False, file=sys.stderr)
     batches_since = 0
-    for images, labels, positions in split.dataset(spec, batch_size, start, shard):
-        positions_np = positions.numpy()
-        bar.update(int(positions_np[-1]) + 1 - state["position"])
-        state["position"] = int(positions_np[-1]) + 1
-        seen[positions_np] = True
-        means, top_idx, top_prob = step(images)
-        means_np = {m: t.numpy() for m, t in zip(names, means)}
-        labels_np = labels.numpy().astype(np.int64)
-        if keep_images:
-            state["heldout_parts"].append(HeldOut(
-                image_ids=[split.ids[p] for p in positions_np], positions=positions_np.astype(np.int64),
-                labels=labels_np,
-                top_classes=_pad(top_idx.numpy().astype(np.int64)), top_probs=_pad(top_prob.numpy()),
-                vectors=means_np,  # float32 from the step
-            ))
-        else:
-            stats.add_batch(labels_np, means_np)
-        batches_since += 1
-        if out_dir is not None and batches_since >= checkpoint_every:
-            state["skipped"] = skipped_before + [split.ids[i] for i in np.flatnonzero(~seen[:state["position"]])]
-            _checkpoint(out_dir, stats, state, split.name)
-            batches_since = 0
+    committing = False  # while a batch goes into the statistics and the position: no checkpoint of half of it
+
+    def checkpoint(folder: Path) -> None:
+        state["skipped"] = skipped_before + [split.ids[i] for i in np.flatnonzero(~seen[:state["position"]])]
+        _checkpoint(folder, stats, state, split.name)
+
+    try:
+        for images, labels, positions in split.dataset(spec, batch_size, start, shard):
+            positions_np = positions.numpy()
+            means, top_idx, top_prob = step(images)
+            means_np = {m: t.numpy() for m, t in zip(names, means)}
+            labels_np = labels.numpy().astype(np.int64)
+            committing = True
+            if keep_images:
+                state["heldout_parts"].append(HeldOut(
+                    image_ids=[split.ids[p] for p in positions_np], positions=positions_np.astype(np.int64),
+                    labels=labels_np,
+                    top_classes=_pad(top_idx.numpy().astype(np.int64)), top_probs=_pad(top_prob.numpy()),
+                    vectors=means_np,  # float32 from the step
+                ))
+            else:
+                stats.add_batch(labels_np, means_np)
+            seen[positions_np] = True
+            bar.update(int(positions_np[-1]) + 1 - state["position"])
+            state["position"] = int(positions_np[-1]) + 1
+            committing = False
+            batches_since += 1
+            if out_dir is not None and batches_since >= checkpoint_every:
+                checkpoint(out_dir)
+                batches_since = 0
+    except KeyboardInterrupt:  # Ctrl-C: keep the batches since the last checkpoint (50 by default: minutes of VGG16)
+        if out_dir is not None and not committing and batches_since:
+            checkpoint(out_dir)
+        if out_dir is not None and (out_dir / MANIFEST_NAME).is_file():
+            print(f"\ninterrupted: the statistics collected so far are saved in {out_dir}; the same collection "
+                  "into it resumes from there", file=sys.stderr)
+        raise
     bar.close()
     skipped = skipped_before + [split.ids[i] for i in np.flatnonzero(~seen)]
     stats.manifest.setdefault("skipped", {})[split.name] = skipped

@@ -332,8 +332,7 @@ def _list_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
     for d in class_dirs:
         if _printable(d.name) != d.name:
             raise UserError(f"class folder {_printable(str(d))}: its name is not valid UTF-8; rename it")
-        found = [p for p in d.rglob("*") if p.is_file()
-                 and not any(part.startswith(".") for part in p.relative_to(d).parts)]  # no hidden ones
+        found = _files_under(d)
         images = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
         ignored.update(p.suffix.lower() or "(none)" for p in found if p.suffix.lower() not in IMAGE_SUFFIXES)
         if not images:
@@ -343,7 +342,32 @@ def _list_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
         kinds = ", ".join(f"{suffix} ×{n:,}" for suffix, n in ignored.most_common())
         print(f"warning: {root}: {sum(ignored.values()):,} file(s) in the class folders are not JPEG or PNG and are "
               f"left out ({kinds})", file=sys.stderr)
+    classless = [p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                 and p.is_file()]
+    if classless:  # images beside the class folders were left out without a word
+        print(f"warning: {root}: {len(classless):,} image file(s) are in no class folder and are left out "
+              f"(e.g. {', '.join(sorted(classless)[:3])})", file=sys.stderr)
     return [d.name for d in class_dirs], files
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The files in `folder` and its sub-folders at any depth, hidden ones (and those in hidden folders)
+    left out. Links to folders are followed, as data sets assembled from links to others' folders need
+    (they were not: rglob lists such a sub-folder as nothing), each folder once, by its first path in
+    name order: a link back up (a loop) or a second link to a folder read already adds nothing."""
+    seen: set[tuple[int, int]] = set()
+    files = []
+    for directory, subfolders, names in os.walk(folder, followlinks=True):
+        status = os.stat(directory)
+        if (status.st_dev, status.st_ino) in seen:
+            subfolders.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))  # the same ids everywhere
+        # a broken link (an annexed file not fetched) is kept, to be named as unreadable: it was left out unsaid
+        files.extend(path for path in (Path(directory) / name for name in names if not name.startswith("."))
+                     if path.is_file() or not path.exists())
+    return files
 
 
 def _printable(text: str) -> str:
@@ -352,26 +376,38 @@ def _printable(text: str) -> str:
 
 
 def _decode(raw: "tf.Tensor", channels: int) -> "tf.Tensor":
-    """An image file's bytes as uint8 [height, width, channels]. For one channel, PNGs and JPEGs of one or
-    three components decode to gray themselves; CMYK JPEGs (and GIF, BMP or WebP data under a JPEG or PNG
-    name) decode only to RGB, so they are converted with the luma weights of tf.image.rgb_to_grayscale:
-    before, TensorFlow refused them and they were skipped as unreadable."""
+    """An image file's bytes as uint8 [height, width, channels] (1, 3 or 4). For one channel, PNGs and
+    JPEGs of one or three components decode to gray themselves; CMYK JPEGs (and GIF, BMP or WebP data
+    under a JPEG or PNG name) decode only to RGB, so they are converted with the luma weights of
+    tf.image.rgb_to_grayscale: before, TensorFlow refused them and they were skipped as unreadable.
+    For four channels (RGBA), images other than PNGs decode to RGB and get an opaque alpha channel:
+    TensorFlow decodes no JPEG to four channels, so a model taking RGBA had every JPEG skipped."""
     import tensorflow as tf
 
     def direct() -> tf.Tensor:
         return tf.io.decode_image(raw, channels=channels, expand_animations=False)
 
-    if channels != 1:
+    def rgb() -> tf.Tensor:
+        return tf.io.decode_image(raw, channels=3, expand_animations=False)
+
+    if channels == 3:
         return direct()
+    is_png = tf.strings.substr(raw, 0, 8) == b"\x89PNG\r\n\x1a\n"
+    if channels == 4:
+        def opaque() -> tf.Tensor:
+            return tf.pad(rgb(), [[0, 0], [0, 0], [0, 1]], constant_values=255)
+
+        return tf.cond(is_png, direct, opaque)
 
     def from_rgb() -> tf.Tensor:
-        rgb = tf.cast(tf.io.decode_image(raw, channels=3, expand_animations=False), tf.float32)
-        return tf.cast(tf.round(tf.image.rgb_to_grayscale(rgb)), tf.uint8)
+        return tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(rgb(), tf.float32))), tf.uint8)
 
     is_jpeg = tf.io.is_jpeg(raw)
-    gray_itself = tf.cond(is_jpeg, lambda: tf.io.extract_jpeg_shape(raw)[2] != 4,
-                          lambda: tf.strings.substr(raw, 0, 8) == b"\x89PNG\r\n\x1a\n")
+    gray_itself = tf.cond(is_jpeg, lambda: tf.io.extract_jpeg_shape(raw)[2] != 4, lambda: is_png)
     return tf.cond(gray_itself, direct, from_rgb)
+
+
+FILE_CHANNELS = (1, 3, 4)  # what image files decode to: gray, RGB, RGBA
 
 
 def _folder_split(name: str, root: Path, paths: list[Path], labels: np.ndarray) -> Split:
@@ -379,6 +415,10 @@ def _folder_split(name: str, root: Path, paths: list[Path], labels: np.ndarray) 
 
     def make(spec: InputSpec, batch_size: int, positions: np.ndarray) -> "tf.data.Dataset":
         import tensorflow as tf
+
+        if spec.channels not in FILE_CHANNELS:  # TensorFlow's decoder failed with a traceback
+            raise UserError(f"the model takes images of {spec.channels} channels; JPEG and PNG files give 1 (gray), "
+                            "3 (RGB) or 4 (RGBA): pass such images as arrays (filtag_kg.data.array_source)")
 
         def load(path: tf.Tensor, label: tf.Tensor, position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             image = _decode(tf.io.read_file(path), spec.channels)

@@ -316,14 +316,18 @@ def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
 
 
 def hits_table(result: Evaluation, ns: tuple[int, ...] = (1, 3, 5, 10)) -> str:
-    """Hits@n against the prediction, all layers and last layer, one row per selection."""
+    """Hits@n against the prediction, all layers and last layer, one row per selection (named as in the tag
+    set: `:g` cut q=33.3333333 to 33.3333, a selection `explain --selection` did not know)."""
     ns = tuple(n for n in ns if n <= len(next(iter(result.hits.values()))))
-    header = f"{'selection':<16}" + "".join(f"{f'all@{n}':>8}" for n in ns) + "".join(f"{f'last@{n}':>9}" for n in ns)
+    selections = list(dict.fromkeys((m, p) for m, p, _, _ in result.hits))
+    width = max(16, *(len(selection_label(m, p)) + 1 for m, p in selections))
+    header = (f"{'selection':<{width}}" + "".join(f"{f'all@{n}':>8}" for n in ns)
+              + "".join(f"{f'last@{n}':>9}" for n in ns))
     lines = [f"Hits@n against the network's prediction ({result.n_images:,} held-out images, "
              f"accuracy {result.accuracy:.1%}):", header]
-    for method, p in dict.fromkeys((m, p) for m, p, _, _ in result.hits):
+    for method, p in selections:
         cells = [result.hits[(method, p, scope, "predicted")][n - 1] for scope in ("all", "last") for n in ns]
-        lines.append(f"{method + ' ' + format(p, 'g'):<16}" + "".join(
+        lines.append(f"{selection_label(method, p):<{width}}" + "".join(
             f"{c:>8.3f}" if i < len(ns) else f"{c:>9.3f}" for i, c in enumerate(cells)))
     return "\n".join(lines)
 

@@ -13,7 +13,7 @@ import os
 import secrets
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -76,24 +76,65 @@ def iter_layers(model: "keras.Model", prefix: str = "") -> list[tuple[str, Any]]
     out: list[tuple[str, Any]] = []
     for layer in model.layers:
         name = prefix + layer.name
-        if hasattr(layer, "layers") and layer.__class__.__name__ in ("Functional", "Sequential", "Model"):
+        if _is_nested(layer):
             out.extend(iter_layers(layer, name + "/"))
         else:
             out.append((name, layer))
     return out
 
 
+def _is_nested(layer: Any) -> bool:
+    """Whether a layer is a model of its own (functional, Sequential), whose layers are listed as 'outer/inner'."""
+    return hasattr(layer, "layers") and layer.__class__.__name__ in ("Functional", "Sequential", "Model")
+
+
+def layer_calls(model: "keras.Model", prefix: str = "", times: int = 1) -> dict[str, int]:
+    """How often each layer (by path name, as `iter_layers`) is called in one pass of `model`: more than
+    once for a layer shared within the model (called at two places of a functional model, or put twice
+    into a Sequential one), or inside a nested model that is. Counted from the model's own config,
+    which lists the calls made within this model only (not those of other models built on its layers)."""
+    if model.__class__.__name__ == "Functional":
+        own = {entry["name"]: len(entry["inbound_nodes"]) for entry in model.get_config()["layers"]}
+    else:
+        own = Counter(layer.name for layer in model.layers)
+    out: dict[str, int] = {}
+    for layer in dict.fromkeys(model.layers):  # a layer put twice into a Sequential model is counted by `own`
+        name, calls = prefix + layer.name, times * own[layer.name]
+        if _is_nested(layer):
+            out.update(layer_calls(layer, name + "/", calls))
+        else:
+            out[name] = calls
+    return out
+
+
 def conv_layers(model: "keras.Model") -> list[str]:
-    """Names of the convolutional layers (Conv2D, DepthwiseConv2D, SeparableConv2D), by type, not name."""
-    return [name for name, layer in iter_layers(model) if layer.__class__.__name__ in CONV_TYPES]
+    """Names of the convolutional layers (Conv2D, DepthwiseConv2D, SeparableConv2D), by type, not name;
+    a layer listed twice (put twice into a Sequential model) is named once."""
+    return list(dict.fromkeys(name for name, layer in iter_layers(model) if layer.__class__.__name__ in CONV_TYPES))
 
 
 def select_layers(model: "keras.Model", patterns: str | Sequence[str] | None = None) -> list[str]:
-    """The conv layers to collect: all of them, or those matching names or glob patterns (in network order)."""
+    """The conv layers to collect: all of them, or those matching names or glob patterns (in network order).
+
+    A shared conv layer (called more than once in a pass: reused at two places, or in a nested model
+    used twice) is refused: FilTag reads one feature map per layer, and a shared layer has one per
+    call; collection read the first call's (the last one's when a nested layer was chosen too)."""
     convs = conv_layers(model)
     if not convs:
         raise UserError(f"model {model.name!r} has no convolutional layer (Conv2D, DepthwiseConv2D, SeparableConv2D)")
-    return match_layers(convs, patterns, "conv layer")
+    chosen = match_layers(convs, patterns, "conv layer")
+    calls = layer_calls(model)
+    shared = [name for name in chosen if calls[name] > 1]
+    if shared:
+        others = ", ".join(name for name in convs if calls[name] == 1)
+        others = f"not shared: {others}" if others else "none is unshared"
+        raise UserError(
+            f"conv layer(s) {', '.join(f'{name!r} ({calls[name]} calls)' for name in shared)} of model {model.name!r} "
+            "are shared: called more than once in one pass, so each has several feature maps, and FilTag reads one "
+            f"per layer. Choose other layers with --layer ({others}), or collect from a model that calls each "
+            "layer once"
+        )
+    return chosen
 
 
 def match_layers(names: list[str], patterns: str | Sequence[str] | None, what: str = "layer") -> list[str]:
@@ -165,7 +206,13 @@ def _without_dtypes(config: Any) -> Any:
 def input_spec_of(model: "keras.Model") -> InputSpec:
     """The input size and layout of a model: channels-first ([batch, channels, height, width]) when its
     first layer with a data format (a conv or pooling layer, in network order) is channels_first."""
-    shape = model.inputs[0].shape
+    try:
+        shape = model.inputs[0].shape
+    except AttributeError:  # Keras' own words, a traceback: "'M' object has no attribute 'inputs'"
+        raise UserError(f"model {model.name!r} has no defined inputs (a subclassed keras.Model, or a Sequential model "
+                        "without keras.Input that was never called); filtag-kg reads the layers of a functional or "
+                        "Sequential model with an input shape, e.g. one starting with keras.Input((224, 224, 3))"
+                        ) from None
     formats = (getattr(layer, "data_format", None) for _, layer in iter_layers(model))
     first = next((f for f in formats if f is not None), None) == "channels_first"
     if len(shape) != 4 or None in tuple(shape[1:]):

@@ -211,3 +211,53 @@ def test_held_out_images_of_another_split_of_the_tags_data_set_are_warned_of(run
     assert code == 0 and (f"warning: the held-out images in {tmp_path / 'seed1'} are split from the data set of the "
                           f"tags in {tmp_path / 'tags'} with seed 1 and fraction 0.8, the tags' z with seed 0 and "
                           "fraction 0.8: some held-out images are images the tags were made from") in err, err
+
+
+def tiny_tag_set(cli_ok, folder) -> None:
+    """A saved model of 12×12 RGB images, a folder of two classes (alpha, beta) with three PNGs each,
+    the statistics of all of them in folder/stats and their k=1 tags in folder/tags."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu", name="c")(inputs))
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x)).save(folder / "m.keras")
+    rng = np.random.default_rng(0)
+    for name in ("alpha", "beta"):
+        (folder / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(folder / "data" / name / f"{i}.png")
+    cli_ok("collect", "--model", folder / "m.keras", "--data", folder / "data", "--fraction", "1", "--out",
+           folder / "stats")
+    cli_ok("tag", folder / "stats", "--out", folder / "tags", "--no-plots")
+
+
+def test_explain_names_image_files_it_cannot_decode_and_fails_after_the_others(run_cli, cli_ok, tmp_path) -> None:
+    """`explain good.png empty.png` explained good.png and exited 0 (a warning 'skipped in split heldout'
+    aside), and with undecodable files only said 'none of the images could be decoded', naming none."""
+    tiny_tag_set(cli_ok, tmp_path)
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    good = tmp_path / "data" / "beta" / "0.png"
+    code, out, err = run_cli("explain", good, tmp_path / "empty.png", "--tags", tmp_path / "tags",
+                             "--json", tmp_path / "e.json")
+    assert code == 2 and out.startswith(f"{good}: predicted ") and "; true beta" in out
+    assert f"Error: 1 of the 2 image files could not be decoded (damaged, empty, or not JPEG or PNG inside): " \
+           f"{tmp_path / 'empty.png'}" in err
+    assert [e["image"] for e in json.loads((tmp_path / "e.json").read_text())] == [str(good)]
+    code, out, err = run_cli("explain", tmp_path / "empty.png", tmp_path / "text.jpg", "--tags", tmp_path / "tags")
+    assert (code, out) == (2, "")
+    assert f"none of the image files could be decoded: {tmp_path / 'empty.png'}, {tmp_path / 'text.jpg'}" in err
+
+
+def test_explaining_image_files_ignores_the_statistics_beside_the_tags(run_cli, cli_ok, tmp_path) -> None:
+    """Image files need no statistics, but the default 'stats' beside the tags was read and checked:
+    one of another model (a collection of another network into that folder) refused the explanation."""
+    tiny_tag_set(cli_ok, tmp_path)
+    other = ActivationStats.empty(["c"], ["alpha", "beta"], {"c": 4}, {"model": {"hash": "of-another-model"}})
+    other.save(tmp_path / "stats")
+    image = tmp_path / "data" / "alpha" / "1.png"
+    code, out, err = run_cli("explain", image, "--tags", tmp_path / "tags")
+    assert code == 0 and out.startswith(f"{image}: predicted ") and "; true alpha" in out, err
+    code, _, err = run_cli("explain", image, "--tags", tmp_path / "tags", "--stats", tmp_path / "stats")  # given
+    assert code == 2 and "are of another model than the tags" in err

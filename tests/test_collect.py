@@ -168,6 +168,25 @@ def test_interrupted_run_resumes_to_same_numbers(split_run, tmp_path, monkeypatc
         filtag_kg.collect(model, source, batch_size=4, output=tmp_path, progress=False)
 
 
+def test_ctrl_c_keeps_the_batches_since_the_last_checkpoint(split_run, tmp_path, monkeypatch, capsys) -> None:
+    """Ctrl-C lost every batch since the last checkpoint (50 by default: minutes of VGG16); now the
+    batches finished are saved at the interruption, and resuming gives the numbers of one run."""
+    model, source, whole = split_run
+    real_make_step = collect_module.make_step
+    monkeypatch.setattr(collect_module, "make_step", interrupted_at_batch(6))  # no checkpoint before
+    with pytest.raises(KeyboardInterrupt):
+        filtag_kg.collect(model, source, batch_size=4, output=tmp_path, progress=False)
+    assert f"the statistics collected so far are saved in {tmp_path}" in capsys.readouterr().err
+    partial = ActivationStats.load(tmp_path)
+    assert partial.manifest["progress"]["split"] == "train" and partial.manifest["progress"]["position"] == 20
+    assert partial.n_images == 20
+    monkeypatch.setattr(collect_module, "make_step", real_make_step)
+    resumed = filtag_kg.collect(model, source, batch_size=4, output=tmp_path, progress=False)
+    for m in whole.layers:
+        np.testing.assert_allclose(resumed.sums[m], whole.sums[m], rtol=1e-12)
+        np.testing.assert_array_equal(resumed.heldout.vectors[m], whole.heldout.vectors[m])
+
+
 def test_folder_source_skips_corrupt_files(tmp_path) -> None:
     from PIL import Image
 
@@ -270,6 +289,59 @@ def test_nested_model_layers_are_found_and_collected(data: tuple[np.ndarray, np.
         np.testing.assert_allclose(stats.class_means(f"mid/base/{n}"),
                                    np.stack([ref_base[n][labels == c].mean(0) for c in range(3)]), atol=1e-5)
     assert np.array_equal(stats.heldout.top_classes[:, 0], functional.predict(images, verbose=0).argmax(axis=1))
+
+
+def test_layers_called_before_in_another_model_are_read_in_this_one(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A model built from the layers of another (calling them anew, as when adapting a trained network)
+    failed with "Output with path `0` is not connected to `inputs`"; on the other model's input tensor it
+    read that model's feature maps (here: without the new model's preprocessing), silently."""
+    images, labels = data
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((12, 12, 3))
+    conv_a = keras.layers.Conv2D(4, 3, activation="relu", name="a")
+    conv_b = keras.layers.Conv2D(5, 3, activation="relu", name="b")
+    keras.Model(inputs, conv_b(conv_a(inputs)), name="first")  # the layers' first calls
+    head = keras.layers.Dense(3, activation="softmax")
+    for new_inputs in (keras.Input((12, 12, 3)), inputs):
+        x = conv_b(conv_a(keras.layers.Rescaling(2.0, -1.0)(new_inputs)))
+        model = keras.Model(new_inputs, head(keras.layers.GlobalAveragePooling2D()(x)))
+        stats = filtag_kg.collect(model, images, labels=labels, progress=False)
+        taps = keras.Model(new_inputs, x)(images, training=False).numpy().astype(np.float64)
+        low = taps.min(axis=(1, 2, 3), keepdims=True)
+        ref = ((taps - low) / (taps.max(axis=(1, 2, 3), keepdims=True) - low)).mean(axis=(1, 2))
+        np.testing.assert_allclose(stats.class_means("b"), np.stack([ref[labels == c].mean(0) for c in range(3)]),
+                                   atol=1e-5)
+
+
+def test_a_shared_conv_layer_is_refused_by_name_and_the_others_collect(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A conv layer called at two places of a model has two feature maps per image; collection read the
+    first call's (the last one's inside a nested model used twice), silently. It is refused by name."""
+    images, labels = data
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((12, 12, 3))
+    shared = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="shared")
+    x = shared(keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="first")(inputs))
+    x = shared(keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="mid")(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    for layers in (None, ["shared"], ["shar*", "mid"]):
+        with pytest.raises(UserError, match=r"conv layer\(s\) 'shared' \(2 calls\) of model .* are shared.*"
+                                            r"--layer \(not shared: first, mid\)"):
+            filtag_kg.collect(model, images, labels=labels, layers=layers, progress=False)
+    stats = filtag_kg.collect(model, images, labels=labels, layers=["first", "mid"], progress=False)
+    ref = reference_means(model, ["first", "mid"], images)
+    np.testing.assert_allclose(stats.class_means("mid"), np.stack([ref["mid"][labels == c].mean(0) for c in range(3)]),
+                               atol=1e-5)
+    # a nested model called twice; a layer put twice into a Sequential model
+    block = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(3, 3, padding="same", name="c")],
+                             name="block")
+    inputs = keras.Input((12, 12, 3))
+    twice = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(block(block(inputs)))))
+    conv = keras.layers.Conv2D(3, 3, padding="same", name="c")
+    sequential = keras.Sequential([keras.Input((12, 12, 3)), conv, conv, keras.layers.GlobalAveragePooling2D(),
+                                   keras.layers.Dense(3)])
+    for model, name in ((twice, "block/c"), (sequential, "c")):
+        with pytest.raises(UserError, match=rf"'{name}' \(2 calls\).*none is unshared"):
+            filtag_kg.collect(model, images, labels=labels, progress=False)
 
 
 def test_model_hash_covers_architecture_and_every_weight() -> None:
@@ -480,6 +552,39 @@ def test_hidden_files_are_left_out_and_any_file_name_is_read(tmp_path) -> None:
         image_folder(tmp_path)
 
 
+def test_links_to_folders_inside_class_folders_are_followed_once(tmp_path) -> None:
+    """A class folder with a sub-folder that is a link (a data set assembled from links) lost that
+    sub-folder's images without a word; a link back up (a loop) or a second link to a folder read
+    already adds nothing."""
+    from PIL import Image
+
+    for folder in ("pool/beta-extra/deeper", "data/alpha", "data/beta"):
+        (tmp_path / folder).mkdir(parents=True)
+    for path in ("data/alpha/a.png", "data/beta/b.png", "pool/beta-extra/c.png", "pool/beta-extra/deeper/d.png"):
+        Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / path)
+    (tmp_path / "data/beta/extra").symlink_to(tmp_path / "pool/beta-extra")
+    (tmp_path / "data/beta/more").symlink_to(tmp_path / "pool/beta-extra/deeper")  # read already, through extra
+    (tmp_path / "pool/beta-extra/deeper/loop").symlink_to(tmp_path / "pool/beta-extra")
+    split = image_folder(tmp_path / "data", fraction=1.0).split("train")
+    assert split.ids == ["alpha/a.png", "beta/b.png", "beta/extra/c.png", "beta/extra/deeper/d.png"]
+    assert split.labels.tolist() == [0, 1, 1, 1]
+
+
+def test_broken_links_in_class_folders_are_named_as_unreadable(tmp_path) -> None:
+    """A link to a missing file (a git-annex data set whose content is not fetched) was left out without
+    a word; it is now listed, and skipped as unreadable, by name."""
+    from PIL import Image
+
+    for name in ("alpha", "beta"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / name / "0.png")
+    (tmp_path / "beta" / "annexed.jpg").symlink_to(tmp_path / "not-fetched.jpg")
+    source = image_folder(tmp_path, fraction=1.0)
+    assert source.split("train").ids == ["alpha/0.png", "beta/0.png", "beta/annexed.jpg"]
+    stats = filtag_kg.collect(small_model(n_classes=2), source, progress=False)
+    assert stats.manifest["skipped"]["train"] == ["beta/annexed.jpg"] and stats.counts.tolist() == [1, 1]
+
+
 def test_model_outputs_labels_and_layer_strings(data: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = data
     model = small_model()
@@ -495,6 +600,30 @@ def test_model_outputs_labels_and_layer_strings(data: tuple[np.ndarray, np.ndarr
     assert stats.classes == ["0", "1", "2"]
     with pytest.raises(UserError, match=r"its first output has shape \(None, 10, 10, 4\); .* needs \[batch, classes\]"):
         filtag_kg.collect(keras.Model(inputs, x, name="maps"), images, labels=labels, progress=False)
+
+
+def test_models_without_defined_inputs_are_named(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A subclassed keras.Model, or a Sequential one without keras.Input never called, failed with
+    Keras' AttributeError ("'Classifier' object has no attribute 'inputs'")."""
+    images, labels = data
+
+    class Classifier(keras.Model):
+        def __init__(self) -> None:
+            super().__init__(name="subclassed")
+            self.conv = keras.layers.Conv2D(3, 3, name="c")
+            self.head = keras.layers.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.head(keras.ops.mean(self.conv(x), axis=(1, 2)))
+
+    subclassed = Classifier()
+    subclassed(images[:1])
+    unbuilt = keras.Sequential([keras.layers.Conv2D(3, 3), keras.layers.GlobalAveragePooling2D(),
+                                keras.layers.Dense(3)], name="unbuilt")
+    for model in (subclassed, unbuilt):
+        with pytest.raises(UserError, match=rf"model '{model.name}' has no defined inputs \(a subclassed keras.Model, "
+                                            r"or a Sequential model without keras.Input that was never called\)"):
+            filtag_kg.collect(model, images, labels=labels, progress=False)
 
 
 def test_non_finite_pixels_are_refused_by_image(data: tuple[np.ndarray, np.ndarray]) -> None:
@@ -665,6 +794,34 @@ def test_cmyk_jpegs_and_other_formats_read_for_a_grayscale_model(tmp_path) -> No
     np.testing.assert_allclose(v["cmyk.jpg"], v["gray.jpg"], atol=0.02)
 
 
+def test_jpegs_read_for_an_rgba_model_and_other_channel_counts_are_refused(tmp_path) -> None:
+    """TensorFlow decodes no JPEG to four channels: a model taking RGBA had every JPEG skipped as
+    unreadable; they now get an opaque alpha channel, as an RGB PNG does. A model of 2 or 5 channels,
+    which no image file has, failed with TensorFlow's traceback; it is now named."""
+    from PIL import Image
+
+    from filtag_kg.data import image_files
+
+    def model_of(channels: int) -> keras.Model:
+        keras.utils.set_random_seed(2)
+        inputs = keras.Input((12, 12, channels))
+        x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x)))
+
+    rgb = Image.fromarray(np.random.default_rng(5).integers(0, 255, size=(12, 12, 3), dtype=np.uint8))
+    (tmp_path / "a").mkdir()
+    rgb.save(tmp_path / "a" / "rgb.png")
+    rgb.save(tmp_path / "a" / "rgb.jpg", quality=100, subsampling=0)
+    source = image_files([tmp_path / "a" / "rgb.png", tmp_path / "a" / "rgb.jpg"], ["a", "b"])
+    stats = filtag_kg.collect(model_of(4), source, splits="heldout", progress=False)
+    assert stats.manifest["skipped"]["heldout"] == [] and len(stats.heldout) == 2
+    np.testing.assert_allclose(stats.heldout.vectors["c1"][1], stats.heldout.vectors["c1"][0], atol=0.02)
+    for channels in (2, 5):
+        with pytest.raises(UserError, match=rf"the model takes images of {channels} channels; JPEG and PNG files "
+                                            r"give 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\)"):
+            filtag_kg.collect(model_of(channels), source, splits="heldout", progress=False)
+
+
 def test_a_folder_named_by_a_label_two_classes_share_is_refused(tmp_path) -> None:
     """ImageNet has two 'crane's (bird 134, machine 517) and two 'maillot's: a folder 'crane' went to the
     machine, so the birds' images counted for it. It is refused (its wnid folder reads); a single file
@@ -774,7 +931,8 @@ def test_class_names_given_as_numbers_are_text(tmp_path, data: tuple[np.ndarray,
 
 
 def test_files_that_are_not_jpeg_or_png_are_reported(tmp_path, capsys) -> None:
-    """A class folder's BMP, WebP or other files were left out without a word (hidden files stay silent)."""
+    """A class folder's BMP, WebP or other files, and images beside the class folders, were left out
+    without a word (hidden files stay silent)."""
     from PIL import Image
 
     for name in ("alpha", "beta"):
@@ -783,9 +941,13 @@ def test_files_that_are_not_jpeg_or_png_are_reported(tmp_path, capsys) -> None:
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / "1.bmp")
     (tmp_path / "beta" / "notes").write_text("x")
     (tmp_path / "beta" / ".DS_Store").write_text("x")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "stray.JPG")  # in no class folder
     image_folder(tmp_path)
+    err = capsys.readouterr().err
     assert f"warning: {tmp_path}: 3 file(s) in the class folders are not JPEG or PNG and are left out " \
-           "(.bmp ×2, (none) ×1)" in capsys.readouterr().err
+           "(.bmp ×2, (none) ×1)" in err
+    assert f"warning: {tmp_path}: 1 image file(s) are in no class folder and are left out (e.g. stray.JPG)" in err
+    (tmp_path / "stray.JPG").unlink()
     (tmp_path / "beta" / "notes").unlink()
     for bmp in tmp_path.glob("*/1.bmp"):
         bmp.unlink()

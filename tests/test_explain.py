@@ -202,3 +202,19 @@ def test_selections_are_named_as_the_tag_set_names_them() -> None:
     assert "(q-quantile 33.3333333)" in explanation.text(thirds.classes)
     with pytest.raises(UserError, match=r"it has: q-quantile 33\.3333333$"):
         explain(thirds, heldout, [("k-best", 1)])
+
+
+def test_hits_table_names_selections_as_the_tag_set_does() -> None:
+    """The table cut q = 100/3 to 'q-quantile 33.3333', a selection the tag set (and `explain -s`) does not have."""
+    from filtag_kg.explain import hits_table
+    from filtag_kg.records import selection_label
+
+    _, heldout = hand_case()
+    stats = ActivationStats.empty(["l1", "l2"], ["cat", "dog", "cow"], {"l1": 3, "l2": 4})
+    stats.counts[:] = 1
+    tags = filtag_kg.tag(stats, k=1, q=100 / 3)
+    label = selection_label(*tags.selections[1])
+    assert label == "q-quantile 33.333333333333336"
+    header, k1, q = hits_table(evaluate(tags, heldout, max_n=3)).splitlines()[1:]
+    assert q.startswith(f"{label} ") and k1.startswith("k-best 1 ")
+    assert len(header) == len(k1) == len(q)  # columns aligned under the header

@@ -29,7 +29,9 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
         raise UserError(f"--stats {stats_dir}: no such folder")
     given = stats_dir is not None
     stats_dir = stats_dir or tags_dir.parent / "stats"
-    if given or (stats_dir / "manifest.json").is_file():  # a --stats folder without them is named as such
+    # a --stats folder without them is named as such; the default one is read only when needed (explaining
+    # image files needs none, and was refused for a 'stats' beside the tags of another model)
+    if given or (need_stats and (stats_dir / "manifest.json").is_file()):
         stats = ActivationStats.load(stats_dir)
         stats.require_complete()
         if stats.manifest.get("model", {}).get("hash") != tags.manifest.get("model", {}).get("hash"):
@@ -149,6 +151,7 @@ def register(cli: click.Group) -> None:
         tags, stats = _tags_and_stats(tags_dir, stats_dir, need_stats=bool(heldout_ids))
         chosen = _selections(tags, selection)
         explanations = []
+        undecoded: list[str] = []  # image files that could not be decoded
         if heldout_ids:
             positions = {image_id: i for i, image_id in enumerate(stats.heldout.image_ids)}
             missing = [i for i in heldout_ids if i not in positions]
@@ -169,14 +172,18 @@ def register(cli: click.Group) -> None:
                            "(its architecture or weights differ)", err=True)
             records = collect(loaded, image_files(images, tags.classes), layers=tags.tagged_layers, splits=["heldout"],
                               progress=False)
+            undecoded = records.manifest["skipped"]["heldout"]
             if records.heldout is None:
-                raise UserError("none of the images could be decoded")
+                raise UserError(f"none of the image files could be decoded: {', '.join(undecoded)}")
             explanations += run_explain(tags, records.heldout, chosen)
         for e in sorted(explanations, key=lambda e: e.image_id):
             click.echo(e.text(tags.classes))
         if json_out:
             json_out.write_text(json.dumps([e.to_json(tags.classes) for e in explanations], indent=1))
             click.echo(f"-> {json_out}")
+        if undecoded:  # after the others' explanations; a script must not take the run for a full one
+            raise UserError(f"{len(undecoded)} of the {len(images)} image files could not be decoded (damaged, empty, "
+                            f"or not JPEG or PNG inside): {', '.join(undecoded)}")
 
     @cli.command()
     @tags_option
