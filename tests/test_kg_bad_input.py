@@ -251,7 +251,7 @@ def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path: Path, run_cli: RunCli,
     import time
 
     nquads = tmp_path / "g.nq"
-    nquads.write_text("<http://example.org/s> <http://example.org/p> 1 <http://example.org/g> .\n")
+    nquads.write_text('<http://example.org/s> <http://example.org/p> "1" <http://example.org/g> .\n')
 
     def killed(self: Store, *args: object, **kwargs: object) -> int:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -263,3 +263,20 @@ def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path: Path, run_cli: RunCli,
     code, _, err = run_cli("load", nquads, "--store", tmp_path / "store")
     assert (code, err.strip()) == (130, "Aborted.")
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is this command's only
+
+
+def test_a_signal_ignored_before_stays_ignored(tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nohup filtag-kg …` ignores SIGHUP so that the command outlives its terminal: the command's own
+    Ctrl-C-like handler must not take that back."""
+    import signal
+
+    nquads = tmp_path / "g.nq"
+    nquads.write_text('<http://example.org/s> <http://example.org/p> "1" <http://example.org/g> .\n')
+    seen = []
+    monkeypatch.setattr(Store, "load", lambda self, *args, **kwargs: seen.append(signal.getsignal(signal.SIGHUP)) or 0)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        code, _, err = run_cli("load", nquads, "--store", tmp_path / "store")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert code == 0 and seen == [signal.SIG_IGN], err

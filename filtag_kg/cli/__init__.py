@@ -37,7 +37,9 @@ def main() -> None:
     Ctrl-C, SIGTERM and SIGHUP stop a command the same way (exit 130)."""
     from ..errors import InterruptedAfterCommit, UserError
 
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # a signal ignored already stays so (`nohup filtag-kg collect …` must outlive its terminal)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort as e:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
