@@ -501,7 +501,27 @@ def test_link_command_names_the_mapping_line_of_an_unknown_synset(
     assert code == 2 and f"{mapping}, line 2: wnid n99999999 is not a noun synset of WordNet 3.0" in err
     mapping.write_text("cow\tcow.n.02\nunicorn\thorse.n.01\n")
     code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "store", "--mapping", mapping)
-    assert code == 2 and f"{mapping}, line 2: 'unicorn' is not a class of this run" in err
+    assert code == 2 and f"{mapping}, line 2: 'unicorn' is not a class label or key of this run" in err
+
+
+def test_link_command_maps_one_of_two_classes_with_one_label(tmp_path: Path, cli_ok) -> None:
+    """`link wordnet` names each of two `crane` classes in its report, and its mapping file may map
+    one of them by the key the report names (a line could only name the label, which maps both)."""
+    from filtag_kg.kg.store import Store
+
+    stats = ActivationStats.empty(["conv"], ["crane", "crane", "bear"], {"conv": 3}, manifest={"dataset": {"label_space": "birds"}})
+    stats.add_batch(np.arange(3), {"conv": np.eye(3)})
+    tags = filtag_kg.tag(stats, k=1)
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(tags))
+    mapping = tmp_path / "mapping.tsv"
+    mapping.write_text("crane\tn02012849\ncrane~1\tn03126707\n")
+    out = cli_ok("link", "wordnet", "--store", tmp_path / "store", "--mapping", mapping)
+    assert "ambiguous: 'bear' (class 2): chose" in out
+    with Store(tmp_path / "store") as store:
+        linked = {r["c"].value.rsplit("/", 1)[1]: r["s"].value.rsplit("/", 1)[1] for r in store.query(
+            "SELECT ?c ?s WHERE { ?c <http://www.w3.org/2004/02/skos/core#closeMatch> ?s }")}
+    assert linked == {"crane~0": "02012849-n", "crane~1": "03126707-n", "bear": "02131653-n"}
 
 
 def test_a_filter_tagged_only_with_unlinked_classes_counts_as_tagged(wn: WordNet) -> None:

@@ -258,6 +258,11 @@ def test_graph_and_shared_neighbours(api: StandIn, tmp_path: Path) -> None:
     assert [r["c"].value.rsplit("/", 1)[1] for r in rows] == ["n02084071"]
 
 
+def test_a_directory_given_as_dump_is_named_so(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=f"ConceptNet dump {tmp_path} is a directory"):
+        read_dump(tmp_path, ["/c/en/dog"])
+
+
 def test_link_run_from_dump(tmp_path: Path) -> None:
     classes = ["bear", "cat", "dog", "zebra"]
     stats = ActivationStats.empty(["conv"], classes, {"conv": 2}, manifest={"dataset": {"label_space": "toy"}})
@@ -334,6 +339,29 @@ def test_neighbour_weight_counts_each_class_once_whatever_the_selections(tmp_pat
     # four selections: k-best 1 and q-quantile 34 (1 filter) tag filter 0 with bear and cat, k-best 2
     # and q-quantile 50 (2 filters) with bear, cat and dog
     assert animal(filtag_kg.tag(stats, k=[1, 2], q=[34.0, 50.0])) == [("animal", 3, 4.5, ["bear", "cat", "dog"])]
+
+
+def test_neighbours_keep_to_the_runs_own_conceptnet_graph(tmp_path: Path) -> None:
+    """Two runs on one label space linked from different dumps: each run's answer has its own
+    graph's edges only (the classes' skos:relatedMatch is in both graphs, so the union mixed them)."""
+    from filtag_kg.kg import queries
+    from filtag_kg.kg.export import export_tags
+
+    stats = ActivationStats.empty(["conv"], ["bear", "cat", "dog"], {"conv": 3}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(3), {"conv": np.eye(3)[[0, 0, 0]]})  # filter 0 is every class's best
+    first, second = filtag_kg.tag(stats, k=1), filtag_kg.tag(stats, k=1)
+    second.manifest["model"] = {"name": "other", "hash": "0" * 64}
+    write_dump(tmp_path / "dump.csv.gz")
+    with gzip.open(tmp_path / "pets.csv.gz", "wt", encoding="utf-8") as f:
+        for animal in ("bear", "cat", "dog"):
+            f.write(f"/a/[/r/IsA/,/c/en/{animal}/,/c/en/pet/]\t/r/IsA\t/c/en/{animal}\t/c/en/pet\t{{\"weight\": 1.0}}\n")
+    store = pyoxigraph.Store()
+    for tags, dump in ((first, "dump.csv.gz"), (second, "pets.csv.gz")):
+        store.extend(export_tags(tags))
+        store.extend(link_conceptnet(tags, dump=tmp_path / dump).quads)
+    for tags, expected in ((first, [("animal", 3, 4.5)]), (second, [("pet", 3, 3.0)])):
+        rows = queries.run("semantic-conceptnet-neighbours", store, {"layer": "conv", "filter": 0, "run": run_iri(tags)})
+        assert [(r["neighbourLabel"], r["tags"], r["totalWeight"]) for r in rows.values()] == expected
 
 
 def test_percent_sign_in_a_term(tmp_path: Path, cli_ok) -> None:

@@ -4,6 +4,7 @@ bundled query, checked against reference answers computed from the TagSet in Pyt
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -86,6 +87,35 @@ def test_header_parsing_with_continuations_and_optional_parameters() -> None:
 def test_bad_headers_are_reported(text: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         Query.parse(text, "bad")
+
+
+@pytest.mark.parametrize(("name", "values", "message"), [
+    ("semantic-filters-under-concept", {"concept": "wn:02084071-n", "share": -1}, "share=-1: out of range; share must be > 0 and <= 1"),
+    ("semantic-filters-under-concept", {"concept": "wn:02084071-n", "share": "67"}, "share=67: out of range"),
+    ("semantic-filters-under-concept", {"concept": "wn:02084071-n", "share": "1e-400"}, "share=1e-400: out of range"),
+    ("errors-explanation-disagrees", {"n": 0}, "n=0: out of range; n must be >= 1"),
+    ("filter-tags", {"layer": "conv", "filter": -1}, "filter=-1: out of range; filter must be >= 0"),
+    ("similar-classes", {"class": "zebra", "parameter": "0.0"}, "parameter=0.0: out of range; parameter must be > 0"),
+])
+def test_values_outside_a_stated_range_are_refused(name: str, values: dict[str, object], message: str) -> None:
+    """A share of -1 or 67 or n = 0 changed or emptied the answer: the header states the range."""
+    with pytest.raises(UserError, match=re.escape(message)):
+        queries.load(name).bind(values)
+
+
+def test_values_on_the_bounds_of_a_range_are_taken() -> None:
+    bound = queries.load("semantic-filters-under-concept").bind({"concept": "wn:02084071-n", "share": 1})
+    assert bound["share"] == Literal(1.0)
+    assert queries.load("errors-explanation-disagrees").bind({"n": 1})["n"] == Literal(1)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("# param: n (string, >= 1): x", "of type string cannot have a range"),
+    ("# param: n (integer, about 1): x", "bad bound 'about 1'"),
+])
+def test_bad_ranges_are_reported(line: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        Query.parse(line + "\nSELECT ?n WHERE { ?s ?p ?n }", "bad")
 
 
 @pytest.mark.parametrize(("text", "form"), [

@@ -90,7 +90,8 @@ def test_animal_shape_first_noun_sense(wn: WordNet) -> None:
     assert all(link.method == "lemma" and link.key == link.label for link in report.links)
     # giraffe and zebra have one noun sense; the other eight are reported with the choice made
     assert len(report.ambiguous) == 8 and not any("giraffe" in m or "zebra" in m for m in report.ambiguous)
-    assert any("'cow': chose cow.n.01 (female of domestic cattle" in m for m in report.ambiguous)
+    assert any(f"'cow' (class {ANIMALS.index('cow')}): chose cow.n.01 (female of domestic cattle" in m
+               for m in report.ambiguous)
 
 
 def test_unmatched_labels_are_reported(wn: WordNet) -> None:
@@ -117,7 +118,7 @@ def test_mapping_file_overrides(wn: WordNet, tmp_path: Path) -> None:
     path.write_bytes("cow\tcow.n.02 # K\u00fch\n".encode("latin-1"))
     with pytest.raises(UserError, match=f"mapping file {path} is not UTF-8 text"):
         read_mapping(path)
-    with pytest.raises(UserError, match="not classes of 'animal-shape': unicorn"):
+    with pytest.raises(UserError, match="names no class label or key of 'animal-shape': unicorn"):
         link_classes(ANIMALS, None, wn, "animal-shape", {"unicorn": "horse.n.01"})
     path.write_text("\ufeffbear\tbear.n.01\n")  # a byte-order mark, as some editors write
     assert read_mapping(path) == {"bear": "bear.n.01"}
@@ -127,6 +128,32 @@ def test_mapping_file_overrides(wn: WordNet, tmp_path: Path) -> None:
     for verb_or_adjective in ("run.v.01", "red.s.01"):
         with pytest.raises(UserError, match=f"'{verb_or_adjective}' is not a noun synset"):
             link_classes(ANIMALS, None, wn, "animal-shape", {"bear": verb_or_adjective})
+
+
+def test_classes_sharing_a_label_are_named_and_mapped_one_by_one(wn: WordNet, tmp_path: Path) -> None:
+    """Two classes labelled `crane` gave two identical "ambiguous" lines, and a mapping line could
+    only map both: the report names each by index and key, and a line may name a class by its key."""
+    classes = ["crane", "crane", "bear"]
+    report = link_classes(classes, None, wn, "s")
+    assert [m.split(": chose")[0] for m in report.ambiguous] == [
+        "'crane' (class 0, key crane~0)", "'crane' (class 1, key crane~1)", "'bear' (class 2)"]
+    path = tmp_path / "map.tsv"
+    path.write_text("crane\tn02012849\ncrane~1\tn03126707\n")  # the label maps the other crane
+    mapping = read_mapping(path, wn, classes, ["crane~0", "crane~1", "bear"])
+    chosen = [link.synset.offset() for link in link_classes(classes, None, wn, "s", mapping).links[:2]]
+    assert chosen == [2012849, 3126707]
+    # ImageNet's cranes by their wnids, which are their keys: one mapped, the other linked by its wnid
+    index = imagenet_index()
+    path.write_text("n02012849\tcrane.n.04\n")
+    mapping = read_mapping(path, wn, index.keras_labels, index.wnids)
+    links = link_classes(index.keras_labels, index.wnids, wn, "imagenet1k", mapping).links
+    cranes = [(link.method, link.synset.name()) for link in links if link.label == "crane"]
+    assert cranes == [("mapping", "crane.n.04"), ("wnid", wn.synset_of_wnid("n03126707").name())]
+
+
+def test_a_directory_given_as_mapping_file_is_named_so(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=f"mapping file {tmp_path} is a directory"):
+        read_mapping(tmp_path)
 
 
 def test_a_label_with_a_hash_sign_can_be_mapped(tmp_path: Path) -> None:

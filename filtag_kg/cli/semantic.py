@@ -42,7 +42,8 @@ def register(cli: click.Group) -> None:
                        "/usr/share/wordnet).")
     @click.option("--mapping", type=click.Path(path_type=Path),
                   help="File of 'label<TAB>synset' lines (synset as cow.n.02, 02403454-n or a wnid) overriding "
-                       "the synset of those labels, wnid classes too.")
+                       "the synset of those labels, wnid classes too; a class's key (its wnid, or crane~134 as the "
+                       "report names it) instead of a label maps that class alone.")
     @click.option("--share", type=click.FloatRange(0, 1, min_open=True), default=2 / 3, show_default="2/3",
                   help="Share of a filter's tags the 'share' concept must cover.")
     @click.option("--layer", "layers", multiple=True,
@@ -52,6 +53,7 @@ def register(cli: click.Group) -> None:
                              layers: tuple[str, ...]) -> None:
         """Link classes to WordNet synsets, add their hypernym closure and each filter's coarse concepts."""
         from ..kg.coarsen import layer_summary, link_wordnet, other_layers_concepts, tags_from_store
+        from ..kg.export import tag_class_keys
         from ..kg.vocab import minter_of_run
         from ..kg.wordnet import WordNet, read_mapping
 
@@ -64,8 +66,8 @@ def register(cli: click.Group) -> None:
             wordnet = WordNet.load(wordnet_dir)
             minter = minter_of_run(iri)
             kept = other_layers_concepts(db, minter.run_graph(ids.tagging, "wordnet"), layers) if layers else []
-            result = link_wordnet(tags, wordnet, read_mapping(mapping, wordnet, tags.classes) if mapping else None, share, layers or None,
-                                  minter, ids, kept)
+            overrides = read_mapping(mapping, wordnet, tags.classes, tag_class_keys(tags)) if mapping else None
+            result = link_wordnet(tags, wordnet, overrides, share, layers or None, minter, ids, kept)
             n = db.load(result.quads, result.graph)
             click.echo(f"WordNet 3.0 from {wordnet.source}")
             click.echo(result.links.summary())

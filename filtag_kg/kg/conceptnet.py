@@ -11,10 +11,10 @@ Edges of the relations that help to coarsen and group (RELATIONS) come from
   (b) a local copy of the official assertions dump (`conceptnet-assertions-5.7.0.csv.gz`: tab-separated
       edge URI, relation, start, end, JSON metadata with `weight`), streamed line by line.
 
-In the graph (the run's "conceptnet" named graph): class skos:relatedMatch concept; each edge as a
-direct triple `start <http://conceptnet.io/r/Rel> end` for property paths, and as an rdf:Statement
-(rdf:subject / rdf:predicate / rdf:object, as ConceptNet's own JSON-LD context maps start/rel/end)
-with ft:weight.
+In the graph (the run's "conceptnet" named graph, which states `graph prov:wasDerivedFrom run`): class
+skos:relatedMatch concept; each edge as a direct triple `start <http://conceptnet.io/r/Rel> end` for
+property paths, and as an rdf:Statement (rdf:subject / rdf:predicate / rdf:object, as ConceptNet's
+own JSON-LD context maps start/rel/end) with ft:weight.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from tqdm import tqdm
 from ..config import cache_dir
 from ..errors import UserError
 from ..records import TagSet, atomic_write
-from .vocab import FT, RDF, RDFS, SKOS, Minter
+from .vocab import FT, PROV, RDF, RDFS, SKOS, Minter
 
 if TYPE_CHECKING:
     from .export import RunIds
@@ -307,7 +307,7 @@ def read_dump(path: str | os.PathLike[str], concepts: Iterable[str], relations: 
     """Edges of `concepts` (start or end) from the official assertions dump, streamed (gzip or plain)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"ConceptNet dump {path} does not exist")
+        raise UserError(f"ConceptNet dump {path} {'is a directory' if path.is_dir() else 'does not exist'}")
     wanted = set(concepts)
     result = EdgeSet(edges={c: [] for c in sorted(wanted)})
     try:
@@ -438,5 +438,8 @@ def link_conceptnet(
         edges = fetch_edges(concepts.values(), client or ConceptNetClient())
     edges.skipped = skipped
     graph = minter.run_graph(ids.tagging, "conceptnet")
-    quads = list(conceptnet_quads(concepts, label_space(tags), edges, graph, minter))
+    # the graph names the run it links, as a WordNet graph's coarse concepts do, so that queries keep
+    # to one run's edges where runs on one label space were linked from other sources
+    derived = Quad(graph, NamedNode(PROV + "wasDerivedFrom"), minter.run(ids.tagging), graph)
+    quads = [derived, *conceptnet_quads(concepts, label_space(tags), edges, graph, minter)]
     return ConceptNetLinking(graph, quads, concepts, edges)

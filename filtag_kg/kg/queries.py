@@ -7,6 +7,7 @@ A query file (`queries/*.rq`, or any file) starts with a comment header::
     #   Continuation lines are indented.
     # param: layer (string): the layer's name, e.g. block5_conv3
     # param: run (iri, optional): restrict to one tagging run
+    # param: n (integer, >= 1): how many top-ranked tags count
     # example: filtag-kg query filter-tags --param layer=block5_conv3 --param filter=7
 
 A parameter `name` is the query variable `?name`. Values become RDF terms of the declared type and
@@ -14,6 +15,9 @@ are never pasted into the query text as given: they are serialized by pyoxigraph
 literals escaped, so a string cannot close its literal) into a `VALUES` block that opens the WHERE
 group, for the embedded and the remote store alike. Optional parameters left out (or given as None)
 stay unbound. An IRI or literal given as such is taken as a value of the declared type too.
+A number parameter may state its range after its type (`>= 1`, `> 0, <= 1`): a value outside is
+refused with the parameter named, rather than answering with rows that mean nothing (a share of -1)
+or none.
 Queries are written against the union of the named graphs (see docs/graph-model.md).
 
 Why not pyoxigraph's `substitutions` for the embedded store: in pyoxigraph 0.5.13 the planner does
@@ -32,6 +36,7 @@ import csv
 import io
 import json
 import math
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,17 +80,26 @@ _IRIREF = re.compile(r"<[^<>\"{}|^`\\\x00-\x20]*>")
 # ("١٢"), "nan" and "inf", which would bind a number nobody meant or one no FILTER compares with
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-_PARAM = re.compile(r"^(\w+)\s*\(\s*(\w+)\s*(?:,\s*(required|optional)\s*)?\)\s*:\s*(.+)$")
+_PARAM = re.compile(r"^(\w+)\s*\(\s*(\w+)\s*(?:,\s*(required|optional)\s*)?((?:,[^,():]+)*)\)\s*:\s*(.+)$")
+_BOUND = re.compile(r"\s*(<=|>=|<|>)\s*([+-]?[0-9]+(?:\.[0-9]+)?)\s*")
+_COMPARE = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 
 
 @dataclass(frozen=True)
 class Parameter:
-    """A declared query parameter: the variable `?name`, its type, and whether it must be given."""
+    """A declared query parameter: the variable `?name`, its type, whether it must be given, and for a
+    number the bounds of its range (operator, limit), each of which a value must meet."""
 
     name: str
     type: str
     required: bool
     description: str
+    bounds: tuple[tuple[str, Decimal], ...] = ()
+
+    @property
+    def range_text(self) -> str:
+        """The range in words ("> 0 and <= 1"); empty when there is none."""
+        return " and ".join(f"{op} {limit}" for op, limit in self.bounds)
 
     def term(self, value: object) -> Term:
         """The RDF term for `value` (a string from the command line, a Python value, an IRI or literal).
@@ -103,11 +117,14 @@ class Parameter:
         if isinstance(value, NamedNode) or (isinstance(value, Literal) and value.language):
             raise UserError(f"--param {self.name}={value}: expected {_EXPECTED[self.type]}")
         try:
-            return self._convert(value.value if isinstance(value, Literal) else value)
+            term = self._convert(value.value if isinstance(value, Literal) else value)
         except (ValueError, InvalidOperation, Overflow, TypeError) as e:
             # pyoxigraph names what is wrong with an IRI; a decimal's exponent can exceed Python's decimals
             why = f" ({e})" if self.type == "iri" else " (out of range)" if isinstance(e, Overflow) else ""
             raise UserError(f"--param {self.name}={value}: expected {_EXPECTED[self.type]}{why}") from None
+        if not all(_COMPARE[op](Decimal(term.value), limit) for op, limit in self.bounds):
+            raise UserError(f"--param {self.name}={value}: out of range; {self.name} must be {self.range_text}")
+        return term
 
     def _convert(self, value: object) -> Term:
         if self.type == "string":
@@ -134,6 +151,20 @@ class Parameter:
         if str(text).lower() not in ("true", "false", "1", "0"):
             raise ValueError
         return Literal(str(text).lower() in ("true", "1"))
+
+
+def _bounds(text: str, name: str, type_: str, where: object) -> tuple[tuple[str, Decimal], ...]:
+    """The bounds of a parameter line's range (", > 0, <= 1" after its type), for number types only."""
+    parts = text.split(",")[1:]  # the text starts with the comma after the type
+    if parts and type_ not in ("integer", "decimal", "double"):
+        raise UserError(f"{where}: parameter {name!r} of type {type_} cannot have a range")
+    bounds = []
+    for part in parts:
+        m = _BOUND.fullmatch(part)
+        if not m:
+            raise UserError(f"{where}: parameter {name!r} has a bad bound {part.strip()!r}; expected e.g. '>= 1' or '< 0.5'")
+        bounds.append((m.group(1), Decimal(m.group(2))))
+    return tuple(bounds)
 
 
 def expand_iri(text: str) -> str:
@@ -184,13 +215,15 @@ class Query:
         for p in params:
             m = _PARAM.match(p)
             if not m:
-                raise UserError(f"{where}: bad parameter line {p!r}; expected 'name (type[, optional]): description'")
-            pname, ptype, req, desc = m.groups()
+                raise UserError(f"{where}: bad parameter line {p!r}; expected "
+                                f"'name (type[, optional][, >= low][, <= high]): description'")
+            pname, ptype, req, range_text, desc = m.groups()
             if ptype not in PARAM_TYPES:
                 raise UserError(f"{where}: parameter {pname!r} has unknown type {ptype!r}; types: {', '.join(PARAM_TYPES)}")
+            bounds = _bounds(range_text, pname, ptype, where)
             if not re.search(rf"[?$]{pname}\b", _strip_comments(text)):
                 raise UserError(f"{where}: parameter {pname!r} is declared but ?{pname} does not occur in the query")
-            parameters.append(Parameter(pname, ptype, req != "optional", desc.strip()))
+            parameters.append(Parameter(pname, ptype, req != "optional", desc.strip(), bounds))
         return cls(
             name=name,
             title=" ".join(fields.get("title", [name])),

@@ -292,18 +292,21 @@ class LinkReport:
 
 
 def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None,
-                 classes: Sequence[str] | None = None) -> dict[str, str]:
-    """A user mapping file: one `label<TAB or comma>synset` per line (synset as cow.n.02, 02403454-n or
-    a wnid). A line starting with '#' is a comment, and so is the rest of a line from a '#' after the
-    label: a label may hold '#' ('C#'; cutting lines at any '#' left 'C' and refused the line).
+                 classes: Sequence[str] | None = None, keys: Sequence[str] = ()) -> dict[str, str]:
+    """A user mapping file: one `class<TAB or comma>synset` per line (synset as cow.n.02, 02403454-n or
+    a wnid; class as a label, which maps every class of that label, or a class's IRI key `keys`, its
+    wnid or `crane~134`, which maps that class alone: ImageNet's two `crane` are one label). A line
+    starting with '#' is a comment, and so is the rest of a line from a '#' after the label: a label
+    may hold '#' ('C#'; cutting lines at any '#' left 'C' and refused the line).
     With `wordnet`, each synset is looked up as the line is read, so that one that is no noun synset
     is named with its file and line (linking named only the synset, not where it came from); with
-    `classes`, so is a label that is none of them. A label is read without the spaces around it,
-    unless it is one of the `classes` as written ('  cat ': stripped, it could not be mapped at all).
-    Returns label → synset reference."""
+    `classes`, so is a name that is no label of them and none of `keys`. A name is read without the
+    spaces around it, unless it is one of the `classes` as written ('  cat ': stripped, it could not
+    be mapped at all). Returns class label or key → synset reference."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"mapping file {path} does not exist")
+        raise UserError(f"mapping file {path} {'is a directory' if path.is_dir() else 'does not exist'}")
+    names = None if classes is None else {*classes, *keys}
     out: dict[str, str] = {}
     try:
         raw = path.read_text(encoding="utf-8-sig")  # a byte-order mark would stick to the first label
@@ -318,12 +321,12 @@ def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None,
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
             raise UserError(f"{path}, line {number}: expected 'label<TAB>synset', got {row!r}")
-        label = row[0] if classes is not None and row[0] in classes else row[0].strip()
+        label = row[0] if names is not None and row[0] in names else row[0].strip()
         synset = row[1].strip()
         if out.get(label, synset) != synset:
             raise UserError(f"{path}, line {number}: {label!r} is mapped to {out[label]} already, here to {synset}")
-        if classes is not None and label not in classes:
-            raise UserError(f"{path}, line {number}: {label!r} is not a class of this run")
+        if names is not None and label not in names:
+            raise UserError(f"{path}, line {number}: {label!r} is not a class label or key of this run")
         if wordnet is not None:
             try:
                 wordnet.synset(synset)
@@ -349,28 +352,32 @@ def link_classes(
     space: str,
     mapping: Mapping[str, str] | None = None,
 ) -> LinkReport:
-    """Link every class to a synset: mapping override, else its wnid, else first noun sense of its label."""
+    """Link every class to a synset: mapping override (by its key, else its label), else its wnid,
+    else first noun sense of its label. Report lines name the class by index, and by key where that
+    is not its label, so that classes sharing a label can be told apart and mapped one by one."""
     mapping = dict(mapping or {})
-    unknown = set(mapping) - set(classes)
-    if unknown:
-        raise UserError(f"mapping names labels that are not classes of {space!r}: {', '.join(sorted(unknown))}")
-    report = LinkReport(space=space, links=[])
     keys = class_keys(classes, wnids)
+    unknown = set(mapping) - set(classes) - set(keys)
+    if unknown:
+        raise UserError(f"mapping names no class label or key of {space!r}: {', '.join(sorted(unknown))}")
+    report = LinkReport(space=space, links=[])
     for i, (label, key) in enumerate(zip(classes, keys)):
         wnid = wnids[i] if wnids else None
-        if label in mapping:
-            synset, method = wordnet.synset(mapping[label]), "mapping"
+        reference = mapping.get(key, mapping.get(label))
+        which = f"{label!r} (class {i}{'' if key == label else f', key {key}'})"
+        if reference is not None:
+            synset, method = wordnet.synset(reference), "mapping"
         elif wnid:
             synset, method = wordnet.synset_of_wnid(wnid), "wnid"
         else:
             senses = wordnet.noun_senses(label)
             synset, method = (senses[0], "lemma") if senses else (None, "none")
             if not senses:
-                report.unmatched.append(f"{label!r} (class {i}): no WordNet noun; add it to a mapping file")
+                report.unmatched.append(f"{which}: no WordNet noun; add it to a mapping file")
             elif len(senses) > 1:
                 others = ", ".join(s.name() for s in senses[1:4]) + (" …" if len(senses) > 4 else "")
                 report.ambiguous.append(
-                    f"{label!r}: chose {senses[0].name()} ({senses[0].definition()}), first of "
+                    f"{which}: chose {senses[0].name()} ({senses[0].definition()}), first of "
                     f"{len(senses)} noun senses; others: {others}"
                 )
         report.links.append(ClassLink(i, label, key, synset, method))
