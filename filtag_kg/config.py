@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import takewhile
 from pathlib import Path
 
 import platformdirs
@@ -51,7 +52,10 @@ def locked_folder(folder: Path, unwritable: str, busy: str) -> Iterator[None]:
     """Make `folder`, check it can be written and hold an exclusive lock on it for the block, so that
     one process at a time writes there (flock: the lock ends with the process, however it ends).
     `unwritable` (with `{reason}`) and `busy` are the UserErrors when it cannot be written, or when
-    another process holds it."""
+    another process holds it. When the block fails (bad input found in it, Ctrl-C), the folders made
+    here are removed again while still empty: a failed run leaves no empty folder behind, and a folder
+    that holds anything (a checkpoint, a user's earlier work) is never removed."""
+    made = list(takewhile(lambda path: not path.exists(), (folder, *folder.parents)))  # what mkdir makes, deepest first
     try:
         probe_writable(folder)
         handle = os.open(folder, os.O_RDONLY)
@@ -61,10 +65,23 @@ def locked_folder(folder: Path, unwritable: str, busy: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(busy) from None
-        yield
+            raise UserError(busy) from None  # another process's folder: not ours to remove
+        try:
+            yield
+        except BaseException:
+            _remove_if_empty(made)  # under the lock, so no other writer is using it
+            raise
     finally:
         os.close(handle)  # and so unlocked
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove `folders` (deepest first) as long as each is empty; stop at the first that is not."""
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:
+            return
 
 
 def default_store_path() -> Path:

@@ -509,20 +509,33 @@ def image_folder(
 
 
 def image_files(paths: Sequence[str | Path], classes: Sequence[str]) -> ImageSource:
-    """Single image files as a held-out split (for explanations); a file's true class is its parent
-    folder's name when that names one of `classes` (a label or ImageNet wnid), else unknown (-1)."""
+    """Single image files as a held-out split (for explanations); a file's true class is that of the
+    nearest folder on its path named after one of `classes` (a label or ImageNet wnid), as image_folder
+    reads class folders at any depth (class/sub/x.jpg), else unknown (-1)."""
     files = [Path(p) for p in paths]
     for f in files:
         if not f.is_file():
             raise UserError(f"image file {f} does not exist")
         if f.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"image file {f}: expected a JPEG or PNG file")
-    index = _class_index(list(classes))
-    # the folder the path names, not a symbolic link's target's: as image_folder reads class folders of links
-    labels = np.asarray([index.get(Path(os.path.abspath(f)).parent.name, -1) for f in files], np.int64)
+    index, shared = _class_index(list(classes)), _shared_labels(list(classes))
+    labels = np.asarray([_class_of_file(f, index, shared) for f in files], np.int64)
     split = _folder_split("heldout", Path("/"), [f.resolve() for f in files], labels)
     split.ids = [_printable(str(f)) for f in files]
     return ImageSource(name="images", classes=list(classes), splits={"heldout": split})
+
+
+def _class_of_file(path: Path, index: dict[str, int], shared: dict[str, list[int]]) -> int:
+    """The class index (`_class_index`) of the nearest folder on `path` named after a class (-1: none).
+    The folders the path names, not a symbolic link's target's: as image_folder reads class folders of
+    links. A folder named by a label several classes share (`_shared_labels`: ImageNet's 'crane') ends
+    the search: its class is unknown."""
+    for folder in Path(os.path.abspath(path)).parents:
+        if folder.name in index:
+            return index[folder.name]
+        if folder.name in shared:
+            return -1
+    return -1
 
 
 def _class_index(classes: list[str]) -> dict[str, int]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .records import K_BEST, HeldOut, TagSet, selection_label
+from .records import K_BEST, HeldOut, TagSet, number_text, selection_key, selection_label
 from .tagging import quantile_count
 
 MAX_N = 50
@@ -176,12 +176,12 @@ def _positions(images: Sequence[int]) -> np.ndarray:
 
 
 def _known_selections(tags: TagSet, selections: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
-    """`selections` as given, each one the tag set has (else a UserError listing those it has)."""
-    chosen = [(method, parameter) for method, parameter in selections]
-    for method, parameter in chosen:
-        if (method, parameter) not in tags.selections:
+    """`selections` as the tag set keys them (`selection_key`), each one it has (else a UserError listing those)."""
+    chosen = [selection_key(method, parameter) for method, parameter in selections]
+    for key in chosen:
+        if key not in tags.selections:
             have = ", ".join(selection_label(m, p) for m, p in tags.selections)
-            raise UserError(f"selection {method} {parameter} is not in the tag set; it has: {have}")
+            raise UserError(f"selection {selection_label(*key)} is not in the tag set; it has: {have}")
     return chosen
 
 
@@ -202,7 +202,8 @@ class Evaluation:
         """One row per (selection, scope, target) with Hits@1 … Hits@50: the CSV table."""
         out = []
         for (method, p, scope, target), curve in self.hits.items():
-            row: dict[str, Any] = {"method": method, "parameter": p, "scope": scope, "target": target}
+            # the parameter as tags.csv writes it: q=10 was '10.0' here, '10' there
+            row: dict[str, Any] = {"method": method, "parameter": number_text(p), "scope": scope, "target": target}
             row.update({f"hits@{n}": round(float(curve[n - 1]), 6) for n in range(1, len(curve) + 1)})
             corr = self.correlation.get((method, p, scope, target), {})
             row.update({k: (round(v, 6) if v == v else "") for k, v in corr.items()})
@@ -277,8 +278,8 @@ def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
         ax = axes[row][col]
         for (method, p, sc, tg), curve in result.hits.items():
             if sc == scope and tg == target:
-                ax.plot(np.arange(1, n_max + 1), curve[:n_max], marker="." if n_max <= 20 else None, label=f"{'k' if method == K_BEST else 'q'}={p:g}"
-                        + ("" if method == K_BEST else "%"), linestyle="-" if method == K_BEST else "--")
+                ax.plot(np.arange(1, n_max + 1), curve[:n_max], marker="." if n_max <= 20 else None,
+                        label=selection_label(method, p), linestyle="-" if method == K_BEST else "--")
         ax.set_title(f"{'all layers' if scope == 'all' else 'last layer'}, against the {target} class")
         ax.set_xlabel("n")
         ax.set_ylabel("Hits@n")
@@ -297,9 +298,7 @@ def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
     keys = [k for k in result.per_class if k[2] == "all" and k[3] == "true"]
     fig, ax = plt.subplots(figsize=(6.5, 5))
     for key in keys:
-        method, p = key[0], key[1]
-        ax.scatter(result.class_accuracy, result.per_class[key], s=18,
-                   label=f"{'k' if method == K_BEST else 'q'}={p:g}{'' if method == K_BEST else '%'}")
+        ax.scatter(result.class_accuracy, result.per_class[key], s=18, label=selection_label(*key[:2]))
     if len(result.classes) <= 20 and keys:
         for c, name in enumerate(result.classes):
             ax.annotate(name, (result.class_accuracy[c], result.per_class[keys[0]][c]), fontsize=7, alpha=0.7)

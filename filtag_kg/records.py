@@ -378,11 +378,11 @@ class TagSet:
     def select(self, method: str, parameter: float) -> TagSet:
         """The tags of one selection (e.g. k-best with k=5) as a TagSet of their own."""
         try:
-            si = self.selections.index((method, parameter))
+            si = self.selections.index(selection_key(method, parameter))
         except ValueError:
             raise KeyError(f"no selection {method} {parameter} in this tag set; have {self.selections}") from None
         keep = self.selection_index == si
-        return self._subset(keep, [(method, parameter)], np.zeros(int(keep.sum()), np.int16))
+        return self._subset(keep, [self.selections[si]], np.zeros(int(keep.sum()), np.int16))
 
     def _subset(self, keep: np.ndarray, selections: list[tuple[str, float]], selection_index: np.ndarray) -> TagSet:
         return TagSet(
@@ -452,7 +452,7 @@ class TagSet:
             raise UserError(f"{directory}: a tag set of artifact version {manifest.get('artifact_version')!r}; "
                             f"this filtag-kg reads version {ARTIFACT_VERSION}")
         layers, classes = list(manifest["layers"]), list(manifest["classes"])
-        selections = [(m, int(p) if m == K_BEST else float(p)) for m, p in manifest["selections"]]
+        selections = [selection_key(m, p) for m, p in manifest["selections"]]
         if len(set(selections)) < len(selections) or not {m for m, _ in selections} <= set(METHODS):
             raise ValueError(f"selections {selections} repeat one or name an unknown method")
         layer_pos = {m: i for i, m in enumerate(layers)}
@@ -495,13 +495,22 @@ class TagSet:
 
     def _layer_mask(self, layer: str, method: str, parameter: float) -> np.ndarray:
         """Boolean [n_tags]: the tags of `layer` in one selection."""
-        si = self.selections.index((method, parameter))
+        si = self.selections.index(selection_key(method, parameter))
         return (self.selection_index == si) & (self.layer_index == self.layers.index(layer))
 
 
 def number_text(x: float) -> str:
-    """A k or q as text, the same in labels, IRIs and files: 5 -> "5", 2.5 -> "2.5", never an exponent."""
-    return str(int(x)) if float(x).is_integer() else np.format_float_positional(float(x), trim="-")
+    """A k or q as text, the same in labels, IRIs and files: 5 -> "5", 2.5 -> "2.5", never an exponent;
+    the shortest text of its own precision, as `selection_key` reads it (np.float32(33.3) -> "33.3")."""
+    return str(int(x)) if float(x).is_integer() else np.format_float_positional(x, trim="-")
+
+
+def selection_key(method: str, parameter: float) -> tuple[str, float]:
+    """A selection as tag sets key it: k as an int, q as the float its shortest text says, the value
+    the user meant (np.float32(33.3) is 33.29999923706055 as a Python float, and was labelled so)."""
+    if isinstance(parameter, (bool, np.bool_)) or not isinstance(parameter, (int, float, np.integer, np.floating)):
+        raise UserError(f"the parameter of selection {method} must be a number (k or q), got {parameter!r}")
+    return method, int(parameter) if method == K_BEST else float(np.format_float_positional(parameter, trim="-"))
 
 
 def selection_label(method: str, parameter: float) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import UserError
 from .models import match_layers
-from .records import K_BEST, Q_QUANTILE, ActivationStats, TagSet, selection_label
+from .records import K_BEST, Q_QUANTILE, ActivationStats, TagSet, selection_key, selection_label
 
 
 class TaggingError(UserError):
@@ -63,16 +63,14 @@ def tag(
     for kv in ks:
         if not float(kv).is_integer() or kv < 1:
             raise TaggingError(f"k must be a whole number of at least 1, got {kv!r}")
-        for m in layers:
-            if kv > stats.n_filters[m]:
-                raise TaggingError(f"k={int(kv)} is larger than the {stats.n_filters[m]} filters of layer {m!r}")
+        _check_k_fits(int(kv), layers, stats.n_filters)
     for qv in qs:
         if not 0 < qv <= 100:
             raise TaggingError(f"q must be in (0, 100], got {qv!r}")
 
     # a k or q given twice is one selection (dict keys keep the order given)
     selections: list[tuple[str, float]] = list(dict.fromkeys(
-        [(K_BEST, int(kv)) for kv in ks] + [(Q_QUANTILE, float(qv)) for qv in qs]))
+        [selection_key(K_BEST, kv) for kv in ks] + [selection_key(Q_QUANTILE, qv) for qv in qs]))
     present = np.flatnonzero(stats.counts > 0)
     if not len(present):  # an empty tag set would explain nothing, and evaluate would say so only later
         raise TaggingError("the statistics hold no training images (collected with the held-out split only?); "
@@ -108,6 +106,20 @@ def tag(
         selection_index=cat("sel", np.int16),
         manifest={**stats.manifest, "n_images": stats.n_images},  # the images z is computed from
     )
+
+
+def _check_k_fits(k: int, layers: Sequence[str], n_filters: dict[str, int]) -> None:
+    """Refuse a k larger than some layer's filter count, naming the layer(s) and the way out: the
+    layers that have k filters (tagged alone), or a q-quantile, which takes a share of every layer."""
+    small = [m for m in layers if k > n_filters[m]]
+    if not small:
+        return
+    others = f" (and than those of {', '.join(repr(m) for m in small[1:])})" if len(small) > 1 else ""
+    large = [m for m in layers if k <= n_filters[m]]
+    quantile = "use a q-quantile (`tag -q`, or q= in Python), which tags a share of each layer's filters"
+    way_out = (f"tag only the layers of at least {k} filters ({', '.join(large)}) with `tag --layer` (layers= in "
+               f"Python), or {quantile}" if large else f"no layer has {k} filters: {quantile}")
+    raise TaggingError(f"k={k} is larger than the {n_filters[small[0]]} filters of layer {small[0]!r}{others}; {way_out}")
 
 
 def _warn_if_shard(stats: ActivationStats) -> None:

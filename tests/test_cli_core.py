@@ -22,11 +22,12 @@ def test_collect_tag_and_errors(run_cli, default_model, tmp_path, cli_ok) -> Non
     assert len(tags) == 10 * (1 + 2 + 3) + 10 * (1 + 2 + 6)
     heatmaps = sorted(p.name for p in (tmp_path / "tags").glob("z-*.png"))
     assert heatmaps == ["z-000-conv4.png", "z-001-conv5.png"]
-    cli_ok("tag", stats_dir, "-l", "conv5", "--no-plots", "--out", tmp_path / "tags")  # the earlier ones go
+    cli_ok("tag", stats_dir, "-l", "conv5", "--no-plots", "--out", tmp_path / "tags", "--overwrite")  # the earlier ones go
     assert not list((tmp_path / "tags").glob("*.png"))
 
     code, _, err = run_cli("tag", stats_dir, "-k", "40", "--out", tmp_path / "bad")
     assert code == 2 and "k=40 is larger than the 32 filters of layer 'conv4'" in err
+    assert "tag only the layers of at least 40 filters (conv5) with `tag --layer`" in err and "`tag -q`" in err
     code, _, err = run_cli("tag", stats_dir, "-q", "0", "--out", tmp_path / "bad")
     assert code == 2 and "q must be in (0, 100], got 0" in err
     code, _, err = run_cli("tag", stats_dir, "--out", stats_dir)
@@ -231,6 +232,24 @@ def test_tag_names_selections_as_the_tag_set_does(run_cli, tmp_path) -> None:
     assert "8 tags (k-best 2, q-quantile 33.3333333, q-quantile 0.00001)" in out
     assert {r.split(",")[-1] for r in (tmp_path / "tags" / "tags.csv").read_text().splitlines()[1:]} == {
         "33.3333333", "0.00001", "2"}
+
+
+def test_tag_over_a_tag_set_is_refused_without_overwrite(run_cli, tmp_path) -> None:
+    """`tag --out DIR` over an earlier tag set replaced it without a word, as collect and merge never do
+    with finished work: it is refused unless --overwrite, which replaces it and says so."""
+    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 3})
+    stats.counts[:] = 1
+    stats.save(tmp_path / "stats")
+    assert run_cli("tag", tmp_path / "stats", "-k", "2", "--no-plots", "--out", tmp_path / "tags")[0] == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "tags").iterdir()}
+    code, out, err = run_cli("tag", tmp_path / "stats", "--no-plots", "--out", tmp_path / "tags")
+    assert (code, out) == (2, "")
+    assert (f"Error: --out {tmp_path / 'tags'} already holds a tag set (tags.csv, manifest.json); choose another "
+            "folder, or pass --overwrite to replace it") in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tags").iterdir()} == before
+    code, out, err = run_cli("tag", tmp_path / "stats", "--no-plots", "--out", tmp_path / "tags", "--overwrite")
+    assert code == 0 and f"2 tags (k-best 1) -> {tmp_path / 'tags'} (the tag set that was there is replaced)" in out
+    assert TagSet.load(tmp_path / "tags").selections == [("k-best", 1)]
 
 
 def test_a_fraction_outside_0_1_is_named_before_the_model_loads(run_cli, tmp_path) -> None:

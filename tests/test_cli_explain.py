@@ -261,3 +261,19 @@ def test_explaining_image_files_ignores_the_statistics_beside_the_tags(run_cli, 
     assert code == 0 and out.startswith(f"{image}: predicted ") and "; true alpha" in out, err
     code, _, err = run_cli("explain", image, "--tags", tmp_path / "tags", "--stats", tmp_path / "stats")  # given
     assert code == 2 and "are of another model than the tags" in err
+
+
+def test_explain_with_a_model_of_other_classes_names_the_model_and_the_tags(run_cli, cli_ok, tmp_path) -> None:
+    """`explain IMAGE --model M` with M scoring 3 classes and tags of 2 was refused as "the data set
+    'images' has 2 classes but the model has 3 outputs": a data set the user never named."""
+    import keras
+
+    tiny_tag_set(cli_ok, tmp_path)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="c")(inputs))
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(tmp_path / "three.keras")
+    code, out, err = run_cli("explain", tmp_path / "data" / "alpha" / "1.png", "--tags", tmp_path / "tags",
+                             "--model", tmp_path / "three.keras")
+    assert (code, out) == (2, "")
+    assert (f"Error: --model {tmp_path / 'three.keras'} has 3 outputs, but the tags in {tmp_path / 'tags'} are of 2 "
+            "classes: explain with the model the tags were made with") in err and "'images'" not in err

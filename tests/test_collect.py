@@ -258,6 +258,22 @@ def test_bad_input_is_named(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> No
         filtag_kg.collect(model, images, labels=labels, output=tmp_path / "a_file" / "stats", progress=False)
 
 
+def test_a_failed_collection_leaves_no_folder_it_made(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Bad input found once the output folder was made (images of another size, found by the pipeline)
+    left the empty folder, and its parents, behind. They are removed; a folder that was there, empty or
+    holding a user's files, stays as it was."""
+    images, labels = data
+    model = small_model()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    for out in ("new/deeper/stats", "empty", "kept"):
+        with pytest.raises(UserError, match="the train images are 6×6×3"):
+            filtag_kg.collect(model, images[:, :6, :6], labels=labels, output=tmp_path / out, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "kept"]
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["notes.txt"]
+
+
 def test_nested_model_layers_are_found_and_collected(data: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = data
     inner = small_model()
@@ -730,6 +746,23 @@ def test_single_files_take_their_class_from_the_folder_a_link_is_in(tmp_path) ->
     assert image_folder(tmp_path / "links", ["alpha", "beta"], fraction=1.0).split("train").labels.tolist() == [1]
     held = image_files([tmp_path / "links" / "beta" / "x.png", tmp_path / "pool" / "x.png"], ["alpha", "beta"])
     assert held.split("heldout").labels.tolist() == [1, -1]
+
+
+def test_single_files_in_sub_folders_of_a_class_folder_take_its_class(tmp_path) -> None:
+    """image_folder labels beta/sub/x.png as beta (sub-folders at any depth), image_files (explain)
+    took the parent 'sub' only: unknown truth. Now the nearest folder named after a class counts; one
+    named by a label two classes share ends the search (unknown truth, as a file right in it)."""
+    from PIL import Image
+
+    from filtag_kg.data import image_files
+
+    for folder in ("beta/sub/deeper", "alpha/beta-like", "crane/sub", "alpha/crane"):
+        (tmp_path / folder).mkdir(parents=True)
+        Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / folder / "x.png")
+    classes = ["alpha", "beta", "crane", "crane"]
+    held = image_files([tmp_path / f / "x.png" for f in ("beta/sub/deeper", "alpha/beta-like", "crane/sub",
+                                                            "alpha/crane")], classes)
+    assert held.split("heldout").labels.tolist() == [1, 0, -1, -1]
 
 
 def test_a_class_of_unreadable_files_is_named(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

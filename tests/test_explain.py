@@ -218,3 +218,36 @@ def test_hits_table_names_selections_as_the_tag_set_does() -> None:
     header, k1, q = hits_table(evaluate(tags, heldout, max_n=3)).splitlines()[1:]
     assert q.startswith(f"{label} ") and k1.startswith("k-best 1 ")
     assert len(header) == len(k1) == len(q)  # columns aligned under the header
+
+
+def test_a_q_given_as_float32_is_named_as_written_everywhere(tmp_path) -> None:
+    """q = np.float32(33.3) became the selection 'q-quantile 33.29999923706055' (its float64 value):
+    in tags.csv, the explanations and the graph's labels; the plots' legends cut q = 33.3333333 to
+    'q=33.3333%'. The selection is now the value written, and the plots name it as the tag set does."""
+    import matplotlib
+
+    from filtag_kg.explain import write_evaluation
+    from filtag_kg.records import TagSet
+
+    _, heldout = hand_case()
+    stats = ActivationStats.empty(["l1", "l2"], ["cat", "dog", "cow"], {"l1": 3, "l2": 4})
+    stats.counts[:] = 1
+    tags = filtag_kg.tag(stats, q=[np.float32(33.3), 33.3, 33.3333333])
+    assert tags.selections == [("q-quantile", 33.3), ("q-quantile", 33.3333333)]
+    tags.save(tmp_path / "tags")
+    assert {row.rsplit(",", 1)[1] for row in (tmp_path / "tags" / "tags.csv").read_text().splitlines()[1:]} == {
+        "33.3", "33.3333333"}
+    assert TagSet.load(tmp_path / "tags").selections == tags.selections
+    (explanation,) = explain(tags, heldout, [("q-quantile", np.float32(33.3))], images=[0])
+    assert "(q-quantile 33.3)" in explanation.text(tags.classes)
+    assert len(tags.select("q-quantile", np.float32(33.3))) == len(tags) // 2
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # the legends as text in the SVG
+        write_evaluation(evaluate(tags, heldout, max_n=3), tmp_path / "ev")
+    with (tmp_path / "ev" / "hits.csv").open() as f:  # q=33.3 was '33.3' in tags.csv, but a q of 10 '10.0' here
+        assert {row.split(",")[1] for row in f.read().splitlines()[1:]} == {"33.3", "33.3333333"}
+    write_evaluation(evaluate(filtag_kg.tag(stats, k=1, q=10), heldout, max_n=3), tmp_path / "ev10")
+    with (tmp_path / "ev10" / "hits.csv").open() as f:
+        assert {row.split(",")[1] for row in f.read().splitlines()[1:]} == {"1", "10"}
+    for plot in ("evaluation-hits.svg", "evaluation-per-class.svg"):
+        svg = (tmp_path / "ev" / plot).read_text()
+        assert "q-quantile 33.3333333" in svg and "q-quantile 33.3<" in svg and "33.2999" not in svg, plot

@@ -88,6 +88,23 @@ def test_errors_name_the_value_and_layer() -> None:
         filtag_kg.tag(stats, k=1.5)
     with pytest.raises(UserError, match="layer 'c' matches no collected layer"):
         filtag_kg.tag(stats, layers=["c"])
+    assert filtag_kg.tag(stats, k=8, layers="b").tagged_layers == ["b"]
+
+
+def test_a_k_too_large_for_a_layer_says_what_to_do() -> None:
+    """`tag -k 40` over layers of 7 and 40 filters was refused with the first layer's name only; the
+    message now names every layer too small, the layers k fits, and the ways out (--layer, or -q)."""
+    stats = random_stats()
+    stats.layers.append("c")
+    stats.n_filters["c"], stats.sums["c"] = 3, np.ones((4, 3))
+    with pytest.raises(UserError, match=r"^k=8 is larger than the 7 filters of layer 'a' \(and than those of 'c'\); "
+                                        r"tag only the layers of at least 8 filters \(b\) with `tag --layer` \(layers= "
+                                        r"in Python\), or use a q-quantile \(`tag -q`, or q= in Python\), which tags "
+                                        r"a share of each layer's filters$"):
+        filtag_kg.tag(stats, k=8)
+    with pytest.raises(UserError, match=r"^k=41 is larger than the 7 filters of layer 'a' \(and than those of 'b', "
+                                        r"'c'\); no layer has 41 filters: use a q-quantile \(`tag -q`"):
+        filtag_kg.tag(stats, k=41)
 
 
 def test_stats_and_tags_round_trip(tmp_path) -> None:

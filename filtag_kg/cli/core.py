@@ -121,21 +121,29 @@ def register(cli: click.Group) -> None:
     @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for tags.csv + manifest.json.")
     @click.option("--plots/--no-plots", default=True, show_default=True,
                   help="Also a heatmap of z per layer (z-NNN-LAYER.png, classes × filters, the first selection's tags in red).")
+    @click.option("--overwrite", is_flag=True, help="Replace the tag set --out holds (else it is refused).")
     def tag(stats_dir: str, ks: tuple[int, ...], qs: tuple[float, ...], layers: tuple[str, ...], out: str,
-            plots: bool) -> None:
+            plots: bool, overwrite: bool) -> None:
         """Tag filters with classes from collected statistics (default: k=1)."""
-        from ..records import ARRAYS_NAME, ActivationStats, selection_label
+        from ..records import ARRAYS_NAME, MANIFEST_NAME, TAGS_NAME, ActivationStats, selection_label
         from ..tagging import plot_class_means, remove_heatmaps
         from ..tagging import tag as run_tag
 
         if (Path(out) / ARRAYS_NAME).exists():
             raise UserError(f"--out {out} holds statistics; write the tags into a folder of their own")
+        # as collect and merge refuse a folder of finished work: tags written over went unsaid (and with
+        # them what evaluations or the store were made from)
+        replacing = [name for name in (TAGS_NAME, MANIFEST_NAME) if (Path(out) / name).exists()]
+        if replacing and not overwrite:
+            raise UserError(f"--out {out} already holds a tag set ({', '.join(replacing)}); choose another folder, "
+                            "or pass --overwrite to replace it")
         stats = ActivationStats.load(stats_dir)
         # the library refuses an unfinished collection and warns of a single shard's statistics
         tags = run_tag(stats, k=list(ks) or None, q=list(qs) or None, layers=list(layers) or None)
         tags.save(out)
         # selections named as in tags.csv and the graph (`:g` cut q=33.3333333 to 33.3333, a selection not in the set)
-        click.echo(f"{len(tags):,} tags ({', '.join(selection_label(m, p) for m, p in tags.selections)}) -> {out}")
+        click.echo(f"{len(tags):,} tags ({', '.join(selection_label(m, p) for m, p in tags.selections)}) -> {out}"
+                   + (" (the tag set that was there is replaced)" if replacing else ""))
         if not plots:
             remove_heatmaps(out)
         elif written := plot_class_means(stats, tags, out):

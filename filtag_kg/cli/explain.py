@@ -75,6 +75,18 @@ def _warn_if_split_differs(tags: Any, stats: Any, tags_dir: Path, stats_dir: Pat
                    err=True)
 
 
+def _check_class_count(loaded: Any, model: str | None, tags: Any, tags_dir: Path) -> None:
+    """Refuse a model that scores another number of classes than the tags have, naming both: the
+    collection refused it as 'the data set 'images'', a name the user never gave."""
+    from ..models import class_count
+
+    n_out = class_count(loaded.model)
+    if n_out != len(tags.classes):
+        given = f"--model {model}" if model else f"the model recorded with the tags ({loaded.name})"
+        raise UserError(f"{given} has {n_out} outputs, but the tags in {tags_dir} are of {len(tags.classes)} "
+                        "classes: explain with the model the tags were made with")
+
+
 def _check_output_file(option: str, path: Path) -> None:
     """Refuse an output file whose folder is missing or cannot be written, before any work (not after
     the results were printed)."""
@@ -134,9 +146,9 @@ def register(cli: click.Group) -> None:
                 heldout_ids: tuple[str, ...], model: str | None, weights: str | None, json_out: Path | None) -> None:
         """Explain classifications by the tags of the filters an image activates.
 
-        IMAGES are JPEG/PNG files (a file's parent folder names its true class, if it is one of the
-        model's class labels or ImageNet wnids; else the true class is unknown); --heldout explains
-        held-out images of the collection by id.
+        IMAGES are JPEG/PNG files (the nearest folder on a file's path named by one of the model's class
+        labels or ImageNet wnids names its true class, as in an image folder; else it is unknown);
+        --heldout explains held-out images of the collection by id.
         """
         from ..explain import explain as run_explain
 
@@ -167,6 +179,7 @@ def register(cli: click.Group) -> None:
 
             recorded = tags.manifest.get("model") or {}
             loaded = load_model_option(model, weights or "imagenet") if model else load_from_manifest(recorded, weights)
+            _check_class_count(loaded, model, tags, tags_dir or _default_tags())
             if has_model_hash(recorded) and loaded.describe().get("hash") != recorded["hash"]:
                 click.echo(f"warning: the model {loaded.name!r} is not the one the tags were made with "
                            "(its architecture or weights differ)", err=True)
