@@ -55,7 +55,7 @@ def locked_folder(folder: Path, unwritable: str, busy: str) -> Iterator[None]:
     another process holds it. When the block fails (bad input found in it, Ctrl-C), the folders made
     here are removed again while still empty: a failed run leaves no empty folder behind, and a folder
     that holds anything (a checkpoint, a user's earlier work) is never removed."""
-    made = list(takewhile(lambda path: not path.exists(), (folder, *folder.parents)))  # what mkdir makes, deepest first
+    made = missing_folders(folder)
     try:
         probe_writable(folder)
         handle = os.open(folder, os.O_RDONLY)
@@ -69,14 +69,20 @@ def locked_folder(folder: Path, unwritable: str, busy: str) -> Iterator[None]:
         try:
             yield
         except BaseException:
-            _remove_if_empty(made)  # under the lock, so no other writer is using it
+            remove_empty(made)  # under the lock, so no other writer is using it
             raise
     finally:
         os.close(handle)  # and so unlocked
 
 
-def _remove_if_empty(folders: list[Path]) -> None:
-    """Remove `folders` (deepest first) as long as each is empty; stop at the first that is not."""
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those above it that do not exist (what making it makes), deepest first."""
+    return list(takewhile(lambda path: not path.exists(), (folder, *folder.absolute().parents)))
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (deepest first) as long as each is empty; stop at the first that is not
+    (another process may have written there)."""
     for path in folders:
         try:
             path.rmdir()

@@ -83,6 +83,7 @@ def test_iris_and_remote_options_are_checked(tmp_path: Path, run_a: TagSet, run_
         Minter("http://x/a")
     (tmp_path / "t.nt").write_text("<http://a> <http://b> <http://c> .\n")
     store = ("--store", tmp_path / "s")
+    assert run_cli("load", tmp_path / "t.nt", "--graph", "http://g", *store)[0] == 0  # a store to drop from
     for args, message in (
         (("load", tmp_path / "t.nt", "--graph", "not an iri", *store), "graph or run 'not an iri' is not an IRI"),
         (("drop", "--run", "x> } ; DROP ALL #", *store), "is not an IRI"),
@@ -280,3 +281,26 @@ def test_a_signal_ignored_before_stays_ignored(tmp_path: Path, run_cli: RunCli, 
     finally:
         signal.signal(signal.SIGHUP, previous)
     assert code == 0 and seen == [signal.SIG_IGN], err
+
+
+def test_a_failed_load_into_a_new_store_leaves_nothing_behind(tmp_path: Path, run_a: TagSet, run_cli: RunCli) -> None:
+    """A load or import that fails into a store it creates removes that store again, with the folders
+    made for it, and an empty folder given is left empty (before: an empty store stayed there, which
+    later commands took for one); a store that held data before keeps it."""
+    bad = tmp_path / "bad.ttl"
+    bad.write_text("garbage <<\n")
+    run_a.save(tmp_path / "tags")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args in ((bad,), (tmp_path / "tags", "--format", "turtle")):
+        for path in (tmp_path / "new" / "deep" / "store", empty):
+            code, _, err = run_cli("load", *args, "--store", path)
+            assert code == 2 and "Error:" in err, (args, err)
+            assert not (tmp_path / "new").exists() and list(empty.iterdir()) == [], args
+    good = tmp_path / "good.nq"
+    good.write_text("<http://a> <http://p> <http://o> <http://g> .\n")
+    path = tmp_path / "store"
+    assert run_cli("load", good, "--store", path)[0] == 0
+    assert run_cli("load", bad, "--store", path)[0] == 2
+    with Store(path, read_only=True) as store:
+        assert [g.value for g in store.graphs()] == ["http://g"]

@@ -37,7 +37,7 @@ from filtag_kg.kg.vocab import sparql_prefixes
 from filtag_kg.records import TagSet
 
 from kg_helpers import TAG_COUNT, run_iri
-from oxigraph_server import oxigraph  # noqa: F401  (fixture)
+from oxigraph_server import free_port, oxigraph  # noqa: F401  (fixture)
 
 
 def _count(store: Store | RemoteStore, sparql: str = TAG_COUNT) -> int:
@@ -1437,8 +1437,8 @@ def test_an_answer_cut_off_is_retried_and_named() -> None:
         server.close()
     server = _Cutting(graph, closing=True)
     try:
-        with pytest.raises(RemoteError, match=f"graph store at {server.url}/store: the answer is not N-Triples .*"
-                                              "is this a SPARQL graph store endpoint \\(see --endpoint, --store-url\\)"):
+        with pytest.raises(RemoteError, match=f"graph store at {server.url}/store: the server failed while answering: "
+                                              "its answer \\(application/n-triples\\) breaks off .* it ends "):
             RemoteStore.at(server.url, retries=0).load(quads)
     finally:
         server.close()
@@ -1522,3 +1522,43 @@ def test_a_store_another_process_writes_is_not_opened_read_only_beside_it(tmp_pa
         holder.communicate("")
     with Store(path, read_only=True) as reader:
         assert len(reader) == 1
+
+
+def test_an_endpoint_given_as_the_query_url_is_named(oxigraph: str, tmp_path: Path,  # noqa: F811
+                                                     run_cli: Callable[..., tuple[int, str, str]]) -> None:
+    """--endpoint given the query endpoint's URL (so /query/query was asked for): the 404 says what
+    --endpoint is (before: '404 Not Found' and nothing more)."""
+    (tmp_path / "t.nq").write_text("<http://a> <http://p> <http://o> <http://g> .\n")
+    for args in (("query", "runs"), ("push", tmp_path / "t.nq"), ("drop", "http://g")):
+        code, _, err = run_cli(*args, "--endpoint", f"{oxigraph}/query", "--retries", "0")
+        assert code == 2 and f"{oxigraph}/query/query: 404 Not Found" in err, (args, err)
+        assert "--endpoint is the server's base URL" in err and "--query-url" in err, (args, err)
+
+
+def test_a_service_that_fails_inside_a_query_is_named(oxigraph: str) -> None:  # noqa: F811
+    """Oxigraph's server answers 200 and begins the results before a SERVICE the query calls fails,
+    then appends the error to them: the error says so and ends with the server's message (before:
+    'is this a SPARQL query endpoint?')."""
+    remote = RemoteStore.at(oxigraph, retries=0)
+    remote.load([ox.Quad(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("o"), ox.NamedNode("http://g"))])
+    service = f"SERVICE <http://127.0.0.1:{free_port()}/sparql> {{ ?s ?p ?o }}"
+    for call in (lambda: remote.query(f"SELECT * WHERE {{ GRAPH ?g {{ ?a ?b ?c }} {service} }}"),
+                 lambda: remote.query(f"CONSTRUCT {{ ?s ?p ?o }} WHERE {{ {service} }}"),
+                 lambda: remote.rows(f"SELECT * WHERE {{ {service} }}")):
+        with pytest.raises(RemoteError, match="the server failed while answering: its answer .* breaks off") as error:
+            call()
+        assert "is this a SPARQL" not in str(error.value) and "Connection refused" in str(error.value)
+
+
+def test_old_rocksdb_logs_do_not_pile_up(tmp_path: Path) -> None:
+    """Each opening for writing leaves RocksDB's log before as LOG.old.<time>, up to 1,000 of them
+    (before: one more file per command that wrote); the newest OLD_LOGS_KEPT stay."""
+    path = tmp_path / "store"
+    for _ in range(6):
+        Store(path).close()
+    Store(path, read_only=True).close()
+    logs = sorted(p.name for p in path.iterdir() if p.name.startswith("LOG.old."))
+    assert len(logs) == 3 == store_module.OLD_LOGS_KEPT
+    Store(path).close()
+    newer = sorted(p.name for p in path.iterdir() if p.name.startswith("LOG.old."))
+    assert newer[:-1] == logs[1:] and len(newer) == store_module.OLD_LOGS_KEPT

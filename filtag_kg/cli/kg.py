@@ -205,9 +205,9 @@ def register(cli: click.Group) -> None:
         similar_classes: int, optimize: bool | None,
     ) -> None:
         """Load a tag set folder or an RDF file into the embedded store, replacing the graphs it fills."""
-        from ..kg.store import Store
+        from ..kg.store import loading_into
 
-        with Store(store) as db:
+        with loading_into(store) as db:
             n = db.load(_source_quads(source, base, similar_classes=similar_classes, into=db, fmt=fmt, graph=graph), graph,
                         progress=True, optimize=optimize)
             click.echo(f"{n:,} statements loaded into {db.path} ({len(db):,} in the store)")
@@ -340,7 +340,7 @@ def register(cli: click.Group) -> None:
         """
         from ..imagenet import parse_filtag_file
         from ..kg.export import check_label_space, export_tags, run_iri
-        from ..kg.store import Store
+        from ..kg.store import loading_into
 
         resolve = {}
         for item in resolutions:
@@ -353,7 +353,7 @@ def register(cli: click.Group) -> None:
         if out is not None:
             tags.save(out)
         minter = _minter(base)
-        with Store(store) as db:
+        with loading_into(store) as db:
             check_label_space(db, tags, minter)
             n = db.load(export_tags(tags, minter, progress=True))
             click.echo(f"{len(tags):,} tags of {model} {layer}: {n:,} statements loaded into {db.path}")

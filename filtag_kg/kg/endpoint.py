@@ -41,6 +41,7 @@ TRIPLE_FORMATS = (RdfFormat.TURTLE, RdfFormat.N_TRIPLES, RdfFormat.RDF_XML, RdfF
 QUAD_FORMATS = (RdfFormat.N_QUADS, RdfFormat.TRIG)
 GRAPH_FORMATS = TRIPLE_FORMATS + QUAD_FORMATS  # a graph is answered in any of them (quads: in the default graph)
 FLUSH_EVERY = 1.0  # seconds: how often at most the store's writes are flushed from its write-ahead log
+HELD_BACK = 1 << 16  # bytes of a streamed answer held back before it is begun, so that an early error gets its status
 F = TypeVar("F", QueryResultsFormat, RdfFormat)
 Payload = bytes | Callable[[BinaryIO], object]  # an answer's body, or what writes it
 
@@ -154,31 +155,33 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
                 raise _Refused(400, "bad Content-Length or chunk size") from None
 
         def _answer(self, status: int, payload: Payload, kind: str | None, extra: dict[str, str] | None = None) -> None:
-            """Answer with `payload`, bytes or a function writing them: streamed in chunks (a graph of
-            millions of triples is not held in memory, and a client can tell an answer cut off by an
-            error from a whole one), to an HTTP/1.0 client ended by closing; to a HEAD request with the
-            headers only. One request per connection."""
+            """Answer with `payload`, bytes or a function writing them: streamed (`_Body`: a graph or
+            query answer of millions of triples is not held in memory), in chunks, so that a client
+            can tell an answer cut off by an error from a whole one, to an HTTP/1.0 client ended by
+            closing; to a HEAD request with the headers only. One request per connection."""
             chunked = not isinstance(payload, bytes) and self.request_version != "HTTP/1.0"
-            self.send_response(status)
-            if kind is not None:
-                self.send_header("Content-Type", kind)
-            if isinstance(payload, bytes):
-                framing = {"Content-Length": str(len(payload))}
-            else:
-                framing = {"Transfer-Encoding": "chunked"} if chunked else {}
-            for k, v in {**framing, **(extra or {}), "Connection": "close"}.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self._answered = True
-            if self.command == "HEAD":
+
+            def begin() -> None:
+                self.send_response(status)
+                if kind is not None:
+                    self.send_header("Content-Type", kind)
+                if isinstance(payload, bytes):
+                    framing = {"Content-Length": str(len(payload))}
+                else:
+                    framing = {"Transfer-Encoding": "chunked"} if chunked else {}
+                for k, v in {**framing, **(extra or {}), "Connection": "close"}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self._answered = True
+
+            if isinstance(payload, bytes) or self.command == "HEAD":
+                begin()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
                 return
-            if isinstance(payload, bytes):
-                self.wfile.write(payload)
-            elif chunked:
-                payload(_Chunks(self.wfile))
-                self.wfile.write(b"0\r\n\r\n")
-            else:
-                payload(self.wfile)
+            body = _Body(self.wfile, begin, chunked)
+            payload(body)
+            body.end()
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
@@ -223,19 +226,45 @@ class _Server(ThreadingHTTPServer):
                 self.written = True
 
 
-class _Chunks:
-    """A writable stream sending what is written to it as HTTP/1.1 chunks."""
+class _Body:
+    """A writable stream for a streamed answer's body. Its first HELD_BACK bytes are held back before
+    `begin` sends the status line and headers, so that an answer failing early (a query whose SERVICE
+    cannot be reached, after the results' head was written) is answered with its error status, as a
+    whole answer is, instead of a 200 cut off without a word; then what is written is sent on, as
+    HTTP/1.1 chunks if `chunked`."""
 
-    def __init__(self, out: BinaryIO) -> None:
-        self.out = out
+    def __init__(self, out: BinaryIO, begin: Callable[[], None], chunked: bool) -> None:
+        self.out, self.begin, self.chunked = out, begin, chunked
+        self.held: bytearray | None = bytearray()  # None once begun
 
     def write(self, data: bytes) -> int:
-        if data:
-            self.out.write(b"%X\r\n%s\r\n" % (len(data), data))
+        if self.held is None:
+            self._send(data)
+        else:
+            self.held += data
+            if len(self.held) >= HELD_BACK:
+                self._release()
         return len(data)
 
     def flush(self) -> None:
-        self.out.flush()
+        if self.held is None:
+            self.out.flush()
+
+    def end(self) -> None:
+        """The body is complete: begin the answer if not yet done, and end it."""
+        if self.held is not None:
+            self._release()
+        if self.chunked:
+            self.out.write(b"0\r\n\r\n")
+
+    def _release(self) -> None:
+        held, self.held = bytes(self.held or b""), None
+        self.begin()
+        self._send(held)
+
+    def _send(self, data: bytes) -> None:
+        if data:
+            self.out.write(b"%X\r\n%s\r\n" % (len(data), data) if self.chunked else data)
 
 
 def _error(e: Exception) -> tuple[int, str, dict[str, str]]:
@@ -253,9 +282,9 @@ def _reads(path: str, method: str) -> bool:
         path in ("/", "/store") and method in ("GET", "HEAD"))
 
 
-def _query(store: Store, method: str, params: dict[str, list[str]], body: bytes, headers: Any) -> tuple[bytes, str]:
-    """Run a query (GET ?query=, POST of a form or of the query itself) and serialize its results
-    as the Accept header asks (default: SPARQL JSON results, Turtle for graphs)."""
+def _query(store: Store, method: str, params: dict[str, list[str]], body: bytes, headers: Any) -> tuple[Payload, str]:
+    """Run a query (GET ?query=, POST of a form or of the query itself); its results are serialized
+    as they are read, as the Accept header asks (default: SPARQL JSON results, Turtle for graphs)."""
     if method not in ("GET", "HEAD", "POST"):
         raise _Refused(405, f"{method} is no way to ask a query: GET or POST it", {"Allow": "GET, HEAD, POST"})
     if method == "POST":
@@ -270,9 +299,9 @@ def _query(store: Store, method: str, params: dict[str, list[str]], body: bytes,
         results = store.query(text, use_default_graph_as_union=True)
     if isinstance(results, QueryTriples):
         fmt = _negotiate(headers.get("Accept"), GRAPH_FORMATS, RdfFormat.from_media_type)
-        return results.serialize(format=fmt), fmt.media_type
+        return lambda out: results.serialize(out, format=fmt), fmt.media_type
     chosen = _negotiate(headers.get("Accept"), RESULT_FORMATS, QueryResultsFormat.from_media_type)
-    return results.serialize(format=chosen), chosen.media_type
+    return lambda out: results.serialize(out, format=chosen), chosen.media_type
 
 
 def _update(store: Store, method: str, params: dict[str, list[str]], body: bytes, headers: Any) -> None:
@@ -295,7 +324,10 @@ def _posted(params: dict[str, list[str]], body: bytes, headers: Any, what: str) 
     if kind != f"application/sparql-{what}":
         raise _Refused(415, f"{'an' if what == 'update' else 'a'} {what} is POSTed as application/sparql-{what} "
                             f"or a form, not {kind or 'without a type'}")
-    return body.decode("utf-8"), params
+    try:
+        return body.decode("utf-8"), params
+    except UnicodeDecodeError as e:
+        raise _Refused(400, f"the {what} is not UTF-8 ({e})") from None
 
 
 def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: bytes,

@@ -39,6 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -53,7 +54,7 @@ from pyoxigraph import (
     Store as OxStore, Triple, parse, parse_query_results,
 )
 
-from ..config import default_store_path
+from ..config import default_store_path, missing_folders, remove_empty
 from ..errors import InterruptedAfterCommit, UserError
 from .queries import names_dataset, query_form
 from .vocab import FT, XSD, iri
@@ -76,6 +77,8 @@ REBUILDING = ".filtag-kg-rebuild"  # suffix of the store directory's sibling a d
 RETIRED = ".filtag-kg-retired"  # suffix of the old store directory between the swap and its removal
 REBUILT = "filtag-kg-rebuilt"  # file in a rebuilt store directory once it is complete
 BULK_FILE = re.compile(r"bulk-\d+\.sst")  # pyoxigraph's bulk loader writes these, then moves them into RocksDB
+OLD_LOG = re.compile(r"LOG\.old\.\d+")  # RocksDB's info log of an earlier opening for writing (never read back)
+OLD_LOGS_KEPT = 3  # the newest are kept, to tell what happened at the last openings
 # the files of a store directory: RocksDB's (under pyoxigraph) and filtag-kg's own; a rebuild replaces
 # the directory, so it is done only where nothing else is
 STORE_FILE = re.compile(r"CURRENT|IDENTITY|LOCK|LOG(\.old\.\d+)?|MANIFEST-\d+|OPTIONS-\d+(\.dbtmp)?|\d+\.(sst|log|blob)"
@@ -184,6 +187,10 @@ class Store:
 
     def __len__(self) -> int:
         return len(self.oxigraph)
+
+    def holds_nothing(self) -> bool:
+        """Whether the store is open and holds no quad and no named graph."""
+        return "oxigraph" in vars(self) and next(self.quads(), None) is None and not self.graphs()
 
     # -- writing ---------------------------------------------------------------------------------
     def load(
@@ -507,10 +514,43 @@ class Store:
         for left in self.path.iterdir():
             if BULK_FILE.fullmatch(left.name):
                 left.unlink()
+        _prune_old_logs(self.path)
         for g in list(self.oxigraph.named_graphs()):
             if isinstance(g, NamedNode) and _own(g):
                 self.oxigraph.remove_graph(g)
         self.oxigraph.flush()
+
+
+@contextmanager
+def loading_into(path: str | os.PathLike[str] | None) -> Iterator[Store]:
+    """The store at `path` (default: the user's) open for writing, closed afterwards. A store this
+    creates (where nothing was, or in an empty folder) is removed again, with the folders made for
+    it, if what is done in it fails while it is still empty: a failed first load leaves nothing
+    behind to be taken for a store."""
+    path = Path(path) if path is not None else default_store_path()
+    made = missing_folders(path)
+    new = bool(made) or path.is_dir() and not any(path.iterdir())
+    store = None
+    try:
+        store = Store(path)
+        yield store
+    except BaseException:
+        if new and (store is None or store.holds_nothing()):
+            if store is not None:
+                store.close()
+                # RocksDB closes with the last reference to its store, which the failed load's frames in the
+                # traceback may hold (its spool's generator): their locals go, else it writes on after the removal
+                traceback.clear_frames(sys.exc_info()[2])
+            if made:
+                shutil.rmtree(path, ignore_errors=True)
+                remove_empty(made[1:])
+            else:
+                for entry in path.iterdir():  # RocksDB's files (the folder was empty)
+                    entry.unlink()
+        raise
+    finally:
+        if store is not None:
+            store.close()
 
 
 def unfinished(path: Path) -> bool:
@@ -626,6 +666,17 @@ def _half_changed(path: Path) -> bool:
         return True
     rebuilding = _beside(path, REBUILDING).exists()
     return not (rebuilding and ("drop" in entry or not entry.get("fresh")))
+
+
+def _prune_old_logs(path: Path) -> None:
+    """Remove all but the newest OLD_LOGS_KEPT of RocksDB's old info logs: every opening for writing
+    renames the log to LOG.old.<microseconds> and RocksDB keeps up to 1,000 of them (pyoxigraph sets
+    no limit and offers none). Called with the store open for writing, whose lock keeps other writers
+    out; RocksDB never reads these files, and read-only openings write none."""
+    logs = sorted((p for p in path.iterdir() if OLD_LOG.fullmatch(p.name)),
+                  key=lambda p: int(p.name.rsplit(".", 1)[1]))
+    for log in logs[:-OLD_LOGS_KEPT]:
+        log.unlink(missing_ok=True)
 
 
 def _foreign_files(path: Path) -> list[str]:
@@ -759,7 +810,12 @@ class RemoteStore:
             wrapper.addNamedGraph(g)
         form = query_form(sparql)  # SPARQLWrapper's own guess takes a word of a comment for the form
         wrapper.setReturnFormat(TURTLE if form in ("CONSTRUCT", "DESCRIBE") else JSON)
-        body = self._retry(lambda: wrapper.query().response.read(), f"query at {self.query_url}")
+
+        def answer() -> tuple[bytes, str]:
+            response = wrapper.query().response
+            return response.read(), response.info().get_content_type()
+
+        body, content_type = self._retry(answer, f"query at {self.query_url}")
         try:
             if form in ("CONSTRUCT", "DESCRIBE"):
                 return list(parse(body, format=RdfFormat.TURTLE))
@@ -771,7 +827,7 @@ class RemoteStore:
             return results
         except SyntaxError as e:
             expected = "Turtle" if form in ("CONSTRUCT", "DESCRIBE") else "SPARQL JSON results"
-            raise _not_results(self.query_url, expected, body, e) from None
+            raise _not_results(self.query_url, expected, body, e, content_type) from None
 
     def graphs(self) -> list[NamedNode]:
         """The named graphs holding triples (the store's own staging graphs left out), sorted."""
@@ -918,7 +974,8 @@ class RemoteStore:
         try:
             current.load(response.content, format=RdfFormat.N_TRIPLES, to_graph=NamedNode(graph))
         except SyntaxError as e:
-            raise _not_results(self.store_url, "N-Triples", response.content, e, "graph store") from None
+            raise _not_results(self.store_url, "N-Triples", response.content, e, _content_type(response),
+                               "graph store") from None
         return _unchanged(path, graph, current.quads_for_pattern(None, None, None, NamedNode(graph)))
 
     def _put(self, body: Path, graph: str, size: int) -> None:
@@ -968,7 +1025,8 @@ class RemoteStore:
             results = response.json()
             return [[row[name]["value"] for name in results["head"]["vars"]] for row in results["results"]["bindings"]]
         except (ValueError, KeyError, TypeError) as e:  # e.g. a web page: the URL is no SPARQL endpoint
-            raise _not_results(self.query_url, "SPARQL JSON results", response.content, e) from None
+            raise _not_results(self.query_url, "SPARQL JSON results", response.content, e,
+                               _content_type(response)) from None
 
     def _request(self, method: str, url: str, body_file: Path | None = None, **kwargs: Any) -> Any:
         """One HTTP request with retries; `body_file` is streamed (opened again for each attempt)."""
@@ -999,7 +1057,7 @@ class RemoteStore:
             if response.status_code in self.TRANSIENT:
                 raise _Transient(response.status_code, response.reason)
             if response.status_code >= 400:
-                raise RemoteError(f"{method} {url}: {response.status_code} {response.reason}: {response.text[:300]}")
+                raise _refused(f"{method} {url}", response.status_code, response.reason, response.content)
             return response
 
         return self._retry(send, f"{method} {url}", write)
@@ -1018,7 +1076,7 @@ class RemoteStore:
                 return call()
             except urllib.error.HTTPError as e:  # from SPARQLWrapper
                 if e.code not in self.TRANSIENT:
-                    raise RemoteError(f"{what}: {e.code} {e.reason}: {e.read()[:300]!r}") from None
+                    raise _refused(what, e.code, e.reason, e.read()) from None
                 error: Exception = e
             except (_Transient, requests.ConnectionError, requests.Timeout, urllib.error.URLError,
                     TimeoutError, ConnectionError, requests.exceptions.ChunkedEncodingError,
@@ -1047,13 +1105,38 @@ class RemoteStore:
                 pass  # an unreachable server keeps a staging graph; graphs() hides it
 
 
-def _not_results(url: str, expected: str, body: bytes, error: Exception, what: str = "query") -> RemoteError:
+def _refused(what: str, status: int, reason: str, body: bytes) -> RemoteError:
+    """A server's refusal of a request; a 404 most likely means a URL that is no endpoint, such as an
+    --endpoint given as the query endpoint's URL (whose /query then has /query appended)."""
+    hint = (" (is this URL the endpoint? --endpoint is the server's base URL, with /query, /update and /store "
+            "below it; or give the endpoints themselves with --query-url, --update-url, --store-url)"
+            if status == 404 else "")
+    return RemoteError(f"{what}: {status} {reason}: {body[:300].decode('utf-8', 'replace')}{hint}")
+
+
+# the media types of the answers RemoteStore parses, by the name its errors give them
+_MEDIA_TYPES = {"SPARQL JSON results": ("application/sparql-results+json", "application/json"),
+                "Turtle": ("text/turtle",), "N-Triples": ("application/n-triples",)}
+
+
+def _not_results(url: str, expected: str, body: bytes, error: Exception, content_type: str,
+                 what: str = "query") -> RemoteError:
     """A server's answer to a query (or a graph store read, `what` 'graph store') that is not what a
-    SPARQL endpoint gives (a login page, a proxy's error page, the home page of a wrong URL, an
-    answer cut off by a server that ends it by closing)."""
+    SPARQL endpoint gives (a login page, a proxy's error page, the home page of a wrong URL); or one
+    of the media type asked for that breaks off: the server failed after it began answering (and
+    ended the answer by closing; Oxigraph's server appends its error message, such as that of a
+    SERVICE it could not reach, to the answer begun with status 200)."""
+    if content_type in _MEDIA_TYPES[expected]:
+        return RemoteError(f"{what} at {url}: the server failed while answering: its answer ({content_type}) breaks "
+                           f"off ({type(error).__name__}: {error}); it ends {body[-300:]!r}")
     option = "--store-url" if what == "graph store" else "--query-url"
     return RemoteError(f"{what} at {url}: the answer is not {expected} ({type(error).__name__}: {error}): is this "
                        f"a SPARQL {what} endpoint (see --endpoint, {option})? It begins {body[:200]!r}")
+
+
+def _content_type(response: Any) -> str:
+    """The media type of a `requests` response, without its parameters."""
+    return response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
 
 
 @dataclass
