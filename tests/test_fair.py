@@ -367,7 +367,7 @@ def test_serve_a_store_on_a_read_only_file_system(tmp_path: Path) -> None:
 
 # -- CLI -----------------------------------------------------------------------------------------
 
-def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Path, cli_ok) -> None:
+def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Path, cli_ok, run_cli) -> None:
     output = cli_ok("import-filtag", str(filtag_vgg16_file), "--model", "VGG16", "--layer", "block5_conv3",
                     "--store", str(tmp_path / "store"), "--resolve", "424:crane=n02012849", "-o", str(tmp_path / "tags"))
     assert "'crane' is ambiguous" in output and "filter 372" in output  # the unresolved one is reported
@@ -383,6 +383,13 @@ def test_import_filtag_loads_the_real_file(filtag_vgg16_file: Path, tmp_path: Pa
     again = cli_ok("import-filtag", str(filtag_vgg16_file), "--store", str(tmp_path / "store"),
                    "--resolve", "424:crane=n02012849")
     assert again.strip().splitlines()[-1] == f"run: {run}" and len(Store(tmp_path / "store")) == size
+    # a tag set at --out is kept unless --overwrite, as `tag` keeps one (it was written over unsaid)
+    code, _, err = run_cli("import-filtag", filtag_vgg16_file, "--store", tmp_path / "store", "-o", tmp_path / "tags")
+    assert code == 2 and f"--out {tmp_path / 'tags'} already holds a tag set" in err
+    assert TagSet.load(tmp_path / "tags").selections == tags.selections and len(TagSet.load(tmp_path / "tags")) == 999
+    replaced = cli_ok("import-filtag", str(filtag_vgg16_file), "--store", str(tmp_path / "store"), "-o",
+                      str(tmp_path / "tags"), "--overwrite")
+    assert "(the tag set that was there is replaced)" in replaced and len(TagSet.load(tmp_path / "tags")) == 998
 
 
 def test_import_filtag_errors(tmp_path: Path, run_cli) -> None:

@@ -718,6 +718,7 @@ def test_query_command_prints_csv_and_json(store_dir, runs: dict[str, TagSet], c
     assert sorted(b["label"]["value"] for b in js["results"]["bindings"]) == sorted(t.class_name for t in expected)
     listing = cli_ok("query", "--list")
     assert "run-diff: Difference between two runs" in listing and "--param run1=<iri>" in listing
+    assert "--param filter=<integer, >= 0>  the filter's index" in listing  # its range, as the header states it
 
 
 def test_query_command_errors_exit_2(store_dir, run_cli) -> None:

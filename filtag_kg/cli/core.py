@@ -40,6 +40,22 @@ def load_model_option(model: str, weights: str, mixed_precision: bool = False) -
     return load_model(None if model == DEFAULT else model, weights=weights, mixed_precision=mixed_precision)
 
 
+def tag_set_out(out: Path, overwrite: bool) -> bool:
+    """Check that the folder `out` (--out) may take a tag set: not one of statistics, and one holding a
+    tag set only with --overwrite, as collect and merge refuse a folder of finished work (tags written
+    over went unsaid, and with them what evaluations or the store were made from). Whether a tag set
+    is replaced."""
+    from ..records import ARRAYS_NAME, MANIFEST_NAME, TAGS_NAME
+
+    if (out / ARRAYS_NAME).exists():
+        raise UserError(f"--out {out} holds statistics; write the tags into a folder of their own")
+    replacing = [name for name in (TAGS_NAME, MANIFEST_NAME) if (out / name).exists()]
+    if replacing and not overwrite:
+        raise UserError(f"--out {out} already holds a tag set ({', '.join(replacing)}); choose another folder, "
+                        "or pass --overwrite to replace it")
+    return bool(replacing)
+
+
 def register(cli: click.Group) -> None:
     """Add the core commands to the main group."""
 
@@ -125,18 +141,11 @@ def register(cli: click.Group) -> None:
     def tag(stats_dir: str, ks: tuple[int, ...], qs: tuple[float, ...], layers: tuple[str, ...], out: str,
             plots: bool, overwrite: bool) -> None:
         """Tag filters with classes from collected statistics (default: k=1)."""
-        from ..records import ARRAYS_NAME, MANIFEST_NAME, TAGS_NAME, ActivationStats, selection_label
+        from ..records import ActivationStats, selection_label
         from ..tagging import plot_class_means, remove_heatmaps
         from ..tagging import tag as run_tag
 
-        if (Path(out) / ARRAYS_NAME).exists():
-            raise UserError(f"--out {out} holds statistics; write the tags into a folder of their own")
-        # as collect and merge refuse a folder of finished work: tags written over went unsaid (and with
-        # them what evaluations or the store were made from)
-        replacing = [name for name in (TAGS_NAME, MANIFEST_NAME) if (Path(out) / name).exists()]
-        if replacing and not overwrite:
-            raise UserError(f"--out {out} already holds a tag set ({', '.join(replacing)}); choose another folder, "
-                            "or pass --overwrite to replace it")
+        replacing = tag_set_out(Path(out), overwrite)
         stats = ActivationStats.load(stats_dir)
         # the library refuses an unfinished collection and warns of a single shard's statistics
         tags = run_tag(stats, k=list(ks) or None, q=list(qs) or None, layers=list(layers) or None)

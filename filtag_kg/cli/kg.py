@@ -332,8 +332,9 @@ def register(cli: click.Group) -> None:
     @_base_option
     @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
                   help="Also save the tags as a tag set folder (tags.csv + manifest.json).")
+    @click.option("--overwrite", is_flag=True, help="Replace the tag set --out holds (else it is refused).")
     def import_filtag_command(file: Path, model: str, layer: str, resolutions: tuple[str, ...], store: Path | None,
-                              base: str | None, out: Path | None) -> None:
+                              base: str | None, out: Path | None, overwrite: bool) -> None:
         """Import a FilTag tag file (header, then INDEX:[' label ', ...]) and load it as a tagging run.
 
         ImageNet labels become wnids; ambiguous and unknown labels are reported, never guessed.
@@ -341,7 +342,9 @@ def register(cli: click.Group) -> None:
         from ..imagenet import parse_filtag_file
         from ..kg.export import check_label_space, export_tags, run_iri
         from ..kg.store import loading_into
+        from .core import tag_set_out
 
+        replacing = out is not None and tag_set_out(out, overwrite)
         resolve = {}
         for item in resolutions:
             key, sep, wnid = item.partition("=")
@@ -352,6 +355,7 @@ def register(cli: click.Group) -> None:
         click.echo(report.summary())
         if out is not None:
             tags.save(out)
+            click.echo(f"tag set -> {out}" + (" (the tag set that was there is replaced)" if replacing else ""))
         minter = _minter(base)
         with loading_into(store) as db:
             check_label_space(db, tags, minter)
@@ -490,7 +494,7 @@ def _split_param(item: str) -> tuple[str, str]:
 
 
 def _describe_queries() -> str:
-    """The bundled queries: name, title, parameters (type, optional) and an example."""
+    """The bundled queries: name, title, parameters (type and range, optional) and an example."""
     from ..kg import queries
 
     lines = []
@@ -501,8 +505,8 @@ def _describe_queries() -> str:
             lines.append(f"{name}: (cannot be used: {e})")
             continue
         lines.append(f"{q.name}: {q.title}")
-        lines.extend(f"    --param {p.name}=<{p.type}>{'' if p.required else ' (optional)'}  {p.description}"
-                     for p in q.parameters)
+        lines.extend(f"    --param {p.name}=<{p.type}{', ' + p.range_text if p.bounds else ''}>"
+                     f"{'' if p.required else ' (optional)'}  {p.description}" for p in q.parameters)
         if q.example:
             lines.append(f"    e.g. {q.example}")
     return "\n".join(lines) + "\n"
