@@ -83,10 +83,15 @@ def test_updates_and_graph_store_writes_need_the_password(served: tuple[str, ox.
             ("PUT", "/store", {"params": {"graph": EX + "g1"}, "data": b"",
                                "headers": {"Content-Type": "application/n-triples"}}),
             ("DELETE", "/store", {"params": {"graph": EX + "g1"}}),
-            ("POST", "/%75pdate", {"data": {"update": drop}}),
+            ("POST", "/%75pdate", {"data": {"update": drop}}),  # requests sends it as /update
         ):
             r = requests.request(method, url + path, auth=auth, timeout=10, **kwargs)
             assert r.status_code == 401 and says in r.text, (method, path, auth)
+        # a path that is no service is named as such, with or without auth (a wrong --endpoint got "need
+        # HTTP basic auth" for its query)
+        for path in ("/query/query", "/updates"):
+            r = requests.post(url + path, data={"update": drop, "query": "ASK {}"}, auth=auth, timeout=10)
+            assert r.status_code == 404 and f"no such service: {path}" in r.text, (path, auth)
     assert _quads(store) == before
     assert requests.get(f"{url}/store", params={"graph": EX + "g1"}, timeout=10).status_code == 200  # reads are open
     r = requests.post(f"{url}/update", data={"update": drop}, auth=AUTH, timeout=10)

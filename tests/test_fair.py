@@ -194,7 +194,8 @@ def test_serve_with_updates_needs_the_password(store: Store) -> None:
             # sent as spelled (requests would normalise the path); Oxigraph resolves most of these to /update
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             connection.request("POST", spelling, body=update.replace("1 }", "2 }"), headers=headers)
-            assert connection.getresponse().status == 401, spelling
+            # refused either way: as /update without auth (Python's server makes //update that), or as no service
+            assert connection.getresponse().status in (401, 404), spelling
             connection.close()
         assert requests.post(f"{url}/store", params={"graph": "http://y"}, data="<http://a> <http://p> 3 .",
                              headers={"Content-Type": "application/n-triples"}).status_code == 401

@@ -1518,6 +1518,8 @@ def test_a_store_another_process_writes_is_not_opened_read_only_beside_it(tmp_pa
         with pytest.raises(UserError, match=rf"the store at {re.escape(str(path))} is open for writing by process "
                                             rf"{holder.pid} .*ask that server \(--endpoint\), or wait for it"):
             Store(path, read_only=True)
+        with pytest.raises(UserError, match=rf"\(process {holder.pid} has it open for writing: .*ask that server"):
+            Store(path)  # a load beside it: named too (before: RocksDB's "While lock file … unavailable")
     finally:
         holder.communicate("")
     with Store(path, read_only=True) as reader:

@@ -41,6 +41,7 @@ TRIPLE_FORMATS = (RdfFormat.TURTLE, RdfFormat.N_TRIPLES, RdfFormat.RDF_XML, RdfF
 QUAD_FORMATS = (RdfFormat.N_QUADS, RdfFormat.TRIG)
 GRAPH_FORMATS = TRIPLE_FORMATS + QUAD_FORMATS  # a graph is answered in any of them (quads: in the default graph)
 FLUSH_EVERY = 1.0  # seconds: how often at most the store's writes are flushed from its write-ahead log
+SERVICES = ("/", "/query", "/update", "/store")  # the paths answered (the URL's path as sent, not decoded)
 HELD_BACK = 1 << 16  # bytes of a streamed answer held back before it is begun, so that an early error gets its status
 F = TypeVar("F", QueryResultsFormat, RdfFormat)
 Payload = bytes | Callable[[BinaryIO], object]  # an answer's body, or what writes it
@@ -86,6 +87,8 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
             if self.command == "OPTIONS":  # no CORS headers, so browsers send no cross-origin request after it
                 self._answer(204, b"", None, {"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
                 return
+            if url.path not in SERVICES:  # named as a wrong URL before auth, which it is no use asking for
+                raise _Refused(404, f"no such service: {url.path} (services: /query, /update, /store)")
             reads = _reads(url.path, self.command)
             if not reads:
                 self._authorize()  # before the body is read: no anonymous body is held in memory

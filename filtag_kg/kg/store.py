@@ -128,7 +128,10 @@ class Store:
                                     "own: give a new or empty one")
                 self.oxigraph = OxStore(str(self.path))
         except OSError as e:
-            hint = " (another process, e.g. `filtag-kg serve`, has it open)" if "lock" in str(e).lower() else ""
+            writer = _writer(self.path) if "lock" in str(e).lower() else None
+            hint = (f" (process {writer} has it open for writing: `filtag-kg serve --allow-updates`, a load or drop; "
+                    "ask that server with --endpoint, or wait for it)" if writer is not None else
+                    " (another process, e.g. `filtag-kg serve`, has it open)" if "lock" in str(e).lower() else "")
             if _swap_pending(self.path):
                 hint = (" (a drop or load was interrupted while its rebuilt copy took the store's place: open it for "
                         f"writing once to finish that, e.g. `filtag-kg upgrade --store {self.path}`)")
@@ -1109,7 +1112,7 @@ def _refused(what: str, status: int, reason: str, body: bytes) -> RemoteError:
     """A server's refusal of a request; a 404 most likely means a URL that is no endpoint, such as an
     --endpoint given as the query endpoint's URL (whose /query then has /query appended)."""
     hint = (" (is this URL the endpoint? --endpoint is the server's base URL, with /query, /update and /store "
-            "below it; or give the endpoints themselves with --query-url, --update-url, --store-url)"
+            "below it; push also takes the endpoints themselves: --query-url, --update-url, --store-url)"
             if status == 404 else "")
     return RemoteError(f"{what}: {status} {reason}: {body[:300].decode('utf-8', 'replace')}{hint}")
 
