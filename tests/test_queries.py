@@ -373,6 +373,33 @@ def test_csv_matches_pyoxigraph_and_table_shows_every_row() -> None:
         results.serialize("xml")
 
 
+def test_table_keeps_language_tags_and_datatypes_that_csv_drops() -> None:
+    """The table showed "hello"@en-gb as hello and "2026"^^xsd:gYear as 2026 (an integer?): a cell that
+    said less than the value. It writes them as Turtle does and keeps strings, numbers, booleans, dates
+    and times bare; csv drops tags and datatypes as the W3C format says; escape sequences reach no terminal."""
+    store = Store()
+    s, p = NamedNode("http://e/s"), NamedNode("http://e/p")
+    cells = {  # object -> its table cell
+        Literal("hello", language="en-gb"): '"hello"@en-gb',
+        Literal('say "hi"\n', language="en"): '"say \\"hi\\"\\n"@en',
+        Literal("2026", datatype=NamedNode(XSD + "gYear")): '"2026"^^xsd:gYear',
+        Literal("2026-12-02T16:23:18Z", datatype=NamedNode(XSD + "dateTime")): "2026-12-02T16:23:18Z",
+        Literal("7", datatype=NamedNode("http://e/unit")): '"7"^^<http://e/unit>',
+        Literal("plain"): "plain", Literal(3): "3", Literal(0.5): "0.5", Literal(True): "true",
+        Literal("\x1b[31mred\x9b0m"): "\\u001B[31mred\\u009B0m",
+    }
+    for o in cells:
+        store.add(Quad(s, p, o))
+    text = "SELECT ?o WHERE { ?s ?p ?o }"
+    results = Results.of(store.query(text))
+    table = results.serialize("table").splitlines()[2:-1]
+    assert sorted(line.rstrip() for line in table) == sorted(cells.values())
+    assert results.serialize("csv") == store.query(text).serialize(format=QueryResultsFormat.CSV).decode()
+    assert "hello\r\n" in results.serialize("csv")
+    assert {"type": "literal", "value": "hello", "xml:lang": "en-gb"} in [
+        b["o"] for b in json.loads(results.serialize("json"))["results"]["bindings"]]
+
+
 def test_ask_results() -> None:
     store, _ = _mixed_results()
     yes = Results.of(store.query("ASK { ?s ?p 3 }"))

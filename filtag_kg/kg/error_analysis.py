@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from numbers import Integral
 from typing import Any
 
 from ..errors import UserError
@@ -41,7 +42,13 @@ def _params(selection: str | None, run_iri: str | None, **more: Any) -> dict[str
 def error_report(store: Any, selection: str, run_iri: str | None = None, top: int = 5, n: int = 1) -> str:
     """What the explanations in the store say about the network's errors, for one tag selection:
     of one run, or of each run with explanations of the selection in turn (their counts are not added
-    up: two runs may be of two networks)."""
+    up: two runs may be of two networks). `top`: how many confused pairs to list; `n`: how many top-ranked
+    tags of an image's active filters count as agreeing with its prediction."""
+    if not isinstance(selection, str) or not selection:  # None or '' reported every selection's errors as one
+        raise UserError(f"selection must name a tag selection, e.g. 'k-best 5', got {selection!r}")
+    for name, value in (("top", top), ("n", n)):  # a top of -1 left out the last pair, 2.5 failed in slicing
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise UserError(f"{name} must be a whole number of at least 1, got {value!r}")
     if run_iri is not None:
         iri(run_iri, "--run")  # checked here: the queries' error would name '--param run', an option not given
     else:
@@ -64,7 +71,8 @@ def _run_report(store: Any, selection: str, run_iri: str | None, top: int, n: in
     # one row per top tag where several tie: counted by image
     disagree = {r["id"]: r["correct"] for r in run("errors-explanation-disagrees", store, {**params, "n": n}).values()}
     wrong = sum(1 for correct in disagree.values() if not correct)
-    lines.append(f"  {len(disagree)} images whose prediction is not the top tag of their active filters "
+    agreeing = "the top tag" if n == 1 else f"among the top {n} tags"
+    lines.append(f"  {len(disagree)} images whose prediction is not {agreeing} of their active filters "
                  f"({wrong} of them misclassified)")
     return "\n".join(lines)
 

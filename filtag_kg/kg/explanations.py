@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from itertools import chain
 
+import numpy as np
 from pyoxigraph import Literal, NamedNode, Quad
 
 from ..errors import UserError
@@ -60,6 +61,7 @@ def export_explanations(
     `dataset`: the data set the images are of, as a manifest describes it (default: the one the tags
     were made on); its `images_key` is in the images' IRIs."""
     require_true_classes(heldout, "the graph (ft:trueClass, ft:correct of each explained image)")
+    _require_known_classes(tags, heldout)
     minter = minter or Minter()
     ids = run_ids(tags)
     g = explanations_graph(tags, minter)
@@ -108,6 +110,18 @@ def export_explanations(
                 yield Quad(count_node, COUNTED, classes[c], g)
                 yield Quad(count_node, COUNT, Literal(count), g)
                 yield Quad(count_node, CLASS_RANK, Literal(rank), g)
+
+
+def _require_known_classes(tags: TagSet, heldout: HeldOut) -> None:
+    """Refuse true or predicted classes outside the tag set's classes (records of another network or data
+    set): one beyond failed with an IndexError, a prediction of -1 became the last class."""
+    n = len(tags.classes)
+    for what, values in (("true", heldout.labels), ("predicted", heldout.top_classes[:, 0])):
+        outside = np.flatnonzero((values < 0) | (values >= n))
+        if len(outside):
+            i = int(outside[0])
+            raise UserError(f"image {heldout.image_ids[i]}: {what} class {int(values[i])} is not among the tag set's "
+                            f"{n} classes (0 … {n - 1}); are the held-out records of another network or data set?")
 
 
 def images_key(dataset: Mapping[str, Any]) -> str:

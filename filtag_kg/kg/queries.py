@@ -372,6 +372,10 @@ def run(query: Query | str, store: Any, params: Mapping[str, object] | None = No
         raise UserError(f"query {query.name!r} failed while running: {e}") from None
 
 
+_INTEGER_TYPES = ("integer", "int", "long", "short", "nonNegativeInteger", "positiveInteger")  # XSD local names
+_FLOAT_TYPES = ("double", "float", "decimal")
+
+
 def python_value(term: Term | None) -> Any:
     """A plain Python value for a term: IRIs as strings, numbers as int/float, booleans as bool."""
     if term is None:
@@ -379,9 +383,9 @@ def python_value(term: Term | None) -> Any:
     if not isinstance(term, Literal):
         return str(term.value) if isinstance(term, NamedNode) else str(term)
     dt = term.datatype.value[len(XSD):] if term.datatype.value.startswith(XSD) else ""
-    if dt in ("integer", "int", "long", "short", "nonNegativeInteger", "positiveInteger"):
+    if dt in _INTEGER_TYPES:
         return int(term.value)
-    if dt in ("double", "float", "decimal"):
+    if dt in _FLOAT_TYPES:
         return float(term.value)
     if dt == "boolean":
         return term.value in ("true", "1")
@@ -482,20 +486,42 @@ def _json_term(term: Term) -> dict[str, Any]:
 
 
 def _short(term: Term | None) -> str:
-    """A readable one-line cell: IRIs with known prefixes shortened, literals by their lexical value."""
+    """A readable one-line cell: IRIs with known prefixes shortened; strings, numbers, booleans, dates
+    and times by their lexical value; other literals as Turtle writes them ("hello"@en-gb,
+    "2026"^^xsd:gYear), since their language or datatype tells what the value is (csv, as its W3C
+    format says, drops both)."""
     if term is None:
         return ""
     if isinstance(term, NamedNode):
-        for prefix, ns in PREFIXES.items():
-            if term.value.startswith(ns) and len(term.value) > len(ns):
-                return f"{prefix}:{term.value[len(ns):]}"
-        return term.value
+        return _prefixed(term.value) or term.value
     if isinstance(term, Literal):
-        return term.value.translate(_CONTROL)
+        if term.language:
+            return f"{_quoted(term.value)}@{term.language}"
+        if term.datatype.value in _BARE_DATATYPES:
+            return term.value.translate(_CONTROL)
+        return f"{_quoted(term.value)}^^{_prefixed(term.datatype.value) or str(term.datatype)}"
     return str(term)
 
 
-_CONTROL = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+def _prefixed(iri: str) -> str | None:
+    """`prefix:local` for an IRI in a namespace of PREFIXES, else None."""
+    for prefix, ns in PREFIXES.items():
+        if iri.startswith(ns) and len(iri) > len(ns):
+            return f"{prefix}:{iri[len(ns):]}"
+    return None
+
+
+def _quoted(text: str) -> str:
+    """A string in double quotes with N-Triples escapes (quotes, backslashes, control characters)."""
+    return str(Literal(text)).translate(_CONTROL)  # N-Triples leaves U+0080 … U+009F as they are
+
+
+# control characters escaped as N-Triples does, so that a cell stays on its line and moves no cursor
+_CONTROL = {c: f"\\u{c:04X}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+# the datatypes whose lexical value reads as what it is: strings, the numbers and booleans of python_value, dates, times
+_BARE_DATATYPES = frozenset(XSD + name for name in (
+    "string", "boolean", *_INTEGER_TYPES, *_FLOAT_TYPES, "date", "dateTime", "time"))
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
