@@ -1402,8 +1402,10 @@ class _Cutting:
                         request += connection.recv(65536)
                     if b"Accept: application/sparql-results+json\r\n" in request:  # no legacy graph, but `graph`
                         answer = (none if b"inSelection" in request else rows).encode()
+                        # "Connection: close", as it closes: else a client may send its next request on this
+                        # connection, pooled, and fail without it being counted (a flaky `cut` of 1)
                         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/sparql-results+json\r\n"
-                                           b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+                                           b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
                         continue
                     self.cut += 1
                     framing = b"Connection: close\r\n\r\n" if closing else b"Transfer-Encoding: chunked\r\n\r\n40\r\n"
