@@ -28,7 +28,7 @@ import numpy as np
 
 from .config import locked_folder
 from .data import ImageSource, InputSpec, array_source
-from .errors import UserError
+from .errors import UserError, is_whole
 from .models import LoadedModel, class_count, input_spec_of, is_channels_first, iter_layers, select_layers
 from .records import ARRAYS_NAME, MANIFEST_NAME, ActivationStats, HeldOut
 
@@ -185,9 +185,9 @@ def collect(
     names = select_layers(keras_model, layers)
     classes = _check_classes(source, n_out)
     for what, value in (("batch size", batch_size), ("checkpoint interval", checkpoint_every)):
-        if not _is_whole(value) or value < 1:
+        if not is_whole(value) or value < 1:
             raise UserError(f"the {what} must be a whole number of at least 1, got {value!r}")
-    if shard is not None and not (isinstance(shard, (tuple, list)) and len(shard) == 2 and all(map(_is_whole, shard))
+    if shard is not None and not (isinstance(shard, (tuple, list)) and len(shard) == 2 and all(map(is_whole, shard))
                                   and 0 <= shard[0] < shard[1]):
         raise UserError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
     batch_size = int(batch_size)  # numpy ints go into the JSON manifest as ints
@@ -291,11 +291,6 @@ def _warn_of_unread_classes(split: Any, shard: tuple[int, int] | None, stats: Ac
         print(f"warning: no training image of class(es) {', '.join(repr(stats.classes[c]) for c in lost[:10])}"
               f"{' …' if len(lost) > 10 else ''} could be read ({int(listed[lost].sum())} image(s)): "
               "they have no z and get no tags", file=sys.stderr)
-
-
-def _is_whole(value: Any) -> bool:
-    """An int (Python or numpy), not a bool nor a float: counts and sizes handed to TensorFlow."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_classes(source: ImageSource, n_out: int) -> list[str]:

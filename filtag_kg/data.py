@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, is_whole
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -186,7 +186,7 @@ def _class_names(classes: Any) -> list[str]:
     kept: numpy ints broke the manifest's JSON, Python ints the knowledge-graph export."""
     names = []
     for c in classes:
-        if isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)):
+        if is_whole(c):
             c = str(int(c))
         if not isinstance(c, str):
             raise UserError(f"class names must be text (or whole numbers), got {c!r}")
@@ -249,7 +249,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     to 0 (one image at fraction 0.5, a few at 0.1) had no z, so no tags, and nothing said so."""
     if not 0 < fraction <= 1:
         raise UserError(f"the training fraction must be in (0, 1], got {fraction}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_whole(seed) or seed < 0:
         raise UserError(f"the split's seed must be a non-negative whole number, got {seed!r}")
     rng = np.random.default_rng(seed)
     train: list[np.ndarray] = []

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, is_whole
 from .records import K_BEST, HeldOut, TagSet, number_text, selection_key, selection_label
 from .tagging import quantile_count
 
@@ -222,7 +222,7 @@ def evaluate(tags: TagSet, heldout: HeldOut | None, max_n: int = MAX_N, per_clas
     if heldout is None or len(heldout) == 0:
         raise UserError("no held-out images to evaluate on (collect with a held-out split)")
     require_true_classes(heldout, "evaluation (Hits@n against the true class, per-class accuracy)")
-    if isinstance(max_n, bool) or not isinstance(max_n, (int, np.integer)) or max_n < 1:
+    if not is_whole(max_n) or max_n < 1:
         raise UserError(f"max_n must be a whole number of at least 1, got {max_n!r}")  # 0 blamed per_class_n
     if not 1 <= per_class_n <= max_n:  # per_class_n 0 read the hits at max_n
         raise UserError(f"per_class_n must be in 1 … max_n ({max_n}), got {per_class_n}")

@@ -308,8 +308,8 @@ def register(cli: click.Group) -> None:
         if source is not None:
             if len(graphs) > 1:
                 raise UserError("--graph: give at most one graph when pushing a SOURCE")
-            n = remote.load(_source_quads(source, base, into=remote, fmt=fmt, graph=graphs[0] if graphs else None),
-                            graphs[0] if graphs else None,
+            graph = graphs[0] if graphs else None
+            n = remote.load(_source_quads(source, base, into=remote, fmt=fmt, graph=graph), graph,
                             progress=True)
         else:
             with Store(store, read_only=True) as db:

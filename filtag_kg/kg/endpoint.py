@@ -88,7 +88,7 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
                 self._answer(204, b"", None, {"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
                 return
             if url.path not in SERVICES:  # named as a wrong URL before auth, which it is no use asking for
-                raise _Refused(404, f"no such service: {url.path} (services: /query, /update, /store)")
+                raise _no_service(url.path)
             reads = _reads(url.path, self.command)
             if not reads:
                 self._authorize()  # before the body is read: no anonymous body is held in memory
@@ -109,7 +109,7 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
                                   b"HTTP basic auth), /store (Graph Store HTTP Protocol; writes need the auth)\n",
                              "text/plain")
             else:
-                raise _Refused(404, f"no such service: {url.path} (services: /query, /update, /store)")
+                raise _no_service(url.path)
 
         def _authorize(self) -> None:
             given = self.headers.get("Authorization")
@@ -268,6 +268,10 @@ class _Body:
     def _send(self, data: bytes) -> None:
         if data:
             self.out.write(b"%X\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+
+
+def _no_service(path: str) -> _Refused:
+    return _Refused(404, f"no such service: {path} (services: /query, /update, /store)")
 
 
 def _error(e: Exception) -> tuple[int, str, dict[str, str]]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from numbers import Integral
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, is_whole
 from .queries import Query, run
 from .vocab import iri, sparql_prefixes
 
@@ -47,7 +46,7 @@ def error_report(store: Any, selection: str, run_iri: str | None = None, top: in
     if not isinstance(selection, str) or not selection:  # None or '' reported every selection's errors as one
         raise UserError(f"selection must name a tag selection, e.g. 'k-best 5', got {selection!r}")
     for name, value in (("top", top), ("n", n)):  # a top of -1 left out the last pair, 2.5 failed in slicing
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        if not is_whole(value) or value < 1:
             raise UserError(f"{name} must be a whole number of at least 1, got {value!r}")
     if run_iri is not None:
         iri(run_iri, "--run")  # checked here: the queries' error would name '--param run', an option not given

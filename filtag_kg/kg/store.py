@@ -128,10 +128,11 @@ class Store:
                                     "own: give a new or empty one")
                 self.oxigraph = OxStore(str(self.path))
         except OSError as e:
-            writer = _writer(self.path) if "lock" in str(e).lower() else None
+            locked = "lock" in str(e).lower()
+            writer = _writer(self.path) if locked else None
             hint = (f" (process {writer} has it open for writing: `filtag-kg serve --allow-updates`, a load or drop; "
                     "ask that server with --endpoint, or wait for it)" if writer is not None else
-                    " (another process, e.g. `filtag-kg serve`, has it open)" if "lock" in str(e).lower() else "")
+                    " (another process, e.g. `filtag-kg serve`, has it open)" if locked else "")
             if _swap_pending(self.path):
                 hint = (" (a drop or load was interrupted while its rebuilt copy took the store's place: open it for "
                         f"writing once to finish that, e.g. `filtag-kg upgrade --store {self.path}`)")
