@@ -130,7 +130,7 @@ def _warn_if_shard(stats: ActivationStats) -> None:
     if shard and int(shard[1]) > 1:
         index, count = int(shard[0]), int(shard[1])
         print(f"warning: {stats.origin} are those of shard {index} of {count} only (collect --shard {index}/{count}), "
-              f"about 1/{count} of the images; merge the {count} shards first (`filtag-kg merge OUT SHARD…`, or "
+              f"about 1/{count} of the images; merge the {count} shards first (`filtag-kg merge SHARD… -o OUT`, or "
               "ActivationStats.merge_shards) and tag the merged statistics", file=sys.stderr)
 
 

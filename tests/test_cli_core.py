@@ -43,7 +43,7 @@ def test_collect_tag_and_errors(run_cli, default_model, tmp_path, cli_ok) -> Non
 def test_shards_merge_on_the_command_line(run_cli, default_model, tmp_path, cli_ok) -> None:
     for i in range(2):
         cli_ok("collect", "--out", tmp_path / f"s{i}", "--shard", f"{i}/2", "-l", "conv5")
-    cli_ok("merge", tmp_path / "merged", tmp_path / "s0", tmp_path / "s1")
+    cli_ok("merge", tmp_path / "s0", tmp_path / "s1", "-o", tmp_path / "merged")
     cli_ok("collect", "--out", tmp_path / "whole", "-l", "conv5")
     merged, whole = ActivationStats.load(tmp_path / "merged"), ActivationStats.load(tmp_path / "whole")
     np.testing.assert_allclose(merged.sums["conv5"], whole.sums["conv5"], rtol=1e-12)
@@ -51,15 +51,15 @@ def test_shards_merge_on_the_command_line(run_cli, default_model, tmp_path, cli_
     code, _, err = run_cli("collect", "--out", tmp_path / "x", "--shard", "2/2")
     assert code == 2 and "--shard 2/2" in err
     before = (tmp_path / "s0" / "arrays.npz").read_bytes()
-    code, _, err = run_cli("merge", tmp_path / "s0", tmp_path / "s1")  # OUT forgotten: s0 would be overwritten
-    assert code == 2 and "OUT" in err and "s0 already holds statistics" in err
-    code, _, err = run_cli("merge", tmp_path / "s0", tmp_path / "s0", tmp_path / "s1")
-    assert code == 2 and "is one of the shards" in err
-    code, _, err = run_cli("merge", tmp_path / "m2", tmp_path / "s0", tmp_path / "s0")
+    code, _, err = run_cli("merge", tmp_path / "s0", tmp_path / "s1")
+    assert code == 2 and "--out" in err
+    code, _, err = run_cli("merge", tmp_path / "s0", tmp_path / "s1", "-o", tmp_path / "s0")
+    assert code == 2 and "--out" in err and "is one of the shards" in err
+    code, _, err = run_cli("merge", tmp_path / "s0", tmp_path / "s0", "-o", tmp_path / "m2")
     assert code == 2 and "given twice" in err
-    code, _, err = run_cli("merge", tmp_path / "merged", tmp_path / "s0", tmp_path / "s1")
-    assert code == 2 and "already holds statistics" in err
-    code, _, err = run_cli("merge", tmp_path / "m3", tmp_path / "s0", tmp_path / "whole")
+    code, _, err = run_cli("merge", tmp_path / "s0", tmp_path / "s1", "-o", tmp_path / "merged")
+    assert code == 2 and "merged already holds statistics" in err
+    code, _, err = run_cli("merge", tmp_path / "s0", tmp_path / "whole", "-o", tmp_path / "m3")
     assert code == 2 and "whole is not a shard" in err
     assert (tmp_path / "s0" / "arrays.npz").read_bytes() == before and not (tmp_path / "m3").exists()
 
@@ -215,7 +215,7 @@ def test_shards_of_one_folder_spelled_two_ways_merge(run_cli, default_model, tmp
     monkeypatch.chdir(tmp_path / "imgs")
     cli_ok("collect", "--data", f"{tmp_path}/imgs/", "--fraction", "1", "--shard", "1/2", "-l", "conv5",
            "--out", tmp_path / "s1")
-    assert "merged 2 shards: 6 images" in cli_ok("merge", tmp_path / "m", tmp_path / "s0", tmp_path / "s1")
+    assert "merged 2 shards: 6 images" in cli_ok("merge", tmp_path / "s0", tmp_path / "s1", "-o", tmp_path / "m")
     merged = ActivationStats.load(tmp_path / "m")
     assert merged.manifest["dataset"]["root"] == str(tmp_path / "imgs") and merged.manifest["dataset"]["name"] == "imgs"
 

@@ -310,7 +310,7 @@ def test_the_statistics_of_one_shard_are_tagged_with_a_warning(tmp_path, capsys:
     assert len(tags) == 6 and tags.manifest["shard"] == [1, 3]
     err = capsys.readouterr().err
     assert f"warning: the statistics in {tmp_path / 's1'} are those of shard 1 of 3 only (collect --shard 1/3)" in err
-    assert "merge the 3 shards first (`filtag-kg merge OUT SHARD…`" in err
+    assert "merge the 3 shards first (`filtag-kg merge SHARD… -o OUT`" in err
     filtag_kg.tag(random_stats(), k=1)  # a whole collection (shard None, or no entry): no warning
     whole = random_stats()
     whole.manifest["shard"] = None

@@ -111,20 +111,21 @@ def register(cli: click.Group) -> None:
                    f"{sum(stats.n_filters.values()):,} filters in {seconds:.1f} s -> {out}")
 
     @cli.command()
-    @click.argument("out", type=click.Path(file_okay=False))
     @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-    def merge(out: str, shards: tuple[str, ...]) -> None:
-        """Merge the statistics of all shards of one collection (from `collect --shard I/N`) into the
-        new folder OUT: `filtag-kg merge OUT SHARD0 SHARD1 …`."""
+    @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+                  help="New folder for the merged statistics (arrays.npz + manifest.json).")
+    def merge(shards: tuple[str, ...], out: str) -> None:
+        """Merge the statistics of all shards of one collection (from `collect --shard I/N`):
+        `filtag-kg merge SHARD0 SHARD1 … -o OUT`."""
         from ..records import MANIFEST_NAME, ActivationStats
 
         out_path, paths = Path(out).resolve(), [Path(s).resolve() for s in shards]
         if len(set(paths)) < len(paths):
             raise UserError("a shard folder is given twice: " + ", ".join(s for s, p in zip(shards, paths) if paths.count(p) > 1))
         if out_path in paths:
-            raise UserError(f"OUT {out} is one of the shards; give the merged statistics a folder of their own")
+            raise UserError(f"--out {out} is one of the shards; give the merged statistics a folder of their own")
         if (out_path / MANIFEST_NAME).exists():
-            raise UserError(f"OUT {out} already holds statistics or tags; choose another folder or delete it")
+            raise UserError(f"--out {out} already holds statistics or tags; choose another folder or delete it")
         merged = ActivationStats.merge_shards({s: ActivationStats.load(s) for s in shards})
         merged.save(out)
         click.echo(f"merged {len(shards)} shards: {merged.n_images:,} images -> {out}")
