@@ -119,10 +119,76 @@ def explained_layers(tags: TagSet, heldout: HeldOut) -> list[str]:
         raise UserError(f"the tagged layers ({', '.join(tags.tagged_layers) or 'none'}) have no per-image "
                         f"activations in these held-out records (layers {', '.join(heldout.vectors) or 'none'})")
     for m in layers:  # records of another network (no model hash to tell) failed in a matrix product
+        _require_array(f"heldout.vectors[{m!r}]", heldout.vectors[m], "f", (len(heldout), None),
+                       "scaled feature-map means [images, filters]")
         if heldout.vectors[m].shape[1] != tags.n_filters[m]:
             raise UserError(f"layer {m!r} has {tags.n_filters[m]} filters in the tag set but "
                             f"{heldout.vectors[m].shape[1]} in the held-out records: they are of different networks")
     return layers
+
+
+def check_heldout(tags: TagSet, heldout: HeldOut, rows: np.ndarray | None = None) -> list[str]:
+    """Refuse records that are no HeldOut of the tag set's network and classes, naming the field and
+    value, and return the layers explanations read (`explained_layers`). Types, shapes and lengths are
+    checked for all images (numpy failed on them, or read another image silently); positions `rows`
+    (default: all) must be among the images, and their classes, probabilities and activations valid:
+    a class outside the tag set's failed or was read as another, a NaN activation was never active
+    (explained without a word), a NaN probability became ft:confidence "NaN" (refused by the shapes)."""
+    if not isinstance(tags, TagSet):
+        raise UserError(f"tags must be a filtag_kg.records.TagSet, got {type(tags).__name__}")
+    if not isinstance(heldout, HeldOut):
+        raise UserError(f"held-out records must be a filtag_kg.records.HeldOut, got {type(heldout).__name__}")
+    ids = heldout.image_ids
+    if not isinstance(ids, (list, tuple)):
+        raise UserError(f"heldout.image_ids must be a list of strings (an id per image), got {type(ids).__name__}")
+    bad_id = next((i for i in ids if not isinstance(i, str)), None)
+    if bad_id is not None:
+        raise UserError(f"heldout.image_ids must be strings (an id per image), got {bad_id!r}")
+    n = len(ids)
+    _require_array("heldout.labels", heldout.labels, "iu", (n,), "true class indices [images]")
+    _require_array("heldout.top_classes", heldout.top_classes, "iu", (n, None), "top-5 class indices [images, 5]")
+    _require_array("heldout.top_probs", heldout.top_probs, "f", heldout.top_classes.shape,
+                   "top-5 probabilities [images, 5]")
+    layers = explained_layers(tags, heldout)
+    rows = np.arange(n) if rows is None else rows
+    outside = rows[(rows < 0) | (rows >= n)]
+    if len(outside):  # a negative position would count from the end
+        raise UserError(f"image position {int(outside[0])} is not among the {n} held-out images (0 … {n - 1})")
+    n_classes = len(tags.classes)
+    labels, top = heldout.labels[rows, None], heldout.top_classes[rows]
+    for what, values, low in (("true", labels, -1), ("predicted", top[:, :1], 0), ("top-5", top[:, 1:], -1)):
+        r, c = next(iter(np.argwhere((values < low) | (values >= n_classes))), (None, None))  # -1: unknown, or none
+        if r is not None:
+            raise UserError(f"image {ids[rows[r]]}: {what} class {int(values[r, c])} is not among the tag set's "
+                            f"{n_classes} classes (0 … {n_classes - 1}); are the held-out records of another "
+                            "network or data set?")
+    probs = heldout.top_probs[rows]
+    r, c = next(iter(np.argwhere(~((probs >= 0) & (probs <= 1)))), (None, None))  # NaN is neither
+    if r is not None:
+        raise UserError(f"heldout.top_probs[{rows[r]}, {c}] (image {ids[rows[r]]}) is {float(probs[r, c])}, "
+                        "not a probability (0 … 1)")
+    for m in layers:
+        bad = np.flatnonzero(~np.isfinite(heldout.vectors[m][rows]).all(axis=1))
+        if len(bad):
+            raise UserError(f"{len(bad)} of the {len(rows)} images have NaN or infinite activations in layer {m!r} "
+                            f"(heldout.vectors[{m!r}]), e.g. image {ids[rows[bad[0]]]} at position {rows[bad[0]]}: "
+                            "their active filters are unknown (an activation overflowed in collection, as float16 "
+                            "does under --mixed-precision)")
+    return layers
+
+
+def _require_array(name: str, value: Any, kinds: str, shape: tuple[int | None, ...], what: str) -> None:
+    """A UserError naming `name` unless `value` is a numpy array of a dtype kind in `kinds` (numpy's
+    `dtype.kind`) and of `shape` (None: any length of at least 1)."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in kinds:
+        got = f"{value.dtype} array" if isinstance(value, np.ndarray) else type(value).__name__
+        raise UserError(f"{name} must be a numpy array of {what}, got {got}")
+    if value.ndim == len(shape) and value.shape[0] != shape[0]:
+        raise UserError(f"{name} has {value.shape[0]} rows for the {shape[0]} images of heldout.image_ids: {what}")
+    if value.ndim != len(shape) or any(have != want if want is not None else have < 1
+                                       for have, want in zip(value.shape, shape)):
+        expected = "×".join("n" if want is None else str(want) for want in shape)
+        raise UserError(f"{name} has shape {'×'.join(map(str, value.shape)) or '()'}, expected {expected}: {what}")
 
 
 def require_true_classes(heldout: HeldOut, purpose: str) -> None:
@@ -139,13 +205,10 @@ def explain(tags: TagSet, heldout: HeldOut, selections: Sequence[tuple[str, floa
             images: Sequence[int] | None = None) -> list[Explanation]:
     """Explanations of images of a HeldOut record (all, or the given positions), for each selection,
     from the tagged layers the records hold."""
-    index = np.arange(len(heldout)) if images is None else _positions(images)
-    outside = index[(index < 0) | (index >= len(heldout))]
-    if len(outside):  # a negative position would count from the end
-        raise UserError(f"image position {int(outside[0])} is not among the {len(heldout)} held-out images "
-                        f"(0 … {len(heldout) - 1})")
-    chosen = _known_selections(tags, selections or tags.selections)
-    layers = explained_layers(tags, heldout)
+    index = None if images is None else _positions(images)
+    layers = check_heldout(tags, heldout, index)
+    index = np.arange(len(heldout)) if index is None else index
+    chosen = known_selections(tags, selections or tags.selections)
     order = filter_order({m: heldout.vectors[m][index] for m in layers})
     out = []
     for method, parameter in chosen:
@@ -175,8 +238,11 @@ def _positions(images: Sequence[int]) -> np.ndarray:
     return np.asarray(values, np.int64)
 
 
-def _known_selections(tags: TagSet, selections: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+def known_selections(tags: TagSet, selections: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
     """`selections` as the tag set keys them (`selection_key`), each one it has (else a UserError listing those)."""
+    if isinstance(selections, str) or any(isinstance(s, str) or not isinstance(s, Sequence) or len(s) != 2
+                                          for s in selections):  # 'k-best 1' or one pair failed to unpack
+        raise UserError(f"selections must be (method, k or q) pairs, e.g. [('k-best', 5)], got {selections!r}")
     chosen = [selection_key(method, parameter) for method, parameter in selections]
     for key in chosen:
         if key not in tags.selections:
@@ -219,14 +285,14 @@ def evaluate(tags: TagSet, heldout: HeldOut | None, max_n: int = MAX_N, per_clas
     """
     from scipy import stats as sps
 
-    if heldout is None or len(heldout) == 0:
+    if heldout is None or isinstance(heldout, HeldOut) and len(heldout) == 0:
         raise UserError("no held-out images to evaluate on (collect with a held-out split)")
+    layers = check_heldout(tags, heldout)
     require_true_classes(heldout, "evaluation (Hits@n against the true class, per-class accuracy)")
     if not is_whole(max_n) or max_n < 1:
         raise UserError(f"max_n must be a whole number of at least 1, got {max_n!r}")  # 0 blamed per_class_n
-    if not 1 <= per_class_n <= max_n:  # per_class_n 0 read the hits at max_n
+    if not is_whole(per_class_n) or not 1 <= per_class_n <= max_n:  # 0 read the hits at max_n, 1.5 failed
         raise UserError(f"per_class_n must be in 1 … max_n ({max_n}), got {per_class_n}")
-    layers = explained_layers(tags, heldout)
     last = layers[-1]
     n_classes = len(tags.classes)
     labels = heldout.labels

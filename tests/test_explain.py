@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -251,3 +253,100 @@ def test_a_q_given_as_float32_is_named_as_written_everywhere(tmp_path) -> None:
     for plot in ("evaluation-hits.svg", "evaluation-per-class.svg"):
         svg = (tmp_path / "ev" / plot).read_text()
         assert "q-quantile 33.3333333" in svg and "q-quantile 33.3<" in svg and "33.2999" not in svg, plot
+
+
+def _with(heldout: HeldOut, **fields: object) -> HeldOut:
+    """A copy of `heldout` with some fields replaced (`vectors_l1`: the vectors of layer l1)."""
+    import copy
+
+    out = copy.deepcopy(heldout)
+    for name, value in fields.items():
+        if name == "vectors_l1":
+            out.vectors["l1"] = value
+        else:
+            setattr(out, name, value)
+    return out
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"labels": np.array([1])}, r"heldout\.labels has 1 rows for the 2 images of heldout\.image_ids: true class"),
+    ({"image_ids": ["a"]}, r"heldout\.labels has 2 rows for the 1 images of heldout\.image_ids"),
+    ({"labels": np.array([[1], [2]])}, r"heldout\.labels has shape 2×1, expected 2: true class indices"),
+    ({"labels": np.array([1.0, 2.0])}, r"heldout\.labels must be a numpy array of true class indices \[images\], "
+                                       r"got float64 array"),
+    ({"labels": [1, 2]}, r"heldout\.labels must be a numpy array of true class indices \[images\], got list"),
+    ({"labels": np.array([1, 5])}, r"image b: true class 5 is not among the tag set's 3 classes \(0 … 2\)"),
+    ({"labels": np.array([1, -2])}, r"image b: true class -2 is not among the tag set's 3 classes"),
+    ({"top_classes": np.array([0, 2])}, r"heldout\.top_classes has shape 2, expected 2×n: top-5 class indices"),
+    ({"top_classes": np.zeros((2, 0), np.int64)}, r"heldout\.top_classes has shape 2×0, expected 2×n"),
+    ({"top_classes": np.array([[7, 1, 2, -1, -1], [2, 0, 1, -1, -1]])}, r"image a: predicted class 7 is not among"),
+    ({"top_classes": np.array([[0, 1, 2, -1, -1], [-1, 0, 1, -1, -1]])}, r"image b: predicted class -1 is not among"),
+    ({"top_classes": np.array([[0, 1, 2, -1, 3], [2, 0, 1, -1, -1]])}, r"image a: top-5 class 3 is not among"),
+    ({"top_classes": np.array([[0, 1, 2, -1, -1]])}, r"heldout\.top_classes has 1 rows for the 2 images"),
+    ({"top_probs": np.array([[0.7, 0.2, 0.1, 0, 0]], np.float32)}, r"heldout\.top_probs has 1 rows for the 2 images"),
+    ({"top_probs": np.zeros((2, 4), np.float32)}, r"heldout\.top_probs has shape 2×4, expected 2×5: top-5 probabilities"),
+    ({"top_probs": np.array([[0.7, 0.2, 0.1, 0, 0], [1.5, 0, 0, 0, 0]])}, r"heldout\.top_probs\[1, 0\] \(image b\) "
+                                                                          r"is 1\.5, not a probability \(0 … 1\)"),
+    ({"vectors_l1": np.zeros((1, 3), np.float32)}, r"heldout\.vectors\['l1'\] has 1 rows for the 2 images"),
+    ({"vectors_l1": np.zeros(3, np.float32)}, r"heldout\.vectors\['l1'\] has shape 3, expected 2×n"),
+    ({"vectors_l1": [[0.5, 0.2, 0.1], [0.1, 0.3, 0.9]]}, r"heldout\.vectors\['l1'\] must be a numpy array of scaled "
+                                                         r"feature-map means \[images, filters\], got list"),
+    ({"image_ids": [1, 2]}, r"heldout\.image_ids must be strings \(an id per image\), got 1"),
+    ({"image_ids": "ab"}, r"heldout\.image_ids must be a list of strings \(an id per image\), got str"),
+], ids=lambda value: "+".join(value) if isinstance(value, dict) else "")
+def test_malformed_records_are_named_by_field(fields: dict, message: str) -> None:
+    """Records built by hand with a wrong shape, length or dtype failed deep in numpy ('index 1 is out of
+    bounds', 'weights and list don't have the same length', 'arrays used as indices must be of integer
+    type'), or were explained without a word (float labels, a label of 5 of 3 classes, 1 label for 2 ids)."""
+    tags, heldout = hand_case()
+    bad = _with(heldout, **fields)
+    for run in (explain, evaluate):
+        with pytest.raises(UserError, match=f"^{message}"):
+            run(tags, bad)
+
+
+def test_records_that_are_no_heldout_are_named() -> None:
+    tags, _ = hand_case()
+    for run in (explain, evaluate):
+        with pytest.raises(UserError, match=r"^held-out records must be a filtag_kg\.records\.HeldOut, got str$"):
+            run(tags, "records")
+
+
+def test_nan_activations_and_probabilities_are_refused_naming_the_image() -> None:
+    """A NaN (an activation that overflowed, as float16 does) sorted last: that filter was never active,
+    and the image was explained as if it were not there; a NaN probability printed 'nan%'. The images
+    explained are checked, so the others of the records can still be explained."""
+    tags, heldout = hand_case()
+    vectors = heldout.vectors["l1"].copy()
+    vectors[1, 2] = np.nan
+    nan_vectors = _with(heldout, vectors_l1=vectors)
+    for run in (explain, evaluate):
+        with pytest.raises(UserError, match=r"^1 of the 2 images have NaN or infinite activations in layer 'l1' "
+                                            r"\(heldout\.vectors\['l1'\]\), e\.g\. image b at position 1: their "
+                                            r"active filters are unknown"):
+            run(tags, nan_vectors)
+    with pytest.raises(UserError, match=r"^1 of the 1 images have NaN .* image b at position 1"):
+        explain(tags, nan_vectors, images=[1])
+    assert [e.image_id for e in explain(tags, nan_vectors, images=[0])] == ["a"]
+    probs = heldout.top_probs.copy()
+    probs[0, 0] = np.nan
+    for run in (explain, evaluate):
+        with pytest.raises(UserError, match=r"^heldout\.top_probs\[0, 0\] \(image a\) is nan, not a probability"):
+            run(tags, _with(heldout, top_probs=probs))
+
+
+def test_selections_per_class_n_and_tags_of_the_wrong_kind_are_named() -> None:
+    """selections='k-best 1' (or one pair, not a list of pairs) failed to unpack ('not enough values');
+    per_class_n=1.5 failed in numpy indexing and True counted as 1; tags=None was an AttributeError."""
+    tags, heldout = hand_case()
+    for bad in ("k-best 1", ("k-best", 1), [("k-best", 1, 2)]):
+        with pytest.raises(UserError, match=rf"^selections must be \(method, k or q\) pairs, e\.g\. \[\('k-best', 5\)\], "
+                                            rf"got {re.escape(repr(bad))}$"):
+            explain(tags, heldout, selections=bad)
+    for bad in (1.5, True):
+        with pytest.raises(UserError, match=rf"^per_class_n must be in 1 … max_n \(3\), got {bad}$"):
+            evaluate(tags, heldout, max_n=3, per_class_n=bad)
+    assert evaluate(tags, heldout, max_n=3, per_class_n=np.int64(2)).per_class_n == 2
+    for run in (explain, evaluate):
+        with pytest.raises(UserError, match=r"^tags must be a filtag_kg\.records\.TagSet, got NoneType$"):
+            run(None, heldout)

@@ -267,3 +267,54 @@ def test_data_sets_of_one_name_with_other_classes_do_not_share_images(case) -> N
     second = images({"name": "train", "label_space": "train-3c4d"})
     assert first and not first & second
     assert images({"name": "train"}) == {f"https://w3id.org/filtag-kg/id/image/train/{i}" for i in ("a", "b", "c", "d")}
+
+
+def test_records_that_would_break_the_shapes_are_refused_before_any_quad(case, tmp_path) -> None:
+    """A NaN top-1 probability became ft:confidence "NaN" (the SHACL ImageShape wants 0 … 1), written after
+    the quads of the images before it; a repeated image id made one image node with two true classes; an
+    unknown selection failed only after every image's quads. All are refused at the call now."""
+    from filtag_kg.kg.explanations import load_explanations
+    from filtag_kg.kg.store import Store as FiltagStore
+
+    tags, heldout, _ = case
+    nan = copy.deepcopy(heldout)
+    nan.top_probs[2, 0] = np.nan
+    with pytest.raises(UserError, match=r"^heldout\.top_probs\[2, 0\] \(image c\) is nan, not a probability \(0 … 1\)$"):
+        export_explanations(tags, nan)  # not iterated: refused before the first quad
+    stats = ActivationStats.empty(tags.layers, tags.classes, tags.n_filters, {"dataset": {"name": "toy"}})
+    stats.heldout = nan
+    with pytest.raises(UserError, match=r"^heldout\.top_probs\[2, 0\]"):
+        load_explanations(tags, stats, tmp_path / "store")
+    with FiltagStore(tmp_path / "store", read_only=True, create=False) as db:
+        assert list(db.graphs()) == []
+    repeated = copy.deepcopy(heldout)
+    repeated.image_ids = ["a", "b", "c", "a"]
+    with pytest.raises(UserError, match=r"^image id 'a' is in heldout\.image_ids more than once; ids name images"):
+        export_explanations(tags, repeated)
+    with pytest.raises(UserError, match=r"^selection k-best 7 is not in the tag set; it has: k-best 1$"):
+        export_explanations(tags, heldout, selections=[("k-best", 7)])
+    nan_vectors = copy.deepcopy(heldout)
+    nan_vectors.vectors["l2"][3] = np.inf
+    with pytest.raises(UserError, match=r"^1 of the 4 images have NaN or infinite activations in layer 'l2' "
+                                        r"\(heldout\.vectors\['l2'\]\), e\.g\. image d at position 3"):
+        export_explanations(tags, nan_vectors)
+
+
+def test_a_run_is_named_as_query_runs_lists_it_or_by_its_id(case) -> None:
+    """`errors --run` took the run IRI only exactly: copied from the table of `query runs` with its padding,
+    or from its TSV with <>, it was 'not an IRI'; the run's id (the IRI's last part) too. A run the store
+    does not hold was reported as one without explanations."""
+    tags, _, store = case
+    first = run_iri(tags)
+    expected = error_report(store, "k-best 1", run_iri=first)
+    for given in (f"  {first}  ", f"<{first}>", f"<{first}>\n", first.rsplit("/", 1)[1]):
+        assert error_report(store, "k-best 1", run_iri=given) == expected, given
+    with pytest.raises(UserError, match=r"^--run 0123abcd: no tagging run in the store has this id \(the last part "
+                                        r"of its IRI; `filtag-kg query runs` lists them\)$"):
+        error_report(store, "k-best 1", run_iri="0123abcd")
+    with pytest.raises(UserError, match=rf"^--run {re.escape(first)}/: the store holds no such tagging run "
+                                        rf"\(`filtag-kg query runs` lists them\); runs with explanations: "
+                                        rf"{re.escape(first)}$"):
+        error_report(store, "k-best 1", run_iri=first + "/")
+    with pytest.raises(UserError, match=r"^--run 'a b' is not an IRI"):
+        error_report(store, "k-best 1", run_iri="a b")

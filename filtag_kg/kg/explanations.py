@@ -20,15 +20,15 @@ two predictions; queries that compare networks scope by the run (`prov:wasDerive
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from itertools import chain
 
-import numpy as np
 from pyoxigraph import Literal, NamedNode, Quad
 
 from ..errors import UserError
-from ..explain import explain, require_true_classes
+from ..explain import Explanation, known_selections, check_heldout, explain, require_true_classes
 from ..records import ActivationStats, HeldOut, TagSet, selection_label
 from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys, tag_layer_keys
 from .vocab import DCTERMS, FT, PROV, Minter
@@ -59,10 +59,20 @@ def export_explanations(
 ) -> Iterator[Quad]:
     """Stream the explanations of every held-out image for each selection (default: all of the run's).
     `dataset`: the data set the images are of, as a manifest describes it (default: the one the tags
-    were made on); its `images_key` is in the images' IRIs."""
+    were made on); its `images_key` is in the images' IRIs. Records and selections are checked at the
+    call, before any quad (an image's ft:confidence was yielded before a NaN in its records failed)."""
+    check_heldout(tags, heldout)
     require_true_classes(heldout, "the graph (ft:trueClass, ft:correct of each explained image)")
-    _require_known_classes(tags, heldout)
-    minter = minter or Minter()
+    repeated = next((i for i, count in Counter(heldout.image_ids).items() if count > 1), None)
+    if repeated is not None:  # one image node with two true classes and predictions
+        raise UserError(f"image id {repeated!r} is in heldout.image_ids more than once; ids name images in the graph")
+    chosen = known_selections(tags, selections or tags.selections)
+    return _quads(tags, heldout, minter or Minter(), chosen, explain(tags, heldout, chosen), dataset)
+
+
+def _quads(tags: TagSet, heldout: HeldOut, minter: Minter, chosen: list[tuple[str, float]],
+           explained: list[Explanation], dataset: Mapping[str, Any] | None) -> Iterator[Quad]:
+    """The quads of `export_explanations`, of records it checked (`explained`: per selection, each image)."""
     ids = run_ids(tags)
     g = explanations_graph(tags, minter)
     run = minter.run(ids.tagging)
@@ -81,8 +91,6 @@ def export_explanations(
         yield Quad(image, PREDICTED, classes[predicted], g)
         yield Quad(image, CONFIDENCE, _double(float(heldout.top_probs[i, 0])), g)
         yield Quad(image, CORRECT, Literal(predicted == int(heldout.labels[i])), g)
-    chosen = list(selections or tags.selections)
-    explained = explain(tags, heldout, chosen)  # one sort of the filters for all selections
     for s, (method, parameter) in enumerate(chosen):
         label = Literal(selection_label(method, parameter))
         for i, e in enumerate(explained[s * len(heldout):(s + 1) * len(heldout)]):
@@ -110,18 +118,6 @@ def export_explanations(
                 yield Quad(count_node, COUNTED, classes[c], g)
                 yield Quad(count_node, COUNT, Literal(count), g)
                 yield Quad(count_node, CLASS_RANK, Literal(rank), g)
-
-
-def _require_known_classes(tags: TagSet, heldout: HeldOut) -> None:
-    """Refuse true or predicted classes outside the tag set's classes (records of another network or data
-    set): one beyond failed with an IndexError, a prediction of -1 became the last class."""
-    n = len(tags.classes)
-    for what, values in (("true", heldout.labels), ("predicted", heldout.top_classes[:, 0])):
-        outside = np.flatnonzero((values < 0) | (values >= n))
-        if len(outside):
-            i = int(outside[0])
-            raise UserError(f"image {heldout.image_ids[i]}: {what} class {int(values[i])} is not among the tag set's "
-                            f"{n} classes (0 … {n - 1}); are the held-out records of another network or data set?")
 
 
 def images_key(dataset: Mapping[str, Any]) -> str:
