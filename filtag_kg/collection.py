@@ -236,6 +236,10 @@ def collect(
                 keep_images=split_name == HELDOUT, out_dir=out_dir, checkpoint_every=checkpoint_every,
                 progress=progress,
             )
+        for split_name, skipped in stats.manifest["skipped"].items():
+            if skipped:  # the split named only beside another (image files to explain are one split, 'heldout')
+                where = f" in split {split_name!r}" if len(splits) > 1 else ""
+                print(f"warning: {len(skipped)} unreadable image(s) skipped{where}, e.g. {skipped[:3]}", file=sys.stderr)
         if TRAIN in splits and stats.n_images == 0:
             raise UserError(f"none of the images of the 'train' split of {source.name!r} could be read "
                             f"(skipped: {stats.manifest['skipped'][TRAIN][:3]} …); nothing to compute z from")
@@ -360,9 +364,6 @@ def _run_split(
     bar.close()
     skipped = skipped_before + [split.ids[i] for i in np.flatnonzero(~seen)]
     stats.manifest.setdefault("skipped", {})[split.name] = skipped
-    if skipped:
-        print(f"warning: {len(skipped)} unreadable image(s) skipped in split {split.name!r}, e.g. {skipped[:3]}",
-              file=sys.stderr)
 
 
 def _pad(a: np.ndarray) -> np.ndarray:

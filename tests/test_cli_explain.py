@@ -234,7 +234,9 @@ def tiny_tag_set(cli_ok, folder) -> None:
 
 def test_explain_names_image_files_it_cannot_decode_and_fails_after_the_others(run_cli, cli_ok, tmp_path) -> None:
     """`explain good.png empty.png` explained good.png and exited 0 (a warning 'skipped in split heldout'
-    aside), and with undecodable files only said 'none of the images could be decoded', naming none."""
+    aside), and with undecodable files only said 'none of the images could be decoded', naming none. The
+    collection's warning of "unreadable image(s) skipped in split 'heldout'" named a split of a data set
+    the user never made."""
     tiny_tag_set(cli_ok, tmp_path)
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.jpg").write_text("not an image")
@@ -244,10 +246,12 @@ def test_explain_names_image_files_it_cannot_decode_and_fails_after_the_others(r
     assert code == 2 and out.startswith(f"{good}: predicted ") and "; true beta" in out
     assert f"Error: 1 of the 2 image files could not be decoded (damaged, empty, or not JPEG or PNG inside): " \
            f"{tmp_path / 'empty.png'}" in err
+    assert "warning: 1 unreadable image(s) skipped, e.g. [" in err and "split" not in err, err
     assert [e["image"] for e in json.loads((tmp_path / "e.json").read_text())] == [str(good)]
     code, out, err = run_cli("explain", tmp_path / "empty.png", tmp_path / "text.jpg", "--tags", tmp_path / "tags")
     assert (code, out) == (2, "")
     assert f"none of the image files could be decoded: {tmp_path / 'empty.png'}, {tmp_path / 'text.jpg'}" in err
+    assert "split" not in err, err
 
 
 def test_explaining_image_files_ignores_the_statistics_beside_the_tags(run_cli, cli_ok, tmp_path) -> None:
@@ -277,3 +281,74 @@ def test_explain_with_a_model_of_other_classes_names_the_model_and_the_tags(run_
     assert (code, out) == (2, "")
     assert (f"Error: --model {tmp_path / 'three.keras'} has 3 outputs, but the tags in {tmp_path / 'tags'} are of 2 "
             "classes: explain with the model the tags were made with") in err and "'images'" not in err
+
+
+def test_errors_takes_the_run_as_query_runs_lists_it(run_cli, cli_ok, tmp_path) -> None:
+    """`errors --run` refused the run as copied from `query runs --format tsv` (<IRI>: 'not an IRI') and by
+    its id; a run the store does not hold was called one without explanations."""
+    import filtag_kg
+    from filtag_kg.kg.explanations import load_explanations
+    from filtag_kg.kg.export import run_iri
+    from filtag_kg.records import HeldOut
+
+    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 2}, {"dataset": {"name": "toy", "label_space": "toy"}})
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.7, 0.1], [0.2, 0.6]])
+    stats.heldout = HeldOut(["i0"], np.arange(1), np.array([1]), np.array([[0, 1, -1, -1, -1]]),
+                            np.array([[0.8, 0.2, 0, 0, 0]], np.float32), {"l1": np.array([[0.1, 0.9]], np.float32)})
+    tags = filtag_kg.tag(stats, k=1)
+    store = tmp_path / "store"
+    load_explanations(tags, stats, store)
+    iri = run_iri(tags)
+    expected = cli_ok("errors", "--store", store, "-s", "k-best 1", "--run", iri)
+    assert "dog -> cat: 1 errors" in expected
+    copied = cli_ok("query", "runs", "--store", store, "--format", "tsv").splitlines()[1].split("\t")[0]
+    assert copied == f"<{iri}>"
+    for given in (copied, iri.rsplit("/", 1)[1], f"{iri}   "):
+        assert cli_ok("errors", "--store", store, "-s", "k-best 1", "--run", given) == expected, given
+    code, out, err = run_cli("errors", "--store", store, "-s", "k-best 1", "--run", iri[:-1])
+    assert (code, out) == (2, "") and (f"Error: --run {iri[:-1]}: the store holds no such tagging run "
+                                       f"(`filtag-kg query runs` lists them); runs with explanations: {iri}") in err
+
+
+def test_evaluate_after_tag_overwrite_names_the_replaced_run_in_the_store(run_cli, cli_ok, tmp_path) -> None:
+    """`tag --overwrite` then `evaluate` left the replaced tag set's run and explanations in the store
+    unsaid: `errors` reported the old run beside the new. It stays (the store may hold its only copy),
+    named with the way to drop it."""
+    from filtag_kg.kg.export import run_iri
+    from filtag_kg.records import HeldOut
+
+    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 3}, {
+        "dataset": {"name": "toy", "label_space": "toy"}, "created": "2026-12-01T00:00:00Z"})
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.7, 0.1, 0.3], [0.2, 0.6, 0.1]])
+    stats.heldout = HeldOut(["i0"], np.arange(1), np.array([1]), np.array([[0, 1, -1, -1, -1]]),
+                            np.array([[0.8, 0.2, 0, 0, 0]], np.float32), {"l1": np.array([[0.1, 0.9, 0.2]], np.float32)})
+    stats.save(tmp_path / "stats")
+    tags, store = tmp_path / "tags", tmp_path / "store"
+    cli_ok("tag", tmp_path / "stats", "-k", "1", "--out", tags, "--no-plots")
+    first = run_iri(TagSet.load(tags))
+    assert "note:" not in cli_ok("evaluate", "--tags", tags, "--store", store)
+    cli_ok("tag", tmp_path / "stats", "-k", "2", "--out", tags, "--overwrite", "--no-plots")
+    out = cli_ok("evaluate", "--tags", tags, "--store", store)
+    assert (f"note: the store also holds explanations of other tag sets of these statistics: {first} "
+            "(`filtag-kg errors` reports each run; `filtag-kg drop --run IRI` removes one)") in out
+    assert "note:" not in cli_ok("evaluate", "--tags", tags, "--store", tmp_path / "store2")  # a store without the first run
+
+
+def test_evaluate_names_an_out_folder_it_cannot_write(run_cli, tmp_path) -> None:
+    """`evaluate --out FILE/sub` failed with exit 1 (an unexpected error) and 'FILE/sub: Not a directory',
+    not naming the option."""
+    import filtag_kg
+    from filtag_kg.records import HeldOut
+
+    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 2})
+    stats.counts[:] = 1
+    stats.sums["l1"] = np.array([[0.7, 0.1], [0.2, 0.6]])
+    stats.heldout = HeldOut(["i0"], np.arange(1), np.array([1]), np.array([[1, 0, -1, -1, -1]]),
+                            np.array([[0.8, 0.2, 0, 0, 0]], np.float32), {"l1": np.array([[0.1, 0.9]], np.float32)})
+    stats.save(tmp_path / "stats")
+    filtag_kg.tag(stats, k=1).save(tmp_path / "tags")
+    (tmp_path / "file").write_text("")
+    code, out, err = run_cli("evaluate", "--tags", tmp_path / "tags", "--no-store", "--out", tmp_path / "file" / "ev")
+    assert (code, out) == (2, "") and f"Error: --out {tmp_path / 'file' / 'ev'}: cannot write there (Not a directory)" in err

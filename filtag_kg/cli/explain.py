@@ -225,22 +225,29 @@ def register(cli: click.Group) -> None:
             from ..kg.store import Store
 
             Store(store).close()  # a store that cannot be opened fails now, not after the evaluation
+        given = out is not None
         out = out or (tags_dir or _default_tags()).parent / "evaluation"
         start = time.perf_counter()
         result = run_evaluate(tags, stats.heldout, max_n=max_n, per_class_n=per_class_n)
         seconds = time.perf_counter() - start
-        write_evaluation(result, out)
+        try:
+            write_evaluation(result, out)
+        except OSError as e:  # a file on the path was a traceback's 'Not a directory', exit 1, the option unnamed
+            where = f"--out {out}" if given else f"the evaluation folder {out} (default: 'evaluation' beside the tags)"
+            raise UserError(f"{where}: cannot write there ({e.strerror or e})") from e
         click.echo(hits_table(result))
         click.echo(f"{result.n_images:,} held-out images evaluated for {len(tags.selections)} selections in {seconds:.2f} s "
                    f"({result.n_images * len(tags.selections) / max(seconds, 1e-9):,.0f} image-selections/s) -> {out}")
         if not no_store:
             n = load_explanations(tags, stats, store)
             click.echo(f"{n:,} triples of tags and explanations loaded into the store")
+            _note_other_runs(tags, store)
 
     @cli.command()
     @_store_option
     @click.option("--selection", "-s", default="k-best 5", show_default=True, help="The tag selection to analyse.")
-    @click.option("--run", "run_iri", help="IRI of the tagging run (default: each run with explanations in turn).")
+    @click.option("--run", "run_iri", help="The tagging run: its IRI, as `filtag-kg query runs` lists it, or its id "
+                  "(the IRI's last part; default: each run with explanations in turn).")
     @click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="How many confused pairs to list.")
     def errors(store: Path | None, selection: str, run_iri: str | None, top: int) -> None:
         """Error analysis of the network through SPARQL over the explanations in the store."""
@@ -249,6 +256,24 @@ def register(cli: click.Group) -> None:
         label = selection_label(*_parse_selection(selection))  # 'k 5' as explain and evaluate take it: 'k-best 5'
         with Store(store, read_only=True, create=False) as db:
             click.echo(error_report(db, label, run_iri, top=top))
+
+
+def _note_other_runs(tags: Any, store: Path | None) -> None:
+    """Name the other runs of the same statistics whose explanations the store holds: after `tag
+    --overwrite`, the replaced tag set's run stays (the store may hold its only copy, so it is not
+    dropped unasked), and `errors` reports it beside the new one."""
+    from ..kg.export import run_ids, run_iri
+    from ..kg.store import Store
+    from ..kg.vocab import FT, PROV, Minter
+
+    this_run, collection = run_iri(tags), Minter().run(run_ids(tags).collection).value
+    with Store(store, read_only=True) as db:
+        others = sorted(r for r, in db.rows(f"""SELECT DISTINCT ?run WHERE {{
+            GRAPH ?g {{ ?run <{PROV}wasInformedBy> <{collection}> }}
+            GRAPH ?h {{ ?explanation a <{FT}Explanation> ; <{PROV}wasDerivedFrom> ?run }} }}""") if r != this_run)
+    if others:
+        click.echo(f"note: the store also holds explanations of other tag sets of these statistics: {', '.join(others)} "
+                   "(`filtag-kg errors` reports each run; `filtag-kg drop --run IRI` removes one)")
 
 
 def _default_tags() -> Path:
