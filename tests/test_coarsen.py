@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 import shlex
-from itertools import chain, combinations
+from itertools import chain, combinations, product
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,10 @@ GROUPS = {0: ["bear", "cat", "dog"], 1: ["horse", "zebra"], 2: ["cow", "giraffe"
 
 @pytest.fixture(scope="module")
 def animal_tags() -> filtag_kg.TagSet:
+    return filtag_kg.tag(animal_stats(), k=[1, 2])
+
+
+def animal_stats() -> ActivationStats:
     """Synthetic statistics of a 6-filter layer where each class peaks on the filter of its group."""
     stats = ActivationStats.empty(["conv1", "conv2"], ANIMALS, {"conv1": 4, "conv2": 6},
                                   manifest={"dataset": {"name": "Animal-Shape", "label_space": "animal-shape"},
@@ -40,7 +44,7 @@ def animal_tags() -> filtag_kg.TagSet:
             means["conv2"][ANIMALS.index(c), f] = 1.0
             means["conv1"][ANIMALS.index(c), 0] = 1.0
     stats.add_batch(np.arange(10), means)
-    return filtag_kg.tag(stats, k=[1, 2])
+    return stats
 
 
 def test_rules_on_animal_groups(wn: WordNet) -> None:
@@ -184,8 +188,10 @@ IMAGES = {"a": ("bear", "bear", {"bear": 2, "cat": 1, "dog": 1, "cow": 1, "giraf
           "d": ("cow", "sheep", {"cow": 1})}
 
 
-def semantic_quads(wn: WordNet, tags: filtag_kg.TagSet, images: dict) -> list[pyoxigraph.Quad]:
-    """A run, its WordNet links, and images/explanations in the shape the coarse queries expect."""
+def semantic_quads(wn: WordNet, tags: filtag_kg.TagSet, images: dict,
+                   selections: tuple[str, ...] = ("k-best 1",)) -> list[pyoxigraph.Quad]:
+    """A run, its WordNet links, and images/explanations (one per selection, with the same counts) in
+    the shape the coarse queries expect."""
     from filtag_kg.kg.vocab import Minter
 
     minter, ids = Minter(), run_ids(tags)
@@ -196,11 +202,11 @@ def semantic_quads(wn: WordNet, tags: filtag_kg.TagSet, images: dict) -> list[py
     def cls(label: str) -> pyoxigraph.NamedNode:
         return minter.image_class("animal-shape", label)
 
-    for name, (true, predicted, counts) in images.items():
+    for (name, (true, predicted, counts)), selection in product(images.items(), selections):
         image = minter.image("animal-shape", name)
-        explanation = node(f"https://example.org/{ids.tagging}/explanation/{name}/k-best/1")
+        explanation = node(f"https://example.org/{ids.tagging}/explanation/{name}/{selection.replace(' ', '/')}")
         triples = [(image, "trueClass", cls(true)), (image, "predictedClass", cls(predicted)),
-                   (explanation, "image", image), (explanation, "tagSelection", pyoxigraph.Literal("k-best 1"))]
+                   (explanation, "image", image), (explanation, "tagSelection", pyoxigraph.Literal(selection))]
         for label, count in counts.items():
             class_count = node(f"{explanation.value}/count/{label}")
             triples += [(explanation, "hasClassCount", class_count), (class_count, "countedClass", cls(label)),
@@ -230,6 +236,43 @@ def test_filters_under_concept(semantic_store: pyoxigraph.Store) -> None:
     assert got == {("conv2", 1, 1.0), ("conv2", 2, 0.75), ("conv1", 0, 0.5)}
     second = next(r for r in rows if r["parameter"] == 1 and r["filter"] == 2)
     assert sorted(second["classesUnder"].split(", ")) == ["cow", "giraffe", "sheep"]  # not the bird
+
+
+def test_filters_under_every_concept_match_a_reference(semantic_store: pyoxigraph.Store,
+                                                       animal_tags: filtag_kg.TagSet) -> None:
+    """For every synset of the closure and several shares: the filters, counts and classes the tags
+    and the WordNet graph's links give when walked in Python."""
+    skos = "http://www.w3.org/2004/02/skos/core#"
+    synsets = {q.subject.value: q.object.value for p in ("exactMatch", "closeMatch")
+               for q in semantic_store.quads_for_pattern(None, pyoxigraph.NamedNode(skos + p), None)}
+    broader: dict[str, set[str]] = {}
+    for q in semantic_store.quads_for_pattern(None, pyoxigraph.NamedNode(skos + "broader"), None):
+        broader.setdefault(q.subject.value, set()).add(q.object.value)
+
+    def above(synset: str) -> set[str]:
+        return {synset}.union(*(above(b) for b in broader.get(synset, ())))
+
+    from filtag_kg.kg.vocab import Minter
+
+    classes = {Minter().image_class("animal-shape", c).value: c for c in ANIMALS}
+    filters: dict[tuple, set[str]] = {}
+    for t in animal_tags:
+        filters.setdefault((float(t.parameter), t.layer, t.filter), set()).add(t.class_name)
+    label_of = {v: k for k, v in classes.items()}
+    found = 0
+    for concept in sorted(set().union(*(above(s) for s in synsets.values()))):
+        for share in (None, 0.5, 2 / 3, 1):
+            expected = set()
+            for (parameter, layer, f), tagged in filters.items():
+                inside = {c for c in tagged if concept in above(synsets[label_of[c]])}
+                if inside and len(inside) >= (share or 1) * len(tagged) - 1e-9:
+                    expected.add((parameter, layer, f, len(tagged), len(inside), tuple(sorted(inside))))
+            got = {(float(r["parameter"]), r["layer"], r["filter"], r["tags"], r["under"],
+                    tuple(sorted(r["classesUnder"].split(", "))))
+                   for r in query_rows("semantic-filters-under-concept", semantic_store, concept=concept, share=share)}
+            assert got == expected, (concept, share)
+            found += len(got)
+    assert found > 100
 
 
 def test_documented_share_example_finds_what_coarsening_covers_by_default(wn: WordNet) -> None:
@@ -293,6 +336,20 @@ def test_layer_groups(semantic_store: pyoxigraph.Store) -> None:
     multi = [r for r in query_rows("semantic-layer-groups", semantic_store, layer="conv2", multiTag=True)
              if r["selection"] == "k-best 1"]
     assert sorted(r["label"] for r in multi) == ["carnivore", "equine", "ruminant"]
+
+
+def test_semantic_queries_list_selections_by_method_then_number(wn: WordNet) -> None:
+    """q-quantile 50 before q-quantile 100 (text sorts them the other way round)."""
+    from filtag_kg.kg.vocab import Minter
+
+    tags = filtag_kg.tag(animal_stats(), k=[1], q=[100, 50])
+    in_order = ["k-best 1", "q-quantile 50", "q-quantile 100"]
+    store = pyoxigraph.Store()
+    store.extend(semantic_quads(wn, tags, IMAGES, selections=("q-quantile 100", "k-best 1", "q-quantile 50")))
+    groups = query_rows("semantic-layer-groups", store, layer="conv2")
+    image = query_rows("coarse-image-explanation", store, image=Minter().image("animal-shape", "a"))
+    for listed in (groups, image):
+        assert list(dict.fromkeys(r["selection"] for r in listed)) == in_order
 
 
 def test_coarse_image_explanation(semantic_store: pyoxigraph.Store) -> None:

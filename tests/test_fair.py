@@ -442,3 +442,18 @@ def test_issued_is_an_xsd_date(store: Store, run_a: TagSet, tmp_path: Path) -> N
     issued = next(rdflib.Graph().parse(tmp_path / "pub" / "dataset.ttl").objects(None, rdflib.DCTERMS.issued))
     assert issued.datatype == rdflib.XSD.date and issued.toPython() == dt.date(2026, 12, 2)
     assert json.loads((tmp_path / "pub" / "dataset.jsonld").read_text())["datePublished"] == "2026-12-02"
+
+
+def test_titles_list_the_selections_by_method_then_number(tmp_path: Path) -> None:
+    """k = 10 after k = 2 and q = 25 after q = 5, not as text sorts them (k-best 10, k-best 2)."""
+    tags = filtag_kg.tag(synthetic_stats(seed=0), k=[10, 2], q=[25, 5, 10, 2.5], layers="conv2")
+    with Store(tmp_path / "store") as db:
+        db.load(export_tags(tags))
+        publish(db, run_iri(tags), tmp_path / "pub", license="https://x.org/l", creator="x")
+    listed = "k-best 2, k-best 10, q-quantile 2.5, q-quantile 5, q-quantile 10, q-quantile 25"
+    schema = json.loads((tmp_path / "pub" / "dataset.jsonld").read_text())
+    assert schema["name"] == f"FilTag tags of tiny-cnn ({listed})"
+    assert schema["measurementTechnique"] == f"FilTag: {listed}"
+    description = rdflib.Graph().parse(tmp_path / "pub" / "dataset.ttl")
+    titles = {str(t) for t in description.objects(None, rdflib.DCTERMS.title)}
+    assert f"FilTag tags of tiny-cnn ({listed})" in titles and f"FilTag tags of tiny-cnn ({listed}) (TriG)" in titles

@@ -3,6 +3,7 @@ weights checked against tag matrices, and GraphML round trips."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import networkx as nx
@@ -109,6 +110,9 @@ def test_bad_requests_are_user_errors(tags: TagSet, store: Store) -> None:
         graphs.store_filter_class_graph(store, run_iri(tags), "top", 1)
     with pytest.raises(UserError, match="no tags of run"):
         graphs.store_filter_class_graph(store, run_iri(tags), K_BEST, 7)
+    for bad in (-1, 0, math.nan, math.inf):  # named as the selection, not as the query's --param parameter
+        with pytest.raises(UserError, match=f"^k-best {bad}: a selection's k or q is a number above 0$"):
+            graphs.store_filter_class_graph(store, run_iri(tags), K_BEST, bad)
     single = tags.select(K_BEST, 1)
     assert graphs.filter_class_graph(single).number_of_edges() == len(single) > 0
 

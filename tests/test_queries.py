@@ -286,6 +286,16 @@ def test_unknown_query_names_the_bundled_ones(tmp_path) -> None:
     assert queries.load(path).name == "mine" and queries.load(str(path)).parameters[0].name == "label"
 
 
+def test_a_query_file_with_a_byte_order_mark_keeps_its_header(tmp_path) -> None:
+    """A file saved with a UTF-8 byte-order mark (as Windows editors save) lost its header ("query 'mine'
+    has no parameter label; its parameters: none") and was no SPARQL to pyoxigraph."""
+    path = tmp_path / "mine.rq"
+    path.write_text(LABEL_QUERY, encoding="utf-8-sig")
+    query = queries.load(path)
+    assert (query.title, [p.name for p in query.parameters]) == ("Things by label", ["label"])
+    assert [t.value for t in queries.run(query, _label_store(), {"label": "plain"}).column("thing")] == ["http://e/a"]
+
+
 @pytest.mark.parametrize(
     "text, head",
     [
@@ -371,6 +381,14 @@ def test_csv_matches_pyoxigraph_and_table_shows_every_row() -> None:
     assert table[-1] == "(6 rows)" and len(table) == 2 + 6 + 1
     with pytest.raises(UserError, match="formats: table, csv, tsv, json"):
         results.serialize("xml")
+
+
+def test_table_columns_line_up_under_combining_and_wide_characters() -> None:
+    """A label with a combining mark (decomposed 'Zoë') or wide characters ('犬') shifted the columns
+    after it: the table padded by len(), not by the columns a terminal gives the text."""
+    table = Results(["label", "n"], [(Literal("Zoe\u0308"), Literal(1)), (Literal("犬"), Literal(2)),
+                                     (Literal("dog"), Literal(3))]).serialize("table")
+    assert table == "label  n\n-----  -\nZoe\u0308    1\n犬     2\ndog    3\n(3 rows)\n"
 
 
 def test_table_keeps_language_tags_and_datatypes_that_csv_drops() -> None:
@@ -474,6 +492,59 @@ def test_runs_and_networks(store: Store, runs: dict[str, TagSet]) -> None:
         ("net-a", 3, 40, 1), ("net-b", 3, 40, 1)]
     only_b = rows("runs", store, network=listed[0]["network"] if listed[0]["title"] == "net-b" else listed[1]["network"])
     assert [r["title"] for r in only_b] == ["net-b"]
+
+
+def test_runs_list_selections_by_method_then_number(tmp_path) -> None:
+    """k-best 2 before k-best 12 and q-quantile 5 before q-quantile 25, on the embedded store and a
+    server, also when the network is given (GROUP_CONCAT had them in storage order)."""
+    from oxigraph_server import oxigraph_server
+
+    from filtag_kg.kg.export import export_tags
+    from filtag_kg.kg.store import RemoteStore
+
+    tags = synthetic_tags(4, "net-d", k=(12, 2), q=(25.0, 5.0, 10.0, 2.5), layers={"conv2d_1": 16})
+    other = synthetic_tags(5, "net-e", k=(3, 1), q=(50.0, 7.5))
+    store = Store()
+    for one in (tags, other):
+        store.extend(export_tags(one))
+    expected = {"net-d": "k-best 2, k-best 12, q-quantile 2.5, q-quantile 5, q-quantile 10, q-quantile 25",
+                "net-e": "k-best 1, k-best 3, q-quantile 7.5, q-quantile 50"}
+    with oxigraph_server(tmp_path / "oxigraph") as base:
+        remote = RemoteStore.at(base)
+        for one in (tags, other):
+            remote.load(export_tags(one))
+        for db in (store, remote):
+            listed = rows("runs", db)
+            assert {r["title"]: r["selections"] for r in listed} == expected
+            network = next(r["network"] for r in listed if r["title"] == "net-d")
+            assert [r["selections"] for r in rows("runs", db, network=network)] == [expected["net-d"]]
+
+
+def test_error_queries_list_selections_by_method_then_number() -> None:
+    """q-quantile 5 before q-quantile 10 and 25 (text sorts them the other way round)."""
+    from filtag_kg.kg.explanations import export_explanations
+    from filtag_kg.kg.export import export_tags
+    from filtag_kg.records import HeldOut
+
+    rng = np.random.default_rng(2)
+    stats = ActivationStats.empty(["l1"], ["cat", "dog", "cow"], {"l1": 20},
+                                  manifest={"dataset": {"name": "toy", "label_space": "toy"}})
+    stats.add_batch(np.arange(3), {"l1": rng.random((3, 20))})
+    tags = filtag_kg.tag(stats, k=[1], q=[25, 10, 5])
+    heldout = HeldOut(image_ids=list("abcdef"), positions=np.arange(6), labels=np.array([1, 2, 0] * 2),
+                      top_classes=np.array([[0, 1, 2, -1, -1], [0, 2, 1, -1, -1], [1, 0, 2, -1, -1]] * 2),
+                      top_probs=np.array([[0.7, 0.2, 0.1, 0, 0]] * 6, np.float32),
+                      vectors={"l1": rng.random((6, 20)).astype(np.float32)})
+    store = Store()
+    store.extend(export_tags(tags))
+    store.extend(export_explanations(tags, heldout))
+    for name, params in (("errors-both-tags-active", {}), ("errors-misclassified", {"class": "dog"}),
+                         ("errors-explanation-disagrees", {"n": 1})):
+        listed = [r["selection"] for r in rows(name, store, **params)]
+        assert list(dict.fromkeys(listed)) == ["k-best 1", "q-quantile 5", "q-quantile 10", "q-quantile 25"], name
+    pairs = [(-r["errors"], -r["sharedFilters"], r["true"], r["predicted"], r["selection"].split()[0],
+              float(r["selection"].split()[1])) for r in rows("errors-confused-pairs", store)]
+    assert pairs == sorted(pairs) and len({p[:4] for p in pairs}) < len(pairs)  # ties broken by the selection
 
 
 def test_networks_count_the_filters_of_conv_layers_only() -> None:

@@ -151,6 +151,20 @@ def test_classes_sharing_a_label_are_named_and_mapped_one_by_one(wn: WordNet, tm
     assert cranes == [("mapping", "crane.n.04"), ("wnid", wn.synset_of_wnid("n03126707").name())]
 
 
+def test_a_label_in_another_unicode_normalization_form_is_mapped(wn: WordNet, tmp_path: Path) -> None:
+    """'Zoë' written decomposed (NFD, as macOS writes names) in the file or in the labels was refused:
+    "'Zoë' is not a class label or key of this run", naming a label that looks the same."""
+    composed, decomposed = "Zo\u00eb", "Zoe\u0308"
+    path = tmp_path / "map.tsv"
+    for in_file, label in ((decomposed, composed), (composed, decomposed)):
+        path.write_text(f"{in_file}\tperson.n.01\n", encoding="utf-8")
+        assert read_mapping(path, wn, [label, "bear"]) == {label: "person.n.01"}
+        links = link_classes([label, "bear"], None, wn, "s", read_mapping(path, wn, [label, "bear"])).links
+        assert (links[0].method, links[0].synset.name()) == ("mapping", "person.n.01")
+    with pytest.raises(UserError, match="is not a class label or key of this run"):  # which of the two?
+        read_mapping(path, wn, [decomposed + " ", composed + "  ", "bear"])
+
+
 def test_a_directory_given_as_mapping_file_is_named_so(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=f"mapping file {tmp_path} is a directory"):
         read_mapping(tmp_path)

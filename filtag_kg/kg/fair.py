@@ -38,7 +38,7 @@ from ..errors import UserError
 from .endpoint import sparql_endpoint
 from .export import media_type, rdf_format, write
 from .store import Store, unfinished
-from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, XSD, Minter, iri, sparql_prefixes
+from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, RDFS, XSD, Minter, iri, sparql_prefixes
 
 SPDX = "http://spdx.org/rdf/terms#"
 IANA = "https://www.iana.org/assignments/media-types/"
@@ -142,8 +142,7 @@ def _write_publication(
         result.files.append(path)
 
     title = _network_title(store, network)
-    selections = sorted(r["s"].value for r in store.query(
-        f"SELECT ?s WHERE {{ <{run}> <{FT}selection> ?s }}"))
+    selections = _selections(store, NamedNode(run))
     name = f"FilTag tags of {title} ({', '.join(selections)})"
     description = (f"Filters of the network {title} tagged with the image classes that activate them most "
                    f"(FilTag; {', '.join(selections)}), with the network's architecture, the classes and the "
@@ -168,6 +167,15 @@ def _write_publication(
 def _network_title(store: Store, network: NamedNode) -> str:
     rows = list(store.query(f"SELECT ?t WHERE {{ {network} <{DCTERMS}title> ?t }}"))
     return rows[0]["t"].value if rows else network.value
+
+
+def _selections(store: Store, run: NamedNode) -> list[str]:
+    """The labels of a run's selections by method, then k or q as a number (k-best 5 before k-best 25)."""
+    return [r["s"].value for r in store.query(f"""
+        SELECT DISTINCT ?s ?method ?parameter WHERE {{
+          ?selection <{FT}ofRun> {run} ; <{RDFS}label> ?s ; <{FT}method> ?method ;
+                     <{FT}selectionParameter> ?parameter }}
+        ORDER BY ?method ?parameter""")]
 
 
 def _sha256(path: Path) -> str:

@@ -77,6 +77,8 @@ def store_filter_class_graph(
     """The filter–class graph of one run's selection in a store (`run`: its IRI)."""
     if method not in METHOD_NODES:
         raise UserError(f"unknown selection method {method!r}; methods: {', '.join(METHODS)}")
+    if not (math.isfinite(parameter) and parameter > 0):  # the query's refusal named its `--param parameter`
+        raise UserError(f"{selection_label(method, parameter)}: a selection's k or q is a number above 0")
     params: dict[str, object] = {"run": run, "method": METHOD_NODES[method], "parameter": parameter}
     if layer is not None:
         params["layer"] = layer

@@ -38,6 +38,7 @@ import json
 import math
 import operator
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, Overflow
@@ -277,7 +278,7 @@ def load(name_or_path: str | Path) -> Query:
         if not path.is_file():
             raise UserError(f"query file {path} does not exist")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark would hide the header
         except UnicodeDecodeError as e:
             raise UserError(f"query file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
         return Query.parse(text, path.stem, path)
@@ -526,8 +527,19 @@ _BARE_DATATYPES = frozenset(XSD + name for name in (
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     rows = list(rows)
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    widths = [max([_width(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    lines = ["  ".join(_pad(h, w) for h, w in zip(header, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(_pad(c, w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(lines) + "\n"
+
+
+def _width(text: str) -> int:
+    """The columns a text takes in a terminal: none for a combining mark (the 'ë' of 'Zoe\u0308'), two
+    for a wide or full-width character ('犬'); len() counted one for each and shifted the columns."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    """`text` with spaces after it up to `width` columns."""
+    return text + " " * (width - _width(text))

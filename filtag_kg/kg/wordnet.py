@@ -302,11 +302,17 @@ def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None,
     is named with its file and line (linking named only the synset, not where it came from); with
     `classes`, so is a name that is no label of them and none of `keys`. A name is read without the
     spaces around it, unless it is one of the `classes` as written ('  cat ': stripped, it could not
-    be mapped at all). Returns class label or key → synset reference."""
+    be mapped at all), and matches a name written in another Unicode normalization form (NFC, NFD).
+    Returns class label or key → synset reference."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"mapping file {path} {'is a directory' if path.is_dir() else 'does not exist'}")
     names = None if classes is None else {*classes, *keys}
+    # names by their NFC form: a file saved on macOS may write 'Zoë' decomposed (NFD), folder names
+    # give labels in either form, and the two look alike ("'Zoë' is not a class label")
+    composed: dict[str, list[str]] = {}
+    for name in names or ():
+        composed.setdefault(unicodedata.normalize("NFC", name.strip()), []).append(name)
     out: dict[str, str] = {}
     try:
         raw = path.read_text(encoding="utf-8-sig")  # a byte-order mark would stick to the first label
@@ -322,6 +328,9 @@ def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None,
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
             raise UserError(f"{path}, line {number}: expected 'label<TAB>synset', got {row!r}")
         label = row[0] if names is not None and row[0] in names else row[0].strip()
+        same = composed.get(unicodedata.normalize("NFC", label), []) if names is not None and label not in names else []
+        if len(same) == 1:  # the name as the run writes it (two names of one NFC form stay refused: which?)
+            label = same[0]
         synset = row[1].strip()
         if out.get(label, synset) != synset:
             raise UserError(f"{path}, line {number}: {label!r} is mapped to {out[label]} already, here to {synset}")
