@@ -8,16 +8,56 @@ or use the `oxigraph` pytest fixture (import it into the test module).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from filtag_kg.kg.fair import free_port, oxigraph_binary, stop_process, wait_until_up
+from filtag_kg.kg.fair import free_port
 
-__all__ = ["free_port", "oxigraph", "oxigraph_binary", "oxigraph_server", "wait_until_up"]
+__all__ = ["oxigraph", "oxigraph_binary", "oxigraph_server", "wait_until_up"]
+
+
+def oxigraph_binary() -> str:
+    """The `oxigraph` server binary of PyPI's `oxigraph` package."""
+    beside = Path(sys.executable).parent / "oxigraph"
+    found = str(beside) if beside.is_file() else shutil.which("oxigraph")
+    if not found:
+        raise RuntimeError("serving needs the Oxigraph server binary: pip install oxigraph")
+    return found
+
+
+def wait_until_up(base: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Poll an Oxigraph server's query endpoint until it answers (or fail with its error output)."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            error = process.stderr.read().decode().strip()[-400:] if process.stderr else ""
+            raise RuntimeError(f"oxigraph exited with {process.returncode}: {error}")
+        try:
+            requests.get(f"{base}/query", params={"query": "ASK {}"}, timeout=1)
+            return
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"oxigraph did not answer at {base} within {timeout} s") from None
+            time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate a server process, killing it if it does not end within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextmanager

@@ -24,11 +24,11 @@ import requests
 from filtag_kg.kg import endpoint
 from filtag_kg.kg.endpoint import STAGING, sparql_endpoint
 from filtag_kg.kg.export import export_graphs, export_tags
-from filtag_kg.kg.fair import free_port, wait_until_up
-from filtag_kg.kg.store import RemoteStore
+from filtag_kg.kg.fair import free_port
+from filtag_kg.kg.store import RemoteError, RemoteStore
 from filtag_kg.records import TagSet
 
-from oxigraph_server import oxigraph_server
+from oxigraph_server import oxigraph_server, wait_until_up
 
 EX = "http://example.org/"
 AUTH = ("filtag-kg", "open sesame")
@@ -368,3 +368,170 @@ def test_a_query_answer_is_streamed_and_one_failing_early_gets_its_status(served
     service = f"SERVICE <http://127.0.0.1:{free_port()}/sparql> {{ ?x ?y ?z }}"
     failed = requests.post(f"{url}/query", data={"query": f"SELECT * WHERE {{ ?s ?p ?o {service} }}"}, timeout=30)
     assert failed.status_code == 500 and "Connection refused" in failed.text, failed.text
+
+
+def test_get_query_without_a_query_describes_the_service(served: tuple[str, ox.Store]) -> None:
+    """GET /query with no parameters answers a SPARQL 1.1 Service Description (Turtle unless asked
+    otherwise), as SPARQL 1.1 Service Description 3 asks. Before: 400 'expected one query parameter'."""
+    url, _ = served
+    sd = "http://www.w3.org/ns/sparql-service-description#"
+    described = requests.get(f"{url}/query", timeout=10)
+    assert described.status_code == 200 and described.headers["Content-Type"] == "text/turtle"
+    graph = ox.Store()
+    graph.load(described.content, format=ox.RdfFormat.TURTLE)
+    a = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+    service, = [q.subject for q in graph.quads_for_pattern(None, a, ox.NamedNode(sd + "Service"))]
+
+    def objects(name: str) -> set[str]:
+        return {q.object.value for q in graph.quads_for_pattern(service, ox.NamedNode(sd + name), None)}
+
+    assert objects("endpoint") == {f"{url}/query"}
+    assert objects("supportedLanguage") == {sd + "SPARQL11Query"}
+    assert {sd + "UnionDefaultGraph", sd + "BasicFederatedQuery"} <= objects("feature")
+    assert {"http://www.w3.org/ns/formats/SPARQL_Results_JSON", "http://www.w3.org/ns/formats/Turtle"} <= objects(
+        "resultFormat")
+    as_nt = requests.get(f"{url}/query", headers={"Accept": "application/n-triples"}, timeout=10)
+    assert as_nt.headers["Content-Type"] == "application/n-triples" and len(as_nt.text.splitlines()) == len(graph)
+    assert requests.get(f"{url}/query", params={"default-graph-uri": EX + "g1"}, timeout=10).status_code == 400
+
+
+def test_a_query_or_update_above_the_limit_is_refused_with_413(
+    served: tuple[str, ox.Store], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A query or update, which is held whole, is refused with 413 above MAX_TEXT bytes, and no more
+    of it is kept. Before, any body was held whole, whatever its size."""
+    url, store = served
+    monkeypatch.setattr(endpoint, "MAX_TEXT", 1000)
+    update = f"INSERT DATA {{ GRAPH <{EX}g1> {{ <{EX}c> <{EX}p> \"{'x' * 2000}\" }} }}"
+    refused = requests.post(f"{url}/update", data=update, auth=AUTH, timeout=10,
+                            headers={"Content-Type": "application/sparql-update"})
+    assert refused.status_code == 413 and "over 1,000 bytes" in refused.text and "/store" in refused.text
+    query = requests.post(f"{url}/query", data={"query": f"ASK {{ ?s ?p \"{'x' * 2000}\" }}"}, timeout=10)
+    assert query.status_code == 413
+    assert sum(1 for _ in store) == 2
+
+
+def test_a_graph_store_write_is_not_held_in_memory(served: tuple[str, ox.Store]) -> None:
+    """A PUT's body goes to a temporary file as it arrives, and from there to the parser (Python's heap,
+    which tracemalloc sees, holds none of its 5 MB; the triples parsed are held by pyoxigraph's
+    transaction). Before, the whole body was read into memory first."""
+    url, store = served
+    lines = [f"<{EX}s{i}> <{EX}p> \"{'x' * 100}\" .\n".encode() for i in range(40_000)]
+    tracemalloc.start()
+    try:  # sent in chunks of 1,000 lines
+        chunks = (b"".join(lines[i:i + 1000]) for i in range(0, len(lines), 1000))
+        put = requests.put(f"{url}/store", params={"graph": EX + "big"}, data=chunks, auth=AUTH, timeout=60,
+                           headers={"Content-Type": "application/n-triples"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert put.status_code == 201 and peak < 2 << 20, peak
+    assert sum(1 for _ in store.quads_for_pattern(None, None, None, ox.NamedNode(EX + "big"))) == 40_000
+
+
+def test_a_graph_store_write_broken_off_changes_nothing(served: tuple[str, ox.Store]) -> None:
+    """A PUT whose client goes away before all of its Content-Length arrived is refused (400), in the
+    middle of a triple or at the end of one. Before, one broken off at the end of a line replaced the
+    graph with the triples that had arrived (201 Created, 50 of them)."""
+    url, store = served
+    lines = [f"<{EX}s{i}> <{EX}p> \"{'x' * 100}\" .\n".encode() for i in range(50)]
+    credentials = base64.b64encode(":".join(AUTH).encode())
+    g1 = ox.NamedNode(EX + "g1")
+    before = (len(store), list(store.quads_for_pattern(None, None, None, g1)))
+    for body, says in ((b"".join(lines) + b"<" + EX.encode() + b"s", b""),  # in the middle of a triple
+                       (b"".join(lines), b"bytes before its Content-Length")):  # at the end of one
+        with socket.create_connection(("127.0.0.1", _port(url)), timeout=10) as raw:
+            raw.sendall(b"PUT /store?graph=" + EX.encode() + b"g1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                        b"Content-Type: application/n-triples\r\nAuthorization: Basic " + credentials + b"\r\n\r\n"
+                        + body)
+            raw.shutdown(socket.SHUT_WR)
+            answer = b"".join(iter(lambda: raw.recv(65536), b""))
+        assert answer.split(b" ")[1] == b"400" and says in answer, answer
+        assert (len(store), list(store.quads_for_pattern(None, None, None, g1))) == before
+
+
+def _embedded_store(path: Path, graphs: dict[str, int]) -> None:
+    """Load graphs of the given sizes (names below EX) into the embedded store at `path`."""
+    from filtag_kg.kg.store import Store
+
+    with Store(path) as db:
+        for name, size in graphs.items():
+            db.load((ox.Quad(ox.NamedNode(f"{EX}{name}{i}"), ox.NamedNode(EX + "p"), ox.Literal(i),
+                             ox.NamedNode(EX + name)) for i in range(size)))
+
+
+def test_a_read_only_endpoint_answers_from_the_store_as_later_loads_and_drops_left_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Served read-only, the store is opened again once another opening wrote to it: a load, a drop,
+    and a drop that rebuilt the store in a new directory are answered without a restart; while a
+    process has it open for writing, requests get 503 naming it; writes are refused with 403.
+    Before (`oxigraph serve-read-only`), the server answered from the store as it was when it started,
+    and after a rebuild from files that were gone."""
+    from filtag_kg.kg import store as store_module
+    from filtag_kg.kg.store import Store
+
+    path = tmp_path / "store"
+    _embedded_store(path, {"a": 3})
+    server = endpoint.read_only_endpoint(path, free_port())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def graphs() -> dict[str, str]:
+        r = requests.get(f"{url}/query", params={"query": "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } "
+                                                          "GROUP BY ?g"}, headers={"Accept": "text/csv"}, timeout=10)
+        assert r.status_code == 200, r.text
+        return dict(line.split(",") for line in r.text.splitlines()[1:])
+
+    try:
+        assert graphs() == {EX + "a": "3"}
+        _embedded_store(path, {"b": 5})  # a load
+        assert graphs() == {EX + "a": "3", EX + "b": "5"}
+        monkeypatch.setattr(store_module, "REBUILD_SMALL_MIN_QUADS", 5)  # b outweighs the rest: a rebuild
+        inode = path.stat().st_ino
+        with Store(path) as db:
+            db.drop(EX + "b")
+        assert path.stat().st_ino != inode  # (the store's directory was replaced)
+        assert graphs() == {EX + "a": "3"}
+        holder = subprocess.Popen([sys.executable, "-c", "import sys, pyoxigraph; s = pyoxigraph.Store(sys.argv[1]); "
+                                   "print('open', flush=True); sys.stdin.read()", str(path)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+            busy = requests.get(f"{url}/query", params={"query": "ASK {}"}, timeout=10)
+            assert busy.status_code == 503 and f"process {holder.pid}" in busy.text, busy.text
+            assert busy.headers["Retry-After"] == endpoint.RETRY_AFTER
+            remote = RemoteStore.at(url, retries=0)  # the project's client says why (before: '503 Service Unavailable')
+            for ask in (remote.graphs, lambda: remote.query("ASK {}")):
+                with pytest.raises(RemoteError, match=f"503 Service Unavailable: the store cannot be read now: .*"
+                                                      f"open for writing by process {holder.pid}"):
+                    ask()
+        finally:
+            holder.communicate("")
+        assert graphs() == {EX + "a": "3"}
+        for method, path_, kwargs in (("POST", "/update", {"data": {"update": "DROP ALL"}}),
+                                      ("PUT", "/store", {"params": {"graph": EX + "a"}, "data": b""}),
+                                      ("DELETE", "/store", {"params": {"graph": EX + "a"}})):
+            r = requests.request(method, url + path_, auth=AUTH, timeout=10, **kwargs)
+            assert r.status_code == 403 and "read-only" in r.text, (method, path_)
+        assert graphs() == {EX + "a": "3"}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_graph_store_write_that_stalls_holds_up_no_other_write(served: tuple[str, ox.Store]) -> None:
+    """A graph store write is received whole before it takes the write lock: a client that stops
+    sending its body halfway (suspended, a network that hangs) holds up no update or other write."""
+    url, store = served
+    credentials = base64.b64encode(":".join(AUTH).encode())
+    with socket.create_connection(("127.0.0.1", _port(url)), timeout=10) as stalled:
+        stalled.sendall(b"PUT /store?graph=" + EX.encode() + b"g1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                        b"Content-Type: application/n-triples\r\nAuthorization: Basic " + credentials + b"\r\n\r\n"
+                        + f"<{EX}a> <{EX}p> ".encode())  # ... and no more
+        update = requests.post(f"{url}/update", data=f"INSERT DATA {{ GRAPH <{EX}g2> {{ <{EX}c> <{EX}p> 3 }} }}",
+                               headers={"Content-Type": "application/sparql-update"}, auth=AUTH, timeout=5)
+        put = requests.put(f"{url}/store", params={"graph": EX + "g3"}, data=f"<{EX}d> <{EX}p> \"4\" .",
+                           headers={"Content-Type": "application/n-triples"}, auth=AUTH, timeout=5)
+        assert (update.status_code, put.status_code) == (204, 201)
+    assert len(store) == 4

@@ -150,14 +150,15 @@ def test_error_analysis_names_a_selection_or_run_it_has_no_explanations_of(tmp_p
     code, _, err = run_cli("errors", "--store", tmp_path / "store", "-s", "k=7")
     assert code == 2 and "no explanations with tag selection 'k-best 7' in the store; it has: none" in err
     code, _, err = run_cli("errors", "--store", tmp_path / "store", "--run", "http://nope")
-    assert code == 2 and "no explanations of run http://nope" in err
+    assert code == 2 and "--run http://nope: the store holds no such tagging run" in err
     code, _, err = run_cli("errors", "--store", tmp_path / "store", "--top", "-1")
     assert code == 2 and "--top" in err
 
 
 def test_a_run_option_that_is_no_iri_is_named_as_given(tmp_path: Path, run_a: TagSet, run_cli: RunCli) -> None:
     """--run is checked as an IRI by the commands that take it: the queries' error named '--param run', an
-    option not given, and publish pasted the run into its query ('invalid SPARQL query: … expected OPTIONAL')."""
+    option not given, and publish pasted the run into its query ('invalid SPARQL query: … expected OPTIONAL').
+    `errors` also takes a run by its id, and names an id no run has."""
     path = tmp_path / "store"
     with Store(path) as store:
         store.load(export_tags(run_a))
@@ -165,7 +166,9 @@ def test_a_run_option_that_is_no_iri_is_named_as_given(tmp_path: Path, run_a: Ta
                  ("errors",), ("publish", "--creator", "Me", "--out", tmp_path / "site")):
         for run in ("nope", "http://x/run/a b"):
             code, _, err = run_cli(*args, "--run", run, "--store", path)
-            assert code == 2 and f"--run {run!r} is not an IRI" in err and "--param" not in err, (args, err)
+            says = ("--run nope: no tagging run in the store has this id" if args == ("errors",) and run == "nope" else
+                    f"--run {run!r} is not an IRI")
+            assert code == 2 and says in err and "--param" not in err, (args, err)
     assert not (tmp_path / "site").exists() and not (tmp_path / "g.graphml").exists()
     from filtag_kg.kg.fair import publish
 
@@ -214,6 +217,19 @@ def test_push_names_a_graph_that_is_no_iri(oxigraph: str, tmp_path: Path, run_a:
         store.load(export_tags(run_a))
     code, _, err = run_cli("push", "--store", path, "--graph", "http://a b", "--endpoint", oxigraph)
     assert code == 2 and "--graph 'http://a b' is not an IRI" in err
+    assert RemoteStore.at(oxigraph).graphs() == []
+
+
+def test_push_refuses_a_source_and_a_store_at_once(oxigraph: str, tmp_path: Path, run_a: TagSet,  # noqa: F811
+                                                   run_cli: RunCli) -> None:
+    """`push SOURCE --store PATH` says which of the two it would push (before: it pushed SOURCE and
+    left --store unsaid, so the store's graphs the user meant were never pushed)."""
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+    run_a.save(tmp_path / "tags")
+    code, _, err = run_cli("push", tmp_path / "tags", "--store", path, "--endpoint", oxigraph)
+    assert code == 2 and f"--store {path}: push either SOURCE ({tmp_path / 'tags'}) or the store's graphs" in err
     assert RemoteStore.at(oxigraph).graphs() == []
 
 
@@ -304,3 +320,19 @@ def test_a_failed_load_into_a_new_store_leaves_nothing_behind(tmp_path: Path, ru
     assert run_cli("load", bad, "--store", path)[0] == 2
     with Store(path, read_only=True) as store:
         assert [g.value for g in store.graphs()] == ["http://g"]
+
+
+def test_push_names_its_bad_input_before_asking_the_server(tmp_path: Path, run_a: TagSet, run_cli: RunCli) -> None:
+    """A --graph that is no IRI, a --store with no store and a --graph it lacks are named before the
+    server is asked anything (before: the server was asked first, so a server not running hid them
+    behind 'Connection refused')."""
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+    (tmp_path / "a.nt").write_text("<http://a> <http://p> <http://o> .\n")
+    nowhere = ("--endpoint", "http://127.0.0.1:1", "--retries", "0")  # (nothing listens on port 1)
+    for args, says in (((tmp_path / "a.nt", "--graph", "not an iri"), "--graph 'not an iri' is not an IRI"),
+                       (("--store", tmp_path / "none"), f"no store at {tmp_path / 'none'}"),
+                       (("--store", path, "--graph", "http://nope"), f"--graph http://nope: not in the store {path}")):
+        code, _, err = run_cli("push", *args, *nowhere)
+        assert code == 2 and says in err and "127.0.0.1:1" not in err, (args, err)

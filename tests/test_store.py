@@ -32,7 +32,7 @@ import requests
 from filtag_kg.errors import UserError
 from filtag_kg.kg.export import export_graphs, export_tags
 from filtag_kg.kg import store as store_module
-from filtag_kg.kg.store import JOURNAL, STAGING, RemoteError, RemoteStore, Store
+from filtag_kg.kg.store import BY, JOURNAL, STAGING, RemoteError, RemoteStore, Store
 from filtag_kg.kg.vocab import sparql_prefixes
 from filtag_kg.records import TagSet
 
@@ -972,6 +972,15 @@ def test_a_query_naming_its_dataset_gets_those_graphs_as_from_oxigraphs_server(
         assert values(ox.parse_query_results(answer.content, format=ox.QueryResultsFormat.JSON)) == rows, query
 
 
+def _as_killed_outright(remote: RemoteStore) -> None:
+    """Have the push markers on the server name a process of this machine that has ended, as a push
+    killed outright (SIGKILL) leaves them: a push this test process interrupted names a live one."""
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    remote.update(f"DELETE {{ GRAPH ?m {{ ?m <{BY}> ?by }} }} INSERT {{ GRAPH ?m {{ ?m <{BY}> "
+                  f"\"{socket.gethostname()} {ended.pid}\" }} }} WHERE {{ GRAPH ?m {{ ?m <{BY}> ?by }} }}")
+
+
 def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again(
     oxigraph: str, tmp_path: Path, run_a: TagSet, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
     run_cli: Callable[..., tuple[int, str, str]],
@@ -980,11 +989,11 @@ def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again
     graphs = sorted(g.value for g in export_graphs(run_a))
     real_put, puts = RemoteStore._put, []
 
-    def killed_at_the_third_graph(self, body, graph, size):  # two graphs, then SIGKILL
-        puts.append(graph)
+    def killed_at_the_third_graph(self, *args):  # two graphs, then SIGKILL
+        puts.append(args[-1])
         if len(puts) == 3:
             raise KeyboardInterrupt
-        real_put(self, body, graph, size)
+        real_put(self, *args)
 
     def killed_push() -> list[str]:
         puts.clear()
@@ -993,6 +1002,7 @@ def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again
         with pytest.raises(KeyboardInterrupt):
             remote.load(export_tags(run_a))
         monkeypatch.undo()
+        _as_killed_outright(remote)
         return remote.unfinished_pushes()
 
     left = killed_push()
@@ -1010,7 +1020,7 @@ def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again
     # killed after uploading a changed graph beside the old one, before the commit: the staging copy stays ...
     staged = f"SELECT DISTINCT ?g WHERE {{ GRAPH ?g {{ ?s ?p ?o }} FILTER STRSTARTS(STR(?g), '{STAGING}') }}"
 
-    def killed(self, staging, receipt):
+    def killed(self, *args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(RemoteStore, "_commit", killed)
@@ -1018,6 +1028,7 @@ def test_a_push_killed_before_its_commit_is_named_and_completed_by_pushing_again
     with pytest.raises(KeyboardInterrupt):
         remote.load(export_tags(run_a, similar_classes=2))
     monkeypatch.undo()
+    _as_killed_outright(remote)
     assert len(remote.rows(staged)) == 2  # the changed run graph's copy and the marker
     remote.load(export_tags(run_a))  # ... until the next push
     assert remote.rows(staged) == [] and _count(remote) == len(run_a)
@@ -1037,7 +1048,7 @@ def test_a_store_served_for_pushes_lists_and_pushes_its_own_graphs_only(
     with Store(path) as db:
         db.load(export_tags(run_a))
     with serving(path, free_port(), allow_updates=True, password="pw") as (url, _):
-        def killed(self: RemoteStore, staging: dict[str, str], receipt: str) -> None:
+        def killed(self: RemoteStore, *args: object) -> None:
             raise KeyboardInterrupt
 
         monkeypatch.setattr(RemoteStore, "_commit", killed)
@@ -1064,17 +1075,18 @@ def test_a_running_push_is_left_alone_by_others_or_changes_nothing_once_taken_fo
     before = {tuple(row) for row in remote.rows(every_quad)}
     real_commit = RemoteStore._commit
 
-    def another_client_pushes_first(self, staging, receipt):  # with its staging graphs uploaded, before its commit
+    def another_client_pushes_first(self, *args):  # with its staging graphs uploaded, before its commit
+        monkeypatch.setattr(RemoteStore, "_commit", real_commit)  # the other client's commit
         if stale:  # the other client takes the push for dead (a laptop asleep for an hour, say)
             monkeypatch.setattr("filtag_kg.kg.store.STALE_AFTER", "PT0S")
         RemoteStore.at(oxigraph).load(export_tags(run_b))
         monkeypatch.undo()
-        real_commit(self, staging, receipt)
+        real_commit(self, *args)
 
     monkeypatch.setattr(RemoteStore, "_commit", another_client_pushes_first)
     changed = export_tags(run_a, similar_classes=2)
     if stale:
-        with pytest.raises(RemoteError, match="another client removed this push's staging graphs.*nothing was replaced"):
+        with pytest.raises(RemoteError, match="another client removed this push.s staging graphs.*replaced nothing"):
             remote.load(changed)
         expected = before
     else:
@@ -1566,3 +1578,127 @@ def test_old_rocksdb_logs_do_not_pile_up(tmp_path: Path) -> None:
     Store(path).close()
     newer = sorted(p.name for p in path.iterdir() if p.name.startswith("LOG.old."))
     assert newer[:-1] == logs[1:] and len(newer) == store_module.OLD_LOGS_KEPT
+
+
+def _holder(path: Path, graph: str) -> subprocess.Popen[str]:
+    """Another process that opens the store at `path` for writing, loads one triple into `graph`, says
+    'open' and holds the store until its standard input ends."""
+    script = ("import sys, pyoxigraph as ox; s = ox.Store(sys.argv[1]); "
+              "s.add(ox.Quad(ox.NamedNode('http://ex.org/s'), ox.NamedNode('http://ex.org/p'), ox.Literal(1), "
+              "ox.NamedNode(sys.argv[2]))); s.flush(); print('open', flush=True); sys.stdin.read()")
+    process = subprocess.Popen([sys.executable, "-c", script, str(path), graph], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline() == "open\n"
+    return process
+
+
+@pytest.mark.parametrize("when", ["before its opening", "after its closing", "after its closing, held"])
+def test_a_failed_first_load_removes_no_store_another_process_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str,
+) -> None:
+    """A failed first load removes the store it made only if no other process opened it meanwhile:
+    one that made the store between this load's look at the folder and its opening (this one then
+    fails on RocksDB's lock), one that loaded into it between this load's closing it and removing it,
+    and one holding it open then, keep their store. Before, the clean-up removed it under them."""
+    path = tmp_path / "new" / "store"
+    graph = "http://ex.org/theirs"
+    holders: list[subprocess.Popen[str]] = []
+    if when == "before its opening":
+        missing_folders = store_module.missing_folders
+
+        def look(folder: Path) -> list[Path]:
+            made = missing_folders(folder)
+            holders.append(_holder(path, graph))  # (the folders are there: made by this test)
+            return made
+
+        monkeypatch.setattr(store_module, "missing_folders", look)
+        path.parent.mkdir()
+    else:
+        close = Store.close
+
+        def closing(self: Store) -> None:
+            close(self)
+            if not holders:
+                holders.append(_holder(path, graph))
+                if when == "after its closing":
+                    holders[0].communicate("")
+
+        monkeypatch.setattr(Store, "close", closing)
+    try:
+        with pytest.raises((RuntimeError, UserError)), store_module.loading_into(path):
+            raise RuntimeError("the load failed")
+    finally:
+        for holder in holders:
+            holder.communicate("")
+    monkeypatch.undo()
+    with Store(path, read_only=True) as store:
+        assert [g.value for g in store.graphs()] == [graph]
+
+
+def test_a_failed_first_load_removes_its_store_and_the_folders_it_made(tmp_path: Path) -> None:
+    """The store a failed first load made goes, with the folders made for it; in an empty folder
+    that was there, only the store's files go."""
+    for path, kept in ((tmp_path / "a" / "b" / "store", tmp_path), (tmp_path / "empty", tmp_path / "empty")):
+        if path == tmp_path / "empty":
+            path.mkdir()
+        with pytest.raises(RuntimeError), store_module.loading_into(path) as db:
+            assert (db.path / "CURRENT").is_file()
+            raise RuntimeError("the load failed")
+        assert sorted(tmp_path.rglob("*")) == ([] if kept == tmp_path else [kept])
+
+
+def test_a_store_opened_as_another_process_removes_its_folder_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Opening a store whose folder a failed first load elsewhere removes meanwhile makes it again.
+    Before, the opening failed ('While mkdir if missing: ... No such file or directory')."""
+    path = tmp_path / "new" / "store"
+    real = store_module.OxStore
+    removed: list[bool] = []
+
+    def opening(location: str) -> ox.Store:
+        if not removed:
+            removed.append(True)
+            store_module.remove_empty([path, path.parent])  # as a failed first load elsewhere removes them
+        return real(location)
+
+    monkeypatch.setattr(store_module, "OxStore", opening)
+    with Store(path) as store:
+        assert removed and len(store) == 0 and (path / "CURRENT").is_file()
+
+
+def test_a_push_of_graphs_another_running_push_claimed_is_refused(oxigraph: str,  # noqa: F811
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another push of the same graphs while this one uploads is refused, changing nothing, and this
+    one completes. Before, a graph the server lacked was PUT straight into place by both: the other
+    push replaced the first graph after this one had, and this one the second graph after the other,
+    so the server held one graph of each push, and both pushes reported success. A push of other
+    graphs meanwhile is not held up."""
+    graphs = [ox.NamedNode(f"http://ex.org/g{i}") for i in (1, 2)]
+
+    def push(value: str, to: list[ox.NamedNode]) -> list[ox.Quad]:
+        return [ox.Quad(ox.NamedNode(f"http://ex.org/s{i}"), ox.NamedNode("http://ex.org/p"), ox.Literal(value), g)
+                for g in to for i in range(3)]
+
+    real_put, others = RemoteStore._put, []
+
+    def put(self: RemoteStore, *args: Any) -> None:
+        real_put(self, *args)
+        if not others:  # after this push's first upload, another push of the second graph, then of a third
+            other = RemoteStore.at(oxigraph)
+            with pytest.raises(RemoteError) as refused:
+                other.load(push("other", graphs[1:]))
+            others.append(str(refused.value))
+            others.append(other.load(push("third", [ox.NamedNode("http://ex.org/g3")])))
+
+    monkeypatch.setattr(RemoteStore, "_put", put)
+    remote = RemoteStore.at(oxigraph)
+    assert remote.load(push("this", graphs)) == 6
+    assert re.fullmatch(rf"push to {re.escape(oxigraph)}/store: another push of http://ex.org/g2 is running \(it last "
+                        r"made progress at \S+, server time\); push again when it is done \(a push that makes no "
+                        r"progress for an hour, or whose process on this machine has ended, is taken for dead\); "
+                        r"nothing was changed", others[0]), others[0]
+    assert others[1] == 3
+    rows = remote.rows("SELECT ?g ?o (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ?o ORDER BY ?g")
+    assert rows == [[g.value, "this", "3"] for g in graphs] + [["http://ex.org/g3", "third", "3"]]
+    assert remote.rows(f"SELECT ?g WHERE {{ GRAPH ?g {{ }} FILTER STRSTARTS(STR(?g), '{STAGING}') }}") == []

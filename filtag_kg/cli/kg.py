@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -290,7 +290,8 @@ def register(cli: click.Group) -> None:
         Each graph is replaced whole; a push that fails leaves the server's graphs as they were. One
         killed outright (no chance to clean up), or failing on a request that got no answer (a
         timeout: the server may still carry it out), may leave new graphs in place: the next push
-        names them, and pushing the same again completes it.
+        names them, and pushing the same again completes it. A push of graphs another running push
+        is writing is refused.
         """
         import itertools
 
@@ -299,18 +300,24 @@ def register(cli: click.Group) -> None:
 
         if source is None and fmt is not None:
             raise UserError(f"--format {fmt}: give the RDF file it is the format of (SOURCE)")
+        if source is not None and store is not None:
+            raise UserError(f"--store {store}: push either SOURCE ({source}) or the store's graphs, not both")
         remote = _remote(endpoint, query_url, update_url, store_url, user, timeout, retries)
-        left = remote.unfinished_pushes()
-        if left:
-            click.echo(f"warning: a push that did not finish (killed, or still running elsewhere) put graph(s) "
-                       f"{', '.join(left)} on the server without the rest of its graphs; push the same again to "
-                       "complete it, or drop them", err=True)
+
+        def push(quads: Iterable[Any], graph: str | None = None) -> int:
+            """Push, once what is pushed is checked here: the server is asked nothing before."""
+            left = remote.unfinished_pushes()
+            if left:
+                click.echo(f"warning: a push that did not finish (killed, or still running elsewhere) put graph(s) "
+                           f"{', '.join(left)} on the server without the rest of its graphs; push the same again to "
+                           "complete it, or drop them", err=True)
+            return remote.load(quads, graph, progress=True)
+
         if source is not None:
             if len(graphs) > 1:
                 raise UserError("--graph: give at most one graph when pushing a SOURCE")
-            graph = graphs[0] if graphs else None
-            n = remote.load(_source_quads(source, base, into=remote, fmt=fmt, graph=graph), graph,
-                            progress=True)
+            graph = iri(graphs[0], "--graph").value if graphs else None
+            n = push(_source_quads(source, base, into=remote, fmt=fmt, graph=graph), graph)
         else:
             with Store(store, read_only=True) as db:
                 present = db.graphs()
@@ -319,7 +326,7 @@ def register(cli: click.Group) -> None:
                 if missing:
                     raise UserError(f"--graph {', '.join(missing)}: not in the store {db.path}")
                 # all graphs in one push: one commit on the server
-                n = remote.load(itertools.chain.from_iterable(db.quads(g) for g in chosen), progress=True)
+                n = push(itertools.chain.from_iterable(db.quads(g) for g in chosen))
         click.echo(f"{n:,} statements pushed to {endpoint}")
 
     @cli.command("import-filtag")
@@ -393,10 +400,9 @@ def register(cli: click.Group) -> None:
                        f"password from ${PASSWORD_ENV}, else one printed at start).")
     def serve_command(store: Path | None, port: int, allow_updates: bool) -> None:
         """Serve the store as a SPARQL endpoint on loopback (read-only unless --allow-updates).
-        A read-only server answers from the store as it was when started: restart it to see what
-        later loads and drops changed (one that rebuilt the store replaced its files: until restarted,
-        the server then answers with errors); with --allow-updates it holds the store, and other commands
-        that write to it are refused until it stops. Serving read-only needs no write access to the
+        A read-only server opens the store again once a later load or drop changed it (and answers 503,
+        try again, while one runs); with --allow-updates it holds the store, and other commands that
+        write to it are refused until it stops. Serving read-only needs no write access to the
         store unless a load or drop was interrupted (it is finished first). Stops on Ctrl-C, SIGTERM
         or SIGHUP."""
         from ..config import default_store_path

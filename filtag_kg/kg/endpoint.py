@@ -1,6 +1,8 @@
 """The SPARQL endpoint of `filtag-kg serve --allow-updates`: the embedded store served from this
 process on loopback, by the SPARQL 1.1 Protocol (/query, /update) and the Graph Store HTTP
-Protocol (/store), reads open to all and updates behind HTTP basic auth (user `filtag-kg`).
+Protocol (/store), reads open to all and updates behind HTTP basic auth (user `filtag-kg`); GET
+/query without parameters answers a SPARQL 1.1 Service Description. `read_only_endpoint` serves
+a store read-only the same way, opening it again whenever another process changed it.
 
 It replaces an Oxigraph server behind an auth proxy: that server's own port, on loopback too, took
 updates from anyone who found it, such as another user of the machine, or a web page whose script
@@ -9,28 +11,37 @@ reached through this port only. Queries and updates run on pyoxigraph, the engin
 server, with the default graph the union of the named graphs, as `oxigraph serve
 --union-default-graph` answers (a query naming graphs by `default-graph-uri` or `named-graph-uri`
 gets those and no others). Answers of unknown length are streamed in chunks, each answer closing its
-connection. Read-only serving still runs `oxigraph serve-read-only`.
+connection. A graph store write's body goes to a temporary file as it arrives (in memory up to
+SPOOLED bytes), then to the parser (pyoxigraph's load is one transaction, so the parsed triples are
+still held until it commits); a query or update is held whole and refused with 413 above MAX_TEXT
+bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import io
+import os
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO, TypeVar
+from pathlib import Path
+from typing import IO, Any, BinaryIO, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from pyoxigraph import (
-    DefaultGraph, NamedNode, QueryResultsFormat, QueryTriples, RdfFormat, Store, serialize,
+    BlankNode, DefaultGraph, NamedNode, QueryResultsFormat, QueryTriples, RdfFormat, Store, Triple, serialize,
 )
 
 from ..errors import UserError
 from .store import STAGING as STORE_STAGING
+from .store import Store as EmbeddedStore
+from .vocab import RDF
 
 USER = "filtag-kg"
 # a PUT's new content before it replaces the graph: one of the store's own graphs (`store._own`), which
@@ -43,6 +54,10 @@ GRAPH_FORMATS = TRIPLE_FORMATS + QUAD_FORMATS  # a graph is answered in any of t
 FLUSH_EVERY = 1.0  # seconds: how often at most the store's writes are flushed from its write-ahead log
 SERVICES = ("/", "/query", "/update", "/store")  # the paths answered (the URL's path as sent, not decoded)
 HELD_BACK = 1 << 16  # bytes of a streamed answer held back before it is begun, so that an early error gets its status
+MAX_TEXT = 64 << 20  # bytes: a query or update (or a form holding one) above this is refused with 413
+SPOOLED = 1 << 18  # bytes of a graph store write kept in memory; more goes to a temporary file
+RETRY_AFTER = "5"  # seconds a read-only endpoint asks a client to wait while the store is being changed
+SD = "http://www.w3.org/ns/sparql-service-description#"
 F = TypeVar("F", QueryResultsFormat, RdfFormat)
 Payload = bytes | Callable[[BinaryIO], object]  # an answer's body, or what writes it
 
@@ -58,7 +73,21 @@ class _Refused(Exception):
 def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServer:
     """An HTTP server (not yet serving: call its `serve_forever`) on 127.0.0.1:`port` over `store`;
     updates need the password."""
-    expected = base64.b64encode(f"{USER}:{password}".encode())  # basic auth's credentials
+    return _endpoint(lambda: store, port, password)
+
+
+def read_only_endpoint(path: Path, port: int) -> ThreadingHTTPServer:
+    """An HTTP server (not yet serving) on 127.0.0.1:`port` answering queries and graph store reads
+    from the embedded store at `path`, opened read-only and opened again once another process
+    changed it (`_Reopening`), so that what a load or drop did is answered without a restart;
+    writes are refused (403). Raises UserError if the store cannot be opened read-only now."""
+    return _endpoint(_Reopening(Path(path)).current, port, None)
+
+
+def _endpoint(current: Callable[[], Store], port: int, password: str | None) -> ThreadingHTTPServer:
+    """The server over the store `current()` gives each request; writes need `password`, and
+    without one (read-only) are refused."""
+    expected = None if password is None else base64.b64encode(f"{USER}:{password}".encode())  # basic auth's
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # for chunked answers; each answer still closes its connection
@@ -87,29 +116,35 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
             if self.command == "OPTIONS":  # no CORS headers, so browsers send no cross-origin request after it
                 self._answer(204, b"", None, {"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
                 return
-            if url.path not in SERVICES:  # named as a wrong URL before auth, which it is no use asking for
-                raise _no_service(url.path)
+            if url.path not in SERVICES or url.path == "/" and self.command not in ("GET", "HEAD"):
+                raise _no_service(url.path)  # named as a wrong URL before auth, which it is no use asking for
             reads = _reads(url.path, self.command)
             if not reads:
+                if expected is None:
+                    raise _Refused(403, "this endpoint is read-only: `filtag-kg serve --allow-updates` takes updates")
                 self._authorize()  # before the body is read: no anonymous body is held in memory
-            body = self._body()
+            if url.path == "/query" and self.command in ("GET", "HEAD") and not url.query:
+                self._answer(200, *_description(self.server.server_address[1], self.headers))
+                return
+            if url.path == "/":
+                self._answer(200, b"filtag-kg SPARQL endpoint: /query (SPARQL 1.1 queries; GET without a query: "
+                                  b"its service description), " + (
+                                      b"/store (Graph Store HTTP Protocol, reads only)\n" if expected is None else
+                                      b"/update (updates, HTTP basic auth), /store (Graph Store HTTP Protocol; "
+                                      b"writes need the auth)\n"), "text/plain")
+                return
+            store = current()
             if url.path == "/query":
-                self._answer(200, *_query(store, self.command, params, body, self.headers))
+                self._answer(200, *_query(store, self.command, params, self._text(), self.headers))
             elif url.path == "/update":
                 with self.server.writing():
-                    _update(store, self.command, params, body, self.headers)
+                    _update(store, self.command, params, self._text(), self.headers)
                 self._answer(204, b"", None)
-            elif url.path == "/store" and reads:  # streamed without holding up writes
-                self._answer(*_graph_store(store, self.command, params, body, self.headers))
-            elif url.path == "/store":
-                with self.server.writing():
+            elif reads:  # /store, streamed without holding up writes
+                self._answer(*_graph_store(store, self.command, params, io.BytesIO(), self.headers))
+            else:  # received whole before the lock is taken: a client that stalls holds up no other write
+                with self._spooled() as body, self.server.writing():
                     self._answer(*_graph_store(store, self.command, params, body, self.headers))
-            elif url.path == "/" and self.command in ("GET", "HEAD"):
-                self._answer(200, b"filtag-kg SPARQL endpoint: /query (SPARQL 1.1 queries), /update (updates, "
-                                  b"HTTP basic auth), /store (Graph Store HTTP Protocol; writes need the auth)\n",
-                             "text/plain")
-            else:
-                raise _no_service(url.path)
 
         def _authorize(self) -> None:
             given = self.headers.get("Authorization")
@@ -122,9 +157,28 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
                                "`filtag-kg serve` printed or took from $FILTAG_KG_PASSWORD",
                                {"WWW-Authenticate": 'Basic realm="filtag-kg updates"'})
 
-        def _body(self) -> bytes:
-            """The request body, sent with a Content-Length or in chunks."""
-            return b"".join(self._pieces())
+        def _text(self) -> bytes:
+            """The request body whole (a query, an update, a form), refused above MAX_TEXT bytes."""
+            body = bytearray()
+            for piece in self._pieces():
+                body += piece
+                if len(body) > MAX_TEXT:
+                    raise _Refused(413, f"the request body is over {MAX_TEXT:,} bytes, the most a query or update "
+                                        "may be: send data by the Graph Store HTTP Protocol (/store)")
+            return bytes(body)
+
+        def _spooled(self) -> IO[bytes]:
+            """The request body (a graph store write) in a temporary file, kept in memory up to
+            SPOOLED bytes."""
+            body = tempfile.SpooledTemporaryFile(SPOOLED, prefix="filtag-kg-serve-")
+            try:
+                for piece in self._pieces():
+                    body.write(piece)
+                body.seek(0)
+            except BaseException:
+                body.close()
+                raise
+            return body
 
         def _discard(self) -> None:
             """Read to its end, keeping none of it, the body of a request answered without it (refused,
@@ -146,6 +200,8 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
                     while left and (piece := self.rfile.read(min(left, 65536))):
                         left -= len(piece)
                         yield piece
+                    if left:  # the client went away: what arrived may end at a line, and parse, but is not all
+                        raise _Refused(400, f"the request body ended {left:,} bytes before its Content-Length")
                     return
                 while size := int(self.rfile.readline().split(b";")[0].strip(), 16):
                     while size and (piece := self.rfile.read(min(size, 65536))):
@@ -189,22 +245,23 @@ def sparql_endpoint(store: Store, port: int, password: str) -> ThreadingHTTPServ
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
     try:
-        return _Server(("127.0.0.1", port), Handler, store)
+        return _Server(("127.0.0.1", port), Handler, current)
     except OSError as e:
         raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e.strerror or e})") from None
 
 
 class _Server(ThreadingHTTPServer):
-    """The HTTP server over `store`, flushing the store's writes from RocksDB's write-ahead log into
-    its data files within about a second: a server killed outright (SIGKILL, a crash) then leaves
+    """The HTTP server over the store `current()` gives, flushing the store's writes from RocksDB's
+    write-ahead log into its data files within about a second: a server killed outright (SIGKILL, a crash) then leaves
     only the writes of its last moments in the log, which every read-only opening of the store
     replays until it is next opened for writing (measured on the demo store after PUTs of 400,000
     triples: 250 MB of log, 18 s per read-only opening instead of 0.3 s). Not after every write:
     a flush takes some 35 ms (300 small updates took 11 s instead of 0.01 s)."""
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], store: Store) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 current: Callable[[], Store]) -> None:
         super().__init__(address, handler)
-        self.store = store
+        self.current = current
         self.lock = threading.Lock()  # a PUT's check for its graph and its replacement, apart from other writes
         self.written = False  # whether the store took writes since its last flush
         self.flushed = time.monotonic()
@@ -224,7 +281,7 @@ class _Server(ThreadingHTTPServer):
         if self.written and time.monotonic() - self.flushed >= FLUSH_EVERY:
             self.written, self.flushed = False, time.monotonic()
             try:
-                self.store.flush()
+                self.current().flush()
             except OSError:
                 self.written = True
 
@@ -268,6 +325,64 @@ class _Body:
     def _send(self, data: bytes) -> None:
         if data:
             self.out.write(b"%X\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+
+
+class _Reopening:
+    """The embedded store at `path` opened read-only, and opened again once a process opened it for
+    writing since (RocksDB then names a new MANIFEST in its CURRENT file) or a rebuild replaced its
+    directory: a read-only opening reads the store's files as they were when it opened, and fails
+    on those a later load, drop or compaction removed. While the store cannot be opened read-only
+    (a process has it open for writing, a load or drop is half done), requests get 503 saying why."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.store: Store | None = None
+        self.version: tuple[int, int, bytes] | None = None
+        self._open()  # a store that cannot be served now is refused at once, with its reason
+
+    def current(self) -> Store:
+        """The store as it is now (opened again if it changed)."""
+        with self.lock:
+            try:
+                if self.store is None or _version(self.path) != self.version:
+                    self._open()
+            except (UserError, OSError) as e:
+                raise _Refused(503, f"the store cannot be read now: {e}", {"Retry-After": RETRY_AFTER}) from None
+            assert self.store is not None
+            return self.store
+
+    def _open(self) -> None:
+        self.store = None  # (answers still streaming from the old opening keep it until they end)
+        version = _version(self.path)  # before opening: a change while it opens is seen at the next request
+        self.store = EmbeddedStore(self.path, read_only=True).oxigraph
+        self.version = version
+
+
+def _version(path: Path) -> tuple[int, int, bytes]:
+    """What changes whenever a process opens the store at `path` for writing (RocksDB names a new
+    MANIFEST in CURRENT; closing it does not) and when a rebuild replaces its directory."""
+    real = path.resolve()
+    info = os.stat(real)
+    return info.st_dev, info.st_ino, (real / "CURRENT").read_bytes()
+
+
+def _description(port: int, headers: Any) -> tuple[Payload, str]:
+    """The SPARQL 1.1 Service Description of the query endpoint, in the RDF format the Accept header
+    asks (default Turtle): its URL, language, result formats and features (the default graph is the
+    union of the named graphs; SERVICE is supported)."""
+    service = BlankNode()
+
+    def sd(name: str) -> NamedNode:
+        return NamedNode(SD + name)
+
+    triples = [Triple(service, NamedNode(RDF + "type"), sd("Service")),
+               Triple(service, sd("endpoint"), NamedNode(f"http://127.0.0.1:{port}/query")),
+               Triple(service, sd("supportedLanguage"), sd("SPARQL11Query")),
+               *(Triple(service, sd("feature"), sd(f)) for f in ("UnionDefaultGraph", "BasicFederatedQuery")),
+               *(Triple(service, sd("resultFormat"), NamedNode(f.iri)) for f in (*RESULT_FORMATS, *GRAPH_FORMATS))]
+    fmt = _negotiate(headers.get("Accept"), GRAPH_FORMATS, RdfFormat.from_media_type)
+    return serialize(triples, format=fmt, prefixes={"sd": SD}), fmt.media_type
 
 
 def _no_service(path: str) -> _Refused:
@@ -337,9 +452,10 @@ def _posted(params: dict[str, list[str]], body: bytes, headers: Any, what: str) 
         raise _Refused(400, f"the {what} is not UTF-8 ({e})") from None
 
 
-def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: bytes,
+def _graph_store(store: Store, method: str, params: dict[str, list[str]], body: IO[bytes],
                  headers: Any) -> tuple[int, Payload, str | None]:
-    """The Graph Store HTTP Protocol on ?graph=IRI or ?default (GET of neither: the whole dataset)."""
+    """The Graph Store HTTP Protocol on ?graph=IRI or ?default (GET of neither: the whole dataset);
+    `body`: a write's payload."""
     if "graph" in params:
         graph: NamedNode | DefaultGraph | None = _iri(_one(params, "graph"), "graph")
     else:

@@ -11,7 +11,6 @@ updates behind HTTP basic auth by the endpoint of `filtag_kg.kg.endpoint`, in th
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import hashlib
 import json
@@ -20,13 +19,11 @@ import re
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,7 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, serialize
 
 from ..config import locked_folder
 from ..errors import UserError
-from .endpoint import sparql_endpoint
+from .endpoint import read_only_endpoint, sparql_endpoint
 from .export import media_type, rdf_format, write
 from .store import Store, unfinished
 from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, RDFS, XSD, Minter, iri, sparql_prefixes
@@ -288,15 +285,6 @@ def _schema_org(
 
 # -- serving -------------------------------------------------------------------------------------
 
-def oxigraph_binary() -> str:
-    """The `oxigraph` server binary of PyPI's `oxigraph` package."""
-    beside = Path(sys.executable).parent / "oxigraph"
-    found = str(beside) if beside.is_file() else shutil.which("oxigraph")
-    if not found:
-        raise UserError("serving needs the Oxigraph server binary: pip install oxigraph")
-    return found
-
-
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     import socket
@@ -320,31 +308,13 @@ def _check_port_free(port: int) -> None:
             raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e.strerror or e})") from None
 
 
-def wait_until_up(base: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """Poll an Oxigraph server's query endpoint until it answers (or fail with its error output)."""
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            error = process.stderr.read().decode().strip()[-400:] if process.stderr else ""
-            raise UserError(f"oxigraph exited with {process.returncode}: {error}")
-        try:
-            requests.get(f"{base}/query", params={"query": "ASK {}"}, timeout=1)
-            return
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise UserError(f"oxigraph did not answer at {base} within {timeout} s") from None
-            time.sleep(0.05)
-
-
 @contextmanager
 def serving(path: Path, port: int, allow_updates: bool = False, password: str | None = None) -> Iterator[tuple[str, str | None]]:
     """Serve the store at `path` on 127.0.0.1:`port`; yield (URL, password or None).
 
-    Read-only: `oxigraph serve-read-only`. With updates: the store served from this process
-    (`endpoint.sparql_endpoint`), which asks HTTP basic auth (user 'filtag-kg') for updates and
-    graph store writes; no other port reaches the store.
+    Both from this process: read-only (`endpoint.read_only_endpoint`, which opens the store again
+    once a load or drop changed it), or with updates (`endpoint.sparql_endpoint`), which asks HTTP
+    basic auth (user 'filtag-kg') for updates and graph store writes; no other port reaches the store.
     """
     path = Path(path)
     if not path.is_dir():
@@ -352,25 +322,15 @@ def serving(path: Path, port: int, allow_updates: bool = False, password: str | 
     _check_port_free(port)  # else the server would fail, or another server there would answer for it
     _prepare_store(path, allow_updates)
     url = f"http://127.0.0.1:{port}"
-    if allow_updates:
-        password = password or secrets.token_urlsafe(12)
-        with Store(path) as store:
-            server = sparql_endpoint(store.oxigraph, port, password)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            try:
-                yield url, password
-            finally:
-                server.shutdown()
-                server.server_close()
-        return
-    process = subprocess.Popen([oxigraph_binary(), "serve-read-only", "--location", str(path), "--bind",
-                                f"127.0.0.1:{port}", "--union-default-graph"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_dying_with_parent())
-    try:
-        wait_until_up(url, process)
-        yield url, None
-    finally:
-        stop_process(process)
+    password = password or secrets.token_urlsafe(12) if allow_updates else None
+    with Store(path) if allow_updates else nullcontext() as store:
+        server = sparql_endpoint(store.oxigraph, port, password) if allow_updates else read_only_endpoint(path, port)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield url, password
+        finally:
+            server.shutdown()
+            server.server_close()
 
 
 def _prepare_store(path: Path, allow_updates: bool) -> None:
@@ -389,33 +349,6 @@ def _prepare_store(path: Path, allow_updates: bool) -> None:
                         f"and cannot be written to here (read-only file system or folder): open it for writing once "
                         f"where it can be, e.g. `filtag-kg upgrade --store {path}` as its owner, then serve it")
     Store(path).close()
-
-
-def _dying_with_parent() -> Callable[[], None] | None:
-    """On Linux, a `preexec_fn` that has the child terminated (SIGTERM) when the thread that
-    started it ends, so a server outlives no parent killed outright (SIGKILL) or by a signal it
-    does not handle; elsewhere None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
-    parent = os.getpid()
-
-    def die_with_parent() -> None:
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before that: nobody would stop this child
-            os._exit(1)
-
-    return die_with_parent
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Terminate a server process, killing it if it does not end within `timeout` seconds."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class _Stopped(BaseException):

@@ -26,16 +26,21 @@ Loading replaces whole named graphs (reloading a run is idempotent) and is all-o
   an update or upload that got no answer in time (the server may still be carrying it out). A
   marker graph names a push's new graphs until it is done, so those of a push killed outright are known
   (`unfinished_pushes`); staging them too would have the server copy every new graph once more
-  (measured: 928,000 triples, PUT 59 s, ADD 55 s).
+  (measured: 928,000 triples, PUT 59 s, ADD 55 s). The marker, written only if no other push that
+  is alive names one of its graphs (one update), also claims them: two pushes of a graph at once
+  never interleave (they left one graph of each, both reported done); the second is refused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import re
 import shutil
+import socket
+import struct
 import sys
 import tempfile
 import time
@@ -63,7 +68,9 @@ STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load i
 PUSHES = STAGING + "pushes"  # a push's marker graph (a staging graph) names the new graphs it puts in place,
 REPLACES = STAGING + "replaces"  # ... the graphs whose content it replaces,
 STAGES = STAGING + "stages"  # ... the staging graphs it uploads and its receipt,
-ALIVE = STAGING + "alive"  # ... and when it last made progress, in the server's time
+ALIVE = STAGING + "alive"  # ... when it last made progress, in the server's time,
+BY = STAGING + "by"  # ... the process pushing ("HOST PID"),
+ENDED = STAGING + "ended"  # ... and, once it failed unsure of a request's outcome, that it claims its graphs no more
 COMMITTED = STAGING + "committed"  # in a push's receipt graph: its commit took place
 STALE_AFTER = "PT1H"  # a push that made no progress for this long is taken for dead (an xsd:dayTimeDuration)
 COMMITS = NamedNode("urn:filtag-kg:commits")  # graph of commit markers (only during a load)
@@ -75,6 +82,7 @@ REBUILD_MAX_KEPT = 4  # ... if the rest of the store has fewer than this many ti
 REBUILD_SMALL_MIN_QUADS = 100_000  # smaller graphs from this size on, if the rest has fewer quads than they
 REBUILDING = ".filtag-kg-rebuild"  # suffix of the store directory's sibling a drop or load rebuilds it in
 RETIRED = ".filtag-kg-retired"  # suffix of the old store directory between the swap and its removal
+REMOVED = ".filtag-kg-removed-"  # ... of a store a failed first load made, on its way out (then a random token)
 REBUILT = "filtag-kg-rebuilt"  # file in a rebuilt store directory once it is complete
 BULK_FILE = re.compile(r"bulk-\d+\.sst")  # pyoxigraph's bulk loader writes these, then moves them into RocksDB
 OLD_LOG = re.compile(r"LOG\.old\.\d+")  # RocksDB's info log of an earlier opening for writing (never read back)
@@ -120,13 +128,7 @@ class Store:
                                     "--allow-updates`, a load or drop): ask that server (--endpoint), or wait for it")
                 self.oxigraph = OxStore.read_only(str(self.path))
             else:
-                self.path.mkdir(parents=True, exist_ok=True)
-                foreign = _foreign_files(self.path)
-                if foreign and not (self.path / "CURRENT").is_file():
-                    raise UserError(f"{self.path} holds other files ({', '.join(foreign[:3])}"
-                                    f"{' …' if len(foreign) > 3 else ''}) and no store; a store needs a folder of its "
-                                    "own: give a new or empty one")
-                self.oxigraph = OxStore(str(self.path))
+                self.oxigraph = self._open_for_writing()
         except OSError as e:
             locked = "lock" in str(e).lower()
             writer = _writer(self.path) if locked else None
@@ -153,6 +155,24 @@ class Store:
                 f"the store at {self.path} was filled by a filtag-kg of before 2026-12-01: its tags link to "
                 f"their selection (ft:inSelection), which the queries no longer read; {how} "
                 f"({len(legacy)} graph(s) to rewrite)")
+
+    def _open_for_writing(self, attempts: int = 3) -> OxStore:
+        """Open (or create) the store for writing. A folder that vanishes meanwhile (a failed first
+        load in another process removing the store it made, and the folders made for it) is made
+        again, up to `attempts` times."""
+        for attempt in range(attempts):
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                foreign = _foreign_files(self.path)
+                if foreign and not (self.path / "CURRENT").is_file():
+                    raise UserError(f"{self.path} holds other files ({', '.join(foreign[:3])}"
+                                    f"{' …' if len(foreign) > 3 else ''}) and no store; a store needs a folder of its "
+                                    "own: give a new or empty one")
+                return OxStore(str(self.path))
+            except OSError:
+                if attempt == attempts - 1 or self.path.is_dir():
+                    raise
+        raise AssertionError("unreachable")
 
     # -- reading ---------------------------------------------------------------------------------
     def query(self, sparql: str, **kwargs: Any) -> QuerySolutions | QueryBoolean | QueryTriples:
@@ -530,7 +550,7 @@ def loading_into(path: str | os.PathLike[str] | None) -> Iterator[Store]:
     """The store at `path` (default: the user's) open for writing, closed afterwards. A store this
     creates (where nothing was, or in an empty folder) is removed again, with the folders made for
     it, if what is done in it fails while it is still empty: a failed first load leaves nothing
-    behind to be taken for a store."""
+    behind to be taken for a store. Not if another process opened it meanwhile (`_remove_made`)."""
     path = Path(path) if path is not None else default_store_path()
     made = missing_folders(path)
     new = bool(made) or path.is_dir() and not any(path.iterdir())
@@ -540,21 +560,61 @@ def loading_into(path: str | os.PathLike[str] | None) -> Iterator[Store]:
         yield store
     except BaseException:
         if new and (store is None or store.holds_nothing()):
+            manifest = None
             if store is not None:
+                manifest = _manifest(path)  # read while this process holds the store
                 store.close()
                 # RocksDB closes with the last reference to its store, which the failed load's frames in the
                 # traceback may hold (its spool's generator): their locals go, else it writes on after the removal
                 traceback.clear_frames(sys.exc_info()[2])
-            if made:
-                shutil.rmtree(path, ignore_errors=True)
-                remove_empty(made[1:])
-            else:
-                for entry in path.iterdir():  # RocksDB's files (the folder was empty)
-                    entry.unlink()
+            _remove_made(path, made, manifest)
         raise
     finally:
         if store is not None:
             store.close()
+
+
+def _remove_made(path: Path, made: list[Path], manifest: bytes | None) -> None:
+    """Remove the store at `path` that a failed first load made, and then the folders `made` for it
+    (deepest first) that are empty, unless another process has it open or opened it for writing since
+    this one closed it (then it is that process's): the store is locked the way RocksDB locks it
+    (an open file description lock on its LOCK file, which RocksDB's POSIX lock conflicts with, and
+    which no other file's closing in this process releases), and it is removed only if its CURRENT
+    file names the MANIFEST it named while this process held it (`manifest`; every opening for
+    writing writes a new one), or, where this process never opened it (`manifest` None), if it has
+    none (nothing was made that holds data). A store directory made for it is renamed away before
+    it is removed, so that a process opening the store meanwhile makes a new one instead of writing
+    into the files being removed; a folder that was there (empty) is emptied, LOCK last."""
+    try:
+        fd = os.open(path / "LOCK", os.O_RDWR)
+    except OSError:  # no store was made
+        remove_empty(made)
+        return
+    try:
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+        except OSError:
+            return  # another process has it open
+        if _manifest(path) != manifest:
+            return  # another process opened it for writing meanwhile
+        if made:
+            removed = path.with_name(f"{path.name}{REMOVED}{uuid.uuid4().hex}")
+            path.rename(removed)
+            shutil.rmtree(removed, ignore_errors=True)
+        else:
+            for entry in sorted(path.iterdir(), key=lambda entry: entry.name == "LOCK"):  # the folder was empty
+                entry.unlink()
+    finally:
+        os.close(fd)
+    remove_empty(made[1:])
+
+
+def _manifest(path: Path) -> bytes | None:
+    """The content of the store's CURRENT file (the name of its MANIFEST), None if it has none."""
+    try:
+        return (path / "CURRENT").read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def unfinished(path: Path) -> bool:
@@ -883,19 +943,18 @@ class RemoteStore:
             written: list[str] = []  # new graphs already in place
             committed = unsure = False
             try:
-                if fresh or staging:  # named first, so that what a push killed before its commit left is known
-                    self._mark(marker, fresh, changed, [*staging.values(), receipt])
+                if fresh or staging:  # claimed and named first, so that what a push killed before its commit left is known
+                    dead = [m for m, push in self._push_markers().items() if push.dead]
+                    self._mark(marker, fresh, changed, [*staging.values(), receipt], dead)
                 for g in fresh:  # a graph the server lacks: one PUT straight into place
                     written.append(g)
-                    self._put(files[g][0], g, sizes[g])
+                    self._put(files[g][0], g, sizes[g], g)
                     self._beat(marker)
                 for g, s in staging.items():  # a graph the server has: PUT beside it first
-                    self._put(files[g][0], s, sizes[g])
+                    self._put(files[g][0], s, sizes[g], g)
                     self._beat(marker)
                 if staging:
-                    self._commit(staging, receipt)
-                    for g in staging:
-                        self._check_count(g, sizes[g], "commit")
+                    self._commit(staging, receipt, marker)
                 committed = True
             except _NoAnswer as e:  # e.g. a PUT that timed out: the server may put its graph in place later,
                 unsure = True  # after the graphs are dropped below, so the marker stays to name it
@@ -905,6 +964,8 @@ class RemoteStore:
             finally:
                 self._drop_quietly([*staging.values(), *([] if committed else written), receipt,
                                     *([] if unsure else [marker])])
+                if unsure:  # the marker stays, to name what a late request puts in place, but claims nothing
+                    self._update_quietly(f"INSERT DATA {{ GRAPH <{marker}> {{ <{marker}> <{ENDED}> true }} }}")
         self._forget_pushes(set(files))
         return n
 
@@ -915,12 +976,27 @@ class RemoteStore:
         present = {g.value for g in self.graphs()}
         return sorted({g for push in self._push_markers().values() for g in push.pushed if g in present})
 
-    def _mark(self, marker: str, fresh: list[str], replaced: list[str], staged: list[str]) -> None:
-        """Write a push's marker graph: what it will put in place, replace and stage, and that it is alive."""
+    def _mark(self, marker: str, fresh: list[str], replaced: list[str], staged: list[str], dead: list[str]) -> None:
+        """Write a push's marker graph: what it will put in place, replace and stage, by which process,
+        and that it is alive; in the same update, only if no other push that is alive (made progress
+        within STALE_AFTER, and not one of the markers `dead`) names one of these graphs, so that two
+        pushes of a graph never interleave (the server held one graph of each, both reported done).
+        Refused with a RemoteError naming the graphs and when the other push last made progress."""
         named = [f"<{marker}> <{PUSHES}> <{g}> ." for g in fresh] + [f"<{marker}> <{REPLACES}> <{g}> ." for g in replaced]
         named += [f"<{marker}> <{STAGES}> <{g}> ." for g in staged]
+        named.append(f"<{marker}> <{BY}> {Literal(f'{socket.gethostname()} {os.getpid()}')} .")
+        others = (f"VALUES ?g {{ {' '.join(f'<{g}>' for g in [*fresh, *replaced])} }} VALUES ?p {{ <{PUSHES}> <{REPLACES}> }} "
+                  f"GRAPH ?m {{ ?m ?p ?g ; <{ALIVE}> ?alive FILTER NOT EXISTS {{ ?m <{ENDED}> ?ended }} }} "
+                  f"FILTER(?m NOT IN ({', '.join(f'<{m}>' for m in [marker, *dead])}) && "
+                  f"?alive >= NOW() - \"{STALE_AFTER}\"^^<{XSD}dayTimeDuration>)")
         self.update(f"INSERT {{ GRAPH <{marker}> {{ {' '.join(named)} <{marker}> <{ALIVE}> ?now }} }} "
-                    f"WHERE {{ BIND(NOW() AS ?now) }}")
+                    f"WHERE {{ BIND(NOW() AS ?now) FILTER NOT EXISTS {{ {others} }} }}")
+        if not self.rows(f"SELECT ?alive WHERE {{ GRAPH <{marker}> {{ <{marker}> <{ALIVE}> ?alive }} }}"):
+            running = self.rows(f"SELECT DISTINCT ?g ?alive WHERE {{ {others} }} ORDER BY ?g")
+            raise RemoteError(f"push to {self.store_url}: another push of {', '.join(sorted({g for g, _ in running}))} "
+                              f"is running (it last made progress at {max(a for _, a in running)}, server time); "
+                              "push again when it is done (a push that makes no progress for an hour, or whose "
+                              "process on this machine has ended, is taken for dead); nothing was changed")
 
     def _beat(self, marker: str) -> None:
         """Mark a push alive now, so that other clients leave its staging graphs alone."""
@@ -928,20 +1004,24 @@ class RemoteStore:
                     f"INSERT {{ GRAPH <{marker}> {{ <{marker}> <{ALIVE}> ?now }} }} "
                     f"WHERE {{ GRAPH <{marker}> {{ <{marker}> <{ALIVE}> ?then }} BIND(NOW() AS ?now) }}")
 
-    def _commit(self, staging: dict[str, str], receipt: str) -> None:
+    def _commit(self, staging: dict[str, str], receipt: str, marker: str) -> None:
         """Replace each graph by its staging copy in one update, one transaction, only if every staging
         copy is still there (another client may have taken the push for dead and removed them); the
-        update leaves a receipt when it took place. Idempotent, so retrying it after a lost answer is safe."""
+        update leaves a receipt when it took place, and removes the push's marker (also when the server
+        carries it out after its answer was lost). Idempotent, so retrying it after a lost answer is safe."""
         guard = " ".join(f"{{ SELECT * WHERE {{ GRAPH <{s}> {{ ?s{i} ?p{i} ?o{i} }} }} LIMIT 1 }}"
                          for i, s in enumerate(staging.values()))
         replace = [f"DELETE {{ GRAPH <{g}> {{ ?s ?p ?o }} }} WHERE {{ {guard} GRAPH <{g}> {{ ?s ?p ?o }} }} ; "
                    f"INSERT {{ GRAPH <{g}> {{ ?s ?p ?o }} }} WHERE {{ {guard} GRAPH <{s}> {{ ?s ?p ?o }} }}"
                    for g, s in staging.items()]
         self.update(" ; ".join([*replace, f"INSERT {{ GRAPH <{receipt}> {{ <{receipt}> <{COMMITTED}> true }} }} "
-                                          f"WHERE {{ {guard} }}"]))
+                                          f"WHERE {{ {guard} }}",
+                                f"DELETE {{ GRAPH <{marker}> {{ ?s ?p ?o }} }} WHERE {{ {guard} GRAPH <{marker}> "
+                                f"{{ ?s ?p ?o }} }}"]))
         if not self.rows(f"SELECT ?done WHERE {{ GRAPH <{receipt}> {{ <{receipt}> <{COMMITTED}> ?done }} }}"):
             raise RemoteError(f"push to {self.store_url}: another client removed this push's staging graphs "
-                              f"before its commit (it took the push for dead); nothing was replaced: push again")
+                              f"before its commit (it pushed the same graphs meanwhile, or took this push for dead); "
+                              f"this push replaced nothing: push again")
 
     def _forget_pushes(self, done: set[str], dropped: str | None = None) -> None:
         """Drop the markers of other pushes, with the staging graphs they name, that this push (of the
@@ -960,13 +1040,15 @@ class RemoteStore:
         rows = self.rows(
             # the predicates bound by VALUES, so that the server reads them by index (a FILTER on ?p scanned
             # every quad: 536 ms against 1.4 ms on an Oxigraph server holding 2 M quads)
-            f"SELECT ?m ?p ?g ?stale WHERE {{ VALUES ?p {{ <{PUSHES}> <{REPLACES}> <{STAGES}> }} GRAPH ?m {{ ?m ?p ?g "
-            f"OPTIONAL {{ ?m <{ALIVE}> ?alive }} }} "
+            f"SELECT ?m ?p ?g ?stale (COALESCE(?process, '') AS ?by) WHERE {{ VALUES ?p {{ <{PUSHES}> <{REPLACES}> <{STAGES}> }} "
+            f"GRAPH ?m {{ ?m ?p ?g OPTIONAL {{ ?m <{ALIVE}> ?alive }} OPTIONAL {{ ?m <{BY}> ?process }} }} "
             f"BIND(!BOUND(?alive) || ?alive < NOW() - \"{STALE_AFTER}\"^^<{XSD}dayTimeDuration> AS ?stale) }}")
-        for m, p, g, stale in rows:  # a retried marking may have left two times: the later one counts
-            push = markers.setdefault(m, _Push(stale == "true"))
+        for m, p, g, stale, by in rows:  # a retried marking may have left two times: the later one counts
+            push = markers.setdefault(m, _Push(stale == "true", dead=_ended(by)))
             push.stale &= stale == "true"
             {PUSHES: push.pushed, REPLACES: push.replaced, STAGES: push.staged}[p].add(g)
+        for push in markers.values():
+            push.stale |= push.dead
         return markers
 
     def _holds(self, graph: str, path: Path) -> bool:
@@ -982,18 +1064,17 @@ class RemoteStore:
                                "graph store") from None
         return _unchanged(path, graph, current.quads_for_pattern(None, None, None, NamedNode(graph)))
 
-    def _put(self, body: Path, graph: str, size: int) -> None:
-        """PUT an N-Triples file as a graph and check by counting that all of it arrived."""
+    def _put(self, body: Path, target: str, size: int, graph: str) -> None:
+        """PUT an N-Triples file of `size` triples as `graph`, or as `target`, its staging graph, and
+        check by counting that all of it arrived."""
         assert self.store_url is not None
-        self._request("PUT", self.store_url, body_file=body, params={"graph": graph},
+        self._request("PUT", self.store_url, body_file=body, params={"graph": target},
                       headers={"Content-Type": "application/n-triples"})
-        self._check_count(graph, size, "upload")
-
-    def _check_count(self, graph: str, size: int, step: str) -> None:
-        """Raise RemoteError unless the server's graph holds `size` triples after a push's `step`."""
-        n = self.count(graph)
+        n = self.count(target)
         if n != size:
-            raise RemoteError(f"push to {self.store_url}: graph {graph} has {n} triples after the {step}, expected {size}")
+            staged = f" (staged as {target})" if target != graph else ""
+            raise RemoteError(f"push to {self.store_url}: graph {graph}{staged} holds {n} triples after its upload, "
+                              f"expected {size}")
 
     def update(self, sparql: str) -> None:
         """Run a SPARQL 1.1 update."""
@@ -1059,7 +1140,7 @@ class RemoteStore:
                                       f"{hop.headers.get('Location')}; give the endpoint it names (--endpoint, or "
                                       "--query-url, --update-url, --store-url)")
             if response.status_code in self.TRANSIENT:
-                raise _Transient(response.status_code, response.reason)
+                raise _Transient(response.status_code, response.reason, response.content)
             if response.status_code >= 400:
                 raise _refused(f"{method} {url}", response.status_code, response.reason, response.content)
             return response
@@ -1081,7 +1162,7 @@ class RemoteStore:
             except urllib.error.HTTPError as e:  # from SPARQLWrapper
                 if e.code not in self.TRANSIENT:
                     raise _refused(what, e.code, e.reason, e.read()) from None
-                error: Exception = e
+                error: Exception = _Transient(e.code, e.reason, e.read())
             except (_Transient, requests.ConnectionError, requests.Timeout, urllib.error.URLError,
                     TimeoutError, ConnectionError, requests.exceptions.ChunkedEncodingError,
                     http.client.IncompleteRead) as e:  # the last two: an answer cut off (the server ended)
@@ -1095,7 +1176,7 @@ class RemoteStore:
         # the server answered, or never got the request (refused, or not connected in time), or may carry it out
         # (also when a gateway in front of it timed out: 504)
         unsent = isinstance(getattr(error.args[0] if error.args else None, "reason", None), ConnectTimeoutError)
-        answered = isinstance(error, urllib.error.HTTPError) or isinstance(error, _Transient) and error.status != 504
+        answered = isinstance(error, _Transient) and error.status != 504
         failed = f"{what}: failed after {self.retries + 1} attempts: {error}"
         if answered or unsent:
             raise RemoteError(failed)
@@ -1103,10 +1184,15 @@ class RemoteStore:
 
     def _drop_quietly(self, graphs: Iterable[str]) -> None:
         for g in graphs:
-            try:
-                self.update(f"DROP SILENT GRAPH <{g}>")
-            except RemoteError:
-                pass  # an unreachable server keeps a staging graph; graphs() hides it
+            self._update_quietly(f"DROP SILENT GRAPH <{g}>")
+
+    def _update_quietly(self, sparql: str) -> None:
+        """An update of a push's own bookkeeping: an unreachable server keeps a staging graph (graphs()
+        hides it) or a marker as it was."""
+        try:
+            self.update(sparql)
+        except RemoteError:
+            pass
 
 
 def _refused(what: str, status: int, reason: str, body: bytes) -> RemoteError:
@@ -1143,20 +1229,38 @@ def _content_type(response: Any) -> str:
     return response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
 
 
+def _ended(by: str) -> bool:
+    """Whether a push's process ("HOST PID", or '' for a push of before 2026-12-02) is one of this
+    machine that has ended."""
+    host, _, pid = by.rpartition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's
+        pass
+    return False
+
+
 @dataclass
 class _Push:
-    """A push as its marker graph tells: stale (no progress for STALE_AFTER), and the graphs it names."""
+    """A push as its marker graph tells: stale (no progress for STALE_AFTER, or dead), dead (its process,
+    on this machine, has ended: killed outright), and the graphs it names."""
     stale: bool
+    dead: bool = False
     pushed: set[str] = field(default_factory=set)
     replaced: set[str] = field(default_factory=set)
     staged: set[str] = field(default_factory=set)
 
 
 class _Transient(Exception):
-    """An HTTP answer worth retrying (`status`: its code)."""
+    """An HTTP answer worth retrying (`status`: its code), with the start of its body (the server's reason)."""
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"{status} {reason}")
+    def __init__(self, status: int, reason: str, body: bytes) -> None:
+        said = body[:300].decode("utf-8", "replace").strip()
+        super().__init__(f"{status} {reason}{f': {said}' if said else ''}")
         self.status = status
 
 
