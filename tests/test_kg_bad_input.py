@@ -158,7 +158,7 @@ def test_error_analysis_names_a_selection_or_run_it_has_no_explanations_of(tmp_p
 def test_a_run_option_that_is_no_iri_is_named_as_given(tmp_path: Path, run_a: TagSet, run_cli: RunCli) -> None:
     """--run is checked as an IRI by the commands that take it: the queries' error named '--param run', an
     option not given, and publish pasted the run into its query ('invalid SPARQL query: … expected OPTIONAL').
-    `errors` also takes a run by its id, and names an id no run has."""
+    They also take a run by its id, and name an id no run has."""
     path = tmp_path / "store"
     with Store(path) as store:
         store.load(export_tags(run_a))
@@ -166,7 +166,7 @@ def test_a_run_option_that_is_no_iri_is_named_as_given(tmp_path: Path, run_a: Ta
                  ("errors",), ("publish", "--creator", "Me", "--out", tmp_path / "site")):
         for run in ("nope", "http://x/run/a b"):
             code, _, err = run_cli(*args, "--run", run, "--store", path)
-            says = ("--run nope: no tagging run in the store has this id" if args == ("errors",) and run == "nope" else
+            says = ("--run nope: no tagging run in the store has this id" if run == "nope" else
                     f"--run {run!r} is not an IRI")
             assert code == 2 and says in err and "--param" not in err, (args, err)
     assert not (tmp_path / "site").exists() and not (tmp_path / "g.graphml").exists()

@@ -142,12 +142,12 @@ def _remote(endpoint: str, query_url: str | None, update_url: str | None, store_
 
 
 def _only_run(db: Any, run: str | None) -> str:
-    """The run given (checked as an IRI: the queries' '--param run' error named an option not given),
-    or the only tagging run in the store."""
-    from ..kg.vocab import iri
+    """The run given (`named_run`: checked here, as the queries' '--param run' error named an option not
+    given), or the only tagging run in the store."""
+    from ..kg.store import named_run
 
     if run:
-        return iri(run, "--run").value
+        return named_run(db, run)
     rows = db.query("SELECT DISTINCT ?run WHERE { ?run a <https://w3id.org/filtag-kg/ontology#TaggingRun> }")
     runs = sorted(r["run"].value for r in rows)
     if len(runs) != 1:
@@ -214,7 +214,7 @@ def register(cli: click.Group) -> None:
 
     @cli.command("drop")
     @click.argument("graphs", nargs=-1)
-    @click.option("--run", help="Drop this tagging run's graphs: the one holding it and those minted beside it "
+    @click.option("--run", help="Drop this tagging run's graphs (its IRI or id): the one holding it and those minted beside it "
                                 "(explanations, WordNet and ConceptNet links); the network and class graphs stay.")
     @_store_option
     @_query_remote_options
@@ -227,7 +227,7 @@ def register(cli: click.Group) -> None:
         that is interrupted is finished before the next load or drop, or when the store is next opened."""
         import json
 
-        from ..kg.store import run_graphs
+        from ..kg.store import named_run, run_graphs
 
         if not graphs and not run:
             raise UserError("name the graphs to drop (IRIs) or a tagging run (--run IRI)")
@@ -246,7 +246,7 @@ def register(cli: click.Group) -> None:
             chosen = list(dict.fromkeys(graphs))
             if run:
                 try:  # the run's graphs, the one holding it last
-                    chosen = list(dict.fromkeys([*chosen, *(g.value for g in run_graphs(db, run))]))
+                    chosen = list(dict.fromkeys([*chosen, *(g.value for g in run_graphs(db, named_run(db, run)))]))
                 except UserError:
                     if not again:  # (else the graph holding the run was the one finished)
                         raise
@@ -372,7 +372,7 @@ def register(cli: click.Group) -> None:
 
     @cli.command("publish")
     @_store_option
-    @click.option("--run", help="IRI of the tagging run (default: the only one in the store).")
+    @click.option("--run", help="The tagging run: its IRI or id, as `filtag-kg query runs` lists it (default: the only one in the store).")
     @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
                   help="Folder for the distributions, dataset.ttl (DCAT) and dataset.jsonld (schema.org).")
     @click.option("--license", "license_", default="https://creativecommons.org/licenses/by/4.0/", show_default=True,
@@ -439,7 +439,7 @@ def register(cli: click.Group) -> None:
             click.echo(queries.run(query, db, values).serialize(fmt), nl=False)
 
     @cli.command("graph")
-    @click.option("--run", help="IRI of the tagging run (default: the only one in the store).")
+    @click.option("--run", help="The tagging run: its IRI or id, as `filtag-kg query runs` lists it (default: the only one in the store).")
     @click.option("--method", type=click.Choice(["k-best", "q-quantile"]), default="k-best", show_default=True)
     @click.option("--parameter", type=float, default=1, show_default=True, help="The selection's k or q.")
     @click.option("--layer", help="Only the filters of this layer.")

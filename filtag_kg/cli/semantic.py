@@ -22,7 +22,7 @@ def _store_options(f: Any) -> Any:
                      help="Embedded store directory (default: 'store' in the filtag-kg data folder)."),
         click.option("--endpoint", help="Base URL of a SPARQL server with /query, /update, /store (Oxigraph)."),
         _HTTP_OPTIONS[0],  # --user (the server's own --timeout and --retries are its defaults here)
-        click.option("--run", "run", help="IRI of the tagging run (default: the only one in the store)."),
+        click.option("--run", "run", help="The tagging run: its IRI or id, as `filtag-kg query runs` lists it (default: the only one in the store)."),
     )):
         f = option(f)
     return f

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any
 
 from ..errors import UserError, is_whole
 from .queries import Query, run
-from .vocab import iri, sparql_prefixes
+from .store import TAGGING_RUNS, named_run
+from .vocab import sparql_prefixes
 
 # ft:Explanation only: a run's coarse concepts (`filtag-kg link wordnet`) carry a tag selection and
 # the run too, but explain no image
 _EXPLAINED = Query.parse(sparql_prefixes() + """SELECT DISTINCT ?run ?selection WHERE { GRAPH ?g {
     ?explanation a ft:Explanation ; ft:tagSelection ?selection ; prov:wasDerivedFrom ?run } }""", "explained-runs")
-_RUNS = Query.parse(sparql_prefixes() + "SELECT DISTINCT ?run WHERE { GRAPH ?g { ?run a ft:TaggingRun } }",
-                    "tagging-runs")
 
 
 def _check_explained(store: Any, selection: str | None, run_iri: str | None) -> None:
@@ -25,7 +23,7 @@ def _check_explained(store: Any, selection: str | None, run_iri: str | None) -> 
     runs = {r for r, _ in explained}
     if run_iri and run_iri not in runs:
         listed = ', '.join(sorted(runs)) or 'none (`filtag-kg evaluate` loads them)'
-        if run_iri not in {row["run"] for row in run(_RUNS, store).values()}:
+        if run_iri not in {row["run"] for row in run(TAGGING_RUNS, store).values()}:
             raise UserError(f"--run {run_iri}: the store holds no such tagging run (`filtag-kg query runs` lists "
                             f"them); runs with explanations: {listed}")
         raise UserError(f"no explanations of run {run_iri} in the store; runs with explanations: {listed}")
@@ -55,30 +53,12 @@ def error_report(store: Any, selection: str, run_iri: str | None = None, top: in
         if not is_whole(value) or value < 1:
             raise UserError(f"{name} must be a whole number of at least 1, got {value!r}")
     if run_iri is not None:
-        run_iri = _run_named(store, run_iri)
+        run_iri = named_run(store, run_iri)
     else:
         runs = sorted({row["run"] for row in run(_EXPLAINED, store).values() if row["selection"] == selection})
         if len(runs) > 1:
             return "\n\n".join(f"Run {r}:\n" + _run_report(store, selection, r, top, n) for r in runs)
     return _run_report(store, selection, run_iri, top, n)
-
-
-def _run_named(store: Any, text: str) -> str:
-    """The run IRI `text` names: as `filtag-kg query runs` lists it, also with the spaces of its table or
-    the <> of its TSV copied along, or by its id (the IRI's last part, as in the store's graph names).
-    Checked here: the queries' error would name '--param run', an option not given."""
-    if not isinstance(text, str):
-        raise UserError(f"--run must be a run IRI (see `filtag-kg query runs`), got {text!r}")
-    text = text.strip()
-    text = text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
-    if re.fullmatch(r"[\w.~-]+", text):  # an id: a path segment of the minter's slugs
-        runs = sorted({row["run"] for row in run(_RUNS, store).values() if row["run"].rsplit("/", 1)[-1] == text})
-        if len(runs) != 1:
-            raise UserError(f"--run {text}: the id of several tagging runs ({', '.join(runs)}); give the IRI" if runs
-                            else f"--run {text}: no tagging run in the store has this id (the last part of its IRI; "
-                                 "`filtag-kg query runs` lists them)")
-        return runs[0]
-    return iri(text, "--run").value
 
 
 def _run_report(store: Any, selection: str, run_iri: str | None, top: int, n: int) -> str:

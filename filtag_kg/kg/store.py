@@ -61,7 +61,7 @@ from pyoxigraph import (
 
 from ..config import default_store_path, missing_folders, remove_empty
 from ..errors import InterruptedAfterCommit, UserError
-from .queries import names_dataset, query_form
+from .queries import Query, names_dataset, query_form, run as run_query
 from .vocab import FT, XSD, iri
 
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
@@ -621,6 +621,27 @@ def unfinished(path: Path) -> bool:
     """Whether the store at `path` has an interrupted load or drop (its journal) or a rebuild's swap to
     finish, which only an opening for writing does."""
     return (path / JOURNAL).exists() or _swap_pending(path)
+
+
+TAGGING_RUNS = Query.parse(f"SELECT DISTINCT ?run WHERE {{ GRAPH ?g {{ ?run a <{FT}TaggingRun> }} }}", "tagging-runs")
+
+
+def named_run(store: Store | RemoteStore | OxStore, text: str) -> str:
+    """The IRI of the tagging run `text` names (a --run): as `filtag-kg query runs` lists it, also
+    with the spaces of its table or the <> of its TSV copied along, or by its id (the IRI's last
+    part, as in the store's graph names). A UserError naming --run otherwise."""
+    if not isinstance(text, str):
+        raise UserError(f"--run must be a run IRI (see `filtag-kg query runs`), got {text!r}")
+    text = text.strip()
+    text = text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
+    if re.fullmatch(r"[\w.~-]+", text):  # an id: a path segment of the minter's slugs
+        runs = sorted({row["run"] for row in run_query(TAGGING_RUNS, store).values() if row["run"].rsplit("/", 1)[-1] == text})
+        if len(runs) != 1:
+            raise UserError(f"--run {text}: the id of several tagging runs ({', '.join(runs)}); give the IRI" if runs
+                            else f"--run {text}: no tagging run in the store has this id (the last part of its IRI; "
+                                 "`filtag-kg query runs` lists them)")
+        return runs[0]
+    return iri(text, "--run").value
 
 
 def run_graphs(store: Store | RemoteStore, run: NamedNode | str) -> list[NamedNode]:
