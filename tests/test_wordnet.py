@@ -280,3 +280,19 @@ def test_a_synset_no_noun_of_wordnet_is_named_with_its_line(wn: WordNet, tmp_pat
         with pytest.raises(UserError, match=f"^{path}, line 3: {why}"):
             read_mapping(path, wn)
         assert read_mapping(path) == {"cow": "cow.n.02", "bear": wrong}  # without WordNet: read only
+
+
+def test_wu_palmer_similarity_is_nltks(wn: WordNet) -> None:
+    """`WordNet.wup` (from the cached ancestors; NLTK's re-reads a file on every call) equals NLTK's
+    wup_similarity on pairs of ImageNet's classes, and on pairs with instance hypernyms and with the
+    root, both ways round."""
+    import numpy as np
+
+    wnids = imagenet_index().wnids
+    rng = np.random.default_rng(0)
+    synsets = [wn.synset_of_wnid(wnids[i]) for i in rng.choice(len(wnids), 60, replace=False)]
+    synsets += [wn.reader.synset(name) for name in ("einstein.n.01", "paris.n.01", "entity.n.01", "dog.n.01",
+                                                    "physical_entity.n.01", "thing.n.12")]
+    pairs = [(a, b) for a in synsets for b in synsets]
+    mine, nltk = [wn.wup(a, b) for a, b in pairs], [a.wup_similarity(b) for a, b in pairs]
+    assert mine == pytest.approx(nltk, abs=1e-12) and len(set(nltk)) > 50

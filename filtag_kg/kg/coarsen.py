@@ -114,7 +114,7 @@ def coarsen_filter(wordnet: WordNet, filter_index: int, classes: list[int], syns
     pairs = list(combinations(distinct, 2))
     if len(pairs) > MAX_PAIRS:  # q-quantile tags of big layers: a fixed, seeded sample of pairs
         pairs = [pairs[i] for i in np.random.default_rng(filter_index).choice(len(pairs), MAX_PAIRS, replace=False)]
-    coherence = sum(a.wup_similarity(b) for a, b in pairs) / len(pairs) if pairs else 1.0
+    coherence = sum(wordnet.wup(a, b) for a, b in pairs) / len(pairs) if pairs else 1.0
     return FilterConcepts(filter_index, classes, distinct, best(n), best(max(1, math.ceil(share * n - 1e-9))),
                           coherence)
 

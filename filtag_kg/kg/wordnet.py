@@ -173,6 +173,7 @@ class WordNet:
         self.source = source
         self._ancestors: dict[Synset, dict[Synset, int]] = {}
         self._depth: dict[Synset, int] = {}
+        self._min_depth: dict[Synset, int] = {}
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str] | None = None) -> WordNet:
@@ -246,6 +247,34 @@ class WordNet:
         d = self._depth.get(synset)
         if d is None:
             d = self._depth[synset] = synset.max_depth()
+        return d
+
+    def wup(self, a: Synset, b: Synset) -> float | None:
+        """Wu–Palmer similarity of two nouns as NLTK's `wup_similarity` computes it (None: no common
+        hypernym), from the cached ancestors and depths: NLTK's re-reads its data file's header on
+        every call, which took 860 of the 870 s of linking a synthetic VGG16 run of 121,000 tags."""
+        above_a, above_b = self.ancestors(a), self.ancestors(b)
+        common = above_a.keys() & above_b.keys()
+        if not common:
+            return None
+        deepest = max(map(self._shortest_depth, common))
+        lowest = sorted(s for s in common if self._shortest_depth(s) == deepest)
+        subsumer = a if a in lowest else lowest[0]
+        depth = self.depth(subsumer) + 1
+        return 2 * depth / (self._distance(a, subsumer) + self._distance(b, subsumer) + 2 * depth)
+
+    def _distance(self, a: Synset, b: Synset) -> int:
+        """The shortest path between two synsets through a common hypernym (NLTK's shortest_path_distance:
+        from `a` up to its hypernym `b` it may go higher, then down)."""
+        above_a, above_b = self.ancestors(a), self.ancestors(b)
+        return min(d + above_b[s] for s, d in above_a.items() if s in above_b)
+
+    def _shortest_depth(self, synset: Synset) -> int:
+        """The shortest hypernym path to a root (NLTK's min_depth)."""
+        d = self._min_depth.get(synset)
+        if d is None:
+            d = self._min_depth[synset] = min(n for s, n in self.ancestors(synset).items()
+                                               if not s.hypernyms() and not s.instance_hypernyms())
         return d
 
     @lru_cache(maxsize=1)  # noqa: B019 — one WordNet per process in practice
