@@ -160,7 +160,8 @@ class Store:
         """Open (or create) the store for writing. A folder that vanishes meanwhile (a failed first
         load in another process removing the store it made, and the folders made for it) is made
         again, up to `attempts` times."""
-        for attempt in range(attempts):
+        attempt = 1
+        while True:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
                 foreign = _foreign_files(self.path)
@@ -170,9 +171,9 @@ class Store:
                                     "own: give a new or empty one")
                 return OxStore(str(self.path))
             except OSError:
-                if attempt == attempts - 1 or self.path.is_dir():
+                if attempt == attempts or self.path.is_dir():
                     raise
-        raise AssertionError("unreachable")
+                attempt += 1
 
     # -- reading ---------------------------------------------------------------------------------
     def query(self, sparql: str, **kwargs: Any) -> QuerySolutions | QueryBoolean | QueryTriples:
