@@ -110,8 +110,9 @@ def test_explain_heldout_with_statistics_of_some_layers_and_repeats(run_cli, tmp
         assert code == 2 and f"Error: {option} applies to image files; --heldout explains the records" in err, err
 
 
-def test_explain_checks_its_json_file_before_the_work(run_cli, tmp_path) -> None:
-    """`explain --json PATH` printed the explanations and only then failed (exit 1) on PATH's missing folder."""
+def _one_image_tag_set(folder) -> None:
+    """Statistics of two classes with one held-out image (a dog), in folder/stats, and their k=1 tags
+    in folder/tags."""
     import filtag_kg
     from filtag_kg.records import HeldOut
 
@@ -120,8 +121,13 @@ def test_explain_checks_its_json_file_before_the_work(run_cli, tmp_path) -> None
     stats.sums["l1"] = np.array([[0.7, 0.1], [0.2, 0.6]])
     stats.heldout = HeldOut(["i0"], np.arange(1), np.array([1]), np.array([[1, 0, -1, -1, -1]]),
                             np.array([[0.8, 0.2, 0, 0, 0]], np.float32), {"l1": np.array([[0.1, 0.9]], np.float32)})
-    stats.save(tmp_path / "stats")
-    filtag_kg.tag(stats, k=1).save(tmp_path / "tags")
+    stats.save(folder / "stats")
+    filtag_kg.tag(stats, k=1).save(folder / "tags")
+
+
+def test_explain_checks_its_json_file_before_the_work(run_cli, tmp_path) -> None:
+    """`explain --json PATH` printed the explanations and only then failed (exit 1) on PATH's missing folder."""
+    _one_image_tag_set(tmp_path)
     missing = tmp_path / "missing" / "e.json"
     code, out, err = run_cli("explain", "--tags", tmp_path / "tags", "--heldout", "i0", "--json", missing)
     assert (code, out) == (2, "") and f"Error: --json {missing}: the folder {missing.parent} does not exist" in err
@@ -339,16 +345,7 @@ def test_evaluate_after_tag_overwrite_names_the_replaced_run_in_the_store(run_cl
 def test_evaluate_names_an_out_folder_it_cannot_write(run_cli, tmp_path) -> None:
     """`evaluate --out FILE/sub` failed with exit 1 (an unexpected error) and 'FILE/sub: Not a directory',
     not naming the option."""
-    import filtag_kg
-    from filtag_kg.records import HeldOut
-
-    stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 2})
-    stats.counts[:] = 1
-    stats.sums["l1"] = np.array([[0.7, 0.1], [0.2, 0.6]])
-    stats.heldout = HeldOut(["i0"], np.arange(1), np.array([1]), np.array([[1, 0, -1, -1, -1]]),
-                            np.array([[0.8, 0.2, 0, 0, 0]], np.float32), {"l1": np.array([[0.1, 0.9]], np.float32)})
-    stats.save(tmp_path / "stats")
-    filtag_kg.tag(stats, k=1).save(tmp_path / "tags")
+    _one_image_tag_set(tmp_path)
     (tmp_path / "file").write_text("")
     code, out, err = run_cli("evaluate", "--tags", tmp_path / "tags", "--no-store", "--out", tmp_path / "file" / "ev")
     assert (code, out) == (2, "") and f"Error: --out {tmp_path / 'file' / 'ev'}: cannot write there (Not a directory)" in err

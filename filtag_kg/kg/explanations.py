@@ -28,7 +28,7 @@ from itertools import chain
 from pyoxigraph import Literal, NamedNode, Quad
 
 from ..errors import UserError
-from ..explain import Explanation, known_selections, check_heldout, explain, require_true_classes
+from ..explain import Explanation, explain, known_selections, require_true_classes
 from ..records import ActivationStats, HeldOut, TagSet, selection_label
 from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys, tag_layer_keys
 from .vocab import DCTERMS, FT, PROV, Minter
@@ -61,13 +61,13 @@ def export_explanations(
     `dataset`: the data set the images are of, as a manifest describes it (default: the one the tags
     were made on); its `images_key` is in the images' IRIs. Records and selections are checked at the
     call, before any quad (an image's ft:confidence was yielded before a NaN in its records failed)."""
-    check_heldout(tags, heldout)
+    explained = explain(tags, heldout, selections)  # checks the records first (check_heldout); one sort for all
     require_true_classes(heldout, "the graph (ft:trueClass, ft:correct of each explained image)")
     repeated = next((i for i, count in Counter(heldout.image_ids).items() if count > 1), None)
     if repeated is not None:  # one image node with two true classes and predictions
         raise UserError(f"image id {repeated!r} is in heldout.image_ids more than once; ids name images in the graph")
     chosen = known_selections(tags, selections or tags.selections)
-    return _quads(tags, heldout, minter or Minter(), chosen, explain(tags, heldout, chosen), dataset)
+    return _quads(tags, heldout, minter or Minter(), chosen, explained, dataset)
 
 
 def _quads(tags: TagSet, heldout: HeldOut, minter: Minter, chosen: list[tuple[str, float]],
