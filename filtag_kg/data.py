@@ -323,41 +323,64 @@ def animal_shape(fraction: float = 0.8, seed: int = 0) -> ImageSource:
 # -- image folders ------------------------------------------------------------------------------
 def _list_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
     if not root.is_dir():
-        raise UserError(f"image folder {root} does not exist or is not a folder")
+        raise UserError(f"image folder {_shown(root)} does not exist or is not a folder")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # a class folder linked from elsewhere whose target is gone (unmounted, moved) was left out unsaid
+    dangling = sorted(p.name for p in root.iterdir()
+                      if not p.name.startswith(".") and p.is_symlink() and not p.exists())
+    lost = (f"{len(dangling):,} link(s) lead to nothing (the target is missing, or links lead in a loop) and are left "
+            f"out: {', '.join(_shown(n) for n in dangling[:5])}{' …' if len(dangling) > 5 else ''}")
     if not class_dirs:
-        raise UserError(f"image folder {root} has no class sub-folders (expected ROOT/<class>/<image>.jpg)")
+        raise UserError(f"image folder {_shown(root)} has no class sub-folders (expected ROOT/<class>/<image>.jpg)"
+                        + (f"; {lost}" if dangling else ""))
+    if dangling:
+        print(f"warning: {_shown(root)}: {lost}", file=sys.stderr)
     files = []
     ignored: Counter[str] = Counter()  # files of other kinds, by suffix
+    unlisted: list[OSError] = []  # sub-folders that cannot be listed
     for d in class_dirs:
         if _printable(d.name) != d.name:
             raise UserError(f"class folder {_printable(str(d))}: its name is not valid UTF-8; rename it")
-        found = _files_under(d)
+        errors: list[OSError] = []
+        found = _files_under(d, errors)
+        for e in errors:
+            if e.filename is not None and os.fspath(e.filename) == os.fspath(d):  # said to hold no images
+                raise UserError(f"class folder {_shown(d)} cannot be read ({e.strerror or e}); make it readable")
+        unlisted += errors
         images = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
-        ignored.update(p.suffix.lower() or "(none)" for p in found if p.suffix.lower() not in IMAGE_SUFFIXES)
-        if not images:
-            raise UserError(f"class folder {d} has no JPEG or PNG images")
+        ignored.update(_shown(p.suffix.lower()) or "(none)" for p in found if p.suffix.lower() not in IMAGE_SUFFIXES)
+        if not images:  # what it holds instead, so that a folder of GIF or BMP files is not a puzzle
+            others = Counter(_shown(p.suffix.lower()) or "(none)" for p in found)
+            holds = (f" (it holds {len(found):,} other file(s): "
+                     f"{', '.join(f'{suffix} ×{n:,}' for suffix, n in others.most_common())})" if found else "")
+            raise UserError(f"class folder {_shown(d)} has no JPEG or PNG images{holds}")
         files.append(images)
+    if unlisted:  # their images were left out unsaid
+        which = "; ".join(f"{_shown(e.filename or '?')}: {e.strerror or e}" for e in unlisted[:3])
+        print(f"warning: {_shown(root)}: {len(unlisted):,} sub-folder(s) of the class folders cannot be read and are "
+              f"left out ({which}{' …' if len(unlisted) > 3 else ''})", file=sys.stderr)
     if ignored:  # a folder of BMP or WebP images lost them without a word
         kinds = ", ".join(f"{suffix} ×{n:,}" for suffix, n in ignored.most_common())
-        print(f"warning: {root}: {sum(ignored.values()):,} file(s) in the class folders are not JPEG or PNG and are "
-              f"left out ({kinds})", file=sys.stderr)
+        print(f"warning: {_shown(root)}: {sum(ignored.values()):,} file(s) in the class folders are not JPEG or PNG "
+              f"and are left out ({kinds})", file=sys.stderr)
     classless = [p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
                  and p.is_file()]
     if classless:  # images beside the class folders were left out without a word
-        print(f"warning: {root}: {len(classless):,} image file(s) are in no class folder and are left out "
-              f"(e.g. {', '.join(sorted(classless)[:3])})", file=sys.stderr)
+        print(f"warning: {_shown(root)}: {len(classless):,} image file(s) are in no class folder and are left out "
+              f"(e.g. {', '.join(_shown(n) for n in sorted(classless)[:3])})", file=sys.stderr)
     return [d.name for d in class_dirs], files
 
 
-def _files_under(folder: Path) -> list[Path]:
+def _files_under(folder: Path, unlisted: list[OSError] | None = None) -> list[Path]:
     """The files in `folder` and its sub-folders at any depth, hidden ones (and those in hidden folders)
     left out. Links to folders are followed, as data sets assembled from links to others' folders need
     (they were not: rglob lists such a sub-folder as nothing), each folder once, by its first path in
-    name order: a link back up (a loop) or a second link to a folder read already adds nothing."""
+    name order: a link back up (a loop) or a second link to a folder read already adds nothing.
+    Folders that cannot be listed (no permission) go into `unlisted`: os.walk passed them over unsaid."""
     seen: set[tuple[int, int]] = set()
     files = []
-    for directory, subfolders, names in os.walk(folder, followlinks=True):
+    for directory, subfolders, names in os.walk(folder, followlinks=True,
+                                                onerror=unlisted.append if unlisted is not None else None):
         status = os.stat(directory)
         if (status.st_dev, status.st_ino) in seen:
             subfolders.clear()
@@ -368,6 +391,13 @@ def _files_under(folder: Path) -> list[Path]:
         files.extend(path for path in (Path(directory) / name for name in names if not name.startswith("."))
                      if path.is_file() or not path.exists())
     return files
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """A path as messages and manifests show it: `_printable`, so that a name that is not UTF-8 reads as
+    \\xNN (it read as \\udcNN in messages) and never reaches JSON or RDF as a lone surrogate (a data set
+    folder so named was collected, then its tags failed to export with a UnicodeEncodeError)."""
+    return _printable(os.fspath(path))
 
 
 def _printable(text: str) -> str:
@@ -456,8 +486,10 @@ def image_folder(
     directory, or with the path spelled otherwise ('imgs/', './imgs'), reads as the same data set.
     """
     root = Path(os.path.abspath(root))
+    name = name or _shown(root.name)
     folder_names, files = _list_folder(root)
     wnids: list[str | None] | None = None
+    from_folders = classes is None  # the classes are the training folder's names, not a model's
     if classes is None:
         classes = folder_names
         if all(WNID.match(n) for n in folder_names):
@@ -472,12 +504,17 @@ def image_folder(
         out = []
         for n in names:
             if n in shared:
-                raise UserError(f"class folder {where / n} names {len(shared[n])} of the model's classes (indices "
-                                f"{', '.join(map(str, shared[n]))}{_wnids_text(wnids, shared[n])}); name the folder by "
-                                "the wnid of its class")
+                raise UserError(f"class folder {_shown(where / n)} names {len(shared[n])} of the model's classes "
+                                f"(indices {', '.join(map(str, shared[n]))}{_wnids_text(wnids, shared[n])}); name the "
+                                "folder by the wnid of its class")
+            if n not in index and from_folders:  # a held-out class the training folder lacks: no model to blame
+                shown = ", ".join(classes[:5]) + (" …" if len(classes) > 5 else "")
+                raise UserError(f"class folder {_shown(where / n)} is none of the {len(classes)} class folders of "
+                                f"{_shown(root)} ({shown}), whose names are the classes: a held-out class needs "
+                                "training images of its own")
             if n not in index:
                 raise UserError(
-                    f"class folder {where / n} does not match any of the model's {len(classes)} classes "
+                    f"class folder {_shown(where / n)} does not match any of the model's {len(classes)} classes "
                     "(folder names must be class labels or ImageNet wnids)"
                 )
             out.append(index[n])
@@ -489,13 +526,17 @@ def image_folder(
     splits: dict[str, Split] = {}
     if heldout is not None:
         held_root = Path(os.path.abspath(heldout))
+        if held_root.is_dir() and os.path.samefile(held_root, root):  # Hits@n over the images tagged from
+            raise UserError(f"the held-out folder {_shown(held_root)} is the training folder {_shown(root)}: the "
+                            "held-out images must be others; leave the held-out folder out to split the training "
+                            "folder (fraction, seed)")
         held_names, held_files = _list_folder(held_root)
         held_labels = labels_of(held_names, held_root)
         held_paths = [p for fs in held_files for p in fs]
         hl = np.asarray([lab for lab, fs in zip(held_labels, held_files) for _ in fs], np.int64)
         splits["train"] = _folder_split("train", root, paths, labels)
         splits["heldout"] = _folder_split("heldout", held_root, held_paths, hl)
-        split_info: dict[str, Any] = {"heldout_root": str(held_root)}
+        split_info: dict[str, Any] = {"heldout_root": _shown(held_root)}
     else:
         train_idx, held_idx = stratified_split(labels, fraction, seed)
         splits["train"] = _folder_split("train", root, [paths[i] for i in train_idx], labels[train_idx])
@@ -503,8 +544,8 @@ def image_folder(
             splits["heldout"] = _folder_split("heldout", root, [paths[i] for i in held_idx], labels[held_idx])
         split_info = {"fraction": fraction, "seed": seed}
     return ImageSource(
-        name=name or root.name, classes=classes, splits=splits, wnids=wnids, root=str(root), split_info=split_info,
-        label_space="imagenet1k" if _imagenet_wnids(classes) else own_label_space(name or root.name, classes),
+        name=name, classes=classes, splits=splits, wnids=wnids, root=_shown(root), split_info=split_info,
+        label_space="imagenet1k" if _imagenet_wnids(classes) else own_label_space(name, classes),
     )
 
 
@@ -514,10 +555,12 @@ def image_files(paths: Sequence[str | Path], classes: Sequence[str]) -> ImageSou
     reads class folders at any depth (class/sub/x.jpg), else unknown (-1)."""
     files = [Path(p) for p in paths]
     for f in files:
-        if not f.is_file():
-            raise UserError(f"image file {f} does not exist")
+        if not f.is_file():  # a folder or a link to nothing was said not to exist
+            problem = ("is a folder, not a file" if f.is_dir() else "is a symbolic link to nothing (its target is "
+                       "missing, or links lead in a loop)" if f.is_symlink() else "does not exist")
+            raise UserError(f"image file {_shown(f)} {problem}")
         if f.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UserError(f"image file {f}: expected a JPEG or PNG file")
+            raise UserError(f"image file {_shown(f)}: expected a JPEG or PNG file")
     index, shared = _class_index(list(classes)), _shared_labels(list(classes))
     labels = np.asarray([_class_of_file(f, index, shared) for f in files], np.int64)
     split = _folder_split("heldout", Path("/"), [f.resolve() for f in files], labels)
