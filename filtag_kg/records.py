@@ -194,15 +194,11 @@ class ActivationStats:
             if index in seen:
                 raise UserError(f"{seen[index]} and {path} are both shard {index}/{n}")
             seen[index] = path
-            for what, key in (("model", lambda m: m.get("model", {}).get("hash")),
-                              ("precision", lambda m: m.get("model", {}).get("precision")),
-                              ("data set", lambda m: m.get("dataset")),
-                              ("train/held-out split", lambda m: m.get("split"))):
-                if key(part.manifest) != key(first.manifest):
-                    raise UserError(f"{path} and {first_path} are not shards of one collection: their {what} differs")
-            if (part.layers, part.classes, part.n_filters) != (first.layers, first.classes, first.n_filters):
+            differences = _collection_differences(part, first)
+            if differences:
                 raise UserError(f"{path} and {first_path} are not shards of one collection: "
-                                "their layers, classes or filter counts differ")
+                                + "; ".join(f"their {what} {'differ' if what.endswith('s') else 'differs'} ({detail})"
+                                            for what, detail in differences))
         missing = sorted(set(range(count or 0)) - set(seen))
         if missing:
             raise UserError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: "
@@ -308,6 +304,48 @@ class ActivationStats:
             manifest={k: v for k, v in manifest.items() if k != "heldout_image_ids"},
             folder=directory,
         )
+
+
+def _collection_differences(part: ActivationStats, first: ActivationStats) -> list[tuple[str, str]]:
+    """What two parts of a merge do not share that the shards of one collection do, as (what, "this vs
+    that") pairs, `part`'s value first: model, precision, data set, split, layers, classes, filter counts.
+    `merge` said only "their layers, classes or filter counts differ", or "their data set differs" for
+    shards of one folder split otherwise, so one had to compare the manifests to find out."""
+    a, b = part.manifest, first.manifest
+    found: list[tuple[str, str]] = []
+    model_a, model_b = a.get("model") or {}, b.get("model") or {}
+    if model_a.get("hash") != model_b.get("hash"):
+        def model(m: Mapping[str, Any]) -> str:
+            return f"{m.get('name')} from {m.get('source')}, hash {str(m.get('hash'))[:12]}"
+        found.append(("model", f"{model(model_a)} vs {model(model_b)}"))
+    if model_a.get("precision") != model_b.get("precision"):
+        found.append(("precision", f"{model_a.get('precision')} vs {model_b.get('precision')}"))
+    data_a, data_b = a.get("dataset") or {}, b.get("dataset") or {}
+    if data_a != data_b:
+        def data(d: Mapping[str, Any]) -> str:
+            return f"{d.get('name')!r}" + (f" in {d['root']}" if d.get("root") else "")
+        if (data_a.get("name"), data_a.get("root")) != (data_b.get("name"), data_b.get("root")):
+            found.append(("data set", f"{data(data_a)} vs {data(data_b)}"))
+        elif a.get("split") == b.get("split"):  # (another split lists other images: said below)
+            found.append(("data set", f"{data(data_a)} both, with other images or labels: its files changed between "
+                                      "the collections"))
+    if a.get("split") != b.get("split"):
+        def split(s: Any) -> str:
+            if not isinstance(s, Mapping):
+                return str(s)
+            return ", ".join(f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in s.items())
+        found.append(("train/held-out split", f"{split(a.get('split'))} vs {split(b.get('split'))}"))
+    if part.layers != first.layers:
+        found.append(("layers", f"{', '.join(part.layers)} vs {', '.join(first.layers)}"))
+    elif part.n_filters != first.n_filters:
+        found.append(("filter counts", ", ".join(f"{m}: {part.n_filters[m]} vs {first.n_filters[m]}"
+                                                 for m in part.layers if part.n_filters[m] != first.n_filters[m])))
+    if part.classes != first.classes:
+        at = next((i for i, (x, y) in enumerate(zip(part.classes, first.classes)) if x != y),
+                  min(len(part.classes), len(first.classes)))
+        found.append(("classes", f"{len(part.classes)} vs {len(first.classes)} classes, from index {at} on: "
+                                 f"{part.classes[at:at + 3]} vs {first.classes[at:at + 3]}"))
+    return found
 
 
 def _check_heldout(heldout: HeldOut, n_filters: Mapping[str, int], n_classes: int) -> None:
@@ -499,10 +537,19 @@ class TagSet:
         return (self.selection_index == si) & (self.layer_index == self.layers.index(layer))
 
 
+NUMBER_TEXT_MAX = 32  # characters of a k or q written without an exponent; longer ones get one
+
+
 def number_text(x: float) -> str:
-    """A k or q as text, the same in labels, IRIs and files: 5 -> "5", 2.5 -> "2.5", never an exponent;
-    the shortest text of its own precision, as `selection_key` reads it (np.float32(33.3) -> "33.3")."""
-    return str(int(x)) if float(x).is_integer() else np.format_float_positional(x, trim="-")
+    """A k or q as text, the same in labels, IRIs and files: 5 -> "5", 2.5 -> "2.5", 0.00001 -> "0.00001";
+    the shortest text of its own precision, as `selection_key` reads it (np.float32(33.3) -> "33.3").
+    Without an exponent (as xsd:decimal is written) unless that takes more than NUMBER_TEXT_MAX
+    characters (the queries sort labels as xsd:double, which reads both forms): q=1e-320 was labelled by a 320-digit number (in tags.csv, the
+    graph, the evaluation table); it is "1e-320" now, the shortest text that reads back as that q."""
+    text = str(int(x)) if float(x).is_integer() else np.format_float_positional(x, trim="-")
+    if len(text) > NUMBER_TEXT_MAX:
+        text = np.format_float_scientific(x, trim="-").replace("e+", "e")
+    return text
 
 
 def selection_key(method: str, parameter: float) -> tuple[str, float]:

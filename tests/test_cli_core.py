@@ -257,3 +257,30 @@ def test_a_fraction_outside_0_1_is_named_before_the_model_loads(run_cli, tmp_pat
     for value in ("0", "1.5", "nan"):
         code, _, err = run_cli("collect", "--fraction", value, "--out", tmp_path / "o")
         assert code == 2 and "--fraction" in err and not (tmp_path / "o").exists(), (value, err)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0/0", "--shard 0/0: COUNT must be at least 1 (the number of shards), got 0"),
+    ("3/2", "--shard 3/2: INDEX must be in 0 … 1 for COUNT 2 (shards are numbered from 0), got 3"),
+    ("2/2", "--shard 2/2: INDEX must be in 0 … 1 for COUNT 2"),
+    ("-1/2", "--shard -1/2: INDEX must be in 0 … 1 for COUNT 2 (shards are numbered from 0), got -1"),
+    ("1/1", "--shard 1/1: INDEX must be 0 for COUNT 1 (shards are numbered from 0), got 1"),
+    ("0/-3", "--shard 0/-3: COUNT must be at least 1"),
+    ("a/b", "--shard must look like INDEX/COUNT, e.g. 0/4 (the first of 4 shards); got 'a/b'"),
+    ("1/2/3", "--shard must look like INDEX/COUNT, e.g. 0/4 (the first of 4 shards); got '1/2/3'"),
+    # a full-width digit, which int() took
+    ("\uff10/2", "--shard must look like INDEX/COUNT, e.g. 0/4 (the first of 4 shards); got '\uff10/2'"),
+])
+def test_a_bad_shard_is_named_with_its_bounds_before_the_model_loads(run_cli, tmp_path, monkeypatch, value,
+                                                                     message) -> None:
+    """--shard 0/0 was told 'INDEX must be in 0..COUNT-1' (its COUNT is what is wrong), 3/2 got no bounds
+    of its own, and every bad --shard was refused only after the model was loaded (or trained)."""
+    import filtag_kg.cli.core as core
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before --shard was checked")
+
+    monkeypatch.setattr(core, "load_model_option", no_model)
+    code, out, err = run_cli("collect", "--shard", value, "--out", tmp_path / "o")
+    assert (code, out) == (2, "") and f"Error: {message}" in err, err
+    assert not (tmp_path / "o").exists()

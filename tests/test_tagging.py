@@ -318,3 +318,58 @@ def test_the_statistics_of_one_shard_are_tagged_with_a_warning(tmp_path, capsys:
     whole.manifest["shard"] = [0, 1]  # `collect --shard 0/1`: the one shard is all images (it said 'merge the 1 shards')
     filtag_kg.tag(whole, k=1)
     assert capsys.readouterr().err == ""
+
+
+def test_a_tiny_q_is_labelled_by_its_shortest_text(tmp_path) -> None:
+    """q=1e-320 was labelled 'q-quantile 0.000…0001' with 320 digits (the summary line, tags.csv, the graph's
+    labels and IRIs, the evaluation table); an exponent only where the text would be that long."""
+    from filtag_kg.records import number_text, selection_label
+
+    assert [number_text(x) for x in (5, 2.5, 1e-5, 33.3333333, np.float32(33.3))] == [
+        "5", "2.5", "0.00001", "33.3333333", "33.3"]  # as before: no exponent
+    assert [number_text(x) for x in (1e-320, 5e-324, 1.5e-31, np.float32(1e-40))] == [
+        "1e-320", "5e-324", "1.5e-31", "1e-40"]
+    tags = filtag_kg.tag(random_stats(), q=[1e-320, 5])
+    assert [selection_label(m, p) for m, p in tags.selections] == ["q-quantile 1e-320", "q-quantile 5"]
+    tags.save(tmp_path / "tags")
+    assert {row.rsplit(",", 1)[1] for row in (tmp_path / "tags" / "tags.csv").read_text().splitlines()[1:]} == {
+        "1e-320", "5"}
+    back = TagSet.load(tmp_path / "tags")
+    assert back.selections == [("q-quantile", 1e-320), ("q-quantile", 5.0)] and list(back) == list(tags)
+
+
+def _shard(index: int, layers: dict[str, int] | None = None, classes: tuple[str, ...] = ("cat", "dog"),
+           **manifest: object) -> ActivationStats:
+    """A finished shard `index` of 2 in memory, of a default collection unless `manifest` says otherwise."""
+    base = {"model": {"name": "cnn", "source": "/m/cnn.keras", "hash": "a" * 64, "precision": "float32"},
+            "dataset": {"name": "imgs", "root": "/d/imgs", "images_sha256": "1" * 64},
+            "split": {"collected": ["train"], "fraction": 1, "seed": 0}, "complete": True, "shard": [index, 2]}
+    layers = layers or {"l1": 3}
+    stats = ActivationStats.empty(list(layers), list(classes), layers, {**base, **manifest})
+    stats.counts[:] = 1
+    return stats
+
+
+@pytest.mark.parametrize("other, message", [
+    (_shard(1, {"l2": 3}), "their layers differ (l2 vs l1)"),
+    (_shard(1, {"l1": 4}), "their filter counts differ (l1: 4 vs 3)"),
+    (_shard(1, classes=("cat", "cow")), "their classes differ (2 vs 2 classes, from index 1 on: ['cow'] vs ['dog'])"),
+    (_shard(1, model={"name": "cnn", "source": "/m/other.keras", "hash": "b" * 64, "precision": "float32"}),
+     "their model differs (cnn from /m/other.keras, hash bbbbbbbbbbbb vs cnn from /m/cnn.keras, hash aaaaaaaaaaaa)"),
+    (_shard(1, dataset={"name": "imgs2", "root": "/d/imgs2", "images_sha256": "2" * 64}),
+     "their data set differs ('imgs2' in /d/imgs2 vs 'imgs' in /d/imgs)"),
+    (_shard(1, dataset={"name": "imgs", "root": "/d/imgs", "images_sha256": "2" * 64}),
+     "their data set differs ('imgs' in /d/imgs both, with other images or labels: its files changed"),
+    (_shard(1, dataset={"name": "imgs", "root": "/d/imgs", "images_sha256": "2" * 64},
+            split={"collected": ["train", "heldout"], "fraction": 0.5, "seed": 0}),
+     "their train/held-out split differs (collected train, heldout, fraction 0.5, seed 0 vs collected train, "
+     "fraction 1, seed 0)"),
+])
+def test_merge_names_what_differs_between_shards(other: ActivationStats, message: str) -> None:
+    """Shards of other layers, classes or filter counts were refused by "their layers, classes or filter counts
+    differ" (which?), of another model or folder by "their model (data set) differs" (which one?), and shards of
+    one folder split otherwise by "their data set differs": the message says what differs, with both values."""
+    with pytest.raises(UserError) as raised:
+        ActivationStats.merge_shards({"s0": _shard(0), "s1": other})
+    assert str(raised.value).startswith(f"s1 and s0 are not shards of one collection: {message}"), str(raised.value)
+    assert len(ActivationStats.merge_shards({"s0": _shard(0), "s1": _shard(1)}).counts) == 2

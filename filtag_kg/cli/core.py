@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,20 @@ DEFAULT = "default"
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
+    """--shard INDEX/COUNT as (index, count), refused with the bounds that hold for it (the message said
+    "INDEX must be in 0..COUNT-1" for 0/0 too, whose COUNT is wrong, and came only once the model was loaded)."""
     if value is None:
         return None
-    try:
-        index, count = (int(v) for v in value.split("/"))
-    except ValueError:
-        raise UserError(f"--shard must look like INDEX/COUNT, e.g. 0/4; got {value!r}") from None
+    match = re.fullmatch(r"\s*([-+]?\d+)\s*/\s*([-+]?\d+)\s*", value, re.ASCII)
+    if match is None:
+        raise UserError(f"--shard must look like INDEX/COUNT, e.g. 0/4 (the first of 4 shards); got {value!r}")
+    index, count = int(match[1]), int(match[2])
+    if count < 1:
+        raise UserError(f"--shard {value}: COUNT must be at least 1 (the number of shards), got {count}")
     if not 0 <= index < count:
-        raise UserError(f"--shard {value}: INDEX must be in 0..COUNT-1")
+        bounds = "be 0" if count == 1 else f"be in 0 … {count - 1}"
+        raise UserError(f"--shard {value}: INDEX must {bounds} for COUNT {count} (shards are numbered from 0), "
+                        f"got {index}")
     return index, count
 
 
@@ -100,11 +107,12 @@ def register(cli: click.Group) -> None:
         if heldout is not None and splitting:  # they would be ignored: --data is all training images
             raise UserError(f"{' and '.join(splitting)} split --data into training and held-out images, but "
                             f"--heldout {heldout} gives the held-out images; leave out {' and '.join(splitting)}")
+        shard_index = _shard(shard)  # before the model is loaded (or trained) and the folder listed
         loaded = load_model_option(model, weights, mixed_precision)
         source = load_source(data, loaded, heldout, fraction, seed)
         start = time.perf_counter()
         stats = run_collect(loaded, source, layers=list(layers) or None, batch_size=batch_size, output=out,
-                            checkpoint_every=checkpoint_every, shard=_shard(shard))
+                            checkpoint_every=checkpoint_every, shard=shard_index)
         seconds = time.perf_counter() - start
         held = len(stats.heldout) if stats.heldout is not None else 0
         click.echo(f"{stats.n_images:,} images (+{held:,} held out), {len(stats.layers)} conv layers, "
