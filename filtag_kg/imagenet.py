@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
 import re
+import tokenize
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, where_not_utf8
 from .records import K_BEST, TagSet
 
 LABEL_SPACE = "imagenet1k"
@@ -113,10 +115,10 @@ class ImportReport:
         """True when every label became a tag."""
         return not self.unknown and not self.ambiguous
 
-    def summary(self) -> str:
-        lines = [
-            f"{self.path}: {self.n_filters} filters ({self.empty_filters} without tags), {self.n_tags} tags"
-        ]
+    def summary(self, limit: int = 20) -> str:
+        """The counts, then one line per label not mapped to exactly one class: at most `limit` of
+        them and how many more (a file of other labels printed a line for each of 100,000 filters)."""
+        lines = []
         for issue in self.resolved:
             lines.append(
                 f"  line {issue.line}, filter {issue.filter}: {issue.label!r} appears once per class it can "
@@ -130,13 +132,17 @@ class ImportReport:
             )
         for issue in self.unknown:
             lines.append(f"  line {issue.line}, filter {issue.filter}: unknown label {issue.label!r}; left out")
-        return "\n".join(lines)
+        if len(lines) > limit:
+            lines = lines[:limit] + [f"  … and {len(lines) - limit} more (of {len(self.unknown)} unknown and "
+                                     f"{len(self.ambiguous)} ambiguous labels in all)"]
+        head = f"{self.path}: {self.n_filters} filters ({self.empty_filters} without tags), {self.n_tags} tags"
+        return "\n".join([head, *lines])
 
 
 _HEADER = re.compile(r"^\s*filter\s+tags\b(.*)", re.IGNORECASE)
 _HEADER_K = re.compile(r"\bk\s*=\s*(\w[\w.]*)", re.IGNORECASE)
 _HEADER_Q = re.compile(r"\bq\s*=", re.IGNORECASE)
-_LINE = re.compile(r"^\s*(\d+)\s*:\s*(\[.*\])\s*$")
+_LINE = re.compile(r"^\s*(.*?)\s*:\s*(\[.*\])\s*$")  # the index is checked apart, for a message that says so
 
 # VGG16 as in keras.applications (include_top=True): (block, convs, filters)
 _VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -166,18 +172,37 @@ def vgg16_layers() -> list[dict[str, Any]]:
 ARCHITECTURE_ONLY = "architecture"  # a manifest's `hash_of` when its model hash cannot cover weights
 
 
+def _network(model: str, layer: str) -> tuple[str, int | None]:
+    """The network's name as recorded (VGG16 however it is spelled) and the filter count of `layer`
+    when the network is Keras' VGG16, whose layers are known (None for other networks). An empty
+    --model or --layer, or a VGG16 layer that is no conv layer, is refused: 'block5_pool' was
+    reported as having "None filters", and an empty model name made a network named ''."""
+    name = model.strip()
+    if not name:
+        raise UserError(f"--model {model!r}: give the name of the network the tags are of, e.g. VGG16")
+    if not layer.strip():
+        raise UserError(f"--layer {layer!r}: give the name of the layer the tags are of, e.g. block5_conv3")
+    if name.upper() != "VGG16":
+        return name, None
+    layers = vgg16_layers()
+    conv = ", ".join(e["name"] for e in layers if e["type"] == "Conv2D")
+    entry = next((e for e in layers if e["name"] == layer), None)
+    if entry is None:
+        raise UserError(f"--layer {layer!r} is not a layer of VGG16; conv layers: {conv}")
+    if entry["type"] != "Conv2D":
+        raise UserError(f"--layer {layer}: VGG16's layer {layer} is a {entry['type']} layer, it has no filters; "
+                        f"conv layers: {conv}")
+    return "VGG16", int(entry["filters"])  # one network however it is spelled: 'vgg16' hashed apart from 'VGG16'
+
+
 def _model_manifest(model: str, layer: str, n_filters: int, path: Path) -> dict[str, Any]:
     """The model part of the manifest. Weights are not available here, so the model hash is the
     SHA-256 of the architecture description plus "keras.applications <model> imagenet weights", and
     says so (`hash_of`): no model can be checked against it. The source names the model as a
     collection's manifest does, so that `explain IMAGE` finds it."""
-    if model.upper() == "VGG16":
-        model = "VGG16"  # one network however it is spelled: 'vgg16' hashed apart from 'VGG16'
+    model, declared = _network(model, layer)
+    if declared is not None:
         layers = vgg16_layers()
-        if layer not in {entry["name"] for entry in layers}:
-            raise UserError(f"--layer {layer!r} is not a layer of VGG16; conv layers: "
-                            + ", ".join(e["name"] for e in layers if e["type"] == "Conv2D"))
-        declared = next(e["filters"] for e in layers if e["name"] == layer)
         if declared != n_filters:
             raise UserError(f"--layer {layer}: VGG16's layer {layer} has {declared} filters, {path} has {n_filters}")
     else:
@@ -211,12 +236,14 @@ def parse_filtag_file(
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such tag file")
+    _, declared = _network(model, layer)  # before the file is read: a wrong --layer is named as such
     index = imagenet_index()
     choices = _resolve_keys(resolve or {})
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark would hide the header
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not a UTF-8 text file ({e})") from None
+        raise UserError(f"{path}: not UTF-8 text ({where_not_utf8(path, e)}; a binary file, or text in another "
+                        "encoding such as Latin-1: save it as UTF-8)") from None
     lines = text.splitlines()
     if not lines:
         raise UserError(f"{path}: empty file; expected a header line such as 'filter tags k=1'")
@@ -233,13 +260,17 @@ def parse_filtag_file(
         filt = labels[0]
         if filt in per_filter:
             raise UserError(f"{path}, line {number}: filter {filt} already listed on line {per_filter[filt][0]}")
+        if declared is not None and filt >= declared:
+            raise UserError(f"{path}, line {number}: filter {filt} is out of range: VGG16's {layer} has {declared} "
+                            f"filters (0..{declared - 1})")
         per_filter[filt] = (number, labels[1])
     if not per_filter:
         raise UserError(f"{path}: no filter lines after the header")
     n_filters = max(per_filter) + 1
     missing = sorted(set(range(n_filters)) - set(per_filter))
     if missing:
-        raise UserError(f"{path}: filters {missing[:10]} are missing (the file lists 0..{n_filters - 1})")
+        raise UserError(f"{path}: filters {missing[:10]}{' …' if len(missing) > 10 else ''} are missing (the file "
+                        f"lists 0..{n_filters - 1}, filter {n_filters - 1} on line {per_filter[n_filters - 1][0]})")
 
     report = ImportReport(path=str(path), n_filters=n_filters)
     used: set[tuple[int, str]] = set()
@@ -277,6 +308,13 @@ def parse_filtag_file(
                  if (filt, label) not in used]
     if unmatched:
         raise UserError(f"{path}: " + "; ".join(unmatched))
+    if not classes:  # a file of another label set was imported as an ImageNet run of no tags, exit 0
+        if not report.unknown and not report.ambiguous:
+            raise UserError(f"{path}: no filter has a tag (all {n_filters} label lists are empty); nothing to import")
+        first = (report.unknown or report.ambiguous)[0]
+        raise UserError(f"{path}: none of its labels is one ImageNet-1k class ({len(report.unknown)} unknown, "
+                        f"{len(report.ambiguous)} ambiguous, the first {first.label!r} on line {first.line}); "
+                        "the labels must be Keras' ImageNet labels, such as 'soccer_ball'; nothing to import")
 
     n = len(classes)
     tags = TagSet(
@@ -321,13 +359,18 @@ def _header_k(path: Path, rest: str) -> int:
 
 
 def _resolve_keys(resolve: dict[str, str]) -> dict[tuple[int, str], tuple[str, str]]:
-    """`resolve` by (filter, label), each with its "FILTER:LABEL=WNID" for messages and its wnid."""
+    """`resolve` by (filter, label), each with its "FILTER:LABEL=WNID" for messages and its wnid. Two keys
+    of one filter and label ('424:crane', ' 424 : crane') with other wnids are refused: the last won."""
     choices: dict[tuple[int, str], tuple[str, str]] = {}
     for key, wnid in resolve.items():
         filt, sep, label = key.partition(":")
         option = f"{key}={wnid}"
-        if not sep or not filt.strip().isdigit() or not label.strip():
+        if not sep or not re.fullmatch(r"[0-9]+", filt.strip()) or not label.strip():
             raise UserError(f"--resolve {option}: expected FILTER:LABEL=WNID, e.g. 424:crane=n02012849")
+        known = choices.get((int(filt), label.strip()))
+        if known is not None and known[1] != wnid.strip():
+            raise UserError(f"--resolve {known[0]} and --resolve {option}: filter {int(filt)}'s {label.strip()!r} "
+                            "is given two classes; give one")
         choices[int(filt), label.strip()] = (option, wnid.strip())
     return choices
 
@@ -348,17 +391,37 @@ def _unmatched(option: str, filt: int, label: str, per_filter: dict[int, tuple[i
             f"{'s' if len(where) > 1 else ''} {', '.join(where[:10])}{' …' if len(where) > 10 else ''}")
 
 
+def _adjacent_strings(text: str) -> bool:
+    """True when two quoted strings follow each other without a comma: Python joins them into one
+    (`[' chiton ' ' soccer_ball ']` was the one unknown label 'chiton  soccer_ball')."""
+    previous = None
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.ENDMARKER):
+            continue
+        if token.type == tokenize.STRING and previous == tokenize.STRING:
+            return True
+        previous = token.type
+    return False
+
+
 def _parse_line(path: Path, number: int, line: str) -> tuple[int, list[str]]:
     """(filter index, stripped labels) of one `INDEX:[' label ', ...]` line."""
+    if "\x00" in line:
+        raise UserError(f"{path}, line {number}: a NUL byte; a binary file, not a FilTag tag file")
     match = _LINE.match(line)
     if match is None:
         raise UserError(f"{path}, line {number}: expected INDEX:[' label ', ...], got {line[:60]!r}")
+    if not re.fullmatch(r"[0-9]+", match.group(1)):
+        raise UserError(f"{path}, line {number}: the filter index {match.group(1)[:20]!r} is not a whole number "
+                        "(0, 1, …)")
     try:
         labels = ast.literal_eval(match.group(2))
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         raise UserError(f"{path}, line {number}: the label list is not a list of quoted strings") from None
     if not isinstance(labels, list) or not all(isinstance(s, str) for s in labels):
         raise UserError(f"{path}, line {number}: the label list is not a list of quoted strings")
+    if _adjacent_strings(match.group(2)):
+        raise UserError(f"{path}, line {number}: two quoted labels without a comma between them")
     stripped = [s.strip() for s in labels]
     if any(not s for s in stripped):
         raise UserError(f"{path}, line {number}: empty label")

@@ -352,22 +352,27 @@ def register(cli: click.Group) -> None:
         from .core import tag_set_out
 
         replacing = out is not None and tag_set_out(out, overwrite)
-        resolve = {}
+        resolve: dict[str, str] = {}
         for item in resolutions:
             key, sep, wnid = item.partition("=")
             if not sep:  # FILTER:LABEL is checked by parse_filtag_file
                 raise UserError(f"--resolve {item!r}: expected FILTER:LABEL=WNID, e.g. 424:crane=n02012849")
+            if resolve.get(key.strip(), wnid.strip()) != wnid.strip():  # the last one won, without a word
+                raise UserError(f"--resolve {key.strip()}={resolve[key.strip()]} and --resolve {item}: two classes "
+                                f"for one label; give one")
             resolve[key.strip()] = wnid.strip()
         tags, report = parse_filtag_file(file, model=model, layer=layer, resolve=resolve)
         click.echo(report.summary())
-        if out is not None:
-            tags.save(out)
-            click.echo(f"tag set -> {out}" + (" (the tag set that was there is replaced)" if replacing else ""))
         minter = _minter(base)
+        # the store first, --out after: a load that failed (a layer too large for the export, another
+        # label space in the store) left the tag set in --out behind an exit status of 2
         with loading_into(store) as db:
             check_label_space(db, tags, minter)
             n = db.load(export_tags(tags, minter, progress=True))
             click.echo(f"{len(tags):,} tags of {model} {layer}: {n:,} statements loaded into {db.path}")
+        if out is not None:
+            tags.save(out)
+            click.echo(f"tag set -> {out}" + (" (the tag set that was there is replaced)" if replacing else ""))
         click.echo(f"run: {run_iri(tags, minter)}")
 
     @cli.command("publish")
