@@ -556,3 +556,79 @@ def test_a_class_named_by_its_wnid_is_linked_by_its_imagenet_name(tmp_path: Path
     assert sorted(result.concepts.values()) == ["/c/en/english_springer", "/c/en/tench"]
     assert len(result.edges.all_edges()) == 2
     assert result.edges.skipped == {"n99999999": "its label is a wnid of no ImageNet-1k class, which names no word to link"}
+
+
+@pytest.mark.parametrize(
+    ("page", "reason"),
+    [
+        ({"edges": [], "view": {"nextPage": 5}}, "has a view.nextPage that is no URL: 5"),
+        ({"edges": [], "view": "next"}, "has a 'view' that is no JSON object"),
+        ({"edges": [edge_json("IsA", "/c/en/cat", "/c/en/pet", 1.0) | {"@id": 5}]},
+         "has an edge whose @id, rel, start or end is missing or not text"),
+        ({"edges": [edge_json("IsA", "/c/en/cat", "/c/en/pet", 1.0) | {"end": {"@id": None}}]},
+         "has an edge whose @id, rel, start or end is missing or not text"),
+    ],
+)
+def test_an_answer_of_the_wrong_shape_is_reported_missing(tmp_path: Path, page: dict, reason: str) -> None:
+    """A nextPage or an edge's @id that was no text, or a view that was no object, stopped the whole
+    run with a traceback (AttributeError, TypeError): the concept is reported missing, nothing cached."""
+    fetch = ConceptNetClient("http://127.0.0.1:9", tmp_path, min_interval=0.0)
+    fetch._get = lambda url: json.loads(json.dumps(page))  # type: ignore[method-assign]
+    result = fetch_edges(["/c/en/cat", "/c/en/dog"], fetch)
+    assert set(result.missing) == {"/c/en/cat", "/c/en/dog"} and not result.edges
+    assert reason in result.missing["/c/en/cat"]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_cached_edge_whose_ids_are_no_text_is_fetched_again(tmp_path: Path) -> None:
+    """A cache entry whose edge had a number for its start passed the check and was a traceback."""
+    offline = ConceptNetClient("http://127.0.0.1:9", tmp_path, offline=True)
+    bad = edge_json("IsA", "/c/en/cat", "/c/en/pet", 1.0)
+    bad["start"]["@id"] = 7
+    path = offline._cache_path("/c/en/cat")
+    path.write_text(json.dumps({"edges": [bad]}))
+    result = fetch_edges(["/c/en/cat"], offline)
+    assert result.missing == {"/c/en/cat": f"offline, and its cached answer {path} is damaged "
+                                            "(not the JSON this client writes)"}
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "--api 'not a url': expected an http\\(s\\) URL with a host"),
+        ("ftp://example.org", "--api 'ftp://example.org': expected an http\\(s\\) URL"),
+        ("http://[::1", "--api 'http://\\[::1': not a URL \\(Invalid IPv6 URL\\)"),
+        ("http://127.0.0.1:99999", "--api 'http://127.0.0.1:99999': not a URL"),
+        ("", "--api '': expected"),
+    ],
+)
+def test_an_api_url_that_is_no_http_url_is_refused(tmp_path: Path, url: str, message: str) -> None:
+    """'not a url', 'ftp://…' or 'http://[::1' stopped `link conceptnet` with requests' or urllib's
+    exception (exit 1, a traceback for the last) on the first concept."""
+    with pytest.raises(UserError, match=f"^{message}"):
+        ConceptNetClient(url, tmp_path)
+    assert ConceptNetClient(" http://127.0.0.1:9// ", tmp_path).base_url == "http://127.0.0.1:9/"
+
+
+def test_an_empty_dump_is_refused_and_the_graph_kept(tmp_path: Path, cli_ok, run_cli) -> None:
+    """An empty dump (a download that wrote nothing, gzip'd or not) replaced the run's ConceptNet graph
+    with one without edges, with exit 0: what an earlier run filled was gone."""
+    from filtag_kg.kg.export import export_tags
+    from filtag_kg.kg.store import Store
+
+    stats = ActivationStats.empty(["conv"], ["bear", "cat"], {"conv": 2}, manifest={"dataset": {"label_space": "toy"}})
+    stats.add_batch(np.arange(2), {"conv": np.eye(2)})
+    with Store(tmp_path / "store") as store:
+        store.load(export_tags(filtag_kg.tag(stats, k=1)))
+    write_dump(tmp_path / "dump.csv.gz")
+    cli_ok("link", "conceptnet", "--store", tmp_path / "store", "--dump", tmp_path / "dump.csv.gz")
+    with Store(tmp_path / "store") as store:
+        before = set(store.quads())
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with gzip.open(tmp_path / "empty.csv.gz", "wb"):
+        pass
+    for empty in ("empty.csv", "empty.csv.gz"):
+        code, _, err = run_cli("link", "conceptnet", "--store", tmp_path / "store", "--dump", tmp_path / empty)
+        assert code == 2 and f"ConceptNet dump {tmp_path / empty} holds no assertions (it is empty)" in err
+    with Store(tmp_path / "store") as store:
+        assert set(store.quads()) == before

@@ -296,3 +296,29 @@ def test_wu_palmer_similarity_is_nltks(wn: WordNet) -> None:
     pairs = [(a, b) for a in synsets for b in synsets]
     mine, nltk = [wn.wup(a, b) for a, b in pairs], [a.wup_similarity(b) for a, b in pairs]
     assert mine == pytest.approx(nltk, abs=1e-12) and len(set(nltk)) > 50
+
+
+def test_labels_spelling_compounds_otherwise_are_found_and_reported(wn: WordNet) -> None:
+    """A label writing a compound with '-' where WordNet writes '_' (or the other way round, or
+    without a separator) was unmatched: 'sea-lion', 'Shih_Tzu', 'German short haired pointer',
+    'hot-dog'; ligatures were not dropped as accents are ('Æon'). Another spelling is reported."""
+    labels = ["sea-lion", "Shih_Tzu", "German short haired pointer", "hot-dog", "Æon", "sea lion", "xyzzy-plugh"]
+    report = link_classes(labels, None, wn, "spellings")
+    assert [link.synset and link.synset.name() for link in report.links] == [
+        "sea_lion.n.01", "shih-tzu.n.01", "german_short-haired_pointer.n.01", "hotdog.n.01", "eon.n.03",
+        "sea_lion.n.01", None]
+    assert [m.split(";")[0] for m in report.respelled] == [
+        "'sea-lion' (class 0): no WordNet noun as written", "'Shih_Tzu' (class 1): no WordNet noun as written",
+        "'German short haired pointer' (class 2): no WordNet noun as written",
+        "'hot-dog' (class 3): no WordNet noun as written"]
+    assert "found as 'sea_lion', sea_lion.n.01 (" in report.respelled[0]
+    assert "respelled: 'Shih_Tzu' (class 1)" in report.summary()
+    assert report.unmatched == ["'xyzzy-plugh' (class 6): no WordNet noun; add it to a mapping file"]
+
+
+def test_a_mapping_file_in_another_encoding_is_named_by_line(tmp_path: Path) -> None:
+    """A Latin-1 byte in a mapping file was named by its offset in the whole file only."""
+    path = tmp_path / "map.tsv"
+    path.write_bytes(b"\xef\xbb\xbfcow\tcow.n.02\n" + "K\u00fch\tcow.n.02\n".encode("latin-1"))  # after a BOM
+    with pytest.raises(UserError, match=f"mapping file {path} is not UTF-8 text \\(line 2, column 2 has the byte 0xfc"):
+        read_mapping(path)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urljoin
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import regex
 from pyoxigraph import Literal, NamedNode, Quad
@@ -145,16 +145,37 @@ def _edge(uri: str, rel: str, start: str, end: str, weight: Any, relations: Iter
     return Edge(uri, name, term_of(start), term_of(end), number)
 
 
+def _well_formed(edge: Any) -> bool:
+    """True when a raw edge has the text @id, rel, start and end that make an Edge: an @id or end
+    that was a number passed the check and stopped the run with a traceback (AttributeError)."""
+    try:
+        return all(isinstance(x, str) for x in (edge["@id"], edge["rel"]["@id"], edge["start"]["@id"],
+                                                  edge["end"]["@id"]))
+    except (KeyError, TypeError):
+        return False
+
+
 def _cached_edges(path: Path) -> list[dict[str, Any]] | None:
     """The raw edges of a cached answer; None when there is none, or when it is damaged (cut short,
     edited, of another program: a JSONDecodeError's traceback before), so that it is fetched again."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))["edges"]
-        for e in raw:
-            e["@id"], e["rel"]["@id"], e["start"]["@id"], e["end"]["@id"]
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    return raw if isinstance(raw, list) else None
+    return raw if isinstance(raw, list) and all(map(_well_formed, raw)) else None
+
+
+def _checked_base_url(base_url: str) -> str:
+    """The API's base URL with one trailing '/'; one that is no http(s) URL with a host is refused up
+    front ('not a url', 'ftp://…', 'http://[::1' stopped the run with requests' or urllib's exception)."""
+    try:
+        parts = urlsplit(base_url.strip())
+        parts.port  # noqa: B018 — raises ValueError for a port that is no number
+    except ValueError as e:
+        raise UserError(f"--api {base_url!r}: not a URL ({e}); expected one like {DEFAULT_API}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--api {base_url!r}: expected an http(s) URL with a host, like {DEFAULT_API}")
+    return base_url.strip().rstrip("/") + "/"
 
 
 class FetchError(RuntimeError):
@@ -179,7 +200,7 @@ class ConceptNetClient:
     ) -> None:
         import requests
 
-        self.base_url = base_url.rstrip("/") + "/"
+        self.base_url = _checked_base_url(base_url)
         self.cache = Path(cache) if cache else cache_dir() / "conceptnet"
         self.offline, self.min_interval, self.timeout = offline, min_interval, timeout
         self.retries, self.backoff, self.page_size = retries, backoff, page_size
@@ -232,13 +253,15 @@ class ConceptNetClient:
             page = self._get(url)
             if not isinstance(page.get("edges"), list):
                 raise FetchError(f"answer from {url} has no 'edges' list")
-            for e in page["edges"]:
-                try:
-                    e["@id"], e["rel"]["@id"], e["start"]["@id"], e["end"]["@id"]
-                except (KeyError, TypeError):
-                    raise FetchError(f"answer from {url} has an edge without @id/rel/start/end") from None
+            if not all(map(_well_formed, page["edges"])):
+                raise FetchError(f"answer from {url} has an edge whose @id, rel, start or end is missing or not text")
             edges.extend(page["edges"])
-            following = (page.get("view") or {}).get("nextPage")
+            view = page.get("view") or {}
+            following = view.get("nextPage") if isinstance(view, dict) else None
+            if following is not None and not isinstance(following, str):  # was a traceback (AttributeError)
+                raise FetchError(f"answer from {url} has a view.nextPage that is no URL: {following!r}"[:300])
+            if view and not isinstance(view, dict):
+                raise FetchError(f"answer from {url} has a 'view' that is no JSON object")
             url = urljoin(self.base_url, following.lstrip("/")) if following else ""
         return edges
 
@@ -319,8 +342,11 @@ def read_dump(path: str | os.PathLike[str], concepts: Iterable[str], relations: 
 
 
 def _read_dump_lines(path: Path, wanted: set[str], relations: Sequence[str], result: EdgeSet) -> None:
-    """Add the edges of the `wanted` concepts in the dump at `path` to `result`."""
+    """Add the edges of the `wanted` concepts in the dump at `path` to `result`. A dump without a
+    line is refused: an empty file (a download that wrote nothing) replaced the run's ConceptNet graph
+    with one of no edges, emptying what an earlier run filled."""
     opener = gzip.open if path.suffix == ".gz" else open
+    number = 0
     with opener(path, "rt", encoding="utf-8") as f:
         for number, line in enumerate(tqdm(f, desc="ConceptNet dump", unit=" lines", disable=None), start=1):
             fields = line.rstrip("\n").split("\t")
@@ -342,6 +368,9 @@ def _read_dump_lines(path: Path, wanted: set[str], relations: Sequence[str], res
                 continue
             for concept in {edge.start, edge.end} & wanted:
                 result.edges[concept].append(edge)
+    if not number:
+        raise UserError(f"ConceptNet dump {path} holds no assertions (it is empty); expected "
+                        "conceptnet-assertions-5.7.0.csv.gz, one tab-separated edge per line")
 
 
 def conceptnet_quads(

@@ -21,6 +21,7 @@ Synset IRIs follow the Princeton WordNet RDF scheme `http://wordnet-rdf.princeto
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import re
 import shutil
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING
 from pyoxigraph import Literal, NamedNode, Quad
 
 from ..config import cache_dir
-from ..errors import UserError
+from ..errors import UserError, where_not_utf8
 from .vocab import FT, RDF, SKOS, WN30, Minter, class_keys
 
 if TYPE_CHECKING:
@@ -165,6 +166,31 @@ def _open(directory: str | None) -> tuple[WordNetCorpusReader, str]:
     return reader, source
 
 
+# letters NFKD does not decompose into an ASCII letter and accents, as WordNet 3.0 spells them
+_LIGATURES = str.maketrans({"æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ß": "ss", "ø": "o", "Ø": "O",
+                            "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th"})
+
+
+def _spellings(lemma: str, most: int = 6) -> Iterator[str]:
+    """`lemma` as written, then with its word separators ('_' for a space, '-') exchanged, every way for
+    up to `most` separators (German_short-haired_pointer from any mix), else all '_' and all '-', and
+    last without separators (hotdog): WordNet writes a compound one way, labels another."""
+    yield lemma
+    separators = re.findall(r"[_-]", lemma)
+    if not separators:
+        return
+    words = re.split(r"[_-]", lemma)
+    if len(separators) <= most:
+        choices: Iterable[tuple[str, ...]] = itertools.product("_-", repeat=len(separators))
+    else:
+        choices = (("_",) * len(separators), ("-",) * len(separators))
+    for choice in choices:
+        form = words[0] + "".join(sep + word for sep, word in zip(choice, words[1:]))
+        if form != lemma:
+            yield form
+    yield "".join(words)
+
+
 class WordNet:
     """WordNet 3.0 with the look-ups linking and coarsening need, cached (ancestors, depths)."""
 
@@ -223,9 +249,25 @@ class WordNet:
     def noun_senses(self, label: str) -> list[Synset]:
         """The noun synsets of a label (spaces → '_', WordNet's morphology), in WordNet's sense order.
         Accents are dropped first: WordNet 3.0's lemmas are ASCII ('café au lait' is cafe_au_lait, and
-        was unmatched)."""
-        decomposed = unicodedata.normalize("NFKD", re.sub(r"\s+", "_", label.strip()))
-        return self.reader.synsets("".join(c for c in decomposed if not unicodedata.combining(c)), "n")
+        was unmatched), and so are ligatures ('Æon' is aeon). A label that is no lemma as written is
+        looked up with its word separators spelled otherwise (see `_spellings`): 'sea-lion',
+        'Shih_Tzu' and 'ice-cream' were unmatched, WordNet writing sea_lion, Shih-Tzu, ice_cream."""
+        return self.lookup(label)[1]
+
+    @staticmethod
+    def lookup_form(label: str) -> str:
+        """A label as a WordNet lemma is written: spaces '_', accents and ligatures dropped."""
+        decomposed = unicodedata.normalize("NFKD", re.sub(r"\s+", "_", label.strip()).translate(_LIGATURES))
+        return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+    def lookup(self, label: str) -> tuple[str | None, list[Synset]]:
+        """`noun_senses`, with the spelling that found them: the label's lemma form (`lookup_form`)
+        or another spelling of its separators; None when nothing was found."""
+        for form in _spellings(self.lookup_form(label)):
+            senses = self.reader.synsets(form, "n")
+            if senses:
+                return form, senses
+        return None, []
 
     def ancestors(self, synset: Synset) -> dict[Synset, int]:
         """Every hypernym (and instance hypernym) of `synset`, itself included, with its shortest distance."""
@@ -308,6 +350,7 @@ class LinkReport:
     links: list[ClassLink]
     unmatched: list[str] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)
+    respelled: list[str] = field(default_factory=list)  # found as another spelling of the label's separators
 
     @property
     def linked(self) -> list[ClassLink]:
@@ -315,6 +358,7 @@ class LinkReport:
 
     def summary(self) -> str:
         lines = [f"{len(self.linked)} of {len(self.links)} classes of {self.space!r} linked to WordNet 3.0 synsets"]
+        lines += [f"  respelled: {m}" for m in self.respelled]
         lines += [f"  ambiguous: {m}" for m in self.ambiguous]
         lines += [f"  unmatched: {m}" for m in self.unmatched]
         return "\n".join(lines)
@@ -346,7 +390,8 @@ def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None,
     try:
         raw = path.read_text(encoding="utf-8-sig")  # a byte-order mark would stick to the first label
     except UnicodeDecodeError as e:
-        raise UserError(f"mapping file {path} is not UTF-8 text ({e})") from None
+        raise UserError(f"mapping file {path} is not UTF-8 text ({where_not_utf8(path, e)}; text in another "
+                        "encoding such as Latin-1? save it as UTF-8)") from None
     lines = [(number, line) for number, line in enumerate(raw.splitlines(), start=1)
              if not line.lstrip().startswith("#")]
     delimiter = "\t" if any("\t" in line for _, line in lines) else ","
@@ -408,8 +453,11 @@ def link_classes(
         elif wnid:
             synset, method = wordnet.synset_of_wnid(wnid), "wnid"
         else:
-            senses = wordnet.noun_senses(label)
+            form, senses = wordnet.lookup(label)
             synset, method = (senses[0], "lemma") if senses else (None, "none")
+            if senses and form != wordnet.lookup_form(label):  # a guess the user should see
+                report.respelled.append(f"{which}: no WordNet noun as written; found as {form!r}, "
+                                        f"{senses[0].name()} ({senses[0].definition()})")
             if not senses:
                 report.unmatched.append(f"{which}: no WordNet noun; add it to a mapping file")
             elif len(senses) > 1:
