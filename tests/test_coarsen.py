@@ -227,7 +227,7 @@ def semantic_store(wn: WordNet, animal_tags: filtag_kg.TagSet) -> pyoxigraph.Sto
 def test_filters_under_concept(semantic_store: pyoxigraph.Store) -> None:
     carnivore, ungulate = WN30 + "02075296-n", WN30 + "02370806-n"
     rows = [r for r in query_rows("semantic-filters-under-concept", semantic_store, concept=carnivore) if r["parameter"] == 1]
-    assert [(r["layer"], r["filter"], r["tags"], r["under"], sorted(r["classesUnder"].split(", "))) for r in rows] == [
+    assert [(r["layer"], r["filter"], r["synsets"], r["under"], sorted(r["classesUnder"].split(", "))) for r in rows] == [
         ("conv2", 0, 3, 3, ["bear", "cat", "dog"])]
     prefixed = query_rows("semantic-filters-under-concept", semantic_store, concept="wn:02075296-n")
     assert [r for r in prefixed if r["parameter"] == 1] == rows  # the docs' wn: prefix (matched nothing before)
@@ -241,7 +241,8 @@ def test_filters_under_concept(semantic_store: pyoxigraph.Store) -> None:
 def test_filters_under_every_concept_match_a_reference(semantic_store: pyoxigraph.Store,
                                                        animal_tags: filtag_kg.TagSet) -> None:
     """For every synset of the closure and several shares: the filters, counts and classes the tags
-    and the WordNet graph's links give when walked in Python."""
+    and the WordNet graph's links give when walked in Python, counted as coarsening counts (the
+    distinct synsets of a filter's linked classes)."""
     skos = "http://www.w3.org/2004/02/skos/core#"
     synsets = {q.subject.value: q.object.value for p in ("exactMatch", "closeMatch")
                for q in semantic_store.quads_for_pattern(None, pyoxigraph.NamedNode(skos + p), None)}
@@ -264,10 +265,12 @@ def test_filters_under_every_concept_match_a_reference(semantic_store: pyoxigrap
         for share in (None, 0.5, 2 / 3, 1):
             expected = set()
             for (parameter, layer, f), tagged in filters.items():
-                inside = {c for c in tagged if concept in above(synsets[label_of[c]])}
-                if inside and len(inside) >= (share or 1) * len(tagged) - 1e-9:
-                    expected.add((parameter, layer, f, len(tagged), len(inside), tuple(sorted(inside))))
-            got = {(float(r["parameter"]), r["layer"], r["filter"], r["tags"], r["under"],
+                linked = {synsets[label_of[c]] for c in tagged if label_of[c] in synsets}
+                under = {s for s in linked if concept in above(s)}
+                inside = {c for c in tagged if synsets.get(label_of[c]) in under}
+                if under and len(under) >= (share or 1) * len(linked) - 1e-9:
+                    expected.add((parameter, layer, f, len(linked), len(under), tuple(sorted(inside))))
+            got = {(float(r["parameter"]), r["layer"], r["filter"], r["synsets"], r["under"],
                     tuple(sorted(r["classesUnder"].split(", "))))
                    for r in query_rows("semantic-filters-under-concept", semantic_store, concept=concept, share=share)}
             assert got == expected, (concept, share)
@@ -294,7 +297,7 @@ def test_documented_share_example_finds_what_coarsening_covers_by_default(wn: Wo
     store = pyoxigraph.Store()
     store.extend(list(export_tags(tags)) + link_wordnet(tags, wn).quads)
     rows = query_rows("semantic-filters-under-concept", store, concept=synset_iri(concept.synset).value, share=share)
-    assert [(r["filter"], r["under"], r["tags"]) for r in rows] == [(0, 2, 3)]
+    assert [(r["filter"], r["under"], r["synsets"]) for r in rows] == [(0, 2, 3)]
 
 
 def test_the_share_is_compared_as_coarsening_compares_it() -> None:
@@ -316,17 +319,41 @@ def test_the_share_is_compared_as_coarsening_compares_it() -> None:
     assert len(classes) == 50
     skos, ex = "http://www.w3.org/2004/02/skos/core#", "http://example.org/"
     graph = pyoxigraph.NamedNode(f"{ex}links")
-    for c, i in classes.items():
-        synset = pyoxigraph.NamedNode(f"{ex}under" if i < 7 else f"{ex}elsewhere")
+    for c, i in classes.items():  # a synset of its own for each class, the first 7 under the concept
+        synset = pyoxigraph.NamedNode(f"{ex}{'under' if i < 7 else 'elsewhere'}{i}")
         store.add(pyoxigraph.Quad(pyoxigraph.NamedNode(c), pyoxigraph.NamedNode(f"{skos}exactMatch"), synset, graph))
-    store.add(pyoxigraph.Quad(pyoxigraph.NamedNode(f"{ex}under"), pyoxigraph.NamedNode(f"{skos}broader"),
-                              pyoxigraph.NamedNode(f"{ex}concept"), graph))
+        if i < 7:
+            store.add(pyoxigraph.Quad(synset, pyoxigraph.NamedNode(f"{skos}broader"), pyoxigraph.NamedNode(f"{ex}concept"), graph))
     run = Minter().run(run_ids(tags).tagging)  # the graph is the run's, as its coarse concepts say
-    store.add(pyoxigraph.Quad(pyoxigraph.NamedNode(f"{ex}coarse"),
-                              pyoxigraph.NamedNode("http://www.w3.org/ns/prov#wasDerivedFrom"), run, graph))
+    coarse = pyoxigraph.NamedNode(f"{ex}coarse")
+    filter_node = next(iter(store.query(f"SELECT ?f WHERE {{ ?f <{FT}filterIndex> 0 }}", use_default_graph_as_union=True)))["f"]
+    for p, o in (("http://www.w3.org/ns/prov#wasDerivedFrom", run), (FT + "coarsens", filter_node),
+                 (FT + "tagSelection", pyoxigraph.Literal("k-best 1")), (FT + "tagCount", pyoxigraph.Literal(50))):
+        store.add(pyoxigraph.Quad(coarse, pyoxigraph.NamedNode(p), o, graph))
     assert math.ceil(0.14 * 50 - 1e-9) == 7 < 0.14 * 50  # coarsening takes 7 of 50 as a share of 0.14
     rows = query_rows("semantic-filters-under-concept", store, concept=f"{ex}concept", share=0.14)
-    assert [(r["filter"], r["under"], r["tags"]) for r in rows] == [(0, 7, 50)]
+    assert [(r["filter"], r["under"], r["synsets"]) for r in rows] == [(0, 7, 50)]
+
+
+def test_the_share_of_a_filter_leaves_out_classes_wordnet_lacks_as_coarsening_does(wn: WordNet) -> None:
+    """A filter tagged bear, cat and a class WordNet lacks: coarsening finds carnivore covering all
+    of its linked tags, and the query counted the unlinked class too (2 of 3, not listed for share 1)."""
+    from filtag_kg.kg.wordnet import synset_iri
+
+    labels = [c if c != "bird" else "qwzxv gadget" for c in ANIMALS]
+    stats = ActivationStats.empty(["conv"], labels, {"conv": 2}, manifest={"dataset": {"label_space": "odd"}})
+    means = np.zeros((10, 2))
+    means[:, 1] = 1.0
+    means[[labels.index(c) for c in ("bear", "cat", "qwzxv gadget")]] = [1.0, 0.0]
+    stats.add_batch(np.arange(10), {"conv": means})
+    tags = filtag_kg.tag(stats, k=1)
+    concept = coarsen(tags, wn, "conv", ("k-best", 1)).filters[0].all
+    assert (concept.synset.name(), concept.covered, concept.total) == ("carnivore.n.01", 2, 2)
+    store = pyoxigraph.Store()
+    store.extend(list(export_tags(tags)) + link_wordnet(tags, wn).quads)
+    rows = query_rows("semantic-filters-under-concept", store, concept=synset_iri(concept.synset).value)
+    assert [(r["filter"], r["synsets"], r["under"], r["coverage"], sorted(r["classesUnder"].split(", "))) for r in rows] == [
+        (0, 2, 2, 1.0, ["bear", "cat"])]
 
 
 def test_layer_groups(semantic_store: pyoxigraph.Store) -> None:
@@ -615,10 +642,10 @@ def test_filters_under_concept_follow_the_runs_own_class_links(wn: WordNet, anim
     assert first == [("first", 1, "conv1", 0, 1, ["dog"]), ("first", 1, "conv2", 0, 1, ["dog"]),
                      ("first", 2, "conv1", 0, 1, ["dog"]), ("first", 2, "conv1", 1, 1, ["dog"]),
                      ("first", 2, "conv2", 0, 1, ["dog"]), ("first", 2, "conv2", 1, 1, ["dog"])]
-    second = [row[1:] for row in got if row[0] == "second"]
-    assert second == [(1, "conv1", 0, 2, ["bird", "dog"]), (1, "conv2", 0, 1, ["dog"]), (1, "conv2", 2, 1, ["bird"]),
-                      (2, "conv1", 0, 2, ["bird", "dog"]), (2, "conv1", 1, 2, ["bird", "dog"]),
-                      (2, "conv2", 0, 2, ["bird", "dog"]), (2, "conv2", 1, 1, ["dog"]), (2, "conv2", 2, 1, ["bird"])]
+    second = [row[1:] for row in got if row[0] == "second"]  # bird and dog: one synset, counted once
+    assert second == [(1, "conv1", 0, 1, ["bird", "dog"]), (1, "conv2", 0, 1, ["dog"]), (1, "conv2", 2, 1, ["bird"]),
+                      (2, "conv1", 0, 1, ["bird", "dog"]), (2, "conv1", 1, 1, ["bird", "dog"]),
+                      (2, "conv2", 0, 1, ["bird", "dog"]), (2, "conv2", 1, 1, ["dog"]), (2, "conv2", 2, 1, ["bird"])]
 
 
 def test_layer_groups_of_a_run_coarsened_with_share_1(wn: WordNet, animal_tags: filtag_kg.TagSet) -> None:

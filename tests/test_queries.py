@@ -494,6 +494,18 @@ def test_runs_and_networks(store: Store, runs: dict[str, TagSet]) -> None:
     assert [r["title"] for r in only_b] == ["net-b"]
 
 
+def test_selections_of_tiny_q_sort_by_number() -> None:
+    """A q too small for a plain decimal is labelled in exponent form (q-quantile 1e-320), which
+    xsd:decimal does not parse: the queries sorted every such selection as unbound, in storage order."""
+    from filtag_kg.kg.export import export_tags
+
+    tags = synthetic_tags(4, "net-t", k=(1,), q=(3e-320, 1e-320, 2e-320, 5.0))
+    store = Store()
+    store.extend(export_tags(tags))
+    assert [r["selections"] for r in rows("runs", store)] == [
+        "k-best 1, q-quantile 1e-320, q-quantile 2e-320, q-quantile 3e-320, q-quantile 5"]
+
+
 def test_runs_list_selections_by_method_then_number(tmp_path) -> None:
     """k-best 2 before k-best 12 and q-quantile 5 before q-quantile 25, on the embedded store and a
     server, also when the network is given (GROUP_CONCAT had them in storage order)."""
