@@ -10,6 +10,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -121,7 +122,7 @@ def select_layers(model: "keras.Model", patterns: str | Sequence[str] | None = N
     call; collection read the first call's (the last one's when a nested layer was chosen too)."""
     convs = conv_layers(model)
     if not convs:
-        raise UserError(f"model {model.name!r} has no convolutional layer (Conv2D, DepthwiseConv2D, SeparableConv2D)")
+        raise _no_conv_error(model)
     chosen = match_layers(convs, patterns, "conv layer")
     calls = layer_calls(model)
     shared = [name for name in chosen if calls[name] > 1]
@@ -135,6 +136,25 @@ def select_layers(model: "keras.Model", patterns: str | Sequence[str] | None = N
             "layer once"
         )
     return chosen
+
+
+def _no_conv_error(model: "keras.Model") -> UserError:
+    """The error for a model without a Conv2D-family layer, naming the layer types it has instead: its
+    conv layers of other kinds (Conv1D, Conv3D, Conv2DTranspose …) or, without any, all its layer types,
+    so that the user sees why (before: "no convolutional layer" of a Conv1D model, or a message about
+    its input shape)."""
+    kinds: dict[str, list[str]] = defaultdict(list)
+    for name, layer in iter_layers(model):
+        kinds[layer.__class__.__name__].append(name)
+    other = {kind: names for kind, names in kinds.items() if "Conv" in kind}
+    if other:
+        found = "its conv layers are of other kinds: " + "; ".join(
+            f"{kind} ({', '.join(map(repr, names[:3]))}{' …' if len(names) > 3 else ''})"
+            for kind, names in other.items())
+    else:
+        found = f"its layers are of type(s) {', '.join(kinds) or 'none'}"
+    return UserError(f"model {model.name!r} has no convolutional layer of the 2-D types FilTag reads "
+                     f"({', '.join(CONV_TYPES)}); {found}. filtag-kg tags the filters of 2-D conv layers over images")
 
 
 def match_layers(names: list[str], patterns: str | Sequence[str] | None, what: str = "layer") -> list[str]:
@@ -213,8 +233,14 @@ def input_spec_of(model: "keras.Model") -> InputSpec:
                         "without keras.Input that was never called); filtag-kg reads the layers of a functional or "
                         "Sequential model with an input shape, e.g. one starting with keras.Input((224, 224, 3))"
                         ) from None
+    if len(model.inputs) != 1:
+        names = ", ".join(f"{getattr(x, 'name', '?')!r} {tuple(x.shape)}" for x in model.inputs)
+        raise UserError(f"model {model.name!r} takes {len(model.inputs)} inputs ({names}); filtag-kg supports only "
+                        "single-input models, one image per example")
     formats = (getattr(layer, "data_format", None) for _, layer in iter_layers(model))
     first = next((f for f in formats if f is not None), None) == "channels_first"
+    if len(shape) != 4 and not conv_layers(model):  # a Conv1D or Conv3D model: say that, not that its input is 3-D
+        raise _no_conv_error(model)
     if len(shape) != 4 or None in tuple(shape[1:]):
         raise UserError(
             f"model {model.name!r} takes input of shape {tuple(shape)}; filtag-kg needs fixed-size images "
@@ -246,8 +272,32 @@ def load_saved(path: str | Path) -> LoadedModel:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras says "File not found" of a file it cannot parse: say what it is
-        raise UserError(f"model file {path} could not be loaded as a Keras model ({type(e).__name__}: {e})") from e
+        raise _load_failure(path, e) from e
     return LoadedModel(model, model.name, "keras", str(path.resolve()), input_spec_of(model))
+
+
+def _load_failure(path: Path, error: Exception) -> UserError:
+    """Why a saved model could not be loaded, in a few lines: a Lambda layer (Python code Keras loads only
+    when told the file is trusted) or a custom layer whose class is not imported are named with what to
+    do; other errors are cut short. Keras' own message for a custom class holds the model's whole config."""
+    text = str(error)
+    if "Lambda" in text and "safe_mode" in text:
+        return UserError(
+            f"model file {path} has a Lambda layer (Python code), which Keras loads only from a trusted file "
+            f"(loading runs the code). If you trust it, load it in Python with keras.models.load_model({str(path)!r}, "
+            "safe_mode=False) and pass the model to filtag_kg.collect; or save the model with a registered "
+            "custom layer instead of the Lambda layer")
+    custom = re.search(r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object|[a-z ]+): '([^']+)'",
+                       text)
+    if custom:
+        name = custom.group(1) or custom.group(2)
+        return UserError(
+            f"model file {path} uses the custom object {name!r}, which Keras cannot find: its code is not part of "
+            "the file. Load the model in Python with that code imported (the class registered with "
+            "@keras.saving.register_keras_serializable) and pass the model to filtag_kg.collect")
+    reason = text.splitlines()[0] if text else ""
+    reason = f"{reason[:300]}{' …' if len(reason) > 300 or len(text.splitlines()) > 1 else ''}"
+    return UserError(f"model file {path} could not be loaded as a Keras model ({type(error).__name__}: {reason})")
 
 
 RANDOM_WEIGHTS_SEED = 0  # random weights (weights none) are drawn seeded, so a run resumes and shards merge
