@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
@@ -128,12 +130,39 @@ def make_step(features: "keras.Model", n_layers: int, channels_first: Sequence[b
     return step
 
 
+# layers after the last activation that keep scores logits: logits through them are logits still
+_KEEP_LOGITS = frozenset({
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "GaussianNoise",
+    "AlphaDropout", "ActivityRegularization", "Identity", "Flatten", "Reshape", "BatchNormalization",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+})
+
+
 def outputs_logits(model: "keras.Model") -> bool:
-    """Whether the model's class scores are logits: its output layer has a linear activation (a Dense
-    layer without softmax, as models trained with `from_logits=True` end). Their top scores were kept as
-    probabilities: an explanation said 'predicted cat (310%)' and the graph's confidence left [0, 1]."""
-    history = getattr(model.outputs[0], "_keras_history", None)  # (layer, node, tensor) that made the output
-    return getattr(getattr(getattr(history, "operation", None), "activation", None), "__name__", None) == "linear"
+    """Whether the model's class scores are logits: the layer that last applied an activation to them
+    has a linear one (a Dense layer without softmax, as models trained with `from_logits=True` end, or a
+    1×1 Conv2D of an all-convolutional net). Layers that keep logits logits (global pooling, Flatten,
+    Reshape, Dropout …) are looked through, and nested models into: before, only the output layer itself
+    was looked at, so the logits of a net ending in Conv2D → GlobalAveragePooling2D were kept as
+    probabilities, and an explanation said 'predicted cat (310%)'."""
+    tensor = model.outputs[0]
+    for _ in range(1000):  # a walk back along the output's history; the bound only guards against a cycle
+        history = getattr(tensor, "_keras_history", None)  # (layer, node, tensor) that made the tensor
+        layer = getattr(history, "operation", None)
+        if layer is None:
+            return False
+        if layer.__class__.__name__ in ("Functional", "Sequential") and getattr(layer, "outputs", None):
+            tensor = layer.outputs[history.tensor_index]  # the nested model's own output tensor
+            continue
+        if layer.__class__.__name__ in _KEEP_LOGITS:
+            inputs = layer._inbound_nodes[history.node_index].input_tensors
+            if len(inputs) != 1:
+                return False
+            tensor = inputs[0]
+            continue
+        return getattr(getattr(layer, "activation", None), "__name__", None) == "linear"
+    return False
 
 
 def software_versions() -> dict[str, str]:
@@ -273,6 +302,49 @@ def _claimed(out_dir: Path | None) -> Iterator[None]:
         yield
 
 
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+@contextmanager
+def _between_batches() -> Iterator[Callable[[], None]]:
+    """Ctrl-C, SIGTERM and SIGHUP take effect between batches: while the block runs, a signal whose
+    handler raises (Python's KeyboardInterrupt for Ctrl-C; the CLI's for SIGTERM and SIGHUP) is noted,
+    and the check yielded calls that handler once the batch is in the statistics (at the latest when
+    the block ends). Raised where it came, it cut through TensorFlow's Python code (a tf.function call,
+    the tf.data iterator) and lost the batch under way; twice in about 50 interrupts by hand the process
+    then aborted ("free(): invalid next size", exit -6) before writing its checkpoint, which may have
+    been that. A second signal raises at once, so that a batch that never ends can still be stopped.
+    Outside the main thread (where no handler can be set) and for ignored or default signals nothing changes."""
+    pending: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def note(signum: int, frame: Any) -> None:
+        if pending:  # a second one: stop now
+            pending.clear()
+            previous[signum](signum, frame)
+        pending.append(signum)
+
+    def check() -> None:
+        if pending:
+            signum = pending.pop(0)
+            pending.clear()
+            previous[signum](signum, None)  # raises (KeyboardInterrupt), as it would have when the signal came
+
+    if threading.current_thread() is threading.main_thread():
+        for name in _STOP_SIGNALS:
+            signum = getattr(signal, name, None)
+            handler = signal.getsignal(signum) if signum is not None else None
+            if callable(handler):  # not SIG_IGN (nohup), SIG_DFL or one set outside Python (None)
+                previous[signum] = handler
+                signal.signal(signum, note)
+    try:
+        yield check
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        check()  # one that came after the last check is not lost
+
+
 def _warn_of_overflow(stats: ActivationStats) -> None:
     """Warn on stderr of layers whose scaled means are NaN or infinite: an activation overflowed (float16,
     under --mixed-precision, ends at 65,504), so the min-max scaling of the images concerned failed and
@@ -331,29 +403,31 @@ def _run_split(
         _checkpoint(folder, stats, state, split.name)
 
     try:
-        for images, labels, positions in split.dataset(spec, batch_size, start, shard):
-            positions_np = positions.numpy()
-            means, top_idx, top_prob = step(images)
-            means_np = {m: t.numpy() for m, t in zip(names, means)}
-            labels_np = labels.numpy().astype(np.int64)
-            committing = True
-            if keep_images:
-                state["heldout_parts"].append(HeldOut(
-                    image_ids=[split.ids[p] for p in positions_np], positions=positions_np.astype(np.int64),
-                    labels=labels_np,
-                    top_classes=_pad(top_idx.numpy().astype(np.int64)), top_probs=_pad(top_prob.numpy()),
-                    vectors=means_np,  # float32 from the step
-                ))
-            else:
-                stats.add_batch(labels_np, means_np)
-            seen[positions_np] = True
-            bar.update(int(positions_np[-1]) + 1 - state["position"])
-            state["position"] = int(positions_np[-1]) + 1
-            committing = False
-            batches_since += 1
-            if out_dir is not None and batches_since >= checkpoint_every:
-                checkpoint(out_dir)
-                batches_since = 0
+        with _between_batches() as check_signals:
+            for images, labels, positions in split.dataset(spec, batch_size, start, shard):
+                positions_np = positions.numpy()
+                means, top_idx, top_prob = step(images)
+                means_np = {m: t.numpy() for m, t in zip(names, means)}
+                labels_np = labels.numpy().astype(np.int64)
+                committing = True
+                if keep_images:
+                    state["heldout_parts"].append(HeldOut(
+                        image_ids=[split.ids[p] for p in positions_np], positions=positions_np.astype(np.int64),
+                        labels=labels_np,
+                        top_classes=_pad(top_idx.numpy().astype(np.int64)), top_probs=_pad(top_prob.numpy()),
+                        vectors=means_np,  # float32 from the step
+                    ))
+                else:
+                    stats.add_batch(labels_np, means_np)
+                seen[positions_np] = True
+                bar.update(int(positions_np[-1]) + 1 - state["position"])
+                state["position"] = int(positions_np[-1]) + 1
+                committing = False
+                batches_since += 1
+                if out_dir is not None and batches_since >= checkpoint_every:
+                    checkpoint(out_dir)
+                    batches_since = 0
+                check_signals()  # a signal that came during this batch: the batch is in, stop here
     except KeyboardInterrupt:  # Ctrl-C: keep the batches since the last checkpoint (50 by default: minutes of VGG16)
         if out_dir is not None and not committing and batches_since:
             checkpoint(out_dir)
