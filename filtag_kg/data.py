@@ -133,14 +133,21 @@ def _prefetched(ds: "tf.data.Dataset") -> "tf.data.Dataset":
 
 
 # -- arrays -------------------------------------------------------------------------------------
-def _array_split(name: str, images: np.ndarray, labels: np.ndarray, ids: list[str]) -> Split:
+def _array_split(name: str, images: np.ndarray, labels: np.ndarray, ids: list[str],
+                 channels_last: bool = False) -> Split:
+    """A split of in-memory images, shaped for the model as given, or (`channels_last`: the embedded
+    data, [n, h, w, c]) turned channels-first for a model that takes them so (it was refused, as
+    28×28×1 against the model's 1×28×28)."""
     def make(spec: InputSpec, batch_size: int, positions: np.ndarray) -> "tf.data.Dataset":
         import tensorflow as tf
 
-        if images.shape[1:] != spec.shape:
-            raise UserError(f"the {name} images are {'×'.join(map(str, images.shape[1:]))} ({spec.layout}) "
-                            f"but the model takes {'×'.join(map(str, spec.shape))}")
-        ds = tf.data.Dataset.from_tensor_slices((images[positions], labels[positions], positions))
+        chosen = images[positions]
+        if channels_last and spec.channels_first:
+            chosen = chosen.transpose(0, 3, 1, 2)
+        if chosen.shape[1:] != spec.shape:
+            raise UserError(f"the {name} images are {'×'.join(map(str, chosen.shape[1:]))} but the model takes "
+                            f"{'×'.join(map(str, spec.shape))} ({spec.layout})")
+        ds = tf.data.Dataset.from_tensor_slices((chosen, labels[positions], positions))
         ds = ds.batch(batch_size)
         if spec.preprocess is not None:
             pre = spec.preprocess
@@ -311,8 +318,8 @@ def animal_shape(fraction: float = 0.8, seed: int = 0) -> ImageSource:
     images = images[..., None]  # [n, 28, 28, 1]
     train_idx, held_idx = stratified_split(labels, fraction, seed)
     splits = {
-        "train": _array_split("train", images[train_idx], labels[train_idx], [str(i) for i in train_idx]),
-        "heldout": _array_split("heldout", images[held_idx], labels[held_idx], [str(i) for i in held_idx]),
+        "train": _array_split("train", images[train_idx], labels[train_idx], [str(i) for i in train_idx], True),
+        "heldout": _array_split("heldout", images[held_idx], labels[held_idx], [str(i) for i in held_idx], True),
     }
     return ImageSource(
         name="animal-shape", classes=list(ANIMAL_SHAPE_CLASSES), splits=splits,

@@ -247,7 +247,7 @@ def test_bad_input_is_named(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> No
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(UserError, match="empty_class has no JPEG or PNG"):
         image_folder(tmp_path)
-    with pytest.raises(UserError, match=r"the train images are 6×6×3 \(height×width×channels\) but the model takes 12×12×3"):
+    with pytest.raises(UserError, match=r"the train images are 6×6×3 but the model takes 12×12×3 \(height×width×channels\)"):
         filtag_kg.collect(model, images[:, :6, :6], labels=labels, progress=False)
     with pytest.raises(UserError, match="the batch size must be a whole number of at least 1, got 0"):
         filtag_kg.collect(model, images, labels=labels, batch_size=0, progress=False)
@@ -727,9 +727,30 @@ def test_channels_first_model_collects_from_an_image_folder(tmp_path) -> None:
     chw = filtag_kg.collect(model, images.transpose(0, 3, 1, 2), labels=labels, batch_size=4, progress=False)
     assert folder.manifest["skipped"]["train"] == [] and folder.counts.tolist() == [3, 3]
     np.testing.assert_allclose(folder.class_means("c1"), chw.class_means("c1"), atol=1e-6)
-    with pytest.raises(UserError, match=r"the train images are 10×14×3 \(channels×height×width\) but the model "
-                                        r"takes 3×10×14"):
+    with pytest.raises(UserError, match=r"the train images are 10×14×3 but the model takes 3×10×14 "
+                                        r"\(channels×height×width\)"):
         filtag_kg.collect(model, images, labels=labels, progress=False)
+
+
+def test_channels_first_model_collects_the_embedded_data() -> None:
+    """The embedded Animal-Shape images (28×28×1) were offered as they are to a channels_first model
+    (1×28×28) and refused; they are turned channels-first, and collect as a channels_last twin does."""
+    from filtag_kg.data import animal_shape
+
+    def build(data_format: str) -> keras.Model:
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((1, 28, 28) if data_format == "channels_first" else (28, 28, 1))
+        x = keras.layers.Conv2D(4, 3, activation="relu", name="c1", data_format=data_format)(inputs)
+        x = keras.layers.GlobalAveragePooling2D(data_format=data_format)(x)
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+
+    first, last = build("channels_first"), build("channels_last")
+    last.set_weights(first.get_weights())
+    source = animal_shape(fraction=0.05)
+    ported = filtag_kg.collect(first, source, splits=("train",), progress=False)
+    reference = filtag_kg.collect(last, source, splits=("train",), progress=False)
+    assert ported.n_images == reference.n_images == 500
+    np.testing.assert_allclose(ported.class_means("c1"), reference.class_means("c1"), atol=1e-6)
 
 
 def test_single_files_take_their_class_from_the_folder_a_link_is_in(tmp_path) -> None:
