@@ -252,7 +252,7 @@ def test_explain_names_image_files_it_cannot_decode_and_fails_after_the_others(r
     assert code == 2 and out.startswith(f"{good}: predicted ") and "; true beta" in out
     assert f"Error: 1 of the 2 image files could not be decoded (damaged, empty, or not JPEG or PNG inside): " \
            f"{tmp_path / 'empty.png'}" in err
-    assert "warning: 1 unreadable image(s) skipped, e.g. [" in err and "split" not in err, err
+    assert "warning: 1 unreadable image(s) skipped: " in err and "split" not in err, err
     assert [e["image"] for e in json.loads((tmp_path / "e.json").read_text())] == [str(good)]
     code, out, err = run_cli("explain", tmp_path / "empty.png", tmp_path / "text.jpg", "--tags", tmp_path / "tags")
     assert (code, out) == (2, "")

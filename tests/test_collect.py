@@ -187,7 +187,7 @@ def test_ctrl_c_keeps_the_batches_since_the_last_checkpoint(split_run, tmp_path,
         np.testing.assert_array_equal(resumed.heldout.vectors[m], whole.heldout.vectors[m])
 
 
-def test_folder_source_skips_corrupt_files(tmp_path) -> None:
+def test_folder_source_skips_corrupt_files(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     from PIL import Image
 
     rng = np.random.default_rng(3)
@@ -204,6 +204,13 @@ def test_folder_source_skips_corrupt_files(tmp_path) -> None:
     stats = filtag_kg.collect(model, source, batch_size=3, progress=False)
     assert stats.counts.tolist() == [4, 4]
     assert sorted(stats.manifest["skipped"]["train"]) == ["alpha/broken.jpg", "beta/truncated.png"]
+    # the warning names them as they are (it printed a Python list: a \\xff in a name was doubled) and
+    # says where the whole list is (it gave three, without saying the manifest holds them all)
+    warning = capsys.readouterr().err
+    assert "warning: 2 unreadable image(s) skipped: " in warning and "alpha/broken.jpg" in warning
+    assert "[" not in warning and "the manifest's \"skipped\" lists them all" in warning
+    filtag_kg.collect(model, source, batch_size=3, progress=False, output=tmp_path / "stats")
+    assert f"{tmp_path / 'stats' / 'manifest.json'} lists them all" in capsys.readouterr().err
     # the pipeline decodes with TensorFlow and resizes bilinearly to the model's input size
     import tensorflow as tf
 
