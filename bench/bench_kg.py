@@ -13,6 +13,11 @@ is measured, and its answers are checked against the embedded store's (row count
 
     python bench/bench_kg.py                       # full run, JSON into bench/results/
     python bench/bench_kg.py --k 1 --q 1 --repeat 3  # a quick one
+    python bench/bench_kg.py --semantic --k 1 5 --q 1  # the WordNet queries on a linked tagging
+
+`--semantic` links the tagging of --k/--q to WordNet (`filtag-kg link wordnet`: every layer and
+selection coarsened), loads tags and links into the embedded store and into rdflib, and times the
+bundled semantic queries that need only the links (`SEMANTIC_CASES`) on both.
 """
 
 from __future__ import annotations
@@ -70,6 +75,48 @@ def vgg16_tags(k: Iterable[int], q: Iterable[float], seed: int = 0) -> TagSet:
     for m in conv:
         stats.sums[m] = rng.gamma(2.0, 1.0, stats.sums[m].shape) * 50
     return filtag_kg.tag(stats, k=list(k), q=list(q))
+
+
+# the WordNet queries that need no explanations or ConceptNet: a broad concept (dog: 118 of the
+# 1,000 classes) and a narrow one (retriever: 6), the default share 1 and coarsening's 2/3
+SEMANTIC_CASES = {
+    "semantic-filters-under-concept, dog": ("dog.n.01", {}),
+    "semantic-filters-under-concept, dog, share 2/3": ("dog.n.01", {"share": 2 / 3}),
+    "semantic-filters-under-concept, retriever": ("retriever.n.01", {}),
+    "semantic-layer-groups, one layer": (None, {"layer": "block5_conv3"}),
+    "semantic-layer-groups": (None, {}),
+}
+
+
+def semantic_params() -> dict[str, tuple[str, dict[str, object]]]:
+    """`SEMANTIC_CASES` as (bundled query, parameters), concepts as their synset IRIs."""
+    from filtag_kg.kg.wordnet import WordNet, synset_iri
+
+    wordnet = WordNet.load()
+    return {case: (case.split(",")[0], {**p, **({"concept": synset_iri(wordnet.synset(c)).value} if c else {})})
+            for case, (c, p) in SEMANTIC_CASES.items()}
+
+
+def semantic(tags: TagSet, directory: str, repeat: int, timeout: float) -> dict[str, Any]:
+    """Link `tags` to WordNet, load tags and links into a new embedded store and into rdflib, and
+    time `SEMANTIC_CASES` on both."""
+    from filtag_kg.kg.coarsen import link_wordnet
+    from filtag_kg.kg.store import Store
+
+    start = time.perf_counter()
+    linking = link_wordnet(tags)
+    link_s = time.perf_counter() - start
+    with Store(directory) as store:
+        store.load(export_tags(tags))
+        store.load(linking.quads, linking.graph)
+        triples = len(store)
+    print(f"  linked and coarsened in {link_s:.1f} s: {len(linking.quads):,} quads; {triples:,} in the store",
+          flush=True)
+    dataset, r_triples, r_seconds, _ = load_rdflib([*export_tags(tags), *linking.quads])
+    result = {"tags": len(tags), "selections": tags.selections, "link_s": link_s, "triples": triples,
+              "rdflib_triples": r_triples, "rdflib_load_s": r_seconds}
+    result["queries"] = run_queries(directory, semantic_params(), repeat, timeout, dataset)
+    return result
 
 
 def query_params(tags: TagSet) -> dict[str, tuple[str, dict[str, object]]]:
@@ -240,14 +287,15 @@ def _full_replacement(path: Path, graph: Any, store: Any, prefix: str, progress:
     return _Change(remove, path)
 
 
-def load_rdflib(tags: TagSet) -> tuple[Any, int, float, int]:
-    """Export as N-Quads and parse into rdflib's in-memory Dataset; (dataset, triples, seconds, bytes)."""
+def load_rdflib(quads: Iterable[Any]) -> tuple[Any, int, float, int]:
+    """Serialize `quads` (an export) as N-Quads and parse them into rdflib's in-memory Dataset;
+    (dataset, triples, seconds, bytes)."""
     import rdflib
     from pyoxigraph import RdfFormat, serialize
 
     before = rss_bytes()
     start = time.perf_counter()
-    data = serialize(export_tags(tags), format=RdfFormat.N_QUADS)
+    data = serialize(quads, format=RdfFormat.N_QUADS)
     dataset = rdflib.Dataset(default_union=True)
     dataset.parse(data=data, format="nquads")
     seconds = time.perf_counter() - start
@@ -368,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop", action="store_true",
                         help="only measure dropping the run of the tagging of --k/--q from a store that holds "
                              "nothing else but its network and classes, by rebuilding the store and by removal")
+    parser.add_argument("--semantic", action="store_true",
+                        help="only time the WordNet queries on the tagging of --k/--q linked to WordNet, "
+                             "side by side with rdflib (try --k 1 5 --q 1)")
     args = parser.parse_args(argv)
 
     result: dict[str, Any] = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -379,6 +430,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parts['quads']:,} quads: export alone {parts['export_rate']:,.0f}/s ({parts['export_s']:.1f} s), "
               f"bulk loader alone {parts['bulk_loader_rate']:,.0f}/s ({parts['bulk_loader_s']:.1f} s)")
         return _save(result, args.out / f"bench_kg-load-{stamp}.json")
+    if args.semantic:
+        with tempfile.TemporaryDirectory(prefix="bench-kg-") as tmp:
+            tags = vgg16_tags(args.k, args.q)
+            print(f"{len(tags):,} tags, selections {tags.selections}", flush=True)
+            result["semantic"] = done = semantic(tags, os.path.join(tmp, "linked"), args.repeat, args.timeout)
+        slow = [n for n, r in done["queries"].items() if r["median_s"] is None or r["median_s"] >= TARGET_QUERY]
+        print(f"queries over {TARGET_QUERY * 1000:.0f} ms: {', '.join(slow) or 'none'}")
+        return _save(result, args.out / f"bench_kg-semantic-{stamp}.json")
     for mode, ways, measure in (("replace", ("rebuild", "differing triples", "whole graph"), _timed_reload),
                                 ("drop", ("rebuild", "removal"), _timed_drop)):
         if not getattr(args, mode):
@@ -413,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"comparison: {len(small_tags):,} tags, selections {small_tags.selections}", flush=True)
         path = os.path.join(tmp, "small")
         small = load_embedded(small_tags, path)
-        dataset, r_triples, r_seconds, r_bytes = load_rdflib(small_tags)
+        dataset, r_triples, r_seconds, r_bytes = load_rdflib(export_tags(small_tags))
         small.update(rdflib_triples=r_triples, rdflib_load_s=r_seconds, rdflib_load_rate=r_triples / r_seconds,
                      rdflib_bytes_per_triple=r_bytes / max(r_triples, 1))
         print(f"  embedded: {small['load_rate']:,.0f} triples/s; rdflib: {r_triples / r_seconds:,.0f} triples/s, "
