@@ -230,8 +230,11 @@ def collect(
     if TRAIN in splits and splits[0] != TRAIN:
         raise UserError(f"splits {splits}: the 'train' split (class sums) must come first")
     if TRAIN in splits and not len(source.split(TRAIN).positions(0, shard)):
+        n_train = len(source.split(TRAIN))
+        fewer = (f"; shard {shard[0]}/{shard[1]} of {n_train:,} training images gets none: use at most {n_train:,} "
+                 "shards" if shard and n_train else "")
         raise UserError(f"the 'train' split of {source.name!r} has no images{' in this shard' if shard else ''} "
-                        f"(split settings {source.split_info}); nothing to compute z from")
+                        f"(split settings {source.split_info}){fewer}; nothing to compute z from")
 
     features = feature_model(keras_model, names)
     by_name = dict(iter_layers(keras_model))
