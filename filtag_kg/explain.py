@@ -68,6 +68,14 @@ def hits_at(counts: np.ndarray, targets: np.ndarray, max_n: int = MAX_N) -> np.n
     return rank[:, None] <= np.arange(1, max_n + 1)[None, :]
 
 
+def shown(text: object) -> str:
+    """`text` as one line of output: as it is when every character of it is printable, else quoted with
+    escapes (Python's repr): an image id or file name holding a newline was printed across two lines,
+    read as two explanations, and one holding a terminal escape sequence acted on the terminal."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
 @dataclass
 class Explanation:
     """One image explained by one selection's tags."""
@@ -93,11 +101,14 @@ class Explanation:
 
     def text(self, classes: Sequence[str], top: int = 6) -> str:
         """One line a non-expert can read: prediction, truth, and what the active filters are tagged."""
+        def name(k: int) -> str:  # a label holding a newline must not break the line either
+            return shown(classes[k])
+
         c, p = self.predicted[0]
-        truth = f"; true {classes[self.true_class]}" if self.true_class is not None else ""
-        tags = ", ".join(f"{classes[k]} {n}" for k, n, _ in self.ranking()[:top]) or "none"
+        truth = f"; true {name(self.true_class)}" if self.true_class is not None else ""
+        tags = ", ".join(f"{name(k)} {n}" for k, n, _ in self.ranking()[:top]) or "none"
         more = " …" if len(self.ranking()) > top else ""
-        return (f"{self.image_id}: predicted {classes[c]} ({p:.0%}){truth} — active filters tagged "
+        return (f"{shown(self.image_id)}: predicted {name(c)} ({p:.0%}){truth} — active filters tagged "
                 f"({selection_label(self.method, self.parameter)}): {tags}{more}")
 
     def to_json(self, classes: Sequence[str]) -> dict[str, Any]:

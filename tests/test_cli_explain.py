@@ -349,3 +349,33 @@ def test_evaluate_names_an_out_folder_it_cannot_write(run_cli, tmp_path) -> None
     (tmp_path / "file").write_text("")
     code, out, err = run_cli("evaluate", "--tags", tmp_path / "tags", "--no-store", "--out", tmp_path / "file" / "ev")
     assert (code, out) == (2, "") and f"Error: --out {tmp_path / 'file' / 'ev'}: cannot write there (Not a directory)" in err
+
+
+def test_explain_answers_image_files_in_the_order_given(run_cli, cli_ok, tmp_path) -> None:
+    """`explain b.png a.png` answered sorted by image id (a.png first), not in the order given (the
+    --json file holds them in that order too)."""
+    tiny_tag_set(cli_ok, tmp_path)
+    given = [tmp_path / "data" / "beta" / "2.png", tmp_path / "data" / "alpha" / "0.png", tmp_path / "data" / "beta" / "0.png"]
+    code, out, err = run_cli("explain", *given, "--tags", tmp_path / "tags", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    assert [line.split(": predicted")[0] for line in out.splitlines()[:-1]] == [str(p) for p in given]
+    assert [e["image"] for e in json.loads((tmp_path / "e.json").read_text())] == [str(p) for p in given]
+
+
+def test_evaluate_refuses_an_out_folder_it_cannot_write_before_the_evaluation(run_cli, tmp_path, monkeypatch) -> None:
+    """`evaluate --out FILE/sub` evaluated every held-out image (minutes for ImageNet) before it found it
+    could not write there; the default folder beside the tags likewise."""
+    import filtag_kg.explain
+
+    def not_now(*args, **kwargs):
+        raise AssertionError("evaluated before the --out folder was checked")
+
+    monkeypatch.setattr(filtag_kg.explain, "evaluate", not_now)
+    _one_image_tag_set(tmp_path)
+    (tmp_path / "file").write_text("")
+    code, out, err = run_cli("evaluate", "--tags", tmp_path / "tags", "--no-store", "--out", tmp_path / "file" / "a" / "ev")
+    assert (code, out) == (2, "") and f"Error: --out {tmp_path / 'file' / 'a' / 'ev'}: cannot write there (Not a directory)" in err
+    (tmp_path / "evaluation").write_text("")  # where the default folder goes
+    code, out, err = run_cli("evaluate", "--tags", tmp_path / "tags", "--no-store")
+    assert (code, out) == (2, "") and (f"Error: the evaluation folder {tmp_path / 'evaluation'} (default: 'evaluation' "
+                                       "beside the tags): cannot write there (Not a directory)") in err, err

@@ -184,3 +184,21 @@ def test_graphml_is_written_whole_or_not_at_all(tags: TagSet, tmp_path: Path) ->
         graphs.write_graphml(broken, path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["g.graphml"]
     assert graphs.write_graphml(graphs.filter_class_graph(tags, K_BEST, 1), Path("/dev/null")) is None
+
+
+def test_the_store_route_names_the_layers_with_tags_and_writing_names_a_missing_folder(
+    tags: TagSet, store: Store, tmp_path: Path,
+) -> None:
+    """`graph --layer conv9` (a typo) said 'no tags of run … in layer 'conv9' in the store' and named no
+    layer it has; a GraphML file in a missing folder was 'No such file or directory', as if of the file."""
+    with pytest.raises(UserError, match=r"with k-best 1 in layer 'conv9'; layers with such tags: "
+                                        r"conv2d, conv2d_1, conv2d_2$"):
+        graphs.store_filter_class_graph(store, run_iri(tags), K_BEST, 1, "conv9")
+    graph = graphs.filter_class_graph(tags, K_BEST, 1)
+    missing = tmp_path / "missing"
+    with pytest.raises(UserError, match=f"^cannot write {missing / 'g.graphml'}: the folder {missing} does not exist$"):
+        graphs.write_graphml(graph, missing / "g.graphml")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match=f"the folder {tmp_path / 'file'} is not a folder$"):
+        graphs.write_graphml(graph, tmp_path / "file" / "g.graphml")
+    assert not missing.exists() and (tmp_path / "file").read_text() == ""

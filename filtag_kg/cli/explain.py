@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
+import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +15,7 @@ import click
 
 from ..config import probe_writable
 from ..errors import UserError
-from ..records import selection_label
+from ..records import selection_label, write_output
 from .kg import _store_option
 
 
@@ -100,14 +104,39 @@ def _check_output_file(option: str, path: Path) -> None:
         raise UserError(f"{option} {path}: cannot write into {folder} ({e.strerror or e})") from e
 
 
-def _parse_selection(text: str) -> tuple[str, float]:
-    """(method, k or q) of a --selection as written: 'k-best 5', 'k 5', 'k=5', 'q-quantile 10', 'q 10.0'."""
-    method, _, value = text.strip().replace("=", " ").partition(" ")
-    method = {"k": "k-best", "q": "q-quantile"}.get(method, method)
+def _check_output_folder(where: str, folder: Path) -> None:
+    """Refuse an output folder that cannot be made or written (`where` names it), before any work: the
+    evaluation was done first and then failed on it. Nothing is made here (a failed run leaves no folder)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:  # the nearest folder on the path that exists
+        existing = existing.parent
     try:
-        return method, int(value) if method == "k-best" else float(value)
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        probe_writable(existing, make=False)
+    except OSError as e:
+        raise UserError(f"{where}: cannot write there ({e.strerror or e})") from e
+
+
+def _parse_selection(text: str) -> tuple[str, float]:
+    """(method, k or q) of a --selection as written: 'k-best 5', 'k 5', 'k=5', 'K-best 5.0', 'q-quantile 10',
+    'q 10.0'. A method that is none of these is named as such: 'foo 5' was looked for in the store, and
+    'k-best 5.0' refused though 'q-quantile 10.0' was taken."""
+    method, _, value = text.strip().replace("=", " ").partition(" ")
+    method = method.lower()
+    method = {"k": "k-best", "q": "q-quantile"}.get(method, method)
+    if method not in ("k-best", "q-quantile") and method:
+        raise UserError(f"--selection {text!r}: unknown method {method!r}; expected e.g. 'k-best 5' or 'q-quantile 10'")
+    try:
+        number = float(value)
     except ValueError:
-        raise UserError(f"--selection {text!r}: expected e.g. 'k-best 5' or 'q-quantile 10'") from None
+        number = math.nan
+    if method == "k-best" and number.is_integer():
+        return method, int(number)
+    if method == "q-quantile" and math.isfinite(number):
+        return method, number
+    hint = {"k-best": " (k a whole number)", "q-quantile": " (q a number)"}.get(method, "")
+    raise UserError(f"--selection {text!r}: expected e.g. 'k-best 5' or 'q-quantile 10'{hint}")
 
 
 def _selections(tags: Any, selection: tuple[str, ...]) -> list[tuple[str, float]]:
@@ -121,6 +150,17 @@ def _selections(tags: Any, selection: tuple[str, ...]) -> list[tuple[str, float]
             raise UserError(f"--selection {text!r} is not in the tag set; it has: {have}")
         chosen.append(key)
     return list(dict.fromkeys(chosen))  # 'k 5' and 'k-best 5' are one selection, explained once
+
+
+def _in_given_order(explanations: list[Any], given: list[Sequence[str]]) -> list[Any]:
+    """The explanations in the order the images were given (the --heldout ids, then the image files,
+    each in command-line order), an image's selections together in the order chosen: they were sorted
+    by image id, so 'b.png a.png' was answered 'a.png', 'b.png', and held-out '10' came before '9'."""
+    rank: dict[str, tuple[int, int]] = {}
+    for group, ids in enumerate(given):
+        for position, image_id in enumerate(ids):
+            rank.setdefault(image_id, (group, position))
+    return sorted(explanations, key=lambda e: rank[e.image_id])  # stable: selections stay in their order
 
 
 def register(cli: click.Group) -> None:
@@ -151,6 +191,7 @@ def register(cli: click.Group) -> None:
         --heldout explains held-out images of the collection by id.
         """
         from ..explain import explain as run_explain
+        from ..explain import shown
 
         if not images and not heldout_ids:
             raise UserError("give image files to explain, or --heldout ID for images of the held-out split")
@@ -168,8 +209,8 @@ def register(cli: click.Group) -> None:
             positions = {image_id: i for i, image_id in enumerate(stats.heldout.image_ids)}
             missing = [i for i in heldout_ids if i not in positions]
             if missing:
-                raise UserError(f"--heldout: no held-out image with id {', '.join(missing)} "
-                                f"(ids look like {', '.join(stats.heldout.image_ids[:3])})")
+                raise UserError(f"--heldout: no held-out image with id {', '.join(map(shown, missing))} "
+                                f"(ids look like {', '.join(map(shown, stats.heldout.image_ids[:3]))})")
             explanations += run_explain(tags, stats.heldout, chosen, [positions[i] for i in heldout_ids])
         if images:
             from ..collection import collect
@@ -177,26 +218,29 @@ def register(cli: click.Group) -> None:
             from ..models import has_model_hash, load_from_manifest
             from .core import load_model_option
 
+            source = image_files(images, tags.classes)  # a file missing is named now, not after loading the model
             recorded = tags.manifest.get("model") or {}
             loaded = load_model_option(model, weights or "imagenet") if model else load_from_manifest(recorded, weights)
             _check_class_count(loaded, model, tags, tags_dir or _default_tags())
             if has_model_hash(recorded) and loaded.describe().get("hash") != recorded["hash"]:
                 click.echo(f"warning: the model {loaded.name!r} is not the one the tags were made with "
                            "(its architecture or weights differ)", err=True)
-            records = collect(loaded, image_files(images, tags.classes), layers=tags.tagged_layers, splits=["heldout"],
+            records = collect(loaded, source, layers=tags.tagged_layers, splits=["heldout"],
                               progress=False)
             undecoded = records.manifest["skipped"]["heldout"]
             if records.heldout is None:
-                raise UserError(f"none of the image files could be decoded: {', '.join(undecoded)}")
+                raise UserError(f"none of the image files could be decoded: {', '.join(map(shown, undecoded))}")
             explanations += run_explain(tags, records.heldout, chosen)
-        for e in sorted(explanations, key=lambda e: e.image_id):
+        explanations = _in_given_order(explanations, [heldout_ids, records.heldout.image_ids if images else []])
+        for e in explanations:
             click.echo(e.text(tags.classes))
         if json_out:
-            json_out.write_text(json.dumps([e.to_json(tags.classes) for e in explanations], indent=1))
+            text = json.dumps([e.to_json(tags.classes) for e in explanations], indent=1)
+            write_output(json_out, lambda f: f.write(text.encode()))  # whole or not at all: an earlier file kept
             click.echo(f"-> {json_out}")
         if undecoded:  # after the others' explanations; a script must not take the run for a full one
             raise UserError(f"{len(undecoded)} of the {len(images)} image files could not be decoded (damaged, empty, "
-                            f"or not JPEG or PNG inside): {', '.join(undecoded)}")
+                            f"or not JPEG or PNG inside): {', '.join(map(shown, undecoded))}")
 
     @cli.command()
     @tags_option
@@ -217,6 +261,8 @@ def register(cli: click.Group) -> None:
         from ..explain import hits_table, write_evaluation
         from ..kg.explanations import load_explanations
 
+        if no_store and store is not None:  # the --store was ignored without a word
+            raise UserError(f"--store {store} and --no-store: give one (--no-store loads nothing into a store)")
         tags, stats = _tags_and_stats(tags_dir, stats_dir, need_stats=True)
         max_n = min(max_n, len(tags.classes))  # beyond, every curve is at 1
         if per_class_n > max_n:
@@ -227,13 +273,14 @@ def register(cli: click.Group) -> None:
             Store(store).close()  # a store that cannot be opened fails now, not after the evaluation
         given = out is not None
         out = out or (tags_dir or _default_tags()).parent / "evaluation"
+        where = f"--out {out}" if given else f"the evaluation folder {out} (default: 'evaluation' beside the tags)"
+        _check_output_folder(where, out)
         start = time.perf_counter()
         result = run_evaluate(tags, stats.heldout, max_n=max_n, per_class_n=per_class_n)
         seconds = time.perf_counter() - start
         try:
             write_evaluation(result, out)
         except OSError as e:  # a file on the path was a traceback's 'Not a directory', exit 1, the option unnamed
-            where = f"--out {out}" if given else f"the evaluation folder {out} (default: 'evaluation' beside the tags)"
             raise UserError(f"{where}: cannot write there ({e.strerror or e})") from e
         click.echo(hits_table(result))
         click.echo(f"{result.n_images:,} held-out images evaluated for {len(tags.selections)} selections in {seconds:.2f} s "

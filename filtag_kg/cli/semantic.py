@@ -28,6 +28,30 @@ def _store_options(f: Any) -> Any:
     return f
 
 
+_API_OPTIONS = ("api", "offline", "cache", "interval", "timeout", "retries")  # of `link conceptnet` without --dump
+
+
+def _refuse_api_options_with_dump(ctx: click.Context) -> None:
+    """Refuse options of the web API given with --dump, which reads the dump alone: they were ignored
+    without a word (an --api of one's own server or --offline did not apply)."""
+    from click.core import ParameterSource
+
+    given = [f"--{name}" for name in _API_OPTIONS
+             if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)]
+    if given:
+        raise UserError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to the ConceptNet web API, "
+                        "but --dump reads the local dump instead: give either --dump or the API's options")
+
+
+def _nothing_linked(run: str, n_classes: int, mapping: Path | None) -> str:
+    """The refusal of a WordNet linking in which no class of `run` found a synset: its graph would
+    hold no link and no coarse concept, and replace the run's WordNet graph of an earlier linking."""
+    given = f"the mapping file {mapping} maps none of them either; " if mapping else ""
+    return (f"no class of run {run} is linked to WordNet (none of its {n_classes} classes found a synset; "
+            f"{given}see the 'unmatched' lines above), so the store is unchanged: give their synsets with "
+            "--mapping FILE, a file of 'label<TAB>synset' lines such as 'tabby<TAB>tabby.n.01'")
+
+
 def register(cli: click.Group) -> None:
     """Add this area's commands to the main group."""
 
@@ -68,9 +92,11 @@ def register(cli: click.Group) -> None:
             kept = other_layers_concepts(db, minter.run_graph(ids.tagging, "wordnet"), layers) if layers else []
             overrides = read_mapping(mapping, wordnet, tags.classes, tag_class_keys(tags)) if mapping else None
             result = link_wordnet(tags, wordnet, overrides, share, layers or None, minter, ids, kept)
-            n = db.load(result.quads, result.graph)
             click.echo(f"WordNet 3.0 from {wordnet.source}")
             click.echo(result.links.summary())
+            if not result.links.linked:  # the graph would be emptied, one an earlier --mapping filled too
+                raise UserError(_nothing_linked(iri, len(result.links.links), mapping))
+            n = db.load(result.quads, result.graph)
             for layer in result.layers:
                 click.echo(layer_summary(layer))
             click.echo(f"{n} triples in graph <{result.graph.value}>")
@@ -89,27 +115,37 @@ def register(cli: click.Group) -> None:
     @click.option("--retries", type=click.IntRange(0), default=4, show_default=True,
                   help="Retries of a request after a timeout, 429 or 5xx (exponential backoff).")
     @click.option("--partial", is_flag=True,
-                  help="Write the graph even when some concepts could not be fetched (without their edges).")
+                  help="Write the graph even when some concepts could not be fetched (without their edges; "
+                       "not when none was).")
     def link_conceptnet_command(store: Path | None, endpoint: str | None, user: str | None, run: str | None,
                                 dump: Path | None,
                                 api: str, offline: bool, cache: Path | None, interval: float, timeout: float,
                                 retries: int, partial: bool) -> None:
         """Link classes to ConceptNet concepts and import their IsA, PartOf, … edges with weights.
-        The run's ConceptNet graph is replaced only when every concept was fetched (or with --partial),
-        so an API that is down does not empty a graph an earlier run filled."""
+        The run's ConceptNet graph is replaced only when every concept was fetched (or with --partial,
+        some), so an API that is down does not empty a graph an earlier run filled."""
         from ..kg.coarsen import tags_from_store
         from ..kg.conceptnet import ConceptNetClient, link_conceptnet
         from ..kg.vocab import minter_of_run
 
+        if dump is not None:
+            _refuse_api_options_with_dump(click.get_current_context())
         with _open_store(store, endpoint, user, read_only=False) as db:
             iri = _only_run(db, run)
             tags, ids = tags_from_store(db, iri)
             client = None if dump else ConceptNetClient(api, cache, offline, interval, timeout, retries)
             result = link_conceptnet(tags, client, dump, minter_of_run(iri), ids)
             click.echo(result.edges.summary())
-            if result.edges.missing and not partial:
-                raise UserError(f"{len(result.edges.missing)} of {len(set(result.concepts.values()))} concepts "
-                                f"could not be fetched, so the store is unchanged: run again (what was fetched is "
-                                f"cached), or pass --partial to write the graph without them")
+            if not result.concepts:  # the graph would be emptied, one an earlier linking filled too
+                raise UserError(f"no class of run {iri} is linked to ConceptNet (none of its {len(tags.classes)} "
+                                "class labels gives a ConceptNet term; see the 'skipped' lines above), so the store "
+                                "is unchanged")
+            n_missing, n_concepts = len(result.edges.missing), len(set(result.concepts.values()))
+            if n_missing and (not partial or n_missing >= n_concepts):
+                again = ("run again without --offline to fetch them" if offline
+                         else "run again (what was fetched is cached)")
+                raise UserError(f"{n_missing} of {n_concepts} concepts could not be fetched, so the store is unchanged: "
+                                + (f"{again}; --partial writes the graph without some concepts, not without all"
+                                   if partial else f"{again}, or pass --partial to write the graph without them"))
             n = db.load(result.quads, result.graph)
             click.echo(f"{n} triples in graph <{result.graph.value}>")

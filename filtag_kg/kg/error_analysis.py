@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from ..errors import UserError, is_whole
+from ..explain import shown
 from .queries import Query, run
 from .store import TAGGING_RUNS, named_run
 from .vocab import sparql_prefixes
@@ -85,18 +86,24 @@ def _misclassified_lines(store: Any, params: dict[str, Any], pairs: list[dict[st
     active filters were tagged with."""
     lines = ["  most confused class pairs (true -> predicted: errors, filters tagged with both):"]
     for row in pairs[:top]:
-        lines.append(f"    {row['true']} -> {row['predicted']}: {row['errors']} errors, "
+        lines.append(f"    {shown(row['true'])} -> {shown(row['predicted'])}: {row['errors']} errors, "
                      f"{row['sharedFilters']} shared filters")
     patterns = run("errors-both-tags-active", store, params).values()
     counts = Counter(row["pattern"] for row in patterns)
     total = sum(counts.values())
+    if not total:  # explanations without the counts or image ids the query reads: was a ZeroDivisionError
+        lines.append("  which classes the active filters of the misclassified images were tagged with is not in the "
+                     "store (their explanations lack ft:trueClassCount, ft:predictedClassCount or the image's "
+                     "dcterms:identifier: load them again with `filtag-kg evaluate`)")
+        return lines
     lines.append(f"  of {total} misclassified images, the active filters were tagged with both the true and the "
                  f"predicted class in {counts['both']} ({counts['both'] / total:.0%}), the predicted class only in "
                  f"{counts['predicted only']}, the true class only in {counts['true only']}, neither in "
                  f"{counts['neither']}")
     example = next((r for r in patterns if r["pattern"] == "both"), None)
     if example:
-        lines.append(f"    e.g. image {example['id']}: a {example['true']} taken for a {example['predicted']}; "
-                     f"{example['trueCount']} active filters tagged {example['true']}, "
-                     f"{example['predictedCount']} tagged {example['predicted']}")
+        lines.append(f"    e.g. image {shown(example['id'])}: a {shown(example['true'])} taken for a "
+                     f"{shown(example['predicted'])}; "
+                     f"{example['trueCount']} active filters tagged {shown(example['true'])}, "
+                     f"{example['predictedCount']} tagged {shown(example['predicted'])}")
     return lines

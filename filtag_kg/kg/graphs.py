@@ -83,6 +83,13 @@ def store_filter_class_graph(
     if layer is not None:
         params["layer"] = layer
     rows = queries.run("selection-tags", store, params).values()
+    if not rows and layer is not None:  # name the layers that have tags, as the TagSet route does
+        tagged = {r["layer"]: r["sequence"] for r in
+                  queries.run("selection-tags", store, {k: v for k, v in params.items() if k != "layer"}).values()}
+        if tagged:
+            listed = ", ".join(sorted(tagged, key=lambda m: (tagged[m] is None, tagged[m] or 0, m)))
+            raise UserError(f"no tags of run {run} with {selection_label(method, parameter)} in layer {layer!r}; "
+                            f"layers with such tags: {listed}")
     if not rows:
         where = f" in layer {layer!r}" if layer is not None else ""
         raise UserError(f"no tags of run {run} with {selection_label(method, parameter)}{where} in the store "
@@ -109,6 +116,10 @@ def write_graphml(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
 
     A text that XML cannot hold (control characters such as U+0007 in a class label) is refused by
     name: networkx writes it as it is, into a file no XML reader, networkx's own included, reads."""
+    folder = Path(path).parent
+    if not folder.is_dir():  # said as 'cannot write …: No such file or directory', as if of the file itself
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise UserError(f"cannot write {os.fspath(path)}: the folder {folder} {problem}")
     clean = graph.copy()
     items = [*clean.nodes(data=True), *(((a, b), data) for a, b, data in clean.edges(data=True))]
     for where, data in items:
