@@ -174,7 +174,7 @@ def test_link_command_on_a_stored_run(
     assert code == 2 and f"no store at {tmp_path / 'empty'}" in err and not (tmp_path / "empty").exists()
     Store(tmp_path / "empty").close()
     code, _, err = run_cli("link", "wordnet", "--store", tmp_path / "empty")
-    assert code == 2 and "holds 0 tagging runs" in err
+    assert code == 2 and f"the store {tmp_path / 'empty'} holds no tagging run: load one first" in err
 
 
 # -- bundled semantic queries -----------------------------------------------------------------------

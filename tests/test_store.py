@@ -789,6 +789,19 @@ def test_a_rebuild_killed_in_the_middle_of_its_swap_is_finished_when_the_store_i
         assert _snapshot(store) == rest and _siblings(path) == []
 
 
+def test_a_damaged_store_is_named_not_a_traceback(tmp_path: Path, run_a: TagSet, run_cli) -> None:
+    """RocksDB's 'Corruption: …' (a damaged CURRENT or table file) was a RuntimeError's traceback, exit 1."""
+    path = tmp_path / "store"
+    with Store(path) as store:
+        store.load(export_tags(run_a))
+    (path / "CURRENT").write_text("garbage\n")
+    for read_only in (False, True):
+        with pytest.raises(UserError, match=f"cannot open the store at {path}: Corruption: .*its files are damaged"):
+            Store(path, read_only=read_only)
+    code, out, err = run_cli("query", "runs", "--store", path)
+    assert (code, out) == (2, "") and f"Error: cannot open the store at {path}: Corruption" in err
+
+
 def test_bad_input_is_a_user_error(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     triple = ox.Triple(ox.NamedNode("http://a"), ox.NamedNode("http://p"), ox.Literal("x"))

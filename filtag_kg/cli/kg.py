@@ -150,8 +150,12 @@ def _only_run(db: Any, run: str | None) -> str:
         return named_run(db, run)
     rows = db.query("SELECT DISTINCT ?run WHERE { ?run a <https://w3id.org/filtag-kg/ontology#TaggingRun> }")
     runs = sorted(r["run"].value for r in rows)
-    if len(runs) != 1:
-        listed = "\n  ".join(runs) if runs else "(none: load or import a run first)"
+    if not runs:  # "--run is needed" sent the user looking for a run to name
+        where = getattr(db, "path", None) or getattr(db, "query_url", db)
+        raise UserError(f"the store {where} holds no tagging run: load one first "
+                        "(`filtag-kg load TAGS_DIR`, or `filtag-kg import-filtag FILE`)")
+    if len(runs) > 1:
+        listed = "\n  ".join(runs)
         raise UserError(f"--run is needed: the store holds {len(runs)} tagging runs:\n  {listed}")
     return runs[0]
 

@@ -139,6 +139,11 @@ class Store:
                 hint = (" (a drop or load was interrupted while its rebuilt copy took the store's place: open it for "
                         f"writing once to finish that, e.g. `filtag-kg upgrade --store {self.path}`)")
             raise UserError(f"cannot open the store at {self.path}{hint}: {e}") from None
+        except RuntimeError as e:  # RocksDB's "Corruption: …" (a damaged file) was a traceback, exit 1
+            damaged = str(e).startswith("Corruption")
+            raise UserError(f"cannot open the store at {self.path}: {e}" + (
+                "; its files are damaged (a disk error, or a file changed by hand): restore the folder from a "
+                "backup, or load its runs into a new store" if damaged else "")) from None
         if not read_only:
             self._recover()
         elif _half_changed(self.path):
