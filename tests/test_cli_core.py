@@ -162,7 +162,10 @@ def test_weights_of_a_model_with_its_own_and_a_tag_folder_as_out_are_refused(run
     filtag_kg.tag(stats).save(tmp_path / "tags")
     code, _, err = run_cli("collect", "--out", tmp_path / "tags", "--layer", "conv5")
     assert code == 2 and "tags holds a manifest.json but no statistics (arrays.npz): a tag set" in err
-    code, _, err = run_cli("explain", "--tags", tmp_path / "tags", "--weights", "none", tmp_path / "m.keras")
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(tmp_path / "x.png")
+    code, _, err = run_cli("explain", "--tags", tmp_path / "tags", "--weights", "none", tmp_path / "x.png")
     assert code == 2 and "--weights none: only keras.applications models take weights" in err
 
 

@@ -146,7 +146,7 @@ def test_export_to_a_fifo_writes_into_it_not_over_it(tmp_path: Path, run_a: TagS
 def test_error_analysis_names_a_selection_or_run_it_has_no_explanations_of(tmp_path: Path, run_cli: RunCli) -> None:
     Store(tmp_path / "store").close()
     code, _, err = run_cli("errors", "--store", tmp_path / "store", "-s", "garbage")
-    assert code == 2 and "--selection 'garbage': expected e.g. 'k-best 5' or 'q-quantile 10'" in err
+    assert code == 2 and "--selection 'garbage': unknown method 'garbage'; expected e.g. 'k-best 5' or 'q-quantile 10'" in err
     code, _, err = run_cli("errors", "--store", tmp_path / "store", "-s", "k=7")
     assert code == 2 and "no explanations with tag selection 'k-best 7' in the store; it has: none" in err
     code, _, err = run_cli("errors", "--store", tmp_path / "store", "--run", "http://nope")
