@@ -9,17 +9,11 @@ TensorFlow is imported only when a function that needs it is called.
 
 from __future__ import annotations
 
-from typing import Any
-
+# `collect` itself, not a wrapper taking (*args, **kwargs): help(), inspect.signature and IDEs show its
+# parameters and docstring. filtag_kg.collection imports TensorFlow only inside the functions that run it.
+from .collection import collect
 from .errors import UserError
 from .records import ActivationStats, HeldOut, Tag, TagSet
 from .tagging import tag
 
 __all__ = ["ActivationStats", "HeldOut", "Tag", "TagSet", "UserError", "collect", "tag"]
-
-
-def collect(*args: Any, **kwargs: Any) -> ActivationStats:
-    """Collect activation statistics; see `filtag_kg.collection.collect` (imports TensorFlow)."""
-    from .collection import collect as _collect
-
-    return _collect(*args, **kwargs)

@@ -51,6 +51,16 @@ class HeldOut:
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal records: the same images, labels, predictions and activations (the generated `==`
+        raised "the truth value of an array … is ambiguous")."""
+        if not isinstance(other, HeldOut):
+            return NotImplemented
+        return list(self.image_ids) == list(other.image_ids) and _arrays_equal(
+            [self.positions, self.labels, self.top_classes, self.top_probs], [other.positions, other.labels,
+                                                                               other.top_classes, other.top_probs]) \
+            and _mappings_equal(self.vectors, other.vectors)
+
     @property
     def predictions(self) -> np.ndarray:
         """The predicted class index of each image (top-1)."""
@@ -116,6 +126,15 @@ class ActivationStats:
             manifest=dict(manifest or {}),
         )
 
+    def __eq__(self, other: object) -> bool:
+        """Equal statistics: the same layers, classes, filter counts, sums, counts and held-out records;
+        the manifest (provenance, which `save` adds to) and folder are not compared."""
+        if not isinstance(other, ActivationStats):
+            return NotImplemented
+        return (self.layers, self.classes, self.n_filters) == (other.layers, other.classes, other.n_filters) \
+            and _arrays_equal([self.counts], [other.counts]) and _mappings_equal(self.sums, other.sums) \
+            and self.heldout == other.heldout
+
     @property
     def n_images(self) -> int:
         return int(self.counts.sum())
@@ -145,11 +164,31 @@ class ActivationStats:
                         "(or filtag_kg.collect with that output folder) and the same settings again")
 
     def add_batch(self, labels: np.ndarray, means: Mapping[str, np.ndarray]) -> None:
-        """Add one batch of per-image means (float [batch, n_filters] per layer) to the sums."""
-        labels = np.asarray(labels, np.int64)
-        self.counts += np.bincount(labels, minlength=len(self.classes))
+        """Add one batch of per-image means (float [batch, n_filters] per layer) to the sums.
+
+        Checked first, so that a bad batch adds nothing: labels must be class indices (whole numbers,
+        0 … n_classes − 1; 0.5, '1' and True were added as classes 0 and 1), and every layer's means an
+        array [batch, n_filters] of numbers (a row [n_filters] was added to every image's class)."""
+        raw = np.asarray(labels)
+        n = len(self.classes)
+        whole = raw.dtype.kind in "iu" or (raw.dtype.kind == "f"
+                                            and bool(np.all(np.isfinite(raw) & (raw == np.round(raw)))))
+        if raw.ndim != 1 or not whole or (raw.size and (raw.min() < 0 or raw.max() >= n)):
+            shown = raw.tolist() if raw.size <= 8 else f"an array of shape {raw.shape} and dtype {raw.dtype}"
+            raise UserError(f"labels must be one class index per image (whole numbers 0 … {n - 1}), got {shown!r}")
+        values = {}
         for m in self.layers:
-            np.add.at(self.sums[m], labels, np.asarray(means[m], np.float64))
+            if m not in means:
+                raise UserError(f"no means for layer {m!r} in this batch; layers: {', '.join(self.layers)}")
+            value = np.asarray(means[m])
+            if value.dtype.kind not in "iuf" or value.shape != (len(raw), self.n_filters[m]):
+                raise UserError(f"the means of layer {m!r} must be numbers [batch, n_filters] = [{len(raw)}, "
+                                 f"{self.n_filters[m]}], got {value.dtype} of shape {value.shape}")
+            values[m] = value.astype(np.float64)
+        labels = raw.astype(np.int64)
+        self.counts += np.bincount(labels, minlength=n)
+        for m in self.layers:
+            np.add.at(self.sums[m], labels, values[m])
 
     def merge(self, other: ActivationStats) -> ActivationStats:
         """The statistics of the union of two disjoint image sets (e.g. shards of one data set)."""
@@ -306,6 +345,17 @@ class ActivationStats:
         )
 
 
+def _arrays_equal(ours: Sequence[np.ndarray], theirs: Sequence[np.ndarray]) -> bool:
+    """Pairwise equal arrays (same shape and values, NaN equal to NaN: a score imported without one)."""
+    return all(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=np.asarray(a).dtype.kind == "f"
+                              and np.asarray(b).dtype.kind == "f") for a, b in zip(ours, theirs, strict=True))
+
+
+def _mappings_equal(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray]) -> bool:
+    """Arrays by layer: the same layers, each array equal."""
+    return list(ours) == list(theirs) and _arrays_equal(list(ours.values()), [theirs[k] for k in ours])
+
+
 def _collection_differences(part: ActivationStats, first: ActivationStats) -> list[tuple[str, str]]:
     """What two parts of a merge do not share that the shards of one collection do, as (what, "this vs
     that") pairs, `part`'s value first: model, precision, data set, split, layers, classes, filter counts.
@@ -381,7 +431,7 @@ class TagSet:
     """All tags of one tagging run, stored column-wise (one row per tag) for speed at VGG16 scale.
 
     `selections` lists the (method, parameter) pairs in the run, e.g. [("k-best", 1), ("q-quantile", 5)].
-    Iterating yields `Tag` records.
+    Iterating yields `Tag` records, and `tags[i]` the i-th of them.
     """
 
     layers: list[str]
@@ -399,6 +449,16 @@ class TagSet:
     def __len__(self) -> int:
         return len(self.filter_index)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal tag sets: the same tags, in the same order, of the same layers, classes and selections
+        (a saved and loaded one equals the original); the manifest (provenance) is not compared."""
+        if not isinstance(other, TagSet):
+            return NotImplemented
+        columns = ("layer_index", "filter_index", "class_index", "score", "rank", "selection_index")
+        return (self.layers, self.classes, self.n_filters) == (other.layers, other.classes, other.n_filters) \
+            and [selection_key(*s) for s in self.selections] == [selection_key(*s) for s in other.selections] \
+            and _arrays_equal([getattr(self, c) for c in columns], [getattr(other, c) for c in columns])
+
     @property
     def tagged_layers(self) -> list[str]:
         """The layers that carry tags, in network order (`tag --layer` tags some; `layers` lists all collected)."""
@@ -413,12 +473,23 @@ class TagSet:
             method, parameter = self.selections[si]
             yield Tag(self.layers[li], fi, ci, self.classes[ci], s, r, method, parameter)
 
+    def __getitem__(self, index: int) -> Tag:
+        """The tag at row `index` (negative counts from the end), as iteration yields it."""
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"a TagSet is indexed by a whole number (a tag's row), got {index!r}; "
+                            "select(method, parameter) picks a selection")
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"tag {index} is not among the {n} tags of this tag set")
+        i = int(index) % n
+        method, parameter = self.selections[int(self.selection_index[i])]
+        ci = int(self.class_index[i])
+        return Tag(self.layers[int(self.layer_index[i])], int(self.filter_index[i]), ci, self.classes[ci],
+                   float(self.score[i]), int(self.rank[i]), method, parameter)
+
     def select(self, method: str, parameter: float) -> TagSet:
         """The tags of one selection (e.g. k-best with k=5) as a TagSet of their own."""
-        try:
-            si = self.selections.index(selection_key(method, parameter))
-        except ValueError:
-            raise KeyError(f"no selection {method} {parameter} in this tag set; have {self.selections}") from None
+        si = self._selection_position(method, parameter)
         keep = self.selection_index == si
         return self._subset(keep, [self.selections[si]], np.zeros(int(keep.sum()), np.int16))
 
@@ -531,9 +602,20 @@ class TagSet:
         matrix[self.filter_index[keep], self.class_index[keep]] = True
         return matrix
 
+    def _selection_position(self, method: str, parameter: float) -> int:
+        """The index of a selection in `selections`; a KeyError naming it and those there are if it is not
+        one of them (a parameter that is no number is a UserError from `selection_key`)."""
+        key = selection_key(method, parameter)
+        if key not in self.selections:
+            raise KeyError(f"no selection {method} {parameter} in this tag set; have {self.selections}")
+        return self.selections.index(key)
+
     def _layer_mask(self, layer: str, method: str, parameter: float) -> np.ndarray:
-        """Boolean [n_tags]: the tags of `layer` in one selection."""
-        si = self.selections.index(selection_key(method, parameter))
+        """Boolean [n_tags]: the tags of `layer` in one selection. An unknown layer or selection is a
+        KeyError naming it (it was a ValueError "'x' is not in list")."""
+        if layer not in self.layers:
+            raise KeyError(f"layer {layer!r} is not in this tag set; layers: {', '.join(self.layers)}")
+        si = self._selection_position(method, parameter)
         return (self.selection_index == si) & (self.layer_index == self.layers.index(layer))
 
 

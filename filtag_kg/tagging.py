@@ -49,17 +49,24 @@ def tag(
 ) -> TagSet:
     """Tag the filters of `stats` with k-best and/or q-quantile selection; several k and q in one go.
 
-    With neither k nor q, k = 1; a k or q given twice counts once. `layers` are names or glob
-    patterns (default: all collected; one string is one pattern). Classes without images in the statistics get no tags.
+    With neither k nor q, k = 1 (empty lists of both are refused, not read as k = 1); a k or q given
+    twice counts once. `layers` are names or glob patterns (default: all collected; one string is one
+    pattern; an empty list is refused). Classes without images in the statistics get no tags.
     An unfinished collection (an interrupted run's checkpoint) is refused; the statistics of one shard are
     tagged with a warning on stderr, as they cover only part of the images.
     """
+    if not isinstance(stats, ActivationStats):  # a list or None failed with an AttributeError
+        raise TaggingError(f"stats must be a filtag_kg.ActivationStats (from filtag_kg.collect or "
+                           f"ActivationStats.load), got {type(stats).__name__}")
     stats.require_complete()
     ks = _as_list(k, "k")
     qs = _as_list(q, "q")
     if not ks and not qs:
+        if k is not None or q is not None:  # k=[] silently became k=1
+            raise TaggingError(f"no k or q to tag with: k={k!r}, q={q!r}; give at least one value "
+                               "(or leave both out for k=1)")
         ks = [1]
-    layers = match_layers(stats.layers, layers, "collected layer")
+    layers = match_layers(stats.layers, _layer_patterns(layers), "collected layer")
     for kv in ks:
         if not float(kv).is_integer() or kv < 1:
             raise TaggingError(f"k must be a whole number of at least 1, got {kv!r}")
@@ -132,6 +139,23 @@ def _warn_if_shard(stats: ActivationStats) -> None:
         print(f"warning: {stats.origin} are those of shard {index} of {count} only (collect --shard {index}/{count}), "
               f"about 1/{count} of the images; merge the {count} shards first (`filtag-kg merge SHARD… -o OUT`, or "
               "ActivationStats.merge_shards) and tag the merged statistics", file=sys.stderr)
+
+
+def _layer_patterns(layers: str | Sequence[str] | None) -> list[str] | None:
+    """`layers` as a list of names or patterns (one string is one); None is all layers. Anything but
+    text is refused by value (layers=5 failed with "'int' object is not iterable"), and so is an empty
+    list, which tagged every layer as if none had been named."""
+    if layers is None:
+        return None
+    patterns = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, Iterable) else None
+    if patterns is None:
+        raise TaggingError(f"layers must be a layer name or pattern, or a list of them, got {layers!r}")
+    bad = next((m for m in patterns if not isinstance(m, str)), None)
+    if bad is not None:
+        raise TaggingError(f"layers must be layer names or patterns (text), got {bad!r}")
+    if not patterns:
+        raise TaggingError("layers is empty; name at least one layer, or leave layers out to tag them all")
+    return patterns
 
 
 def _as_list(value: float | Iterable[float] | None, name: str) -> list[float]:

@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, Triple, serialize
 
-from ..errors import UserError
+from ..errors import UserError, is_whole
 from ..models import CONV_TYPES
 from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label, write_output
 from .vocab import (
@@ -299,8 +299,12 @@ def export_tags(
     VGG16 tagging streams without a second copy of the TagSet. `similar_classes`: how many of the
     classes sharing most filters with a class each class summary lists (see `_summaries`).
     """
-    if similar_classes < 0:
-        raise UserError(f"similar_classes must be 0 or more, got {similar_classes}")
+    if not isinstance(tags, TagSet):  # a folder's path or an ActivationStats failed with an AttributeError
+        raise UserError(f"tags must be a filtag_kg.TagSet (TagSet.load reads a folder), got {type(tags).__name__}")
+    # 2.5 and '3' failed with a TypeError deep in the summaries, True counted as 1
+    if not is_whole(similar_classes) or similar_classes < 0:
+        raise UserError(f"similar_classes must be a whole number, 0 or more, got {similar_classes!r}")
+    similar_classes = int(similar_classes)
     minter = minter or Minter()
     ids = run_ids(tags)
     graphs = export_graphs(tags, minter)
@@ -653,8 +657,13 @@ def rdf_format(format: str | None, path: str | os.PathLike[str] | None = None) -
 
 
 def media_type(format: RdfFormat | str) -> str:
-    """The IANA media type of a format returned by `rdf_format`."""
-    return MEDIA_TYPES[format]
+    """The IANA media type of a format returned by `rdf_format`, or of a format's name ("ttl", "nq"; an
+    unknown name is a UserError listing the names, where it was a bare KeyError)."""
+    if format in MEDIA_TYPES:
+        return MEDIA_TYPES[format]
+    if not isinstance(format, str):
+        raise UserError(f"not an RDF format: {format!r}")
+    return MEDIA_TYPES[rdf_format(format)]
 
 
 def jsonld_context() -> dict[str, Any]:
@@ -673,6 +682,9 @@ def write(
     them. JSON-LD embeds the bundled @context, or refers to `context` when given (its URL).
     """
     is_path = isinstance(path_or_file, (str, os.PathLike))
+    if isinstance(path_or_file, io.TextIOBase):  # failed once writing began: "string argument expected, got 'bytes'"
+        raise UserError("RDF is written as bytes: give a file opened in binary mode ('wb'), a BytesIO or a path, "
+                        f"not the text stream {getattr(path_or_file, 'name', type(path_or_file).__name__)!r}")
     fmt = rdf_format(format, path_or_file if is_path else None)
     counted = _Counter(quads)
     if not is_path:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import networkx as nx
+import numpy as np
 
 from ..errors import UserError
 from ..records import METHODS, TagSet, selection_label, write_output
@@ -48,9 +49,11 @@ def class_node(class_index: int) -> str:
 
 
 def filter_class_graph(
-    tags: TagSet, method: str | None = None, parameter: float | None = None, layers: Sequence[str] | None = None,
+    tags: TagSet, method: str | None = None, parameter: float | None = None,
+    layers: str | Sequence[str] | None = None,
 ) -> nx.Graph:
-    """The bipartite filter–class graph of one selection of a TagSet (the only one if not named).
+    """The bipartite filter–class graph of one selection of a TagSet (the only one if not named), of
+    `layers` (names; one string is one layer; default all).
 
     Like the store route, it holds the filters that carry a tag (untagged filters are not nodes).
     """
@@ -77,6 +80,7 @@ def store_filter_class_graph(
     """The filter–class graph of one run's selection in a store (`run`: its IRI)."""
     if method not in METHOD_NODES:
         raise UserError(f"unknown selection method {method!r}; methods: {', '.join(METHODS)}")
+    _check_parameter(parameter)
     if not (math.isfinite(parameter) and parameter > 0):  # the query's refusal named its `--param parameter`
         raise UserError(f"{selection_label(method, parameter)}: a selection's k or q is a number above 0")
     params: dict[str, object] = {"run": run, "method": METHOD_NODES[method], "parameter": parameter}
@@ -103,6 +107,11 @@ def store_filter_class_graph(
 
 def class_class_graph(filter_class: nx.Graph) -> nx.Graph:
     """Classes joined by the number of filters tagged with both (`weight`); unconnected classes stay."""
+    if not isinstance(filter_class, nx.Graph) or filter_class.graph.get("kind", "filter-class") != "filter-class":
+        # a TagSet failed with an AttributeError, a class-class graph with networkx's "not a valid bipartite partition"
+        kind = filter_class.graph.get("kind") if isinstance(filter_class, nx.Graph) else None
+        raise UserError(f"class_class_graph projects a filter-class graph (from filter_class_graph or "
+                        f"store_filter_class_graph), got {f'a {kind} graph' if kind else type(filter_class).__name__}")
     classes = [n for n, kind in filter_class.nodes(data="kind") if kind == "class"]
     graph = nx.bipartite.weighted_projected_graph(filter_class, classes)
     graph.graph.update(filter_class.graph, kind="class-class")
@@ -144,9 +153,20 @@ def _build(edges: Iterable[Edge], method: str, parameter: float) -> nx.Graph:
     return graph
 
 
+def _check_parameter(parameter: object) -> None:
+    """Refuse a k or q that is no number: '1' was taken by the TagSet route (float('1')) and failed
+    with a TypeError in the store route; True was read as 1 in one and blamed on `--param` in the other."""
+    if isinstance(parameter, (bool, np.bool_)) or not isinstance(parameter, (int, float, np.integer, np.floating)):
+        raise UserError(f"parameter (the selection's k or q) must be a number, got {parameter!r}")
+
+
 def _selection(tags: TagSet, method: str | None, parameter: float | None) -> tuple[str, float]:
+    if not isinstance(tags, TagSet):
+        raise UserError(f"tags must be a filtag_kg.TagSet, got {type(tags).__name__}")
     if method is None and parameter is None and len(tags.selections) == 1:
         return tags.selections[0]
+    if parameter is not None:
+        _check_parameter(parameter)
     for m, p in tags.selections:
         if m == method and parameter is not None and float(p) == float(parameter):
             return m, p
@@ -154,9 +174,16 @@ def _selection(tags: TagSet, method: str | None, parameter: float | None) -> tup
     raise UserError(f"name one selection of this tag set (method and parameter); it has: {have}")
 
 
-def _check_layers(layers: Sequence[str] | None, known: Sequence[str]) -> list[str]:
+def _check_layers(layers: str | Sequence[str] | None, known: Sequence[str]) -> list[str]:
+    """The layers asked for (one string is one layer: 'conv5' was read as the layers c, o, n, v, 5)."""
     if layers is None:
         return list(known)
+    if isinstance(layers, str):
+        layers = [layers]
+    names = list(layers) if isinstance(layers, Iterable) else None
+    if names is None or not all(isinstance(m, str) for m in names):
+        raise UserError(f"layers must be a layer name or a list of them, got {layers!r}")
+    layers = names
     unknown = [m for m in layers if m not in known]
     if unknown:
         raise UserError(f"unknown layer {', '.join(unknown)}; layers: {', '.join(known)}")

@@ -237,7 +237,11 @@ class Query:
 
     def bind(self, values: Mapping[str, object] | None = None) -> dict[str, Term]:
         """Check names and required parameters and convert the values to RDF terms (None: not given)."""
-        values = dict(values or {})
+        try:
+            values = dict(values or {})
+        except (TypeError, ValueError):  # ['x']: "dictionary update sequence element #0 has length 1"
+            raise UserError(f"the parameters of query {self.name!r} are a mapping of names to values, e.g. "
+                            f"{{'run': RUN_IRI}}; got {values!r}") from None
         declared = {p.name: p for p in self.parameters}
         unknown = sorted(set(values) - set(declared))
         if unknown:
@@ -311,6 +315,11 @@ class Results:
         return len(self.rows)
 
     def column(self, name: str) -> list[Term | None]:
+        """The terms of one variable, a row each; an unknown name is a KeyError listing the variables
+        (it was ValueError "'x' is not in list")."""
+        if name not in self.variables:
+            listed = ", ".join(self.variables) or "none (an ASK query's answer is `boolean`)"
+            raise KeyError(f"no variable {name!r} in these results; variables: {listed}")
         i = self.variables.index(name)
         return [r[i] for r in self.rows]
 
@@ -346,7 +355,7 @@ class Results:
         return {"head": {"vars": self.variables}, "results": {"bindings": bindings}}
 
 
-def run(query: Query | str, store: Any, params: Mapping[str, object] | None = None) -> Results:
+def run(query: Query | str | Path, store: Any, params: Mapping[str, object] | None = None) -> Results:
     """Run a query (a `Query`, a bundled name or a file) on a store with parameters bound as RDF terms.
 
     `store`: filtag_kg.kg.store's `Store` (embedded), its `RemoteStore`, or a `pyoxigraph.Store`.
