@@ -201,6 +201,11 @@ def collect(
         raise UserError(f"model {str(model)!r}: pass a keras.Model, or load it by name or file with "
                         "filtag_kg.models.load_model")
     if not isinstance(model, LoadedModel):
+        import keras
+
+        if not isinstance(model, keras.Model):  # None was an AttributeError
+            raise UserError(f"model must be a keras.Model (or a filtag_kg.models.LoadedModel), got "
+                            f"{type(model).__name__}")
         model = LoadedModel(model, model.name, "keras", "python", input_spec_of(model))
     keras_model, spec = model.model, model.input_spec
     n_out = class_count(keras_model)

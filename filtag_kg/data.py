@@ -183,6 +183,9 @@ def array_source(
         if hx.shape[1:] != images.shape[1:]:
             raise UserError(f"held-out images are {hx.shape[1:]}, the training images {images.shape[1:]}: they must match")
         hy = _class_indices("held-out labels", heldout[1], len(hx))
+        if hy.size and int(hy.max()) >= len(classes):  # was taken, and refused only later by collect
+            raise UserError(f"held-out label {int(hy.max())} is beyond the {len(classes)} classes "
+                            f"(labels 0 … {len(classes) - 1})")
         splits["heldout"] = _array_split("heldout", hx, hy, [str(i) for i in range(len(hx))])
     return ImageSource(name=name, classes=classes, splits=splits, label_space=own_label_space(name, classes))
 
@@ -254,8 +257,9 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     """Indices of a seeded stratified (train, held-out) split, each sorted: same inputs, same split.
     Each class keeps round(fraction·n) images for training, at least one: a class whose share rounded
     to 0 (one image at fraction 0.5, a few at 0.1) had no z, so no tags, and nothing said so."""
-    if not 0 < fraction <= 1:
-        raise UserError(f"the training fraction must be in (0, 1], got {fraction}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)) \
+            or not 0 < fraction <= 1:  # '0.5' was a TypeError of the comparison
+        raise UserError(f"the training fraction must be a number in (0, 1], got {fraction!r}")
     if not is_whole(seed) or seed < 0:
         raise UserError(f"the split's seed must be a non-negative whole number, got {seed!r}")
     rng = np.random.default_rng(seed)

@@ -15,7 +15,7 @@ import secrets
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -158,12 +158,23 @@ def _no_conv_error(model: "keras.Model") -> UserError:
 
 
 def match_layers(names: list[str], patterns: str | Sequence[str] | None, what: str = "layer") -> list[str]:
-    """The `names` matching any of the names or glob patterns (all without patterns; one string is
-    one pattern), in their order; a pattern that matches none is a UserError listing the names."""
-    if not patterns:
+    """The `names` matching any of the names or glob patterns (all with None; one string is one
+    pattern), in their order; a pattern that matches none is a UserError listing the names. Anything
+    but text is refused by value (layers=5 failed with "'int' object is not iterable"), and so is an
+    empty list, which chose every layer as if none had been named."""
+    if patterns is None:
         return list(names)
     if isinstance(patterns, str):
         patterns = [patterns]
+    elif isinstance(patterns, Iterable):
+        patterns = list(patterns)
+    else:
+        raise UserError(f"layers must be a layer name or pattern, or a list of them, got {patterns!r}")
+    bad = next((p for p in patterns if not isinstance(p, str)), None)
+    if bad is not None:
+        raise UserError(f"layers must be layer names or patterns (text), got {bad!r}")
+    if not patterns:
+        raise UserError(f"layers is empty; name at least one {what}, or leave layers out for all of them")
     chosen: set[str] = set()
     for pattern in patterns:
         matched = [c for c in names if fnmatch.fnmatchcase(c, pattern) or c.split("/")[-1] == pattern]

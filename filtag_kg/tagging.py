@@ -66,7 +66,7 @@ def tag(
             raise TaggingError(f"no k or q to tag with: k={k!r}, q={q!r}; give at least one value "
                                "(or leave both out for k=1)")
         ks = [1]
-    layers = match_layers(stats.layers, _layer_patterns(layers), "collected layer")
+    layers = match_layers(stats.layers, layers, "collected layer")
     for kv in ks:
         if not float(kv).is_integer() or kv < 1:
             raise TaggingError(f"k must be a whole number of at least 1, got {kv!r}")
@@ -139,23 +139,6 @@ def _warn_if_shard(stats: ActivationStats) -> None:
         print(f"warning: {stats.origin} are those of shard {index} of {count} only (collect --shard {index}/{count}), "
               f"about 1/{count} of the images; merge the {count} shards first (`filtag-kg merge SHARD… -o OUT`, or "
               "ActivationStats.merge_shards) and tag the merged statistics", file=sys.stderr)
-
-
-def _layer_patterns(layers: str | Sequence[str] | None) -> list[str] | None:
-    """`layers` as a list of names or patterns (one string is one); None is all layers. Anything but
-    text is refused by value (layers=5 failed with "'int' object is not iterable"), and so is an empty
-    list, which tagged every layer as if none had been named."""
-    if layers is None:
-        return None
-    patterns = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, Iterable) else None
-    if patterns is None:
-        raise TaggingError(f"layers must be a layer name or pattern, or a list of them, got {layers!r}")
-    bad = next((m for m in patterns if not isinstance(m, str)), None)
-    if bad is not None:
-        raise TaggingError(f"layers must be layer names or patterns (text), got {bad!r}")
-    if not patterns:
-        raise TaggingError("layers is empty; name at least one layer, or leave layers out to tag them all")
-    return patterns
 
 
 def _as_list(value: float | Iterable[float] | None, name: str) -> list[float]:

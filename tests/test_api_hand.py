@@ -253,3 +253,33 @@ def test_collect_shows_its_own_signature_and_docstring_without_importing_tensorf
     code = "import sys, filtag_kg; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert answer.stdout.strip() == "False"
+
+
+# -- collect, the sources and the store: their arguments -----------------------------------------------
+
+def test_collect_and_sources_refuse_bad_arguments_by_name(tmp_path) -> None:
+    """collect(None, …) was an AttributeError, collect(layers=[]) collected every layer,
+    image_folder(fraction='0.5') a TypeError of a comparison, array_source took held-out labels beyond
+    its classes (refused only later, by collect), and Store.load(a TagSet) an AttributeError."""
+    import keras
+
+    from filtag_kg.data import array_source, stratified_split
+    from filtag_kg.kg.store import Store as FiltagStore
+
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3, name="c1")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    images, labels = np.zeros((4, 6, 6, 1), np.float32), [0, 1, 0, 1]
+    with pytest.raises(UserError, match="model must be a keras.Model .*got NoneType"):
+        filtag_kg.collect(None, images, labels=labels, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="layers is empty; name at least one conv layer"):
+        filtag_kg.collect(model, images, labels=labels, layers=[], progress=False)
+    with pytest.raises(UserError, match="layers must be layer names or patterns \\(text\\), got 1"):
+        filtag_kg.collect(model, images, labels=labels, layers=["c1", 1], progress=False)  # type: ignore[list-item]
+    assert filtag_kg.collect(model, images, labels=labels, layers="c1", progress=False).layers == ["c1"]
+    with pytest.raises(UserError, match="the training fraction must be a number in \\(0, 1\\], got '0.5'"):
+        stratified_split(np.array(labels), "0.5", 0)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="held-out label 2 is beyond the 2 classes"):
+        array_source(images, labels, heldout=(images[:1], [2]))
+    with FiltagStore(tmp_path / "store") as store, pytest.raises(UserError, match="export_tags"):
+        store.load(filtag_kg.tag(small_stats(), k=1))

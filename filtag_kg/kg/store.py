@@ -1477,6 +1477,10 @@ def _legacy_data(graph: str) -> UserError:
 
 def _as_quads(data: Loadable) -> Iterable[Quad]:
     """Quads from quads, triples (in the default graph until routed) or an rdflib graph."""
+    from ..records import TagSet
+
+    if isinstance(data, TagSet):  # was an AttributeError ('Tag' object has no attribute 'subject')
+        raise UserError("a TagSet is loaded as RDF: store.load(filtag_kg.kg.export.export_tags(tags))")
     if hasattr(data, "serialize") and hasattr(data, "triples"):  # rdflib Graph / Dataset
         quads = hasattr(data, "quads") and callable(data.quads) and type(data).__name__ in ("Dataset", "ConjunctiveGraph")
         text = data.serialize(format="nquads" if quads else "nt", encoding="utf-8")
