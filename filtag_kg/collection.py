@@ -276,9 +276,9 @@ def collect(
         for split_name, skipped in stats.manifest["skipped"].items():
             if skipped:  # the split named only beside another (image files to explain are one split, 'heldout')
                 where = f" in split {split_name!r}" if len(splits) > 1 else ""
-                listed = f"{out_dir / 'manifest.json'} lists them all (\"skipped\")" if out_dir else "the manifest's \"skipped\" lists them all"
+                listed = f"; {out_dir / 'manifest.json'} lists them all (\"skipped\")" if out_dir else ""
                 print(f"warning: {len(skipped):,} unreadable image(s) skipped{where}: {', '.join(skipped[:3])}"
-                      f"{' …' if len(skipped) > 3 else ''}; {listed}", file=sys.stderr)
+                      f"{' …' if len(skipped) > 3 else ''}{listed}", file=sys.stderr)
         if TRAIN in splits and stats.n_images == 0:
             raise UserError(f"none of the images of the 'train' split of {source.name!r} could be read "
                             f"(skipped: {', '.join(stats.manifest['skipped'][TRAIN][:3])} …); nothing to compute z from")

@@ -278,7 +278,6 @@ def parse_filtag_file(
     classes: list[int] = []
     for filt in range(n_filters):
         number, labels = per_filter[filt]
-        report.empty_filters += not labels
         counts: dict[str, int] = defaultdict(int)
         for label in labels:
             counts[label] += 1
@@ -304,6 +303,9 @@ def parse_filtag_file(
             filters.extend([filt] * len(found))
             classes.extend(found)
     report.n_tags = len(classes)
+    # without a tag: no label in the file, or none that became a class (was counted from the file only:
+    # a filter whose one label 'crane' was left out counted as tagged)
+    report.empty_filters = n_filters - len(set(filters))
     unmatched = [_unmatched(option, filt, label, per_filter) for (filt, label), (option, _) in choices.items()
                  if (filt, label) not in used]
     if unmatched:

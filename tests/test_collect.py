@@ -208,7 +208,7 @@ def test_folder_source_skips_corrupt_files(tmp_path, capsys: pytest.CaptureFixtu
     # says where the whole list is (it gave three, without saying the manifest holds them all)
     warning = capsys.readouterr().err
     assert "warning: 2 unreadable image(s) skipped: " in warning and "alpha/broken.jpg" in warning
-    assert "[" not in warning and "the manifest's \"skipped\" lists them all" in warning
+    assert "[" not in warning and "manifest" not in warning  # no file to point to
     filtag_kg.collect(model, source, batch_size=3, progress=False, output=tmp_path / "stats")
     assert f"{tmp_path / 'stats' / 'manifest.json'} lists them all" in capsys.readouterr().err
     # the pipeline decodes with TensorFlow and resizes bilinearly to the model's input size

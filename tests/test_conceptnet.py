@@ -186,6 +186,8 @@ def test_failures_are_reported_and_a_rerun_completes(api: StandIn, tmp_path: Pat
 def test_offline_without_cache_and_rate_limit(api: StandIn, tmp_path: Path) -> None:
     result = fetch_edges(["/c/en/cat"], client(api, tmp_path, offline=True))
     assert result.missing == {"/c/en/cat": "offline and not in the cache"} and not api.requests
+    many = [f"/c/en/c{i}" for i in range(8)]  # offline, each is missing for its own reason, not "not tried"
+    assert set(fetch_edges(many, client(api, tmp_path, offline=True)).missing.values()) == {"offline and not in the cache"}
     start = time.monotonic()
     fetch_edges(["/c/en/cat", "/c/en/cow", "/c/en/bear"], client(api, tmp_path, min_interval=0.1, page_size=10))
     assert time.monotonic() - start >= 0.2  # three requests, at least 0.1 s apart

@@ -99,7 +99,7 @@ def test_the_report_of_a_file_of_other_labels_is_cut_short(tmp_path: Path) -> No
     path = _write(tmp_path, "filter tags k=1\n0:[' zebra ']\n" + unknown)
     _, report = parse_filtag_file(path, model="TinyNet", layer="conv")
     lines = report.summary().splitlines()
-    assert len(lines) == 22 and lines[0].endswith("1001 filters (0 without tags), 1 tags")
+    assert len(lines) == 22 and lines[0].endswith("1001 filters (1000 without tags), 1 tags")
     assert lines[1] == "  line 3, filter 1: unknown label 'unicorn1'; left out"
     assert lines[-1] == "  … and 980 more (of 1000 unknown and 0 ambiguous labels in all)"
     assert len(report.unknown) == 1000

@@ -99,7 +99,7 @@ def register(cli: click.Group) -> None:
             n = db.load(result.quads, result.graph)
             for layer in result.layers:
                 click.echo(layer_summary(layer))
-            click.echo(f"{n} triples in graph <{result.graph.value}>")
+            click.echo(f"{n:,} triples in graph <{result.graph.value}>")
 
     @link.command("conceptnet")
     @_store_options
@@ -148,4 +148,4 @@ def register(cli: click.Group) -> None:
                                 + (f"{again}; --partial writes the graph without some concepts, not without all"
                                    if partial else f"{again}, or pass --partial to write the graph without them"))
             n = db.load(result.quads, result.graph)
-            click.echo(f"{n} triples in graph <{result.graph.value}>")
+            click.echo(f"{n:,} triples in graph <{result.graph.value}>")
