@@ -78,7 +78,7 @@ def vgg16_tags(k: Iterable[int], q: Iterable[float], seed: int = 0) -> TagSet:
 
 
 # the WordNet queries that need no explanations or ConceptNet: a broad concept (dog: 118 of the
-# 1,000 classes) and a narrow one (retriever: 6), the default share 1 and coarsening's 2/3
+# 1,000 classes) and a narrow one (retriever: 5), the default share 1 and coarsening's 2/3
 SEMANTIC_CASES = {
     "semantic-filters-under-concept, dog": ("dog.n.01", {}),
     "semantic-filters-under-concept, dog, share 2/3": ("dog.n.01", {"share": 2 / 3}),
