@@ -362,8 +362,8 @@ def _stop(signum: int, frame: object) -> None:
 
 def serve(path: Path, port: int, allow_updates: bool = False, password: str | None = None,
           echo: Callable[[str], Any] = print) -> None:
-    """Serve until interrupted (Ctrl-C, SIGTERM or SIGHUP), printing the endpoint; the server
-    process is stopped then too (and, on Linux, ends with this process however it ends)."""
+    """Serve until interrupted (Ctrl-C, SIGTERM or SIGHUP), printing the endpoint. The endpoint runs in
+    this process (`serving`), so nothing outlives it however it ends."""
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         with serving(path, port, allow_updates, password) as (url, secret):
