@@ -211,3 +211,34 @@ def test_errors_prints_ids_and_labels_on_one_line(run_cli, tmp_path: Path) -> No
     assert code == 0, err
     assert "    'd\\nog' -> cat: 1 errors, 2 shared filters\n" in out
     assert "    e.g. image 'i\\n0': a 'd\\nog' taken for a cat; 2 active filters tagged 'd\\nog', 2 tagged cat\n" in out
+
+
+def test_tensorflows_import_noise_is_filtered_and_other_stderr_kept(tmp_path: Path) -> None:
+    """TensorFlow 2.21 writes two info lines to stderr as it is imported, twice, whatever
+    TF_CPP_MIN_LOG_LEVEL says: every command and the demo began with them. A stand-in package named
+    tensorflow writes them beside a line that must stay, through the file descriptor as C++ does."""
+    import subprocess
+    import sys
+
+    from filtag_kg.cli import TENSORFLOW_IMPORT_NOISE
+
+    package = tmp_path / "stand_in" / "tensorflow"
+    package.mkdir(parents=True)
+    lines = [*TENSORFLOW_IMPORT_NOISE, "E0000 could not load libcudart.so.12", *TENSORFLOW_IMPORT_NOISE]
+    package.joinpath("__init__.py").write_text(
+        "import os\n" + "".join(f"os.write(2, {(line + chr(10)).encode()!r})\n" for line in lines) + "VALUE = 7\n")
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from filtag_kg.cli import quiet_tensorflow_import; "
+              "quiet_tensorflow_import() if sys.argv[2] == 'quiet' else None; print('before', file=sys.stderr); "
+              "import tensorflow; print('after', tensorflow.VALUE, type(tensorflow.__loader__).__name__, file=sys.stderr)")
+    for mode in ("plain", "quiet"):
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "stand_in"), mode], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        expected = ["before", *(lines if mode == "plain" else ["E0000 could not load libcudart.so.12"]),
+                    "after 7 SourceFileLoader"]
+        assert done.stderr.splitlines() == expected, mode
+    real = subprocess.run([sys.executable, "-c", "from filtag_kg.cli import quiet_tensorflow_import; "
+                           "quiet_tensorflow_import(); import tensorflow as tf; print(int(tf.constant(3).numpy()))"],
+                          capture_output=True, text=True, timeout=300)
+    assert real.returncode == 0 and real.stdout == "3\n", real.stderr
+    assert not any(noise in real.stderr for noise in TENSORFLOW_IMPORT_NOISE), real.stderr

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
 import signal
 import sys
+import tempfile
+from typing import Any
 
 import click
 
@@ -26,6 +30,58 @@ for module in (core, kg, semantic, explain):
     module.register(cli)
 
 
+# what TensorFlow 2.21 writes to stderr as it is imported, whatever TF_CPP_MIN_LOG_LEVEL says (twice)
+TENSORFLOW_IMPORT_NOISE = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+                           "oneDNN custom operations are on")
+
+
+class _TensorFlowImportFilter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Drop TensorFlow's import-time info lines from stderr (`TENSORFLOW_IMPORT_NOISE`), keeping every other
+    line written while it loads (a GPU library that cannot be loaded, a Python warning): they are written
+    by C++ before absl's logging is set up, so no setting hides them, and every command and the demo
+    printed them twice. Stderr goes to a temporary file during the import and is written back filtered."""
+
+    def __init__(self) -> None:
+        self._loader: Any = None
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once, and out of the way of the search below
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            self._loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                self._loader.exec_module(module)
+            finally:
+                module.__loader__ = module.__spec__.loader = self._loader  # resources and source as they were
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                captured.seek(0)
+                kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+                        if not any(noise in line for noise in TENSORFLOW_IMPORT_NOISE)]
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def quiet_tensorflow_import() -> None:
+    """Filter TensorFlow's import-time noise from stderr when it is imported later (`_TensorFlowImportFilter`);
+    for the command line only, which owns its process and its stderr."""
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _TensorFlowImportFilter) for f in sys.meta_path):
+        sys.meta_path.insert(0, _TensorFlowImportFilter())
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM or SIGHUP (`kill`, `timeout`, a closed terminal): stop as Ctrl-C does, so that a load
     or drop is rolled back and a collection checkpointed instead of cut off where it stood."""
@@ -37,6 +93,7 @@ def main() -> None:
     Ctrl-C, SIGTERM and SIGHUP stop a command the same way (exit 130)."""
     from ..errors import InterruptedAfterCommit, UserError
 
+    quiet_tensorflow_import()
     # a signal ignored already stays so (`nohup filtag-kg collect …` must outlive its terminal)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)
                 if signal.getsignal(sig) is not signal.SIG_IGN}
