@@ -347,8 +347,8 @@ class ActivationStats:
 
 def _arrays_equal(ours: Sequence[np.ndarray], theirs: Sequence[np.ndarray]) -> bool:
     """Pairwise equal arrays (same shape and values, NaN equal to NaN: a score imported without one)."""
-    return all(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=np.asarray(a).dtype.kind == "f"
-                              and np.asarray(b).dtype.kind == "f") for a, b in zip(ours, theirs, strict=True))
+    pairs = [(np.asarray(a), np.asarray(b)) for a, b in zip(ours, theirs, strict=True)]
+    return all(np.array_equal(a, b, equal_nan=a.dtype.kind == b.dtype.kind == "f") for a, b in pairs)
 
 
 def _mappings_equal(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray]) -> bool:
@@ -470,8 +470,7 @@ class TagSet:
             self.layer_index.tolist(), self.filter_index.tolist(), self.class_index.tolist(),
             self.score.tolist(), self.rank.tolist(), self.selection_index.tolist(),
         ):
-            method, parameter = self.selections[si]
-            yield Tag(self.layers[li], fi, ci, self.classes[ci], s, r, method, parameter)
+            yield self._tag(li, fi, ci, s, r, si)
 
     def __getitem__(self, index: int) -> Tag:
         """The tag at row `index` (negative counts from the end), as iteration yields it."""
@@ -482,10 +481,13 @@ class TagSet:
         if not -n <= index < n:
             raise IndexError(f"tag {index} is not among the {n} tags of this tag set")
         i = int(index) % n
-        method, parameter = self.selections[int(self.selection_index[i])]
-        ci = int(self.class_index[i])
-        return Tag(self.layers[int(self.layer_index[i])], int(self.filter_index[i]), ci, self.classes[ci],
-                   float(self.score[i]), int(self.rank[i]), method, parameter)
+        return self._tag(int(self.layer_index[i]), int(self.filter_index[i]), int(self.class_index[i]),
+                         float(self.score[i]), int(self.rank[i]), int(self.selection_index[i]))
+
+    def _tag(self, li: int, fi: int, ci: int, score: float, rank: int, si: int) -> Tag:
+        """The Tag of one row's values (layer, filter, class, score, rank, selection), as Python numbers."""
+        method, parameter = self.selections[si]
+        return Tag(self.layers[li], fi, ci, self.classes[ci], score, rank, method, parameter)
 
     def select(self, method: str, parameter: float) -> TagSet:
         """The tags of one selection (e.g. k-best with k=5) as a TagSet of their own."""
@@ -626,8 +628,9 @@ def number_text(x: float) -> str:
     """A k or q as text, the same in labels, IRIs and files: 5 -> "5", 2.5 -> "2.5", 0.00001 -> "0.00001";
     the shortest text of its own precision, as `selection_key` reads it (np.float32(33.3) -> "33.3").
     Without an exponent (as xsd:decimal is written) unless that takes more than NUMBER_TEXT_MAX
-    characters (the queries sort labels as xsd:double, which reads both forms): q=1e-320 was labelled by a 320-digit number (in tags.csv, the
-    graph, the evaluation table); it is "1e-320" now, the shortest text that reads back as that q."""
+    characters (the queries sort labels as xsd:double, which reads both forms): q=1e-320 was labelled
+    by a 320-digit number (in tags.csv, the graph, the evaluation table); it is "1e-320" now, the
+    shortest text that reads back as that q."""
     text = str(int(x)) if float(x).is_integer() else np.format_float_positional(x, trim="-")
     if len(text) > NUMBER_TEXT_MAX:
         text = np.format_float_scientific(x, trim="-").replace("e+", "e")

@@ -278,6 +278,17 @@ def test_filters_under_every_concept_match_a_reference(semantic_store: pyoxigrap
     assert found > 100
 
 
+def _filter_0_tagged(labels: list[str], tagged: tuple[str, ...], space: str) -> filtag_kg.TagSet:
+    """k=1 tags of one layer of 2 filters over `labels`: filter 0 is the best of the `tagged` classes,
+    filter 1 of the others."""
+    stats = ActivationStats.empty(["conv"], labels, {"conv": 2}, manifest={"dataset": {"label_space": space}})
+    means = np.zeros((len(labels), 2))
+    means[:, 1] = 1.0
+    means[[labels.index(c) for c in tagged]] = [1.0, 0.0]
+    stats.add_batch(np.arange(len(labels)), {"conv": means})
+    return filtag_kg.tag(stats, k=1)
+
+
 def test_documented_share_example_finds_what_coarsening_covers_by_default(wn: WordNet) -> None:
     """The example's share was 0.67, which left out a filter with 2 of its 3 tags under the concept
     that coarsening's default share (2/3) picks for it."""
@@ -286,12 +297,7 @@ def test_documented_share_example_finds_what_coarsening_covers_by_default(wn: Wo
 
     example = queries.load("semantic-filters-under-concept").example
     share = float(next(p for p in shlex.split(example) if p.startswith("share=")).removeprefix("share="))
-    stats = ActivationStats.empty(["conv"], ANIMALS, {"conv": 2}, manifest={"dataset": {"label_space": "animal-shape"}})
-    means = np.zeros((10, 2))
-    means[:, 1] = 1.0
-    means[[ANIMALS.index(c) for c in ("bear", "cat", "cow")]] = [1.0, 0.0]  # filter 0: two carnivores and a cow
-    stats.add_batch(np.arange(10), {"conv": means})
-    tags = filtag_kg.tag(stats, k=1)
+    tags = _filter_0_tagged(ANIMALS, ("bear", "cat", "cow"), "animal-shape")  # two carnivores and a cow
     concept = coarsen(tags, wn, "conv", ("k-best", 1)).filters[0].share
     assert (concept.synset.name(), concept.covered, concept.total) == ("carnivore.n.01", 2, 3)
     store = pyoxigraph.Store()
@@ -341,12 +347,7 @@ def test_the_share_of_a_filter_leaves_out_classes_wordnet_lacks_as_coarsening_do
     from filtag_kg.kg.wordnet import synset_iri
 
     labels = [c if c != "bird" else "qwzxv gadget" for c in ANIMALS]
-    stats = ActivationStats.empty(["conv"], labels, {"conv": 2}, manifest={"dataset": {"label_space": "odd"}})
-    means = np.zeros((10, 2))
-    means[:, 1] = 1.0
-    means[[labels.index(c) for c in ("bear", "cat", "qwzxv gadget")]] = [1.0, 0.0]
-    stats.add_batch(np.arange(10), {"conv": means})
-    tags = filtag_kg.tag(stats, k=1)
+    tags = _filter_0_tagged(labels, ("bear", "cat", "qwzxv gadget"), "odd")
     concept = coarsen(tags, wn, "conv", ("k-best", 1)).filters[0].all
     assert (concept.synset.name(), concept.covered, concept.total) == ("carnivore.n.01", 2, 2)
     store = pyoxigraph.Store()
