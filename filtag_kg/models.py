@@ -108,10 +108,17 @@ def layer_calls(model: "keras.Model", prefix: str = "", times: int = 1) -> dict[
     return out
 
 
+def conv_type(layer: Any) -> str | None:
+    """The Keras conv type of a layer (one of CONV_TYPES), also for a subclass of one (a user's
+    `class MyConv(keras.layers.Conv2D)`, which a look at the class name missed); None for others."""
+    return next((c.__name__ for c in type(layer).__mro__
+                 if c.__name__ in CONV_TYPES and c.__module__.split(".")[0] == "keras"), None)
+
+
 def conv_layers(model: "keras.Model") -> list[str]:
-    """Names of the convolutional layers (Conv2D, DepthwiseConv2D, SeparableConv2D), by type, not name;
-    a layer listed twice (put twice into a Sequential model) is named once."""
-    return list(dict.fromkeys(name for name, layer in iter_layers(model) if layer.__class__.__name__ in CONV_TYPES))
+    """Names of the convolutional layers (Conv2D, DepthwiseConv2D, SeparableConv2D and their subclasses),
+    by type, not name; a layer listed twice (put twice into a Sequential model) is named once."""
+    return list(dict.fromkeys(name for name, layer in iter_layers(model) if conv_type(layer)))
 
 
 def select_layers(model: "keras.Model", patterns: str | Sequence[str] | None = None) -> list[str]:
@@ -185,10 +192,11 @@ def match_layers(names: list[str], patterns: str | Sequence[str] | None, what: s
 
 
 def describe_layers(model: "keras.Model") -> list[dict[str, Any]]:
-    """Every layer's name, Keras type, position, filters/units, kernel size, parameter count, activation."""
+    """Every layer's name, Keras type (a conv subclass's conv type), position, filters/units, kernel size,
+    parameter count, activation."""
     out = []
     for index, (name, layer) in enumerate(iter_layers(model)):
-        kind = layer.__class__.__name__
+        kind = conv_type(layer) or layer.__class__.__name__
         filters = getattr(layer, "filters", None) or getattr(layer, "units", None)
         if kind == "DepthwiseConv2D":
             filters = _output_channels(layer)

@@ -13,7 +13,7 @@ import filtag_kg
 from filtag_kg.collection import outputs_logits
 from filtag_kg.data import array_source
 from filtag_kg.errors import UserError
-from filtag_kg.models import input_spec_of, load_saved
+from filtag_kg.models import conv_layers, describe_layers, input_spec_of, load_saved
 
 layers = keras.layers
 
@@ -138,6 +138,26 @@ def test_logits_are_found_behind_pooling_dropout_and_nested_heads(tail: str, ima
     probs = np.exp(scores - scores.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     np.testing.assert_allclose(stats.heldout.top_probs[:, :3], -np.sort(-probs, axis=1), rtol=1e-4, atol=1e-6)
+
+
+class _ScaledConv(layers.Conv2D):
+    """A user's conv layer: a Conv2D subclass with a name of its own."""
+
+
+def test_subclasses_of_the_conv_types_are_found_by_type_and_collected_as_their_type(images) -> None:
+    """Conv layers were found by class name, so a subclass of Conv2D (or of DepthwiseConv2D) was left out
+    of collection and of the layer list's conv types; it is now collected like the Keras layer it extends."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((10, 10, 1))
+    x = _ScaledConv(3, 3, activation="relu", name="mine")(inputs)
+    plain = keras.Model(inputs, _head(layers.Conv2D(3, 3, activation="relu", name="mine")(inputs)), name="plain")
+    model = keras.Model(inputs, _head(x), name="sub")
+    plain.set_weights(model.get_weights())
+    assert conv_layers(model) == ["mine"]
+    assert [e["type"] for e in describe_layers(model)][:2] == ["InputLayer", "Conv2D"]
+    stats, reference = (filtag_kg.collect(m, *images, progress=False) for m in (model, plain))
+    assert stats.layers == ["mine"] and stats.n_filters == {"mine": 3}
+    np.testing.assert_allclose(stats.sums["mine"], reference.sums["mine"], rtol=1e-6)
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
