@@ -211,9 +211,21 @@ def test_serve_with_updates_needs_the_password(store: Store) -> None:
         with pytest.raises(UserError, match=f"--port {url.rsplit(':', 1)[1]}: cannot listen"):
             with serving(path, int(url.rsplit(":", 1)[1])):
                 pass
-    with pytest.raises(UserError, match="no store"):
+    with pytest.raises(UserError, match="no store .* or serve it --allow-updates"):
         with serving(path.parent / "nothing", free_port()):
             pass
+
+
+def test_serve_with_updates_makes_a_store_to_push_into(tmp_path: Path, run_a: TagSet) -> None:
+    """`serve --allow-updates` of a store not made yet said 'no store: load or import a run first', so a
+    server to push runs into could not be started on a new machine; it now makes the store."""
+    with serving(tmp_path / "new" / "store", free_port(), allow_updates=True, password="open sesame") as (url, _):
+        remote = RemoteStore.at(url, auth=("filtag-kg", "open sesame"))
+        assert len(remote) == 0
+        remote.load(export_tags(run_a))
+        assert int(next(iter(remote.query(TAG_COUNT, union=False)))["n"].value) == len(run_a)
+    with Store(tmp_path / "new" / "store", read_only=True) as store:  # kept once the server stopped
+        assert int(next(iter(store.query(TAG_COUNT)))["n"].value) == len(run_a)
 
 
 def test_the_endpoint_tells_wrong_credentials_and_answers_options(store: Store) -> None:

@@ -406,7 +406,8 @@ def register(cli: click.Group) -> None:
     @click.option("--port", default=7878, show_default=True, type=click.IntRange(1, 65535), help="Port on 127.0.0.1.")
     @click.option("--allow-updates", is_flag=True,
                   help=f"Accept SPARQL updates and graph store writes, with HTTP basic auth (user 'filtag-kg', "
-                       f"password from ${PASSWORD_ENV}, else one printed at start).")
+                       f"password from ${PASSWORD_ENV}, else one printed at start); "
+                       "a store not made yet is made, to push into.")
     def serve_command(store: Path | None, port: int, allow_updates: bool) -> None:
         """Serve the store as a SPARQL endpoint on loopback (read-only unless --allow-updates).
         A read-only server opens the store again once a later load or drop changed it (and answers 503,

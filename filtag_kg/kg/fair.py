@@ -317,8 +317,8 @@ def serving(path: Path, port: int, allow_updates: bool = False, password: str | 
     basic auth (user 'filtag-kg') for updates and graph store writes; no other port reaches the store.
     """
     path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"no store at {path}: load or import a run first")
+    if not path.is_dir() and not allow_updates:  # with updates, a new store is made: a server to push into
+        raise UserError(f"no store at {path}: load or import a run first, or serve it --allow-updates to push into")
     _check_port_free(port)  # else the server would fail, or another server there would answer for it
     _prepare_store(path, allow_updates)
     url = f"http://127.0.0.1:{port}"
@@ -338,10 +338,10 @@ def _prepare_store(path: Path, allow_updates: bool) -> None:
     load or drop (its journal) or a rebuild's swap, and for updates (the server writes anyway).
     Otherwise it is only checked read-only, so that a store on a read-only file system, or one
     this user may not write to, can be served."""
-    if not (unfinished(path) or allow_updates):
+    if not (allow_updates or unfinished(path)):
         Store(path, read_only=True).close()  # refuses a store of the format before 2026-12-01, as writing does
         return
-    if not os.access(path, os.W_OK):
+    if path.exists() and not os.access(path, os.W_OK):  # a new one is made by Store, which names what fails
         if allow_updates:
             raise UserError(f"--allow-updates: cannot write to the store at {path} (read-only file system or "
                             "folder): serve it read-only, without --allow-updates")
