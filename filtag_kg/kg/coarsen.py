@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
-from .export import RunIds, label_space, run_ids, tag_layer_keys
+from .export import RunIds, check_tag_set, label_space, run_ids, tag_layer_keys
 from .vocab import FT, PROV, RDF, Minter, class_keys, minter_of_run
 from .wordnet import LinkReport, WordNet, closure, link_classes, offset_of_iri, synset_iri, synset_quads, wordnet_quads
 
@@ -134,8 +134,10 @@ def coarsen(
     if layer not in tags.layers:
         raise UserError(f"layer {layer!r} is not in the tag set; layers: {', '.join(tags.layers)}")
     selection = selection or tags.selections[0]
-    if selection not in tags.selections:
-        raise UserError(f"no selection {selection} in the tag set; have {tags.selections}")
+    try:  # as the tag set holds it: ['k-best', 1] (read from JSON) was refused beside its ('k-best', 1)
+        selection = next(s for s in tags.selections if s == tuple(selection))
+    except (StopIteration, TypeError):
+        raise UserError(f"no selection {selection!r} in the tag set; have {tags.selections}") from None
     links = links or link_tags(tags, wordnet)
     synset_of = [link.synset for link in links.links]
     filters = []
@@ -246,15 +248,18 @@ def link_wordnet(
     wordnet: WordNet | None = None,
     mapping: dict[str, str] | None = None,
     share: float = DEFAULT_SHARE,
-    layers: Sequence[str] | None = None,
+    layers: str | Sequence[str] | None = None,
     minter: Minter | None = None,
     ids: RunIds | None = None,
     kept: Iterable[Triple] = (),
 ) -> WordNetLinking:
-    """Link a run's classes to WordNet and coarsen its filters (every layer and selection by default),
-    as quads for the run's "wordnet" named graph (`ids`: those of a run read back from a store).
-    `kept`: coarse concepts of other layers to keep in the graph (`other_layers_concepts`), with the
-    SKOS description of their synsets."""
+    """Link a run's classes to WordNet and coarsen its filters (every layer and selection by default;
+    one string is one layer), as quads for the run's "wordnet" named graph (`ids`: those of a run
+    read back from a store). `kept`: coarse concepts of other layers to keep in the graph
+    (`other_layers_concepts`), with the SKOS description of their synsets."""
+    check_tag_set(tags)
+    if isinstance(layers, str):  # 'conv5' was read as the layers c, o, n, v, 5
+        layers = [layers]
     wordnet = wordnet or WordNet.load()
     minter = minter or Minter()
     ids = ids or run_ids(tags)
@@ -317,14 +322,15 @@ SELECT ?run ?part ?a ?b ?c ?d ?e ?f WHERE {
 """
 
 
-def tags_from_store(store: Any, run: str) -> tuple[TagSet, RunIds]:
-    """A tagging run read back from a store (embedded or remote) as a TagSet with the ids of its IRIs
-    (model id from its layers' IRIs, run id from the run IRI),
+def tags_from_store(store: Any, run: str | NamedNode) -> tuple[TagSet, RunIds]:
+    """A tagging run (its IRI, a string or NamedNode) read back from a store (embedded or remote) as
+    a TagSet with the ids of its IRIs (model id from its layers' IRIs, run id from the run IRI),
     so that links written for it land on the same class, filter and run nodes. Scores are NaN.
     A run whose classes are not where this version mints them (a label space named by its raw name
     before 2026-12-02) is refused: links written for it would miss its classes."""
     from . import queries
 
+    run = run.value if isinstance(run, NamedNode) else run  # a NamedNode failed with an AttributeError
     query = queries.Query.parse("# param: run (iri): the tagging run\n" + _RUN_QUERY, "run-from-store")
     rows = queries.run(query, store, {"run": run}).values()
     space = next((r["a"] for r in rows if r["part"] == "space"), None)

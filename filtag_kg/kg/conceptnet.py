@@ -304,7 +304,13 @@ class ConceptNetClient:
         raise FetchError(f"{problem} (after {self.retries + 1} attempts)")
 
 
-def fetch_edges(concepts: Iterable[str], client: ConceptNetClient, give_up_after: int = 5) -> EdgeSet:
+def _concept_set(concepts: str | Iterable[str]) -> set[str]:
+    """The distinct concepts, one string being one concept: '/c/en/dog' was read as the concepts
+    '/', 'c', 'e', 'n', 'd', 'o', 'g', which the dump has no edges of (and the API was asked for)."""
+    return {concepts} if isinstance(concepts, str) else set(concepts)
+
+
+def fetch_edges(concepts: str | Iterable[str], client: ConceptNetClient, give_up_after: int = 5) -> EdgeSet:
     """The edges of every concept from the API; failures are reported as missing, never raised.
 
     After `give_up_after` concepts in a row failed (the API is down or unreachable), the remaining
@@ -312,7 +318,7 @@ def fetch_edges(concepts: Iterable[str], client: ConceptNetClient, give_up_after
     every retry of every concept; cached answers are still used."""
     result = EdgeSet()
     failed_in_a_row = 0
-    for concept in tqdm(sorted(set(concepts)), desc="ConceptNet", unit="concept", disable=None):
+    for concept in tqdm(sorted(_concept_set(concepts)), desc="ConceptNet", unit="concept", disable=None):
         cached = client.is_cached(concept)
         if failed_in_a_row >= give_up_after and not cached and not client.offline:  # offline: each says why
             result.missing[concept] = f"not tried: the {give_up_after} concepts before it failed"
@@ -326,12 +332,14 @@ def fetch_edges(concepts: Iterable[str], client: ConceptNetClient, give_up_after
     return result
 
 
-def read_dump(path: str | os.PathLike[str], concepts: Iterable[str], relations: Sequence[str] = RELATIONS) -> EdgeSet:
+def read_dump(
+    path: str | os.PathLike[str], concepts: str | Iterable[str], relations: Sequence[str] = RELATIONS,
+) -> EdgeSet:
     """Edges of `concepts` (start or end) from the official assertions dump, streamed (gzip or plain)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"ConceptNet dump {path} {'is a directory' if path.is_dir() else 'does not exist'}")
-    wanted = set(concepts)
+    wanted = _concept_set(concepts)
     result = EdgeSet(edges={c: [] for c in sorted(wanted)})
     try:
         _read_dump_lines(path, wanted, relations, result)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, Triple, serialize
+from pyoxigraph import DefaultGraph, Literal, NamedNode, Quad, RdfFormat, Triple, serialize
 
 from ..errors import UserError, is_whole
 from ..models import CONV_TYPES
@@ -182,6 +182,7 @@ def run_ids(tags: TagSet) -> RunIds:
     The model id is the first 16 hex digits of the manifest's model hash (architecture + weights),
     or, without one, a hash of the layer names and filter counts.
     """
+    check_tag_set(tags)
     manifest = tags.manifest
     model = manifest.get("model") or {}
     model_hash = str(model.get("hash") or "")
@@ -299,8 +300,7 @@ def export_tags(
     VGG16 tagging streams without a second copy of the TagSet. `similar_classes`: how many of the
     classes sharing most filters with a class each class summary lists (see `_summaries`).
     """
-    if not isinstance(tags, TagSet):  # a folder's path or an ActivationStats failed with an AttributeError
-        raise UserError(f"tags must be a filtag_kg.TagSet (TagSet.load reads a folder), got {type(tags).__name__}")
+    check_tag_set(tags)
     # 2.5 and '3' failed with a TypeError deep in the summaries, True counted as 1
     if not is_whole(similar_classes) or similar_classes < 0:
         raise UserError(f"similar_classes must be a whole number, 0 or more, got {similar_classes!r}")
@@ -316,6 +316,13 @@ def export_tags(
     run = yield from _provenance(tags, minter, ids, space, graphs.run)
     yield from _summaries(tags, minter, ids, layers, keys, classes, run, graphs.run, similar_classes)
     yield from _tag_quads(tags, minter, ids.tagging, layers, keys, filters, classes, run, graphs.run, progress)
+
+
+def check_tag_set(tags: object) -> None:
+    """Refuse what is no TagSet by name: a folder's path or an ActivationStats failed with an
+    AttributeError (in `run_iri`, `run_ids`, `export_graphs` and `coarsen.link_wordnet` too)."""
+    if not isinstance(tags, TagSet):
+        raise UserError(f"tags must be a filtag_kg.TagSet (TagSet.load reads a folder), got {type(tags).__name__}")
 
 
 def _network(tags: TagSet, minter: Minter, model_id: str, layers: Mapping[str, str], g: NamedNode) -> Iterator[Quad]:
@@ -641,8 +648,19 @@ def _canonical(value: Any) -> str:
 
 # -- writing ------------------------------------------------------------------------------------
 
-def rdf_format(format: str | None, path: str | os.PathLike[str] | None = None) -> RdfFormat | str:
-    """The format for a name ("turtle", "nq", "jsonld", …) or, without one, a file's extension."""
+def rdf_format(format: str | RdfFormat | None, path: str | os.PathLike[str] | None = None) -> RdfFormat | str:
+    """The format for a name ("turtle", "nq", "jsonld", …), a `pyoxigraph.RdfFormat` this module
+    writes (RdfFormat.JSON_LD is "jsonld": written with the bundled @context) or, without either,
+    a file's extension. (An RdfFormat failed with an AttributeError, in `write` too.)"""
+    if isinstance(format, RdfFormat):
+        if format == RdfFormat.JSON_LD:
+            return "jsonld"
+        if format not in MEDIA_TYPES:
+            raise UserError(f"RDF format {format} is not one filtag-kg writes; "
+                            f"use one of: {', '.join(sorted(FORMATS))}")
+        return format
+    if format is not None and not isinstance(format, str):
+        raise UserError(f"an RDF format is a name such as 'turtle' or a pyoxigraph.RdfFormat, got {format!r}")
     name = format
     if name is None and path is not None:
         suffix = Path(path).suffix.lstrip(".").lower()
@@ -657,12 +675,9 @@ def rdf_format(format: str | None, path: str | os.PathLike[str] | None = None) -
 
 
 def media_type(format: RdfFormat | str) -> str:
-    """The IANA media type of a format returned by `rdf_format`, or of a format's name ("ttl", "nq"; an
-    unknown name is a UserError listing the names, where it was a bare KeyError)."""
-    if format in MEDIA_TYPES:
-        return MEDIA_TYPES[format]
-    if not isinstance(format, str):
-        raise UserError(f"not an RDF format: {format!r}")
+    """The IANA media type of a format returned by `rdf_format`, of a format's name ("ttl", "nq"; an
+    unknown name is a UserError listing the names, where it was a bare KeyError) or of an RdfFormat
+    this module writes (RdfFormat.JSON_LD was refused as "not an RDF format")."""
     return MEDIA_TYPES[rdf_format(format)]
 
 
@@ -673,13 +688,16 @@ def jsonld_context() -> dict[str, Any]:
 
 
 def write(
-    quads: Iterable[Quad], path_or_file: str | os.PathLike[str] | IO[bytes], format: str | None = None,
-    *, context: str | None = None,
+    quads: Iterable[Quad | Triple], path_or_file: str | os.PathLike[str] | IO[bytes],
+    format: str | RdfFormat | None = None, *, context: str | None = None,
 ) -> int:
-    """Write quads as RDF, streaming; return the number of statements written.
+    """Write quads (or triples, as quads of the default graph) as RDF, streaming; return the number
+    of statements written.
 
     Triple formats (Turtle, N-Triples, RDF/XML) drop graph names; N-Quads, TriG and JSON-LD keep
     them. JSON-LD embeds the bundled @context, or refers to `context` when given (its URL).
+    Anything else among the quads is a TypeError naming it, and a file given by path is then left
+    as it was.
     """
     is_path = isinstance(path_or_file, (str, os.PathLike))
     if isinstance(path_or_file, io.TextIOBase):  # failed once writing began: "string argument expected, got 'bytes'"
@@ -740,13 +758,20 @@ class _CarriageReturnsEscaped:
 
 
 class _Counter:
-    """An iterable that counts what passes through it."""
+    """The quads of an iterable of quads or triples (a triple as a quad of the default graph),
+    counted as they pass. Triples failed with an AttributeError (in Turtle: 'Triple' object has no
+    attribute 'triple'), and so did a single Quad, which iterates over its terms."""
 
-    def __init__(self, items: Iterable[Quad]) -> None:
+    def __init__(self, items: Iterable[Quad | Triple]) -> None:
         self.items, self.n = items, 0
 
     def __iter__(self) -> Iterator[Quad]:
         for item in self.items:
+            if not isinstance(item, Quad):
+                if not isinstance(item, Triple):
+                    raise TypeError(f"write takes an iterable of pyoxigraph Quads or Triples; item {self.n + 1} "
+                                    f"is a {type(item).__name__}: {item!r:.80}")
+                item = Quad(item.subject, item.predicate, item.object)
             self.n += 1
             yield item
 
@@ -799,7 +824,8 @@ def _write_jsonld(quads: Iterable[Quad], out: IO[bytes], context: str | None) ->
             first_inner = False
 
     for q in quads:
-        g = q.graph_name.value if isinstance(q.graph_name, NamedNode) else None
+        # a blank node graph is named "_:id" (it was written into the default graph)
+        g = None if isinstance(q.graph_name, DefaultGraph) else term(q.graph_name)["@id"]
         subject = q.subject.value if isinstance(q.subject, NamedNode) else str(q.subject)
         if not started or g != open_graph:
             flush()

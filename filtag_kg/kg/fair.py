@@ -5,8 +5,8 @@ N-Quads, TriG and JSON-LD, a DCAT description (dataset.ttl: dataset, distributio
 byte sizes and SHA-256 checksums, license, creator, issue date, the NNO description of the network
 and the run's provenance) and a schema.org Dataset (dataset.jsonld) for web indexing.
 
-`serving` serves the store on 127.0.0.1: read-only by Oxigraph's server, or, when asked for, with
-updates behind HTTP basic auth by the endpoint of `filtag_kg.kg.endpoint`, in this process.
+`serving` serves the store on 127.0.0.1 from this process by the endpoint of `filtag_kg.kg.endpoint`:
+read-only, or, when asked for, with updates behind HTTP basic auth.
 """
 
 from __future__ import annotations
@@ -72,11 +72,22 @@ def run_graphs(store: Store, run: str) -> tuple[NamedNode, list[NamedNode]]:
 
 
 def publish(
-    store: Store, run: str, out: Path, *, license: str, creator: str, issued: str | None = None,
-    download_url: str | None = None, minter: Minter | None = None,
+    store: Store, run: str | NamedNode, out: str | os.PathLike[str], *, license: str, creator: str,
+    issued: str | dt.date | None = None, download_url: str | None = None, minter: Minter | None = None,
 ) -> Published:
-    """Write the distributions of a run, `dataset.ttl` (DCAT) and `dataset.jsonld` (schema.org) to `out`."""
+    """Write the distributions of a run, `dataset.ttl` (DCAT) and `dataset.jsonld` (schema.org) to `out`.
+
+    `store`: the embedded store the run is in; `run`: its IRI (a string or NamedNode); `issued`: a
+    date, or its text YYYY-MM-DD (default today). (A str `out`, a NamedNode `run` and a date failed
+    with an AttributeError or TypeError.)"""
+    if not isinstance(store, Store):  # a RemoteStore or pyoxigraph.Store failed with an AttributeError
+        raise UserError(f"publish reads the run from the embedded store (filtag_kg.kg.store.Store), got "
+                        f"{type(store).__module__}.{type(store).__qualname__}")
+    out = Path(out)
+    run = run.value if isinstance(run, NamedNode) else run
     minter = minter or Minter()
+    if isinstance(issued, dt.date):
+        issued = (issued.date() if isinstance(issued, dt.datetime) else issued).isoformat()
     issued = issued or dt.date.today().isoformat()
     try:  # only YYYY-MM-DD is an xsd:date: fromisoformat alone took 20261202 and 2026-W49-3 as they were
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", issued, re.ASCII):
@@ -298,8 +309,9 @@ def _check_port_free(port: int) -> None:
     """Refuse a port that is out of range or that something already listens on."""
     import socket
 
-    if not 0 < port < 65536:
-        raise UserError(f"--port {port}: expected a TCP port from 1 to 65535")
+    # a str ('7878', as from an environment variable) failed with "'<' not supported between …"
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise UserError(f"--port {port!r}: expected a TCP port from 1 to 65535")
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: a recent stop is no refusal
         try:

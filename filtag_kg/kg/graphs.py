@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import networkx as nx
 import numpy as np
+from pyoxigraph import NamedNode
 
 from ..errors import UserError
 from ..records import METHODS, TagSet, selection_label, write_output
@@ -75,9 +76,10 @@ def filter_class_graph(
 
 
 def store_filter_class_graph(
-    store: Any, run: str, method: str, parameter: float, layer: str | None = None,
+    store: Any, run: str | NamedNode, method: str, parameter: float, layer: str | None = None,
 ) -> nx.Graph:
-    """The filter–class graph of one run's selection in a store (`run`: its IRI)."""
+    """The filter–class graph of one run's selection in a store (`run`: its IRI), of one `layer`
+    (its name; default all)."""
     if method not in METHOD_NODES:
         raise UserError(f"unknown selection method {method!r}; methods: {', '.join(METHODS)}")
     _check_parameter(parameter)
@@ -85,6 +87,8 @@ def store_filter_class_graph(
         raise UserError(f"{selection_label(method, parameter)}: a selection's k or q is a number above 0")
     params: dict[str, object] = {"run": run, "method": METHOD_NODES[method], "parameter": parameter}
     if layer is not None:
+        if not isinstance(layer, str):  # ['conv5'] was looked up as the layer named "['conv5']"
+            raise UserError(f"layer must be one layer's name, got {layer!r}")
         params["layer"] = layer
     rows = queries.run("selection-tags", store, params).values()
     if not rows and layer is not None:  # name the layers that have tags, as the TagSet route does
@@ -125,6 +129,8 @@ def write_graphml(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
 
     A text that XML cannot hold (control characters such as U+0007 in a class label) is refused by
     name: networkx writes it as it is, into a file no XML reader, networkx's own included, reads."""
+    if not isinstance(graph, nx.Graph):  # None failed with "'NoneType' object has no attribute 'copy'"
+        raise UserError(f"write_graphml writes a networkx graph, got {type(graph).__name__}")
     folder = Path(path).parent
     if not folder.is_dir():  # said as 'cannot write …: No such file or directory', as if of the file itself
         problem = "is not a folder" if folder.exists() else "does not exist"
@@ -183,6 +189,8 @@ def _check_layers(layers: str | Sequence[str] | None, known: Sequence[str]) -> l
     names = list(layers) if isinstance(layers, Iterable) else None
     if names is None or not all(isinstance(m, str) for m in names):
         raise UserError(f"layers must be a layer name or a list of them, got {layers!r}")
+    if not names:  # said "no tags with k-best 1 in layer(s) ; tagged layers: …"
+        raise UserError(f"layers is empty: name one layer or more, or leave it out for all; layers: {', '.join(known)}")
     layers = names
     unknown = [m for m in layers if m not in known]
     if unknown:

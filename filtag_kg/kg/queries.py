@@ -243,7 +243,7 @@ class Query:
             raise UserError(f"the parameters of query {self.name!r} are a mapping of names to values, e.g. "
                             f"{{'run': RUN_IRI}}; got {values!r}") from None
         declared = {p.name: p for p in self.parameters}
-        unknown = sorted(set(values) - set(declared))
+        unknown = sorted(str(n) for n in set(values) - set(declared))  # {1: …} failed in the join
         if unknown:
             have = ", ".join(declared) or "none"
             raise UserError(f"query {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {have}")
@@ -382,7 +382,9 @@ def run(query: Query | str | Path, store: Any, params: Mapping[str, object] | No
         raise UserError(f"query {query.name!r} failed while running: {e}") from None
 
 
-_INTEGER_TYPES = ("integer", "int", "long", "short", "nonNegativeInteger", "positiveInteger")  # XSD local names
+# XSD local names: xsd:integer and every type derived from it (xsd:byte, xsd:unsignedInt … read as text)
+_INTEGER_TYPES = ("integer", "long", "int", "short", "byte", "nonNegativeInteger", "positiveInteger", "unsignedLong",
+                  "unsignedInt", "unsignedShort", "unsignedByte", "nonPositiveInteger", "negativeInteger")
 _FLOAT_TYPES = ("double", "float", "decimal")
 
 
