@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+from types import FrameType
 from typing import Any
 
 import click
@@ -82,10 +84,30 @@ def quiet_tensorflow_import() -> None:
         sys.meta_path.insert(0, _TensorFlowImportFilter())
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM or SIGHUP (`kill`, `timeout`, a closed terminal): stop as Ctrl-C does, so that a load
-    or drop is rolled back and a collection checkpointed instead of cut off where it stood."""
+REDELIVER_AFTER = 0.05  # seconds: a signal that came while a finalizer ran is sent again this much later
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGHUP (`kill`, `timeout`, a closed terminal), and Ctrl-C: stop as Ctrl-C does, so
+    that a load or drop is rolled back and a collection checkpointed instead of cut off where it
+    stood. One that comes while a finalizer (`__del__`) runs is sent again once it has run: raised
+    there, Python prints the exception and ignores it, and the command ran on to its end (a SIGTERM
+    during a load's bulk loading, handled in the `__del__` of its progress bar, which runs next)."""
+    if _in_finalizer(frame):
+        timer = threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+        return
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    """Whether `frame` or one of its callers is a `__del__`, whose exceptions Python ignores."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def main() -> None:
@@ -94,9 +116,11 @@ def main() -> None:
     from ..errors import InterruptedAfterCommit, UserError
 
     quiet_tensorflow_import()
-    # a signal ignored already stays so (`nohup filtag-kg collect …` must outlive its terminal)
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)
-                if signal.getsignal(sig) is not signal.SIG_IGN}
+    # a signal ignored already stays so (`nohup filtag-kg collect …` must outlive its terminal); Ctrl-C
+    # too, unless Python's own handler is not in place (a shell's background job ignores it)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+                if signal.getsignal(sig) is not signal.SIG_IGN
+                and (sig != signal.SIGINT or signal.getsignal(sig) is signal.default_int_handler)}
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort as e:  # Ctrl-C (click turns KeyboardInterrupt into Abort)

@@ -19,8 +19,10 @@ Loading replaces whole named graphs (reloading a run is idempotent) and is all-o
   old store and its journal, one after it is finished when the store is next opened).
 * remote: a graph the server lacks is PUT (Graph Store HTTP Protocol) in one request; a graph it
   has is PUT into a staging graph first and replaced by one SPARQL update (one transaction on the
-  server) once all uploads are complete. Every upload is verified by counting; if anything fails,
-  the new graphs are dropped again and the existing ones were never touched (a request that got
+  server) once all uploads are complete; a commit whose answer is lost or interrupted is looked up
+  by its receipt once its staging graphs are gone (it cannot take place later then), so that a
+  push the server committed keeps its new graphs. Every upload is verified by counting; if
+  anything fails, the new graphs are dropped again and the existing ones were never touched (a request that got
   no answer may still be carried out later: the push's marker then stays to name what it puts in
   place). Transient HTTP errors and answers cut off are retried with exponential backoff, but not
   an update or upload that got no answer in time (the server may still be carrying it out). A
@@ -39,10 +41,12 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -537,10 +541,12 @@ class Store:
 
     def _cleanup(self) -> None:
         """Remove the files of removed and added triples, commit markers and staging graphs no load
-        needs any more, and the files a bulk load killed or failed (a full disk) left unmoved: they
-        would stay for good, as big as the load, and block rebuilds (`_foreign_files`)."""
+        needs any more, a journal a process was killed writing (never in place, so naming nothing
+        to do), and the files a bulk load killed or failed (a full disk) left unmoved: they would
+        stay for good, as big as the load, and block rebuilds (`_foreign_files`)."""
         for backup in self.path.glob(f"{BACKUP}*.nt"):
             backup.unlink()
+        self._journal_path.with_suffix(".tmp").unlink(missing_ok=True)
         for left in self.path.iterdir():
             if BULK_FILE.fullmatch(left.name):
                 left.unlink()
@@ -807,6 +813,36 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C, SIGTERM and SIGHUP (those with a Python handler, in the main thread) until the
+    block is done, then stop as they would have; a second one stops at once (a block that hangs). For a
+    request whose answer must be awaited: a server carries out a SPARQL update whose client went away,
+    so a push interrupted during its commit's update told the server to replace its graphs, then
+    dropped its new graphs, as if the commit had failed (and left its receipt graph on the server)."""
+    pending: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def note(signum: int, frame: Any) -> None:
+        if pending:  # a second one: now
+            pending.clear()
+            previous[signum](signum, frame)
+        pending.append(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            handler = signal.getsignal(signum)
+            if callable(handler):  # not SIG_IGN (nohup), SIG_DFL or one set outside Python (None)
+                previous[signum] = signal.signal(signum, note)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pending:
+            previous[pending[0]](pending[0], None)
+
+
 class _SwapPending(UserError):
     """A rebuilt store is complete but could not take the old one's place in this process (which
     still reads the old one, or was interrupted); opening the store finishes the swap."""
@@ -968,7 +1004,7 @@ class RemoteStore:
             staging = {g: f"{STAGING}{token}:{i}" for i, g in enumerate(changed)}
             marker, receipt = f"{STAGING}{token}:push", f"{STAGING}{token}:receipt"
             written: list[str] = []  # new graphs already in place
-            committed = unsure = False
+            committed = unsure = committing = False
             try:
                 if fresh or staging:  # claimed and named first, so that what a push killed before its commit left is known
                     dead = [m for m, push in self._push_markers().items() if push.dead]
@@ -981,13 +1017,23 @@ class RemoteStore:
                     self._put(files[g][0], s, sizes[g], g)
                     self._beat(marker)
                 if staging:
-                    self._commit(staging, receipt, marker)
+                    committing = True
+                    with _signals_deferred():  # the commit's answer is awaited: cut off, whether it took place is unknown
+                        self._commit(staging, receipt, marker)
                 committed = True
-            except _NoAnswer as e:  # e.g. a PUT that timed out: the server may put its graph in place later,
-                unsure = True  # after the graphs are dropped below, so the marker stays to name it
-                raise RemoteError(
-                    f"{e}. Graphs a request of this push puts in place after it failed are named by the next push "
-                    "as those of an unfinished one (push the same again to complete it, or drop them)") from None
+            except (_NoAnswer, KeyboardInterrupt) as e:
+                if committing:  # the commit may have taken place unanswered: its staging copies dropped first, it
+                    self._drop_quietly(staging.values())  # cannot take place later (its guard; unless still under way
+                    committed = self._committed_quietly(receipt)  # after a timeout), and its receipt tells
+                if committed and isinstance(e, KeyboardInterrupt):  # new graphs dropped now would leave half a push
+                    raise InterruptedAfterCommit("the push is complete; it was interrupted after its commit") from None
+                if not committed and isinstance(e, _NoAnswer):  # e.g. a PUT that timed out: the server may put its
+                    unsure = True  # graph in place later, after the graphs are dropped below, so the marker stays to name it
+                    raise RemoteError(
+                        f"{e}. Graphs a request of this push puts in place after it failed are named by the next push "
+                        "as those of an unfinished one (push the same again to complete it, or drop them)") from None
+                if not committed:
+                    raise
             finally:
                 self._drop_quietly([*staging.values(), *([] if committed else written), receipt,
                                     *([] if unsure else [marker])])
@@ -1034,8 +1080,10 @@ class RemoteStore:
     def _commit(self, staging: dict[str, str], receipt: str, marker: str) -> None:
         """Replace each graph by its staging copy in one update, one transaction, only if every staging
         copy is still there (another client may have taken the push for dead and removed them); the
-        update leaves a receipt when it took place, and removes the push's marker (also when the server
-        carries it out after its answer was lost). Idempotent, so retrying it after a lost answer is safe."""
+        update leaves a receipt when it took place, and removes the push's marker and the staging copies
+        (also when the server carries it out after its answer was lost, or after the push was killed:
+        no marker then names the copies any more, which stayed on the server for good). Idempotent,
+        so retrying it after a lost answer is safe."""
         guard = " ".join(f"{{ SELECT * WHERE {{ GRAPH <{s}> {{ ?s{i} ?p{i} ?o{i} }} }} LIMIT 1 }}"
                          for i, s in enumerate(staging.values()))
         replace = [f"DELETE {{ GRAPH <{g}> {{ ?s ?p ?o }} }} WHERE {{ {guard} GRAPH <{g}> {{ ?s ?p ?o }} }} ; "
@@ -1044,11 +1092,22 @@ class RemoteStore:
         self.update(" ; ".join([*replace, f"INSERT {{ GRAPH <{receipt}> {{ <{receipt}> <{COMMITTED}> true }} }} "
                                           f"WHERE {{ {guard} }}",
                                 f"DELETE {{ GRAPH <{marker}> {{ ?s ?p ?o }} }} WHERE {{ {guard} GRAPH <{marker}> "
-                                f"{{ ?s ?p ?o }} }}"]))
-        if not self.rows(f"SELECT ?done WHERE {{ GRAPH <{receipt}> {{ <{receipt}> <{COMMITTED}> ?done }} }}"):
+                                f"{{ ?s ?p ?o }} }}", *(f"DROP SILENT GRAPH <{s}>" for s in staging.values())]))
+        if not self._committed(receipt):
             raise RemoteError(f"push to {self.store_url}: another client removed this push's staging graphs "
                               f"before its commit (it pushed the same graphs meanwhile, or took this push for dead); "
                               f"this push replaced nothing: push again")
+
+    def _committed(self, receipt: str) -> bool:
+        """Whether a push's commit took place (its receipt graph says so)."""
+        return bool(self.rows(f"SELECT ?done WHERE {{ GRAPH <{receipt}> {{ <{receipt}> <{COMMITTED}> ?done }} }}"))
+
+    def _committed_quietly(self, receipt: str) -> bool:
+        """`_committed`, False if the server cannot tell (it cannot be reached)."""
+        try:
+            return self._committed(receipt)
+        except RemoteError:
+            return False
 
     def _forget_pushes(self, done: set[str], dropped: str | None = None) -> None:
         """Drop the markers of other pushes, with the staging graphs they name, that this push (of the
