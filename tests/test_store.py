@@ -1751,3 +1751,11 @@ def test_a_push_of_graphs_another_running_push_claimed_is_refused(oxigraph: str,
     rows = remote.rows("SELECT ?g ?o (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ?o ORDER BY ?g")
     assert rows == [[g.value, "this", "3"] for g in graphs] + [["http://ex.org/g3", "third", "3"]]
     assert remote.rows(f"SELECT ?g WHERE {{ GRAPH ?g {{ }} FILTER STRSTARTS(STR(?g), '{STAGING}') }}") == []
+
+
+def test_a_store_opened_twice_in_one_process_says_so(tmp_path: Path) -> None:
+    """A second Store of one path in the same process was blamed on 'another process, e.g. `filtag-kg
+    serve`' (found using the Python API: a Store left open, then `serving` of its path)."""
+    with Store(tmp_path / "store"):
+        with pytest.raises(UserError, match=r"this process has it open already: close that Store first"):
+            Store(tmp_path / "store")

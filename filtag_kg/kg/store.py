@@ -139,6 +139,7 @@ class Store:
             writer = _writer(self.path) if locked else None
             hint = (f" (process {writer} has it open for writing: `filtag-kg serve --allow-updates`, a load or drop; "
                     "ask that server with --endpoint, or wait for it)" if writer is not None else
+                    " (this process has it open already: close that Store first)" if "current process" in str(e) else
                     " (another process, e.g. `filtag-kg serve`, has it open)" if locked else "")
             if _swap_pending(self.path):
                 hint = (" (a drop or load was interrupted while its rebuilt copy took the store's place: open it for "
