@@ -386,7 +386,7 @@ def _collection_differences(part: ActivationStats, first: ActivationStats) -> li
             return ", ".join(f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in s.items())
         found.append(("train/held-out split", f"{split(a.get('split'))} vs {split(b.get('split'))}"))
     if part.layers != first.layers:
-        found.append(("layers", f"{', '.join(part.layers)} vs {', '.join(first.layers)}"))
+        found.append(("layers", _layers_differ(part.layers, first.layers)))
     elif part.n_filters != first.n_filters:
         found.append(("filter counts", ", ".join(f"{m}: {part.n_filters[m]} vs {first.n_filters[m]}"
                                                  for m in part.layers if part.n_filters[m] != first.n_filters[m])))
@@ -396,6 +396,21 @@ def _collection_differences(part: ActivationStats, first: ActivationStats) -> li
         found.append(("classes", f"{len(part.classes)} vs {len(first.classes)} classes, from index {at} on: "
                                  f"{part.classes[at:at + 3]} vs {first.classes[at:at + 3]}"))
     return found
+
+
+def _layers_differ(a: Sequence[str], b: Sequence[str]) -> str:
+    """Two layer lists that differ, `a` first: both in full when short, else their counts and the layers
+    only one of them has (a few each). Both lists in full were 80 names of MobileNetV2 to compare by eye."""
+    if len(a) + len(b) <= 8:
+        return f"{', '.join(a)} vs {', '.join(b)}"
+
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:4]) + (f" … ({len(names) - 4} more)" if len(names) > 4 else "")
+
+    only_a, only_b = [m for m in a if m not in b], [m for m in b if m not in a]
+    return ", ".join([f"{len(a)} vs {len(b)} layers"] + ([f"only the first has {few(only_a)}"] if only_a else [])
+                     + ([f"only the second has {few(only_b)}"] if only_b else [])
+                     + ([] if only_a or only_b else ["the same ones in another order"]))
 
 
 def _check_heldout(heldout: HeldOut, n_filters: Mapping[str, int], n_classes: int) -> None:

@@ -111,7 +111,9 @@ def tag(
         score=cat("score", np.float64),
         rank=cat("rank", np.int32),
         selection_index=cat("sel", np.int16),
-        manifest={**stats.manifest, "n_images": stats.n_images},  # the images z is computed from
+        manifest={**stats.manifest, "n_images": stats.n_images,  # the images z is computed from
+                  # where they were read, so that explain and evaluate find the held-out records unasked
+                  **({"statistics": os.path.abspath(stats.folder)} if stats.folder is not None else {})},
     )
 
 

@@ -82,16 +82,17 @@ def register(cli: click.Group) -> None:
                   help="Share of each class used for tagging (0 < FRACTION <= 1); the rest is held out.")
     @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the train/held-out split.")
     @click.option("--layer", "-l", "layers", multiple=True, help="Conv layer name or glob pattern (repeatable); default: all conv layers.")
-    @click.option("--batch-size", "-b", default=64, show_default=True, type=click.IntRange(min=1))
+    @click.option("--batch-size", "-b", type=click.IntRange(min=1),
+                  help="Images per batch (default: by input size, 64 for small images, 16 at 224×224, fewer above).")
     @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
                   help="Folder for the statistics (arrays.npz + manifest.json); an interrupted run resumes from it.")
     @click.option("--shard", help="Process only shard INDEX/COUNT of the images (merge the shards with `filtag-kg merge`).")
     @click.option("--checkpoint-every", default=50, show_default=True, type=click.IntRange(min=1),
-                  help="Batches between checkpoints.")
+                  help="Batches between checkpoints (more while saving one takes over a tenth of that time).")
     @click.option("--mixed-precision", is_flag=True,
                   help="Compute in float16 with float32 weights (Keras mixed_float16): faster on GPUs with float16 units.")
     def collect(model: str, weights: str, data: str, heldout: str | None, fraction: float, seed: int,
-                layers: tuple[str, ...], batch_size: int, out: str, shard: str | None, checkpoint_every: int,
+                layers: tuple[str, ...], batch_size: int | None, out: str, shard: str | None, checkpoint_every: int,
                 mixed_precision: bool) -> None:
         """Collect the activation statistics z_c(m,i) of every conv filter over a labelled image set."""
         from ..collection import collect as run_collect

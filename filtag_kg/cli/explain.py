@@ -32,7 +32,7 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
     if stats_dir is not None and not stats_dir.is_dir():
         raise UserError(f"--stats {stats_dir}: no such folder")
     given = stats_dir is not None
-    stats_dir = stats_dir or tags_dir.parent / "stats"
+    stats_dir = stats_dir or _default_stats(tags, tags_dir)
     # a --stats folder without them is named as such; the default one is read only when needed (explaining
     # image files needs none, and was refused for a 'stats' beside the tags of another model)
     if given or (need_stats and (stats_dir / "manifest.json").is_file()):
@@ -45,7 +45,9 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
                            if a != b), f"{len(stats.classes)} vs {len(tags.classes)} classes")
             raise UserError(f"the statistics in {stats_dir} are of other classes than the tags in {tags_dir} ({differ})")
     if need_stats and stats is None:
-        raise UserError(f"no statistics in {stats_dir} (the default: 'stats' beside the tags); pass --stats")
+        recorded = tags.manifest.get("statistics")
+        gone = f"; the tags were made from {recorded}, which holds none now" if isinstance(recorded, str) else ""
+        raise UserError(f"no statistics in {stats_dir} (the default: 'stats' beside the tags){gone}; pass --stats")
     if need_stats and stats.heldout is None:
         raise UserError(f"no held-out records in {stats_dir}: collect with a held-out split, or pass --stats")
     if need_stats:
@@ -60,6 +62,17 @@ def _tags_and_stats(tags_dir: Path | None, stats_dir: Path | None, need_stats: b
                        err=True)
         _warn_if_split_differs(tags, stats, tags_dir, stats_dir)
     return tags, stats
+
+
+def _default_stats(tags: Any, tags_dir: Path) -> Path:
+    """The statistics folder of a tag set when --stats is not given: the one `tag` read (recorded in the
+    tag set's manifest as 'statistics') while it still holds statistics, else 'stats' beside the tags (the
+    demo's layout). Only the latter was tried: `tag stats_vgg --out tags_vgg` then `evaluate --tags
+    tags_vgg` was refused for want of a 'stats' folder the user never made."""
+    recorded = tags.manifest.get("statistics")
+    if isinstance(recorded, str) and (Path(recorded) / "manifest.json").is_file():
+        return Path(recorded)
+    return tags_dir.parent / "stats"
 
 
 def _warn_if_split_differs(tags: Any, stats: Any, tags_dir: Path, stats_dir: Path) -> None:
@@ -135,6 +148,10 @@ def _parse_selection(text: str) -> tuple[str, float]:
         return method, int(number)
     if method == "q-quantile" and math.isfinite(number):
         return method, number
+    if method and not value.strip():  # `-s k-best 5` unquoted: the shell gave the 5 to the next argument
+        letter = method[0]
+        raise UserError(f"--selection {text!r} lacks its {letter}: quote the selection with its number, e.g. "
+                        f"-s '{method} 5' (or -s {letter}=5)")
     hint = {"k-best": " (k a whole number)", "q-quantile": " (q a number)"}.get(method, "")
     raise UserError(f"--selection {text!r}: expected e.g. 'k-best 5' or 'q-quantile 10'{hint}")
 
