@@ -6,6 +6,7 @@ without loading a deep-learning runtime.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -542,13 +543,15 @@ class TagSet:
         writer.writerow(TAG_COLUMNS)
         writer.writerows((t.layer, t.filter, t.class_index, t.class_name, repr(t.score), t.rank, t.method,
                           number_text(t.parameter)) for t in self)
+        data = text.getvalue().encode()
         manifest = dict(self.manifest)
         manifest.update(
             artifact_version=ARTIFACT_VERSION, kind="tags", layers=self.layers, classes=self.classes,
             n_filters=[self.n_filters[m] for m in self.layers],
             selections=[[m, p] for m, p in self.selections], n_tags=len(self),
+            tags_sha256=hashlib.sha256(data).hexdigest(),  # the two files are replaced one after the other
         )
-        atomic_write(directory / TAGS_NAME, lambda f: f.write(text.getvalue().encode()))
+        atomic_write(directory / TAGS_NAME, lambda f: f.write(data))
         atomic_write(directory / MANIFEST_NAME, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
         return directory
 
@@ -603,13 +606,19 @@ class TagSet:
             score=np.array([float(r["score"]) for r in rows], np.float64),
             rank=np.array([int(r["rank"]) for r in rows], np.int32),
             selection_index=np.array([sel_pos[(r["method"], float(r["parameter"]))] for r in rows], np.int16),
-            manifest={k: v for k, v in manifest.items() if k not in ("kind", "selections", "n_tags")},
+            manifest={k: v for k, v in manifest.items() if k not in ("kind", "selections", "n_tags", "tags_sha256")},
         )
         limits = np.array([tags.n_filters[m] for m in layers])[tags.layer_index]
         bad = np.flatnonzero((tags.filter_index < 0) | (tags.filter_index >= limits) | (tags.class_index < 0)
                              | (tags.class_index >= len(classes)))
         if len(bad):
             raise ValueError(f"{TAGS_NAME} line {int(bad[0]) + 2}: filter or class index beyond the manifest's")
+        # after the checks that name a line: a tags.csv that passes them may still be another save's
+        recorded = manifest.get("tags_sha256")  # none in tag sets saved before 2026-12-03
+        if recorded is not None and hashlib.sha256((directory / TAGS_NAME).read_bytes()).hexdigest() != recorded:
+            raise UserError(f"{directory}: {TAGS_NAME} is not the one its {MANIFEST_NAME} was written with (a save "
+                            "interrupted between the two files, or one of them changed by hand); tag the statistics "
+                            "again with --overwrite")
         return tags
 
     def tag_matrix(self, layer: str, method: str, parameter: float) -> np.ndarray:

@@ -373,3 +373,19 @@ def test_merge_names_what_differs_between_shards(other: ActivationStats, message
         ActivationStats.merge_shards({"s0": _shard(0), "s1": other})
     assert str(raised.value).startswith(f"s1 and s0 are not shards of one collection: {message}"), str(raised.value)
     assert len(ActivationStats.merge_shards({"s0": _shard(0), "s1": _shard(1)}).counts) == 2
+
+
+def test_a_save_interrupted_between_its_two_files_is_refused(tmp_path) -> None:
+    """`tag --out --overwrite` killed after writing tags.csv and before manifest.json left the new tags
+    beside the old manifest, which loaded as a tag set with the old provenance (found by the
+    interruption round); the manifest now records the tags.csv it was written with."""
+    import json
+    import shutil
+
+    filtag_kg.tag(random_stats(), k=[1]).save(tmp_path / "old")
+    filtag_kg.tag(random_stats(seed=1), k=[1]).save(tmp_path / "new")
+    shutil.copy(tmp_path / "new" / "tags.csv", tmp_path / "old" / "tags.csv")  # the first file of the new save
+    assert json.loads((tmp_path / "old" / "manifest.json").read_text())["n_tags"] == len(TagSet.load(tmp_path / "new"))
+    with pytest.raises(UserError, match="tags.csv is not the one its manifest.json was written with"):
+        TagSet.load(tmp_path / "old")
+    assert "tags_sha256" not in TagSet.load(tmp_path / "new").manifest  # kept out of the records, as n_tags
