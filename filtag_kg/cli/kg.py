@@ -397,7 +397,7 @@ def register(cli: click.Group) -> None:
 
         with Store(store, read_only=True) as db:
             result = publish(db, _only_run(db, run), out, license=license_, creator=creator, issued=issued,
-                             download_url=download_url)
+                             download_url=download_url, progress=True)
         for path in result.files:
             click.echo(f"{path.stat().st_size:>12,}  {path}")
 

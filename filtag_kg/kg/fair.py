@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, serialize
+from tqdm import tqdm
 
 from ..config import locked_folder
 from ..errors import UserError
@@ -74,12 +76,13 @@ def run_graphs(store: Store, run: str) -> tuple[NamedNode, list[NamedNode]]:
 def publish(
     store: Store, run: str | NamedNode, out: str | os.PathLike[str], *, license: str, creator: str,
     issued: str | dt.date | None = None, download_url: str | None = None, minter: Minter | None = None,
+    progress: bool = False,
 ) -> Published:
     """Write the distributions of a run, `dataset.ttl` (DCAT) and `dataset.jsonld` (schema.org) to `out`.
 
     `store`: the embedded store the run is in; `run`: its IRI (a string or NamedNode); `issued`: a
-    date, or its text YYYY-MM-DD (default today). (A str `out`, a NamedNode `run` and a date failed
-    with an AttributeError or TypeError.)"""
+    date, or its text YYYY-MM-DD (default today); `progress`: a bar of the quads written per distribution.
+    (A str `out`, a NamedNode `run` and a date failed with an AttributeError or TypeError.)"""
     if not isinstance(store, Store):  # a RemoteStore or pyoxigraph.Store failed with an AttributeError
         raise UserError(f"publish reads the run from the embedded store (filtag_kg.kg.store.Store), got "
                         f"{type(store).__module__}.{type(store).__qualname__}")
@@ -117,7 +120,7 @@ def publish(
             raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
         try:  # written in a staging folder, then moved into `out`: a failure leaves no partial file in `out`
             staged = _write_publication(store, run, network, graphs, staging, license=license, creator=creator,
-                                        issued=issued, download_url=download_url, minter=minter)
+                                        issued=issued, download_url=download_url, minter=minter, progress=progress)
             files = [out / path.name for path in staged.files]
             for path, moved in zip(staged.files, files):
                 os.replace(path, moved)
@@ -130,22 +133,29 @@ def publish(
 
 def _write_publication(
     store: Store, run: str, network: NamedNode, graphs: list[NamedNode], out: Path, *, license: str, creator: str,
-    issued: str, download_url: str | None, minter: Minter,
+    issued: str, download_url: str | None, minter: Minter, progress: bool = False,
 ) -> Published:
     """Write the distributions and the two descriptions of a run into the folder `out`."""
     run_id = run.rstrip("/").rsplit("/", 1)[-1]
     dataset = minter.dataset(f"tags-{run_id}")
     result = Published(dataset, graphs)
 
-    def all_quads() -> Iterator[Quad]:
-        for g in graphs:
-            yield from store.quads(g)
+    total = sum(store.count(g) for g in graphs) if progress else None
+
+    def all_quads(title: str) -> Iterator[Quad]:
+        """The run's quads, with a progress bar (a VGG16 run's distributions take about a minute)."""
+        with tqdm(total=total, desc=f"publish: {title}", unit=" quads", unit_scale=True, disable=not progress,
+                  leave=False, file=sys.stderr) as bar:
+            for g in graphs:
+                for quad in store.quads(g):
+                    yield quad
+                    bar.update()
 
     stem = f"filtag-{run_id}"
     distributions = []
     for ext, title in DISTRIBUTIONS:
         path = out / f"{stem}.{ext}"
-        write(all_quads(), path, ext)
+        write(all_quads(title), path, ext)
         distributions.append((path, title, media_type(rdf_format(ext))))
         result.files.append(path)
 
