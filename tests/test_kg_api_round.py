@@ -252,3 +252,18 @@ def test_results_round_trip_through_json_and_tsv() -> None:
         back = ox.parse_query_results(results.serialize(name).encode(), fmt)
         assert [v.value for v in back.variables] == results.variables
         assert [(row["s"], row["o"]) for row in back] == results.rows, name
+
+
+def test_a_minter_is_given_as_one_or_as_its_base_iri(tags: TagSet) -> None:
+    """`export_tags(tags, minter="http://…/")` failed with an AttributeError deep inside (a str has no
+    .run); a base IRI now mints as Minter(base) does, and anything else is named."""
+    from filtag_kg.kg.vocab import Minter
+
+    base = "http://example.org/kg/"
+    assert list(export_tags(tags, minter=base)) == list(export_tags(tags, minter=Minter(base)))
+    assert run_iri(tags, base) == run_iri(tags, Minter(base)) and run_iri(tags, base).startswith(base)
+    assert export_graphs(tags, base) == export_graphs(tags, Minter(base))
+    with pytest.raises(UserError, match="minter must be a filtag_kg.kg.vocab.Minter or a base IRI, got int"):
+        run_iri(tags, 5)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="base IRI must end with '/' or '#'"):
+        run_iri(tags, "http://example.org/kg")

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
 from .export import RunIds, check_tag_set, label_space, run_ids, tag_layer_keys
-from .vocab import FT, PROV, RDF, Minter, class_keys, minter_of_run
+from .vocab import FT, PROV, RDF, Minter, as_minter, class_keys, minter_of_run
 from .wordnet import LinkReport, WordNet, closure, link_classes, offset_of_iri, synset_iri, synset_quads, wordnet_quads
 
 if TYPE_CHECKING:
@@ -202,11 +202,11 @@ def coarse_groups_summary(tags: TagSet, layer: str, wordnet: WordNet | None = No
 
 
 def coarsening_quads(result: LayerConcepts, layer_key: str, model_id: str, run_id: str, graph: NamedNode,
-                     minter: Minter | None = None) -> Iterator[Quad]:
+                     minter: Minter | str | None = None) -> Iterator[Quad]:
     """Each filter's concepts as ft:CoarseConcept nodes: the filter (ft:coarsens), concept (synset IRI), coverage, the
     coverage asked for (ft:minCoverage: 1 for `all`, the share for `share`), depth, coherence and the
     tag selection they summarise. `layer_key`: the layer's IRI key (`export.tag_layer_keys`)."""
-    minter = minter or Minter()
+    minter = as_minter(minter)
     selection = selection_label(*result.selection)
     p = {n: NamedNode(FT + n) for n in ("coarsens", "concept", "coverage", "minCoverage", "coveredCount",
                                          "tagCount", "synsetDepth", "coherence", "tagSelection")}
@@ -249,7 +249,7 @@ def link_wordnet(
     mapping: dict[str, str] | None = None,
     share: float = DEFAULT_SHARE,
     layers: str | Sequence[str] | None = None,
-    minter: Minter | None = None,
+    minter: Minter | str | None = None,
     ids: RunIds | None = None,
     kept: Iterable[Triple] = (),
 ) -> WordNetLinking:
@@ -261,7 +261,7 @@ def link_wordnet(
     if isinstance(layers, str):  # 'conv5' was read as the layers c, o, n, v, 5
         layers = [layers]
     wordnet = wordnet or WordNet.load()
-    minter = minter or Minter()
+    minter = as_minter(minter)
     ids = ids or run_ids(tags)
     graph = minter.run_graph(ids.tagging, "wordnet")
     links = link_tags(tags, wordnet, mapping)

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from ..config import cache_dir
 from ..errors import UserError
 from ..records import TagSet, atomic_write
-from .vocab import FT, PROV, RDF, RDFS, SKOS, Minter
+from .vocab import FT, PROV, RDF, RDFS, SKOS, Minter, as_minter
 
 if TYPE_CHECKING:
     from .export import RunIds
@@ -382,10 +382,10 @@ def _read_dump_lines(path: Path, wanted: set[str], relations: Sequence[str], res
 
 
 def conceptnet_quads(
-    class_concepts: Mapping[str, str], space: str, edges: EdgeSet, graph: NamedNode, minter: Minter | None = None,
+    class_concepts: Mapping[str, str], space: str, edges: EdgeSet, graph: NamedNode, minter: Minter | str | None = None,
 ) -> Iterator[Quad]:
     """Class → concept (skos:relatedMatch), concepts as skos:Concept, edges as triples and statements."""
-    minter = minter or Minter()
+    minter = as_minter(minter)
     a, label = NamedNode(RDF + "type"), NamedNode(RDFS + "label")
     related, concept_class = NamedNode(SKOS + "relatedMatch"), NamedNode(SKOS + "Concept")
     statement = NamedNode(RDF + "Statement")
@@ -440,7 +440,7 @@ def link_conceptnet(
     tags: TagSet,
     client: ConceptNetClient | None = None,
     dump: str | os.PathLike[str] | None = None,
-    minter: Minter | None = None,
+    minter: Minter | str | None = None,
     ids: RunIds | None = None,
 ) -> ConceptNetLinking:
     """Link a run's classes to ConceptNet terms (from their labels) and import the edges of those terms
@@ -452,7 +452,7 @@ def link_conceptnet(
     from ..imagenet import imagenet_index
     from .export import label_space, run_ids, tag_class_keys
 
-    minter = minter or Minter()
+    minter = as_minter(minter)
     ids = ids or run_ids(tags)
     concepts: dict[str, str] = {}
     skipped: dict[str, str] = {}

@@ -31,7 +31,7 @@ from ..errors import UserError
 from ..explain import Explanation, explain, known_selections, require_true_classes
 from ..records import ActivationStats, HeldOut, TagSet, selection_label
 from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys, tag_layer_keys
-from .vocab import DCTERMS, FT, PROV, Minter
+from .vocab import DCTERMS, FT, PROV, Minter, as_minter
 
 
 def _ft(name: str) -> NamedNode:
@@ -48,13 +48,13 @@ IDENTIFIER = NamedNode(DCTERMS + "identifier")
 DERIVED = NamedNode(PROV + "wasDerivedFrom")
 
 
-def explanations_graph(tags: TagSet, minter: Minter | None = None) -> NamedNode:
+def explanations_graph(tags: TagSet, minter: Minter | str | None = None) -> NamedNode:
     """The named graph holding the explanations of a tagging run."""
-    return (minter or Minter()).run_graph(run_ids(tags).tagging, "explanations")
+    return as_minter(minter).run_graph(run_ids(tags).tagging, "explanations")
 
 
 def export_explanations(
-    tags: TagSet, heldout: HeldOut, minter: Minter | None = None,
+    tags: TagSet, heldout: HeldOut, minter: Minter | str | None = None,
     selections: Sequence[tuple[str, float]] | None = None, dataset: Mapping[str, Any] | None = None,
 ) -> Iterator[Quad]:
     """Stream the explanations of every held-out image for each selection (default: all of the run's).
@@ -67,7 +67,7 @@ def export_explanations(
     if repeated is not None:  # one image node with two true classes and predictions
         raise UserError(f"image id {repeated!r} is in heldout.image_ids more than once; ids name images in the graph")
     chosen = known_selections(tags, selections or tags.selections)
-    return _quads(tags, heldout, minter or Minter(), chosen, explained, dataset)
+    return _quads(tags, heldout, as_minter(minter), chosen, explained, dataset)
 
 
 def _quads(tags: TagSet, heldout: HeldOut, minter: Minter, chosen: list[tuple[str, float]],

@@ -30,8 +30,8 @@ from ..errors import UserError, is_whole
 from ..models import CONV_TYPES
 from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label, write_output
 from .vocab import (
-    DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, class_keys, layer_keys, minter_of_run,
-    stable_hash,
+    DCAT, DCTERMS, FT, NNO, PREFIXES, PROV, RDF, RDFS, SKOS, XSD, Minter, as_minter, class_keys, layer_keys,
+    minter_of_run, stable_hash,
 )
 
 # Keras layer classes the NNO ontology has a class of the same name for (checked against NNO's
@@ -171,9 +171,9 @@ class RunIds:
     tagging: str
 
 
-def run_iri(tags: TagSet, minter: Minter | None = None) -> str:
+def run_iri(tags: TagSet, minter: Minter | str | None = None) -> str:
     """The IRI of a TagSet's tagging run (under `minter`'s base, by default the default base)."""
-    return (minter or Minter()).run(run_ids(tags).tagging).value
+    return as_minter(minter).run(run_ids(tags).tagging).value
 
 
 def run_ids(tags: TagSet) -> RunIds:
@@ -208,9 +208,9 @@ def label_space(tags: TagSet) -> str:
     return str(dataset.get("label_space") or dataset.get("name") or "classes")
 
 
-def export_graphs(tags: TagSet, minter: Minter | None = None) -> ExportGraphs:
+def export_graphs(tags: TagSet, minter: Minter | str | None = None) -> ExportGraphs:
     """The named graphs `export_tags` writes this TagSet to."""
-    minter = minter or Minter()
+    minter = as_minter(minter)
     ids = run_ids(tags)
     return ExportGraphs(
         network=minter.run_graph(ids.model, "network"),
@@ -219,7 +219,7 @@ def export_graphs(tags: TagSet, minter: Minter | None = None) -> ExportGraphs:
     )
 
 
-def check_label_space(store: Any, tags: TagSet, minter: Minter | None = None) -> None:
+def check_label_space(store: Any, tags: TagSet, minter: Minter | str | None = None) -> None:
     """Refuse a tag set whose label space the store (embedded or remote) holds with other classes:
     loading it would replace the classes graph that other runs share, and change their answers.
     (Data sets named alike, e.g. two folders called 'train', get label spaces of their own from
@@ -292,7 +292,7 @@ SIGNATURE_INDEX_LIMIT = 2**16  # filter indices a tag signature holds (its low 1
 
 
 def export_tags(
-    tags: TagSet, minter: Minter | None = None, progress: bool = False, similar_classes: int = SIMILAR_CLASSES,
+    tags: TagSet, minter: Minter | str | None = None, progress: bool = False, similar_classes: int = SIMILAR_CLASSES,
 ) -> Iterator[Quad]:
     """Stream the RDF of one tagging run: network, label space, provenance, then one tag at a time.
 
@@ -305,7 +305,7 @@ def export_tags(
     if not is_whole(similar_classes) or similar_classes < 0:
         raise UserError(f"similar_classes must be a whole number, 0 or more, got {similar_classes!r}")
     similar_classes = int(similar_classes)
-    minter = minter or Minter()
+    minter = as_minter(minter)
     ids = run_ids(tags)
     graphs = export_graphs(tags, minter)
     space = label_space(tags)

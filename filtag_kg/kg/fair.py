@@ -37,7 +37,7 @@ from ..errors import UserError
 from .endpoint import read_only_endpoint, sparql_endpoint
 from .export import media_type, rdf_format, write
 from .store import Store, unfinished
-from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, RDFS, XSD, Minter, iri, sparql_prefixes
+from .vocab import DCAT, DCTERMS, FOAF, FT, NNO, PREFIXES, PROV, RDF, RDFS, XSD, Minter, as_minter, iri, sparql_prefixes
 
 SPDX = "http://spdx.org/rdf/terms#"
 IANA = "https://www.iana.org/assignments/media-types/"
@@ -75,7 +75,7 @@ def run_graphs(store: Store, run: str) -> tuple[NamedNode, list[NamedNode]]:
 
 def publish(
     store: Store, run: str | NamedNode, out: str | os.PathLike[str], *, license: str, creator: str,
-    issued: str | dt.date | None = None, download_url: str | None = None, minter: Minter | None = None,
+    issued: str | dt.date | None = None, download_url: str | None = None, minter: Minter | str | None = None,
     progress: bool = False,
 ) -> Published:
     """Write the distributions of a run, `dataset.ttl` (DCAT) and `dataset.jsonld` (schema.org) to `out`.
@@ -88,7 +88,7 @@ def publish(
                         f"{type(store).__module__}.{type(store).__qualname__}")
     out = Path(out)
     run = run.value if isinstance(run, NamedNode) else run
-    minter = minter or Minter()
+    minter = as_minter(minter)
     if isinstance(issued, dt.date):
         issued = (issued.date() if isinstance(issued, dt.datetime) else issued).isoformat()
     issued = issued or dt.date.today().isoformat()

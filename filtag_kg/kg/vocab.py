@@ -229,3 +229,15 @@ def stable_hash(*parts: str | bytes) -> str:
         h.update(p if isinstance(p, bytes) else p.encode())
         h.update(b"\x00")
     return h.hexdigest()[:16]
+
+
+def as_minter(minter: Minter | str | None) -> Minter:
+    """The Minter a function mints with: the one given, one under a base IRI given as text (a str
+    failed deep inside with an AttributeError), or the default's."""
+    if minter is None:
+        return Minter()
+    if isinstance(minter, str):
+        return Minter(minter)
+    if not isinstance(minter, Minter):
+        raise UserError(f"minter must be a filtag_kg.kg.vocab.Minter or a base IRI, got {type(minter).__name__}")
+    return minter

@@ -39,7 +39,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 
 from ..config import cache_dir
 from ..errors import UserError, where_not_utf8
-from .vocab import FT, RDF, SKOS, WN30, Minter, class_keys
+from .vocab import FT, RDF, SKOS, WN30, Minter, as_minter, class_keys
 
 if TYPE_CHECKING:
     from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
@@ -478,10 +478,10 @@ def closure(wordnet: WordNet, synsets: Iterable[Synset]) -> list[Synset]:
     return sorted(seen, key=lambda s: (s.pos(), s.offset()))
 
 
-def wordnet_quads(report: LinkReport, wordnet: WordNet, graph: NamedNode, minter: Minter | None = None) -> Iterator[Quad]:
+def wordnet_quads(report: LinkReport, wordnet: WordNet, graph: NamedNode, minter: Minter | str | None = None) -> Iterator[Quad]:
     """Class → synset links (skos:exactMatch by wnid, skos:closeMatch by lemma or mapping), and each
     synset of the hypernym closure as a skos:Concept with labels, gloss, depth and skos:broader."""
-    minter = minter or Minter()
+    minter = as_minter(minter)
     exact, close = NamedNode(SKOS + "exactMatch"), NamedNode(SKOS + "closeMatch")
     for link in report.linked:
         predicate = exact if link.method == "wnid" else close
