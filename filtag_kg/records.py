@@ -10,9 +10,11 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -674,8 +676,19 @@ def selection_label(method: str, parameter: float) -> str:
     return f"{method} {number_text(parameter)}"
 
 
+ABANDONED_AFTER = 3600  # seconds: a temporary file of `atomic_write` unchanged this long was left by a killed writer
+
+
 def atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same directory, then rename: never a half-written file."""
+    """Write through a temporary file in the same directory, then rename: never a half-written file.
+    Temporary files of this path that a killed writer left (unchanged for ABANDONED_AFTER; one being
+    written changes as it grows) are removed first: they stayed for good, each as big as the file."""
+    for left in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        try:
+            if time.time() - left.stat().st_mtime > ABANDONED_AFTER:
+                left.unlink()
+        except OSError:  # gone meanwhile, or not ours to remove
+            pass
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(fd, _default_file_mode())  # mkstemp makes it 0600; the result is shared like any file

@@ -389,3 +389,24 @@ def test_a_save_interrupted_between_its_two_files_is_refused(tmp_path) -> None:
     with pytest.raises(UserError, match="tags.csv is not the one its manifest.json was written with"):
         TagSet.load(tmp_path / "old")
     assert "tags_sha256" not in TagSet.load(tmp_path / "new").manifest  # kept out of the records, as n_tags
+
+
+def test_temporary_files_a_killed_save_left_are_removed_by_the_next(tmp_path) -> None:
+    """A save killed outright (SIGKILL) left its '.tags.csv.XXXX.tmp', as big as the file, for good
+    (found by the interruption round); the next write of that file removes those unchanged for an
+    hour, not one being written now nor those of other files."""
+    import os
+    import time
+
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    stale, fresh, other = folder / ".tags.csv.k1ll3d.tmp", folder / ".tags.csv.wr1t1ng.tmp", folder / ".notes.txt.old.tmp"
+    for path in (stale, fresh, other):
+        path.write_text("partial")
+    hours_ago = time.time() - 7200
+    for path in (stale, other):
+        os.utime(path, (hours_ago, hours_ago))
+    tags = filtag_kg.tag(random_stats(), k=[1])
+    tags.save(folder)
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert TagSet.load(folder) == tags
