@@ -16,11 +16,9 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
@@ -32,6 +30,7 @@ import numpy as np
 from .config import locked_folder
 from .data import ImageSource, InputSpec, array_source
 from .errors import UserError, is_whole
+from .interrupts import deferred_signals
 from .models import LoadedModel, class_count, input_spec_of, is_channels_first, iter_layers, select_layers
 from .records import ARRAYS_NAME, MANIFEST_NAME, ActivationStats, HeldOut
 
@@ -329,49 +328,6 @@ def _claimed(out_dir: Path | None) -> Iterator[None]:
         yield
 
 
-_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-
-
-@contextmanager
-def _between_batches() -> Iterator[Callable[[], None]]:
-    """Ctrl-C, SIGTERM and SIGHUP take effect between batches: while the block runs, a signal whose
-    handler raises (Python's KeyboardInterrupt for Ctrl-C; the CLI's for SIGTERM and SIGHUP) is noted,
-    and the check yielded calls that handler once the batch is in the statistics (at the latest when
-    the block ends). Raised where it came, it cut through TensorFlow's Python code (a tf.function call,
-    the tf.data iterator) and lost the batch under way; twice in about 50 interrupts by hand the process
-    then aborted ("free(): invalid next size", exit -6) before writing its checkpoint, which may have
-    been that. A second signal raises at once, so that a batch that never ends can still be stopped.
-    Outside the main thread (where no handler can be set) and for ignored or default signals nothing changes."""
-    pending: list[int] = []
-    previous: dict[int, Any] = {}
-
-    def note(signum: int, frame: Any) -> None:
-        if pending:  # a second one: stop now
-            pending.clear()
-            previous[signum](signum, frame)
-        pending.append(signum)
-
-    def check() -> None:
-        if pending:
-            signum = pending.pop(0)
-            pending.clear()
-            previous[signum](signum, None)  # raises (KeyboardInterrupt), as it would have when the signal came
-
-    if threading.current_thread() is threading.main_thread():
-        for name in _STOP_SIGNALS:
-            signum = getattr(signal, name, None)
-            handler = signal.getsignal(signum) if signum is not None else None
-            if callable(handler):  # not SIG_IGN (nohup), SIG_DFL or one set outside Python (None)
-                previous[signum] = handler
-                signal.signal(signum, note)
-    try:
-        yield check
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        check()  # one that came after the last check is not lost
-
-
 def _warn_of_overflow(stats: ActivationStats) -> None:
     """Warn on stderr of layers whose scaled means are NaN or infinite: an activation overflowed (float16,
     under --mixed-precision, ends at 65,504), so the min-max scaling of the images concerned failed and
@@ -440,7 +396,7 @@ def _run_split(
             time.monotonic() - saving["ended"] >= CHECKPOINT_SPACING * saving["seconds"]
 
     try:
-        with _between_batches() as check_signals:
+        with deferred_signals() as check_signals:  # a signal takes effect between batches
             for images, labels, positions in split.dataset(spec, batch_size, start, shard):
                 positions_np = positions.numpy()
                 means, top_idx, top_prob = step(images)

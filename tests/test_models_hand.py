@@ -240,12 +240,12 @@ def test_a_second_signal_stops_at_once_and_ignored_signals_stay_ignored() -> Non
     import os
     import signal
 
-    from filtag_kg.collection import _between_batches
+    from filtag_kg.interrupts import deferred_signals
 
     old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         with pytest.raises(KeyboardInterrupt):
-            with _between_batches() as check:
+            with deferred_signals() as check:
                 os.kill(os.getpid(), signal.SIGINT)
                 os.kill(os.getpid(), signal.SIGHUP)  # ignored: nothing
                 for _ in range(1000):  # the first Ctrl-C is noted only
@@ -253,7 +253,7 @@ def test_a_second_signal_stops_at_once_and_ignored_signals_stay_ignored() -> Non
                 os.kill(os.getpid(), signal.SIGINT)  # the second raises here
                 pytest.fail("a second Ctrl-C did not stop the batch")
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
-        with _between_batches() as check:
+        with deferred_signals() as check:
             os.kill(os.getpid(), signal.SIGHUP)
             check()  # nothing pending
     finally:

@@ -42,12 +42,10 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import uuid
@@ -66,6 +64,7 @@ from pyoxigraph import (
 
 from ..config import default_store_path, missing_folders, remove_empty
 from ..errors import InterruptedAfterCommit, UserError
+from ..interrupts import deferred_signals
 from .queries import Query, names_dataset, query_form, run as run_query
 from .vocab import FT, XSD, iri
 
@@ -815,36 +814,6 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C, SIGTERM and SIGHUP (those with a Python handler, in the main thread) until the
-    block is done, then stop as they would have; a second one stops at once (a block that hangs). For a
-    request whose answer must be awaited: a server carries out a SPARQL update whose client went away,
-    so a push interrupted during its commit's update told the server to replace its graphs, then
-    dropped its new graphs, as if the commit had failed (and left its receipt graph on the server)."""
-    pending: list[int] = []
-    previous: dict[int, Any] = {}
-
-    def note(signum: int, frame: Any) -> None:
-        if pending:  # a second one: now
-            pending.clear()
-            previous[signum](signum, frame)
-        pending.append(signum)
-
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            handler = signal.getsignal(signum)
-            if callable(handler):  # not SIG_IGN (nohup), SIG_DFL or one set outside Python (None)
-                previous[signum] = signal.signal(signum, note)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if pending:
-            previous[pending[0]](pending[0], None)
-
-
 class _SwapPending(UserError):
     """A rebuilt store is complete but could not take the old one's place in this process (which
     still reads the old one, or was interrupted); opening the store finishes the swap."""
@@ -1026,7 +995,7 @@ class RemoteStore:
                     self._beat(marker)
                 if staging:
                     committing = True
-                    with _signals_deferred():  # the commit's answer is awaited: cut off, whether it took place is unknown
+                    with deferred_signals():  # the commit's answer is awaited: cut off, whether it took place is unknown
                         self._commit(staging, receipt, marker)
                 committed = True
             except (_NoAnswer, KeyboardInterrupt) as e:
