@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,12 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep the user's cache and store out of the tests."""
+    """Keep the user's cache and store out of the tests, and the temporary files of the processes
+    the tests kill (which cannot remove theirs) in the session's folder, which pytest prunes."""
     os.environ["FILTAG_KG_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["FILTAG_KG_DATA"] = str(tmp_path_factory.mktemp("data"))
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmp"))
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
