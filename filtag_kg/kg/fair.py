@@ -43,6 +43,14 @@ SPDX = "http://spdx.org/rdf/terms#"
 IANA = "https://www.iana.org/assignments/media-types/"
 ONTOLOGY = "https://w3id.org/filtag-kg/ontology"
 DISTRIBUTIONS = (("nq", "N-Quads"), ("trig", "TriG"), ("jsonld", "JSON-LD"))
+# dataset.jsonld's context, in the file: "https://schema.org/" had every JSON-LD reader fetch schema.org's
+# context (no facts at all offline, e.g. rdflib's URLError); URLs and the date typed as in dataset.ttl
+SCHEMA_CONTEXT = {
+    "@vocab": "https://schema.org/",
+    "license": {"@type": "@id"},
+    "contentUrl": {"@type": "@id"},
+    "datePublished": {"@type": XSD + "date"},
+}
 
 
 @dataclass
@@ -288,7 +296,7 @@ def _schema_org(
             item["contentUrl"] = url
         downloads.append(item)
     return {
-        "@context": "https://schema.org/",
+        "@context": SCHEMA_CONTEXT,
         "@type": "Dataset",
         "@id": dataset.value,
         "name": name,
@@ -384,8 +392,9 @@ def _stop(signum: int, frame: object) -> None:
 
 def serve(path: Path, port: int, allow_updates: bool = False, password: str | None = None,
           echo: Callable[[str], Any] = print) -> None:
-    """Serve until interrupted (Ctrl-C, SIGTERM or SIGHUP), printing the endpoint. The endpoint runs in
-    this process (`serving`), so nothing outlives it however it ends."""
+    """Serve until interrupted (Ctrl-C, SIGTERM or SIGHUP), printing the endpoint (and the password when
+    one is made up; a `password` given is not printed, so that it stays out of logs). The endpoint runs
+    in this process (`serving`), so nothing outlives it however it ends."""
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         with serving(path, port, allow_updates, password) as (url, secret):
@@ -393,7 +402,8 @@ def serve(path: Path, port: int, allow_updates: bool = False, password: str | No
             if secret is None:
                 echo("read-only; use --allow-updates to accept updates")
             else:
-                echo(f"updates: {url}/update and {url}/store, HTTP basic auth user 'filtag-kg' password {secret}")
+                given = "the password given" if password else f"password {secret}"
+                echo(f"updates: {url}/update and {url}/store, HTTP basic auth user 'filtag-kg' {given}")
             try:
                 while True:
                     time.sleep(3600)

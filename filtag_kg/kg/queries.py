@@ -83,6 +83,8 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _PARAM = re.compile(r"^(\w+)\s*\(\s*(\w+)\s*(?:,\s*(required|optional)\s*)?((?:,[^,():]+)*)\)\s*:\s*(.+)$")
 _BOUND = re.compile(r"\s*(<=|>=|<|>)\s*([+-]?[0-9]+(?:\.[0-9]+)?)\s*")
+# where pyoxigraph's (and Oxigraph's server's) syntax errors say they are
+_POSITION = re.compile(r"\bat (\d+):(\d+)")
 _COMPARE = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 
 
@@ -235,34 +237,63 @@ class Query:
             path=path,
         )
 
+    @property
+    def label(self) -> str:
+        """The query as messages name it: its file ("query file queries/x.rq"), or a bundled one by name."""
+        return f"query file {self.path}" if self.path else f"query {self.name!r}"
+
     def bind(self, values: Mapping[str, object] | None = None) -> dict[str, Term]:
         """Check names and required parameters and convert the values to RDF terms (None: not given)."""
         try:
             values = dict(values or {})
         except (TypeError, ValueError):  # ['x']: "dictionary update sequence element #0 has length 1"
-            raise UserError(f"the parameters of query {self.name!r} are a mapping of names to values, e.g. "
+            raise UserError(f"the parameters of {self.label} are a mapping of names to values, e.g. "
                             f"{{'run': RUN_IRI}}; got {values!r}") from None
         declared = {p.name: p for p in self.parameters}
         unknown = sorted(str(n) for n in set(values) - set(declared))  # {1: …} failed in the join
         if unknown:
             have = ", ".join(declared) or "none"
-            raise UserError(f"query {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {have}")
+            raise UserError(f"{self.label} has no parameter {', '.join(unknown)}; its parameters: {have}")
         values = {n: v for n, v in values.items() if v is not None}  # None: not given (run=args.run)
         missing = [p.name for p in self.parameters if p.required and p.name not in values]
         if missing:
-            raise UserError(f"query {self.name!r} needs --param {' --param '.join(m + '=…' for m in missing)}")
+            raise UserError(f"{self.label} needs --param {' --param '.join(m + '=…' for m in missing)}")
         return {n: declared[n].term(v) for n, v in values.items()}
 
     def with_values(self, bindings: Mapping[str, Term]) -> str:
-        """The query text with `bindings` as a VALUES block opening its WHERE group."""
+        """The query text with `bindings` as a VALUES block opening its WHERE group, on the line of its
+        brace, so that the lines of a syntax error's position are those of the query as written (on
+        new lines, an error at line 5 of a file was reported at line 7)."""
         if not bindings:
             return self.text
-        names = list(bindings)
-        block = f"VALUES ({' '.join('?' + n for n in names)}) {{ ({' '.join(str(bindings[n]) for n in names)}) }}\n"
-        at = _where_brace(self.text)
+        at, block = self._values_block(bindings)
         if at is None:
-            return self.text + "\n" + block
-        return self.text[: at + 1] + "\n  " + block + self.text[at + 1 :]
+            return self.text + "\n" + block + "\n"
+        return self.text[: at + 1] + block + self.text[at + 1 :]
+
+    def _values_block(self, bindings: Mapping[str, Term]) -> tuple[int | None, str]:
+        """Where the VALUES block of `bindings` goes (after the index of the WHERE brace; None: at the
+        end) and its text."""
+        names = list(bindings)
+        block = f" VALUES ({' '.join('?' + n for n in names)}) {{ ({' '.join(str(bindings[n]) for n in names)}) }} "
+        return _where_brace(self.text), block
+
+    def syntax_error(self, message: str, bindings: Mapping[str, Term]) -> UserError:
+        """The error for pyoxigraph's or a server's syntax error `message` about the text `with_values`
+        made: naming the query file, and its position ("error at LINE:COLUMN", COLUMN in bytes) moved
+        back to the query as written where the VALUES block shifted it."""
+        at, block = self._values_block(bindings) if bindings else (None, "")
+
+        def position(m: re.Match[str]) -> str:
+            line, column = int(m.group(1)), int(m.group(2))
+            if at is not None:
+                brace_line = self.text.count("\n", 0, at) + 1
+                brace_column = len(self.text[self.text.rfind("\n", 0, at) + 1 : at + 1].encode()) + 1
+                if line == brace_line and column > brace_column:
+                    column = max(brace_column, column - len(block.encode()))
+            return f"at line {line}, column {column}"
+
+        return UserError(f"{self.label} is not valid SPARQL: {_POSITION.sub(position, message, count=1)}")
 
 
 def bundled_names() -> list[str]:
@@ -338,7 +369,7 @@ class Results:
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\r\n")
             writer.writerow(self.variables)
-            writer.writerows([_csv_cell(t) for t in r] for r in self.rows)
+            writer.writerows([csv_cell(t) for t in r] for r in self.rows)
             return out.getvalue()
         if fmt == "tsv":
             lines = ["\t".join("?" + v for v in self.variables)]
@@ -362,14 +393,17 @@ def run(query: Query | str | Path, store: Any, params: Mapping[str, object] | No
     """
     from pyoxigraph import Store as OxStore
 
-    from .store import RemoteStore, Store
+    from .store import RemoteStore, RemoteSyntaxError, Store
 
     if not isinstance(query, Query):
         query = load(query)
     bindings = query.bind(params)
     text = query.with_values(bindings)
     if isinstance(store, RemoteStore):
-        return Results.of(store.query(text))
+        try:
+            return Results.of(store.query(text))
+        except RemoteSyntaxError as e:  # its position, in the query as written, as from the embedded store
+            raise query.syntax_error(e.said, bindings) from None
     if isinstance(store, Store):
         store = store.oxigraph
     if not isinstance(store, OxStore):
@@ -377,7 +411,7 @@ def run(query: Query | str | Path, store: Any, params: Mapping[str, object] | No
     try:
         return Results.of(store.query(text, use_default_graph_as_union=not names_dataset(text)))
     except SyntaxError as e:
-        raise UserError(f"query {query.name!r} is not valid SPARQL: {e}") from None
+        raise query.syntax_error(str(e), bindings) from None
     except OSError as e:  # raised while the results are read, e.g. by a SERVICE call that fails
         raise UserError(f"query {query.name!r} failed while running: {e}") from None
 
@@ -470,7 +504,8 @@ def _strip_comments(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
-def _csv_cell(term: Term | None) -> str:
+def csv_cell(term: Term | None) -> str:
+    """A term as a cell of SPARQL 1.1 CSV results: its bare value (a blank node as _:label, unbound empty)."""
     if term is None:
         return ""
     if isinstance(term, BlankNode):

@@ -35,6 +35,7 @@ Loading replaces whole named graphs (reloading a run is idempotent) and is all-o
 
 from __future__ import annotations
 
+import ast
 import datetime
 import fcntl
 import json
@@ -823,6 +824,14 @@ class RemoteError(UserError):
     """A remote SPARQL server refused a request or could not be reached (after retries)."""
 
 
+class RemoteSyntaxError(RemoteError):
+    """A server refused a query as not valid SPARQL; `said` is its own message (with the position)."""
+
+    def __init__(self, message: str, said: str) -> None:
+        super().__init__(message)
+        self.said = said
+
+
 class _NoAnswer(RemoteError):
     """A request got no answer (a timeout, a broken connection), so the server may still carry it out."""
 
@@ -1245,6 +1254,10 @@ class RemoteStore:
                 error = e
             except Exception as e:  # SPARQLWrapper wraps HTTP 400 etc. in its own exceptions
                 if type(e).__module__.startswith("SPARQLWrapper"):
+                    said = _server_words(e)
+                    if type(e).__name__ == "QueryBadFormed" and said is not None:
+                        raise RemoteSyntaxError(f"{what}: the server finds the query not valid SPARQL: "
+                                                f"{said[:2000]}", said) from None
                     raise RemoteError(f"{what}: {e}") from None
                 raise
             if attempt < self.retries:
@@ -1269,6 +1282,17 @@ class RemoteStore:
             self.update(sparql)
         except RemoteError:
             pass
+
+
+def _server_words(error: Exception) -> str | None:
+    """What the server answered, from a SPARQLWrapper exception: it keeps the answer only in its
+    message, as the repr of its bytes after "Response:" (None without one)."""
+    _, found, answer = str(error).partition("\n\nResponse:\n")
+    try:
+        body = ast.literal_eval(answer) if found else None
+    except (ValueError, SyntaxError):
+        return None
+    return body.decode("utf-8", "replace").strip() if isinstance(body, bytes) else None
 
 
 def _refused(what: str, status: int, reason: str, body: bytes) -> RemoteError:
