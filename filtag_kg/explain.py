@@ -16,6 +16,7 @@ the held-out split, so evaluation needs no second forward pass.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError, is_whole
-from .records import K_BEST, HeldOut, TagSet, number_text, selection_key, selection_label
+from .records import K_BEST, ActivationStats, HeldOut, TagSet, number_text, selection_key, selection_label
 from .tagging import quantile_count
 
 MAX_N = 50
@@ -123,10 +124,19 @@ class Explanation:
 
         c, p = self.predicted[0]
         truth = f"; true {name(self.true_class)}" if self.true_class is not None else ""
-        tags = ", ".join(f"{name(k)} {n}" for k, n, _ in self.ranking()[:top]) or "none"
-        more = " …" if len(self.ranking()) > top else ""
+        ranking = self.ranking()
+        tags = ", ".join(f"{name(k)} {n}" for k, n, _ in ranking[:top]) or "none"
+        more = " …" if len(ranking) > top else ""
+        # the predicted and true class where the first `top` leave them out: for a bear taken for a bird,
+        # 'bird 4, cat 4, cow 4, dog 4, giraffe 4, horse 4 …' hid how many active filters said bear
+        rank_of = {k: (n, r) for k, n, r in ranking}
+        listed = {k for k, _, _ in ranking[:top]}
+        left_out = [f"{which} {name(k)}: " + (f"{rank_of[k][0]}, rank {rank_of[k][1]}" if k in rank_of else "untagged")
+                    for which, k in (("predicted", c), ("true", self.true_class))
+                    if k is not None and k >= 0 and k not in listed and (which == "predicted" or k != c)]
+        beyond = f" ({'; '.join(left_out)})" if left_out else ""
         return (f"{shown(self.image_id)}: predicted {name(c)} ({percent(p)}){truth} — active filters tagged "
-                f"({selection_label(self.method, self.parameter)}): {tags}{more}")
+                f"({selection_label(self.method, self.parameter)}): {tags}{more}{beyond}")
 
     def to_json(self, classes: Sequence[str]) -> dict[str, Any]:
         return {
@@ -272,6 +282,51 @@ def _positions(images: Sequence[int]) -> np.ndarray:
         raise UserError(f"images are positions in the held-out records (whole numbers), got {bad!r}; "
                         "the position of an image id is heldout.image_ids.index(id)")
     return np.asarray(values, np.int64)
+
+
+def check_same_network(tags: TagSet, stats: ActivationStats, stats_name: str = "the statistics",
+                       tags_name: str = "the tags") -> None:
+    """Refuse statistics of another model (both hashes known and different) or of other classes than the
+    tags: their predictions and explanations would go under the tags' run without a word."""
+    hashes = [(x.manifest.get("model") or {}).get("hash") for x in (tags, stats)]
+    if all(hashes) and hashes[0] != hashes[1]:
+        names = [(x.manifest.get("model") or {}).get("name") or "unnamed" for x in (tags, stats)]
+        raise UserError(f"{stats_name} are of another model ({names[1]}, hash {str(hashes[1])[:16]}) than {tags_name} "
+                        f"({names[0]}, hash {str(hashes[0])[:16]}): explain with the statistics the tags were made "
+                        "from, or of a collection with the same model")
+    if list(stats.classes) != list(tags.classes):
+        differ = next((f"class {i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(stats.classes, tags.classes))
+                       if a != b), f"{len(stats.classes)} vs {len(tags.classes)} classes")
+        raise UserError(f"{stats_name} are of other classes than {tags_name} ({differ})")
+
+
+def parse_selection(text: str, option: str = "selection") -> tuple[str, float]:
+    """(method, k or q) of a selection as written: 'k-best 5', 'k 5', 'k=5', 'K-best 5.0', 'q-quantile 10',
+    'q 10.0'; `option` names it in errors ('--selection' in the CLI). A method that is none of these is
+    named as such: 'foo 5' was looked for in the store, and 'k-best 5.0' refused though 'q-quantile 10.0'
+    was taken. The CLI and `kg.error_analysis.error_report` take the same spellings."""
+    if not isinstance(text, str):
+        raise UserError(f"{option} must be a text such as 'k-best 5' or 'q-quantile 10', got {text!r}")
+    method, _, value = text.strip().replace("=", " ").partition(" ")
+    method = method.lower()
+    method = {"k": "k-best", "q": "q-quantile"}.get(method, method)
+    if method not in ("k-best", "q-quantile") and method:
+        raise UserError(f"{option} {text!r}: unknown method {method!r}; expected e.g. 'k-best 5' or 'q-quantile 10'")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if method == "k-best" and number.is_integer():
+        return method, int(number)
+    if method == "q-quantile" and math.isfinite(number):
+        return method, number
+    if method and not value.strip():  # `-s k-best 5` unquoted: the shell gave the 5 to the next argument
+        letter = method[0]
+        quote = f": quote the selection with its number, e.g. -s '{method} 5' (or -s {letter}=5)" \
+            if option == "--selection" else f", e.g. '{method} 5'"
+        raise UserError(f"{option} {text!r} lacks its {letter}{quote}")
+    hint = {"k-best": " (k a whole number)", "q-quantile": " (q a number)"}.get(method, "")
+    raise UserError(f"{option} {text!r}: expected e.g. 'k-best 5' or 'q-quantile 10'{hint}")
 
 
 def known_selections(tags: TagSet, selections: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:

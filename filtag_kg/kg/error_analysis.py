@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from typing import Any
 
 from ..errors import UserError, is_whole
-from ..explain import shown
+from ..explain import parse_selection, shown
+from ..records import selection_label
 from .queries import Query, run
 from .store import TAGGING_RUNS, named_run
 from .vocab import sparql_prefixes
@@ -31,7 +33,17 @@ def _check_explained(store: Any, selection: str | None, run_iri: str | None) -> 
     selections = {s for r, s in explained if not run_iri or r == run_iri}
     if selection and selection not in selections:
         raise UserError(f"no explanations with tag selection {selection!r} in the store; it has: "
-                        f"{', '.join(sorted(selections)) or 'none (`filtag-kg evaluate` loads them)'}")
+                        f"{', '.join(sorted(selections, key=_by_number)) or 'none (`filtag-kg evaluate` loads them)'}")
+
+
+def _by_number(selection: str) -> tuple[str, float, str]:
+    """Sort key of a selection label, as explain and the queries list them: by method, then number
+    ('q-quantile 5' before 'q-quantile 10', which text sorting put first)."""
+    method, _, number = selection.partition(" ")
+    try:
+        return method, float(number), selection
+    except ValueError:  # a label of another tool: after the numbered ones of its method
+        return method, float("inf"), selection
 
 
 def _params(selection: str | None, run_iri: str | None, **more: Any) -> dict[str, Any]:
@@ -50,6 +62,9 @@ def error_report(store: Any, selection: str, run_iri: str | None = None, top: in
     tags of an image's active filters count as agreeing with its prediction."""
     if not isinstance(selection, str) or not selection:  # None or '' reported every selection's errors as one
         raise UserError(f"selection must name a tag selection, e.g. 'k-best 5', got {selection!r}")
+    # spelled as `errors --selection` takes it: 'k 5' and 'q-quantile 10.0' were refused here, naming 'k-best 5'
+    # and 'q-quantile 10' among the selections the store has
+    selection = selection_label(*parse_selection(selection))
     for name, value in (("top", top), ("n", n)):  # a top of -1 left out the last pair, 2.5 failed in slicing
         if not is_whole(value) or value < 1:
             raise UserError(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -88,6 +103,7 @@ def _misclassified_lines(store: Any, params: dict[str, Any], pairs: list[dict[st
     for row in pairs[:top]:
         lines.append(f"    {shown(row['true'])} -> {shown(row['predicted'])}: {row['errors']} errors, "
                      f"{row['sharedFilters']} shared filters")
+    lines += _pair_filter_lines(store, params, pairs[0])
     patterns = run("errors-both-tags-active", store, params).values()
     counts = Counter(row["pattern"] for row in patterns)
     total = sum(counts.values())
@@ -107,3 +123,21 @@ def _misclassified_lines(store: Any, params: dict[str, Any], pairs: list[dict[st
                      f"{example['trueCount']} active filters tagged {shown(example['true'])}, "
                      f"{example['predictedCount']} tagged {shown(example['predicted'])}")
     return lines
+
+
+def _pair_filter_lines(store: Any, params: dict[str, Any], pair: dict[str, Any], shown_filters: int = 3) -> list[str]:
+    """The report's line on the most confused pair: the active filters of its errors that are tagged with
+    the predicted class but not the true one, most often active first (where the confusion shows), and
+    the query that lists every active filter of the pair."""
+    rows = [r for r in run("errors-pair-filters", store, {**params, "true": pair["true"],
+                                                            "predicted": pair["predicted"]}).values()
+            if r["trueNode"] == pair["trueNode"] and r["predictedNode"] == pair["predictedNode"]
+            and r["taggedPredicted"] and not r["taggedTrue"]]
+    true, predicted = shown(pair["true"]), shown(pair["predicted"])
+    command = (f"filtag-kg query errors-pair-filters --param true={shlex.quote(str(pair['true']))} "
+               f"--param predicted={shlex.quote(str(pair['predicted']))} "
+               f"--param selection={shlex.quote(params['selection'])}")  # rows name their run
+    found = ", ".join(f"{shown(r['layer'])}#{r['filter']} in {r['images']}" for r in rows[:shown_filters])
+    more = " …" if len(rows) > shown_filters else ""
+    return [f"  active in the {pair['errors']} {true} -> {predicted} errors and tagged {predicted}, not {true}: "
+            f"{found or 'no filter'}{more}", f"    (every active filter of the pair: {shown(command)})"]

@@ -28,7 +28,7 @@ from itertools import chain
 from pyoxigraph import Literal, NamedNode, Quad
 
 from ..errors import UserError
-from ..explain import Explanation, explain, known_selections, require_true_classes
+from ..explain import Explanation, check_same_network, explain, known_selections, require_true_classes
 from ..records import ActivationStats, HeldOut, TagSet, selection_label
 from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys, tag_layer_keys
 from .vocab import DCTERMS, FT, PROV, Minter, as_minter
@@ -136,7 +136,9 @@ def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.Path
 
     if stats.heldout is None:
         raise UserError("no held-out records to explain (collect with a held-out split)")
+    check_same_network(tags, stats)
     with Store(store) as db:
         check_label_space(db, tags)
         return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout,
                                                                     dataset=stats.manifest.get("dataset"))))
+

@@ -177,6 +177,8 @@ def _selection(tags: TagSet, method: str | None, parameter: float | None) -> tup
         if m == method and parameter is not None and float(p) == float(parameter):
             return m, p
     have = ", ".join(selection_label(m, p) for m, p in tags.selections)
+    if method is not None and parameter is not None:  # 'k-best 7' was told to 'name one selection', as if none was
+        raise UserError(f"{method} {parameter:g} is not a selection of this tag set; it has: {have}")
     raise UserError(f"name one selection of this tag set (method and parameter); it has: {have}")
 
 
