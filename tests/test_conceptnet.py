@@ -564,6 +564,8 @@ def test_a_class_named_by_its_wnid_is_linked_by_its_imagenet_name(tmp_path: Path
     ("page", "reason"),
     [
         ({"edges": [], "view": {"nextPage": 5}}, "has a view.nextPage that is no URL: 5"),
+        ({"edges": [], "view": {"nextPage": "http://elsewhere.example/query?node=/c/en/cat&offset=20"}},
+         "links its next page to another server: http://elsewhere.example/"),  # was fetched from there
         ({"edges": [], "view": "next"}, "has a 'view' that is no JSON object"),
         ({"edges": [edge_json("IsA", "/c/en/cat", "/c/en/pet", 1.0) | {"@id": 5}]},
          "has an edge whose @id, rel, start or end is missing or not text"),

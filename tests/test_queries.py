@@ -180,7 +180,7 @@ def test_bad_values_are_user_errors(values: dict[str, object], message: str) -> 
         ("decimal", "five", "a decimal number in digits 0-9, e.g. 2.5"),
         ("decimal", "inf", "a decimal number in digits 0-9, e.g. 2.5"),
         ("integer", "2.5", "a whole number in digits 0-9, e.g. 7"),
-        ("double", "high", "a finite number in digits 0-9, e.g. 0.67"),
+        ("double", "high", "a finite number in digits 0-9, e.g. 0.5"),
         ("boolean", "yes", "true or false"),
         ("iri", "zebra",
          "an absolute IRI, <IRI>, or a prefixed name such as ft:KBest (No scheme found in an absolute IRI)"),
@@ -842,7 +842,7 @@ def test_query_command_errors_exit_2(store_dir, run_cli) -> None:
                                                "e.g. 2.5\n")
     code, out, err = run_cli("query", "semantic-filters-under-concept", "--param", "concept=http://e/c",
                              "--param", "share=nan", "--store", store_dir)
-    assert code == 2 and out == "" and err == "Error: --param share=nan: expected a finite number in digits 0-9, e.g. 0.67\n"
+    assert code == 2 and out == "" and err == "Error: --param share=nan: expected a finite number in digits 0-9, e.g. 0.5\n"
     code, out, err = run_cli("query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=1",
                              "--param", "filter=2", "--store", store_dir)
     assert code == 2 and out == "" and "--param filter is given twice ('1' and '2')" in err

@@ -7,6 +7,7 @@ their weighted edges), written to the run's "wordnet" / "conceptnet" named graph
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,14 @@ def _refuse_api_options_with_dump(ctx: click.Context) -> None:
                         "but --dump reads the local dump instead: give either --dump or the API's options")
 
 
+def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Refuse NaN, which click's FloatRange lets through (it compares false with both bounds): `--share
+    nan` was refused by coarsening without naming the option."""
+    if math.isnan(value):
+        raise click.BadParameter(f"{value} is not a number")
+    return value
+
+
 def _nothing_linked(run: str, n_classes: int, mapping: Path | None) -> str:
     """The refusal of a WordNet linking in which no class of `run` found a synset: its graph would
     hold no link and no coarse concept, and replace the run's WordNet graph of an earlier linking."""
@@ -65,10 +74,11 @@ def register(cli: click.Group) -> None:
                   help="Directory of WordNet 3.0 dict files (default: $FILTAG_KG_WORDNET, else NLTK data, else "
                        "/usr/share/wordnet).")
     @click.option("--mapping", type=click.Path(path_type=Path),
-                  help="File of 'label<TAB>synset' lines (synset as cow.n.02, 02403454-n or a wnid) overriding "
-                       "the synset of those labels, wnid classes too; a class's key (its wnid, or crane~134 as the "
-                       "report names it) instead of a label maps that class alone.")
+                  help="File of 'label<TAB>synset' lines (synset as cow.n.01, or as its offset-pos 02403454-n or "
+                       "wnid n02403454) overriding the synset of those labels, wnid classes too; a class's key "
+                       "(its wnid, or crane~134 as the report names it) instead of a label maps that class alone.")
     @click.option("--share", type=click.FloatRange(0, 1, min_open=True), default=2 / 3, show_default="2/3",
+                  callback=_not_nan,
                   help="Share of a filter's tags the 'share' concept must cover.")
     @click.option("--layer", "layers", multiple=True,
                   help="Coarsen only these layers (repeatable); the coarse concepts of the others stay as they are.")

@@ -22,6 +22,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
@@ -154,6 +155,16 @@ def link_tags(tags: TagSet, wordnet: WordNet, mapping: dict[str, str] | None = N
     return link_classes(tags.classes, wnids, wordnet, label_space(tags), mapping)
 
 
+def share_text(share: float) -> str:
+    """'all', or '≥' a share as a fraction when it is one of small terms ('≥2/3'), else as a percentage
+    with the digits it needs: the default ⅔ printed as '≥67%' read as if filters with 2 of 3 tags
+    under the concept did not count, which they do (and --share 0.67 leaves them out)."""
+    fraction = Fraction(share).limit_denominator(12)
+    if abs(float(fraction) - share) >= 1e-9:
+        return f"≥{100 * share:.10g}%"
+    return "all" if fraction == 1 else f"≥{fraction.numerator}/{fraction.denominator}"
+
+
 def layer_summary(result: LayerConcepts) -> str:
     """One line: how many multi-tag filters get a concept more specific than the generic top nouns."""
     c = result.counts()
@@ -162,7 +173,7 @@ def layer_summary(result: LayerConcepts) -> str:
     return (
         f"{result.layer} ({selection_label(method, parameter)}): {c['tagged']} of {c['filters']} filters tagged, "
         f"{c['multi_tag']} with several tags; of these {c['specific_share']} ({pct(c['specific_share'])}) get a "
-        f"concept covering ≥{result.share:.0%} of their tags that is more specific than the generic top nouns, "
+        f"concept covering {share_text(result.share)} of their tags that is more specific than the generic top nouns, "
         f"{c['specific_all']} ({pct(c['specific_all'])}) one covering all"
     )
 

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 CN = "http://conceptnet.io"
 DEFAULT_API = "https://api.conceptnet.io"
+MAX_WAIT = 86_400.0  # seconds: the longest --interval and --timeout (time.sleep and sockets overflow on inf)
+MAX_BACKOFF = 60.0  # seconds: the longest wait between retries, as for a 429's Retry-After
 RELATIONS = ("IsA", "PartOf", "HasA", "RelatedTo", "Synonym", "SimilarTo", "AtLocation", "UsedFor")
 # a word of wordfreq's simple_tokenize (ConceptNet's tokenizer; Unicode word segmentation by the
 # `regex` module, which NLTK requires): a word character or symbol, then what no word break separates
@@ -102,13 +104,16 @@ class Edge:
 
 @dataclass
 class EdgeSet:
-    """Edges per concept, the concepts whose edges could not be fetched (with the reason), and the
+    """Edges per concept, the concepts whose edges could not be fetched (with the reason), the
     classes left unlinked because their label gives no term (by label, with the reason): these are
-    reported, but unlike missing concepts a re-run would not link them."""
+    reported, but unlike missing concepts a re-run would not link them; and the terms several classes
+    link to (ConceptNet has no senses to tell them apart: 'Cardigan' the corgi and 'cardigan' the
+    sweater are both /c/en/cardigan), each with those classes."""
 
     edges: dict[str, list[Edge]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    shared: dict[str, list[str]] = field(default_factory=dict)
 
     def all_edges(self) -> list[Edge]:
         """Each edge once, in a stable order."""
@@ -119,6 +124,14 @@ class EdgeSet:
         lines = [f"ConceptNet: edges of {len(self.edges)} concepts ({len(self.all_edges())} edges), "
                  f"{len(self.missing)} missing" + (f", {len(self.skipped)} classes skipped" if self.skipped else "")]
         lines += _first_ten([f"  skipped class {label!r}: {why}" for label, why in sorted(self.skipped.items())])
+        lines += _first_ten([f"  shared term {term}: {' and '.join(classes)}; ConceptNet does not tell their senses "
+                             "apart, so each class gets the edges of all"
+                             for term, classes in sorted(self.shared.items())])
+        empty = sorted(c for c, edges in self.edges.items() if not edges)
+        if empty:  # "edges of 997 concepts" read as if all had some, where most had none
+            lines.append(f"  without edges: {len(empty)} of the {len(self.edges)} concepts (a term ConceptNet has not, "
+                         f"or none of its edges of the relations imported): {', '.join(empty[:10])}"
+                         + (" …" if len(empty) > 10 else ""))
         lines += _first_ten([f"  missing {c}: {why}" for c, why in sorted(self.missing.items())])
         if self.missing:
             lines.append("  run again to fetch what is missing (what was fetched is cached)")
@@ -178,6 +191,14 @@ def _checked_base_url(base_url: str) -> str:
     return base_url.strip().rstrip("/") + "/"
 
 
+def _check_seconds(option: str, value: float, positive: bool = False) -> None:
+    """Refuse a number of seconds that is not finite, negative (or 0, when it must be `positive`) or
+    over MAX_WAIT: --interval inf and --timeout nan stopped the run with an OverflowError's or
+    ValueError's traceback from time.sleep or the socket."""
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0) and value <= MAX_WAIT):
+        raise UserError(f"{option} {value!r}: expected seconds {'>' if positive else '>='} 0 and <= {MAX_WAIT:,.0f}")
+
+
 class FetchError(RuntimeError):
     """A concept's edges could not be fetched (after retries, or offline without a cached answer)."""
 
@@ -201,6 +222,8 @@ class ConceptNetClient:
         import requests
 
         self.base_url = _checked_base_url(base_url)
+        _check_seconds("--interval", min_interval)
+        _check_seconds("--timeout", timeout, positive=True)
         self.cache = Path(cache) if cache else cache_dir() / "conceptnet"
         self.offline, self.min_interval, self.timeout = offline, min_interval, timeout
         self.retries, self.backoff, self.page_size = retries, backoff, page_size
@@ -263,6 +286,8 @@ class ConceptNetClient:
             if view and not isinstance(view, dict):
                 raise FetchError(f"answer from {url} has a 'view' that is no JSON object")
             url = urljoin(self.base_url, following.lstrip("/")) if following else ""
+            if url and urlsplit(url)[:2] != urlsplit(self.base_url)[:2]:  # the API's pages are its own
+                raise FetchError(f"answer from {self.base_url} links its next page to another server: {url}"[:300])
         return edges
 
     def _get(self, url: str) -> dict[str, Any]:
@@ -271,8 +296,9 @@ class ConceptNetClient:
 
         problem, retry_after = "", None
         for attempt in range(self.retries + 1):
-            if attempt:  # exponential backoff, or what a 429 asked for (at most a minute)
-                self.sleep(retry_after if retry_after is not None else self.backoff * 2 ** (attempt - 1))
+            if attempt:  # exponential backoff up to a minute (--retries 20 waited 6 days), or what a 429 asked for
+                self.sleep(retry_after if retry_after is not None
+                           else min(self.backoff * 2.0 ** min(attempt - 1, 64), MAX_BACKOFF))
                 retry_after = None
             wait = self._last + self.min_interval - time.monotonic()
             if wait > 0:
@@ -456,8 +482,9 @@ def link_conceptnet(
     ids = ids or run_ids(tags)
     concepts: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    classes_of: dict[str, list[str]] = defaultdict(list)
     wnids = (tags.manifest.get("dataset") or {}).get("wnids") or [None] * len(tags.classes)
-    for key, label, wnid in zip(tag_class_keys(tags), tags.classes, wnids):
+    for index, (key, label, wnid) in enumerate(zip(tag_class_keys(tags), tags.classes, wnids)):
         text = label
         if wnid and label == wnid:
             try:
@@ -467,6 +494,7 @@ def link_conceptnet(
                 continue
         try:
             concepts[key] = concept_uri(text)
+            classes_of[concepts[key]].append(f"{label!r} (class {index}{f', {wnid}' if wnid else ''})")
         except UserError:  # nothing of the label is left for a term ("..."): one class must not stop the run
             skipped[label] = "its label gives an empty ConceptNet term, so it is not linked"
     if dump is not None:
@@ -474,6 +502,7 @@ def link_conceptnet(
     else:
         edges = fetch_edges(concepts.values(), client or ConceptNetClient())
     edges.skipped = skipped
+    edges.shared = {term: classes for term, classes in classes_of.items() if len(classes) > 1}
     graph = minter.run_graph(ids.tagging, "conceptnet")
     # the graph names the run it links, as a WordNet graph's coarse concepts do, so that queries keep
     # to one run's edges where runs on one label space were linked from other sources

@@ -68,7 +68,7 @@ _EXPECTED = {
     "string": "text",
     "integer": "a whole number in digits 0-9, e.g. 7",
     "decimal": "a decimal number in digits 0-9, e.g. 2.5",
-    "double": "a finite number in digits 0-9, e.g. 0.67",
+    "double": "a finite number in digits 0-9, e.g. 0.5",  # not 0.67, which is not 2/3
     "boolean": "true or false",
 }
 FORMATS = ("table", "csv", "tsv", "json")

@@ -11,8 +11,11 @@ with `lexnames` added (the fixed list of the 45 lexicographer files, see lexname
 ImageNet classes link through their wnid (its digits are the WordNet 3.0 noun offset). Other labels
 link by lemma lookup: the *first* noun sense WordNet lists (WordNet orders senses by their frequency
 in the SemCor corpus, so this is the most common meaning: bear.n.01 the animal, cow.n.01 "female of
-domestic cattle", not the investor or the woman). A label with several noun senses is reported with
-the choice made; a mapping file overrides any label.
+domestic cattle", not the investor or the woman) that is no proper name (an instance: 'crane' lists
+Stephen Crane, Hart Crane and the constellation Grus before the machine and the bird) and has the
+label or its singular as a lemma; when no sense is such, the first ('Mars' the planet, 'Eiffel Tower';
+not March, which 'mars' finds through WordNet's morphology). A label with several noun senses is
+reported with the choice made; a mapping file overrides any label.
 
 Synset IRIs follow the Princeton WordNet RDF scheme `http://wordnet-rdf.princeton.edu/wn30/{offset:08d}-{pos}`
 (resolvable; the offset is the WordNet 3.0 offset, so an ImageNet wnid n02084071 is .../wn30/02084071-n).
@@ -102,7 +105,7 @@ def install_copy(source: Path) -> Path:
         raise UserError(f"{source}: not a WordNet dict directory (no {', '.join(missing)}). {HOW_TO_GET}")
     target = cache_dir() / "nltk_data" / "corpora" / "wordnet"
     stamp = "".join(f"{source / n}\t{(source / n).stat().st_size}\t{(source / n).stat().st_mtime_ns}\n" for n in names)
-    if not (target / ".source").is_file() or (target / ".source").read_text() != stamp:
+    if not _copy_of(target, stamp):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix="wordnet.partial-"))  # concurrent installs
         for n in names:
@@ -112,9 +115,24 @@ def install_copy(source: Path) -> Path:
         else:
             shutil.copyfile(source / "lexnames", tmp / "lexnames")
         (tmp / ".source").write_text(stamp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        if not _copy_of(target, stamp):  # another process may have installed it while this one copied
+            shutil.rmtree(target, ignore_errors=True)
+            try:
+                os.replace(tmp, target)
+            except OSError as e:  # another process's copy landed between the two lines above (ENOTEMPTY)
+                if not _copy_of(target, stamp):
+                    raise UserError(f"could not install the WordNet copy at {target}: {e}") from None
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _copy_of(target: Path, stamp: str) -> bool:
+    """True when `target` holds the complete copy `stamp` describes: processes that installed WordNet
+    at the same time (a first run of parallel jobs) failed with OSError 'Directory not empty'."""
+    try:
+        return (target / ".source").read_text() == stamp
+    except OSError:
+        return False
 
 
 def _reader(root: object) -> WordNetCorpusReader:
@@ -228,7 +246,7 @@ class WordNet:
                 return None
 
     def synset(self, name: str) -> Synset:
-        """A synset by name ('cow.n.02'), offset-pos ('02403454-n') or wnid ('n02403454')."""
+        """A synset by name ('cow.n.01'), offset-pos ('02403454-n') or wnid ('n02403454'), three names of one."""
         from nltk.corpus.reader.wordnet import WordNetError
 
         name = name.strip()
@@ -240,7 +258,8 @@ class WordNet:
         except (WordNetError, ValueError):
             synset = None
         if synset is None:
-            raise UserError(f"{name!r} is not a WordNet 3.0 synset (give a name like cow.n.02, 02403454-n or a wnid)")
+            raise UserError(f"{name!r} is not a WordNet 3.0 synset (give a name like cow.n.01, its offset-pos "
+                            "02403454-n or its wnid n02403454)")
         if synset.pos() != "n":  # classes are things: coarsening walks the noun hierarchy
             raise UserError(f"{name!r} is not a noun synset ({synset.name()}: {synset.definition()}); "
                             "map classes to nouns, like cow.n.02")
@@ -366,7 +385,7 @@ class LinkReport:
 
 def read_mapping(path: str | os.PathLike[str], wordnet: WordNet | None = None,
                  classes: Sequence[str] | None = None, keys: Sequence[str] = ()) -> dict[str, str]:
-    """A user mapping file: one `class<TAB or comma>synset` per line (synset as cow.n.02, 02403454-n or
+    """A user mapping file: one `class<TAB or comma>synset` per line (synset as cow.n.01, 02403454-n or
     a wnid; class as a label, which maps every class of that label, or a class's IRI key `keys`, its
     wnid or `crane~134`, which maps that class alone: ImageNet's two `crane` are one label). A line
     starting with '#' is a comment, and so is the rest of a line from a '#' after the label: a label
@@ -436,8 +455,9 @@ def link_classes(
     mapping: Mapping[str, str] | None = None,
 ) -> LinkReport:
     """Link every class to a synset: mapping override (by its key, else its label), else its wnid,
-    else first noun sense of its label. Report lines name the class by index, and by key where that
-    is not its label, so that classes sharing a label can be told apart and mapped one by one."""
+    else the first noun sense of its label that is no proper name (see the module doc). Report lines
+    name the class by index, and by key where that is not its label, so that classes sharing a label
+    can be told apart and mapped one by one."""
     mapping = dict(mapping or {})
     keys = class_keys(classes, wnids)
     unknown = set(mapping) - set(classes) - set(keys)
@@ -454,17 +474,29 @@ def link_classes(
             synset, method = wordnet.synset_of_wnid(wnid), "wnid"
         else:
             form, senses = wordnet.lookup(label)
-            synset, method = (senses[0], "lemma") if senses else (None, "none")
-            if senses and form != wordnet.lookup_form(label):  # a guess the user should see
+            # a class is a kind of thing: 'crane' was linked to its first sense, Stephen Crane the writer.
+            # The first sense that is no named instance and has the label (or its singular) as a lemma, not
+            # only through WordNet's morphology ('mars' would be March), else the first (Eiffel Tower, Mars)
+            words = {form.casefold(), (wordnet.reader.morphy(form, "n") or form).casefold()} if form else set()
+            synset = next((s for s in senses if not (s.instance_hypernyms() and not s.hypernyms())
+                           and words & {name.casefold() for name in s.lemma_names()}),
+                          senses[0] if senses else None)
+            method = "lemma" if senses else "none"
+            if synset is not None and form != wordnet.lookup_form(label):  # a guess the user should see
                 report.respelled.append(f"{which}: no WordNet noun as written; found as {form!r}, "
-                                        f"{senses[0].name()} ({senses[0].definition()})")
+                                        f"{synset.name()} ({synset.definition()})")
             if not senses:
                 report.unmatched.append(f"{which}: no WordNet noun; add it to a mapping file")
             elif len(senses) > 1:
-                others = ", ".join(s.name() for s in senses[1:4]) + (" …" if len(senses) > 4 else "")
+                skipped = senses[:senses.index(synset)]
+                rest = senses[len(skipped) + 1:]
+                others = ", ".join(s.name() for s in rest[:3]) + (" …" if len(rest) > 3 else "")
+                which_sense = "first" if not skipped else (
+                    f"sense {len(skipped) + 1}, the first that is no proper name "
+                    f"({', '.join(s.name() for s in skipped)} {'is' if len(skipped) == 1 else 'are'}),")
                 report.ambiguous.append(
-                    f"{which}: chose {senses[0].name()} ({senses[0].definition()}), first of "
-                    f"{len(senses)} noun senses; others: {others}"
+                    f"{which}: chose {synset.name()} ({synset.definition()}), {which_sense} of "
+                    f"{len(senses)} noun senses" + (f"; others: {others}" if others else "")
                 )
         report.links.append(ClassLink(i, label, key, synset, method))
     return report
