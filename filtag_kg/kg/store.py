@@ -122,7 +122,8 @@ class Store:
         self.finished_drop: str | None = None  # the graph of an interrupted drop that opening finished
         self.finished_request: str | None = None  # ... and the `request` that drop was part of
         if (read_only or not create) and not (self.path / "CURRENT").is_file() and not _swap_pending(self.path):
-            raise UserError(f"no store at {self.path} (a load or `filtag-kg import-filtag` makes one)")
+            raise UserError(f"no store at {self.path} (a load, `filtag-kg evaluate` or `filtag-kg import-filtag` "
+                            "makes one; `filtag-kg errors` needs the explanations `evaluate` loads)")
         if not read_only:
             _finish_swap(self.path)
         try:
@@ -640,22 +641,23 @@ def unfinished(path: Path) -> bool:
 TAGGING_RUNS = Query.parse(f"SELECT DISTINCT ?run WHERE {{ GRAPH ?g {{ ?run a <{FT}TaggingRun> }} }}", "tagging-runs")
 
 
-def named_run(store: Store | RemoteStore | OxStore, text: str) -> str:
+def named_run(store: Store | RemoteStore | OxStore, text: str, what: str = "--run") -> str:
     """The IRI of the tagging run `text` names (a --run): as `filtag-kg query runs` lists it, also
     with the spaces of its table or the <> of its TSV copied along, or by its id (the IRI's last
-    part, as in the store's graph names). A UserError naming --run otherwise."""
+    part, as in the store's graph names). A UserError naming `what` (the option, or an argument from
+    Python) otherwise."""
     if not isinstance(text, str):
-        raise UserError(f"--run must be a run IRI (see `filtag-kg query runs`), got {text!r}")
+        raise UserError(f"{what} must be a run IRI (see `filtag-kg query runs`), got {text!r}")
     text = text.strip()
     text = text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
     if re.fullmatch(r"[\w.~-]+", text):  # an id: a path segment of the minter's slugs
         runs = sorted({row["run"] for row in run_query(TAGGING_RUNS, store).values() if row["run"].rsplit("/", 1)[-1] == text})
         if len(runs) != 1:
-            raise UserError(f"--run {text}: the id of several tagging runs ({', '.join(runs)}); give the IRI" if runs
-                            else f"--run {text}: no tagging run in the store has this id (the last part of its IRI; "
+            raise UserError(f"{what} {text}: the id of several tagging runs ({', '.join(runs)}); give the IRI" if runs
+                            else f"{what} {text}: no tagging run in the store has this id (the last part of its IRI; "
                                  "`filtag-kg query runs` lists them)")
         return runs[0]
-    return iri(text, "--run").value
+    return iri(text, what).value
 
 
 def run_graphs(store: Store | RemoteStore, run: NamedNode | str) -> list[NamedNode]:
