@@ -96,7 +96,7 @@ def run_demo(out: Path | None = None, retrain: bool = False, store: Path | None 
                 click.echo(f"\n(the previous demo run {previous} is replaced)")
             except UserError:
                 pass  # no longer in the store
-    n = load_explanations(tags, stats, store)
+    n = load_explanations(tags, stats, store, progress=True)
     click.echo(f"\n{n:,} triples (network, tags, explanations) loaded into the store {store or 'in the data folder'}")
     with Store(store) as db:
         click.echo(error_report(db, "k-best 5", this_run, top=3))

@@ -285,7 +285,7 @@ def register(cli: click.Group) -> None:
         click.echo(f"{result.n_images:,} held-out images evaluated for {len(tags.selections)} selections in {seconds:.2f} s "
                    f"({result.n_images * len(tags.selections) / max(seconds, 1e-9):,.0f} image-selections/s) -> {out}")
         if not no_store:
-            n = load_explanations(tags, stats, store)
+            n = load_explanations(tags, stats, store, progress=True)
             click.echo(f"{n:,} triples of tags and explanations loaded into the store")
             _note_other_runs(tags, store)
 

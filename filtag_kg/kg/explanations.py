@@ -128,9 +128,11 @@ def images_key(dataset: Mapping[str, Any]) -> str:
     return str(dataset.get("label_space") or dataset.get("name") or "images")
 
 
-def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.PathLike[str] | None = None) -> int:
-    """Load the tag run and its held-out explanations into the embedded store (replacing older copies).
-    The images are named as images of the statistics' data set, which may be another than the tags'
+def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.PathLike[str] | None = None,
+                      progress: bool = False) -> int:
+    """Load the tag run and its held-out explanations into the embedded store (replacing older copies;
+    `progress`: bars, as a re-run of evaluate spends seconds replacing the run's graphs). The images
+    are named as images of the statistics' data set, which may be another than the tags'
     (`evaluate --stats` of a collection on a test folder): an image id means another image there."""
     from .store import Store
 
@@ -140,5 +142,6 @@ def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.Path
     with Store(store) as db:
         check_label_space(db, tags)
         return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout,
-                                                                    dataset=stats.manifest.get("dataset"))))
+                                                                    dataset=stats.manifest.get("dataset"))),
+                       progress=progress)
 
