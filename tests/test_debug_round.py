@@ -52,8 +52,6 @@ def test_error_report_takes_the_selections_the_errors_command_takes(case) -> Non
         error_report(store, "foo 1")
     with pytest.raises(filtag_kg.UserError, match=r"^selection 'k-best' lacks its k, e\.g\. 'k-best 5'$"):
         error_report(store, "k-best")
-    with pytest.raises(filtag_kg.UserError, match=r"^run_iri abc: no tagging run in the store has this id"):
-        error_report(store, "k-best 1", run_iri="abc")  # named '--run abc', an option Python has not
 
 
 def test_error_report_lists_the_selections_it_has_by_number() -> None:

@@ -298,10 +298,10 @@ def register(cli: click.Group) -> None:
     def errors(store: Path | None, selection: str, run_iri: str | None, top: int) -> None:
         """Error analysis of the network through SPARQL over the explanations in the store."""
         from ..kg.error_analysis import error_report
-        from ..kg.store import Store, named_run
+        from ..kg.store import Store
         label = selection_label(*_parse_selection(selection))  # 'k 5' as explain and evaluate take it: 'k-best 5'
         with Store(store, read_only=True, create=False) as db:
-            click.echo(error_report(db, label, run_iri and named_run(db, run_iri), top=top))
+            click.echo(error_report(db, label, run_iri, top=top))
 
 
 def _note_other_runs(tags: Any, store: Path | None) -> None:

@@ -69,7 +69,7 @@ def error_report(store: Any, selection: str, run_iri: str | None = None, top: in
         if not is_whole(value) or value < 1:
             raise UserError(f"{name} must be a whole number of at least 1, got {value!r}")
     if run_iri is not None:
-        run_iri = named_run(store, run_iri, "run_iri")
+        run_iri = named_run(store, run_iri)
     else:
         runs = sorted({row["run"] for row in run(_EXPLAINED, store).values() if row["selection"] == selection})
         if len(runs) > 1:

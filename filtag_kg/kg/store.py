@@ -641,23 +641,22 @@ def unfinished(path: Path) -> bool:
 TAGGING_RUNS = Query.parse(f"SELECT DISTINCT ?run WHERE {{ GRAPH ?g {{ ?run a <{FT}TaggingRun> }} }}", "tagging-runs")
 
 
-def named_run(store: Store | RemoteStore | OxStore, text: str, what: str = "--run") -> str:
+def named_run(store: Store | RemoteStore | OxStore, text: str) -> str:
     """The IRI of the tagging run `text` names (a --run): as `filtag-kg query runs` lists it, also
     with the spaces of its table or the <> of its TSV copied along, or by its id (the IRI's last
-    part, as in the store's graph names). A UserError naming `what` (the option, or an argument from
-    Python) otherwise."""
+    part, as in the store's graph names). A UserError naming --run otherwise."""
     if not isinstance(text, str):
-        raise UserError(f"{what} must be a run IRI (see `filtag-kg query runs`), got {text!r}")
+        raise UserError(f"--run must be a run IRI (see `filtag-kg query runs`), got {text!r}")
     text = text.strip()
     text = text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
     if re.fullmatch(r"[\w.~-]+", text):  # an id: a path segment of the minter's slugs
         runs = sorted({row["run"] for row in run_query(TAGGING_RUNS, store).values() if row["run"].rsplit("/", 1)[-1] == text})
         if len(runs) != 1:
-            raise UserError(f"{what} {text}: the id of several tagging runs ({', '.join(runs)}); give the IRI" if runs
-                            else f"{what} {text}: no tagging run in the store has this id (the last part of its IRI; "
+            raise UserError(f"--run {text}: the id of several tagging runs ({', '.join(runs)}); give the IRI" if runs
+                            else f"--run {text}: no tagging run in the store has this id (the last part of its IRI; "
                                  "`filtag-kg query runs` lists them)")
         return runs[0]
-    return iri(text, what).value
+    return iri(text, "--run").value
 
 
 def run_graphs(store: Store | RemoteStore, run: NamedNode | str) -> list[NamedNode]:
