@@ -275,6 +275,9 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 # -- the embedded default: Animal-Shape ---------------------------------------------------------
+_NUMPY_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"  # renamed in numpy 2
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and nothing else: the package's pickles are data, never code."""
 
@@ -286,8 +289,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
-        if module.startswith("numpy.core"):
-            module = "numpy._core" + module[len("numpy.core"):]
+        if module != "numpy":  # numpy.core or numpy._core, as pickled by numpy 1 or 2: read by either
+            module = _NUMPY_CORE + module.split("core", 1)[1]
         import importlib
 
         return getattr(importlib.import_module(module), name)

@@ -123,9 +123,9 @@ def main() -> None:
                 and (sig != signal.SIGINT or signal.getsignal(sig) is signal.default_int_handler)}
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort as e:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
-        click.echo(f"Interrupted: {e.__cause__}" if isinstance(e.__cause__, InterruptedAfterCommit) else "Aborted.",
-                   err=True)
+    except click.exceptions.Abort as e:  # Ctrl-C (click turns KeyboardInterrupt into Abort, `from None` in click 8.1.0)
+        cause = e.__cause__ or e.__context__
+        click.echo(f"Interrupted: {cause}" if isinstance(cause, InterruptedAfterCommit) else "Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
