@@ -446,7 +446,11 @@ def register(cli: click.Group) -> None:
                 raise UserError(f"--param {key} is given twice ({values[key]!r} and {value!r}); give each once")
             values[key] = value
         with _open_store(store, endpoint, user, timeout, retries) as db:
-            click.echo(queries.run(query, db, values).serialize(fmt), nl=False)
+            results = queries.run(query, db, values)
+            click.echo(results.serialize(fmt), nl=False)
+            if results.boolean is None and not len(results):
+                for note in queries.unknown_labels(query, db, values):
+                    click.echo(f"Note: {note}", err=True)
 
     @cli.command("graph")
     @click.option("--run", help="The tagging run: its IRI or id, as `filtag-kg query runs` lists it (default: the only one in the store).")

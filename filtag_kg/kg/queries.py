@@ -57,7 +57,7 @@ from pyoxigraph import (
 )
 
 from ..errors import UserError
-from .vocab import PREFIXES, XSD
+from .vocab import FT, PREFIXES, RDFS, XSD
 
 Term = Union[NamedNode, BlankNode, Literal, Triple]
 
@@ -589,3 +589,31 @@ def _width(text: str) -> int:
 def _pad(text: str, width: int) -> str:
     """`text` with spaces after it up to `width` columns."""
     return text + " " * (width - _width(text))
+
+
+def unknown_labels(query: Query | str | Path, store: Any, params: Mapping[str, object]) -> list[str]:
+    """Notes for an empty answer: each text parameter given whose value labels nothing in the store,
+    with the labels of classes, layers and selections close to it. A mistyped class ('doge', 'Dog')
+    answered "(0 rows)" just as a class the network never confused does."""
+    import difflib
+
+    if not isinstance(query, Query):
+        query = load(query)
+    texts = {p.name: params[p.name] for p in query.parameters
+             if p.type == "string" and isinstance(params.get(p.name), str)}
+    notes: list[str] = []
+    for name, value in texts.items():
+        if run(_LABELLED, store, {"label": value}).boolean:
+            continue
+        labels = [v.value for v in run(_LABELS, store).column("label") if v is not None]
+        close = [label for label in labels if label.casefold() == value.casefold()]
+        close += [label for label in difflib.get_close_matches(value, labels, n=3) if label not in close]
+        notes.append(f"no node in the store is labelled {value!r} (--param {name})"
+                     + (f"; close: {', '.join(repr(c) for c in close[:3])}" if close else ""))
+    return notes
+
+
+_LABELLED = Query.parse(f"# param: label (string): a label\nASK {{ ?node <{RDFS}label> ?label }}", "labelled")
+_LABELS = Query.parse(  # of classes, layers (through their summaries) and selections
+    f"SELECT DISTINCT ?label WHERE {{ {{ ?node a <{FT}ImageClass> }} UNION {{ ?summary <{FT}summaryOf> ?node }} "
+    f"UNION {{ ?node <{FT}ofRun> ?run }} ?node <{RDFS}label> ?label }}", "labels")
