@@ -848,8 +848,8 @@ def test_query_command_errors_exit_2(store_dir, run_cli) -> None:
     assert code == 2 and out == "" and "--param filter is given twice ('1' and '2')" in err
 
 
-def test_an_empty_answer_names_a_label_the_store_has_not(store_dir, run_cli) -> None:
-    """A mistyped class answered "(0 rows)" and nothing more, as a class without such filters does."""
+def test_an_empty_answer_names_a_value_the_store_has_not(store_dir, run_cli) -> None:
+    """A mistyped class or run answered "(0 rows)" and nothing more, as a class without such filters does."""
     code, out, err = run_cli("query", "class-filters", "--param", "class=Zebr", "--store", store_dir)
     assert code == 0 and out.endswith("(0 rows)\n")
     assert err == "Note: no node in the store is labelled 'Zebr' (--param class); close: 'zebra'\n", err
@@ -859,6 +859,9 @@ def test_an_empty_answer_names_a_label_the_store_has_not(store_dir, run_cli) -> 
     code, out, err = run_cli("query", "filter-tags", "--param", "layer=conv2d", "--param", "filter=999",
                              "--store", store_dir)  # a label it has: no note
     assert code == 0 and "(0 rows)" in out and err == ""
+    code, out, err = run_cli("query", "class-filters", "--param", "class=zebra", "--param", "run=http://e.org/run/x",
+                             "--store", store_dir)
+    assert code == 0 and err == "Note: <http://e.org/run/x> is in no triple of the store (--param run)\n", err
 
 
 def test_graph_command_writes_the_class_class_graph(store_dir, runs: dict[str, TagSet], tmp_path, cli_ok) -> None:

@@ -449,7 +449,7 @@ def register(cli: click.Group) -> None:
             results = queries.run(query, db, values)
             click.echo(results.serialize(fmt), nl=False)
             if results.boolean is None and not len(results):
-                for note in queries.unknown_labels(query, db, values):
+                for note in queries.unmatched_parameters(query, db, values):
                     click.echo(f"Note: {note}", err=True)
 
     @cli.command("graph")

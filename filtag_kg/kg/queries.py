@@ -591,28 +591,36 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - _width(text))
 
 
-def unknown_labels(query: Query | str | Path, store: Any, params: Mapping[str, object]) -> list[str]:
-    """Notes for an empty answer: each text parameter given whose value labels nothing in the store,
-    with the labels of classes, layers and selections close to it. A mistyped class ('doge', 'Dog')
-    answered "(0 rows)" just as a class the network never confused does."""
+def unmatched_parameters(query: Query | str | Path, store: Any, params: Mapping[str, object]) -> list[str]:
+    """Notes for an empty answer: each parameter given whose value is nowhere in the store, an IRI in
+    no triple, a text labelling nothing (with the labels of classes, layers and selections close to
+    it). A mistyped class ('doge', 'Dog') or concept (wn:99999999-n) answered "(0 rows)" just as a
+    class the network never confused, or a concept with no filter under it, does."""
     import difflib
 
     if not isinstance(query, Query):
         query = load(query)
-    texts = {p.name: params[p.name] for p in query.parameters
-             if p.type == "string" and isinstance(params.get(p.name), str)}
     notes: list[str] = []
-    for name, value in texts.items():
-        if run(_LABELLED, store, {"label": value}).boolean:
+    for p in query.parameters:
+        value = params.get(p.name)
+        if value is None or p.type not in ("iri", "string"):
+            continue
+        term = p.term(value)
+        if p.type == "iri":
+            if not run(_USED, store, {"node": term}).boolean:
+                notes.append(f"{term} is in no triple of the store (--param {p.name})")
+            continue
+        if run(_LABELLED, store, {"label": term}).boolean:
             continue
         labels = [v.value for v in run(_LABELS, store).column("label") if v is not None]
-        close = [label for label in labels if label.casefold() == value.casefold()]
-        close += [label for label in difflib.get_close_matches(value, labels, n=3) if label not in close]
-        notes.append(f"no node in the store is labelled {value!r} (--param {name})"
+        close = [label for label in labels if label.casefold() == term.value.casefold()]
+        close += [label for label in difflib.get_close_matches(term.value, labels, n=3) if label not in close]
+        notes.append(f"no node in the store is labelled {term.value!r} (--param {p.name})"
                      + (f"; close: {', '.join(repr(c) for c in close[:3])}" if close else ""))
     return notes
 
 
+_USED = Query.parse("# param: node (iri): a node\nASK { { ?node ?p ?o } UNION { ?s ?p ?node } }", "used")
 _LABELLED = Query.parse(f"# param: label (string): a label\nASK {{ ?node <{RDFS}label> ?label }}", "labelled")
 _LABELS = Query.parse(  # of classes, layers (through their summaries) and selections
     f"SELECT DISTINCT ?label WHERE {{ {{ ?node a <{FT}ImageClass> }} UNION {{ ?summary <{FT}summaryOf> ?node }} "
