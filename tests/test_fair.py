@@ -433,7 +433,9 @@ def test_export_load_and_push_commands(oxigraph: str, run_a: TagSet, tmp_path: P
     with Store(tmp_path / "s3", read_only=True) as db:  # the option reaches the export
         ranks = db.query("SELECT (MAX(?r) AS ?top) WHERE { ?s <https://w3id.org/filtag-kg/ontology#similarityRank> ?r }")
         assert int(next(iter(ranks))["top"].value) == 2
-    cli_ok("push", "--endpoint", oxigraph, "--store", str(tmp_path / "s3"))
+    assert "statements pushed to" in cli_ok("push", "--endpoint", oxigraph, "--store", str(tmp_path / "s3"))
+    again = cli_ok("push", "--endpoint", oxigraph, "--store", str(tmp_path / "s3"))  # said 'pushed' too
+    assert again.endswith(f"statements: the server at {oxigraph} holds them already; nothing sent\n"), again
     remote = RemoteStore.at(oxigraph)
     assert remote.graphs() == Store(tmp_path / "s3", read_only=True).graphs()
     assert int(next(iter(remote.query(TAG_COUNT)))["n"].value) == len(run_a)

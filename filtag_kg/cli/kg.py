@@ -331,7 +331,10 @@ def register(cli: click.Group) -> None:
                     raise UserError(f"--graph {', '.join(missing)}: not in the store {db.path}")
                 # all graphs in one push: one commit on the server
                 n = push(itertools.chain.from_iterable(db.quads(g) for g in chosen))
-        click.echo(f"{n:,} statements pushed to {endpoint}")
+        if remote.sent:
+            click.echo(f"{n:,} statements pushed to {endpoint}")
+        else:  # said 'pushed', also to a server that would have refused a push without credentials
+            click.echo(f"{n:,} statements: the server at {endpoint} holds them already; nothing sent")
 
     @cli.command("import-filtag")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -868,6 +868,7 @@ class RemoteStore:
         if auth is not None:
             self.session.auth = auth
         self._checked = False  # whether the server's graphs were checked for the format of before 2026-12-01
+        self.sent: list[str] = []  # the graphs the last load sent (those the server held as given are not)
         self.finished_drop: str | None = None  # never set: a server drops a graph in one request
         self.finished_request: str | None = None  # never set either
 
@@ -974,7 +975,8 @@ class RemoteStore:
     def load(self, quads_or_graph: Loadable, graph: NamedNode | str | None = None, progress: bool = False) -> int:
         """Push quads, replacing each named graph they belong to (or `graph`); complete or nothing.
 
-        Graphs the server already holds unchanged are not sent again. Returns the number of quads given.
+        Graphs the server already holds unchanged are not sent again (`sent` names those that were).
+        Returns the number of quads given.
         """
         if self.store_url is None or self.update_url is None:
             raise UserError("pushing needs the server's graph store (store_url) and update (update_url) endpoints")
@@ -988,6 +990,7 @@ class RemoteStore:
             present = {g.value for g in self.graphs()}
             fresh = [g for g in files if g not in present]
             changed = [g for g in files if g in present and not self._holds(g, files[g][0])]
+            self.sent = [*fresh, *changed]
             staging = {g: f"{STAGING}{token}:{i}" for i, g in enumerate(changed)}
             marker, receipt = f"{STAGING}{token}:push", f"{STAGING}{token}:receipt"
             written: list[str] = []  # new graphs already in place
