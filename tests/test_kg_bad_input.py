@@ -109,7 +109,7 @@ def test_query_files_and_failures_while_running_are_named(tmp_path: Path, run_a:
         queries.load(bad)
     service = tmp_path / "service.rq"
     service.write_text("SELECT * WHERE { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }")
-    with Store(tmp_path / "store") as store, pytest.raises(UserError, match="query 'service' failed while running"):
+    with Store(tmp_path / "store") as store, pytest.raises(UserError, match=r"^query file \S*service\.rq failed while running"):
         queries.run(queries.load(service), store)
 
 

@@ -413,7 +413,7 @@ def run(query: Query | str | Path, store: Any, params: Mapping[str, object] | No
     except SyntaxError as e:
         raise query.syntax_error(str(e), bindings) from None
     except OSError as e:  # raised while the results are read, e.g. by a SERVICE call that fails
-        raise UserError(f"query {query.name!r} failed while running: {e}") from None
+        raise UserError(f"{query.label} failed while running: {e}") from None
 
 
 # XSD local names: xsd:integer and every type derived from it (xsd:byte, xsd:unsignedInt … read as text)
