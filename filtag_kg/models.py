@@ -223,10 +223,15 @@ def _output_channels(layer: Any) -> int:
 
 def model_hash(model: "keras.Model") -> str:
     """SHA-256 of the architecture (JSON, without the layers' compute dtype policies) and all weights:
-    the model's identity in the graph, the same for a model and its mixed-precision twin."""
+    the model's identity in the graph, the same for a model and its mixed-precision twin, and for a
+    model compiled or not (its optimizer, loss and metrics are no part of the network: one model, as
+    Keras' load_model compiles it and as `load_saved` does not, was two networks in the store)."""
     import tensorflow as tf
 
-    h = hashlib.sha256(json.dumps(_without_dtypes(json.loads(model.to_json())), sort_keys=True).encode())
+    config = _without_dtypes(json.loads(model.to_json()))
+    if isinstance(config, dict) and "compile_config" in config:
+        config["compile_config"] = {}
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for w in model.weights:
         # a view of the variable's buffer: `w.numpy()` copies it (VGG16: 528 MB, 1 s in a fresh process)
         h.update(memoryview(np.ascontiguousarray(tf.convert_to_tensor(w))).cast("B"))

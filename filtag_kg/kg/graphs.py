@@ -79,7 +79,8 @@ def store_filter_class_graph(
     store: Any, run: str | NamedNode, method: str, parameter: float, layer: str | None = None,
 ) -> nx.Graph:
     """The filter–class graph of one run's selection in a store (`run`: its IRI), of one `layer`
-    (its name; default all)."""
+    (its name; default all). Its graph attributes name the run and its network (`run`, `network`,
+    `network_title`), which GraphML keeps."""
     if method not in METHOD_NODES:
         raise UserError(f"unknown selection method {method!r}; methods: {', '.join(METHODS)}")
     _check_parameter(parameter)
@@ -106,7 +107,24 @@ def store_filter_class_graph(
         Edge(r["layer"], r["sequence"], int(r["filter"]), int(r["classIndex"]), r["class"], r["score"], int(r["rank"]))
         for r in rows
     )
-    return _build(edges, method, parameter)
+    graph = _build(edges, method, parameter)
+    # which run and network the graph is of: node ids (`conv1#3`, `class:0`) are the same for every
+    # network with such layers, so two runs' graphs (and GraphML files) could not be told apart
+    graph.graph.update(_provenance(store, run))
+    return graph
+
+
+def _provenance(store: Any, run: str | NamedNode) -> dict[str, str]:
+    """The run's IRI, its network's IRI and title (as `query runs` lists them), for the graph's attributes."""
+    iri = run.value if isinstance(run, NamedNode) else str(run)
+    found: dict[str, str] = {"run": iri}
+    for r in queries.run("runs", store, {}).values():
+        if r["run"] == iri:
+            found["network"] = str(r["network"])
+            if r.get("title") is not None:
+                found["network_title"] = str(r["title"])
+            break
+    return found
 
 
 def class_class_graph(filter_class: nx.Graph) -> nx.Graph:
