@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -172,8 +173,9 @@ def test_errors_takes_the_selections_explain_takes_and_stats_given_are_named(run
         assert (code, out) == (2, "") and f"Error: {tmp_path / 'empty'}: no statistics here (expected" in err, err
 
 
-def test_evaluate_counts_images_with_thousands_separators(run_cli, tmp_path) -> None:
-    """The table said '1,200 held-out images' and the line after it '1200 held-out images evaluated'."""
+def two_class_tags(folder: Path, n: int) -> Path:
+    """A tag set (k=1) of one 3-filter layer and two classes, with `n` held-out images whose prediction
+    is their class, and its statistics beside it, in `folder`; returns the tag set's folder."""
     import filtag_kg
     from filtag_kg.records import HeldOut
 
@@ -181,11 +183,17 @@ def test_evaluate_counts_images_with_thousands_separators(run_cli, tmp_path) -> 
     stats = ActivationStats.empty(["l1"], ["cat", "dog"], {"l1": 3})
     stats.counts[:] = 1
     stats.sums["l1"] = np.array([[0.7, 0.1, 0.3], [0.2, 0.6, 0.1]])
-    labels = rng.integers(0, 2, 1200)
-    stats.heldout = HeldOut([str(i) for i in range(1200)], np.arange(1200), labels, np.stack([labels, 1 - labels], 1),
-                            np.tile(np.float32([0.9, 0.1]), (1200, 1)), {"l1": rng.random((1200, 3), np.float32)})
-    stats.save(tmp_path / "stats")
-    filtag_kg.tag(stats, k=1).save(tmp_path / "tags")
+    labels = rng.integers(0, 2, n)
+    stats.heldout = HeldOut([str(i) for i in range(n)], np.arange(n), labels, np.stack([labels, 1 - labels], 1),
+                            np.tile(np.float32([0.9, 0.1]), (n, 1)), {"l1": rng.random((n, 3), np.float32)})
+    stats.save(folder / "stats")
+    filtag_kg.tag(stats, k=1).save(folder / "tags")
+    return folder / "tags"
+
+
+def test_evaluate_counts_images_with_thousands_separators(run_cli, tmp_path) -> None:
+    """The table said '1,200 held-out images' and the line after it '1200 held-out images evaluated'."""
+    two_class_tags(tmp_path, 1200)
     code, out, err = run_cli("evaluate", "--tags", tmp_path / "tags", "--no-store", "--out", tmp_path / "ev")
     assert code == 0, err
     assert "(1,200 held-out images, accuracy 100.0%)" in out and "\n1,200 held-out images evaluated for 1 selections" in out
