@@ -110,6 +110,20 @@ def test_published_description_conforms_to_the_shapes(store: Store, run_a: TagSe
     assert not conforms and "byteSize" in report
 
 
+def test_publish_refuses_a_folder_of_another_runs_distributions(store: Store, run_a: TagSet, run_b: TagSet,
+                                                                tmp_path: Path) -> None:
+    """A second run published into the same folder replaced dataset.ttl, leaving the first run's files
+    there, described by nothing. The same run again is a re-publication."""
+    args = {"license": "https://x.org/l", "creator": "x", "issued": "2026-01-02"}
+    first = publish(store, run_iri(run_a), tmp_path / "pub", **args)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "pub").iterdir()}
+    with pytest.raises(UserError, match=rf"^--out {re.escape(str(tmp_path / 'pub'))} holds the distributions of another "
+                                        rf"run \(filtag-\S+\.jsonld, filtag-\S+\.nq, filtag-\S+\.trig\), which"):
+        publish(store, run_iri(run_b), tmp_path / "pub", **args)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pub").iterdir()} == before
+    assert publish(store, run_iri(run_a), tmp_path / "pub", **args).files == first.files
+
+
 def test_publish_errors(store: Store, run_a: TagSet, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no tagging run"):
         publish(store, "https://example.org/run/none", tmp_path, license="https://x.org/l", creator="x")

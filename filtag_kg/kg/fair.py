@@ -120,6 +120,7 @@ def publish(
     # one publish per folder at a time: another's staging folder is not a leftover, nor are its files ours
     with locked_folder(out, f"--out {out}: cannot write there ({{reason}})",
                        f"--out {out}: another publish is writing there; wait for it to end"):
+        _refuse_another_run(out, run)
         try:
             for left in out.glob(".publishing-*"):  # of a publish that was killed
                 shutil.rmtree(left, ignore_errors=True)
@@ -137,6 +138,22 @@ def publish(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return Published(staged.dataset, staged.graphs, files)
+
+
+def _refuse_another_run(out: Path, run: str) -> None:
+    """Refuse a folder holding the distributions of another run: its dataset.ttl and dataset.jsonld
+    describe one run, so the other's files were left there undescribed (published, not findable)."""
+    own = {f"{_stem(run)}.{ext}" for ext, _ in DISTRIBUTIONS}
+    others = sorted(p.name for ext, _ in DISTRIBUTIONS for p in out.glob(f"filtag-*.{ext}") if p.name not in own)
+    if others:
+        raise UserError(f"--out {out} holds the distributions of another run ({', '.join(others[:3])}"
+                        f"{' …' if len(others) > 3 else ''}), which its dataset.ttl would no longer describe: "
+                        "publish each run into a folder of its own, or remove those files first")
+
+
+def _stem(run: str) -> str:
+    """The file name stem of a run's distributions, by its id (the IRI's last part)."""
+    return f"filtag-{run.rstrip('/').rsplit('/', 1)[-1]}"
 
 
 def _write_publication(
@@ -159,7 +176,7 @@ def _write_publication(
                     yield quad
                     bar.update()
 
-    stem = f"filtag-{run_id}"
+    stem = _stem(run)
     distributions = []
     for ext, title in DISTRIBUTIONS:
         path = out / f"{stem}.{ext}"
