@@ -176,6 +176,11 @@ def run_iri(tags: TagSet, minter: Minter | str | None = None) -> str:
     return as_minter(minter).run(run_ids(tags).tagging).value
 
 
+def network_title(tags: TagSet) -> str:
+    """The title of a TagSet's network in the graph: its model's name."""
+    return str((tags.manifest.get("model") or {}).get("name") or "unnamed network")
+
+
 def run_ids(tags: TagSet) -> RunIds:
     """The ids of a TagSet's network and runs, from its manifest, selections and tag content only.
 
@@ -337,7 +342,7 @@ def _network(tags: TagSet, minter: Minter, model_id: str, layers: Mapping[str, s
     manifest_model = tags.manifest.get("model") or {}
     network, model = minter.network(model_id), minter.model(model_id)
     yield Quad(network, A, P.nno_NeuralNetwork, g)
-    yield Quad(network, P.title, Literal(str(manifest_model.get("name") or "unnamed network")), g)
+    yield Quad(network, P.title, Literal(network_title(tags)), g)
     yield Quad(network, P.nno_hasModel, model, g)
     if manifest_model.get("hash"):
         yield Quad(network, P.ft_modelHash, Literal(str(manifest_model["hash"])), g)

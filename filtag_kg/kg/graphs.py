@@ -24,7 +24,8 @@ from pyoxigraph import NamedNode
 from ..errors import UserError
 from ..records import METHODS, TagSet, selection_label, write_output
 from . import queries
-from .export import METHOD_NODES, NOT_XML
+from .export import METHOD_NODES, NOT_XML, network_title, run_ids, run_iri
+from .vocab import Minter
 
 
 class Edge(NamedTuple):
@@ -54,7 +55,8 @@ def filter_class_graph(
     layers: str | Sequence[str] | None = None,
 ) -> nx.Graph:
     """The bipartite filter–class graph of one selection of a TagSet (the only one if not named), of
-    `layers` (names; one string is one layer; default all).
+    `layers` (names; one string is one layer; default all). Its graph attributes name the run and
+    network as the store route does (their IRIs under the default base).
 
     Like the store route, it holds the filters that carry a tag (untagged filters are not nodes).
     """
@@ -72,7 +74,10 @@ def filter_class_graph(
     if not edges:  # as the store route says (an untagged layer gave an empty graph here)
         raise UserError(f"no tags with {selection_label(method, parameter)} in layer(s) {', '.join(wanted)}; "
                         f"tagged layers: {', '.join(tags.tagged_layers)}")
-    return _build(edges, method, parameter)
+    graph = _build(edges, method, parameter)
+    ids = run_ids(tags)  # as the store route names them, under the default base
+    graph.graph.update(run=run_iri(tags), network=Minter().network(ids.model).value, network_title=network_title(tags))
+    return graph
 
 
 def store_filter_class_graph(
