@@ -11,10 +11,10 @@ from pyoxigraph import NamedNode, Store
 from test_queries import ANIMALS, synthetic_tags
 
 from filtag_kg.kg import graphs, queries
-from filtag_kg.kg.export import export_tags, run_ids
+from filtag_kg.kg.export import run_ids
 from filtag_kg.kg.vocab import as_minter
 from filtag_kg.records import K_BEST, TagSet
-from kg_helpers import rows, run_iri
+from kg_helpers import rows, run_iri, store_of
 
 FT = "https://w3id.org/filtag-kg/ontology#"
 
@@ -31,10 +31,7 @@ def nets() -> dict[str, TagSet]:
 
 @pytest.fixture(scope="module")
 def store(nets: dict[str, TagSet]) -> Store:
-    store = Store()
-    for tags in nets.values():
-        store.extend(export_tags(tags))
-    return store
+    return store_of(nets.values())
 
 
 def network_iri(tags: TagSet) -> str:
@@ -125,9 +122,7 @@ def test_similar_classes_per_run_counts_shared_filters(nets: dict[str, TagSet], 
 def test_networks_counts_runs_and_says_0_after_the_last_run_is_dropped(nets: dict[str, TagSet]) -> None:
     """`drop --run` keeps the network's graph: a network whose runs were all dropped listed no run
     count at all (blank), not 0."""
-    store = Store()
-    for tags in nets.values():
-        store.extend(export_tags(tags))
+    store = store_of(nets.values())
     count = {r["network"]: r["runs"] for r in rows("networks", store)}
     assert count == {network_iri(nets["a"]): 2, network_iri(nets["b"]): 1}  # a and a2: one network, two runs
     store.remove_graph(NamedNode(as_minter(None).run_graph(run_ids(nets["b"]).tagging, "tags").value))

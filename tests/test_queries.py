@@ -26,7 +26,7 @@ from filtag_kg.kg.queries import Parameter, Query, Results
 from filtag_kg.kg.vocab import FT, RDFS, XSD
 from filtag_kg.records import K_BEST, Q_QUANTILE, ActivationStats, TagSet
 
-from kg_helpers import rows, run_iri
+from kg_helpers import rows, run_iri, store_of
 
 REQUIRED = {
     "filter-tags", "class-filters", "class-specific-filters", "similar-classes", "layer-tag-statistics",
@@ -472,12 +472,7 @@ def runs() -> dict[str, TagSet]:
 
 @pytest.fixture(scope="module")
 def store(runs: dict[str, TagSet]) -> Store:
-    from filtag_kg.kg.export import export_tags
-
-    store = Store()
-    for tags in runs.values():
-        store.extend(export_tags(tags))
-    return store
+    return store_of(runs.values())
 
 
 def test_runs_and_networks(store: Store, runs: dict[str, TagSet]) -> None:

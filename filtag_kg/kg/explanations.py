@@ -144,4 +144,3 @@ def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.Path
         return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout,
                                                                     dataset=stats.manifest.get("dataset"))),
                        progress=progress)
-

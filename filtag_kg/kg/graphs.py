@@ -24,7 +24,7 @@ from pyoxigraph import NamedNode
 from ..errors import UserError
 from ..records import METHODS, TagSet, selection_label, write_output
 from . import queries
-from .export import METHOD_NODES, NOT_XML, network_title, run_ids, run_iri
+from .export import METHOD_NODES, NOT_XML, network_title, run_ids
 from .vocab import Minter
 
 
@@ -75,8 +75,9 @@ def filter_class_graph(
         raise UserError(f"no tags with {selection_label(method, parameter)} in layer(s) {', '.join(wanted)}; "
                         f"tagged layers: {', '.join(tags.tagged_layers)}")
     graph = _build(edges, method, parameter)
-    ids = run_ids(tags)  # as the store route names them, under the default base
-    graph.graph.update(run=run_iri(tags), network=Minter().network(ids.model).value, network_title=network_title(tags))
+    ids, minter = run_ids(tags), Minter()  # as the store route names them, under the default base
+    graph.graph.update(run=minter.run(ids.tagging).value, network=minter.network(ids.model).value,
+                       network_title=network_title(tags))
     return graph
 
 

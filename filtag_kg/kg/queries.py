@@ -601,6 +601,7 @@ def unmatched_parameters(query: Query | str | Path, store: Any, params: Mapping[
     if not isinstance(query, Query):
         query = load(query)
     notes: list[str] = []
+    labels: list[str] | None = None  # those of classes, layers and selections, read once when first needed
     for p in query.parameters:
         value = params.get(p.name)
         if value is None or p.type not in ("iri", "string"):
@@ -612,7 +613,8 @@ def unmatched_parameters(query: Query | str | Path, store: Any, params: Mapping[
             continue
         if run(_LABELLED, store, {"label": term}).boolean:
             continue
-        labels = [v.value for v in run(_LABELS, store).column("label") if v is not None]
+        if labels is None:
+            labels = [v.value for v in run(_LABELS, store).column("label") if v is not None]
         close = [label for label in labels if label.casefold() == term.value.casefold()]
         close += [label for label in difflib.get_close_matches(term.value, labels, n=3) if label not in close]
         notes.append(f"no node in the store is labelled {term.value!r} (--param {p.name})"
