@@ -265,14 +265,6 @@ class WordNet:
                             "map classes to nouns, like cow.n.02")
         return synset
 
-    def noun_senses(self, label: str) -> list[Synset]:
-        """The noun synsets of a label (spaces → '_', WordNet's morphology), in WordNet's sense order.
-        Accents are dropped first: WordNet 3.0's lemmas are ASCII ('café au lait' is cafe_au_lait, and
-        was unmatched), and so are ligatures ('Æon' is aeon). A label that is no lemma as written is
-        looked up with its word separators spelled otherwise (see `_spellings`): 'sea-lion',
-        'Shih_Tzu' and 'ice-cream' were unmatched, WordNet writing sea_lion, Shih-Tzu, ice_cream."""
-        return self.lookup(label)[1]
-
     @staticmethod
     def lookup_form(label: str) -> str:
         """A label as a WordNet lemma is written: spaces '_', accents and ligatures dropped."""
@@ -280,8 +272,13 @@ class WordNet:
         return "".join(c for c in decomposed if not unicodedata.combining(c))
 
     def lookup(self, label: str) -> tuple[str | None, list[Synset]]:
-        """`noun_senses`, with the spelling that found them: the label's lemma form (`lookup_form`)
-        or another spelling of its separators; None when nothing was found."""
+        """The noun synsets of a label in WordNet's sense order, with the spelling that found them
+        (None when nothing was found): the label's lemma form (`lookup_form`: spaces '_', WordNet's
+        morphology). Accents are dropped first: WordNet 3.0's lemmas are ASCII ('café au lait' is
+        cafe_au_lait, and was unmatched), and so are ligatures ('Æon' is aeon). A label that is no lemma
+        as written is looked up with its word separators spelled otherwise (see `_spellings`):
+        'sea-lion', 'Shih_Tzu' and 'ice-cream' were unmatched, WordNet writing sea_lion, Shih-Tzu,
+        ice_cream."""
         for form in _spellings(self.lookup_form(label)):
             senses = self.reader.synsets(form, "n")
             if senses:
