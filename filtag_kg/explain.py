@@ -8,6 +8,10 @@ For an image d and a selection (k-best k, or q-quantile q) of a tagging run:
 - classes are ranked by count (standard competition ranking: rank = 1 + the number of classes with a
   higher count; a class with count 0 is never ranked).
 Hits@n of a target class (the network's prediction, or the true class) is 1 when it has rank ≤ n.
+Where classes tie, that ranking counts every one of them at the best place the tie holds, which
+flatters small n (at k = 1 a filter tagged with many classes ties them all); the evaluation also
+gives the tie-aware Hits@n: the expected hit with tied classes ordered at random (McSherry and
+Najork, ECIR 2008), (n - classes ranked above) / classes tied with the target, clipped to [0, 1].
 
 Everything is computed for all images at once from the per-image vectors that collection keeps for
 the held-out split, so evaluation needs no second forward pass.
@@ -84,6 +88,17 @@ def hits_at(counts: np.ndarray, targets: np.ndarray, max_n: int = MAX_N) -> np.n
     rank = (counts > target_counts[:, None]).sum(axis=1) + 1
     rank = np.where(target_counts > 0, rank, max_n + 1)
     return rank[:, None] <= np.arange(1, max_n + 1)[None, :]
+
+
+def tie_aware_hits_at(counts: np.ndarray, targets: np.ndarray, max_n: int = MAX_N) -> np.ndarray:
+    """Float [n_images, max_n]: column n-1 is the chance that the target class is among the first n
+    when classes of equal count are ordered at random: (n - classes above) / classes tied with it
+    (itself included), clipped to [0, 1]; 0 for a target without a count, as in `hits_at`."""
+    target_counts = counts[np.arange(len(targets)), targets][:, None]
+    above = (counts > target_counts).sum(axis=1)[:, None]
+    tied = (counts == target_counts).sum(axis=1)[:, None]
+    chance = np.clip((np.arange(1, max_n + 1)[None, :] - above) / tied, 0.0, 1.0)
+    return np.where(target_counts > 0, chance, 0.0)
 
 
 def shown(text: object) -> str:
@@ -350,18 +365,22 @@ class Evaluation:
     n_images: int
     accuracy: float
     hits: dict[tuple[str, float, str, str], np.ndarray] = field(default_factory=dict)  # -> float [MAX_N]
+    tie_aware: dict[tuple[str, float, str, str], np.ndarray] = field(default_factory=dict)  # same, ties at random
     per_class: dict[tuple[str, float, str, str], np.ndarray] = field(default_factory=dict)  # -> [n_classes]
     class_accuracy: np.ndarray = field(default_factory=lambda: np.zeros(0))
     correlation: dict[tuple[str, float, str, str], dict[str, float]] = field(default_factory=dict)
     per_class_n: int = 1
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per (selection, scope, target) with Hits@1 … Hits@50: the CSV table."""
+        """One row per (selection, scope, target) with Hits@1 … Hits@max_n, then the tie-aware
+        Hits@1 … Hits@max_n (`tie_aware@n`): the CSV table."""
         out = []
         for (method, p, scope, target), curve in self.hits.items():
             # the parameter as tags.csv writes it: q=10 was '10.0' here, '10' there
             row: dict[str, Any] = {"method": method, "parameter": number_text(p), "scope": scope, "target": target}
             row.update({f"hits@{n}": round(float(curve[n - 1]), 6) for n in range(1, len(curve) + 1)})
+            tie_aware = self.tie_aware[method, p, scope, target]
+            row.update({f"tie_aware@{n}": round(float(tie_aware[n - 1]), 6) for n in range(1, len(curve) + 1)})
             corr = self.correlation.get((method, p, scope, target), {})
             row.update({k: (round(v, 6) if v == v else "") for k, v in corr.items()})
             out.append(row)
@@ -369,7 +388,8 @@ class Evaluation:
 
 
 def evaluate(tags: TagSet, heldout: HeldOut | None, max_n: int = MAX_N, per_class_n: int = 1) -> Evaluation:
-    """Hits@n (n = 1…max_n) against prediction and truth, from all tagged layers and the last of them alone.
+    """Hits@n (n = 1…max_n, at most the number of classes) against prediction and truth, from all tagged layers and the last of them
+    alone, as ranked (ties share a rank) and tie-aware (ties ordered at random, expected).
 
     Per-class hit rates (Hits@per_class_n against the true class) are correlated with per-class
     accuracy (Pearson and Spearman, with p-values): the paper's evidence that tags explain.
@@ -382,8 +402,9 @@ def evaluate(tags: TagSet, heldout: HeldOut | None, max_n: int = MAX_N, per_clas
     require_true_classes(heldout, "evaluation (Hits@n against the true class, per-class accuracy)")
     if not is_whole(max_n) or max_n < 1:
         raise UserError(f"max_n must be a whole number of at least 1, got {max_n!r}")  # 0 blamed per_class_n
+    max_n = min(max_n, len(tags.classes))  # beyond, every curve is flat (the demo's hits.csv repeated Hits@10 to @50)
     if not is_whole(per_class_n) or not 1 <= per_class_n <= max_n:  # 0 read the hits at max_n, 1.5 failed
-        raise UserError(f"per_class_n must be in 1 … max_n ({max_n}), got {per_class_n}")
+        raise UserError(f"per_class_n must be in 1 … max_n ({max_n}: at most the number of classes), got {per_class_n}")
     last = layers[-1]
     n_classes = len(tags.classes)
     labels = heldout.labels
@@ -399,6 +420,7 @@ def evaluate(tags: TagSet, heldout: HeldOut | None, max_n: int = MAX_N, per_clas
     keys = [(method, parameter, scope, target) for method, parameter in tags.selections for scope in SCOPES
             for target in TARGETS]
     hit_sums = {key: np.zeros(max_n) for key in keys}
+    tie_aware_sums = {key: np.zeros(max_n) for key in keys}
     class_hits = {key: np.zeros(n_classes) for key in keys}
     # images in chunks, layers one by one: every layer's [images, filters] order and [images, classes] counts
     # held at once took 2.8 GB for 5,000 images of MobileNetV2 (52 layers) over 1,000 classes, and would
@@ -416,12 +438,15 @@ def evaluate(tags: TagSet, heldout: HeldOut | None, max_n: int = MAX_N, per_clas
                     lasts[sel] = counts
         for method, parameter, scope, target in keys:
             counts = (totals if scope == "all" else lasts)[method, parameter]
-            hits = hits_at(counts, (predictions if target == "predicted" else labels)[rows], max_n)
+            targets = (predictions if target == "predicted" else labels)[rows]
+            hits = hits_at(counts, targets, max_n)
             hit_sums[method, parameter, scope, target] += hits.sum(axis=0)
+            tie_aware_sums[method, parameter, scope, target] += tie_aware_hits_at(counts, targets, max_n).sum(axis=0)
             class_hits[method, parameter, scope, target] += np.bincount(
                 labels[rows], weights=hits[:, per_class_n - 1], minlength=n_classes)
     for key in keys:
         result.hits[key] = hit_sums[key] / len(heldout)
+        result.tie_aware[key] = tie_aware_sums[key] / len(heldout)
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = class_hits[key] / counts_per_class
         result.per_class[key] = rate
@@ -441,7 +466,8 @@ def _correlations(x: np.ndarray, y: np.ndarray, sps: Any) -> dict[str, float]:
 
 
 def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
-    """Hits@n curves per selection (as the paper's Figure 4) and per-class hit rate vs accuracy: PNG + SVG."""
+    """Hits@n curves per selection (as the paper's Figure 4), ranked and tie-aware, and per-class hit rate
+    vs accuracy: PNG + SVG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -449,27 +475,30 @@ def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
 
     written = []
     n_max = min(len(next(iter(result.hits.values()))), len(result.classes))  # beyond: flat by definition
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey=True)
-    for (row, scope), (col, target) in ((s, t) for s in enumerate(SCOPES) for t in enumerate(TARGETS)):
-        ax = axes[row][col]
-        for (method, p, sc, tg), curve in result.hits.items():
-            if sc == scope and tg == target:
-                ax.plot(np.arange(1, n_max + 1), curve[:n_max], marker="." if n_max <= 20 else None,
-                        label=selection_label(method, p), linestyle="-" if method == K_BEST else "--")
-        ax.set_title(f"{'all layers' if scope == 'all' else 'last layer'}, against the {target} class")
-        ax.set_xlabel("n")
-        ax.set_ylabel("Hits@n")
-        ax.set_ylim(0, 1.02)
-        if n_max > 1:  # a single n: matplotlib warned of identical limits
-            ax.set_xlim(1, n_max)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Hits@n of tag-based explanations ({result.n_images} held-out images)")
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(f"{path_stem}-hits.{ext}", dpi=120)
-        written.append(f"{path_stem}-hits.{ext}")
-    plt.close(fig)
+    for curves, suffix, what, title in (
+            (result.hits, "hits", "Hits@n", "Hits@n"),
+            (result.tie_aware, "hits-tie-aware", "tie-aware Hits@n", "Tie-aware Hits@n (ties in random order)")):
+        fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey=True)
+        for (row, scope), (col, target) in ((s, t) for s in enumerate(SCOPES) for t in enumerate(TARGETS)):
+            ax = axes[row][col]
+            for (method, p, sc, tg), curve in curves.items():
+                if sc == scope and tg == target:
+                    ax.plot(np.arange(1, n_max + 1), curve[:n_max], marker="." if n_max <= 20 else None,
+                            label=selection_label(method, p), linestyle="-" if method == K_BEST else "--")
+            ax.set_title(f"{'all layers' if scope == 'all' else 'last layer'}, against the {target} class")
+            ax.set_xlabel("n")
+            ax.set_ylabel(what)
+            ax.set_ylim(0, 1.02)
+            if n_max > 1:  # a single n: matplotlib warned of identical limits
+                ax.set_xlim(1, n_max)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(f"{title} of tag-based explanations ({result.n_images} held-out images)")
+        fig.tight_layout()
+        for ext in ("png", "svg"):
+            fig.savefig(f"{path_stem}-{suffix}.{ext}", dpi=120)
+            written.append(f"{path_stem}-{suffix}.{ext}")
+        plt.close(fig)
 
     keys = [k for k in result.per_class if k[2] == "all" and k[3] == "true"]
     fig, ax = plt.subplots(figsize=(6.5, 5))
@@ -492,18 +521,22 @@ def plot_evaluation(result: Evaluation, path_stem: str) -> list[str]:
 
 def hits_table(result: Evaluation, ns: tuple[int, ...] = (1, 3, 5, 10)) -> str:
     """Hits@n against the prediction, all layers and last layer, one row per selection (named as in the tag
-    set: `:g` cut q=33.3333333 to 33.3333, a selection `explain --selection` did not know)."""
+    set: `:g` cut q=33.3333333 to 33.3333, a selection `explain --selection` did not know); then the same
+    tie-aware, since ties sharing a rank flatter small n."""
     ns = tuple(n for n in ns if n <= len(next(iter(result.hits.values()))))
     selections = list(dict.fromkeys((m, p) for m, p, _, _ in result.hits))
     width = max(16, *(len(selection_label(m, p)) + 1 for m, p in selections))
     header = (f"{'selection':<{width}}" + "".join(f"{f'all@{n}':>8}" for n in ns)
               + "".join(f"{f'last@{n}':>9}" for n in ns))
-    lines = [f"Hits@n against the network's prediction ({result.n_images:,} held-out images, "
-             f"accuracy {result.accuracy:.1%}):", header]
-    for method, p in selections:
-        cells = [result.hits[(method, p, scope, "predicted")][n - 1] for scope in ("all", "last") for n in ns]
-        lines.append(f"{selection_label(method, p):<{width}}" + "".join(
-            f"{c:>8.3f}" if i < len(ns) else f"{c:>9.3f}" for i, c in enumerate(cells)))
+    lines = []
+    for title, curves in ((f"Hits@n against the network's prediction ({result.n_images:,} held-out images, "
+                           f"accuracy {result.accuracy:.1%}); classes of equal tag count share a rank:", result.hits),
+                          ("Tie-aware Hits@n (classes of equal tag count in random order, expected):", result.tie_aware)):
+        lines += [title, header]
+        for method, p in selections:
+            cells = [curves[(method, p, scope, "predicted")][n - 1] for scope in ("all", "last") for n in ns]
+            lines.append(f"{selection_label(method, p):<{width}}" + "".join(
+                f"{c:>8.3f}" if i < len(ns) else f"{c:>9.3f}" for i, c in enumerate(cells)))
     return "\n".join(lines)
 
 

@@ -65,6 +65,38 @@ def test_hits_against_brute_force() -> None:
             assert hits[i, n - 1] == brute_force_hits(counts[i], targets[i], n)
 
 
+def brute_force_tie_aware_hits(counts: np.ndarray, target: int, n: int) -> float:
+    """The definition, slowly: the share of all orders of the classes, ties in every order, that put
+    the target (which has a count) among the first n."""
+    from itertools import permutations
+
+    if counts[target] == 0:
+        return 0.0
+    tied = [c for c in range(len(counts)) if counts[c] == counts[target]]
+    above = sum(1 for c in counts if c > counts[target])
+    orders = list(permutations(tied))
+    return sum(above + order.index(target) + 1 <= n for order in orders) / len(orders)
+
+
+def test_tie_aware_hits_against_brute_force() -> None:
+    """Every order of the tied classes counted (0.5 for a target tied with one other class at n = 1,
+    where `hits_at` says 1); never above the ranked Hits, equal to it without ties."""
+    from filtag_kg.explain import tie_aware_hits_at
+
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 3, size=(80, 6))  # small counts over few classes: many ties
+    targets = rng.integers(0, 6, size=80)
+    chance = tie_aware_hits_at(counts, targets, max_n=6)
+    for i in range(80):
+        for n in range(1, 7):
+            assert chance[i, n - 1] == pytest.approx(brute_force_tie_aware_hits(counts[i], targets[i], n), abs=1e-12)
+    hits = hits_at(counts, targets, max_n=6)
+    assert (chance <= hits).all()
+    alone = np.array([(counts[i] == counts[i, targets[i]]).sum() == 1 for i in range(80)])
+    np.testing.assert_array_equal(chance[alone], hits[alone])
+    assert tie_aware_hits_at(np.array([[2, 2, 0]]), np.array([1]), max_n=2).tolist() == [[0.5, 1.0]]
+
+
 def test_evaluation_by_hand() -> None:
     tags, heldout = hand_case()
     result = evaluate(tags, heldout, max_n=3)
@@ -75,8 +107,12 @@ def test_evaluation_by_hand() -> None:
     # last layer alone: a -> cat only (dog has 0: never a hit); b -> dog only (cow has 0)
     np.testing.assert_array_equal(result.hits[("k-best", 1, "last", "true")], [0, 0, 0])
     assert result.accuracy == 0.5
+    # tie-aware: b's predicted cow ties with dog at rank 1 -> 0.5 at n = 1; a's dog (truth) is second alone
+    np.testing.assert_array_equal(result.tie_aware[("k-best", 1, "all", "predicted")], [0.75, 1, 1])
+    np.testing.assert_array_equal(result.tie_aware[("k-best", 1, "all", "true")], [0.25, 1, 1])
     rows = result.rows()
-    assert len(rows) == 4 and rows[0]["hits@1"] == 1.0
+    assert len(rows) == 4 and rows[0]["hits@1"] == 1.0 and rows[0]["tie_aware@1"] == 0.75
+    assert len(evaluate(tags, heldout).hits[("k-best", 1, "all", "true")]) == 3  # max_n: at most the 3 classes
 
 
 def test_default_model_hits_follow_the_paper(default_stats) -> None:
@@ -123,7 +159,7 @@ def test_bad_positions_selections_and_per_class_n_are_named() -> None:
     """per_class_n=0 reported the hit rates at max_n as per-class Hits@0; position -1 explained the
     last image; an unknown selection or position and records of None were tracebacks."""
     tags, heldout = hand_case()
-    with pytest.raises(UserError, match=r"per_class_n must be in 1 … max_n \(3\), got 0"):
+    with pytest.raises(UserError, match=r"per_class_n must be in 1 … max_n \(3: at most the number of classes\), got 0"):
         evaluate(tags, heldout, max_n=3, per_class_n=0)
     with pytest.raises(UserError, match="got 4"):
         evaluate(tags, heldout, max_n=3, per_class_n=4)
@@ -178,7 +214,8 @@ def test_max_n_is_checked_and_one_n_plots_without_warnings(tmp_path) -> None:
         warnings.simplefilter("error")
         written = write_evaluation(result, tmp_path)
     assert [p.name for p in written][:3] == ["hits.csv", "per-class.csv", "evaluation-hits.png"]
-    assert (tmp_path / "hits.csv").read_text().splitlines()[0].startswith("method,parameter,scope,target,hits@1,pearson")
+    assert (tmp_path / "hits.csv").read_text().splitlines()[0].startswith(
+        "method,parameter,scope,target,hits@1,tie_aware@1,pearson")
 
 
 def test_records_of_another_layer_size_are_named() -> None:
@@ -217,9 +254,11 @@ def test_hits_table_names_selections_as_the_tag_set_does() -> None:
     tags = filtag_kg.tag(stats, k=1, q=100 / 3)
     label = selection_label(*tags.selections[1])
     assert label == "q-quantile 33.333333333333336"
-    header, k1, q = hits_table(evaluate(tags, heldout, max_n=3)).splitlines()[1:]
-    assert q.startswith(f"{label} ") and k1.startswith("k-best 1 ")
-    assert len(header) == len(k1) == len(q)  # columns aligned under the header
+    lines = hits_table(evaluate(tags, heldout, max_n=3)).splitlines()
+    assert lines[4].startswith("Tie-aware Hits@n")
+    for header, k1, q in (lines[1:4], lines[5:8]):
+        assert q.startswith(f"{label} ") and k1.startswith("k-best 1 ")
+        assert len(header) == len(k1) == len(q)  # columns aligned under the header
 
 
 def test_a_q_given_as_float32_is_named_as_written_everywhere(tmp_path) -> None:
@@ -344,7 +383,7 @@ def test_selections_per_class_n_and_tags_of_the_wrong_kind_are_named() -> None:
                                             rf"got {re.escape(repr(bad))}$"):
             explain(tags, heldout, selections=bad)
     for bad in (1.5, True):
-        with pytest.raises(UserError, match=rf"^per_class_n must be in 1 … max_n \(3\), got {bad}$"):
+        with pytest.raises(UserError, match=rf"^per_class_n must be in 1 … max_n \(3: at most the number of classes\), got {bad}$"):
             evaluate(tags, heldout, max_n=3, per_class_n=bad)
     assert evaluate(tags, heldout, max_n=3, per_class_n=np.int64(2)).per_class_n == 2
     for run in (explain, evaluate):

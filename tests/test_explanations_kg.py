@@ -85,6 +85,16 @@ def test_explanations_that_disagree_with_the_prediction(case) -> None:
         run("errors-explanation-disagrees", store, {"n": 0})
 
 
+def test_predictions_among_the_top_tags_only_by_a_tie(case) -> None:
+    """Ranks are shared by ties, so b (cow tied with dog for the top) agrees for errors-explanation-disagrees;
+    errors-explanation-tied names it at n = 1, and at n = 2 (both tied classes fit) no image."""
+    _, _, store = case
+    rows = run("errors-explanation-tied", store, {"n": 1, "selection": "k-best 1"}).values()
+    assert [(r["id"], r["predicted"], r["predictedRank"], r["tiedClasses"], r["correct"]) for r in rows] == [
+        ("b", "cow", 1, 2, True)]
+    assert not run("errors-explanation-tied", store, {"n": 2}).values()
+
+
 def test_error_report_text(case) -> None:
     _, _, store = case
     text = error_report(store, "k-best 1")
@@ -104,7 +114,8 @@ def test_an_image_whose_top_tags_tie_is_counted_once(case) -> None:
     assert [(r["id"], r["topTag"], r["correct"]) for r in rows] == [("c", "cow", True), ("d", "cow", False),
                                                                      ("d", "dog", False)]
     assert error_report(store, "k-best 1").endswith(
-        "\n  2 images whose prediction is not the top tag of their active filters (1 of them misclassified)")
+        "\n  2 images whose prediction is not the top tag of their active filters, nor tied for it (1 of them "
+        "misclassified); in 1 more it shares the top only by a tie with other classes (0 of them misclassified)")
 
 
 def test_error_report_names_n_and_refuses_what_would_mislead(case) -> None:
@@ -114,7 +125,9 @@ def test_error_report_names_n_and_refuses_what_would_mislead(case) -> None:
     _, _, store = case
     # c and d: cat untagged, which no n explains
     assert error_report(store, "k-best 1", n=2).endswith(
-        "\n  2 images whose prediction is not among the top 2 tags of their active filters (1 of them misclassified)")
+        "\n  2 images whose prediction is not among the top 2 tags of their active filters, nor tied for a place "
+        "among them (1 of them misclassified); in 0 more it is among them only by a tie with classes beyond them "
+        "(0 of them misclassified)")
     for selection in (None, ""):
         with pytest.raises(UserError, match=rf"^selection must name a tag selection, e\.g\. 'k-best 5', "
                                             rf"got {selection!r}$"):
@@ -234,7 +247,8 @@ def test_report_of_a_network_without_errors_still_counts_disagreeing_explanation
     store.extend(chain(export_tags(tags), export_explanations(tags, heldout.order(np.array([1, 2])))))  # b, c
     assert error_report(store, "k-best 1") == (
         "Error analysis (tag selection k-best 1): no misclassified held-out images with explanations in the store.\n"
-        "  1 images whose prediction is not the top tag of their active filters (0 of them misclassified)")
+        "  1 images whose prediction is not the top tag of their active filters, nor tied for it (0 of them "
+        "misclassified); in 1 more it shares the top only by a tie with other classes (0 of them misclassified)")
 
 
 def test_images_of_another_data_set_keep_their_data_set_in_their_iri(case, tmp_path) -> None:
