@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,12 @@ class TaggingError(UserError):
 def quantile_count(q: float, n_filters: int) -> int:
     """Number of filters a q-quantile selects in a layer of `n_filters`: round(q/100·n), at least 1.
 
-    Rounds half to even like Python's round(), as the original scripts do.
+    Rounds half to even like Python's round(), as the original scripts do, but exactly (they round the
+    float product): q as written (its shortest decimal text) times n over 100 as a fraction. In floats,
+    54.5 % of 100 filters was 54.50000000000001 (55) and 57.5 % was 57.49999999999999 (57), not
+    round(54.5) = 54 and round(57.5) = 58.
     """
-    return max(1, int(round(q / 100.0 * n_filters)))
+    return max(1, round(Fraction(np.format_float_positional(q, trim="-")) * n_filters / 100))
 
 
 def rank_filters(z: np.ndarray) -> np.ndarray:
