@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any
 
 import numpy as np
@@ -72,7 +72,6 @@ def _n(iri: str) -> NamedNode:
 A = _n(RDF + "type")
 LABEL = _n(RDFS + "label")
 COMMENT = _n(RDFS + "comment")
-XSD_DOUBLE = _n(XSD + "double")
 XSD_DECIMAL = _n(XSD + "decimal")
 XSD_DATETIME = _n(XSD + "dateTime")
 METHOD_NODES = {K_BEST: _n(FT + "KBest"), Q_QUANTILE: _n(FT + "QQuantile")}
@@ -346,8 +345,9 @@ def _network(tags: TagSet, minter: Minter, model_id: str, layers: Mapping[str, s
     yield Quad(network, P.nno_hasModel, model, g)
     if manifest_model.get("hash"):
         yield Quad(network, P.ft_modelHash, Literal(str(manifest_model["hash"])), g)
-    if manifest_model.get("source"):
-        yield Quad(network, P.source, Literal(str(manifest_model["source"])), g)
+    source = str(manifest_model.get("source") or "")
+    if source and not _local_path(source):
+        yield Quad(network, P.source, Literal(source), g)
     keras = (tags.manifest.get("software") or {}).get("keras")
     if keras:
         yield Quad(network, P.nno_usedFramework, Literal(f"Keras {keras}"), g)
@@ -376,6 +376,15 @@ def _network(tags: TagSet, minter: Minter, model_id: str, layers: Mapping[str, s
             yield Quad(node, P.ft_ofLayer, layer, g)
             yield Quad(node, LABEL, Literal(f"{name}#{i}"), g)
     return filters
+
+
+def _local_path(source: str) -> bool:
+    """Whether a model's source is an absolute file path (a saved model, the default model's cache file), which
+    the network graph leaves out: it names a file on one machine only (and its user's home folder),
+    and made the graph that all runs of the network share differ by where the model file lay, so that
+    loading a run from another cache folder replaced it with other content. The network is
+    identified by ft:modelHash; sources such as 'keras.applications:VGG16 (weights=imagenet)' stay."""
+    return PurePosixPath(source).is_absolute() or PureWindowsPath(source).is_absolute()
 
 
 def _layer(entry: Mapping[str, Any], layer: NamedNode, g: NamedNode) -> Iterator[Quad]:
@@ -480,7 +489,7 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
         yield Quad(collection, A, P.ft_CollectionRun, g)
         yield Quad(collection, LABEL, Literal(f"collection run {ids.collection}"), g)
         yield from inputs(collection)
-        yield Quad(collection, P.ended, Literal(str(manifest["created"]), datatype=XSD_DATETIME), g)
+        yield Quad(collection, P.ended, _datetime(str(manifest["created"])), g)
         for entry in software:
             yield Quad(collection, P.ft_softwareVersion, Literal(entry), g)
     return run
@@ -632,8 +641,17 @@ def _tag_quads(
 
 
 def _double(x: float) -> Literal:
-    """An xsd:double literal (Python's repr is a valid lexical form except for infinities)."""
-    return Literal("INF" if x == math.inf else "-INF" if x == -math.inf else repr(x), datatype=XSD_DOUBLE)
+    """An xsd:double literal in the lexical form Oxigraph stores it in (1.0 -> "1", 1e-05 -> "0.00001",
+    inf -> "INF"), as `_decimal` does for decimals: an export then holds the very terms that a store
+    loaded from it holds, and the file `export` writes and the one `publish` writes from the store are
+    the same graph (Python's repr, "1.0" and "1e-05", were other terms of the same values)."""
+    return Literal(float(x))
+
+
+def _datetime(text: str) -> Literal:
+    """An xsd:dateTime literal, UTC written "Z" (the XSD canonical form, which Oxigraph stores:
+    "+00:00" was another term than the store's, as `_double` says)."""
+    return Literal(text[:-len("+00:00")] + "Z" if text.endswith("+00:00") else text, datatype=XSD_DATETIME)
 
 
 def _parameter_term(method: str, parameter: float) -> tuple[NamedNode, Literal]:

@@ -124,6 +124,10 @@ class Minter:
     def __init__(self, base: str = DEFAULT_BASE) -> None:
         if not base.endswith(("/", "#")):
             raise UserError(f"base IRI must end with '/' or '#': {base!r}")
+        scheme = base.split(":", 1)[0]
+        if scheme in PREFIXES:  # JSON-LD readers expand 'wn:data/…' with the context's prefix wn: another IRI
+            raise UserError(f"base IRI {base!r}: its scheme {scheme!r} is a prefix of the export's JSON-LD "
+                            f"context, which would read its IRIs back as {PREFIXES[scheme]}…; use an http(s) IRI")
         self.base = iri(base, "base IRI").value
 
     def _iri(self, *parts: str) -> NamedNode:
