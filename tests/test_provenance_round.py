@@ -55,6 +55,21 @@ def test_the_network_graph_names_no_local_model_file() -> None:
         == {"keras.applications:VGG16 (weights=imagenet)"}
 
 
+def test_the_network_graph_is_the_same_under_every_keras_version() -> None:
+    """nno:usedFramework was "Keras {version of the collection}": two collections of one model under two
+    Keras versions gave the network graph they share two contents (each load replacing the other's).
+    It names the framework; the versions stay on the runs (ft:softwareVersion)."""
+    graphs = []
+    for version in ("3.12.0", "3.15.1"):
+        stats = synthetic_stats()
+        stats.manifest["software"] = {**stats.manifest.get("software", {}), "keras": version}
+        tags = filtag_kg.tag(stats, k=[1])
+        network = export_graphs(tags).network
+        graphs.append({q for q in export_tags(tags) if q.graph_name == network})
+    assert graphs[0] == graphs[1]
+    assert {q.object.value for q in graphs[0] if q.predicate.value.endswith("#usedFramework")} == {"Keras"}
+
+
 def test_a_base_whose_scheme_is_a_jsonld_prefix_is_refused() -> None:
     """JSON-LD readers expanded the '@id' 'wn:data/…' with the context's wn: prefix (another IRI)."""
     with pytest.raises(UserError, match="'wn'.*prefix of the export's JSON-LD context"):

@@ -348,9 +348,10 @@ def _network(tags: TagSet, minter: Minter, model_id: str, layers: Mapping[str, s
     source = str(manifest_model.get("source") or "")
     if source and not _local_path(source):
         yield Quad(network, P.source, Literal(source), g)
-    keras = (tags.manifest.get("software") or {}).get("keras")
-    if keras:
-        yield Quad(network, P.nno_usedFramework, Literal(f"Keras {keras}"), g)
+    if (tags.manifest.get("software") or {}).get("keras"):  # the framework; its version is the run's
+        # (ft:softwareVersion): with it here, two collections under two Keras versions gave the network
+        # graph that all runs of the network share two contents, each load replacing the other's
+        yield Quad(network, P.nno_usedFramework, Literal("Keras"), g)
     yield Quad(model, A, P.nno_Model, g)
 
     described = {str(e["name"]): e for e in manifest_model.get("layers") or []}
