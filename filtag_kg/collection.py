@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import locked_folder
-from .data import ImageSource, InputSpec, array_source
+from .data import ImageSource, InputSpec, array_source, image_folder
 from .errors import UserError, is_whole
 from .interrupts import deferred_signals
-from .models import LoadedModel, class_count, input_spec_of, is_channels_first, iter_layers, select_layers
+from .models import (NO_PREPROCESSING, LoadedModel, class_count, is_channels_first, iter_layers, select_layers,
+                     with_preprocessing)
 from .records import ARRAYS_NAME, MANIFEST_NAME, ActivationStats, HeldOut
 
 if TYPE_CHECKING:
@@ -186,17 +187,21 @@ def collect(
     checkpoint_every: int = 50,
     shard: tuple[int, int] | None = None,
     progress: bool = True,
+    preprocess: str | None = None,
 ) -> ActivationStats:
     """Collect FilTag statistics of `model`'s conv layers over a labelled image source.
 
-    `source` is an ImageSource (see filtag_kg.data) or images [n, h, w, c] (an array or a list of
-    them; [n, c, h, w] for a channels-first model) with `labels`. `layers` are names or glob patterns
-    (default: every conv layer; one string is one pattern). The "train" split gives the class sums
-    z_c(m,i); the "heldout" split, when present, per-image records. With `output`, the result is
-    saved there, checkpoints are written atomically every `checkpoint_every` batches, and a run that
-    was interrupted resumes from its last checkpoint. `batch_size` defaults to `default_batch_size` of the
-    model's input (64 for small images, 16 at 224×224). `shard=(i, n)` processes the images whose
-    position is i modulo n, for runs spread over machines; `ActivationStats.merge_shards` joins the shards.
+    `source` is an ImageSource (see filtag_kg.data), the path of an image folder (`image_folder` with its
+    defaults), or images [n, h, w, c] (an array or a list of them; [n, c, h, w] for a channels-first
+    model) with `labels`. `preprocess` names the preprocessing a keras.Model given here gets
+    (`models.preprocessing`: 'unit', 'mobilenet_v2', …; default none: the pixels as they are).
+    `layers` are names or glob patterns (default: every conv layer; one string is one pattern). The
+    "train" split gives the class sums z_c(m,i); the "heldout" split, when present, per-image records.
+    With `output`, the result is saved there, checkpoints are written atomically every
+    `checkpoint_every` batches, and a run that was interrupted resumes from its last checkpoint.
+    `batch_size` defaults to `default_batch_size` of the model's input (64 for small images, 16 at
+    224×224). `shard=(i, n)` processes the images whose position is i modulo n, for runs spread over
+    machines; `ActivationStats.merge_shards` joins the shards.
     """
     if isinstance(model, (str, os.PathLike)):
         raise UserError(f"model {str(model)!r}: pass a keras.Model, or load it by name or file with "
@@ -207,9 +212,18 @@ def collect(
         if not isinstance(model, keras.Model):  # None was an AttributeError
             raise UserError(f"model must be a keras.Model (or a filtag_kg.models.LoadedModel), got "
                             f"{type(model).__name__}")
-        model = LoadedModel(model, model.name, "keras", "python", input_spec_of(model))
+        spec, chosen = with_preprocessing(model, preprocess or NO_PREPROCESSING)
+        model = LoadedModel(model, model.name, "keras", "python", spec, preprocess=chosen)
+    elif preprocess is not None:
+        raise UserError(f"preprocess={preprocess!r} goes with a keras.Model; the LoadedModel {model.name!r} has its "
+                        "preprocessing already (load_model(..., preprocess=...) chooses it for a saved model)")
     keras_model, spec = model.model, model.input_spec
     n_out = class_count(keras_model)
+    if isinstance(source, (str, os.PathLike)):  # was taken for images and asked for labels
+        if labels is not None:
+            raise UserError(f"labels are given with the image folder {os.fspath(source)!r}, whose class folders "
+                            "label its images; pass images as an array with labels")
+        source = image_folder(source, classes=model.classes)  # says what a path that is no image folder is
     if not isinstance(source, ImageSource):
         if labels is None:
             raise UserError(f"images given as {type(source).__name__} need labels (one class index per image); "
@@ -443,39 +457,46 @@ def _pad(a: np.ndarray) -> np.ndarray:
 
 _IDENTITY = {"model": "model", "precision": "precision (--mixed-precision)", "layers": "layers",
              "dataset": "data set (its name, folder or images)", "split": "split (fraction, seed, held-out)",
-             "batch_size": "batch size", "shard": "shard"}
+             "batch_size": "batch size", "shard": "shard", "preprocess": "preprocessing (--preprocess)"}
 
 
 def _identity(manifest: dict[str, Any]) -> str:
     """What a checkpoint must share with the run resuming it: model, precision, layers, data set
-    (with its image list), split, batch size and shard (the keys of _IDENTITY, in that order)."""
+    (with its image list), split, batch size, shard and the preprocessing chosen for a saved model (the
+    keys of _IDENTITY, in that order; the last only when one was chosen, so that checkpoints made before
+    it was recorded resume)."""
+    chosen = manifest["model"].get("preprocess")
     return json.dumps([manifest["model"]["hash"], manifest["model"].get("precision"),
-                       *(manifest.get(k) for k in list(_IDENTITY)[2:])], sort_keys=True)
+                       *(manifest.get(k) for k in list(_IDENTITY)[2:-1]), *([chosen] if chosen else [])],
+                      sort_keys=True)
+
+
+def _identity_parts(identity: str | None) -> dict[str, Any] | None:
+    """An identity (`_identity`) by the keys of _IDENTITY (no preprocessing: None), or None if unreadable."""
+    try:
+        parts = json.loads(identity or "")
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(parts, list) or len(parts) not in (len(_IDENTITY) - 1, len(_IDENTITY)):
+        return None
+    return dict(zip(_IDENTITY, parts + [None] * (len(_IDENTITY) - len(parts))))
 
 
 def _difference(saved_identity: str | None, manifest: dict[str, Any]) -> str:
     """Which parts of the identity a checkpoint does not share with this run, as option-like words."""
-    try:
-        saved = json.loads(saved_identity or "")
-    except (ValueError, TypeError):
+    saved, now = _identity_parts(saved_identity), _identity_parts(_identity(manifest))
+    if saved is None or now is None:
         return "record"
-    now = json.loads(_identity(manifest))
-    if not isinstance(saved, list) or len(saved) != len(now):
-        return "record"
-    return ", ".join(name for name, a, b in zip(_IDENTITY.values(), saved, now) if a != b) or "record"
+    return ", ".join(name for key, name in _IDENTITY.items() if saved[key] != now[key]) or "record"
 
 
 def _saved_options(saved_identity: str | None, manifest: dict[str, Any]) -> str:
     """The command-line options a checkpoint was collected with where this run's differ (precision, split,
     batch size, shard), as '; it was collected with --batch-size 8': the refusal said only "not the same:
     batch size", and a run interrupted yesterday left no trace of the value to resume with."""
-    try:
-        saved = json.loads(saved_identity or "")
-    except (ValueError, TypeError):
+    old, now = _identity_parts(saved_identity), _identity_parts(_identity(manifest))
+    if old is None or now is None:
         return ""
-    if not isinstance(saved, list) or len(saved) != len(_IDENTITY):
-        return ""
-    old, now = dict(zip(_IDENTITY, saved)), dict(zip(_IDENTITY, json.loads(_identity(manifest))))
     options = []
     if old["precision"] != now["precision"]:
         options.append("--mixed-precision" if old["precision"] == "mixed_float16" else "no --mixed-precision")
@@ -486,6 +507,8 @@ def _saved_options(saved_identity: str | None, manifest: dict[str, Any]) -> str:
         options.append(f"--batch-size {old['batch_size']}")
     if old["shard"] != now["shard"]:
         options.append(f"--shard {old['shard'][0]}/{old['shard'][1]}" if old["shard"] else "no --shard")
+    if old["preprocess"] != now["preprocess"]:
+        options.append(f"--preprocess {old['preprocess'] or NO_PREPROCESSING}")
     return f"; it was collected with {', '.join(options)}" if options else ""
 
 

@@ -62,13 +62,69 @@ class LoadedModel:
     input_spec: InputSpec
     classes: list[str] | None = None  # the output class names when known (default model, ImageNet)
     precision: str = "float32"  # or "mixed_float16" (see with_mixed_precision)
+    preprocess: str | None = None  # the preprocessing chosen for a saved model (`preprocessing`), if any
 
     def describe(self) -> dict[str, Any]:
-        """The manifest entry: name, hash, family, source, compute precision and the layer list (architecture)."""
+        """The manifest entry: name, hash, family, source, compute precision, the preprocessing chosen for a
+        saved model (only when one was) and the layer list (architecture)."""
+        chosen = {"preprocess": self.preprocess} if self.preprocess not in (None, NO_PREPROCESSING) else {}
         return {
             "name": self.name, "hash": model_hash(self.model), "family": self.family, "source": self.source,
-            "precision": self.precision, "layers": describe_layers(self.model),
+            "precision": self.precision, **chosen, "layers": describe_layers(self.model),
         }
+
+
+# -- preprocessing of a saved model's input --------------------------------------------------------
+NO_PREPROCESSING = "none"
+UNIT_SCALE = "unit"  # pixels / 255, as Rescaling(1/255) or ImageDataGenerator(rescale=1/255) outside a model
+PREPROCESS_HELP = (
+    f"'{NO_PREPROCESSING}' (the model takes RGB pixels 0–255 as they are: its preprocessing is in the model), "
+    f"'{UNIT_SCALE}' (pixels / 255, to [0, 1]), or a keras.applications family whose preprocess_input the "
+    "model was trained with: a module such as mobilenet_v2, resnet, vgg16, efficientnet, or a model name such "
+    "as MobileNetV2"
+)
+
+
+def preprocess_families() -> list[str]:
+    """The keras.applications modules with a preprocess_input (vgg16, resnet, mobilenet_v2, …)."""
+    import keras
+
+    return sorted(n for n in dir(keras.applications) if not n.startswith("_") and n != "imagenet_utils"
+                  and callable(getattr(getattr(keras.applications, n), "preprocess_input", None)))
+
+
+def preprocessing(name: str) -> tuple[str, Any]:
+    """A preprocessing by name (`PREPROCESS_HELP`) as (its recorded name, the function or None). A saved
+    model got none, and nothing let a user choose one: a base trained on preprocess_input outside the
+    model (the usual transfer-learning recipe) was fed pixels 0–255, and its tags were of the wrong input."""
+    import keras
+
+    if not isinstance(name, str):
+        raise UserError(f"preprocess must be a name ({PREPROCESS_HELP}), got {name!r}")
+    key = name.strip()
+    if key.lower() == NO_PREPROCESSING:
+        return NO_PREPROCESSING, None
+    if key.lower() == UNIT_SCALE:
+        return UNIT_SCALE, lambda x: x / 255.0
+    by_name = {n.lower(): entry[0] for n, entry in APPLICATIONS.items()}
+    module = by_name.get(key.lower(), key.lower())  # MobileNetV2, mobilenetv2 or mobilenet_v2
+    if module not in preprocess_families():
+        raise UserError(f"unknown preprocessing {name!r}: expected {NO_PREPROCESSING}, {UNIT_SCALE}, a "
+                        f"keras.applications family ({', '.join(preprocess_families())}) or a model name "
+                        f"({', '.join(APPLICATIONS)})")
+    return module, getattr(keras.applications, module).preprocess_input
+
+
+def with_preprocessing(model: "keras.Model", name: str) -> tuple[InputSpec, str]:
+    """The model's input spec with the preprocessing named `name` (`preprocessing`), and its recorded name.
+    A keras.applications family's is for RGB images: a model of other channels is refused by name (its
+    preprocess_input failed inside the image pipeline, with a traceback)."""
+    chosen, function = preprocessing(name)
+    spec = input_spec_of(model)
+    if chosen not in (NO_PREPROCESSING, UNIT_SCALE) and spec.channels != 3:
+        raise UserError(f"preprocessing {name!r} is keras.applications' for RGB images (3 channels), but model "
+                        f"{model.name!r} takes {spec.channels}; choose {NO_PREPROCESSING} or {UNIT_SCALE}")
+    return replace(spec, preprocess=function), chosen
 
 
 # -- conv layers ---------------------------------------------------------------------------------
@@ -166,9 +222,10 @@ def _no_conv_error(model: "keras.Model") -> UserError:
 
 def match_layers(names: list[str], patterns: str | Sequence[str] | None, what: str = "layer") -> list[str]:
     """The `names` matching any of the names or glob patterns (all with None; one string is one
-    pattern), in their order; a pattern that matches none is a UserError listing the names. Anything
-    but text is refused by value (layers=5 failed with "'int' object is not iterable"), and so is an
-    empty list, which chose every layer as if none had been named."""
+    pattern), in their order; a nested layer ('base/conv1') matches by its path or by its own name. A
+    pattern that matches none is a UserError listing the names. Anything but text is refused by value
+    (layers=5 failed with "'int' object is not iterable"), and so is an empty list, which chose every
+    layer as if none had been named."""
     if patterns is None:
         return list(names)
     if isinstance(patterns, str):
@@ -184,7 +241,9 @@ def match_layers(names: list[str], patterns: str | Sequence[str] | None, what: s
         raise UserError(f"layers is empty; name at least one {what}, or leave layers out for all of them")
     chosen: set[str] = set()
     for pattern in patterns:
-        matched = [c for c in names if fnmatch.fnmatchcase(c, pattern) or c.split("/")[-1] == pattern]
+        # a nested layer by its path or its own name, each also as a glob ('block_16_*': it took only exact names)
+        matched = [c for c in names
+                   if fnmatch.fnmatchcase(c, pattern) or fnmatch.fnmatchcase(c.split("/")[-1], pattern)]
         if not matched:
             raise UserError(f"layer {pattern!r} matches no {what}; {what}s: {', '.join(names)}")
         chosen.update(matched)
@@ -284,10 +343,12 @@ def class_count(model: "keras.Model") -> int:
     return int(shape[1])
 
 
-def load_saved(path: str | Path) -> LoadedModel:
-    """A saved Keras model (.keras or .h5). Its inputs get no preprocessing: it must be in the model."""
+def load_saved(path: str | Path, preprocess: str = NO_PREPROCESSING) -> LoadedModel:
+    """A saved Keras model (.keras or .h5). Its inputs get the preprocessing named by `preprocess`
+    (`preprocessing`; by default none: RGB pixels 0–255, for a model that preprocesses them itself)."""
     import keras
 
+    preprocessing(preprocess)  # before loading: a misspelt name is said at once
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file {path} does not exist")
@@ -297,7 +358,8 @@ def load_saved(path: str | Path) -> LoadedModel:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras says "File not found" of a file it cannot parse: say what it is
         raise _load_failure(path, e) from e
-    return LoadedModel(model, model.name, "keras", str(path.resolve()), input_spec_of(model))
+    spec, preprocess = with_preprocessing(model, preprocess)
+    return LoadedModel(model, model.name, "keras", str(path.resolve()), spec, preprocess=preprocess)
 
 
 def _load_failure(path: Path, error: Exception) -> UserError:
@@ -313,6 +375,12 @@ def _load_failure(path: Path, error: Exception) -> UserError:
             "custom layer instead of the Lambda layer")
     custom = re.search(r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object|[a-z ]+): '([^']+)'",
                        text)
+    if custom and path.suffix == ".h5" and _is_keras_operation(custom.group(1) or custom.group(2)):
+        return UserError(
+            f"model file {path}: the legacy .h5 format cannot restore the Keras operation "
+            f"{custom.group(1) or custom.group(2)!r}, a math operation applied to tensors in a functional model "
+            "(e.g. keras.applications' preprocess_input called on its input). Save the model as .keras "
+            "(model.save('model.keras')) and pass that file")
     if custom:
         name = custom.group(1) or custom.group(2)
         return UserError(
@@ -322,6 +390,21 @@ def _load_failure(path: Path, error: Exception) -> UserError:
     reason = text.splitlines()[0] if text else ""
     reason = f"{reason[:300]}{' …' if len(reason) > 300 or len(text.splitlines()) > 1 else ''}"
     return UserError(f"model file {path} could not be loaded as a Keras model ({type(error).__name__}: {reason})")
+
+
+def _is_keras_operation(name: str) -> bool:
+    """Whether `name` is the class of a Keras operation on tensors (keras.ops: TrueDivide, Add …), which a
+    functional model records as a node of its own and the legacy .h5 loader cannot find: Keras' own
+    code, not a custom object (the message said to import its code)."""
+    import inspect
+
+    try:  # Keras' own modules, not its public API: another layout of them is no such operation
+        from keras.src import ops
+        from keras.src.ops.operation import Operation
+    except ImportError:
+        return False
+    found = (getattr(module, name, None) for module in vars(ops).values() if inspect.ismodule(module))
+    return any(isinstance(c, type) and issubclass(c, Operation) for c in found)
 
 
 RANDOM_WEIGHTS_SEED = 0  # random weights (weights none) are drawn seeded, so a run resumes and shards merge
@@ -380,16 +463,21 @@ def _fresh_layer_names() -> Iterator[None]:
         global_state.set_global_attribute("object_name_uids", held)
 
 
-def load_model(spec: str | None = None, weights: str | None = "imagenet", mixed_precision: bool = False) -> LoadedModel:
-    """One entry point for the CLI: None → the default CNN, a path → saved model, a name → application;
-    `mixed_precision` → its float16 twin (`with_mixed_precision`)."""
+def load_model(spec: str | None = None, weights: str | None = "imagenet", mixed_precision: bool = False,
+               preprocess: str | None = None) -> LoadedModel:
+    """One entry point for the CLI: None → the default CNN, a path → saved model (with the preprocessing
+    named by `preprocess`, see `preprocessing`), a name → application; `mixed_precision` → its float16
+    twin (`with_mixed_precision`)."""
     if spec is None or spec == DEFAULT_MODEL_NAME:
         _own_weights(DEFAULT_MODEL_NAME, weights)
+        _own_preprocessing(DEFAULT_MODEL_NAME, "a Rescaling layer", preprocess)
         loaded = default_model()
     elif spec.endswith((".keras", ".h5")) or os.sep in spec:
         _own_weights(spec, weights)
-        loaded = load_saved(spec)
+        loaded = load_saved(spec, preprocess or NO_PREPROCESSING)
     else:
+        if spec in APPLICATIONS:  # (an unknown name is said by load_application)
+            _own_preprocessing(spec, f"that of its keras.applications family, {APPLICATIONS[spec][0]}", preprocess)
         loaded = load_application(spec, weights)
     return with_mixed_precision(loaded) if mixed_precision else loaded
 
@@ -400,6 +488,13 @@ def _own_weights(model: str, weights: str | None) -> None:
     if weights not in (None, "imagenet"):
         raise UserError(f"--weights {weights}: only keras.applications models take weights; "
                         f"the model {model} has its own")
+
+
+def _own_preprocessing(model: str, why: str, preprocess: str | None) -> None:
+    """Refuse a preprocessing for a model whose preprocessing is fixed (the default CNN, keras.applications)."""
+    if preprocess is not None:
+        raise UserError(f"--preprocess {preprocess}: only saved models (.keras/.h5) take a preprocessing; "
+                        f"the model {model} has its own ({why})")
 
 
 def with_mixed_precision(loaded: LoadedModel) -> LoadedModel:
@@ -439,7 +534,7 @@ def load_from_manifest(model_info: dict[str, Any], weights: str | None = None) -
         loaded = load_application(model_info.get("name") or "", weights or recorded)
     elif source and Path(source).is_file():
         _own_weights(source, weights)
-        loaded = load_saved(source)
+        loaded = load_saved(source, model_info.get("preprocess") or NO_PREPROCESSING)  # as it was collected
     else:
         raise UserError(f"cannot find the model of this run ({model_info.get('name')}, from {source!r}); pass --model")
     if model_info.get("precision") == "mixed_float16":

@@ -373,6 +373,8 @@ def _collection_differences(part: ActivationStats, first: ActivationStats) -> li
         found.append(("model", f"{model(model_a)} vs {model(model_b)}"))
     if model_a.get("precision") != model_b.get("precision"):
         found.append(("precision", f"{model_a.get('precision')} vs {model_b.get('precision')}"))
+    if model_a.get("preprocess") != model_b.get("preprocess"):  # shards of other inputs were merged
+        found.append(("preprocessing", " vs ".join(m.get("preprocess") or "none" for m in (model_a, model_b))))
     data_a, data_b = a.get("dataset") or {}, b.get("dataset") or {}
     if data_a != data_b:
         def data(d: Mapping[str, Any]) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import UserError
+from ..models import PREPROCESS_HELP
 
 DEFAULT = "default"
 
@@ -41,10 +43,33 @@ def load_source(data: str, loaded: Any, heldout: str | None, fraction: float, se
     return image_folder(data, classes=loaded.classes, heldout=heldout, fraction=fraction, seed=seed)
 
 
-def load_model_option(model: str, weights: str, mixed_precision: bool = False) -> Any:
+def read_class_list(path: str) -> list[str]:
+    """The class labels of a --classes file, one a line in the model's output order (trailing blank lines
+    left out); a blank line between labels or a label given twice is refused by line number."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--classes {path}: cannot read it as UTF-8 text ({e})") from e
+    labels = [line.strip() for line in lines]
+    while labels and not labels[-1]:
+        labels.pop()
+    if not labels:
+        raise UserError(f"--classes {path} is empty; it lists the model's class labels, one a line")
+    seen: dict[str, int] = {}
+    for number, label in enumerate(labels, start=1):
+        if not label:
+            raise UserError(f"--classes {path}, line {number}: blank; each line is the label of one output, in order")
+        if label in seen:
+            raise UserError(f"--classes {path}, line {number}: {label!r} is on line {seen[label]} already")
+        seen[label] = number
+    return labels
+
+
+def load_model_option(model: str, weights: str, mixed_precision: bool = False, preprocess: str | None = None) -> Any:
     from ..models import load_model
 
-    return load_model(None if model == DEFAULT else model, weights=weights, mixed_precision=mixed_precision)
+    return load_model(None if model == DEFAULT else model, weights=weights, mixed_precision=mixed_precision,
+                      preprocess=preprocess)
 
 
 def tag_set_out(out: Path, overwrite: bool) -> bool:
@@ -69,13 +94,24 @@ def register(cli: click.Group) -> None:
     @cli.command()
     @click.option("--model", "-m", default=DEFAULT, show_default=True,
                   help="'default' (small CNN, trained once and cached), a keras.applications name "
-                       "(VGG16, VGG19, ResNet50, InceptionV3, MobileNetV2, …) or a .keras/.h5 file.")
+                       "(VGG16, VGG19, ResNet50, InceptionV3, MobileNetV2, …) or a .keras/.h5 file "
+                       "(see --preprocess).")
     @click.option("--weights", default="imagenet", show_default=True,
                   help="For keras.applications models: 'imagenet' (downloaded by Keras), 'none', or a weights file.")
+    @click.option("--preprocess", metavar="NAME",
+                  help=f"For a .keras/.h5 file: how the RGB pixels (0–255) are prepared for it: {PREPROCESS_HELP}. "
+                       "Default: none. keras.applications models get their family's preprocess_input, the "
+                       "default CNN none (it scales in the model). Recorded, so explain uses it too.")
+    @click.option("--classes", "classes_file", type=click.Path(exists=True, dir_okay=False),
+                  help="For a .keras/.h5 file: a text file of the model's class labels, one a line in the order of "
+                       "its outputs (default: the --data folder's class folder names, sorted, as Keras' "
+                       "image_dataset_from_directory orders them). Class folders are then matched by name.")
     @click.option("--data", "-d", default=DEFAULT, show_default=True,
                   help="'default' (Animal-Shape, embedded) or a folder of class sub-folders of JPEG/PNG images "
                        "(folder names: the model's class labels or ImageNet wnids; ImageNet's two crane and two "
-                       "maillot classes by wnid only).")
+                       "maillot classes by wnid only). Each image is resized to the model's input size (bilinear, "
+                       "aspect ratio not kept) and given to it as pixel values 0–255 unless --preprocess says "
+                       "otherwise.")
     @click.option("--heldout", type=click.Path(exists=True, file_okay=False),
                   help="A second folder of the same layout used as held-out split (instead of splitting --data).")
     @click.option("--fraction", default=0.8, show_default=True,
@@ -93,7 +129,7 @@ def register(cli: click.Group) -> None:
                   help="Compute in float16 with float32 weights (Keras mixed_float16): faster on GPUs with float16 units.")
     def collect(model: str, weights: str, data: str, heldout: str | None, fraction: float, seed: int,
                 layers: tuple[str, ...], batch_size: int | None, out: str, shard: str | None, checkpoint_every: int,
-                mixed_precision: bool) -> None:
+                mixed_precision: bool, preprocess: str | None, classes_file: str | None) -> None:
         """Collect the activation statistics z_c(m,i) of every conv filter over a labelled image set."""
         from ..collection import collect as run_collect
 
@@ -108,8 +144,17 @@ def register(cli: click.Group) -> None:
         if heldout is not None and splitting:  # they would be ignored: --data is all training images
             raise UserError(f"{' and '.join(splitting)} split --data into training and held-out images, but "
                             f"--heldout {heldout} gives the held-out images; leave out {' and '.join(splitting)}")
+        if classes_file is not None and data == DEFAULT:
+            raise UserError(f"--classes {classes_file}: the embedded default data set has its own classes; "
+                            "--classes goes with a --data folder")
         shard_index = _shard(shard)  # before the model is loaded (or trained) and the folder listed
-        loaded = load_model_option(model, weights, mixed_precision)
+        classes = read_class_list(classes_file) if classes_file is not None else None
+        loaded = load_model_option(model, weights, mixed_precision, preprocess)
+        if classes is not None:  # a saved model's output order, which need not be its folders' sorted names
+            if loaded.classes is not None:
+                raise UserError(f"--classes {classes_file}: the model {loaded.name} has its own class list "
+                                f"({len(loaded.classes):,} classes: {', '.join(loaded.classes[:3])} …)")
+            loaded = replace(loaded, classes=classes)
         source = load_source(data, loaded, heldout, fraction, seed)
         start = time.perf_counter()
         stats = run_collect(loaded, source, layers=list(layers) or None, batch_size=batch_size, output=out,
