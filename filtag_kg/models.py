@@ -472,7 +472,7 @@ def load_model(spec: str | None = None, weights: str | None = "imagenet", mixed_
         _own_weights(DEFAULT_MODEL_NAME, weights)
         _own_preprocessing(DEFAULT_MODEL_NAME, "a Rescaling layer", preprocess)
         loaded = default_model()
-    elif spec.endswith((".keras", ".h5")) or os.sep in spec:
+    elif names_model_file(spec):
         _own_weights(spec, weights)
         loaded = load_saved(spec, preprocess or NO_PREPROCESSING)
     else:
@@ -480,6 +480,11 @@ def load_model(spec: str | None = None, weights: str | None = "imagenet", mixed_
             _own_preprocessing(spec, f"that of its keras.applications family, {APPLICATIONS[spec][0]}", preprocess)
         loaded = load_application(spec, weights)
     return with_mixed_precision(loaded) if mixed_precision else loaded
+
+
+def names_model_file(spec: str) -> bool:
+    """Whether a --model value names a saved model file (.keras, .h5, or any path) rather than a model by name."""
+    return spec.endswith((".keras", ".h5")) or os.sep in spec
 
 
 def _own_weights(model: str, weights: str | None) -> None:

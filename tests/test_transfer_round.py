@@ -209,3 +209,22 @@ def test_classes_file_gives_a_saved_model_its_output_order(transfer_model: Path,
     code, _, err = run_cli("collect", "-m", "VGG16", "--weights", "none", "-d", folder, "-o", tmp_path / "vgg",
                            "--classes", tmp_path / "classes.txt")
     assert code == 2 and "the model VGG16 has its own class list (1,000 classes" in err
+
+
+def test_explain_with_the_model_file_uses_the_recorded_preprocessing(
+        transfer_model: Path, folder: Path, tmp_path: Path, run_cli, cli_ok) -> None:
+    """`explain IMAGE --model FILE` gave the saved model no preprocessing, whatever the statistics were
+    collected with: the same image was explained from other inputs (other tag counts) than its held-out
+    record. It now takes the recorded one, unless --preprocess says otherwise."""
+    stats, tags = tmp_path / "stats", tmp_path / "tags"
+    cli_ok("collect", "-m", transfer_model, "-d", folder, "-o", stats, "--preprocess", "mobilenet_v2", "--fraction", "0.5")
+    cli_ok("tag", stats, "-k", "2", "--out", tags)
+    image_id = ActivationStats.load(stats).heldout.image_ids[0]
+    (held,) = cli_ok("explain", "--tags", tags, "--heldout", image_id).splitlines()
+    (again,) = cli_ok("explain", folder / image_id, "--tags", tags, "--model", transfer_model).splitlines()
+    assert again.removeprefix(str(folder / image_id)) == held.removeprefix(image_id)
+    (raw,) = cli_ok("explain", folder / image_id, "--tags", tags, "--model", transfer_model,
+                    "--preprocess", "none").splitlines()
+    assert raw.removeprefix(str(folder / image_id)) != held.removeprefix(image_id)  # pixels 0–255: other counts
+    code, _, err = run_cli("explain", folder / image_id, "--tags", tags, "--preprocess", "unit")
+    assert code == 2 and "--preprocess unit goes with --model FILE" in err

@@ -175,9 +175,13 @@ def register(cli: click.Group) -> None:
     @click.option("--heldout", "heldout_ids", multiple=True, help="Explain held-out images by id (repeatable).")
     @click.option("--model", "-m", help="The model, if not the one recorded with the tags.")
     @click.option("--weights", help="Weights of a keras.applications model, if not the recorded ones.")
+    @click.option("--preprocess", metavar="NAME",
+                  help="For a --model .keras/.h5 file: its preprocessing, as collect's --preprocess (default: the "
+                       "one the tags' statistics were collected with).")
     @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the explanations as JSON.")
     def explain(images: tuple[Path, ...], tags_dir: Path | None, stats_dir: Path | None, selection: tuple[str, ...],
-                heldout_ids: tuple[str, ...], model: str | None, weights: str | None, json_out: Path | None) -> None:
+                heldout_ids: tuple[str, ...], model: str | None, weights: str | None, preprocess: str | None,
+                json_out: Path | None) -> None:
         """Explain classifications by the tags of the filters an image activates.
 
         IMAGES are JPEG/PNG files (the nearest folder on a file's path named by one of the model's class
@@ -189,9 +193,14 @@ def register(cli: click.Group) -> None:
 
         if not images and not heldout_ids:
             raise UserError("give image files to explain, or --heldout ID for images of the held-out split")
-        if not images and (model or weights):  # held-out records carry their collection's predictions: ignored
-            raise UserError(f"{'--model' if model else '--weights'} applies to image files; --heldout explains the "
+        given = next((f"--{name}" for name, value in (("model", model), ("weights", weights), ("preprocess", preprocess))
+                      if value), None)
+        if not images and given:  # held-out records carry their collection's predictions: ignored
+            raise UserError(f"{given} applies to image files; --heldout explains the "
                             "records of the collection, made with its own model")
+        if preprocess and not model:  # the recorded model is loaded with its recorded preprocessing
+            raise UserError(f"--preprocess {preprocess} goes with --model FILE: the model recorded with the tags "
+                            "gets the preprocessing it was collected with")
         if json_out is not None:
             _check_output_file("--json", json_out)
         images, heldout_ids = tuple(dict.fromkeys(images)), tuple(dict.fromkeys(heldout_ids))  # each explained once
@@ -209,12 +218,15 @@ def register(cli: click.Group) -> None:
         if images:
             from ..collection import collect
             from ..data import image_files
-            from ..models import has_model_hash, load_from_manifest
+            from ..models import has_model_hash, load_from_manifest, names_model_file
             from .core import load_model_option
 
             source = image_files(images, tags.classes)  # a file missing is named now, not after loading the model
             recorded = tags.manifest.get("model") or {}
-            loaded = load_model_option(model, weights or "imagenet") if model else load_from_manifest(recorded, weights)
+            if model and names_model_file(model):  # as collected (it got none: other inputs, other tag counts)
+                preprocess = preprocess or recorded.get("preprocess")
+            loaded = (load_model_option(model, weights or "imagenet", preprocess=preprocess) if model
+                      else load_from_manifest(recorded, weights))
             _check_class_count(loaded, model, tags, tags_dir or _default_tags())
             if has_model_hash(recorded) and loaded.describe().get("hash") != recorded["hash"]:
                 click.echo(f"warning: the model {loaded.name!r} is not the one the tags were made with "
