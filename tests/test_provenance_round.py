@@ -264,3 +264,18 @@ def test_line_formats_are_byte_identical_across_processes(tmp_path: Path) -> Non
         subprocess.run([sys.executable, "-c", script, str(tmp_path / name), tests], check=True, env=env)
     for ext in ("nq", "ttl", "jsonld"):
         assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes(), ext
+
+
+def test_a_chosen_preprocessing_is_in_the_runs_provenance() -> None:
+    """`collect --preprocess` changes the network's inputs, and with them every z; the graph did not say
+    so (two runs of one network, other preprocessing: nothing told why their tags differ)."""
+    stats = synthetic_stats()
+    stats.manifest["model"] = {**stats.manifest["model"], "preprocess": "mobilenet_v2"}
+    stats.manifest["created"] = "2026-12-03T15:00:00+00:00"
+    quads = list(export_tags(filtag_kg.tag(stats, k=[1])))
+    said = {(q.subject.value.rsplit("/", 2)[-2], q.object.value) for q in quads if q.predicate.value == FT + "preprocessing"}
+    assert said == {("run", "mobilenet_v2")} and len({q.subject for q in quads if q.predicate.value == FT + "preprocessing"}) == 2
+    conforms, report = validate(quads)
+    assert conforms, report
+    plain = list(export_tags(synthetic_tags()))
+    assert not any(q.predicate.value == FT + "preprocessing" for q in plain)

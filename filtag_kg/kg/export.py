@@ -108,6 +108,7 @@ class P:
     ft_splitFraction = _n(FT + "splitFraction")
     ft_seed = _n(FT + "seed")
     ft_imageCount = _n(FT + "imageCount")
+    ft_preprocessing = _n(FT + "preprocessing")
     ft_selection = _n(FT + "selection")
     ft_softwareVersion = _n(FT + "softwareVersion")
     # index and summary nodes (see `_summaries`)
@@ -454,6 +455,7 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
     dataset = minter.dataset(str(dataset_info["name"])) if dataset_info.get("name") else None
     software = [f"{name} {version}" for name, version in sorted((manifest.get("software") or {}).items()) if version]
     n_images = manifest.get("n_images")
+    preprocessing = (manifest.get("model") or {}).get("preprocess")  # chosen for a saved model (collect --preprocess)
 
     def inputs(run: NamedNode) -> Iterator[Quad]:
         yield Quad(run, P.used, network, g)
@@ -468,6 +470,8 @@ def _provenance(tags: TagSet, minter: Minter, ids: RunIds, space: str, g: NamedN
             yield Quad(run, P.ft_seed, Literal(int(split["seed"])), g)
         if n_images is not None:
             yield Quad(run, P.ft_imageCount, Literal(int(n_images)), g)
+        if preprocessing:
+            yield Quad(run, P.ft_preprocessing, Literal(str(preprocessing)), g)
 
     if dataset is not None:  # in the run's graph: the label-space graph other data sets' runs replace
         yield Quad(dataset, A, P.dataset, g)
