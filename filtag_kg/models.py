@@ -220,6 +220,9 @@ def _no_conv_error(model: "keras.Model") -> UserError:
                      f"({', '.join(CONV_TYPES)}); {found}. filtag-kg tags the filters of 2-D conv layers over images")
 
 
+LISTED_LAYERS = 20  # layer names an error lists
+
+
 def match_layers(names: list[str], patterns: str | Sequence[str] | None, what: str = "layer") -> list[str]:
     """The `names` matching any of the names or glob patterns (all with None; one string is one
     pattern), in their order; a nested layer ('base/conv1') matches by its path or by its own name. A
@@ -244,8 +247,9 @@ def match_layers(names: list[str], patterns: str | Sequence[str] | None, what: s
         # a nested layer by its path or its own name, each also as a glob ('block_16_*': it took only exact names)
         matched = [c for c in names
                    if fnmatch.fnmatchcase(c, pattern) or fnmatch.fnmatchcase(c.split("/")[-1], pattern)]
-        if not matched:
-            raise UserError(f"layer {pattern!r} matches no {what}; {what}s: {', '.join(names)}")
+        if not matched:  # the first names only: EfficientNetB0's 81 made a message of 4,000 characters
+            listed = ", ".join(names[:LISTED_LAYERS]) + (f" … ({len(names)} in all)" if len(names) > LISTED_LAYERS else "")
+            raise UserError(f"layer {pattern!r} matches no {what}; {what}s: {listed}")
         chosen.update(matched)
     return [c for c in names if c in chosen]
 

@@ -228,3 +228,16 @@ def test_explain_with_the_model_file_uses_the_recorded_preprocessing(
     assert raw.removeprefix(str(folder / image_id)) != held.removeprefix(image_id)  # pixels 0–255: other counts
     code, _, err = run_cli("explain", folder / image_id, "--tags", tags, "--preprocess", "unit")
     assert code == 2 and "--preprocess unit goes with --model FILE" in err
+
+
+def test_a_layer_matching_nothing_lists_the_first_layers_only() -> None:
+    """The refusal listed every conv layer: about 4,000 characters for EfficientNetB0's 81."""
+    from filtag_kg.models import LISTED_LAYERS, match_layers
+
+    names = [f"base/block{i}_conv" for i in range(81)]
+    with pytest.raises(UserError) as refused:
+        match_layers(names, "blok1_*", "conv layer")
+    assert str(refused.value) == (f"layer 'blok1_*' matches no conv layer; conv layers: "
+                                  f"{', '.join(names[:LISTED_LAYERS])} … (81 in all)")
+    with pytest.raises(UserError, match=r"conv layers: a, b$"):
+        match_layers(["a", "b"], "c", "conv layer")
