@@ -211,7 +211,7 @@ def semantic_quads(wn: WordNet, tags: filtag_kg.TagSet, images: dict,
             triples += [(explanation, "hasClassCount", class_count), (class_count, "countedClass", cls(label)),
                         (class_count, "count", pyoxigraph.Literal(count))]
         quads += [pyoxigraph.Quad(s, node(FT + p), o, g) for s, p, o in triples]
-        quads.append(pyoxigraph.Quad(explanation, node("http://www.w3.org/ns/prov#wasDerivedFrom"),
+        quads.append(pyoxigraph.Quad(explanation, node("http://www.w3.org/ns/prov#wasInfluencedBy"),
                                      minter.run(ids.tagging), g))
     return quads
 
@@ -332,7 +332,7 @@ def test_the_share_is_compared_as_coarsening_compares_it() -> None:
     run = Minter().run(run_ids(tags).tagging)  # the graph is the run's, as its coarse concepts say
     coarse = pyoxigraph.NamedNode(f"{ex}coarse")
     filter_node = next(iter(store.query(f"SELECT ?f WHERE {{ ?f <{FT}filterIndex> 0 }}", use_default_graph_as_union=True)))["f"]
-    for p, o in (("http://www.w3.org/ns/prov#wasDerivedFrom", run), (FT + "coarsens", filter_node),
+    for p, o in (("http://www.w3.org/ns/prov#wasInfluencedBy", run), (FT + "coarsens", filter_node),
                  (FT + "tagSelection", pyoxigraph.Literal("k-best 1")), (FT + "tagCount", pyoxigraph.Literal(50))):
         store.add(pyoxigraph.Quad(coarse, pyoxigraph.NamedNode(p), o, graph))
     assert math.ceil(0.14 * 50 - 1e-9) == 7 < 0.14 * 50  # coarsening takes 7 of 50 as a share of 0.14

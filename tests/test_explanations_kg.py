@@ -172,7 +172,7 @@ def test_a_second_network_on_the_same_images_changes_no_answer_about_the_first(c
 
 
 def test_a_run_linked_to_wordnet_only_is_no_run_with_explanations(case, wn) -> None:
-    """A run's coarse concepts (`link wordnet`) carry ft:tagSelection and prov:wasDerivedFrom as
+    """A run's coarse concepts (`link wordnet`) carry ft:tagSelection and prov:wasInfluencedBy as
     explanations do, but explain no image: the report must not take such a run for an explained one."""
     tags, _, store = case
     stats = ActivationStats.empty(["l1"], tags.classes, {"l1": 3}, manifest={
@@ -185,7 +185,7 @@ def test_a_run_linked_to_wordnet_only_is_no_run_with_explanations(case, wn) -> N
     first, second = run_iri(tags), run_iri(other)
     # the nodes the report must not count: coarse concepts of run 2's k-best 2
     assert linked.query(f"""ASK {{ ?c a <{FT}CoarseConcept> ; <{FT}tagSelection> "k-best 2" ;
-                                     <{PROV}wasDerivedFrom> <{second}> }}""", use_default_graph_as_union=True)
+                                     <{PROV}wasInfluencedBy> <{second}> }}""", use_default_graph_as_union=True)
     with pytest.raises(UserError, match=re.escape(f"no explanations of run {second} in the store; "
                                                   f"runs with explanations: {first}") + "$"):
         error_report(linked, "k-best 2", run_iri=second)

@@ -33,11 +33,14 @@ def test_data_of_the_earlier_format_is_refused_by_load_and_its_graphs_can_be_dro
         before = set(store.quads())
     legacy = tmp_path / "legacy.nq"
     legacy.write_text(f"<http://t1> <{FT}inSelection> <http://s1> <http://legacy> .\n")
-    for graph in ("http://legacy", run_iri(run_a)):  # a new graph, and one the store has (replaced)
-        code, _, err = run_cli("load", legacy, "--store", path, "--graph", graph)
-        assert code == 2 and "links tags to their selection (ft:inSelection)" in err and "export the run again" in err
-        with Store(path, read_only=True) as store:
-            assert set(store.quads()) == before
+    derived = tmp_path / "derived.nq"  # an explanation naming its run as exports did until 2026-12-03
+    derived.write_text(f"<http://e1> <http://www.w3.org/ns/prov#wasDerivedFrom> <{run_iri(run_a)}> <http://legacy> .\n")
+    for data in (legacy, derived):
+        for graph in ("http://legacy", run_iri(run_a)):  # a new graph, and one the store has (replaced)
+            code, _, err = run_cli("load", data, "--store", path, "--graph", graph)
+            assert code == 2 and "tags linked to their selection (ft:inSelection" in err and "export the run again" in err
+            with Store(path, read_only=True) as store:
+                assert set(store.quads()) == before
     # a store that holds such graphs all the same (filled by an earlier filtag-kg) can drop them
     with Store(path) as store:
         store.oxigraph.add(ox.Quad(ox.NamedNode("http://t1"), ox.NamedNode(FT + "inSelection"),

@@ -870,10 +870,77 @@ def test_store_of_the_earlier_format_is_refused_until_upgraded(
     assert code == 2 and "filtag-kg upgrade" in err
     with pytest.raises(UserError, match="read-only"):
         Store(path, read_only=True, upgrade=True)
-    assert cli_ok("upgrade", "--store", path) == f"{len(run_a) + len(run_b):,} tags relinked in {path}\n"
+    assert cli_ok("upgrade", "--store", path) == f"{len(run_a) + len(run_b):,} links rewritten in {path}\n"
     with Store(path, read_only=True) as store:
         assert _snapshot(store) == current and _count(store) == len(run_a) + len(run_b)
     assert cli_ok("upgrade", "--store", path) == f"{path} is up to date\n"
+
+
+def _explained_store(store: Store | RemoteStore) -> None:
+    """The hand case's tags and explanations, linked to WordNet-free coarse data: graphs that name their run."""
+    from test_explain import hand_case
+
+    from filtag_kg.kg.explanations import export_explanations
+
+    tags, heldout = hand_case()
+    tags.manifest["dataset"] = {"name": "toy", "label_space": "toy"}
+    store.load(export_tags(tags))
+    store.load(export_explanations(tags, heldout))
+
+
+def _as_before_influence(store: Store | RemoteStore) -> None:
+    """Name each run with prov:wasDerivedFrom, as explanations, coarse concepts and ConceptNet graphs did
+    until 2026-12-03."""
+    store.update("""PREFIX prov: <http://www.w3.org/ns/prov#>
+        DELETE { GRAPH ?g { ?x prov:wasInfluencedBy ?run } } INSERT { GRAPH ?g { ?x prov:wasDerivedFrom ?run } }
+        WHERE { GRAPH ?g { ?x prov:wasInfluencedBy ?run } }""")
+
+
+@pytest.mark.parametrize("where", ["embedded", "server"])
+def test_runs_named_by_wasDerivedFrom_are_refused_until_upgraded(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest, run_cli: Callable[..., tuple[int, str, str]],
+    cli_ok: Callable[..., str],
+) -> None:
+    """prov:wasDerivedFrom runs from entity to entity: naming a run (a prov:Activity) with it made the run
+    an entity too, which PROV-O declares disjoint, and a reasoner found the graph inconsistent. A store
+    of that format is refused by name and `upgrade` rewrites it to prov:wasInfluencedBy; other
+    prov:wasDerivedFrom triples (a user's own data) are no sign of it and stay."""
+    every_quad = "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }"
+    own = ox.Quad(ox.NamedNode("http://x/b"), ox.NamedNode("http://www.w3.org/ns/prov#wasDerivedFrom"),
+                  ox.NamedNode("http://x/a"), ox.NamedNode("http://x/mine"))
+    if where == "embedded":
+        path = tmp_path / "store"
+        target, option = str(path), ("--store", path)
+        with Store(path) as store:
+            _explained_store(store)
+            store.load([own])
+            current = _snapshot(store)
+            _as_before_influence(store)
+            assert len(_snapshot(store) - current) == 2  # the two explanations (the user's triple stays)
+        with pytest.raises(UserError, match=rf"before 2026-12-03.*prov:wasDerivedFrom.*upgrade --store {path}` \(1 graph"):
+            Store(path)
+    else:
+        target = request.getfixturevalue("oxigraph")
+        option = ("--endpoint", target)
+        remote = RemoteStore.at(target)
+        _explained_store(remote)
+        remote.load([own])
+        current = {tuple(row) for row in remote.query(every_quad, union=False)}
+        _as_before_influence(remote)
+        with pytest.raises(UserError, match="1 graph.*before 2026-12-03.*prov:wasDerivedFrom.*upgrade --endpoint"):
+            RemoteStore.at(target).query(TAG_COUNT)
+    code, _, err = run_cli("query", "runs", *option)
+    assert code == 2 and "filtag-kg upgrade" in err
+    assert cli_ok("upgrade", *option) == f"2 links rewritten in {target}\n"
+    if where == "embedded":
+        with Store(path, read_only=True) as store:
+            assert _snapshot(store) == current
+    else:
+        assert {tuple(row) for row in RemoteStore.at(target).query(every_quad, union=False)} == current
+    assert cli_ok("upgrade", *option) == f"{target} is up to date\n"
+    # the queries read the run of an explanation again: b's predicted cow ties with dog for the top
+    assert [row.split(",")[2] for row in cli_ok("query", "errors-explanation-tied", "--param", "n=1", "--format", "csv",
+                                                 *option).splitlines()[1:]] == ["b"]
 
 
 def test_an_interrupted_upgrade_keeps_whole_layer_summaries_and_is_resumed(
@@ -1123,11 +1190,11 @@ def test_remote_store_of_the_earlier_format_is_refused_until_upgraded(
     remote.load(export_tags(run_a))
     current = {tuple(row) for row in remote.query(every_quad, union=False)}
     _as_before_layer_summaries(remote)
-    with pytest.raises(UserError, match="1 graph.*before 2026-12-01.*upgrade --endpoint"):
+    with pytest.raises(UserError, match="1 graph.*before 2026-12-03.*upgrade --endpoint"):
         RemoteStore.at(oxigraph).query(TAG_COUNT)
     code, _, err = run_cli("query", "runs", "--endpoint", oxigraph)
     assert code == 2 and "filtag-kg upgrade --endpoint" in err
-    assert cli_ok("upgrade", "--endpoint", oxigraph) == f"{len(run_a):,} tags relinked in {oxigraph}\n"
+    assert cli_ok("upgrade", "--endpoint", oxigraph) == f"{len(run_a):,} links rewritten in {oxigraph}\n"
     upgraded = RemoteStore.at(oxigraph)
     assert {tuple(row) for row in upgraded.query(every_quad, union=False)} == current
     assert _count(upgraded) == len(run_a)
@@ -1462,7 +1529,7 @@ class _Cutting:
                     while length and len(request.partition(b"\r\n\r\n")[2]) < int(length[1]):
                         request += connection.recv(65536)
                     if b"Accept: application/sparql-results+json\r\n" in request:  # no legacy graph, but `graph`
-                        answer = (none if b"inSelection" in request else rows).encode()
+                        answer = (none if b"inSelection" in request or b"wasDerivedFrom" in request else rows).encode()
                         # "Connection: close", as it closes: else a client may send its next request on this
                         # connection, pooled, and fail without it being counted (a flaky `cut` of 1)
                         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/sparql-results+json\r\n"

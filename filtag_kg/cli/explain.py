@@ -328,7 +328,7 @@ def _note_other_runs(tags: Any, store: Path | None) -> None:
     with Store(store, read_only=True) as db:
         others = sorted(r for r, in db.rows(f"""SELECT DISTINCT ?run WHERE {{
             GRAPH ?g {{ ?run <{PROV}wasInformedBy> <{collection}> }}
-            GRAPH ?h {{ ?explanation a <{FT}Explanation> ; <{PROV}wasDerivedFrom> ?run }} }}""") if r != this_run)
+            GRAPH ?h {{ ?explanation a <{FT}Explanation> ; <{PROV}wasInfluencedBy> ?run }} }}""") if r != this_run)
     if others:
         click.echo(f"note: the store also holds explanations of other tag sets of these statistics: {', '.join(others)} "
                    "(`filtag-kg errors` reports each run; `filtag-kg drop --run IRI` removes one)")

@@ -1,7 +1,7 @@
 """CLI commands of the knowledge graph (registered by filtag_kg.cli). Heavy imports stay inside commands.
 
 export (tag set -> RDF file), load (into the embedded store), drop (graphs or a run), upgrade (a
-store of the format before 2026-12-01), push (to a SPARQL 1.1 server), import-filtag (the FilTag
+store of a format before 2026-12-03), push (to a SPARQL 1.1 server), import-filtag (the FilTag
 authors' tag files), publish (DCAT + schema.org description with distributions), serve (the store
 as a SPARQL endpoint on loopback), query (bundled SPARQL queries or a file, with typed parameters),
 graph (filter-class / class-class graphs as GraphML).
@@ -264,19 +264,20 @@ def register(cli: click.Group) -> None:
     def upgrade_command(store: Path | None, endpoint: str | None, user: str | None, timeout: float,
                         retries: int) -> None:
         """Upgrade in place a store (or, with --endpoint, a SPARQL server) filled by a filtag-kg of
-        before 2026-12-01, whose tags link to their selection instead of its layer summary (it is
-        refused until then); one transaction per layer of a selection, so an interrupted upgrade is
-        resumed by running it again."""
+        before 2026-12-03 (it is refused until then): tags linked to their selection instead of its
+        layer summary (until 2026-12-01), runs named with prov:wasDerivedFrom instead of
+        prov:wasInfluencedBy (until 2026-12-03). One transaction per layer of a selection and per
+        graph, so an interrupted upgrade is resumed by running it again."""
         with _open_store(store, endpoint, user, timeout, retries, read_only=False, upgrade=True) as db:
             where = endpoint or db.path
             graphs = db.legacy_graphs()
             if not graphs:
                 click.echo(f"{where} is up to date")
                 return
-            click.echo(f"relinking the tags of {len(graphs)} graph(s), one transaction per layer summary "
+            click.echo(f"rewriting {len(graphs)} graph(s), one transaction per layer summary and graph "
                        "(a full VGG16 run takes minutes) ...", err=True)
             n = db.upgrade(progress=True)
-            click.echo(f"{n:,} tags relinked in {where}")
+            click.echo(f"{n:,} links rewritten in {where}")
 
     @cli.command("push")
     @click.argument("source", required=False, type=click.Path(exists=True, path_type=Path))

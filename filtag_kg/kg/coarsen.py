@@ -32,8 +32,9 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
+from .explanations import OF_RUN
 from .export import RunIds, check_tag_set, label_space, run_ids, tag_layer_keys
-from .vocab import FT, PROV, RDF, Minter, as_minter, class_keys, minter_of_run
+from .vocab import FT, RDF, Minter, as_minter, class_keys, minter_of_run
 from .wordnet import LinkReport, WordNet, closure, link_classes, offset_of_iri, synset_iri, synset_quads, wordnet_quads
 
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ def coarsening_quads(result: LayerConcepts, layer_key: str, model_id: str, run_i
     selection = selection_label(*result.selection)
     p = {n: NamedNode(FT + n) for n in ("coarsens", "concept", "coverage", "minCoverage", "coveredCount",
                                          "tagCount", "synsetDepth", "coherence", "tagSelection")}
-    a, kind_class, derived = NamedNode(RDF + "type"), NamedNode(FT + "CoarseConcept"), NamedNode(PROV + "wasDerivedFrom")
+    a, kind_class = NamedNode(RDF + "type"), NamedNode(FT + "CoarseConcept")
     run = minter.run(run_id)
     for f in result.filters:
         for kind, concept, wanted in (("all", f.all, 1.0), ("share", f.share, result.share)):
@@ -239,7 +240,7 @@ def coarsening_quads(result: LayerConcepts, layer_key: str, model_id: str, run_i
                 (p["synsetDepth"], Literal(int(concept.depth))),
                 (p["coherence"], Literal(float(f.coherence))),
                 (p["tagSelection"], Literal(selection)),
-                (derived, run),
+                (OF_RUN, run),  # as explanations name their run: the queries read it, `upgrade` rewrites others
             ):
                 yield Quad(node, predicate, obj, graph)
 

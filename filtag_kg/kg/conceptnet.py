@@ -11,7 +11,7 @@ Edges of the relations that help to coarsen and group (RELATIONS) come from
   (b) a local copy of the official assertions dump (`conceptnet-assertions-5.7.0.csv.gz`: tab-separated
       edge URI, relation, start, end, JSON metadata with `weight`), streamed line by line.
 
-In the graph (the run's "conceptnet" named graph, which states `graph prov:wasDerivedFrom run`): class
+In the graph (the run's "conceptnet" named graph, which states `graph prov:wasInfluencedBy run`): class
 skos:relatedMatch concept; each edge as a direct triple `start <http://conceptnet.io/r/Rel> end` for
 property paths, and as an rdf:Statement (rdf:subject / rdf:predicate / rdf:object, as ConceptNet's
 own JSON-LD context maps start/rel/end) with ft:weight.
@@ -41,7 +41,8 @@ from tqdm import tqdm
 from ..config import cache_dir
 from ..errors import UserError
 from ..records import TagSet, atomic_write
-from .vocab import FT, PROV, RDF, RDFS, SKOS, Minter, as_minter
+from .explanations import OF_RUN
+from .vocab import FT, RDF, RDFS, SKOS, Minter, as_minter
 
 if TYPE_CHECKING:
     from .export import RunIds
@@ -506,6 +507,6 @@ def link_conceptnet(
     graph = minter.run_graph(ids.tagging, "conceptnet")
     # the graph names the run it links, as a WordNet graph's coarse concepts do, so that queries keep
     # to one run's edges where runs on one label space were linked from other sources
-    derived = Quad(graph, NamedNode(PROV + "wasDerivedFrom"), minter.run(ids.tagging), graph)
-    quads = [derived, *conceptnet_quads(concepts, label_space(tags), edges, graph, minter)]
+    of_run = Quad(graph, OF_RUN, minter.run(ids.tagging), graph)
+    quads = [of_run, *conceptnet_quads(concepts, label_space(tags), edges, graph, minter)]
     return ConceptNetLinking(graph, quads, concepts, edges)

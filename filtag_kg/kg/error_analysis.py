@@ -16,7 +16,7 @@ from .vocab import sparql_prefixes
 # ft:Explanation only: a run's coarse concepts (`filtag-kg link wordnet`) carry a tag selection and
 # the run too, but explain no image
 _EXPLAINED = Query.parse(sparql_prefixes() + """SELECT DISTINCT ?run ?selection WHERE { GRAPH ?g {
-    ?explanation a ft:Explanation ; ft:tagSelection ?selection ; prov:wasDerivedFrom ?run } }""", "explained-runs")
+    ?explanation a ft:Explanation ; ft:tagSelection ?selection ; prov:wasInfluencedBy ?run } }""", "explained-runs")
 
 
 def _check_explained(store: Any, selection: str | None, run_iri: str | None) -> None:

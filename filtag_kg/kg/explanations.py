@@ -5,7 +5,7 @@
     ft:trueClass <classes/…/horse> ; ft:predictedClass <classes/…/zebra> ;
     ft:confidence 0.91 ; ft:correct false .
 <run/{run}/explanation/{id}/{method}/{p}> a ft:Explanation ; ft:image <image/…> ;
-    ft:tagSelection "k-best 5" ; prov:wasDerivedFrom <run/{run}> ;
+    ft:tagSelection "k-best 5" ; prov:wasInfluencedBy <run/{run}> ;
     ft:activatedFilter <…/filter/7>, … ;                 # the image's active filters, all layers
     ft:trueClassCount 2 ; ft:predictedClassCount 5 ;    # active filters tagged with either
     ft:trueClassRank 3 ; ft:predictedClassRank 1 ;      # their ranks (absent when count is 0)
@@ -14,7 +14,7 @@
     ft:countedClass <classes/…/zebra> ; ft:count 5 ; ft:classRank 1 .   # tags over all layers
 ```
 Predictions belong to the run's network, so images of one data set explained by two networks carry
-two predictions; queries that compare networks scope by the run (`prov:wasDerivedFrom`).
+two predictions; queries that compare networks scope by the run (`prov:wasInfluencedBy`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ HAS_COUNT, COUNTED, COUNT, CLASS_RANK = _ft("hasClassCount"), _ft("countedClass"
 TRUE_COUNT, PREDICTED_COUNT = _ft("trueClassCount"), _ft("predictedClassCount")
 TRUE_RANK, PREDICTED_RANK = _ft("trueClassRank"), _ft("predictedClassRank")
 IDENTIFIER = NamedNode(DCTERMS + "identifier")
-DERIVED = NamedNode(PROV + "wasDerivedFrom")
+# an explanation's run: prov:wasInfluencedBy, whose domain and range take entities and activities alike
+# (prov:wasDerivedFrom, used until 2026-12-03, runs from entity to entity: it made the run, a
+# prov:Activity, a prov:Entity too, which PROV-O declares disjoint, so a reasoner found the graph inconsistent)
+OF_RUN = NamedNode(PROV + "wasInfluencedBy")
 
 
 def explanations_graph(tags: TagSet, minter: Minter | str | None = None) -> NamedNode:
@@ -98,7 +101,7 @@ def _quads(tags: TagSet, heldout: HeldOut, minter: Minter, chosen: list[tuple[st
             yield Quad(node, A, EXPLANATION, g)
             yield Quad(node, OF_IMAGE, images[i], g)
             yield Quad(node, SELECTION, label, g)
-            yield Quad(node, DERIVED, run, g)
+            yield Quad(node, OF_RUN, run, g)
             for m, active in e.active.items():
                 for f in active:
                     yield Quad(node, ACTIVATED, filters[m][f], g)

@@ -66,8 +66,9 @@ from pyoxigraph import (
 from ..config import default_store_path, missing_folders, remove_empty
 from ..errors import InterruptedAfterCommit, UserError
 from ..interrupts import deferred_signals
+from .explanations import OF_RUN
 from .queries import Query, names_dataset, query_form, run as run_query
-from .vocab import FT, XSD, iri
+from .vocab import FT, PROV, XSD, iri
 
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
 PUSHES = STAGING + "pushes"  # a push's marker graph (a staging graph) names the new graphs it puts in place,
@@ -97,6 +98,12 @@ OLD_LOGS_KEPT = 3  # the newest are kept, to tell what happened at the last open
 STORE_FILE = re.compile(r"CURRENT|IDENTITY|LOCK|LOG(\.old\.\d+)?|MANIFEST-\d+|OPTIONS-\d+(\.dbtmp)?|\d+\.(sst|log|blob)"
                         r"|filtag-kg-.*")
 LEGACY_TAG_LINK = NamedNode(FT + "inSelection")  # a tag's link to its selection in stores filled before 2026-12-01
+# how explanations, coarse concepts and ConceptNet graphs named their tagging run until 2026-12-03 (now
+# prov:wasInfluencedBy, explanations.OF_RUN); told from other uses of it by its object, a run
+LEGACY_RUN_LINK = NamedNode(PROV + "wasDerivedFrom")
+MINTED_RUN = "/run/[0-9a-f]{16}$"  # the end of a tagging run's IRI (Minter.run)
+LEGACY_FORMAT = ("tags linked to their selection (ft:inSelection, until 2026-12-01) or runs named with "
+                 "prov:wasDerivedFrom (until 2026-12-03), which the queries no longer read")
 
 T = TypeVar("T")
 Loadable = Iterable[Quad] | Iterable[Triple] | Any  # quads, triples, or an rdflib Graph/Dataset
@@ -163,10 +170,8 @@ class Store:
             del self.oxigraph  # released at once (the error's traceback keeps this object)
             how = ("a read-only store cannot be upgraded" if upgrade else
                    f"upgrade it in place with `filtag-kg upgrade --store {self.path}`")
-            raise UserError(
-                f"the store at {self.path} was filled by a filtag-kg of before 2026-12-01: its tags link to "
-                f"their selection (ft:inSelection), which the queries no longer read; {how} "
-                f"({len(legacy)} graph(s) to rewrite)")
+            raise UserError(f"the store at {self.path} was filled by a filtag-kg of before 2026-12-03, in a format "
+                            f"of {LEGACY_FORMAT}; {how} ({len(legacy)} graph(s) to rewrite)")
 
     def _open_for_writing(self, attempts: int = 3) -> OxStore:
         """Open (or create) the store for writing. A folder that vanishes meanwhile (a failed first
@@ -263,7 +268,7 @@ class Store:
             try:
                 self.oxigraph.bulk_extend(spool.split(_as_quads(quads_or_graph), self.oxigraph, progress, fresh))
                 for g in spool.fresh:  # (graphs it replaces are checked as they are spooled)
-                    if next(self.oxigraph.quads_for_pattern(None, LEGACY_TAG_LINK, None, NamedNode(g)), None):
+                    if self._legacy(NamedNode(g)):
                         raise _legacy_data(g)
                 if not self._replace(spool, journal, progress):
                     return spool.count
@@ -307,14 +312,18 @@ class Store:
         return True
 
     def upgrade(self, progress: bool = False) -> int:
-        """Relink the tags of graphs filled before 2026-12-01 the way exports now do (see
-        `_upgrade`); returns the number of tags relinked."""
+        """Rewrite the graphs of an earlier format (`legacy_graphs`) the way exports now do (see
+        `_upgrade`); returns the number of links rewritten."""
         return _upgrade(self, self.legacy_graphs(), progress)
 
     def legacy_graphs(self) -> list[NamedNode]:
-        """Named graphs holding tags linked the way of before 2026-12-01 (one look-up per graph)."""
-        return [g for g in self.graphs()
-                if next(self.oxigraph.quads_for_pattern(None, LEGACY_TAG_LINK, None, g), None) is not None]
+        """Named graphs in a format of before 2026-12-03 (LEGACY_FORMAT; two look-ups per graph)."""
+        return [g for g in self.graphs() if self._legacy(g)]
+
+    def _legacy(self, graph: NamedNode) -> bool:
+        """Whether a graph is in a format of before 2026-12-03: its first quad of each legacy predicate."""
+        return any(_legacy_quad(q) for p in (LEGACY_TAG_LINK, LEGACY_RUN_LINK)
+                   for q in islice(self.oxigraph.quads_for_pattern(None, p, None, graph), 1))
 
     def rows(self, sparql: str) -> list[list[str]]:
         """The rows of a SELECT over the dataset as stored, each value an IRI or a lexical form."""
@@ -676,19 +685,23 @@ def run_graphs(store: Store | RemoteStore, run: NamedNode | str) -> list[NamedNo
 
 
 def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool) -> int:
-    """Relink each tag of `graphs` from its selection (ft:inSelection, exports until 2026-12-01) to
-    the selection's summary of the tag's layer (ft:inLayerSummary), one SPARQL 1.1 update per layer
+    """Rewrite `graphs` from the formats of before 2026-12-03 (LEGACY_FORMAT); returns the number of
+    links rewritten.
+
+    Each tag is relinked from its selection (ft:inSelection, exports until 2026-12-01) to the
+    selection's summary of the tag's layer (ft:inLayerSummary), one SPARQL 1.1 update per layer
     summary: each is one transaction holding at most one layer's tags of one selection (memory),
     and an interrupted upgrade leaves whole summaries relinked, which the next run finds nothing
     left to do in. A tag whose layer summary is missing (not an export of filtag-kg) keeps its link
-    and is reported. Returns the number of tags relinked."""
+    and is reported. Then a graph's links to its run by prov:wasDerivedFrom (until 2026-12-03)
+    become prov:wasInfluencedBy, in one update per graph."""
     from tqdm import tqdm
 
-    relinked = 0
+    rewritten = 0
     for i, g in enumerate(graphs):
         (n,), = store.rows(f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?s }} }}")
         summaries = store.rows(f"""PREFIX ft: <{FT}> SELECT ?selection ?summary ?layer WHERE {{ GRAPH {g} {{
-            ?selection a ft:Selection ; ft:hasLayerSummary ?summary . ?summary ft:summaryOf ?layer }} }}""")
+            ?selection a ft:Selection ; ft:hasLayerSummary ?summary . ?summary ft:summaryOf ?layer }} }}""") if int(n) else []
         for selection, summary, layer in tqdm(summaries, disable=not progress, desc=f"upgrade graph {i + 1}/{len(graphs)}",
                                               unit=" layer summaries"):
             store.update(f"""PREFIX ft: <{FT}>
@@ -701,8 +714,13 @@ def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool
             (tag, selection), = left
             raise UserError(f"cannot upgrade graph {g.value} fully: tag {tag} has no layer summary in its "
                             f"selection {selection} for the layer of its filter")
-        relinked += int(n)
-    return relinked
+        links = f'GRAPH {g} {{ ?x {LEGACY_RUN_LINK} ?run FILTER(REGEX(STR(?run), "{MINTED_RUN}")) }}'
+        (m,), = store.rows(f"SELECT (COUNT(*) AS ?n) WHERE {{ {links} }}")
+        if int(m):
+            store.update(f"DELETE {{ GRAPH {g} {{ ?x {LEGACY_RUN_LINK} ?run }} }} "
+                         f"INSERT {{ GRAPH {g} {{ ?x {OF_RUN} ?run }} }} WHERE {{ {links} }}")
+        rewritten += int(n) + int(m)
+    return rewritten
 
 
 def _finish_swap(path: Path) -> bool:
@@ -897,8 +915,8 @@ class RemoteStore:
             if legacy:
                 raise UserError(
                     f"the SPARQL server at {self.query_url} holds {len(legacy)} graph(s) exported by a filtag-kg of "
-                    f"before 2026-12-01: their tags link to their selection (ft:inSelection), which the queries no "
-                    f"longer read; upgrade them on the server with `filtag-kg upgrade --endpoint URL`")
+                    f"before 2026-12-03, in a format of {LEGACY_FORMAT}; upgrade them on the server with "
+                    f"`filtag-kg upgrade --endpoint URL`")
             self._checked = True
         union = union and not names_dataset(sparql)  # a query naming its dataset gets it, as from the server
         named = [g.value for g in self.graphs()] if default is not None or union else []
@@ -953,8 +971,10 @@ class RemoteStore:
         return int(n)
 
     def legacy_graphs(self) -> list[NamedNode]:
-        """Named graphs holding tags linked the way of before 2026-12-01."""
-        return self._graphs_with(f"?tag {LEGACY_TAG_LINK} ?s")
+        """Named graphs in a format of before 2026-12-03 (LEGACY_FORMAT)."""
+        runs = f'?x {LEGACY_RUN_LINK} ?run FILTER(REGEX(STR(?run), "{MINTED_RUN}"))'
+        return sorted({*self._graphs_with(f"?tag {LEGACY_TAG_LINK} ?s"), *self._graphs_with(runs)},
+                      key=lambda g: g.value)
 
     def _graphs_with(self, pattern: str) -> list[NamedNode]:
         """The named graphs holding a match of a triple pattern, sorted: the server's graph list, each
@@ -967,8 +987,8 @@ class RemoteStore:
         return sorted((NamedNode(g) for g, in rows), key=lambda g: g.value)
 
     def upgrade(self, progress: bool = False) -> int:
-        """Relink the tags of graphs exported before 2026-12-01 on the server, the way exports now
-        do (see `_upgrade`); returns the number of tags relinked."""
+        """Rewrite the graphs of an earlier format on the server (`legacy_graphs`) the way exports
+        now do (see `_upgrade`); returns the number of links rewritten."""
         return _upgrade(self, self.legacy_graphs(), progress)
 
     # -- writing ---------------------------------------------------------------------------------
@@ -1409,7 +1429,7 @@ class _Spool:
                         continue
                     path = self.directory / f"{len(self.existing)}.nt"
                     self.existing[g.value] = (open(path, "w", encoding="utf-8"), [0])
-                if q.predicate == LEGACY_TAG_LINK:
+                if _legacy_quad(q):
                     raise _legacy_data(g.value)
                 file, size = self.existing[g.value]
                 line = _line(q)
@@ -1546,10 +1566,16 @@ def _fingerprint(quads: Iterable[Quad]) -> tuple[int, int]:
 
 
 def _legacy_data(graph: str) -> UserError:
-    """Loading tags linked the way of before 2026-12-01 would make the store one to upgrade."""
-    return UserError(f"the data for graph {graph} links tags to their selection (ft:inSelection), as exports of "
-                     "filtag-kg before 2026-12-01 did, which the queries no longer read: export the run again "
-                     "with this filtag-kg (or load it into a store of that version and `filtag-kg upgrade` it)")
+    """Loading data in a format of before 2026-12-03 would make the store one to upgrade."""
+    return UserError(f"the data for graph {graph} is in a format of filtag-kg before 2026-12-03, of {LEGACY_FORMAT}: "
+                     "export the run again with this filtag-kg (or load it into a store of that version and "
+                     "`filtag-kg upgrade` it)")
+
+
+def _legacy_quad(q: Quad) -> bool:
+    """Whether a quad is of a format of before 2026-12-03 (LEGACY_FORMAT)."""
+    return q.predicate == LEGACY_TAG_LINK or (q.predicate == LEGACY_RUN_LINK and isinstance(q.object, NamedNode)
+                                              and re.search(MINTED_RUN, q.object.value) is not None)
 
 
 def _as_quads(data: Loadable) -> Iterable[Quad]:
