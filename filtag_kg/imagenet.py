@@ -58,6 +58,12 @@ class ImageNetIndex:
         except KeyError:
             raise UserError(f"{wnid!r} is not the wnid of an ImageNet-1k class") from None
 
+    def name_of_wnid(self, wnid: str) -> str | None:
+        """The common name of the class of `wnid` ('n02106662' → 'German shepherd'), None for no class's:
+        classes of a folder of wnid sub-folders are labelled by wnid, which says little to a reader."""
+        found = self._by_wnid.get(wnid)
+        return None if found is None else self.names[found][0]
+
     def indices_of_label(self, label: str) -> list[int]:
         """Class indices whose Keras label is `label` (two for `crane` and `maillot`, none if unknown)."""
         return list(self._by_label.get(label, ()))

@@ -2,6 +2,8 @@
 
 * filter–class graph: bipartite, one node per filter (`bipartite=0`) and per class (`bipartite=1`),
   an edge where the filter carries the class as a tag (attributes `score`, `rank`);
+  Classes labelled by an ImageNet-1k wnid (a folder of wnid sub-folders) also carry their common
+  `name` ('German shepherd'), for tools that show one attribute per node;
 * class–class graph: classes joined by the number of filters they share (`weight`), the projection
   of the filter–class graph onto its classes: which classes the network sees as alike.
 
@@ -22,6 +24,7 @@ import numpy as np
 from pyoxigraph import NamedNode
 
 from ..errors import UserError
+from ..imagenet import imagenet_index
 from ..records import METHODS, TagSet, selection_label, write_output
 from . import queries
 from .export import METHOD_NODES, NOT_XML, network_title, run_ids
@@ -177,6 +180,9 @@ def _build(edges: Iterable[Edge], method: str, parameter: float) -> nx.Graph:
         f, c = filter_node(e.layer, e.index), class_node(e.class_index)
         graph.add_node(f, bipartite=0, kind="filter", layer=e.layer, index=e.index, sequence=e.sequence)
         graph.add_node(c, bipartite=1, kind="class", label=e.class_label, index=e.class_index)
+        name = imagenet_index().name_of_wnid(e.class_label)
+        if name is not None:  # no None attribute: GraphML has no null, so a round trip dropped it
+            graph.nodes[c]["name"] = name
         # no score (a tag file imported without scores: NaN) is None, as the store route reads it
         score = None if e.score is None or math.isnan(e.score) else float(e.score)
         graph.add_edge(f, c, score=score, rank=e.rank)

@@ -45,6 +45,7 @@ from decimal import Decimal, InvalidOperation, Overflow
 from importlib import resources
 from pathlib import Path
 from typing import Any, Union
+from urllib.parse import quote as percent_encoded
 
 from pyoxigraph import (
     BlankNode,
@@ -57,6 +58,7 @@ from pyoxigraph import (
 )
 
 from ..errors import UserError
+from ..imagenet import imagenet_index
 from .vocab import FT, PREFIXES, RDFS, XSD
 
 Term = Union[NamedNode, BlankNode, Literal, Triple]
@@ -571,13 +573,38 @@ _BARE_DATATYPES = frozenset(XSD + name for name in (
     "string", "boolean", *_INTEGER_TYPES, *_FLOAT_TYPES, "date", "dateTime", "time"))
 
 
+MAX_CELL = 100  # columns of a table cell; longer ones are cut (the whole value: --format csv, tsv or json)
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    rows = list(rows)
+    """An aligned table, a row a line. A cell over MAX_CELL columns is cut short and the table says so:
+    at ImageNet scale a GROUP_CONCAT of an image's counted classes (coarse-image-explanation) held
+    thousands of wnids, and padding every row to it made 1,863 lines of 11,202 columns each."""
+    rows = [[_cut(c) for c in r] for r in rows]
+    cut = any(c.endswith(_CUT) for r in rows for c in r)
     widths = [max([_width(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(header)]
     lines = ["  ".join(_pad(h, w) for h, w in zip(header, widths)).rstrip(), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(_pad(c, w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''}"
+                 + (f"; cells over {MAX_CELL} columns cut short, ending in {_CUT.strip()!r}: --format csv, tsv or json "
+                    "gives them whole)" if cut else ")"))
     return "\n".join(lines) + "\n"
+
+
+_CUT = " …"
+
+
+def _cut(text: str) -> str:
+    """`text`, or its first columns and _CUT when it takes over MAX_CELL columns."""
+    if _width(text) <= MAX_CELL:
+        return text
+    kept, width = [], 0
+    for c in text:
+        width += _width(c)
+        if width > MAX_CELL - _width(_CUT):
+            break
+        kept.append(c)
+    return "".join(kept) + _CUT
 
 
 def _width(text: str) -> int:
@@ -609,7 +636,9 @@ def unmatched_parameters(query: Query | str | Path, store: Any, params: Mapping[
         term = p.term(value)
         if p.type == "iri":
             if not run(_USED, store, {"node": term}).boolean:
-                notes.append(f"{term} is in no triple of the store (--param {p.name})")
+                encoded = _encoded_twin(term, store)
+                notes.append(f"{term} is in no triple of the store (--param {p.name})"
+                             + (f"; did you mean <{encoded.value}>?" if encoded else ""))
             continue
         if run(_LABELLED, store, {"label": term}).boolean:
             continue
@@ -617,9 +646,34 @@ def unmatched_parameters(query: Query | str | Path, store: Any, params: Mapping[
             labels = [v.value for v in run(_LABELS, store).column("label") if v is not None]
         close = [label for label in labels if label.casefold() == term.value.casefold()]
         close += [label for label in difflib.get_close_matches(term.value, labels, n=3) if label not in close]
+        wnids = [w for w in _imagenet_wnids_named(term.value) if w in labels]
         notes.append(f"no node in the store is labelled {term.value!r} (--param {p.name})"
+                     + (f"; ImageNet's {term.value!r} is labelled {' or '.join(wnids)} here" if wnids else "")
                      + (f"; close: {', '.join(repr(c) for c in close[:3])}" if close else ""))
     return notes
+
+
+def _imagenet_wnids_named(text: str) -> list[str]:
+    """The wnids of the ImageNet-1k classes `text` names (a Keras label such as 'German_shepherd', or one of
+    the names, 'Alsatian'; case aside): a run on a folder of wnid sub-folders labels its classes by wnid,
+    so `--param class=Chihuahua` found nothing and no label close to it."""
+    index, wanted = imagenet_index(), text.strip().casefold()
+    return [wnid for wnid, label, names in zip(index.wnids, index.keras_labels, index.names)
+            if wanted in {label.casefold(), *(n.casefold() for n in names)}]
+
+
+def _encoded_twin(term: NamedNode, store: Any) -> NamedNode | None:
+    """The node of the store whose IRI is `term` with a '/' of its last segments percent-encoded, as
+    IRIs are minted (`vocab._segment`): an ImageNet image's id is 'n01440764/x.png', so its node ends
+    in `n01440764%2Fx.png`, and the IRI typed from the id was only said to be in no triple."""
+    parts = term.value.split("/")
+    prefix, segments = "/".join(parts[:3]), parts[3:]  # 'scheme://host', then the path's segments
+    for cut in range(len(segments) - 2, 0, -1):
+        last = percent_encoded("/".join(segments[cut:]), safe="._~-%")
+        candidate = NamedNode("/".join([prefix, *segments[:cut], last]))
+        if run(_USED, store, {"node": candidate}).boolean:
+            return candidate
+    return None
 
 
 _USED = Query.parse("# param: node (iri): a node\nASK { { ?node ?p ?o } UNION { ?s ?p ?node } }", "used")

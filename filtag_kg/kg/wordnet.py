@@ -8,8 +8,9 @@ NLTK's `WordNetCorpusReader` refuses symlinks and paths outside `nltk.data.path`
 out the `lexnames` file, so (0) and (2) are copied once into `<cache>/nltk_data/corpora/wordnet`
 with `lexnames` added (the fixed list of the 45 lexicographer files, see lexnames(5WN)).
 
-ImageNet classes link through their wnid (its digits are the WordNet 3.0 noun offset). Other labels
-link by lemma lookup: the *first* noun sense WordNet lists (WordNet orders senses by their frequency
+ImageNet classes link through their wnid (its digits are the WordNet 3.0 noun offset), and so do
+classes without wnids whose labels are all ImageNet-1k labels or wnids (`imagenet_label_wnids`). Other
+labels link by lemma lookup: the *first* noun sense WordNet lists (WordNet orders senses by their frequency
 in the SemCor corpus, so this is the most common meaning: bear.n.01 the animal, cow.n.01 "female of
 domestic cattle", not the investor or the woman) that is no proper name (an instance: 'crane' lists
 Stephen Crane, Hart Crane and the constellation Grus before the machine and the bird) and has the
@@ -42,6 +43,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 
 from ..config import cache_dir
 from ..errors import UserError, where_not_utf8
+from ..imagenet import imagenet_index
 from .vocab import FT, RDF, SKOS, WN30, Minter, as_minter, class_keys
 
 if TYPE_CHECKING:
@@ -355,7 +357,7 @@ class ClassLink:
     label: str
     key: str  # the class IRI key (vocab.class_keys): wnid where there is one, else the label
     synset: Synset | None
-    method: str  # "wnid" | "lemma" | "mapping" | "none"
+    method: str  # "wnid" | IMAGENET_LABEL | "lemma" | "mapping" | "none"
 
 
 @dataclass
@@ -374,6 +376,10 @@ class LinkReport:
 
     def summary(self) -> str:
         lines = [f"{len(self.linked)} of {len(self.links)} classes of {self.space!r} linked to WordNet 3.0 synsets"]
+        by_label = sum(link.method == IMAGENET_LABEL for link in self.links)
+        if by_label:
+            lines.append(f"  {by_label} through the ImageNet-1k class their label names (every label is one of "
+                         "ImageNet's): its wnid, not the label's first WordNet sense")
         lines += [f"  respelled: {m}" for m in self.respelled]
         lines += [f"  ambiguous: {m}" for m in self.ambiguous]
         lines += [f"  unmatched: {m}" for m in self.unmatched]
@@ -461,6 +467,7 @@ def link_classes(
     if unknown:
         raise UserError(f"mapping names no class label or key of {space!r}: {', '.join(sorted(unknown))}")
     report = LinkReport(space=space, links=[])
+    of_label = imagenet_label_wnids(classes)
     for i, (label, key) in enumerate(zip(classes, keys)):
         wnid = wnids[i] if wnids else None
         reference = mapping.get(key, mapping.get(label))
@@ -469,6 +476,8 @@ def link_classes(
             synset, method = wordnet.synset(reference), "mapping"
         elif wnid:
             synset, method = wordnet.synset_of_wnid(wnid), "wnid"
+        elif label in of_label:
+            synset, method = wordnet.synset_of_wnid(of_label[label]), IMAGENET_LABEL
         else:
             form, senses = wordnet.lookup(label)
             # a class is a kind of thing: 'crane' was linked to its first sense, Stephen Crane the writer.
@@ -499,6 +508,24 @@ def link_classes(
     return report
 
 
+IMAGENET_LABEL = "imagenet label"  # a ClassLink's method: the wnid of the ImageNet-1k class of its label
+
+
+def imagenet_label_wnids(classes: Sequence[str]) -> dict[str, str]:
+    """label → wnid of the ImageNet-1k class it names, for classes whose labels are all ImageNet-1k labels
+    (Keras') or wnids, else {}. Such classes are ImageNet's (a folder of label-named class folders,
+    crane and maillot by wnid; a subset of ImageNet) without the manifest's wnids, and their lemmas'
+    first senses were other things: 'badger' a Wisconsinite, 'Loafer' an idler, 'Samoyed' a people,
+    'beaver' a fur, and the wnid folders were left unlinked. A label two classes share (crane) has no
+    one wnid: it is looked up as a lemma and reported."""
+    index = imagenet_index()
+    wnids = set(index.wnids)
+    if not classes or not all(c in wnids or index.indices_of_label(c) for c in classes):
+        return {}
+    unique = {c: [index.wnids[i] for i in index.indices_of_label(c)] for c in classes}
+    return {c: found[0] for c, found in unique.items() if len(found) == 1} | {c: c for c in classes if c in wnids}
+
+
 def closure(wordnet: WordNet, synsets: Iterable[Synset]) -> list[Synset]:
     """The linked synsets and all their hypernyms, each once, in a stable order (by offset)."""
     seen: set[Synset] = set()
@@ -508,8 +535,8 @@ def closure(wordnet: WordNet, synsets: Iterable[Synset]) -> list[Synset]:
 
 
 def wordnet_quads(report: LinkReport, wordnet: WordNet, graph: NamedNode, minter: Minter | str | None = None) -> Iterator[Quad]:
-    """Class → synset links (skos:exactMatch by wnid, skos:closeMatch by lemma or mapping), and each
-    synset of the hypernym closure as a skos:Concept with labels, gloss, depth and skos:broader."""
+    """Class → synset links (skos:exactMatch by wnid, skos:closeMatch by lemma, ImageNet label or mapping),
+    and each synset of the hypernym closure as a skos:Concept with labels, gloss, depth and skos:broader."""
     minter = as_minter(minter)
     exact, close = NamedNode(SKOS + "exactMatch"), NamedNode(SKOS + "closeMatch")
     for link in report.linked:
