@@ -596,13 +596,22 @@ def _class_of_file(path: Path, index: dict[str, int], shared: dict[str, list[int
 
 
 def _class_index(classes: list[str]) -> dict[str, int]:
-    """Map class labels, and the wnids of ImageNet classes, to class indices. A label several classes
-    share (ImageNet's two 'crane's and 'maillot's) maps to none: it went to the last of them, so the
-    bird crane's images were counted as the machine's."""
+    """Map class labels, and the wnids and Keras labels of ImageNet classes, to class indices: a folder
+    named 'Chihuahua' holds class n02085620 of a run on wnid folders (`explain` gave its images no true
+    class). A label several classes share (ImageNet's two 'crane's and 'maillot's) maps to none: it went
+    to the last of them, so the bird crane's images were counted as the machine's."""
     shared = _shared_labels(classes)
     index = {c: i for i, c in enumerate(classes) if c not in shared}
-    for i, w in enumerate(_imagenet_wnids(classes) or []):
-        index.setdefault(w, i)
+    wnids = _imagenet_wnids(classes)
+    if wnids:
+        from .imagenet import imagenet_index
+
+        labels = list(imagenet_index().keras_labels)
+        shared_labels = _shared_labels(labels)
+        for i, (w, label) in enumerate(zip(wnids, labels)):
+            index.setdefault(w, i)
+            if label not in shared_labels:
+                index.setdefault(label, i)
     return index
 
 

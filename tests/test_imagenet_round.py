@@ -189,3 +189,22 @@ def test_a_class_named_as_imagenet_names_it_is_pointed_to_its_wnid(tags: TagSet,
                                   "'Chihuahua' is labelled n02085620 here"]
     assert "ImageNet's 'crane' is labelled n02012849 or n03126707 here" in notes["crane"][0]
     assert notes["doge"] == ["no node in the store is labelled 'doge' (--param class)"]
+
+
+def test_a_label_named_folder_gives_the_true_class_of_a_wnid_run(tmp_path) -> None:
+    """`explain photos/Chihuahua/x.png` on a run of wnid folders (its classes are the wnids) gave the image
+    no true class: only the class labels (here wnids) and wnids were looked up, not ImageNet's labels.
+    A label two classes share (crane) still names none."""
+    from PIL import Image
+
+    from filtag_kg.data import image_files
+    from filtag_kg.imagenet import imagenet_index
+
+    wnids = list(imagenet_index().wnids)
+    files = []
+    for folder in ("Chihuahua", "n02085620", "crane"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (4, 4)).save(tmp_path / folder / "x.png")
+        files.append(tmp_path / folder / "x.png")
+    source = image_files(files, wnids)
+    assert source.splits["heldout"].labels.tolist() == [wnids.index("n02085620")] * 2 + [-1]
