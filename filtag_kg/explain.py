@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError, is_whole
+from .imagenet import display_label
 from .records import K_BEST, ActivationStats, HeldOut, TagSet, number_text, selection_key, selection_label
 from .tagging import quantile_count
 
@@ -135,7 +136,7 @@ class Explanation:
     def text(self, classes: Sequence[str], top: int = 6) -> str:
         """One line a non-expert can read: prediction, truth, and what the active filters are tagged."""
         def name(k: int) -> str:  # a label holding a newline must not break the line either
-            return shown(classes[k])
+            return shown(display_label(classes[k]))
 
         c, p = self.predicted[0]
         truth = f"; true {name(self.true_class)}" if self.true_class is not None else ""

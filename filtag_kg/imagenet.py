@@ -93,6 +93,17 @@ def imagenet_index() -> ImageNetIndex:
     return ImageNetIndex(wnids=wnids, names=names, keras_labels=labels)
 
 
+def display_label(label: str) -> str:
+    """A class label as people read it: a wnid with its ImageNet name ('n02085620 (Chihuahua)'), any
+    other label as it is. Runs on folders of wnid sub-folders label their classes by wnid, and
+    explanations and error reports read as numbers ('predicted n01843065; true n02085620')."""
+    name = imagenet_index().name_of_wnid(label) if _WNID.fullmatch(label) else None
+    return f"{label} ({name})" if name else label
+
+
+_WNID = re.compile(r"n\d{8}")
+
+
 # -- the FilTag authors' tag files --------------------------------------------------------------
 
 class LabelIssue(NamedTuple):

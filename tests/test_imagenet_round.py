@@ -208,3 +208,30 @@ def test_a_label_named_folder_gives_the_true_class_of_a_wnid_run(tmp_path) -> No
         files.append(tmp_path / folder / "x.png")
     source = image_files(files, wnids)
     assert source.splits["heldout"].labels.tolist() == [wnids.index("n02085620")] * 2 + [-1]
+
+
+def test_explanations_and_error_reports_name_wnid_classes() -> None:
+    """A run on wnid folders labels its classes by wnid: explanations and the error report read as
+    numbers ('predicted n01843065; true n02085620'). They now give each wnid its ImageNet name; other
+    labels, and the labels the report's query command takes, stay as they are."""
+    from itertools import chain
+
+    from pyoxigraph import Store
+
+    from filtag_kg.explain import explain
+    from filtag_kg.kg.error_analysis import error_report
+    from filtag_kg.kg.explanations import export_explanations
+    from filtag_kg.kg.export import export_tags
+    from test_explain import hand_case
+
+    tags, heldout = hand_case()  # classes cat, dog, cow: a dog image taken for a cat
+    tags.classes = ["n02123045", "n02085620", "cow"]  # tabby, Chihuahua, a label of no ImageNet class
+    tags.manifest["dataset"] = {"name": "toy", "label_space": "toy"}
+    a = explain(tags, heldout)[0]
+    assert a.text(tags.classes).startswith("a: predicted n02123045 (tabby) (70%); true n02085620 (Chihuahua) — "
+                                           "active filters tagged (k-best 1): n02123045 (tabby) 2, n02085620 (Chihuahua) 1")
+    store = Store()
+    store.extend(chain(export_tags(tags), export_explanations(tags, heldout)))
+    report = error_report(store, "k-best 1")
+    assert "    n02085620 (Chihuahua) -> n02123045 (tabby): 1 errors" in report
+    assert "--param true=n02085620 --param predicted=n02123045" in report

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import UserError, is_whole
 from ..explain import parse_selection, shown
+from ..imagenet import display_label
 from ..records import selection_label
 from .queries import Query, run
 from .store import TAGGING_RUNS, named_run
@@ -101,7 +102,13 @@ def _run_report(store: Any, selection: str, run_iri: str | None, top: int, n: in
 
 
 def _misclassified(correct: dict[str, bool]) -> str:
+    """'N of them misclassified', of images by id → whether their prediction was correct."""
     return f"{sum(1 for c in correct.values() if not c)} of them misclassified"
+
+
+def _name(label: str) -> str:
+    """A class label of a row, on one line and with its ImageNet name where it is a wnid."""
+    return shown(display_label(label))
 
 
 def _misclassified_lines(store: Any, params: dict[str, Any], pairs: list[dict[str, Any]], top: int) -> list[str]:
@@ -109,7 +116,7 @@ def _misclassified_lines(store: Any, params: dict[str, Any], pairs: list[dict[st
     active filters were tagged with."""
     lines = ["  most confused class pairs (true -> predicted: errors, filters tagged with both):"]
     for row in pairs[:top]:
-        lines.append(f"    {shown(row['true'])} -> {shown(row['predicted'])}: {row['errors']} errors, "
+        lines.append(f"    {_name(row['true'])} -> {_name(row['predicted'])}: {row['errors']} errors, "
                      f"{row['sharedFilters']} shared filters")
     lines += _pair_filter_lines(store, params, pairs[0])
     patterns = run("errors-both-tags-active", store, params).values()
@@ -126,10 +133,10 @@ def _misclassified_lines(store: Any, params: dict[str, Any], pairs: list[dict[st
                  f"{counts['neither']}")
     example = next((r for r in patterns if r["pattern"] == "both"), None)
     if example:
-        lines.append(f"    e.g. image {shown(example['id'])}: a {shown(example['true'])} taken for a "
-                     f"{shown(example['predicted'])}; "
-                     f"{example['trueCount']} active filters tagged {shown(example['true'])}, "
-                     f"{example['predictedCount']} tagged {shown(example['predicted'])}")
+        lines.append(f"    e.g. image {shown(example['id'])}: a {_name(example['true'])} taken for a "
+                     f"{_name(example['predicted'])}; "
+                     f"{example['trueCount']} active filters tagged {_name(example['true'])}, "
+                     f"{example['predictedCount']} tagged {_name(example['predicted'])}")
     return lines
 
 
@@ -141,7 +148,7 @@ def _pair_filter_lines(store: Any, params: dict[str, Any], pair: dict[str, Any],
                                                             "predicted": pair["predicted"]}).values()
             if r["trueNode"] == pair["trueNode"] and r["predictedNode"] == pair["predictedNode"]
             and r["taggedPredicted"] and not r["taggedTrue"]]
-    true, predicted = shown(pair["true"]), shown(pair["predicted"])
+    true, predicted = _name(pair["true"]), _name(pair["predicted"])
     command = (f"filtag-kg query errors-pair-filters --param true={shlex.quote(str(pair['true']))} "
                f"--param predicted={shlex.quote(str(pair['predicted']))} "
                f"--param selection={shlex.quote(params['selection'])}")  # rows name their run
