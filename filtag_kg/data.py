@@ -508,6 +508,11 @@ def image_folder(
         classes = folder_names
         if all(WNID.match(n) for n in folder_names):
             wnids = list(folder_names)
+        elif _imagenet_by_label(folder_names):
+            print(f"warning: {_shown(root)}: its {len(folder_names):,} class folders are ImageNet-1k's classes named by "
+                  "label, taken in the order of their names (as Keras' image_dataset_from_directory takes them); a "
+                  "model trained on ImageNet orders its outputs by wnid (tench, goldfish, …): name the folders by "
+                  "wnid, or give the model's class order (collect --classes)", file=sys.stderr)
     else:
         classes = _class_names(classes)
         wnids = _imagenet_wnids(classes)
@@ -627,6 +632,17 @@ def _wnids_text(wnids: list[str | None] | None, indices: list[int]) -> str:
     """': wnids n…, n…' for classes with known wnids (for messages), else ''."""
     known = [w for w in (wnids[i] for i in indices) if w] if wnids else []
     return f": wnids {', '.join(known)}" if known else ""
+
+
+def _imagenet_by_label(names: list[str]) -> bool:
+    """Whether folder names are the 1,000 ImageNet-1k classes, some named by label (Keras'), the rest by wnid."""
+    if len(names) != 1000:
+        return False
+    from .imagenet import imagenet_index
+
+    index = imagenet_index()
+    known = set(index.wnids) | set(index.keras_labels)
+    return all(n in known for n in names) and not all(WNID.match(n) for n in names)
 
 
 def _imagenet_wnids(classes: list[str]) -> list[str | None] | None:

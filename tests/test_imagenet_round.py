@@ -235,3 +235,30 @@ def test_explanations_and_error_reports_name_wnid_classes() -> None:
     report = error_report(store, "k-best 1")
     assert "    n02085620 (Chihuahua) -> n02123045 (tabby): 1 errors" in report
     assert "--param true=n02085620 --param predicted=n02123045" in report
+
+
+def test_imagenet_class_folders_named_by_label_are_said_to_be_in_label_order(tmp_path, capsys) -> None:
+    """1,000 folders named by ImageNet label (crane and maillot by wnid) became classes in the order of their
+    names: a model trained on ImageNet (outputs in wnid order) had output 0, tench, called Afghan_hound,
+    without a word. The order stays (Keras' own for such a folder); a warning says what it means."""
+    from PIL import Image
+
+    from filtag_kg.data import image_folder
+    from filtag_kg.imagenet import imagenet_index
+
+    index = imagenet_index()
+    shared = {"crane", "maillot"}
+    png = tmp_path / "x.png"
+    Image.new("RGB", (2, 2)).save(png)
+    for layout, names in (("labels", [w if l in shared else l for w, l in zip(index.wnids, index.keras_labels)]),
+                          ("wnids", list(index.wnids))):
+        for name in names:
+            (tmp_path / layout / name).mkdir(parents=True)
+            (tmp_path / layout / name / "x.png").write_bytes(png.read_bytes())
+        source = image_folder(tmp_path / layout, fraction=1.0)
+        err = capsys.readouterr().err
+        if layout == "labels":
+            assert source.classes == sorted(names) and source.classes[0] == "Afghan_hound"
+            assert "1,000 class folders are ImageNet-1k's classes named by label" in err and "--classes" in err
+        else:
+            assert source.classes == list(index.wnids) and "named by label" not in err
