@@ -702,7 +702,8 @@ def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool
         (n,), = store.rows(f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} ?s }} }}")
         summaries = store.rows(f"""PREFIX ft: <{FT}> SELECT ?selection ?summary ?layer WHERE {{ GRAPH {g} {{
             ?selection a ft:Selection ; ft:hasLayerSummary ?summary . ?summary ft:summaryOf ?layer }} }}""") if int(n) else []
-        for selection, summary, layer in tqdm(summaries, disable=not progress, desc=f"upgrade graph {i + 1}/{len(graphs)}",
+        for selection, summary, layer in tqdm(summaries, disable=not progress or not summaries,  # none: run links only
+                                              desc=f"upgrade graph {i + 1}/{len(graphs)}",
                                               unit=" layer summaries"):
             store.update(f"""PREFIX ft: <{FT}>
                 DELETE {{ GRAPH {g} {{ ?tag {LEGACY_TAG_LINK} <{selection}> }} }}
