@@ -20,9 +20,9 @@ from filtag_kg.explain import Explanation, explain
 from filtag_kg.kg.error_analysis import error_report
 from filtag_kg.kg.explanations import export_explanations
 from filtag_kg.kg.export import export_tags
-from filtag_kg.records import ActivationStats, HeldOut
+from filtag_kg.records import ActivationStats
 
-from kg_helpers import rows, run_iri
+from kg_helpers import four_selections_store, rows, run_iri
 
 
 def test_explanation_text_names_the_classes_its_top_tags_leave_out() -> None:
@@ -57,17 +57,7 @@ def test_error_report_takes_the_selections_the_errors_command_takes(case) -> Non
 
 def test_error_report_lists_the_selections_it_has_by_number() -> None:
     """'it has: k-best 1, q-quantile 10, q-quantile 25, q-quantile 5': sorted as text, unlike everywhere else."""
-    rng = np.random.default_rng(2)
-    stats = ActivationStats.empty(["l1"], ["cat", "dog", "cow"], {"l1": 20},
-                                  manifest={"dataset": {"name": "toy", "label_space": "toy"}})
-    stats.add_batch(np.arange(3), {"l1": rng.random((3, 20))})
-    tags = filtag_kg.tag(stats, k=[1], q=[25, 10, 5])
-    heldout = HeldOut(image_ids=list("abc"), positions=np.arange(3), labels=np.array([1, 2, 0]),
-                      top_classes=np.array([[0, 1, 2, -1, -1], [0, 2, 1, -1, -1], [1, 0, 2, -1, -1]]),
-                      top_probs=np.array([[0.7, 0.2, 0.1, 0, 0]] * 3, np.float32),
-                      vectors={"l1": rng.random((3, 20)).astype(np.float32)})
-    store = Store()
-    store.extend(chain(export_tags(tags), export_explanations(tags, heldout)))
+    store = four_selections_store(3)
     with pytest.raises(filtag_kg.UserError, match=r"it has: k-best 1, q-quantile 5, q-quantile 10, q-quantile 25$"):
         error_report(store, "k-best 7")
 

@@ -26,7 +26,7 @@ from filtag_kg.kg.queries import Parameter, Query, Results
 from filtag_kg.kg.vocab import FT, RDFS, XSD
 from filtag_kg.records import K_BEST, Q_QUANTILE, ActivationStats, TagSet
 
-from kg_helpers import rows, run_iri, store_of
+from kg_helpers import four_selections_store, rows, run_iri, store_of
 
 REQUIRED = {
     "filter-tags", "class-filters", "class-specific-filters", "similar-classes", "layer-tag-statistics",
@@ -529,22 +529,7 @@ def test_runs_list_selections_by_method_then_number(tmp_path) -> None:
 
 def test_error_queries_list_selections_by_method_then_number() -> None:
     """q-quantile 5 before q-quantile 10 and 25 (text sorts them the other way round)."""
-    from filtag_kg.kg.explanations import export_explanations
-    from filtag_kg.kg.export import export_tags
-    from filtag_kg.records import HeldOut
-
-    rng = np.random.default_rng(2)
-    stats = ActivationStats.empty(["l1"], ["cat", "dog", "cow"], {"l1": 20},
-                                  manifest={"dataset": {"name": "toy", "label_space": "toy"}})
-    stats.add_batch(np.arange(3), {"l1": rng.random((3, 20))})
-    tags = filtag_kg.tag(stats, k=[1], q=[25, 10, 5])
-    heldout = HeldOut(image_ids=list("abcdef"), positions=np.arange(6), labels=np.array([1, 2, 0] * 2),
-                      top_classes=np.array([[0, 1, 2, -1, -1], [0, 2, 1, -1, -1], [1, 0, 2, -1, -1]] * 2),
-                      top_probs=np.array([[0.7, 0.2, 0.1, 0, 0]] * 6, np.float32),
-                      vectors={"l1": rng.random((6, 20)).astype(np.float32)})
-    store = Store()
-    store.extend(export_tags(tags))
-    store.extend(export_explanations(tags, heldout))
+    store = four_selections_store(6)
     for name, params in (("errors-both-tags-active", {}), ("errors-misclassified", {"class": "dog"}),
                          ("errors-explanation-disagrees", {"n": 1})):
         listed = [r["selection"] for r in rows(name, store, **params)]

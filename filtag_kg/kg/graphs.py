@@ -176,13 +176,14 @@ def write_graphml(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
 
 def _build(edges: Iterable[Edge], method: str, parameter: float) -> nx.Graph:
     graph = nx.Graph(kind="filter-class", method=method, parameter=float(parameter))
+    index = imagenet_index()
     for e in edges:
         f, c = filter_node(e.layer, e.index), class_node(e.class_index)
         graph.add_node(f, bipartite=0, kind="filter", layer=e.layer, index=e.index, sequence=e.sequence)
-        graph.add_node(c, bipartite=1, kind="class", label=e.class_label, index=e.class_index)
-        name = imagenet_index().name_of_wnid(e.class_label)
-        if name is not None:  # no None attribute: GraphML has no null, so a round trip dropped it
-            graph.nodes[c]["name"] = name
+        if c not in graph:  # each class once (it has an edge per filter tagged with it)
+            name = index.name_of_wnid(e.class_label)  # no None attribute: GraphML has no null, a round trip dropped it
+            graph.add_node(c, bipartite=1, kind="class", label=e.class_label, index=e.class_index,
+                           **({"name": name} if name is not None else {}))
         # no score (a tag file imported without scores: NaN) is None, as the store route reads it
         score = None if e.score is None or math.isnan(e.score) else float(e.score)
         graph.add_edge(f, c, score=score, rank=e.rank)
