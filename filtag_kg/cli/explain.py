@@ -157,6 +157,19 @@ def _in_given_order(explanations: list[Any], given: list[Sequence[str]]) -> list
     return sorted(explanations, key=lambda e: rank[e.image_id])  # stable: selections stay in their order
 
 
+def _class_counts(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    """--class-counts: a positive integer, or 'all' (None)."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter(f"{value!r} is neither a positive integer nor 'all'")
+    return n
+
+
 def register(cli: click.Group) -> None:
     """Add the explanation commands to the main group."""
 
@@ -259,8 +272,12 @@ def register(cli: click.Group) -> None:
                   help="n of the per-class hit rates correlated with accuracy.")
     @_store_option
     @click.option("--no-store", is_flag=True, help="Do not load the tags and explanations into the store.")
+    @click.option("--class-counts", default="50", show_default=True, callback=_class_counts, metavar="N|all",
+                  help="Per explanation in the store, the counts of the classes ranked up to N (ties kept) and of "
+                       "the true and predicted class; 'all': of every class with a count (at ImageNet scale ~740 "
+                       "per explanation).")
     def evaluate(tags_dir: Path | None, stats_dir: Path | None, out: Path | None, max_n: int, per_class_n: int,
-                 store: Path | None, no_store: bool) -> None:
+                 store: Path | None, no_store: bool, class_counts: int | None) -> None:
         """Hits@n of tag-based explanations over the held-out split, per k and q, with plots; and the
         explanations into the store (for `filtag-kg errors`)."""
         from ..explain import evaluate as run_evaluate
@@ -269,6 +286,10 @@ def register(cli: click.Group) -> None:
 
         if no_store and store is not None:  # the --store was ignored without a word
             raise UserError(f"--store {store} and --no-store: give one (--no-store loads nothing into a store)")
+        if no_store and click.get_current_context().get_parameter_source("class_counts") is not \
+                click.core.ParameterSource.DEFAULT:  # it limits what is loaded, so it was ignored too
+            raise UserError("--class-counts and --no-store: give one (--class-counts limits the counts loaded "
+                            "into the store)")
         tags, stats = _tags_and_stats(tags_dir, stats_dir, need_stats=True)
         max_n = min(max_n, len(tags.classes))  # beyond, every curve is at 1
         if per_class_n > max_n:
@@ -297,7 +318,7 @@ def register(cli: click.Group) -> None:
         click.echo(f"{result.n_images:,} held-out images evaluated for {len(tags.selections)} selections in {seconds:.2f} s "
                    f"({result.n_images * len(tags.selections) / max(seconds, 1e-9):,.0f} image-selections/s) -> {out}")
         if not no_store:
-            n = load_explanations(tags, stats, store, progress=True)
+            n = load_explanations(tags, stats, store, progress=True, class_counts=class_counts)
             click.echo(f"{n:,} triples of tags and explanations loaded into the store")
             _note_other_runs(tags, store)
 

@@ -9,16 +9,24 @@
     ft:activatedFilter <…/filter/7>, … ;                 # the image's active filters, all layers
     ft:trueClassCount 2 ; ft:predictedClassCount 5 ;    # active filters tagged with either
     ft:trueClassRank 3 ; ft:predictedClassRank 1 ;      # their ranks (absent when count is 0)
-    ft:hasClassCount <…/count/{class}> .
+    ft:hasClassCount <…/count/{class}> ;
+    ft:classCountLimit 50 .                              # only where the limit left a counted class out
 <run/{run}/explanation/{id}/{method}/{p}/count/{class}> a ft:ClassCount ;
     ft:countedClass <classes/…/zebra> ; ft:count 5 ; ft:classRank 1 .   # tags over all layers
 ```
+An explanation has a ClassCount node for each class of rank ≤ N (`class_counts`, default 50, the
+largest n of Hits@n; classes tied at a rank ≤ N all kept), and for the true and the predicted class
+whenever they have a count: a node for every class with a count was ~740 per explanation at ImageNet
+scale (11 M triples for 1,000 images × 3 selections). `ft:classCountLimit N` marks an explanation
+whose nodes leave a counted class out; without it (older stores, explanations of no class ranked
+beyond N) the nodes are every count.
 Predictions belong to the run's network, so images of one data set explained by two networks carry
 two predictions; queries that compare networks scope by the run (`prov:wasInfluencedBy`).
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +36,7 @@ from itertools import chain
 from pyoxigraph import Literal, NamedNode, Quad
 
 from ..errors import UserError
-from ..explain import Explanation, check_same_network, explain, known_selections, require_true_classes
+from ..explain import MAX_N, Explanation, check_same_network, explain, known_selections, require_true_classes
 from ..records import ActivationStats, HeldOut, TagSet, selection_label
 from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys, tag_layer_keys
 from .vocab import DCTERMS, FT, PROV, Minter, as_minter
@@ -44,6 +52,9 @@ OF_IMAGE, SELECTION, ACTIVATED = _ft("image"), _ft("tagSelection"), _ft("activat
 HAS_COUNT, COUNTED, COUNT, CLASS_RANK = _ft("hasClassCount"), _ft("countedClass"), _ft("count"), _ft("classRank")
 TRUE_COUNT, PREDICTED_COUNT = _ft("trueClassCount"), _ft("predictedClassCount")
 TRUE_RANK, PREDICTED_RANK = _ft("trueClassRank"), _ft("predictedClassRank")
+COUNT_LIMIT = _ft("classCountLimit")
+# classes ranked up to this keep their ClassCount node by default: the largest n of Hits@n (explain.MAX_N)
+CLASS_COUNTS = MAX_N
 IDENTIFIER = NamedNode(DCTERMS + "identifier")
 # an explanation's run: prov:wasInfluencedBy, whose domain and range take entities and activities alike
 # (prov:wasDerivedFrom, used until 2026-12-03, runs from entity to entity: it made the run, a
@@ -59,22 +70,35 @@ def explanations_graph(tags: TagSet, minter: Minter | str | None = None) -> Name
 def export_explanations(
     tags: TagSet, heldout: HeldOut, minter: Minter | str | None = None,
     selections: Sequence[tuple[str, float]] | None = None, dataset: Mapping[str, Any] | None = None,
+    class_counts: int | None = CLASS_COUNTS,
 ) -> Iterator[Quad]:
     """Stream the explanations of every held-out image for each selection (default: all of the run's).
     `dataset`: the data set the images are of, as a manifest describes it (default: the one the tags
-    were made on); its `images_key` is in the images' IRIs. Records and selections are checked at the
-    call, before any quad (an image's ft:confidence was yielded before a NaN in its records failed)."""
+    were made on); its `images_key` is in the images' IRIs. `class_counts`: the ClassCount nodes of
+    the classes ranked up to it, and of the true and predicted class (None: of every class with a
+    count). Records, selections and `class_counts` are checked at the call, before any quad (an
+    image's ft:confidence was yielded before a NaN in its records failed)."""
+    check_class_counts(class_counts)
     explained = explain(tags, heldout, selections)  # checks the records first (check_heldout); one sort for all
     require_true_classes(heldout, "the graph (ft:trueClass, ft:correct of each explained image)")
     repeated = next((i for i, count in Counter(heldout.image_ids).items() if count > 1), None)
     if repeated is not None:  # one image node with two true classes and predictions
         raise UserError(f"image id {repeated!r} is in heldout.image_ids more than once; ids name images in the graph")
     chosen = known_selections(tags, selections or tags.selections)
-    return _quads(tags, heldout, as_minter(minter), chosen, explained, dataset)
+    return _quads(tags, heldout, as_minter(minter), chosen, explained, dataset, class_counts)
+
+
+def check_class_counts(class_counts: object) -> None:
+    """Refuse a limit of ClassCount nodes other than a positive integer or None (True was rank 1)."""
+    if class_counts is not None and (isinstance(class_counts, bool) or not isinstance(class_counts, numbers.Integral)
+                                     or class_counts < 1):
+        raise UserError(f"class_counts={class_counts!r}: give a positive integer (the classes ranked up to it keep "
+                        "their ft:ClassCount nodes) or None (every class with a count)")
 
 
 def _quads(tags: TagSet, heldout: HeldOut, minter: Minter, chosen: list[tuple[str, float]],
-           explained: list[Explanation], dataset: Mapping[str, Any] | None) -> Iterator[Quad]:
+           explained: list[Explanation], dataset: Mapping[str, Any] | None,
+           class_counts: int | None) -> Iterator[Quad]:
     """The quads of `export_explanations`, of records it checked (`explained`: per selection, each image)."""
     ids = run_ids(tags)
     g = explanations_graph(tags, minter)
@@ -114,7 +138,11 @@ def _quads(tags: TagSet, heldout: HeldOut, minter: Minter, chosen: list[tuple[st
                 yield Quad(node, TRUE_RANK, Literal(rank_of[truth]), g)
             if predicted in rank_of:
                 yield Quad(node, PREDICTED_RANK, Literal(rank_of[predicted]), g)
-            for c, count, rank in ranking:
+            kept = [(c, count, rank) for c, count, rank in ranking
+                    if class_counts is None or rank <= class_counts or c in (truth, predicted)]
+            if len(kept) < len(ranking):
+                yield Quad(node, COUNT_LIMIT, Literal(int(class_counts)), g)
+            for c, count, rank in kept:
                 count_node = minter.class_count(node, keys[c])
                 yield Quad(node, HAS_COUNT, count_node, g)
                 yield Quad(count_node, A, CLASS_COUNT, g)
@@ -132,18 +160,20 @@ def images_key(dataset: Mapping[str, Any]) -> str:
 
 
 def load_explanations(tags: TagSet, stats: ActivationStats, store: str | os.PathLike[str] | None = None,
-                      progress: bool = False) -> int:
+                      progress: bool = False, class_counts: int | None = CLASS_COUNTS) -> int:
     """Load the tag run and its held-out explanations into the embedded store (replacing older copies;
     `progress`: bars, as a re-run of evaluate spends seconds replacing the run's graphs). The images
     are named as images of the statistics' data set, which may be another than the tags'
-    (`evaluate --stats` of a collection on a test folder): an image id means another image there."""
+    (`evaluate --stats` of a collection on a test folder): an image id means another image there.
+    `class_counts`: as `export_explanations`'s, checked before the store is opened."""
     from .store import Store
 
+    check_class_counts(class_counts)
     if stats.heldout is None:
         raise UserError("no held-out records to explain (collect with a held-out split)")
     check_same_network(tags, stats)
     with Store(store) as db:
         check_label_space(db, tags)
-        return db.load(chain(export_tags(tags), export_explanations(tags, stats.heldout,
-                                                                    dataset=stats.manifest.get("dataset"))),
+        return db.load(chain(export_tags(tags), export_explanations(
+            tags, stats.heldout, dataset=stats.manifest.get("dataset"), class_counts=class_counts)),
                        progress=progress)
