@@ -73,7 +73,7 @@ def main() -> None:
         source = "synthetic k=1 (seed 0)"
 
     from filtag_kg.kg.coarsen import coarsen, coarsening_quads, layer_summary, link_tags
-    from filtag_kg.kg.export import run_ids, tag_layer_keys
+    from filtag_kg.kg.export import run_ids, tag_class_iris, tag_layer_keys
     from filtag_kg.kg.vocab import Minter
     from filtag_kg.kg.wordnet import WordNet, closure, wordnet_quads
 
@@ -84,7 +84,8 @@ def main() -> None:
     link_quads = timed("closure + SKOS quads", lambda: list(wordnet_quads(links, wordnet, graph, minter)))
     result = timed("coarsen 512 filters", lambda: coarsen(tags, wordnet, "block5_conv3", links=links))
     coarse_quads = timed("coarse-concept quads", lambda: list(coarsening_quads(
-        result, tag_layer_keys(tags)["block5_conv3"], ids.model, ids.tagging, graph, minter)))
+        result, tag_layer_keys(tags)["block5_conv3"], ids.model, ids.tagging, graph, tag_class_iris(tags, minter),
+        minter)))
     total = sum(times.values())
     if args.store:
         from filtag_kg.kg.store import Store

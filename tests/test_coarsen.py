@@ -333,7 +333,8 @@ def test_the_share_is_compared_as_coarsening_compares_it() -> None:
     coarse = pyoxigraph.NamedNode(f"{ex}coarse")
     filter_node = next(iter(store.query(f"SELECT ?f WHERE {{ ?f <{FT}filterIndex> 0 }}", use_default_graph_as_union=True)))["f"]
     for p, o in (("http://www.w3.org/ns/prov#wasInfluencedBy", run), (FT + "coarsens", filter_node),
-                 (FT + "tagSelection", pyoxigraph.Literal("k-best 1")), (FT + "tagCount", pyoxigraph.Literal(50))):
+                 (FT + "tagSelection", pyoxigraph.Literal("k-best 1")), (FT + "tagCount", pyoxigraph.Literal(50)),
+                 *((FT + "tagClass", pyoxigraph.NamedNode(c)) for c in classes)):  # filter 0's tag classes
         store.add(pyoxigraph.Quad(coarse, pyoxigraph.NamedNode(p), o, graph))
     assert math.ceil(0.14 * 50 - 1e-9) == 7 < 0.14 * 50  # coarsening takes 7 of 50 as a share of 0.14
     rows = query_rows("semantic-filters-under-concept", store, concept=f"{ex}concept", share=0.14)
@@ -557,7 +558,8 @@ def test_link_command_with_layer_keeps_the_other_layers(
     with Store(tmp_path / "store") as store:
         after = coarse(store)
         assert query_rows("semantic-layer-groups", store, layer="conv1") == groups  # labels of the synsets too
-    assert len(before["conv1"]) == 3 * 2 * 11 and after["conv1"] == before["conv1"]  # 3 filter-selections, all + share
+    tag_classes = int(np.sum(animal_tags.layer_index == animal_tags.layers.index("conv1")))  # on the `all` nodes
+    assert len(before["conv1"]) == 3 * 2 * 11 + tag_classes and after["conv1"] == before["conv1"]  # 3 filter-selections, all + share
     shares = {o for _, p, o in after["conv2"] if p == FT + "minCoverage"}
     assert shares == {str(pyoxigraph.Literal(1.0)), str(pyoxigraph.Literal(0.75))}
     assert [(r["selection"], r["label"], r["filters"]) for r in groups] == [

@@ -34,7 +34,7 @@ from ..errors import UserError
 from ..imagenet import imagenet_index
 from ..records import K_BEST, Q_QUANTILE, TagSet, selection_label
 from .explanations import OF_RUN
-from .export import RunIds, check_tag_set, label_space, run_ids, tag_layer_keys
+from .export import RunIds, check_tag_set, label_space, run_ids, tag_class_iris, tag_layer_keys
 from .vocab import FT, RDF, Minter, as_minter, class_keys, minter_of_run
 from .wordnet import LinkReport, WordNet, closure, link_classes, offset_of_iri, synset_iri, synset_quads, wordnet_quads
 
@@ -230,14 +230,17 @@ def coarse_groups_summary(tags: TagSet, layer: str, wordnet: WordNet | None = No
 
 
 def coarsening_quads(result: LayerConcepts, layer_key: str, model_id: str, run_id: str, graph: NamedNode,
-                     minter: Minter | str | None = None) -> Iterator[Quad]:
+                     classes: Sequence[NamedNode], minter: Minter | str | None = None) -> Iterator[Quad]:
     """Each filter's concepts as ft:CoarseConcept nodes: the filter (ft:coarsens), concept (synset IRI), coverage, the
     coverage asked for (ft:minCoverage: 1 for `all`, the share for `share`), depth, coherence and the
-    tag selection they summarise. `layer_key`: the layer's IRI key (`export.tag_layer_keys`)."""
+    tag selection they summarise; the `all` node also names the filter's tag classes (ft:tagClass), so
+    that a query for the filters under a concept starts from the concept's classes and reads these,
+    not every tag of those classes. `layer_key`: the layer's IRI key (`export.tag_layer_keys`);
+    `classes`: the IRI of each class of the run, by index (`tag_class_iris`)."""
     minter = as_minter(minter)
     selection = selection_label(*result.selection)
     p = {n: NamedNode(FT + n) for n in ("coarsens", "concept", "coverage", "minCoverage", "coveredCount",
-                                         "tagCount", "synsetDepth", "coherence", "tagSelection")}
+                                         "tagCount", "synsetDepth", "coherence", "tagSelection", "tagClass")}
     a, kind_class = NamedNode(RDF + "type"), NamedNode(FT + "CoarseConcept")
     run = minter.run(run_id)
     for f in result.filters:
@@ -259,6 +262,9 @@ def coarsening_quads(result: LayerConcepts, layer_key: str, model_id: str, run_i
                 (OF_RUN, run),  # as explanations name their run: the queries read it, `upgrade` rewrites others
             ):
                 yield Quad(node, predicate, obj, graph)
+            if kind == "all":
+                for c in f.classes:
+                    yield Quad(node, p["tagClass"], classes[c], graph)
 
 
 @dataclass
@@ -303,11 +309,12 @@ def link_wordnet(
         quads += synset_quads(wordnet, [s for s in closure(wordnet, concepts) if s not in described], graph)
     results = []
     keys = tag_layer_keys(tags)
+    classes = tag_class_iris(tags, minter)
     for layer in layers or tags.layers:
         for selection in tags.selections:
             result = coarsen(tags, wordnet, layer, selection, share, links)
             results.append(result)
-            quads.extend(coarsening_quads(result, keys[layer], ids.model, ids.tagging, graph, minter))
+            quads.extend(coarsening_quads(result, keys[layer], ids.model, ids.tagging, graph, classes, minter))
     return WordNetLinking(graph, quads, links, results)
 
 

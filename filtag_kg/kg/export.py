@@ -422,6 +422,12 @@ def tag_class_keys(tags: TagSet) -> list[str]:
     return class_keys(tags.classes, (tags.manifest.get("dataset") or {}).get("wnids"))
 
 
+def tag_class_iris(tags: TagSet, minter: Minter | str | None = None) -> list[NamedNode]:
+    """The IRIs of a TagSet's classes, by class index, in its label space."""
+    minter, space = as_minter(minter), label_space(tags)
+    return [minter.image_class(space, key) for key in tag_class_keys(tags)]
+
+
 def _classes(tags: TagSet, minter: Minter, space: str, keys: list[str], g: NamedNode) -> Iterator[Quad]:
     """The label space (skos:ConceptScheme) and one ft:ImageClass per class. (Not the data set: data
     sets of other names share a label space, ImageNet's train and val folders and an imported FilTag

@@ -27,7 +27,9 @@ substituted number is compared as a term (5 ≠ 5.0); one binding mechanism also
 the same answers.
 
 Rule for query authors: a VALUES block joins with the WHERE group, so use parameters in triple
-patterns and in FILTERs of the top-level group (or EXISTS), not in FILTERs of nested groups.
+patterns and in FILTERs of the top-level group (or EXISTS), not in FILTERs of nested groups. A
+sub-select that projects a parameter by name (`SELECT ?concept …`, or `SELECT *`) gets a VALUES block
+of its own, opening its WHERE group, so that it is evaluated for the value given rather than for all.
 """
 
 from __future__ import annotations
@@ -265,30 +267,46 @@ class Query:
     def with_values(self, bindings: Mapping[str, Term]) -> str:
         """The query text with `bindings` as a VALUES block opening its WHERE group, on the line of its
         brace, so that the lines of a syntax error's position are those of the query as written (on
-        new lines, an error at line 5 of a file was reported at line 7)."""
+        new lines, an error at line 5 of a file was reported at line 7); and opening the WHERE group of
+        each sub-select that projects a parameter by name, with the parameters it projects. The outer
+        block does not reach into a sub-select, whose variables are its own, so Oxigraph evaluated it
+        for every value and joined after (`semantic-filters-under-concept`: every concept, 16 s);
+        bound inside it gives the same rows, as a projected variable is a group key of the sub-select
+        (or is not aggregated), and the outer block joins the same values again."""
         if not bindings:
             return self.text
-        at, block = self._values_block(bindings)
-        if at is None:
-            return self.text + "\n" + block + "\n"
-        return self.text[: at + 1] + block + self.text[at + 1 :]
+        blocks = self._values_blocks(bindings)
+        if blocks[0][0] is None:
+            return self.text + "\n" + blocks[0][1] + "\n"
+        text = self.text
+        for at, block in sorted(blocks, key=lambda b: -(b[0] or 0)):
+            text = text[: at + 1] + block + text[at + 1 :]
+        return text
 
-    def _values_block(self, bindings: Mapping[str, Term]) -> tuple[int | None, str]:
-        """Where the VALUES block of `bindings` goes (after the index of the WHERE brace; None: at the
-        end) and its text."""
-        names = list(bindings)
-        block = f" VALUES ({' '.join('?' + n for n in names)}) {{ ({' '.join(str(bindings[n]) for n in names)}) }} "
-        return _where_brace(self.text), block
+    def _values_blocks(self, bindings: Mapping[str, Term]) -> list[tuple[int | None, str]]:
+        """Where the VALUES blocks of `bindings` go (after the index of a WHERE brace; None: at the
+        end) and their text: the query's own first, then its sub-selects' (`_sub_select_braces`)."""
+        def block(names: Sequence[str]) -> str:
+            return f" VALUES ({' '.join('?' + n for n in names)}) {{ ({' '.join(str(bindings[n]) for n in names)}) }} "
+
+        at = _where_brace(self.text)
+        blocks: list[tuple[int | None, str]] = [(at, block(list(bindings)))]
+        if at is not None:
+            for brace, projected in _sub_select_braces(self.text):
+                names = [n for n in bindings if n in projected or "*" in projected]
+                if names:
+                    blocks.append((brace, block(names)))
+        return blocks
 
     def syntax_error(self, message: str, bindings: Mapping[str, Term]) -> UserError:
         """The error for pyoxigraph's or a server's syntax error `message` about the text `with_values`
         made: naming the query file, and its position ("error at LINE:COLUMN", COLUMN in bytes) moved
         back to the query as written where the VALUES block shifted it."""
-        at, block = self._values_block(bindings) if bindings else (None, "")
+        blocks = [(at, block) for at, block in self._values_blocks(bindings) if at is not None] if bindings else []
 
         def position(m: re.Match[str]) -> str:
             line, column = int(m.group(1)), int(m.group(2))
-            if at is not None:
+            for at, block in sorted(blocks, key=lambda b: b[0]):  # the blocks before it on its line, left to right
                 brace_line = self.text.count("\n", 0, at) + 1
                 brace_column = len(self.text[self.text.rfind("\n", 0, at) + 1 : at + 1].encode()) + 1
                 if line == brace_line and column > brace_column:
@@ -478,6 +496,28 @@ def _where_brace(text: str) -> int | None:
     return None if query_form(text) in ("CONSTRUCT", "DESCRIBE") else first
 
 
+def _sub_select_braces(text: str) -> list[tuple[int, set[str]]]:
+    """The sub-selects of a query: the index of the '{' opening each one's WHERE group and the
+    variables it projects by name (`?x`, not `(… AS ?x)`, whose value the sub-select makes; `*`: all)."""
+    plain = _NO_KEYWORDS.sub(lambda m: " " * len(m.group()), text)  # same indices, no keywords inside
+    out = []
+    for m in _SELECT.finditer(plain):
+        if plain.count("{", 0, m.start()) == plain.count("}", 0, m.start()):
+            continue  # the query's own SELECT
+        brace = plain.find("{", m.end())
+        if brace < 0:
+            continue
+        projection = plain[m.end():brace]
+        while "(" in projection:  # expressions, innermost first
+            stripped = re.sub(r"\([^()]*\)", " ", projection)
+            if stripped == projection:
+                break
+            projection = stripped
+        out.append((brace, {"*"} if "*" in projection else set(re.findall(r"[?$](\w+)", projection))))
+    return out
+
+
+_SELECT = re.compile(r"(?<![\w:?$])SELECT(?![\w:-])", re.IGNORECASE)
 # IRIs, strings (long ones first) and comments, where a word is no keyword
 _NO_KEYWORDS = re.compile("|".join((
     r"""<[^<>"{}|^`\\\s]*>""",

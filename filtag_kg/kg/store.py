@@ -68,7 +68,7 @@ from ..errors import InterruptedAfterCommit, UserError
 from ..interrupts import deferred_signals
 from .explanations import OF_RUN
 from .queries import Query, names_dataset, query_form, run as run_query
-from .vocab import FT, PROV, XSD, iri
+from .vocab import FT, PROV, RDF, XSD, iri
 
 STAGING = "urn:filtag-kg:staging:"  # prefix of the temporary graphs of a load in progress
 PUSHES = STAGING + "pushes"  # a push's marker graph (a staging graph) names the new graphs it puts in place,
@@ -102,8 +102,14 @@ LEGACY_TAG_LINK = NamedNode(FT + "inSelection")  # a tag's link to its selection
 # prov:wasInfluencedBy, explanations.OF_RUN); told from other uses of it by its object, a run
 LEGACY_RUN_LINK = NamedNode(PROV + "wasDerivedFrom")
 MINTED_RUN = "/run/[0-9a-f]{16}$"  # the end of a tagging run's IRI (Minter.run)
-LEGACY_FORMAT = ("tags linked to their selection (ft:inSelection, until 2026-12-01) or runs named with "
-                 "prov:wasDerivedFrom (until 2026-12-03), which the queries no longer read")
+# a run's WordNet graph (`link wordnet`) names each filter's tag classes on its `all` coarse concepts
+# since 2026-12-03; a graph of coarse concepts without any is of before, and one holding ADDING_TAG_CLASSES
+# had its upgrade interrupted (some have them)
+COARSE_CONCEPT, TAG_CLASS, RDF_TYPE = NamedNode(FT + "CoarseConcept"), NamedNode(FT + "tagClass"), NamedNode(RDF + "type")
+ADDING_TAG_CLASSES = NamedNode(STAGING + "adding-tag-classes")
+LEGACY_FORMAT = ("tags linked to their selection (ft:inSelection, until 2026-12-01), runs named with "
+                 "prov:wasDerivedFrom or coarse concepts without their filter's tag classes (ft:tagClass; "
+                 "both until 2026-12-03), which the queries no longer read or need")
 
 T = TypeVar("T")
 Loadable = Iterable[Quad] | Iterable[Triple] | Any  # quads, triples, or an rdflib Graph/Dataset
@@ -322,8 +328,11 @@ class Store:
 
     def _legacy(self, graph: NamedNode) -> bool:
         """Whether a graph is in a format of before 2026-12-03: its first quad of each legacy predicate."""
-        return any(_legacy_quad(q) for p in (LEGACY_TAG_LINK, LEGACY_RUN_LINK)
-                   for q in islice(self.oxigraph.quads_for_pattern(None, p, None, graph), 1))
+        def first(predicate: NamedNode, obj: NamedNode | None = None) -> list[Quad]:
+            return list(islice(self.oxigraph.quads_for_pattern(None, predicate, obj, graph), 1))
+
+        return (any(_legacy_quad(q) for p in (LEGACY_TAG_LINK, LEGACY_RUN_LINK) for q in first(p))
+                or bool(first(RDF_TYPE, COARSE_CONCEPT) and not first(TAG_CLASS)) or bool(first(RDF_TYPE, ADDING_TAG_CLASSES)))
 
     def rows(self, sparql: str) -> list[list[str]]:
         """The rows of a SELECT over the dataset as stored, each value an IRI or a lexical form."""
@@ -694,7 +703,9 @@ def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool
     and an interrupted upgrade leaves whole summaries relinked, which the next run finds nothing
     left to do in. A tag whose layer summary is missing (not an export of filtag-kg) keeps its link
     and is reported. Then a graph's links to its run by prov:wasDerivedFrom (until 2026-12-03)
-    become prov:wasInfluencedBy, in one update per graph."""
+    become prov:wasInfluencedBy, in one update per graph. Last, the `all` coarse concepts of a WordNet
+    graph of before 2026-12-03 get their filter's tag classes (ft:tagClass) from the run's tags, one
+    update per layer summary; a run whose tags are not in the store is reported."""
     from tqdm import tqdm
 
     rewritten = 0
@@ -720,8 +731,45 @@ def _upgrade(store: Store | RemoteStore, graphs: list[NamedNode], progress: bool
         if int(m):
             store.update(f"DELETE {{ GRAPH {g} {{ ?x {LEGACY_RUN_LINK} ?run }} }} "
                          f"INSERT {{ GRAPH {g} {{ ?x {OF_RUN} ?run }} }} WHERE {{ {links} }}")
-        rewritten += int(n) + int(m)
+        rewritten += int(n) + int(m) + _add_tag_classes(store, g, progress, f"upgrade graph {i + 1}/{len(graphs)}")
     return rewritten
+
+
+def _add_tag_classes(store: Store | RemoteStore, g: NamedNode, progress: bool, desc: str) -> int:
+    """Give the `all` coarse concepts of a WordNet graph without ft:tagClass their filter's tag classes,
+    read from the run's tags: one update per layer summary of the run's selections, between a marker's
+    insertion and its removal, so that an interrupted upgrade (some nodes with their classes) is found
+    and resumed. Returns the number of links in the graph (0 for a graph that had them, or no coarse
+    concepts)."""
+    from tqdm import tqdm
+
+    def has(predicate: NamedNode, obj: str = "?y") -> bool:
+        return bool(store.rows(f"SELECT ?x WHERE {{ GRAPH {g} {{ ?x {predicate} {obj} }} }} LIMIT 1"))
+
+    mark = f"GRAPH {g} {{ ?u a {ADDING_TAG_CLASSES} }}"
+    if not has(RDF_TYPE, str(ADDING_TAG_CLASSES)):
+        if not has(RDF_TYPE, str(COARSE_CONCEPT)) or has(TAG_CLASS):
+            return 0
+        store.update(f"INSERT DATA {{ {mark.replace('?u', str(ADDING_TAG_CLASSES))} }}")
+    parts = store.rows(f"""PREFIX ft: <{FT}> PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>
+        SELECT DISTINCT ?tags ?label ?part WHERE {{
+          {{ SELECT DISTINCT ?run WHERE {{ GRAPH {g} {{ ?c a ft:CoarseConcept ; {OF_RUN} ?run }} }} }}
+          GRAPH ?tags {{ ?selection ft:ofRun ?run ; rdfs:label ?label ; ft:hasLayerSummary ?part }} }}""")
+    for tags, label, part in tqdm(parts, disable=not progress, desc=desc, unit=" layer summaries"):
+        store.update(f"""PREFIX ft: <{FT}>
+            INSERT {{ GRAPH {g} {{ ?coarse ft:tagClass ?class }} }}
+            WHERE {{ GRAPH <{tags}> {{ ?tag ft:inLayerSummary <{part}> ; ft:filter ?filter ; ft:class ?class }}
+                     # OPTIONAL: looked up per tag; as a required pattern Oxigraph 0.5.13 joined every
+                     # coarse concept by hashing (203 s, not 0.26 s, for 5,000 tags of a VGG16 layer)
+                     OPTIONAL {{ GRAPH {g} {{ ?coarse ft:coarsens ?filter ; ft:tagSelection {Literal(label)} }} }}
+                     FILTER(STRENDS(STR(?coarse), "/all")) }}""")
+    (n,), = store.rows(f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH {g} {{ ?c {TAG_CLASS} ?x }} }}")
+    if not int(n):
+        raise UserError(f"cannot upgrade graph {g.value}: the tags of the run its coarse concepts summarise are not in "
+                        f"the store; load the run's tags and upgrade again, or link the run again (`filtag-kg link "
+                        f"wordnet`)")
+    store.update(f"DELETE WHERE {{ {mark} }}")
+    return int(n)
 
 
 def _finish_swap(path: Path) -> bool:
@@ -974,8 +1022,9 @@ class RemoteStore:
     def legacy_graphs(self) -> list[NamedNode]:
         """Named graphs in a format of before 2026-12-03 (LEGACY_FORMAT)."""
         runs = f'?x {LEGACY_RUN_LINK} ?run FILTER(REGEX(STR(?run), "{MINTED_RUN}"))'
-        return sorted({*self._graphs_with(f"?tag {LEGACY_TAG_LINK} ?s"), *self._graphs_with(runs)},
-                      key=lambda g: g.value)
+        coarse = set(self._graphs_with(f"?c a {COARSE_CONCEPT}")) - set(self._graphs_with(f"?c {TAG_CLASS} ?x"))
+        return sorted({*self._graphs_with(f"?tag {LEGACY_TAG_LINK} ?s"), *self._graphs_with(runs), *coarse,
+                       *self._graphs_with(f"?u a {ADDING_TAG_CLASSES}")}, key=lambda g: g.value)
 
     def _graphs_with(self, pattern: str) -> list[NamedNode]:
         """The named graphs holding a match of a triple pattern, sorted: the server's graph list, each
