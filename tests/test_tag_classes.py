@@ -179,3 +179,17 @@ def test_an_interrupted_tag_class_upgrade_is_found_and_finished(
         assert store.upgrade() == len(tags)
     with Store(path, read_only=True) as store:
         assert set(store.quads()) == current
+
+
+def test_a_sub_select_with_limit_or_offset_is_not_bound_inside() -> None:
+    """Bound inside, a sub-select with LIMIT or OFFSET would cut other rows: its first subject is a,
+    so x = b joins with nothing, where binding b inside gave the row of b."""
+    store = ox.Store()
+    for s in "ab":
+        store.add(ox.Quad(ox.NamedNode("http://e/" + s), ox.NamedNode("http://e/p"), ox.Literal(1), ox.DefaultGraph()))
+    for modifier in ("LIMIT 1", "OFFSET 0 LIMIT 1", "limit 1"):
+        text = f"# param: x (iri): a subject\nSELECT ?x WHERE {{ {{ SELECT ?x WHERE {{ ?x <http://e/p> 1 }} ORDER BY ?x {modifier} }} }}"
+        query = Query.parse(text, "t")
+        assert query.with_values({"x": ox.NamedNode("http://e/b")}).count("VALUES") == 1, modifier
+        assert len(run_query(query, store, {"x": "http://e/b"})) == 0
+        assert len(run_query(query, store, {"x": "http://e/a"})) == 1

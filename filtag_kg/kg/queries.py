@@ -272,7 +272,8 @@ class Query:
         block does not reach into a sub-select, whose variables are its own, so Oxigraph evaluated it
         for every value and joined after (`semantic-filters-under-concept`: every concept, 16 s);
         bound inside it gives the same rows, as a projected variable is a group key of the sub-select
-        (or is not aggregated), and the outer block joins the same values again."""
+        (or is not aggregated), and the outer block joins the same values again; but not in one with
+        LIMIT or OFFSET, which would then cut other rows."""
         if not bindings:
             return self.text
         blocks = self._values_blocks(bindings)
@@ -498,7 +499,8 @@ def _where_brace(text: str) -> int | None:
 
 def _sub_select_braces(text: str) -> list[tuple[int, set[str]]]:
     """The sub-selects of a query: the index of the '{' opening each one's WHERE group and the
-    variables it projects by name (`?x`, not `(… AS ?x)`, whose value the sub-select makes; `*`: all)."""
+    variables it projects by name (`?x`, not `(… AS ?x)`, whose value the sub-select makes; `*`: all).
+    A sub-select with LIMIT or OFFSET projects none here: bound inside, it would cut other rows."""
     plain = _NO_KEYWORDS.sub(lambda m: " " * len(m.group()), text)  # same indices, no keywords inside
     out = []
     for m in _SELECT.finditer(plain):
@@ -508,6 +510,15 @@ def _sub_select_braces(text: str) -> list[tuple[int, set[str]]]:
         if brace < 0:
             continue
         projection = plain[m.end():brace]
+        depth, end = 0, brace
+        while end < len(plain):  # the '}' closing its WHERE group; then its modifiers, up to the next '}'
+            depth += {"{": 1, "}": -1}.get(plain[end], 0)
+            if depth == 0:
+                break
+            end += 1
+        close = plain.find("}", end + 1)
+        if _LIMIT_OR_OFFSET.search(plain, end + 1, close if close >= 0 else len(plain)):
+            continue
         while "(" in projection:  # expressions, innermost first
             stripped = re.sub(r"\([^()]*\)", " ", projection)
             if stripped == projection:
@@ -518,6 +529,7 @@ def _sub_select_braces(text: str) -> list[tuple[int, set[str]]]:
 
 
 _SELECT = re.compile(r"(?<![\w:?$])SELECT(?![\w:-])", re.IGNORECASE)
+_LIMIT_OR_OFFSET = re.compile(r"(?<![\w:?$])(LIMIT|OFFSET)(?![\w:-])", re.IGNORECASE)
 # IRIs, strings (long ones first) and comments, where a word is no keyword
 _NO_KEYWORDS = re.compile("|".join((
     r"""<[^<>"{}|^`\\\s]*>""",
