@@ -93,11 +93,9 @@ def _without_tag_classes(store: Store) -> None:
     store.update(f"DELETE WHERE {{ GRAPH ?g {{ ?c <{TAG_CLASS.value}> ?x }} }}")
 
 
-def test_a_store_linked_before_is_refused_until_upgrade_adds_the_tag_classes(
-    wn: WordNet, tags: filtag_kg.TagSet, tmp_path: Path, cli_ok: Callable[..., str],
-    run_cli: Callable[..., tuple[int, str, str]],
-) -> None:
-    path = tmp_path / "store"
+def _linked_before(path: Path, tags: filtag_kg.TagSet, wn: WordNet) -> tuple[ox.NamedNode, set[ox.Quad], list[object]]:
+    """A store of the tags and their WordNet links as linked before 2026-12-03; the graph of the links,
+    the quads and the answers of UNDER as they are now."""
     linking = link_wordnet(tags, wn)
     with Store(path) as store:
         store.load(export_tags(tags))
@@ -105,6 +103,15 @@ def test_a_store_linked_before_is_refused_until_upgrade_adds_the_tag_classes(
         current = set(store.quads())
         answers = [query_rows(name, store, **params) for name, params in UNDER]
         _without_tag_classes(store)
+    return linking.graph, current, answers
+
+
+def test_a_store_linked_before_is_refused_until_upgrade_adds_the_tag_classes(
+    wn: WordNet, tags: filtag_kg.TagSet, tmp_path: Path, cli_ok: Callable[..., str],
+    run_cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    path = tmp_path / "store"
+    _, current, answers = _linked_before(path, tags, wn)
     added = sum(q.predicate == TAG_CLASS for q in current)
     assert added == len(tags)  # each tag: its class on its filter's `all` node
     with pytest.raises(UserError, match=rf"ft:tagClass.*upgrade --store {path}` \(1 graph"):
@@ -151,15 +158,10 @@ def test_a_server_linked_before_is_refused_until_upgraded(
 def test_an_interrupted_tag_class_upgrade_is_found_and_finished(
     wn: WordNet, tags: filtag_kg.TagSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Tag classes are added one layer summary at a time: a graph left with some of them must not
-    pass for an upgraded one (it did, as 'has ft:tagClass'), so a marker stays until the last."""
+    """Tag classes are added one layer summary at a time: a graph left with some of them would pass
+    for an upgraded one by 'has ft:tagClass' alone, so a marker stays in it until the last."""
     path = tmp_path / "store"
-    linking = link_wordnet(tags, wn)
-    with Store(path) as store:
-        store.load(export_tags(tags))
-        store.load(linking.quads, linking.graph)
-        current = set(store.quads())
-        _without_tag_classes(store)
+    graph, current, _ = _linked_before(path, tags, wn)
     calls = []
     update = Store.update
 
@@ -175,7 +177,7 @@ def test_an_interrupted_tag_class_upgrade_is_found_and_finished(
     monkeypatch.setattr(Store, "update", update)
     with Store(path, upgrade=True) as store:
         assert 0 < sum(q.predicate == TAG_CLASS for q in store.quads()) < len(tags)  # some, not all
-        assert store.legacy_graphs() == [linking.graph]
+        assert store.legacy_graphs() == [graph]
         assert store.upgrade() == len(tags)
     with Store(path, read_only=True) as store:
         assert set(store.quads()) == current
