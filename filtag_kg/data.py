@@ -13,7 +13,6 @@ import io
 import json
 import os
 import pickle
-import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -24,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UserError, is_whole
+from .imagenet import WNID, imagenet_index
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 ANIMAL_SHAPE_CLASSES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-WNID = re.compile(r"^n\d{8}$")
 
 Preprocess = Callable[["tf.Tensor"], "tf.Tensor"]
 PARALLEL_CALLS = os.cpu_count() or 1  # decoding and preprocessing threads of a pipeline
@@ -609,8 +608,6 @@ def _class_index(classes: list[str]) -> dict[str, int]:
     index = {c: i for i, c in enumerate(classes) if c not in shared}
     wnids = _imagenet_wnids(classes)
     if wnids:
-        from .imagenet import imagenet_index
-
         labels = list(imagenet_index().keras_labels)
         shared_labels = _shared_labels(labels)
         for i, (w, label) in enumerate(zip(wnids, labels)):
@@ -638,11 +635,8 @@ def _imagenet_by_label(names: list[str]) -> bool:
     """Whether folder names are the 1,000 ImageNet-1k classes, some named by label (Keras'), the rest by wnid."""
     if len(names) != 1000:
         return False
-    from .imagenet import imagenet_index
-
     index = imagenet_index()
-    known = set(index.wnids) | set(index.keras_labels)
-    return all(n in known for n in names) and not all(WNID.match(n) for n in names)
+    return all(index.knows(n) for n in names) and not all(WNID.match(n) for n in names)
 
 
 def _imagenet_wnids(classes: list[str]) -> list[str | None] | None:
@@ -651,7 +645,5 @@ def _imagenet_wnids(classes: list[str]) -> list[str | None] | None:
     own got ImageNet's wnids and label space, so its classes were ImageNet's in the graph."""
     if len(classes) != 1000:
         return None
-    from .imagenet import imagenet_index
-
     index = imagenet_index()
     return list(index.wnids) if tuple(classes) in (index.keras_labels, index.wnids) else None

@@ -110,6 +110,11 @@ def shown(text: object) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def shown_class(label: str) -> str:
+    """A class label as output shows it: on one line (`shown`), with its ImageNet name where it is a wnid."""
+    return shown(display_label(label))
+
+
 @dataclass
 class Explanation:
     """One image explained by one selection's tags."""
@@ -136,7 +141,7 @@ class Explanation:
     def text(self, classes: Sequence[str], top: int = 6) -> str:
         """One line a non-expert can read: prediction, truth, and what the active filters are tagged."""
         def name(k: int) -> str:  # a label holding a newline must not break the line either
-            return shown(display_label(classes[k]))
+            return shown_class(classes[k])
 
         c, p = self.predicted[0]
         truth = f"; true {name(self.true_class)}" if self.true_class is not None else ""

@@ -34,6 +34,7 @@ from .errors import UserError, where_not_utf8
 from .records import K_BEST, TagSet
 
 LABEL_SPACE = "imagenet1k"
+WNID = re.compile(r"^n\d{8}$")  # the form of an ImageNet (WordNet noun) id
 
 
 class ImageNetIndex:
@@ -63,6 +64,10 @@ class ImageNetIndex:
         classes of a folder of wnid sub-folders are labelled by wnid, which says little to a reader."""
         found = self._by_wnid.get(wnid)
         return None if found is None else self.names[found][0]
+
+    def knows(self, name: str) -> bool:
+        """Whether `name` is the wnid or the Keras label of an ImageNet-1k class."""
+        return name in self._by_wnid or name in self._by_label
 
     def indices_of_label(self, label: str) -> list[int]:
         """Class indices whose Keras label is `label` (two for `crane` and `maillot`, none if unknown)."""
@@ -97,11 +102,8 @@ def display_label(label: str) -> str:
     """A class label as people read it: a wnid with its ImageNet name ('n02085620 (Chihuahua)'), any
     other label as it is. Runs on folders of wnid sub-folders label their classes by wnid, and
     explanations and error reports read as numbers ('predicted n01843065; true n02085620')."""
-    name = imagenet_index().name_of_wnid(label) if _WNID.fullmatch(label) else None
+    name = imagenet_index().name_of_wnid(label) if WNID.match(label) else None  # others: no index loaded
     return f"{label} ({name})" if name else label
-
-
-_WNID = re.compile(r"n\d{8}")
 
 
 # -- the FilTag authors' tag files --------------------------------------------------------------

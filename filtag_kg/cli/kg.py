@@ -266,8 +266,9 @@ def register(cli: click.Group) -> None:
         """Upgrade in place a store (or, with --endpoint, a SPARQL server) filled by a filtag-kg of
         before 2026-12-03 (it is refused until then): tags linked to their selection instead of its
         layer summary (until 2026-12-01), runs named with prov:wasDerivedFrom instead of
-        prov:wasInfluencedBy (until 2026-12-03). One transaction per layer of a selection and per
-        graph, so an interrupted upgrade is resumed by running it again."""
+        prov:wasInfluencedBy, WordNet coarse concepts without their filter's tag classes (both until
+        2026-12-03). One transaction per layer of a selection and per graph, so an interrupted upgrade
+        is resumed by running it again."""
         with _open_store(store, endpoint, user, timeout, retries, read_only=False, upgrade=True) as db:
             where = endpoint or db.path
             graphs = db.legacy_graphs()

@@ -7,8 +7,7 @@ from collections import Counter
 from typing import Any
 
 from ..errors import UserError, is_whole
-from ..explain import parse_selection, shown
-from ..imagenet import display_label
+from ..explain import parse_selection, shown, shown_class
 from ..records import selection_label
 from .queries import Query, run
 from .store import TAGGING_RUNS, named_run
@@ -106,17 +105,12 @@ def _misclassified(correct: dict[str, bool]) -> str:
     return f"{sum(1 for c in correct.values() if not c)} of them misclassified"
 
 
-def _name(label: str) -> str:
-    """A class label of a row, on one line and with its ImageNet name where it is a wnid."""
-    return shown(display_label(label))
-
-
 def _misclassified_lines(store: Any, params: dict[str, Any], pairs: list[dict[str, Any]], top: int) -> list[str]:
     """The report's lines on misclassified images: the most confused pairs, and which classes their
     active filters were tagged with."""
     lines = ["  most confused class pairs (true -> predicted: errors, filters tagged with both):"]
     for row in pairs[:top]:
-        lines.append(f"    {_name(row['true'])} -> {_name(row['predicted'])}: {row['errors']} errors, "
+        lines.append(f"    {shown_class(row['true'])} -> {shown_class(row['predicted'])}: {row['errors']} errors, "
                      f"{row['sharedFilters']} shared filters")
     lines += _pair_filter_lines(store, params, pairs[0])
     patterns = run("errors-both-tags-active", store, params).values()
@@ -133,10 +127,10 @@ def _misclassified_lines(store: Any, params: dict[str, Any], pairs: list[dict[st
                  f"{counts['neither']}")
     example = next((r for r in patterns if r["pattern"] == "both"), None)
     if example:
-        lines.append(f"    e.g. image {shown(example['id'])}: a {_name(example['true'])} taken for a "
-                     f"{_name(example['predicted'])}; "
-                     f"{example['trueCount']} active filters tagged {_name(example['true'])}, "
-                     f"{example['predictedCount']} tagged {_name(example['predicted'])}")
+        lines.append(f"    e.g. image {shown(example['id'])}: a {shown_class(example['true'])} taken for a "
+                     f"{shown_class(example['predicted'])}; "
+                     f"{example['trueCount']} active filters tagged {shown_class(example['true'])}, "
+                     f"{example['predictedCount']} tagged {shown_class(example['predicted'])}")
     return lines
 
 
@@ -148,7 +142,7 @@ def _pair_filter_lines(store: Any, params: dict[str, Any], pair: dict[str, Any],
                                                             "predicted": pair["predicted"]}).values()
             if r["trueNode"] == pair["trueNode"] and r["predictedNode"] == pair["predictedNode"]
             and r["taggedPredicted"] and not r["taggedTrue"]]
-    true, predicted = _name(pair["true"]), _name(pair["predicted"])
+    true, predicted = shown_class(pair["true"]), shown_class(pair["predicted"])
     command = (f"filtag-kg query errors-pair-filters --param true={shlex.quote(str(pair['true']))} "
                f"--param predicted={shlex.quote(str(pair['predicted']))} "
                f"--param selection={shlex.quote(params['selection'])}")  # rows name their run

@@ -38,7 +38,9 @@ from pyoxigraph import Literal, NamedNode, Quad
 from ..errors import UserError
 from ..explain import MAX_N, Explanation, check_same_network, explain, known_selections, require_true_classes
 from ..records import ActivationStats, HeldOut, TagSet, selection_label
-from .export import A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_keys, tag_layer_keys
+from .export import (
+    A, _double, check_label_space, export_tags, label_space, run_ids, tag_class_iris, tag_class_keys, tag_layer_keys,
+)
 from .vocab import DCTERMS, FT, PROV, Minter, as_minter
 
 
@@ -106,7 +108,7 @@ def _quads(tags: TagSet, heldout: HeldOut, minter: Minter, chosen: list[tuple[st
     space = label_space(tags)
     key = images_key(dataset if dataset is not None else tags.manifest.get("dataset") or {"name": space})
     keys = tag_class_keys(tags)
-    classes = [minter.image_class(space, key) for key in keys]
+    classes = tag_class_iris(tags, minter)
     layers = tag_layer_keys(tags)
     filters = {m: [minter.filter(ids.model, layers[m], i) for i in range(tags.n_filters[m])] for m in tags.layers}
     images = [minter.image(key, image_id) for image_id in heldout.image_ids]

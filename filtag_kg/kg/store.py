@@ -332,7 +332,8 @@ class Store:
             return list(islice(self.oxigraph.quads_for_pattern(None, predicate, obj, graph), 1))
 
         return (any(_legacy_quad(q) for p in (LEGACY_TAG_LINK, LEGACY_RUN_LINK) for q in first(p))
-                or bool(first(RDF_TYPE, COARSE_CONCEPT) and not first(TAG_CLASS)) or bool(first(RDF_TYPE, ADDING_TAG_CLASSES)))
+                or bool(first(RDF_TYPE, COARSE_CONCEPT) and not first(TAG_CLASS))
+                or bool(first(RDF_TYPE, ADDING_TAG_CLASSES)))
 
     def rows(self, sparql: str) -> list[list[str]]:
         """The rows of a SELECT over the dataset as stored, each value an IRI or a lexical form."""
@@ -746,11 +747,11 @@ def _add_tag_classes(store: Store | RemoteStore, g: NamedNode, progress: bool, d
     def has(predicate: NamedNode, obj: str = "?y") -> bool:
         return bool(store.rows(f"SELECT ?x WHERE {{ GRAPH {g} {{ ?x {predicate} {obj} }} }} LIMIT 1"))
 
-    mark = f"GRAPH {g} {{ ?u a {ADDING_TAG_CLASSES} }}"
+    marker = f"GRAPH {g} {{ {ADDING_TAG_CLASSES} {RDF_TYPE} {ADDING_TAG_CLASSES} }}"
     if not has(RDF_TYPE, str(ADDING_TAG_CLASSES)):
         if not has(RDF_TYPE, str(COARSE_CONCEPT)) or has(TAG_CLASS):
             return 0
-        store.update(f"INSERT DATA {{ {mark.replace('?u', str(ADDING_TAG_CLASSES))} }}")
+        store.update(f"INSERT DATA {{ {marker} }}")
     parts = store.rows(f"""PREFIX ft: <{FT}> PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>
         SELECT DISTINCT ?tags ?label ?part WHERE {{
           {{ SELECT DISTINCT ?run WHERE {{ GRAPH {g} {{ ?c a ft:CoarseConcept ; {OF_RUN} ?run }} }} }}
@@ -768,7 +769,7 @@ def _add_tag_classes(store: Store | RemoteStore, g: NamedNode, progress: bool, d
         raise UserError(f"cannot upgrade graph {g.value}: the tags of the run its coarse concepts summarise are not in "
                         f"the store; load the run's tags and upgrade again, or link the run again (`filtag-kg link "
                         f"wordnet`)")
-    store.update(f"DELETE WHERE {{ {mark} }}")
+    store.update(f"DELETE DATA {{ {marker} }}")
     return int(n)
 
 

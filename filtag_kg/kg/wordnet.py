@@ -519,9 +519,9 @@ def imagenet_label_wnids(classes: Sequence[str]) -> dict[str, str]:
     'beaver' a fur, and the wnid folders were left unlinked. A label two classes share (crane) has no
     one wnid: it is looked up as a lemma and reported."""
     index = imagenet_index()
-    wnids = set(index.wnids)
-    if not classes or not all(c in wnids or index.indices_of_label(c) for c in classes):
+    if not classes or not all(index.knows(c) for c in classes):
         return {}
+    wnids = set(index.wnids)
     unique = {c: [index.wnids[i] for i in index.indices_of_label(c)] for c in classes}
     return {c: found[0] for c, found in unique.items() if len(found) == 1} | {c: c for c in classes if c in wnids}
 
