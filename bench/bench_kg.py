@@ -14,10 +14,17 @@ is measured, and its answers are checked against the embedded store's (row count
     python bench/bench_kg.py                       # full run, JSON into bench/results/
     python bench/bench_kg.py --k 1 --q 1 --repeat 3  # a quick one
     python bench/bench_kg.py --semantic --k 1 5 --q 1  # the WordNet queries on a linked tagging
+    python bench/bench_kg.py --explanations --k 1 5 --q 1  # error-analysis queries on 200 explained images
 
 `--semantic` links the tagging of --k/--q to WordNet (`filtag-kg link wordnet`: every layer and
 selection coarsened), loads tags and links into the embedded store and into rdflib, and times the
 bundled semantic queries that need only the links (`SEMANTIC_CASES`) on both.
+
+`--explanations [N]` (N images, 200 if no number is given) explains a synthetic held-out set of N
+images (`synthetic_heldout`) with the tagging of --k/--q, loads tags and explanations into a new
+embedded store as `filtag-kg evaluate` does (default `class_counts`), links the tagging to WordNet,
+and times the bundled error-analysis queries (`explanation_params`) on it and on rdflib, and the
+whole `filtag-kg errors` report (`error_report`) once.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from filtag_kg.imagenet import imagenet_index, vgg16_layers
 from filtag_kg.kg import queries
 from filtag_kg.kg.export import METHOD_NODES, export_tags, run_ids
 from filtag_kg.kg.vocab import Minter
-from filtag_kg.records import ActivationStats, TagSet
+from filtag_kg.records import ActivationStats, HeldOut, TagSet
 from peak_rss import peak_rss_bytes
 
 TARGET_LOAD = 200_000  # triples/s
@@ -116,6 +123,101 @@ def semantic(tags: TagSet, directory: str, repeat: int, timeout: float) -> dict[
     result = {"tags": len(tags), "selections": tags.selections, "link_s": link_s, "triples": triples,
               "rdflib_triples": r_triples, "rdflib_load_s": r_seconds}
     result["queries"] = run_queries(directory, semantic_params(), repeat, timeout, dataset)
+    return result
+
+
+# the error-analysis queries timed besides every bundled `errors-*` query, and the one selection they
+# are asked about (where they take one)
+EXPLANATION_QUERIES = ("coarse-errors", "coarse-image-explanation")
+EXPLAINED_SELECTION = "k-best 5"
+RIGHT = 0.7  # share of the synthetic held-out images classified right
+
+
+def synthetic_heldout(tags: TagSet, n_images: int, seed: int = 0) -> HeldOut:
+    """Held-out records of `n_images` images of the classes of `tags`, seeded: 5 distinct random
+    predictions per image, the true label the top-1 for about `RIGHT` of them (another class for
+    the rest), random top-5 probabilities, random activations per layer."""
+    rng = np.random.default_rng(seed)
+    n_classes = len(tags.classes)
+    top = np.array([rng.choice(n_classes, 5, replace=False) for _ in range(n_images)], dtype=np.int64)
+    wrong = (top[:, 0] + rng.integers(1, n_classes, n_images)) % n_classes  # never the top-1
+    labels = np.where(rng.random(n_images) < RIGHT, top[:, 0], wrong)
+    probs = -np.sort(-rng.dirichlet(np.ones(10), n_images)[:, :5], axis=1)
+    wnids = tags.manifest["dataset"]["wnids"]
+    return HeldOut([f"{wnids[c]}/img{i}.JPEG" for i, c in enumerate(labels)], np.arange(n_images, dtype=np.int64),
+                   labels, top, probs.astype(np.float32),
+                   {m: rng.random((n_images, tags.n_filters[m])).astype(np.float32) for m in tags.layers})
+
+
+def explanation_params(tags: TagSet, heldout: HeldOut) -> dict[str, tuple[str, dict[str, object]]]:
+    """Every bundled `errors-*` query and `EXPLANATION_QUERIES`, each with the parameters it declares
+    out of: `EXPLAINED_SELECTION`, n=1, and the first misclassified image of `heldout` (its node, its
+    true and predicted class); a required parameter not among them is refused, naming the query."""
+    from filtag_kg.kg.explanations import images_key
+
+    wrong = next((i for i in range(len(heldout)) if heldout.labels[i] != heldout.top_classes[i, 0]), None)
+    if wrong is None:
+        raise ValueError(f"no misclassified image among the {len(heldout)} held-out images: give more images")
+    truth, predicted = tags.classes[heldout.labels[wrong]], tags.classes[heldout.top_classes[wrong, 0]]
+    values: dict[str, object] = {
+        "selection": EXPLAINED_SELECTION, "n": 1, "class": truth, "true": truth, "predicted": predicted,
+        "image": Minter().image(images_key(tags.manifest["dataset"]), heldout.image_ids[wrong]).value,
+    }
+    cases = {}
+    for name in [n for n in queries.bundled_names() if n.startswith("errors-")] + list(EXPLANATION_QUERIES):
+        declared = queries.load(name).parameters
+        missing = [p.name for p in declared if p.required and p.name not in values]
+        if missing:
+            raise ValueError(f"bundled query {name!r} requires {', '.join(missing)}, which explanation_params "
+                             "gives no value")
+        cases[name] = (name, {p.name: values[p.name] for p in declared if p.name in values})
+    return cases
+
+
+def explanations(tags: TagSet, n_images: int, directory: str, repeat: int, timeout: float) -> dict[str, Any]:
+    """Explain `n_images` synthetic held-out images with `tags`, load tags and explanations into a new
+    embedded store as `load_explanations` does and link the tagging to WordNet (for the coarse
+    queries), load the same into rdflib, and time `explanation_params` on both and `error_report`
+    once on the embedded store."""
+    from itertools import chain
+
+    from filtag_kg.kg.coarsen import link_wordnet
+    from filtag_kg.kg.error_analysis import error_report
+    from filtag_kg.kg.explanations import CLASS_COUNTS, export_explanations
+    from filtag_kg.kg.store import Store
+
+    heldout = synthetic_heldout(tags, n_images)
+    explained = list(export_explanations(tags, heldout, class_counts=CLASS_COUNTS))
+    start = time.perf_counter()
+    with Store(directory) as store:
+        loaded = store.load(chain(export_tags(tags), explained))
+    load_s = time.perf_counter() - start
+    linking = link_wordnet(tags)
+    with Store(directory) as store:
+        store.load(linking.quads, linking.graph)
+        triples = len(store)
+    mb = _disk_bytes(directory) / 2**20
+    right = float(np.mean(heldout.labels == heldout.top_classes[:, 0]))
+    print(f"  {n_images} images ({right:.0%} right), {len(explained):,} explanation quads; tags and explanations "
+          f"loaded in {load_s:.1f} s; with {len(linking.quads):,} WordNet quads {triples:,} triples, {mb:.0f} MB",
+          flush=True)
+    dataset, r_triples, r_seconds, _ = load_rdflib([*export_tags(tags), *explained, *linking.quads])
+    print(f"  rdflib: {r_triples:,} triples loaded in {r_seconds:.1f} s", flush=True)
+    result: dict[str, Any] = {
+        "tags": len(tags), "selections": tags.selections, "images": n_images, "right": right,
+        "class_counts": CLASS_COUNTS, "explanation_quads": len(explained), "loaded_quads": loaded, "load_s": load_s,
+        "wordnet_quads": len(linking.quads), "triples": triples, "store_mb": mb,
+        "rdflib_triples": r_triples, "rdflib_load_s": r_seconds,
+    }
+    result["queries"] = run_queries(directory, explanation_params(tags, heldout), repeat, timeout, dataset)
+    result["row_count_mismatches"] = [n for n, r in result["queries"].items()
+                                      if None not in (r["rows"], r["rdflib_rows"]) and r["rows"] != r["rdflib_rows"]]
+    with open_read_only(directory) as store:
+        start = time.perf_counter()
+        result["error_report"] = error_report(store, EXPLAINED_SELECTION)
+        result["error_report_s"] = time.perf_counter() - start
+    print(f"  error_report (filtag-kg errors --selection '{EXPLAINED_SELECTION}'): {result['error_report_s']:.1f} s",
+          flush=True)
     return result
 
 
@@ -272,7 +374,12 @@ def _timed_drop(path: str, k: list[int], q: list[float], way: str) -> dict[str, 
         after = len(store)
     return {"store_before": before, "store_after": after, "seconds": seconds,
             "max_rss_gb": peak_rss_bytes() / 2**30,
-            "disk_gb": sum(f.stat().st_size for f in Path(path).iterdir()) / 2**30}
+            "disk_gb": _disk_bytes(path) / 2**30}
+
+
+def _disk_bytes(path: str) -> int:
+    """The size of a store's files on disk."""
+    return sum(f.stat().st_size for f in Path(path).iterdir())
 
 
 def _full_replacement(path: Path, graph: Any, store: Any, prefix: str, progress: bool) -> Any:
@@ -419,6 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--semantic", action="store_true",
                         help="only time the WordNet queries on the tagging of --k/--q linked to WordNet, "
                              "side by side with rdflib (try --k 1 5 --q 1)")
+    parser.add_argument("--explanations", type=int, nargs="?", const=200, metavar="N",
+                        help="only time the error-analysis queries on N synthetic held-out images (200 if N is "
+                             "left out) explained with the tagging of --k/--q and linked to WordNet, side by side "
+                             "with rdflib, and the whole errors report (try --k 1 5 --q 1)")
     args = parser.parse_args(argv)
 
     result: dict[str, Any] = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -438,6 +549,18 @@ def main(argv: list[str] | None = None) -> int:
         slow = [n for n, r in done["queries"].items() if r["median_s"] is None or r["median_s"] >= TARGET_QUERY]
         print(f"queries over {TARGET_QUERY * 1000:.0f} ms: {', '.join(slow) or 'none'}")
         return _save(result, args.out / f"bench_kg-semantic-{stamp}.json")
+    if args.explanations is not None:
+        if args.explanations < 1:
+            parser.error(f"--explanations {args.explanations}: give a number of images of at least 1")
+        with tempfile.TemporaryDirectory(prefix="bench-kg-") as tmp:
+            tags = vgg16_tags(args.k, args.q)
+            print(f"{len(tags):,} tags, selections {tags.selections}", flush=True)
+            result["explanations"] = done = explanations(tags, args.explanations, os.path.join(tmp, "explained"),
+                                                         args.repeat, args.timeout)
+        slow = [n for n, r in done["queries"].items() if r["median_s"] is None or r["median_s"] >= TARGET_QUERY]
+        print(f"queries over {TARGET_QUERY * 1000:.0f} ms: {', '.join(slow) or 'none'}; "
+              f"rdflib row-count mismatches: {', '.join(done['row_count_mismatches']) or 'none'}")
+        return _save(result, args.out / f"bench_kg-explanations-{stamp}.json")
     for mode, ways, measure in (("replace", ("rebuild", "differing triples", "whole graph"), _timed_reload),
                                 ("drop", ("rebuild", "removal"), _timed_drop)):
         if not getattr(args, mode):
