@@ -86,6 +86,32 @@ def test_pair_filters_are_the_active_filters_of_the_pairs_errors_with_their_tags
             "--param predicted=cat --param selection='k-best 1')\n") in error_report(store, "k-best 1")
 
 
+def test_pair_filters_keep_an_active_filter_without_tags_and_list_tags_whole() -> None:
+    """Images e and f, dogs taken for cats, activate l1#1 and l2#0, which k-best 1 leaves untagged, and
+    l1#0 (cat, dog) and l2#1 (cat): each filter is a row, an untagged one without tags (the query reads
+    the tags of one filter at a time, with a row without a tag beside them whose empty label must not
+    show in the list)."""
+    from filtag_kg.records import HeldOut
+    from test_explain import hand_case
+
+    tags, _ = hand_case()
+    tags.manifest["dataset"] = {"name": "toy", "label_space": "toy"}
+    heldout = HeldOut(
+        image_ids=["e", "f"], positions=np.arange(2), labels=np.array([1, 1]),
+        top_classes=np.array([[0, 1, 2, -1, -1], [0, 2, 1, -1, -1]]),
+        top_probs=np.array([[0.6, 0.3, 0.1, 0, 0], [0.5, 0.4, 0.1, 0, 0]], np.float32),
+        vectors={"l1": np.array([[0.1, 0.9, 0.2], [0.9, 0.1, 0.2]], np.float32),  # e: l1#1, f: l1#0
+                 "l2": np.array([[0.9, 0.1, 0.2, 0.3], [0.1, 0.9, 0.2, 0.3]], np.float32)},  # e: l2#0, f: l2#1
+    )
+    store = Store()
+    store.extend(chain(export_tags(tags), export_explanations(tags, heldout)))
+    got = {(r["layer"], r["filter"]): (r["images"], r["errors"], r["taggedTrue"], r["taggedPredicted"],
+                                       None if r["tags"] is None else sorted(r["tags"].split(", ")))
+           for r in rows("errors-pair-filters", store, true="dog", predicted="cat", selection="k-best 1")}
+    assert got == {("l1", 0): (1, 2, True, True, ["cat", "dog"]), ("l1", 1): (1, 2, False, False, None),
+                   ("l2", 0): (1, 2, False, False, None), ("l2", 1): (1, 2, False, True, ["cat"])}
+
+
 def test_evaluate_times_the_evaluation_not_the_imports(tmp_path) -> None:
     """A fresh `filtag-kg evaluate` said 'evaluated … in 0.48 s (24,875 image-selections/s)' for an
     evaluation of 0.02 s: the clock ran over the first import of scipy.stats and scipy.sparse. In a
