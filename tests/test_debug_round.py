@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pyoxigraph import Store
 from test_cli_explain import two_class_tags
+from test_explain import hand_case
 from test_explanations_kg import case  # noqa: F401  (the hand case in a store: a fixture)
 
 import filtag_kg
@@ -20,7 +21,7 @@ from filtag_kg.explain import Explanation, explain
 from filtag_kg.kg.error_analysis import error_report
 from filtag_kg.kg.explanations import export_explanations
 from filtag_kg.kg.export import export_tags
-from filtag_kg.records import ActivationStats
+from filtag_kg.records import ActivationStats, HeldOut
 
 from kg_helpers import four_selections_store, rows, run_iri
 
@@ -91,9 +92,6 @@ def test_pair_filters_keep_an_active_filter_without_tags_and_list_tags_whole() -
     l1#0 (cat, dog) and l2#1 (cat): each filter is a row, an untagged one without tags (the query reads
     the tags of one filter at a time, with a row without a tag beside them whose empty label must not
     show in the list)."""
-    from filtag_kg.records import HeldOut
-    from test_explain import hand_case
-
     tags, _ = hand_case()
     tags.manifest["dataset"] = {"name": "toy", "label_space": "toy"}
     heldout = HeldOut(
@@ -161,8 +159,6 @@ def test_pair_filters_of_one_run_stay_its_own_beside_another_network(case) -> No
 
 def test_a_filter_class_graph_of_a_selection_not_made_says_which() -> None:
     """filter_class_graph(tags, 'k-best', 7) said 'name one selection of this tag set', as if none was named."""
-    from test_explain import hand_case
-
     from filtag_kg.kg.graphs import filter_class_graph
 
     tags, _ = hand_case()
