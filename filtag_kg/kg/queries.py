@@ -280,8 +280,9 @@ class Query:
         after (`semantic-filters-under-concept`: every concept, 16 s); bound inside it gives the same
         rows, as a projected variable is a group key of the sub-select (or is not aggregated), and the
         outer block joins the same values again; but not in one with LIMIT or OFFSET, which would then
-        cut other rows. Only on request: Oxigraph 0.5.13 plans some sub-selects worse so bound
-        (`errors-confused-pairs` on the demo store: 0.11 s unbound, 1.07 s bound inside)."""
+        cut other rows. Only on request: Oxigraph 0.5.13 plans some sub-selects worse so bound (the
+        pairs' sub-select of `errors-confused-pairs` on the demo store: 0.11 s unbound, 1.07 s bound
+        inside, which that query keeps unbound with a LIMIT of 10^9)."""
         if not bindings:
             return self.text
         blocks = self._values_blocks(bindings)
